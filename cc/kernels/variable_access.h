@@ -1,0 +1,187 @@
+// Validation and in-place access shared by every optimizer kernel.
+//
+// Kernels validate in one fixed order, so the first error a user sees is the
+// most fundamental one:
+//   1. variables exist, are initialised (FailedPrecondition), are distinct
+//      and have dtype T (InvalidArgument)
+//   2. hyperparameters are scalars
+//   3. slots and gradient have the shapes the variable implies
+//   4. hyperparameter values are in range (step >= 1)
+// Nothing is written before all checks pass.
+#ifndef TF_OPT_PLUGIN_CC_KERNELS_VARIABLE_ACCESS_H_
+#define TF_OPT_PLUGIN_CC_KERNELS_VARIABLE_ACCESS_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_var.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/kernels/training_op_helpers.h"
+
+namespace tf_opt_plugin {
+
+// A resource-variable input of an op, and the name errors call it by.
+struct VariableInput {
+  int index;
+  std::string name;
+};
+
+// Appends the resource input called `name` to `inputs`; for a list input
+// (e.g. the Adafactor accumulators) each element, named `name[i]`.
+absl::Status AppendVariableInputs(tensorflow::OpKernelContext* ctx,
+                                  const std::string& name, bool is_list,
+                                  std::vector<VariableInput>* inputs);
+
+// Checks step 1 for every input under the locks and returns the tensors to
+// update in place (copied first when their buffer is shared, as TF's own
+// training ops do). Callers hold the lock holder for the whole update.
+template <typename Device, typename T>
+absl::Status GetVariablesForUpdate(tensorflow::OpKernelContext* ctx,
+                                   const std::vector<VariableInput>& inputs,
+                                   std::vector<tensorflow::Tensor>* tensors);
+
+// Checks every input names a live variable (FailedPrecondition naming the
+// first that does not), then locks them all in mutex address order, which
+// keeps concurrent ops deadlock-free.
+template <typename Device, typename T>
+absl::Status LockVariables(
+    tensorflow::OpKernelContext* ctx, bool use_locking,
+    const std::vector<VariableInput>& inputs,
+    std::optional<tensorflow::VariableInputLockHolder>* locks) {
+  std::vector<int> ids;
+  ids.reserve(inputs.size());
+  for (const VariableInput& input : inputs) {
+    tensorflow::core::RefCountPtr<tensorflow::Var> var;
+    absl::Status status = tensorflow::LookupResource(
+        ctx, tensorflow::HandleFromInput(ctx, input.index), &var);
+    if (!status.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Attempting to use uninitialized variable `", input.name,
+          "`: it was never created, never assigned a value, or has been "
+          "deleted. ", status.message()));
+    }
+    ids.push_back(input.index);
+  }
+  locks->emplace(tensorflow::MaybeLockVariableInputMutexesInOrder<Device, T>(
+      ctx, use_locking, /*sparse=*/false, ids));
+  return ctx->status();
+}
+
+// "`lr` must be a scalar. Received: lr.shape=[2]"
+absl::Status CheckScalar(const char* name, const tensorflow::Tensor& tensor);
+
+// Looks up each named scalar input and checks it is a scalar.
+absl::Status GetScalarInputs(tensorflow::OpKernelContext* ctx,
+                             const std::vector<const char*>& names,
+                             std::vector<const tensorflow::Tensor*>* scalars);
+
+// "`m` must have the shape of `var`. Received: var.shape=[3,4], m.shape=[4,3]"
+absl::Status CheckSameShape(const std::string& name,
+                            const tensorflow::Tensor& tensor,
+                            const tensorflow::Tensor& var);
+
+// "`step` must be >= 1 (the 1-based count of this update). Received: step=0"
+absl::Status CheckStep(const tensorflow::Tensor& step);
+
+// A resource input of an op, single or list-valued.
+struct VariableSpec {
+  const char* name;
+  bool is_list;
+};
+
+// The locked and validated inputs of one optimizer update. `vars[0]` is the
+// variable, the rest its slots in op order; the locks are held for as long as
+// this object lives.
+struct UpdateInputs {
+  std::vector<VariableInput> variables;
+  std::optional<tensorflow::VariableInputLockHolder> locks;
+  std::vector<tensorflow::Tensor> vars;
+  std::vector<const tensorflow::Tensor*> scalars;
+  const tensorflow::Tensor* grad = nullptr;
+};
+
+// Steps 1 and 2 of the validation order for an op whose inputs are
+// `variables`, the scalars `scalar_names` and `grad`.
+template <typename Device, typename T>
+absl::Status PrepareUpdate(tensorflow::OpKernelContext* ctx, bool use_locking,
+                           const std::vector<VariableSpec>& variables,
+                           const std::vector<const char*>& scalar_names,
+                           UpdateInputs* update) {
+  for (const VariableSpec& spec : variables) {
+    TF_RETURN_IF_ERROR(AppendVariableInputs(ctx, spec.name, spec.is_list,
+                                            &update->variables));
+  }
+  TF_RETURN_IF_ERROR((LockVariables<Device, T>(ctx, use_locking,
+                                               update->variables,
+                                               &update->locks)));
+  TF_RETURN_IF_ERROR(
+      (GetVariablesForUpdate<Device, T>(ctx, update->variables, &update->vars)));
+  TF_RETURN_IF_ERROR(GetScalarInputs(ctx, scalar_names, &update->scalars));
+  return ctx->input("grad", &update->grad);
+}
+
+// "`clip_threshold` must be > 0. Received: clip_threshold=0"
+template <typename C>
+absl::Status CheckPositive(const char* name, const tensorflow::Tensor& scalar) {
+  const C value = scalar.scalar<C>()();
+  if (value > C(0)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "`", name, "` must be > 0. Received: ", name, "=", value));
+}
+
+// Step 3 for ops whose every slot is shaped like the variable.
+absl::Status CheckSlotsAndGradMatchVar(const UpdateInputs& update);
+
+// ---------------------------------------------------------------------------
+
+template <typename Device, typename T>
+absl::Status GetVariablesForUpdate(tensorflow::OpKernelContext* ctx,
+                                   const std::vector<VariableInput>& inputs,
+                                   std::vector<tensorflow::Tensor>* tensors) {
+  using tensorflow::Var;
+  const tensorflow::DataType expected = tensorflow::DataTypeToEnum<T>::value;
+  std::vector<Var*> seen;
+  tensors->clear();
+  tensors->reserve(inputs.size());
+  for (const VariableInput& input : inputs) {
+    tensorflow::core::RefCountPtr<Var> var;
+    absl::Status status = tensorflow::LookupResource(
+        ctx, tensorflow::HandleFromInput(ctx, input.index), &var);
+    if (!status.ok()) return status;
+    if (!var->is_initialized) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Attempting to use uninitialized variable `", input.name,
+          "`. Initialise it (e.g. tf.Variable(initial_value)) before "
+          "applying an update."));
+    }
+    for (size_t i = 0; i < seen.size(); ++i) {
+      if (seen[i] == var.get()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "`", inputs[i].name, "` and `", input.name,
+            "` must be distinct variables. Received the same variable twice."));
+      }
+    }
+    seen.push_back(var.get());
+    const tensorflow::DataType actual = var->tensor()->dtype();
+    if (actual != expected) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "`", input.name, "` must have dtype ",
+          tensorflow::DataTypeString(expected), " (the dtype of `grad`). Received: ",
+          input.name, ".dtype=", tensorflow::DataTypeString(actual)));
+    }
+    tensorflow::Tensor tensor;
+    TF_RETURN_IF_ERROR((tensorflow::GetInputTensorFromVariable<Device, T>(
+        ctx, input.index, /*lock_held=*/true, /*sparse=*/false, &tensor)));
+    tensors->push_back(std::move(tensor));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tf_opt_plugin
+
+#endif  // TF_OPT_PLUGIN_CC_KERNELS_VARIABLE_ACCESS_H_
