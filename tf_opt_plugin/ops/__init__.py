@@ -1,0 +1,32 @@
+"""The algorithm core of tf_opt_plugin: one function per optimizer update.
+
+Each `resource_apply_*` function updates a variable and its slots in place,
+with the fused custom op where it can run and with a pure-TF twin that
+computes the same numbers everywhere else (XLA, DTensor, other devices,
+library not loaded). The Keras 3, tf-keras and DTensor optimizer classes are
+thin front ends over these functions.
+"""
+
+from tf_opt_plugin.ops._dispatch import DISABLE_ENV
+from tf_opt_plugin.ops._dispatch import dispatch_reason
+from tf_opt_plugin.ops._dispatch import FusedOpUnavailableError
+from tf_opt_plugin.ops._library import library_path
+from tf_opt_plugin.ops._library import load_library
+from tf_opt_plugin.ops._library import LibraryLoadError
+from tf_opt_plugin.ops.adafactor import accumulator_shapes
+from tf_opt_plugin.ops.adafactor import resource_apply_adafactor
+from tf_opt_plugin.ops.adamw import resource_apply_adamw
+from tf_opt_plugin.ops.lamb import resource_apply_lamb
+
+__all__ = [
+    "DISABLE_ENV",
+    "FusedOpUnavailableError",
+    "LibraryLoadError",
+    "accumulator_shapes",
+    "dispatch_reason",
+    "library_path",
+    "load_library",
+    "resource_apply_adafactor",
+    "resource_apply_adamw",
+    "resource_apply_lamb",
+]

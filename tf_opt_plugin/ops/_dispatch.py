@@ -1,0 +1,121 @@
+"""Chooses, per variable and at trace time, the fused op or the pure-TF twin."""
+
+import os
+
+import tensorflow as tf
+
+from tf_opt_plugin.ops import _library
+
+DISABLE_ENV = "TF_OPT_PLUGIN_DISABLE_CUSTOM_OPS"
+SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+# Devices with registered kernels. GPU kernels are compiled but not yet
+# registered (see README, "GPU status"), so GPU variables use the twin.
+SUPPORTED_DEVICE_TYPES = ("CPU",)
+
+_REASON_TEXT = {
+    "disabled": f"the environment variable {DISABLE_ENV}=1 disables custom ops",
+    "not_loaded": "the op library could not be loaded",
+    "xla": "the update is traced inside an XLA-compiled function "
+           "(jit_compile=True), where custom ops cannot run",
+    "dtensor": "the variable is a DTensor, and custom ops have no DTensor "
+               "layout propagation",
+    "device": "the variable lives on a device without a kernel "
+              f"(kernels exist for: {', '.join(SUPPORTED_DEVICE_TYPES)})",
+    "dtype": "the variable's dtype has no kernel (kernels exist for "
+             "float16, bfloat16, float32 and float64)",
+}
+
+
+class FusedOpUnavailableError(RuntimeError):
+  """`fused=True` was asked for where the custom op cannot run."""
+
+  def __init__(self, reason, detail=""):
+    self.reason = reason
+    message = (f"The fused op cannot run here: {_REASON_TEXT[reason]} "
+               f"(dispatch_reason={reason!r}). Pass fused=None to fall back "
+               "to the pure-TensorFlow update, which computes the same values.")
+    if detail:
+      message += "\n" + detail
+    super().__init__(message)
+
+
+def _in_xla_context():
+  try:
+    from tensorflow.python.framework import ops  # pylint: disable=g-import-not-at-top
+    from tensorflow.python.ops import control_flow_util  # pylint: disable=g-import-not-at-top
+  except ImportError:  # private API moved: assume no XLA rather than fail
+    return False
+  if tf.executing_eagerly():
+    return False
+  return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
+
+
+def _is_dtensor(value):
+  try:
+    from tensorflow.experimental import dtensor  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return False
+  if isinstance(value, dtensor.DVariable):
+    return True
+  handle = getattr(value, "handle", None)
+  try:
+    return handle is not None and dtensor.is_dtensor(handle)
+  except (ValueError, TypeError):
+    return False
+
+
+def _device_type(variable):
+  device = getattr(variable, "device", "") or ""
+  spec = tf.DeviceSpec.from_string(device)
+  if spec.device_type:
+    return spec.device_type.upper()
+  # Unplaced (graph building without a device scope): TF places a CPU kernel
+  # on the CPU unless a GPU is visible.
+  return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+
+
+def dispatch_reason(variable, gradient=None):
+  """Why the custom op will not run for `variable`, or None when it will.
+
+  Decided at trace time, per variable. Reasons, checked in this order:
+  "disabled" (env TF_OPT_PLUGIN_DISABLE_CUSTOM_OPS=1), "not_loaded" (the
+  library failed to load), "xla" (inside an XLA-compiled function),
+  "dtensor" (a DTensor variable), "device" (a device without a kernel) and
+  "dtype" (a dtype without a kernel).
+
+  >>> v = tf.Variable([1.0, 2.0])
+  >>> dispatch_reason(v) in (None, "not_loaded")
+  True
+  """
+  if os.environ.get(DISABLE_ENV, "0").strip().lower() not in ("", "0", "false"):
+    return "disabled"
+  if not _library.is_loaded():
+    return "not_loaded"
+  if _in_xla_context():
+    return "xla"
+  if _is_dtensor(variable) or (gradient is not None and _is_dtensor(gradient)):
+    return "dtensor"
+  if _device_type(variable) not in SUPPORTED_DEVICE_TYPES:
+    return "device"
+  dtype = tf.as_dtype(variable.dtype).base_dtype
+  if dtype not in SUPPORTED_DTYPES:
+    return "dtype"
+  return None
+
+
+def use_fused_op(fused, variable, gradient):
+  """Resolves the `fused` argument of the resource_apply_* functions."""
+  if fused is False:
+    return False
+  reason = dispatch_reason(variable, gradient)
+  if reason is None:
+    return True
+  if fused:
+    detail = ""
+    if reason == "not_loaded":
+      try:
+        _library.load_library()
+      except _library.LibraryLoadError as e:
+        detail = str(e)
+    raise FusedOpUnavailableError(reason, detail)
+  return False

@@ -1,0 +1,86 @@
+"""Conversion and validation of the inputs shared by every update function.
+
+The fused kernels validate on their own; the pure-TF twins call these checks,
+which raise the same error types with the same messages, so a user sees the
+same failure whichever path ran.
+"""
+
+import tensorflow as tf
+
+
+def compute_dtype(dtype):
+  """float64 for float64 variables, float32 for every other (half types too)."""
+  return tf.float64 if tf.as_dtype(dtype).base_dtype == tf.float64 else tf.float32
+
+
+def as_scalar(value, dtype, name):
+  """A Python number, tensor or variable as a scalar tensor of `dtype`."""
+  if isinstance(value, (int, float)):
+    return tf.constant(value, dtype=dtype, name=name)
+  tensor = tf.convert_to_tensor(value, name=name)
+  if tensor.shape.rank not in (None, 0):
+    raise tf.errors.InvalidArgumentError(
+        None, None,
+        f"`{name}` must be a scalar. Received: {name}.shape={tensor.shape}")
+  return tf.cast(tensor, dtype)
+
+
+def as_step(step):
+  """`step`, the 1-based count of this update, as an int64 scalar."""
+  tensor = tf.cast(tf.convert_to_tensor(step, name="step"), tf.int64)
+  if tensor.shape.rank not in (None, 0):
+    raise tf.errors.InvalidArgumentError(
+        None, None,
+        f"`step` must be a scalar. Received: step.shape={tensor.shape}")
+  static = tf.get_static_value(tensor)
+  if static is not None and static < 1:
+    raise tf.errors.InvalidArgumentError(
+        None, None,
+        "`step` must be >= 1 (the 1-based count of this update). Received: "
+        f"step={static}")
+  return tensor
+
+
+def as_dense_gradient(grad):
+  """The gradient as a dense tensor; IndexedSlices have duplicates summed.
+
+  Summing repeated indices before any nonlinear math is what makes a sparse
+  update equal the dense one (Keras 3 squares each duplicate separately).
+  """
+  if isinstance(grad, tf.IndexedSlices):
+    return tf.convert_to_tensor(grad)
+  return tf.convert_to_tensor(grad, name="grad")
+
+
+def check_variable(variable, name, dtype):
+  """The variable has `dtype` (that of the gradient)."""
+  actual = tf.as_dtype(variable.dtype).base_dtype
+  if actual != dtype:
+    raise tf.errors.InvalidArgumentError(
+        None, None,
+        f"`{name}` must have dtype {dtype.name} (the dtype of `grad`). "
+        f"Received: {name}.dtype={actual.name}")
+
+
+def check_same_shape(name, shape, var_shape):
+  """`name` is shaped like `var` (statically, where both are known)."""
+  shape, var_shape = tf.TensorShape(shape), tf.TensorShape(var_shape)
+  if not shape.is_compatible_with(var_shape):
+    raise tf.errors.InvalidArgumentError(
+        None, None,
+        f"`{name}` must have the shape of `var`. Received: "
+        f"var.shape={var_shape}, {name}.shape={shape}")
+
+
+def check_update_inputs(var, slots, grad):
+  """Dtype and shape checks of a variable, its slots ({name: var}) and grad."""
+  if not tf.as_dtype(grad.dtype).is_floating:
+    raise TypeError(
+        "`grad` and `var` must be floating-point. Received: "
+        f"grad.dtype={tf.as_dtype(grad.dtype).name}")
+  check_variable(var, "var", grad.dtype)
+  for name, slot in slots.items():
+    check_variable(slot, name, grad.dtype)
+  for name, slot in slots.items():
+    check_same_shape(name, slot.shape, var.shape)
+  check_same_shape("grad", grad.shape, var.shape)

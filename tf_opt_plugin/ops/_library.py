@@ -1,0 +1,78 @@
+"""Lazy loading of the custom-op shared library.
+
+The library is loaded on first use, not at import, so `import tf_opt_plugin`
+never fails: when the binary is missing or was built for another TensorFlow,
+every optimizer still runs on its pure-TF twin and `dispatch_reason()` says
+"not_loaded".
+"""
+
+import os
+import threading
+
+import tensorflow as tf
+
+from tf_opt_plugin.ops import _build_info
+
+LIBRARY_FILENAME = "_tf_opt_plugin_ops.so"
+# Points at another build of the library (e.g. a development build).
+LIBRARY_PATH_ENV = "TF_OPT_PLUGIN_LIBRARY"
+
+_lock = threading.Lock()
+_module = None
+_error = None
+
+
+class LibraryLoadError(ImportError):
+  """The custom-op library could not be loaded; the message says how to fix it."""
+
+
+def library_path():
+  """The file the library is loaded from."""
+  override = os.environ.get(LIBRARY_PATH_ENV)
+  if override:
+    return override
+  return os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                      LIBRARY_FILENAME)
+
+
+def _describe_failure(path, cause):
+  running = ".".join(tf.__version__.split(".")[:2])
+  built = _build_info.TF_VERSION_BUILT_AGAINST
+  lines = [f"Could not load the tf_opt_plugin op library from {path}: {cause}"]
+  if not os.path.exists(path):
+    lines.append("The file does not exist: this install has no compiled ops.")
+  if running != built:
+    lines.append(
+        f"It was built against TensorFlow {built}.x, but this process runs "
+        f"TensorFlow {tf.__version__}: install tensorflow=={built}.* or "
+        "rebuild the library.")
+  lines.append(
+      "To rebuild from source: `python3 configure.py && bazel build "
+      "//:tf_opt_plugin/ops/_tf_opt_plugin_ops.so && ./pip_pkg.sh dist && "
+      "pip install dist/*.whl` (see README.md). Until then the optimizers run "
+      "their pure-TensorFlow twins.")
+  return "\n".join(lines)
+
+
+def load_library():
+  """Loads (once) and returns the op module; raises LibraryLoadError."""
+  global _module, _error
+  with _lock:
+    if _module is None and _error is None:
+      path = library_path()
+      try:
+        _module = tf.load_op_library(path)
+      except (tf.errors.NotFoundError, OSError) as e:
+        _error = LibraryLoadError(_describe_failure(path, e))
+    if _error is not None:
+      raise _error
+    return _module
+
+
+def is_loaded():
+  """True when the op library loads; never raises."""
+  try:
+    load_library()
+    return True
+  except LibraryLoadError:
+    return False

@@ -1,0 +1,158 @@
+"""Adafactor: the fused `ResourceApplyAdafactor` op and its pure-TF twin.
+
+Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory
+Cost" (2018), Algorithms 4 and 5, as Keras implements it, except that
+`relative_step=False` really gives a constant step:
+
+    beta_2_t = 1 - t^beta_2_decay,   G = g^2 + epsilon_1
+    rank >= 2:  r <- beta_2_t r + (1 - beta_2_t) mean(G, axis=-1)
+                c <- beta_2_t c + (1 - beta_2_t) mean(G, axis=-2)
+                u  = g / sqrt(r_i c_j / mean(r))
+    rank < 2:   v <- beta_2_t v + (1 - beta_2_t) G;   u = g / sqrt(v)
+    u   <- u / max(1, RMS(u) / clip_threshold)
+    rho  = min(lr, 1 / sqrt(t)) if relative_step else lr
+    w   <- w - max(epsilon_2, RMS(w)) * rho * u
+
+`accumulators` is (row, column) for a variable of rank >= 2, shaped
+`var.shape[:-1]` and `var.shape[:-2] + var.shape[-1:]`, and (v,) shaped like
+the variable otherwise.
+"""
+
+import tensorflow as tf
+
+from tf_opt_plugin.ops import _dispatch
+from tf_opt_plugin.ops import _inputs
+from tf_opt_plugin.ops import _library
+
+
+def accumulator_shapes(var_shape):
+  """The accumulator shapes a variable of `var_shape` needs, in op order.
+
+  >>> accumulator_shapes([3, 4, 5])
+  [TensorShape([3, 4]), TensorShape([3, 5])]
+  >>> accumulator_shapes([7])
+  [TensorShape([7])]
+  """
+  shape = tf.TensorShape(var_shape)
+  if shape.rank < 2:
+    return [shape]
+  return [shape[:-1], shape[:-2].concatenate(shape[-1:])]
+
+
+def resource_apply_adafactor(var, accumulators, grad, *, learning_rate,
+                             beta_2_decay, epsilon_1, epsilon_2,
+                             clip_threshold, step, relative_step=True,
+                             use_locking=True, fused=None):
+  """Applies one Adafactor step to `var` and its `accumulators` in place.
+
+  Args:
+    var: the `tf.Variable` to update (float16, bfloat16, float32, float64).
+    accumulators: (row, column) variables for rank >= 2, (v,) otherwise,
+      zero-initialised, shaped as `accumulator_shapes(var.shape)`.
+    grad: the gradient, a tensor shaped like `var` or `tf.IndexedSlices`.
+    learning_rate, beta_2_decay, epsilon_1, epsilon_2, clip_threshold:
+      scalars (Python numbers, tensors or variables).
+    step: the 1-based count of this update.
+    relative_step: True scales the step by min(lr, 1/sqrt(step)), False uses
+      `learning_rate` as it is.
+    use_locking: hold the variables' locks during the update.
+    fused: None, True or False, as for `resource_apply_adamw`.
+
+  Returns:
+    The update op in graph mode, None eagerly.
+
+  >>> w = tf.Variable([[1.0, 2.0], [3.0, 4.0]])
+  >>> acc = [tf.Variable(tf.zeros(s)) for s in accumulator_shapes(w.shape)]
+  >>> _ = resource_apply_adafactor(w, acc, tf.ones([2, 2]),
+  ...     learning_rate=0.01, beta_2_decay=-0.8, epsilon_1=1e-30,
+  ...     epsilon_2=1e-3, clip_threshold=1.0, step=1)
+  >>> [round(float(x), 4) for x in w.numpy().ravel()]  # 0.01 * RMS(w) each
+  [0.9726, 1.9726, 2.9726, 3.9726]
+  """
+  grad = _inputs.as_dense_gradient(grad)
+  compute = _inputs.compute_dtype(grad.dtype)
+  accumulators = list(accumulators)
+  scalars = dict(
+      lr=_inputs.as_scalar(learning_rate, compute, "learning_rate"),
+      beta_2_decay=_inputs.as_scalar(beta_2_decay, compute, "beta_2_decay"),
+      epsilon_1=_inputs.as_scalar(epsilon_1, compute, "epsilon_1"),
+      epsilon_2=_inputs.as_scalar(epsilon_2, compute, "epsilon_2"),
+      clip_threshold=_inputs.as_scalar(clip_threshold, compute,
+                                       "clip_threshold"),
+      step=_inputs.as_step(step))
+  if _dispatch.use_fused_op(fused, var, grad):
+    return _library.load_library().resource_apply_adafactor(
+        var=var.handle, accumulators=[a.handle for a in accumulators],
+        grad=grad, relative_step=relative_step, use_locking=use_locking,
+        **scalars)
+  _check_accumulators(var, accumulators, grad)
+  return _adafactor_twin(var, accumulators, grad, relative_step=relative_step,
+                         **scalars)
+
+
+def _check_accumulators(var, accumulators, grad):
+  _inputs.check_update_inputs(var, {}, grad)
+  expected = accumulator_shapes(var.shape)
+  if len(accumulators) != len(expected):
+    kind = (" variables (row, column) for a variable of rank >= 2"
+            if len(expected) == 2 else
+            " variable (shaped like `var`) for a variable of rank < 2")
+    raise tf.errors.InvalidArgumentError(
+        None, None,
+        f"`accumulators` must hold {len(expected)}{kind}. Received: "
+        f"{len(accumulators)} accumulators for var.shape={var.shape}")
+  for i, (accumulator, shape) in enumerate(zip(accumulators, expected)):
+    _inputs.check_variable(accumulator, f"accumulators[{i}]", grad.dtype)
+    if not accumulator.shape.is_compatible_with(shape):
+      raise tf.errors.InvalidArgumentError(
+          None, None,
+          f"`accumulators[{i}]` must have shape {shape}. Received: "
+          f"var.shape={var.shape}, accumulators[{i}].shape={accumulator.shape}")
+
+
+def _rms(x):
+  return tf.sqrt(tf.reduce_mean(tf.square(x)))
+
+
+def _adafactor_twin(var, accumulators, grad, *, lr, beta_2_decay, epsilon_1,
+                    epsilon_2, clip_threshold, step, relative_step):
+  """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
+  if var.shape.num_elements() == 0:
+    return tf.no_op()
+  compute = lr.dtype
+  g = tf.cast(grad, compute)
+  w = tf.cast(var.read_value(), compute)
+  t = tf.cast(step, compute)
+  beta_2_t = 1 - tf.pow(t, beta_2_decay)
+  square = g * g + epsilon_1
+
+  def accumulate(accumulator, mean_square):
+    old = tf.cast(accumulator.read_value(), compute)
+    return beta_2_t * old + (1 - beta_2_t) * mean_square
+
+  def inverse_root(accumulator):
+    # The exact recurrence never goes below epsilon_1; a float16 one can.
+    return tf.math.rsqrt(tf.maximum(accumulator, epsilon_1))
+
+  if var.shape.rank >= 2:
+    row = accumulate(accumulators[0], tf.reduce_mean(square, axis=-1))
+    col = accumulate(accumulators[1], tf.reduce_mean(square, axis=-2))
+    mean_row = tf.maximum(tf.reduce_mean(row, axis=-1, keepdims=True),
+                          epsilon_1)
+    # Applied as separate factors: r_i * c_j / mean(r) underflows to 0 in
+    # float32 for an all-zero gradient row and column (Keras 3 defect 9).
+    row_scale = tf.sqrt(mean_row) * inverse_root(row)
+    u = (g * row_scale[..., :, tf.newaxis]) * inverse_root(col)[..., tf.newaxis, :]
+    new_accumulators = (row, col)
+  else:
+    v = accumulate(accumulators[0], square)
+    u = g * inverse_root(v)
+    new_accumulators = (v,)
+
+  u = u / tf.maximum(tf.constant(1, compute), _rms(u) / clip_threshold)
+  rho = tf.minimum(lr, 1 / tf.sqrt(t)) if relative_step else lr
+  alpha = tf.maximum(epsilon_2, _rms(w)) * rho
+  updates = [a.assign(tf.cast(value, a.dtype))
+             for a, value in zip(accumulators, new_accumulators)]
+  updates.append(var.assign(tf.cast(w - alpha * u, var.dtype)))
+  return tf.group(*updates)
