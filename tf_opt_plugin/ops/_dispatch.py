@@ -57,10 +57,13 @@ def _is_dtensor(value):
     return False
   if isinstance(value, dtensor.DVariable):
     return True
-  handle = getattr(value, "handle", None)
+  if not tf.executing_eagerly():
+    # Inside a tf.function only DVariables can be recognised; a DTensor
+    # *tensor* reaching here still fails loudly in the op, never silently.
+    return False
   try:
-    return handle is not None and dtensor.is_dtensor(handle)
-  except (ValueError, TypeError):
+    return dtensor.is_dtensor(getattr(value, "handle", value))
+  except (ValueError, TypeError, RuntimeError):
     return False
 
 

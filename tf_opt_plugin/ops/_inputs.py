@@ -84,3 +84,33 @@ def check_update_inputs(var, slots, grad):
   for name, slot in slots.items():
     check_same_shape(name, slot.shape, var.shape)
   check_same_shape("grad", grad.shape, var.shape)
+
+
+def runtime_checks(variables, step):
+  """Checks the twin needs before it reads or writes anything.
+
+  Eagerly, an uninitialised variable raises FailedPreconditionError here (its
+  read would silently return an empty tensor). Traced, a step that is only
+  known at run time gets an assertion, which the caller makes every read and
+  write of the update depend on, so a bad step changes nothing.
+
+  Args:
+    variables: {name: variable} of the variable and its slots.
+    step: the int64 step tensor from `as_step`.
+
+  Returns:
+    The assertion ops to use as control dependencies (possibly none).
+  """
+  if tf.executing_eagerly():
+    for name, variable in variables.items():
+      if not bool(variable.is_initialized()):
+        raise tf.errors.FailedPreconditionError(
+            None, None,
+            f"Attempting to use uninitialized variable `{name}`. Initialise "
+            "it before applying an update.")
+    return []
+  if tf.get_static_value(step) is not None:
+    return []
+  return [tf.debugging.assert_greater_equal(
+      step, tf.constant(1, tf.int64),
+      message="`step` must be >= 1 (the 1-based count of this update)")]

@@ -86,8 +86,12 @@ def resource_apply_adafactor(var, accumulators, grad, *, learning_rate,
         grad=grad, relative_step=relative_step, use_locking=use_locking,
         **scalars)
   _check_accumulators(var, accumulators, grad)
-  return _adafactor_twin(var, accumulators, grad, relative_step=relative_step,
-                         **scalars)
+  variables = {"var": var}
+  variables.update({f"accumulators[{i}]": a for i, a in enumerate(accumulators)})
+  with tf.control_dependencies(
+      _inputs.runtime_checks(variables, scalars["step"])):
+    return _adafactor_twin(var, accumulators, grad,
+                           relative_step=relative_step, **scalars)
 
 
 def _check_accumulators(var, accumulators, grad):

@@ -66,7 +66,9 @@ def resource_apply_adamw(var, m, v, grad, *, learning_rate, beta_1, beta_2,
   if vhat is not None:
     slots["vhat[0]"] = vhat
   _inputs.check_update_inputs(var, slots, grad)
-  return _adamw_twin(var, m, v, vhat, grad, **scalars)
+  with tf.control_dependencies(
+      _inputs.runtime_checks({"var": var, **slots}, scalars["step"])):
+    return _adamw_twin(var, m, v, vhat, grad, **scalars)
 
 
 def _adamw_twin(var, m, v, vhat, grad, *, lr, beta_1, beta_2, epsilon,

@@ -64,9 +64,12 @@ def resource_apply_lamb(var, m, v, grad, *, learning_rate, beta_1, beta_2,
         var=var.handle, m=m.handle, v=v.handle, grad=grad,
         use_layer_adaptation=use_layer_adaptation, use_locking=use_locking,
         **scalars)
-  _inputs.check_update_inputs(var, {"m": m, "v": v}, grad)
-  return _lamb_twin(var, m, v, grad, use_layer_adaptation=use_layer_adaptation,
-                    **scalars)
+  slots = {"m": m, "v": v}
+  _inputs.check_update_inputs(var, slots, grad)
+  with tf.control_dependencies(
+      _inputs.runtime_checks({"var": var, **slots}, scalars["step"])):
+    return _lamb_twin(var, m, v, grad,
+                      use_layer_adaptation=use_layer_adaptation, **scalars)
 
 
 def _lamb_twin(var, m, v, grad, *, lr, beta_1, beta_2, epsilon,
