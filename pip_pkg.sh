@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds the tf_opt_plugin wheel into DEST_DIR.
+#
+#   python3 configure.py --python PATH
+#   bazel build //:tf_opt_plugin/ops/_tf_opt_plugin_ops.so
+#   ./pip_pkg.sh DEST_DIR
+#
+# Stages tf_opt_plugin/**/*.py and the Bazel-built _tf_opt_plugin_ops.so into a temporary
+# directory and builds a py3-none-<platform> wheel there, pinned to the TensorFlow minor version
+# the library was compiled against (//:tf_build_info, from the TF configure.py found), which is
+# also written into the staged tf_opt_plugin/ops/_build_info.py.
+# It (re)runs `bazel build` for the .so and the pin first, a no-op when the build is up to date,
+# so the two always come from the same configuration. The wheel is built with the Python
+# configure.py was given (override: $PYTHON), which needs setuptools and wheel.
+set -euo pipefail
+
+usage() { echo "usage: $0 DEST_DIR" >&2; exit 2; }
+die() { echo "pip_pkg.sh: error: $*" >&2; exit 1; }
+
+[[ $# -eq 1 ]] || usage
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+mkdir -p "$1"
+DEST=$(cd "$1" && pwd)
+
+CONFIG="$ROOT/.configure.json"
+[[ -f "$CONFIG" ]] || die "$CONFIG missing: run python3 configure.py first"
+PYTHON=${PYTHON:-$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["python"])' "$CONFIG")}
+
+SO_TARGET="//:tf_opt_plugin/ops/_tf_opt_plugin_ops.so"
+(cd "$ROOT" && bazel build "$SO_TARGET" //:tf_build_info) || die "bazel build failed"
+BAZEL_BIN=$(cd "$ROOT" && bazel info bazel-bin 2>/dev/null)
+SO="$BAZEL_BIN/tf_opt_plugin/ops/_tf_opt_plugin_ops.so"
+[[ -f "$SO" ]] || die "$SO missing"
+TF_REQUIREMENT=$(cat "$BAZEL_BIN/tf_requirement.txt")
+TF_VERSION=$(cat "$BAZEL_BIN/tf_version.txt")
+TF_MINOR=$(echo "$TF_VERSION" | cut -d. -f1-2)
+[[ -n "$TF_REQUIREMENT" && "$TF_MINOR" =~ ^[0-9]+\.[0-9]+$ ]] || die "bad TF build info: '$TF_REQUIREMENT' '$TF_VERSION'"
+
+STAGE=$(mktemp -d "${TMPDIR:-/tmp}/tf_opt_plugin_pip.XXXXXX")
+trap 'rm -rf "$STAGE"' EXIT
+
+cp "$ROOT/setup.py" "$STAGE/"
+(cd "$ROOT" && find tf_opt_plugin -name '*.py' -not -path '*/__pycache__/*' -print0) |
+  while IFS= read -r -d '' f; do
+    mkdir -p "$STAGE/$(dirname "$f")"
+    cp "$ROOT/$f" "$STAGE/$f"
+  done
+[[ -f "$STAGE/tf_opt_plugin/__init__.py" ]] || die "tf_opt_plugin/__init__.py missing"
+
+# Record the TF minor version the binary links against (the source tree's value is a default).
+BUILD_INFO="$STAGE/tf_opt_plugin/ops/_build_info.py"
+if [[ -f "$BUILD_INFO" ]]; then
+  grep -q '^TF_VERSION_BUILT_AGAINST = ' "$BUILD_INFO" || die "$BUILD_INFO has no TF_VERSION_BUILT_AGAINST"
+  sed -i "s/^TF_VERSION_BUILT_AGAINST = .*/TF_VERSION_BUILT_AGAINST = \"$TF_MINOR\"/" "$BUILD_INFO"
+fi
+mkdir -p "$STAGE/tf_opt_plugin/ops"
+cp -L "$SO" "$STAGE/tf_opt_plugin/ops/"
+chmod 0755 "$STAGE/tf_opt_plugin/ops/_tf_opt_plugin_ops.so"
+
+# Exactly one wheel of this package in DEST_DIR, so `pip install DEST_DIR/*.whl` is unambiguous.
+rm -f "$DEST"/tf_opt_plugin-*.whl
+
+echo "pip_pkg.sh: building wheel ($TF_REQUIREMENT) with $PYTHON"
+(cd "$STAGE" && TF_OPT_PLUGIN_TF_REQUIREMENT="$TF_REQUIREMENT" PIP_DISABLE_PIP_VERSION_CHECK=1 \
+  "$PYTHON" -m pip wheel --no-deps --no-build-isolation --no-index -q -w "$DEST" .)
+
+WHEEL=$(ls "$DEST"/tf_opt_plugin-*.whl)
+echo "pip_pkg.sh: wrote $WHEEL"
