@@ -35,7 +35,9 @@ inline void ParallelForBlocks(
   const int64_t num_blocks = NumBlocks(num_elements, block_size);
   auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
   workers->ParallelFor(
-      num_blocks, cycles_per_element * block_size,
+      num_blocks,
+      tsl::thread::ThreadPool::SchedulingParams::Adaptive(cycles_per_element *
+                                                          block_size),
       [&](int64_t first_block, int64_t last_block) {
         for (int64_t block = first_block; block < last_block; ++block) {
           const int64_t begin = block * block_size;
