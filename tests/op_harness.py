@@ -1,0 +1,232 @@
+"""Shared machinery for the op tests: algorithm adapters, execution modes,
+tolerances and the trajectory / step-by-step comparison against the float64
+references in tests/references.py."""
+
+import numpy as np
+import tensorflow as tf
+
+import references as R
+import tf_opt_plugin.ops as ops
+
+DTYPES = {
+    "float16": tf.float16,
+    "bfloat16": tf.bfloat16,
+    "float32": tf.float32,
+    "float64": tf.float64,
+}
+HALF_DTYPES = ("float16", "bfloat16")
+
+# fused=True / fused=False, eager / tf.function; the twin also under XLA.
+MODES = ("fused-eager", "fused-function", "twin-eager", "twin-function",
+         "twin-xla")
+
+# Step-by-step tolerances for the half types (one update computed in float32
+# and rounded to the storage type): relative plus an absolute part scaled by
+# the largest magnitude of the compared array.
+STEP_TOL = {
+    "float16": dict(rtol=2e-3, atol_scale=1e-3),
+    "bfloat16": dict(rtol=1.6e-2, atol_scale=8e-3),
+}
+# Whole-trajectory tolerances.
+TRAJ_TOL = {
+    "float32": dict(rtol=1e-4, atol_scale=1e-5),
+    "float64": dict(rtol=1e-9, atol_scale=1e-11),
+}
+
+
+def compute_hp(hp, dtype_name):
+    """Hyperparameters as the op sees them: float32 unless the variable is
+    float64 (contract: Tscalar is double only for T=double)."""
+    if dtype_name == "float64":
+        return dict(hp)
+    return {k: (float(np.float32(v)) if isinstance(v, float) else v)
+            for k, v in hp.items()}
+
+
+def to_np(x):
+    return np.asarray(tf.cast(x, tf.float64).numpy())
+
+
+def assert_close(actual, desired, rtol, atol_scale, what=""):
+    actual = np.asarray(actual, np.float64)
+    desired = np.asarray(desired, np.float64)
+    assert actual.shape == desired.shape, (what, actual.shape, desired.shape)
+    finite = desired[np.isfinite(desired)]
+    scale = float(np.max(np.abs(finite))) if finite.size else 0.0
+    np.testing.assert_allclose(actual, desired, rtol=rtol,
+                               atol=atol_scale * scale + 1e-300,
+                               equal_nan=True, err_msg=what)
+
+
+# ---------------------------------------------------------------------------
+# Algorithm adapters.  State is a tuple of tf.Variables; the first is the
+# model variable, the rest are the slots in the op's order.
+# ---------------------------------------------------------------------------
+class AdamW:
+    name = "adamw"
+    op_type = "ResourceApplyAdamW"
+
+    def __init__(self, amsgrad=False, **hp):
+        self.amsgrad = amsgrad
+        self.hp = dict(learning_rate=0.01, beta_1=0.9, beta_2=0.999,
+                       epsilon=1e-7, weight_decay=0.01)
+        self.hp.update(hp)
+
+    def slot_shapes(self, shape):
+        return [shape] * (3 if self.amsgrad else 2)
+
+    def apply(self, state, grad, step, fused, use_locking=True, hp=None):
+        hp = self.hp if hp is None else hp
+        var, m, v = state[:3]
+        vhat = state[3] if self.amsgrad else None
+        return ops.resource_apply_adamw(
+            var, m, v, grad, step=step, vhat=vhat, use_locking=use_locking,
+            fused=fused, **hp)
+
+    def ref(self, state, grad, step, hp):
+        w, m, v = state[:3]
+        vhat = state[3] if self.amsgrad else None
+        w, m, v, vhat = R.adamw_step(w, m, v, grad, step=step, vhat=vhat, **hp)
+        return (w, m, v) + ((vhat,) if self.amsgrad else ())
+
+
+class Lamb:
+    name = "lamb"
+    op_type = "ResourceApplyLamb"
+
+    def __init__(self, use_layer_adaptation=True, **hp):
+        self.use_layer_adaptation = use_layer_adaptation
+        self.hp = dict(learning_rate=0.01, beta_1=0.9, beta_2=0.999,
+                       epsilon=1e-6, weight_decay_rate=0.01)
+        self.hp.update(hp)
+
+    def slot_shapes(self, shape):
+        return [shape, shape]
+
+    def apply(self, state, grad, step, fused, use_locking=True, hp=None):
+        hp = self.hp if hp is None else hp
+        var, m, v = state
+        return ops.resource_apply_lamb(
+            var, m, v, grad, step=step,
+            use_layer_adaptation=self.use_layer_adaptation,
+            use_locking=use_locking, fused=fused, **hp)
+
+    def ref(self, state, grad, step, hp):
+        w, m, v = state
+        return R.lamb_step(w, m, v, grad, step=step,
+                           use_layer_adaptation=self.use_layer_adaptation,
+                           **hp)
+
+
+class Adafactor:
+    name = "adafactor"
+    op_type = "ResourceApplyAdafactor"
+
+    def __init__(self, relative_step=True, **hp):
+        self.relative_step = relative_step
+        self.hp = dict(learning_rate=0.2, beta_2_decay=-0.8, epsilon_1=1e-30,
+                       epsilon_2=1e-3, clip_threshold=1.0)
+        self.hp.update(hp)
+
+    def slot_shapes(self, shape):
+        return list(R.adafactor_accumulator_shapes(shape))
+
+    def apply(self, state, grad, step, fused, use_locking=True, hp=None):
+        hp = self.hp if hp is None else hp
+        return ops.resource_apply_adafactor(
+            state[0], tuple(state[1:]), grad, step=step,
+            relative_step=self.relative_step, use_locking=use_locking,
+            fused=fused, **hp)
+
+    def ref(self, state, grad, step, hp):
+        w, acc = R.adafactor_step(state[0], tuple(state[1:]), grad, step=step,
+                                  relative_step=self.relative_step, **hp)
+        return (w,) + tuple(acc)
+
+
+def make_state(algo, shape, dtype, w0=None, rng=None):
+    """Model variable (random unless w0 is given) and zero slots."""
+    shape = tuple(shape)
+    if w0 is None:
+        w0 = rng.normal(size=shape)
+    var = tf.Variable(tf.cast(tf.constant(w0, tf.float64), dtype))
+    slots = [tf.Variable(tf.zeros(s, dtype)) for s in algo.slot_shapes(shape)]
+    return (var,) + tuple(slots)
+
+
+def read_state(state):
+    return tuple(to_np(v) for v in state)
+
+
+def make_runner(algo, state, mode, use_locking=True):
+    """Returns f(grad_tensor, step_tensor) applying one update in `mode`."""
+    fused = mode.startswith("fused")
+
+    def body(grad, step):
+        algo.apply(state, grad, step, fused=fused, use_locking=use_locking)
+
+    if mode.endswith("eager"):
+        return body
+    jit = mode == "twin-xla"
+
+    @tf.function(jit_compile=jit, autograph=False)
+    def fn(grad, step):
+        body(grad, step)
+        return tf.constant(0)
+
+    return fn
+
+
+def random_grads(shape, steps, dtype, rng, scale=1.0):
+    out = []
+    for _ in range(steps):
+        g = tf.cast(tf.constant(rng.normal(size=shape) * scale, tf.float64),
+                    dtype)
+        out.append(g)
+    return out
+
+
+def run_and_compare(algo, shape, dtype_name, mode, steps=100, seed=0,
+                    grad_scale=1.0):
+    """Runs `steps` updates and compares with the reference: the whole
+    trajectory for float32/float64, one step at a time for half types."""
+    rng = np.random.default_rng(seed)
+    dtype = DTYPES[dtype_name]
+    state = make_state(algo, shape, dtype, rng=rng)
+    grads = random_grads(shape, steps, dtype, rng, grad_scale)
+    runner = make_runner(algo, state, mode)
+    hp = compute_hp(algo.hp, dtype_name)
+    names = ["var"] + ["slot%d" % i for i in range(len(state) - 1)]
+
+    if dtype_name in HALF_DTYPES:
+        tol = STEP_TOL[dtype_name]
+        for t, g in enumerate(grads, 1):
+            before = read_state(state)
+            expected = algo.ref(before, to_np(g), t, hp)
+            runner(g, tf.constant(t, tf.int64))
+            got = read_state(state)
+            for name, a, e in zip(names, got, expected):
+                assert_close(a, e, tol["rtol"], tol["atol_scale"],
+                             "%s %s step %d" % (mode, name, t))
+        return read_state(state)
+
+    tol = TRAJ_TOL[dtype_name]
+    ref_state = read_state(state)
+    for t, g in enumerate(grads, 1):
+        ref_state = algo.ref(ref_state, to_np(g), t, hp)
+        runner(g, tf.constant(t, tf.int64))
+        if t % 10 == 0 or t == steps:
+            got = read_state(state)
+            for name, a, e in zip(names, got, ref_state):
+                assert_close(a, e, tol["rtol"], tol["atol_scale"],
+                             "%s %s step %d" % (mode, name, t))
+    return read_state(state)
+
+
+def graph_op_types(concrete_fn):
+    """All op types in a concrete function, including nested functions."""
+    gd = concrete_fn.graph.as_graph_def()
+    types = {n.op for n in gd.node}
+    for f in gd.library.function:
+        types.update(n.op for n in f.node_def)
+    return types
