@@ -1,0 +1,380 @@
+"""Input validation of the kernels (raw ops and fused=True) and of the twins
+(fused=False): error types, the key parts of the messages, and that nothing
+is written when an update is rejected."""
+
+import re
+import uuid
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import op_harness as H
+import tf_opt_plugin.ops as ops
+
+ALGOS = {"adamw": lambda: H.AdamW(amsgrad=True), "lamb": H.Lamb,
+         "adafactor": H.Adafactor}
+FUSED = [True, False]
+VAR_SHAPE = (3, 5)
+BAD_SHAPE = (5, 3)
+
+
+def _nospace(s):
+    return re.sub(r"\s+", "", s)
+
+
+def assert_mentions_shape(msg, shape):
+    """TF prints shapes as [3,5]; Python as (3, 5) -- accept either."""
+    shape = tuple(shape)
+    m = _nospace(msg)
+    brackets = "[" + ",".join(str(d) for d in shape) + "]"
+    parens = "(" + ",".join(str(d) for d in shape) + ("," if len(shape) == 1
+                                                      else "") + ")"
+    assert brackets in m or parens in m, (shape, msg)
+
+
+def assert_mentions(msg, *names):
+    assert any(re.search(r"(?<![A-Za-z0-9_])%s(?![A-Za-z0-9_])" % re.escape(n),
+                         msg) for n in names), (names, msg)
+
+
+def _state(algo, shape=VAR_SHAPE, dtype=tf.float32):
+    w0 = np.arange(np.prod(shape), dtype=np.float64).reshape(shape) / 7.0
+    return H.make_state(algo, shape, dtype, w0=w0)
+
+
+def _snapshot(state):
+    return [v.numpy().copy() for v in state]
+
+
+def _assert_unchanged(state, snap):
+    for v, s in zip(state, snap):
+        np.testing.assert_array_equal(v.numpy(), s)
+
+
+# ---------------------------------------------------------------------------
+# Wrapper level, kernel (fused=True) and twin (fused=False)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("algo_name", list(ALGOS))
+def test_grad_dtype_mismatch(algo_name, fused):
+    algo = ALGOS[algo_name]()
+    state = _state(algo)
+    snap = _snapshot(state)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        algo.apply(state, tf.ones(VAR_SHAPE, tf.float64), 1, fused=fused)
+    _assert_unchanged(state, snap)
+
+
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("algo_name", list(ALGOS))
+def test_grad_shape_mismatch(algo_name, fused):
+    algo = ALGOS[algo_name]()
+    state = _state(algo)
+    snap = _snapshot(state)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        algo.apply(state, tf.ones(BAD_SHAPE), 1, fused=fused)
+    msg = str(info.value)
+    assert "grad" in msg, msg
+    assert_mentions_shape(msg, VAR_SHAPE)
+    assert_mentions_shape(msg, BAD_SHAPE)
+    _assert_unchanged(state, snap)
+
+
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("slot", ["m", "v", "vhat"])
+def test_adamw_slot_shape_mismatch(slot, fused):
+    algo = H.AdamW(amsgrad=True)
+    state = list(_state(algo))
+    idx = {"m": 1, "v": 2, "vhat": 3}[slot]
+    state[idx] = tf.Variable(tf.zeros(BAD_SHAPE))
+    snap = _snapshot(state)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        algo.apply(state, tf.ones(VAR_SHAPE), 1, fused=fused)
+    msg = str(info.value)
+    assert_mentions(msg, slot)
+    assert_mentions_shape(msg, VAR_SHAPE)
+    assert_mentions_shape(msg, BAD_SHAPE)
+    _assert_unchanged(state, snap)
+
+
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("slot", ["m", "v"])
+def test_lamb_slot_shape_mismatch(slot, fused):
+    algo = H.Lamb()
+    state = list(_state(algo))
+    state[{"m": 1, "v": 2}[slot]] = tf.Variable(tf.zeros(BAD_SHAPE))
+    snap = _snapshot(state)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        algo.apply(state, tf.ones(VAR_SHAPE), 1, fused=fused)
+    msg = str(info.value)
+    assert_mentions(msg, slot)
+    assert_mentions_shape(msg, VAR_SHAPE)
+    assert_mentions_shape(msg, BAD_SHAPE)
+    _assert_unchanged(state, snap)
+
+
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("case", ["row", "col", "rank1"])
+def test_adafactor_accumulator_shape_mismatch(case, fused):
+    algo = H.Adafactor()
+    if case == "rank1":
+        shape, accs = (6,), [(7,)]
+    elif case == "row":
+        shape, accs = VAR_SHAPE, [(4,), (5,)]
+    else:
+        shape, accs = VAR_SHAPE, [(3,), (4,)]
+    var = tf.Variable(tf.ones(shape))
+    state = [var] + [tf.Variable(tf.zeros(s)) for s in accs]
+    snap = _snapshot(state)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        algo.apply(state, tf.ones(shape), 1, fused=fused)
+    msg = str(info.value)
+    assert "accumulators" in msg, msg
+    bad = {"rank1": (7,), "row": (4,), "col": (4,)}[case]
+    assert_mentions_shape(msg, bad)
+    _assert_unchanged(state, snap)
+
+
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("case", ["one-for-matrix", "two-for-vector"])
+def test_adafactor_wrong_number_of_accumulators(case, fused):
+    algo = H.Adafactor()
+    if case == "one-for-matrix":
+        shape, accs = VAR_SHAPE, [(3,)]
+    else:
+        shape, accs = (6,), [(6,), (6,)]
+    state = [tf.Variable(tf.ones(shape))] + [tf.Variable(tf.zeros(s))
+                                             for s in accs]
+    snap = _snapshot(state)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        algo.apply(state, tf.ones(shape), 1, fused=fused)
+    assert "accumulators" in str(info.value), str(info.value)
+    _assert_unchanged(state, snap)
+
+
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("step", [0, -3])
+@pytest.mark.parametrize("algo_name", list(ALGOS))
+def test_step_below_one(algo_name, step, fused):
+    algo = ALGOS[algo_name]()
+    state = _state(algo)
+    snap = _snapshot(state)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        algo.apply(state, tf.ones(VAR_SHAPE), step, fused=fused)
+    assert "step" in str(info.value), str(info.value)
+    _assert_unchanged(state, snap)
+
+
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("algo_name", list(ALGOS))
+def test_step_below_one_inside_tf_function(algo_name, fused):
+    algo = ALGOS[algo_name]()
+    state = _state(algo)
+    snap = _snapshot(state)
+
+    @tf.function
+    def f(t):
+        algo.apply(state, tf.ones(VAR_SHAPE), t, fused=fused)
+        return tf.constant(0)
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        f(tf.constant(0, tf.int64))
+    assert "step" in str(info.value), str(info.value)
+    _assert_unchanged(state, snap)
+
+
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("algo_name", list(ALGOS))
+def test_non_scalar_learning_rate(algo_name, fused):
+    algo = ALGOS[algo_name]()
+    state = _state(algo)
+    snap = _snapshot(state)
+    hp = dict(algo.hp, learning_rate=tf.constant([0.1, 0.1]))
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)) as info:
+        algo.apply(state, tf.ones(VAR_SHAPE), 1, fused=fused, hp=hp)
+    assert_mentions(str(info.value), "lr", "learning_rate")
+    _assert_unchanged(state, snap)
+
+
+def _uninitialized_like(variable):
+    # TF2 has no public way to make an uninitialized tf.Variable;
+    # UninitializedVariable (used by checkpoint restore and tf.distribute) is
+    # a tf.Variable whose resource exists with is_initialized() == False.
+    from tensorflow.python.ops import resource_variable_ops
+    v = resource_variable_ops.UninitializedVariable(
+        shape=variable.shape, dtype=variable.dtype)
+    assert isinstance(v, tf.Variable) and not bool(v.is_initialized())
+    return v
+
+
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("which", ["var", "slot"])
+@pytest.mark.parametrize("algo_name", list(ALGOS))
+def test_uninitialized_variable(algo_name, which, fused):
+    algo = ALGOS[algo_name]()
+    state = list(_state(algo))
+    idx = 0 if which == "var" else 1
+    state[idx] = _uninitialized_like(state[idx])
+    live = [v for i, v in enumerate(state) if i != idx]
+    snap = _snapshot(live)
+    with pytest.raises(tf.errors.FailedPreconditionError) as info:
+        algo.apply(state, tf.ones(VAR_SHAPE), 1, fused=fused)
+    assert "uninitialized" in str(info.value), str(info.value)
+    _assert_unchanged(live, snap)
+
+
+# ---------------------------------------------------------------------------
+# Raw ops (kernel validation, eager: shape functions do not run)
+# ---------------------------------------------------------------------------
+def _scalars(names, dtype=tf.float32, bad=None):
+    vals = dict(lr=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                weight_decay=0.01, weight_decay_rate=0.01,
+                beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3,
+                clip_threshold=1.0)
+    out = {}
+    for n in names:
+        out[n] = tf.constant(vals[n], dtype)
+        if n == bad:
+            out[n] = tf.constant([vals[n], vals[n]], dtype)
+    return out
+
+
+RAW_SCALARS = {
+    "adamw": ["lr", "beta_1", "beta_2", "epsilon", "weight_decay"],
+    "lamb": ["lr", "beta_1", "beta_2", "epsilon", "weight_decay_rate"],
+    "adafactor": ["lr", "beta_2_decay", "epsilon_1", "epsilon_2",
+                  "clip_threshold"],
+}
+
+
+def _raw_call(algo_name, handles, grad, bad=None, step=1, dtype=tf.float32):
+    lib = ops.load_library()
+    kw = _scalars(RAW_SCALARS[algo_name], dtype, bad)
+    step_t = (tf.constant([step, step], tf.int64) if bad == "step"
+              else tf.constant(step, tf.int64))
+    if algo_name == "adamw":
+        return lib.resource_apply_adam_w(
+            var=handles[0], m=handles[1], v=handles[2], vhat=handles[3:],
+            step=step_t, grad=grad, use_locking=True, **kw)
+    if algo_name == "lamb":
+        return lib.resource_apply_lamb(
+            var=handles[0], m=handles[1], v=handles[2], step=step_t,
+            grad=grad, use_layer_adaptation=True, use_locking=True, **kw)
+    return lib.resource_apply_adafactor(
+        var=handles[0], accumulators=list(handles[1:]), step=step_t,
+        grad=grad, relative_step=True, use_locking=True, **kw)
+
+
+def _raw_state(algo_name, shape=VAR_SHAPE, dtype=tf.float32):
+    algo = ALGOS[algo_name]()
+    return list(_state(algo, shape, dtype))
+
+
+@pytest.mark.parametrize(
+    "algo_name,bad",
+    [(a, n) for a in RAW_SCALARS for n in RAW_SCALARS[a] + ["step"]])
+def test_raw_non_scalar_hyperparameter(algo_name, bad):
+    state = _raw_state(algo_name)
+    snap = _snapshot(state)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        _raw_call(algo_name, [v.handle for v in state], tf.ones(VAR_SHAPE),
+                  bad=bad)
+    assert_mentions(str(info.value), bad)
+    _assert_unchanged(state, snap)
+
+
+@pytest.mark.parametrize("algo_name", list(ALGOS))
+def test_raw_good_call_works(algo_name):
+    state = _raw_state(algo_name)
+    snap = _snapshot(state)
+    _raw_call(algo_name, [v.handle for v in state], tf.ones(VAR_SHAPE))
+    assert not np.array_equal(state[0].numpy(), snap[0])
+
+
+@pytest.mark.parametrize("algo_name", list(ALGOS))
+def test_raw_slot_dtype_mismatch(algo_name):
+    state = _raw_state(algo_name)
+    state[1] = tf.Variable(tf.zeros(state[1].shape, tf.float64))
+    snap = _snapshot(state)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        _raw_call(algo_name, [v.handle for v in state], tf.ones(VAR_SHAPE))
+    _assert_unchanged(state, snap)
+
+
+@pytest.mark.parametrize("algo_name", list(ALGOS))
+def test_raw_grad_dtype_mismatch(algo_name):
+    state = _raw_state(algo_name)
+    snap = _snapshot(state)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        _raw_call(algo_name, [v.handle for v in state],
+                  tf.ones(VAR_SHAPE, tf.float64))
+    _assert_unchanged(state, snap)
+
+
+@pytest.mark.parametrize("algo_name", list(ALGOS))
+@pytest.mark.parametrize("how", ["never-created", "created-uninitialized"])
+def test_raw_uninitialized_variable(algo_name, how):
+    state = _raw_state(algo_name)
+    snap = _snapshot(state[1:])
+    name = "tf_opt_plugin_test_" + uuid.uuid4().hex
+    handle = tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=list(VAR_SHAPE),
+                                    shared_name=name)
+    if how == "created-uninitialized":
+        # TF's own training ops create the Var resource (uninitialized) via
+        # LookupOrCreateResource and then fail; the resource stays behind.
+        with pytest.raises(tf.errors.OpError):
+            tf.raw_ops.ResourceApplyGradientDescent(
+                var=handle, alpha=0.1, delta=tf.ones(VAR_SHAPE))
+    with pytest.raises(tf.errors.FailedPreconditionError) as info:
+        _raw_call(algo_name, [handle] + [v.handle for v in state[1:]],
+                  tf.ones(VAR_SHAPE))
+    assert "uninitialized" in str(info.value), str(info.value)
+    _assert_unchanged(state[1:], snap)
+    tf.raw_ops.DestroyResourceOp(resource=handle, ignore_lookup_error=True)
+
+
+@pytest.mark.parametrize("algo_name", list(ALGOS))
+def test_raw_validation_order_shape_before_step(algo_name):
+    # Contract: shapes are validated before hyperparameter values.
+    state = _raw_state(algo_name)
+    snap = _snapshot(state)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        _raw_call(algo_name, [v.handle for v in state], tf.ones(BAD_SHAPE),
+                  step=0)
+    msg = str(info.value)
+    assert "grad" in msg, msg
+    assert_mentions_shape(msg, BAD_SHAPE)
+    _assert_unchanged(state, snap)
+
+
+@pytest.mark.parametrize("algo_name", list(ALGOS))
+def test_raw_validation_order_scalar_before_shape(algo_name):
+    state = _raw_state(algo_name)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        _raw_call(algo_name, [v.handle for v in state], tf.ones(BAD_SHAPE),
+                  bad="lr")
+    assert_mentions(str(info.value), "lr")
+
+
+def test_raw_adafactor_accumulator_count():
+    state = _raw_state("adafactor")
+    snap = _snapshot(state)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        _raw_call("adafactor", [state[0].handle, state[1].handle],
+                  tf.ones(VAR_SHAPE))
+    assert "accumulators" in str(info.value)
+    _assert_unchanged(state, snap)
+
+
+def test_raw_adamw_vhat_shape_mismatch():
+    state = _raw_state("adamw")
+    state[3] = tf.Variable(tf.zeros(BAD_SHAPE))
+    snap = _snapshot(state)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        _raw_call("adamw", [v.handle for v in state], tf.ones(VAR_SHAPE))
+    msg = str(info.value)
+    assert "vhat" in msg
+    assert_mentions_shape(msg, VAR_SHAPE)
+    assert_mentions_shape(msg, BAD_SHAPE)
+    _assert_unchanged(state, snap)
