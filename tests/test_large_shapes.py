@@ -1,0 +1,37 @@
+"""Shapes that cross the CPU kernels' block and tile boundaries.
+
+The kernels cut work into blocks of 16384 elements (AdamW, LAMB, unfactored
+Adafactor), and factored Adafactor into tiles of 32 rows x 2048 columns with
+partial row and column sums. The small shapes of the other op tests fit in one
+block; these do not, so every partial-sum path is compared with the float64
+references here, in float64 (tight tolerances expose a lost or double-counted
+partial) and float32.
+"""
+
+import pytest
+
+import op_harness as H
+
+# Not multiples of the block / tile sizes, so every ragged edge is exercised.
+ELEMENTWISE_SHAPES = [(3 * 16384 + 7,), (129, 401)]
+FACTORED_SHAPES = [
+    (70, 4100),        # 3 row tiles x 3 column tiles, ragged both ways
+    (2, 33, 2049),     # batch of 2, one row and one column past a tile
+    (5000, 3),         # many row tiles, narrow
+]
+MODES = ("fused-function", "twin-function")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES, ids=str)
+@pytest.mark.parametrize("algo_cls", [H.AdamW, H.Lamb], ids=["adamw", "lamb"])
+def test_elementwise_ops_across_blocks(algo_cls, shape, dtype, mode):
+  H.run_and_compare(algo_cls(), shape, dtype, mode, steps=5, seed=11)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape", FACTORED_SHAPES + [(3 * 16384 + 7,)], ids=str)
+def test_adafactor_across_tiles(shape, dtype, mode):
+  H.run_and_compare(H.Adafactor(), shape, dtype, mode, steps=5, seed=12)
