@@ -23,16 +23,7 @@ void AdamWRange(const math::AdamWStep<C>& s, int64_t begin, int64_t end,
                 T* __restrict var, T* __restrict m, T* __restrict v,
                 T* __restrict vhat, const T* __restrict grad) {
   for (int64_t i = begin; i < end; ++i) {
-    C w = static_cast<C>(var[i]);
-    C mi = static_cast<C>(m[i]);
-    C vi = static_cast<C>(v[i]);
-    C vhat_i = kAmsgrad ? static_cast<C>(vhat[i]) : C(0);
-    math::AdamWElement<C>(s, static_cast<C>(grad[i]), w, mi, vi,
-                          kAmsgrad ? &vhat_i : nullptr);
-    var[i] = static_cast<T>(w);
-    m[i] = static_cast<T>(mi);
-    v[i] = static_cast<T>(vi);
-    if (kAmsgrad) vhat[i] = static_cast<T>(vhat_i);
+    math::AdamWUpdateAt<T, C, kAmsgrad>(s, i, var, m, v, vhat, grad);
   }
 }
 

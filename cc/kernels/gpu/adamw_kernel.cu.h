@@ -27,16 +27,7 @@ __global__ void AdamWKernel(functor::AdamWHyperparams<C> hyper, int64_t size,
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
        i < size; i += stride) {
-    C w = static_cast<C>(var[i]);
-    C mi = static_cast<C>(m[i]);
-    C vi = static_cast<C>(v[i]);
-    C vhat_i = kAmsgrad ? static_cast<C>(vhat[i]) : C(0);
-    math::AdamWElement<C>(s, static_cast<C>(grad[i]), w, mi, vi,
-                          kAmsgrad ? &vhat_i : nullptr);
-    var[i] = static_cast<T>(w);
-    m[i] = static_cast<T>(mi);
-    v[i] = static_cast<T>(vi);
-    if (kAmsgrad) vhat[i] = static_cast<T>(vhat_i);
+    math::AdamWUpdateAt<T, C, kAmsgrad>(s, i, var, m, v, vhat, grad);
   }
 }
 
