@@ -14,9 +14,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "cc/kernels/cpu_parallel.h"
+#include "cc/kernels/cpu_registration.h"
 #include "cc/kernels/variable_access.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
 
 namespace tf_opt_plugin {
 
@@ -89,6 +89,13 @@ struct ApplyAdafactorFactored<CPUDevice, T, C> {
 
     // Accumulators and the per-row / per-column scales of u (small arrays).
     std::vector<C> row_scale(batch * rows), col_scale(batch * cols);
+    // Moves entry idx of an accumulator by its new mean square; returns it.
+    auto update_accumulator = [&s](T* acc, int64_t idx, double mean_square) {
+      const C updated = math::AdafactorAccumulate<C>(
+          s, static_cast<C>(acc[idx]), static_cast<C>(mean_square));
+      acc[idx] = static_cast<T>(updated);
+      return updated;
+    };
     for (int64_t b = 0; b < batch; ++b) {
       double r_total = 0.0;
       for (int64_t r = 0; r < rows; ++r) {
@@ -97,9 +104,7 @@ struct ApplyAdafactorFactored<CPUDevice, T, C> {
           sum += row_partials[(b * col_tiles + ct) * rows + r];
         }
         const int64_t idx = b * rows + r;
-        const C updated = math::AdafactorAccumulate<C>(
-            s, static_cast<C>(row_acc[idx]), static_cast<C>(sum / cols));
-        row_acc[idx] = static_cast<T>(updated);
+        const C updated = update_accumulator(row_acc, idx, sum / cols);
         row_scale[idx] = math::AdafactorInverseRoot<C>(s, updated);
         r_total += updated;
       }
@@ -112,10 +117,8 @@ struct ApplyAdafactorFactored<CPUDevice, T, C> {
           sum += col_partials[(b * row_tiles + rt) * cols + c];
         }
         const int64_t idx = b * cols + c;
-        const C updated = math::AdafactorAccumulate<C>(
-            s, static_cast<C>(col_acc[idx]), static_cast<C>(sum / rows));
-        col_acc[idx] = static_cast<T>(updated);
-        col_scale[idx] = math::AdafactorInverseRoot<C>(s, updated);
+        col_scale[idx] = math::AdafactorInverseRoot<C>(
+            s, update_accumulator(col_acc, idx, sum / rows));
       }
     }
 
@@ -306,16 +309,6 @@ class ResourceApplyAdafactorOp : public OpKernel {
   bool relative_step_;
 };
 
-#define TFOPT_REGISTER_ADAFACTOR_CPU(T, C)                        \
-  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdafactor")          \
-                              .Device(tensorflow::DEVICE_CPU)     \
-                              .TypeConstraint<T>("T")             \
-                              .TypeConstraint<C>("Tscalar"),      \
-                          ResourceApplyAdafactorOp<CPUDevice, T, C>);
-TFOPT_REGISTER_ADAFACTOR_CPU(Eigen::half, float)
-TFOPT_REGISTER_ADAFACTOR_CPU(Eigen::bfloat16, float)
-TFOPT_REGISTER_ADAFACTOR_CPU(float, float)
-TFOPT_REGISTER_ADAFACTOR_CPU(double, double)
-#undef TFOPT_REGISTER_ADAFACTOR_CPU
+TFOPT_REGISTER_CPU_KERNELS("ResourceApplyAdafactor", ResourceApplyAdafactorOp)
 
 }  // namespace tf_opt_plugin

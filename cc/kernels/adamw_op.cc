@@ -4,9 +4,9 @@
 #include "cc/kernels/adamw_op.h"
 
 #include "cc/kernels/cpu_parallel.h"
+#include "cc/kernels/cpu_registration.h"
 #include "cc/kernels/variable_access.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
 
 namespace tf_opt_plugin {
 
@@ -85,16 +85,6 @@ class ResourceApplyAdamWOp : public OpKernel {
   bool use_locking_;
 };
 
-#define TFOPT_REGISTER_ADAMW_CPU(T, C)                          \
-  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdamW")            \
-                              .Device(tensorflow::DEVICE_CPU)   \
-                              .TypeConstraint<T>("T")           \
-                              .TypeConstraint<C>("Tscalar"),    \
-                          ResourceApplyAdamWOp<CPUDevice, T, C>);
-TFOPT_REGISTER_ADAMW_CPU(Eigen::half, float)
-TFOPT_REGISTER_ADAMW_CPU(Eigen::bfloat16, float)
-TFOPT_REGISTER_ADAMW_CPU(float, float)
-TFOPT_REGISTER_ADAMW_CPU(double, double)
-#undef TFOPT_REGISTER_ADAMW_CPU
+TFOPT_REGISTER_CPU_KERNELS("ResourceApplyAdamW", ResourceApplyAdamWOp)
 
 }  // namespace tf_opt_plugin

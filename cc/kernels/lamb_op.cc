@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "cc/kernels/cpu_parallel.h"
+#include "cc/kernels/cpu_registration.h"
 #include "cc/kernels/variable_access.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
 
 namespace tf_opt_plugin {
 
@@ -111,16 +111,6 @@ class ResourceApplyLambOp : public OpKernel {
   bool use_layer_adaptation_;
 };
 
-#define TFOPT_REGISTER_LAMB_CPU(T, C)                           \
-  REGISTER_KERNEL_BUILDER(Name("ResourceApplyLamb")             \
-                              .Device(tensorflow::DEVICE_CPU)   \
-                              .TypeConstraint<T>("T")           \
-                              .TypeConstraint<C>("Tscalar"),    \
-                          ResourceApplyLambOp<CPUDevice, T, C>);
-TFOPT_REGISTER_LAMB_CPU(Eigen::half, float)
-TFOPT_REGISTER_LAMB_CPU(Eigen::bfloat16, float)
-TFOPT_REGISTER_LAMB_CPU(float, float)
-TFOPT_REGISTER_LAMB_CPU(double, double)
-#undef TFOPT_REGISTER_LAMB_CPU
+TFOPT_REGISTER_CPU_KERNELS("ResourceApplyLamb", ResourceApplyLambOp)
 
 }  // namespace tf_opt_plugin
