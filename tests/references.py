@@ -1,9 +1,11 @@
-"""Float64 numpy reference implementations of AdamW, LAMB and Adafactor.
+"""Float64 numpy reference implementations of SGD, AdamW, LAMB and Adafactor.
 
 Written from the published algorithms (see docs/architecture.md and the
 "Reference semantics" section of the project notes), never from the code
 under test:
 
+* SGD with momentum: the Keras form (`keras.optimizers.SGD` docstring),
+  b <- mu*b - lr*g; w <- w + b (Nesterov: w <- w + mu*b - lr*g).
 * AdamW: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", with
   the Keras "epsilon hat" form of Adam (Kingma & Ba, formula just before
   section 2.1) and AMSGrad (Reddi et al., 2018).
@@ -21,6 +23,7 @@ against golden values published by Keras, TF Addons and TF Model Garden.
 import numpy as np
 
 __all__ = [
+    "sgd_step",
     "adamw_step",
     "lamb_step",
     "adafactor_step",
@@ -38,6 +41,20 @@ def rms(x):
     """Root mean square over all elements."""
     x = np.asarray(x, dtype=np.float64)
     return np.sqrt(np.mean(np.square(x)))
+
+
+# ---------------------------------------------------------------------------
+# SGD with Keras momentum
+# ---------------------------------------------------------------------------
+def sgd_step(w, b, g, *, learning_rate, momentum, nesterov=False):
+    """One SGD update.  Returns (w, b); b is None without momentum."""
+    w, g = _f64(w), _f64(g)
+    lr, mu = float(learning_rate), float(momentum)
+    if b is None:
+        return w - lr * g, None
+    b = mu * _f64(b) - lr * g
+    w = w + (mu * b - lr * g if nesterov else b)
+    return w, b
 
 
 # ---------------------------------------------------------------------------

@@ -2,11 +2,20 @@
 
 `tf_opt_plugin.ops` holds the algorithm core: one `resource_apply_*` function
 per algorithm that runs the fused custom op where it can and a pure-TF twin
-with the same numbers everywhere else.
+with the same numbers everywhere else. `tf_opt_plugin.optimizers` puts Keras 3
+optimizer classes on top of it; they are also importable from here.
 """
 
 from tf_opt_plugin import ops
+from tf_opt_plugin import optimizers
+from tf_opt_plugin.optimizers import Adafactor
+from tf_opt_plugin.optimizers import Adam
+from tf_opt_plugin.optimizers import AdamW
+from tf_opt_plugin.optimizers import Lamb
+from tf_opt_plugin.optimizers import LossScaleOptimizer
+from tf_opt_plugin.optimizers import SGD
 
 __version__ = "0.1.0"
 
-__all__ = ["ops", "__version__"]
+__all__ = ["Adafactor", "Adam", "AdamW", "Lamb", "LossScaleOptimizer", "SGD",
+           "ops", "optimizers", "__version__"]

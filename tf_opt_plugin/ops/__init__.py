@@ -17,6 +17,7 @@ from tf_opt_plugin.ops.adafactor import accumulator_shapes
 from tf_opt_plugin.ops.adafactor import resource_apply_adafactor
 from tf_opt_plugin.ops.adamw import resource_apply_adamw
 from tf_opt_plugin.ops.lamb import resource_apply_lamb
+from tf_opt_plugin.ops.sgd import resource_apply_sgd
 
 __all__ = [
     "DISABLE_ENV",
@@ -29,4 +30,5 @@ __all__ = [
     "resource_apply_adafactor",
     "resource_apply_adamw",
     "resource_apply_lamb",
+    "resource_apply_sgd",
 ]

@@ -50,7 +50,8 @@ def _in_xla_context():
   return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
 
 
-def _is_dtensor(value):
+def is_dtensor(value):
+  """Whether `value` (a variable or tensor) is a DTensor, as far as can be told."""
   try:
     from tensorflow.experimental import dtensor  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -96,7 +97,7 @@ def dispatch_reason(variable, gradient=None):
     return "not_loaded"
   if _in_xla_context():
     return "xla"
-  if _is_dtensor(variable) or (gradient is not None and _is_dtensor(gradient)):
+  if is_dtensor(variable) or (gradient is not None and is_dtensor(gradient)):
     return "dtensor"
   if _device_type(variable) not in SUPPORTED_DEVICE_TYPES:
     return "device"

@@ -41,6 +41,25 @@ def as_step(step):
   return tensor
 
 
+def sum_duplicate_indices(grad):
+  """`tf.IndexedSlices` with each index once, its rows summed (sorted order)."""
+  unique_indices, positions = tf.unique(grad.indices)
+  values = tf.math.unsorted_segment_sum(grad.values, positions,
+                                        tf.shape(unique_indices)[0])
+  return tf.IndexedSlices(values, unique_indices, grad.dense_shape)
+
+
+def check_sparse_gradient(var, grad):
+  """`grad` (IndexedSlices) has var's dtype and rows shaped like var's."""
+  check_variable(var, "var", tf.as_dtype(grad.dtype).base_dtype)
+  row_shape = tf.TensorShape(grad.values.shape)[1:]
+  if not row_shape.is_compatible_with(tf.TensorShape(var.shape)[1:]):
+    raise tf.errors.InvalidArgumentError(
+        None, None,
+        "`grad.values` must have rows shaped like `var`'s. Received: "
+        f"var.shape={var.shape}, grad.values.shape={grad.values.shape}")
+
+
 def as_dense_gradient(grad):
   """The gradient as a dense tensor; IndexedSlices have duplicates summed.
 

@@ -1,0 +1,152 @@
+"""Shared machinery for the Keras optimizer tests: running an optimizer on
+fixed gradients, and a float64 numpy model of the whole Keras step
+(clipping, decoupled weight decay, schedules) built on tests/references.py.
+"""
+
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import references as R
+
+# eager, tf.function (fused op), XLA (the twin), and the twin forced eagerly.
+MODES = ("eager", "function", "xla", "twin")
+
+SHAPES = {"dense/kernel": (6, 4), "dense/bias": (4,),
+          "conv/kernel": (2, 3, 5), "norm/gamma": (5,)}
+
+
+def random_problem(steps, seed, shapes=SHAPES, scale=1.0):
+  rng = np.random.default_rng(seed)
+  w0 = {n: rng.normal(size=s) for n, s in shapes.items()}
+  grads = [{n: scale * rng.normal(size=s) for n, s in shapes.items()}
+           for _ in range(steps)]
+  return w0, grads
+
+
+def make_variables(w0, dtype="float32"):
+  """keras.Variables whose `path` is the dict key (e.g. "dense/kernel")."""
+  variables = []
+  for path, value in w0.items():
+    scope, name = path.split("/")
+    with keras.name_scope(scope):
+      variables.append(keras.Variable(value, dtype=dtype, name=name))
+  assert [v.path for v in variables] == list(w0), [v.path for v in variables]
+  return variables
+
+
+def run_optimizer(optimizer, w0, grads, mode="eager", dtype="float32"):
+  """Applies `grads` (a list of {path: array}) and returns {path: float64}."""
+  variables = make_variables(w0, dtype)
+  optimizer.build(variables)
+
+  def step(gs):
+    optimizer.apply_gradients(zip(gs, variables))
+
+  if mode in ("function", "xla"):
+    step = tf.function(step, jit_compile=(mode == "xla"))
+  for g in grads:
+    step([tf.constant(g[path], dtype=dtype) for path in w0])
+  return {v.path: np.asarray(tf.cast(v.value, tf.float64)) for v in variables}
+
+
+def fused_arg(mode):
+  return False if mode == "twin" else None
+
+
+# ----------------------------------------------------------------------------
+# The float64 model of one Keras step.
+# ----------------------------------------------------------------------------
+class Algorithm:
+  """One algorithm's reference step on a single variable."""
+
+  def __init__(self, kind, **hp):
+    self.kind = kind
+    self.hp = hp
+
+  def init(self, w):
+    z = np.zeros_like(w)
+    if self.kind == "sgd":
+      return (None if self.hp.get("momentum", 0.0) == 0 else z,)
+    if self.kind == "adam":
+      return (z, z, z if self.hp.get("amsgrad") else None)
+    if self.kind == "lamb":
+      return (z, z)
+    return R.adafactor_zero_accumulators(w.shape)
+
+  def step(self, w, slots, g, t, lr, path, fused_decay):
+    hp = dict(self.hp, learning_rate=lr)
+    if self.kind == "sgd":
+      w, b = R.sgd_step(w, slots[0], g, learning_rate=lr,
+                        momentum=hp.get("momentum", 0.0),
+                        nesterov=hp.get("nesterov", False))
+      return w, (b,)
+    if self.kind == "adam":
+      amsgrad = hp.pop("amsgrad", False)
+      w, m, v, vhat = R.adamw_step(w, slots[0], slots[1], g, step=t,
+                                   vhat=slots[2] if amsgrad else None,
+                                   weight_decay=fused_decay, **hp)
+      return w, (m, v, vhat)
+    if self.kind == "lamb":
+      wd_patterns = hp.pop("exclude_from_weight_decay", None) or []
+      la_patterns = hp.pop("exclude_from_layer_adaptation", None)
+      la_patterns = wd_patterns if la_patterns is None else la_patterns
+      if any(re.search(p, path) for p in wd_patterns):
+        hp["weight_decay_rate"] = 0.0
+      hp.setdefault("weight_decay_rate", 0.0)
+      adapt = not any(re.search(p, path) for p in la_patterns)
+      w, m, v = R.lamb_step(w, slots[0], slots[1], g, step=t,
+                            use_layer_adaptation=adapt, **hp)
+      return w, (m, v)
+    w, acc = R.adafactor_step(w, slots, g, step=t, **hp)
+    return w, acc
+
+
+def clip(grads, clipnorm=None, global_clipnorm=None, clipvalue=None):
+  """Keras's clipping of {path: gradient}, in float64."""
+  if clipnorm:
+    return {p: g * clipnorm / max(np.linalg.norm(g), clipnorm)
+            for p, g in grads.items()}
+  if global_clipnorm:
+    norm = np.sqrt(sum(np.sum(g * g) for g in grads.values()))
+    return {p: g * global_clipnorm / max(norm, global_clipnorm)
+            for p, g in grads.items()}
+  if clipvalue:
+    return {p: np.clip(g, -clipvalue, clipvalue) for p, g in grads.items()}
+  return grads
+
+
+def reference_run(algorithm, w0, grads, *, learning_rate, weight_decay=None,
+                  exclude_from_weight_decay=(), decay_in_op=False, **clipping):
+  """The float64 trajectory of a Keras 3 optimizer; returns {path: array}.
+
+  `learning_rate` and `weight_decay` may be callables of the 0-based step.
+  Keras's decoupled decay `w -= lr * wd * w` runs before the algorithm's
+  step (inside it for Adam/AdamW: `decay_in_op`, the same formula).
+  """
+  def value(x, step):
+    return x(step) if callable(x) else x
+
+  w = {p: np.array(v, np.float64) for p, v in w0.items()}
+  slots = {p: algorithm.init(v) for p, v in w.items()}
+  for step, g in enumerate(grads):
+    lr = value(learning_rate, step)
+    g = clip({p: np.asarray(x, np.float64) for p, x in g.items()}, **clipping)
+    for path in w:
+      wd = value(weight_decay, step) if weight_decay is not None else 0.0
+      if any(name in path for name in exclude_from_weight_decay):
+        wd = 0.0
+      if not decay_in_op:
+        w[path] = w[path] - lr * wd * w[path]
+      w[path], slots[path] = algorithm.step(
+          w[path], slots[path], g[path], step + 1, lr, path,
+          fused_decay=wd if decay_in_op else 0.0)
+  return w
+
+
+def assert_trajectory_close(actual, desired, rtol=2e-5, atol=2e-6):
+  for path in desired:
+    np.testing.assert_allclose(actual[path], desired[path], rtol=rtol,
+                               atol=atol, err_msg=path)

@@ -1,0 +1,404 @@
+"""Every Keras optimizer and option against the float64 references, 50 steps,
+in eager mode, in a tf.function (fused op), under XLA (twin) and with the
+twin forced; plus Keras's and TF Model Garden's published test scenarios.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_harness as H
+import tf_opt_plugin as top
+
+STEPS = 50
+
+# id -> (optimizer class, constructor arguments, reference algorithm,
+#        extra reference_run arguments)
+CONFIGS = {
+    "sgd": (top.SGD, dict(learning_rate=0.05), H.Algorithm("sgd"), {}),
+    "sgd-momentum": (top.SGD, dict(learning_rate=0.05, momentum=0.9),
+                     H.Algorithm("sgd", momentum=0.9), {}),
+    "sgd-nesterov": (top.SGD, dict(learning_rate=0.05, momentum=0.9,
+                                   nesterov=True),
+                     H.Algorithm("sgd", momentum=0.9, nesterov=True), {}),
+    "sgd-weight-decay": (top.SGD, dict(learning_rate=0.05, weight_decay=0.1),
+                         H.Algorithm("sgd"), dict(weight_decay=0.1)),
+    "adam": (top.Adam, dict(learning_rate=0.01),
+             H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7),
+             dict(decay_in_op=True)),
+    "adam-amsgrad": (top.Adam, dict(learning_rate=0.01, amsgrad=True),
+                     H.Algorithm("adam", beta_1=0.9, beta_2=0.999,
+                                 epsilon=1e-7, amsgrad=True),
+                     dict(decay_in_op=True)),
+    "adam-weight-decay": (top.Adam, dict(learning_rate=0.01,
+                                         weight_decay=0.05),
+                          H.Algorithm("adam", beta_1=0.9, beta_2=0.999,
+                                      epsilon=1e-7),
+                          dict(decay_in_op=True, weight_decay=0.05)),
+    "adamw": (top.AdamW, dict(learning_rate=0.01, beta_1=0.8, beta_2=0.99,
+                              epsilon=1e-6),
+              H.Algorithm("adam", beta_1=0.8, beta_2=0.99, epsilon=1e-6),
+              dict(decay_in_op=True, weight_decay=0.004)),
+    "adamw-amsgrad": (top.AdamW, dict(learning_rate=0.01, weight_decay=0.1,
+                                      amsgrad=True),
+                      H.Algorithm("adam", beta_1=0.9, beta_2=0.999,
+                                  epsilon=1e-7, amsgrad=True),
+                      dict(decay_in_op=True, weight_decay=0.1)),
+    "lamb": (top.Lamb, dict(learning_rate=0.01),
+             H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6), {}),
+    "lamb-decay-exclusions": (
+        top.Lamb, dict(learning_rate=0.01, weight_decay_rate=0.05,
+                       exclude_from_weight_decay=["bias", "gamma$"]),
+        H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+                    weight_decay_rate=0.05,
+                    exclude_from_weight_decay=["bias", "gamma$"]), {}),
+    "lamb-adaptation-exclusions": (
+        top.Lamb, dict(learning_rate=0.01, weight_decay_rate=0.05,
+                       exclude_from_weight_decay=["bias"],
+                       exclude_from_layer_adaptation=["^norm/", "conv"]),
+        H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+                    weight_decay_rate=0.05, exclude_from_weight_decay=["bias"],
+                    exclude_from_layer_adaptation=["^norm/", "conv"]), {}),
+    "lamb-keras-weight-decay": (
+        top.Lamb, dict(learning_rate=0.01, weight_decay=0.1),
+        H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6),
+        dict(weight_decay=0.1)),
+    "adafactor": (top.Adafactor, dict(learning_rate=0.01),
+                  H.Algorithm("adafactor", beta_2_decay=-0.8, epsilon_1=1e-30,
+                              epsilon_2=1e-3, clip_threshold=1.0,
+                              relative_step=True), {}),
+    "adafactor-constant-step": (
+        top.Adafactor, dict(learning_rate=0.5, relative_step=False,
+                            clip_threshold=0.5, beta_2_decay=-0.6),
+        H.Algorithm("adafactor", beta_2_decay=-0.6, epsilon_1=1e-30,
+                    epsilon_2=1e-3, clip_threshold=0.5, relative_step=False),
+        {}),
+}
+
+
+def _learning_rate(kwargs):
+  return float(np.float32(kwargs["learning_rate"]))
+
+
+@pytest.mark.parametrize("mode", H.MODES)
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_matches_reference(config, mode):
+  cls, kwargs, algorithm, extra = CONFIGS[config]
+  w0, grads = H.random_problem(STEPS, seed=7)
+  optimizer = cls(fused=H.fused_arg(mode), **kwargs)
+  got = H.run_optimizer(optimizer, w0, grads, mode)
+  want = H.reference_run(algorithm, w0, grads,
+                         learning_rate=_learning_rate(kwargs), **extra)
+  H.assert_trajectory_close(got, want)
+  assert not np.allclose(got["dense/kernel"], w0["dense/kernel"], atol=1e-3)
+
+
+@pytest.mark.parametrize("cls,algorithm,extra", [
+    (top.Adam, H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7),
+     dict(decay_in_op=True)),
+    (top.Lamb, H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6),
+     {}),
+    (top.Adafactor, H.Algorithm("adafactor", beta_2_decay=-0.8,
+                                epsilon_1=1e-30, epsilon_2=1e-3,
+                                clip_threshold=1.0, relative_step=False), {}),
+], ids=["adam", "lamb", "adafactor"])
+@pytest.mark.parametrize("mode", ["function", "xla"])
+def test_schedules(cls, algorithm, extra, mode):
+  schedule = keras.optimizers.schedules.ExponentialDecay(
+      0.05, decay_steps=10, decay_rate=0.5)
+  wd_schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+      [20], [0.02, 0.005])
+  w0, grads = H.random_problem(30, seed=11)
+  kwargs = dict(learning_rate=schedule, weight_decay=wd_schedule)
+  if cls is top.Adafactor:
+    kwargs["relative_step"] = False
+  got = H.run_optimizer(cls(**kwargs), w0, grads, mode)
+  want = H.reference_run(
+      algorithm, w0, grads,
+      learning_rate=lambda t: float(np.float32(0.05 * 0.5 ** (t / 10))),
+      weight_decay=lambda t: 0.02 if t <= 20 else 0.005, **extra)
+  H.assert_trajectory_close(got, want)
+
+
+def test_lamb_weight_decay_rate_schedule_and_callable_learning_rate():
+  lr = keras.Variable(0.02, dtype="float32", trainable=False)
+  optimizer = top.Lamb(learning_rate=lambda: lr * 0.5,
+                       weight_decay_rate=keras.optimizers.schedules
+                       .PiecewiseConstantDecay([5], [0.1, 0.0]))
+  w0, grads = H.random_problem(10, seed=12)
+  got = H.run_optimizer(optimizer, w0, grads, "function")
+  # The schedule's boundary is inclusive: steps 0..5 decay, then none.
+  want = H.reference_run(_PerStepLamb(lambda t: 0.1 if t <= 5 else 0.0), w0,
+                         grads, learning_rate=0.01)
+  H.assert_trajectory_close(got, want)
+
+
+class _PerStepLamb(H.Algorithm):
+
+  def __init__(self, rate):
+    super().__init__("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6)
+    self.rate = rate
+
+  def step(self, w, slots, g, t, lr, path, fused_decay):
+    self.hp["weight_decay_rate"] = self.rate(t - 1)
+    return super().step(w, slots, g, t, lr, path, fused_decay)
+
+
+@pytest.mark.parametrize("clipping", [dict(clipnorm=0.5),
+                                      dict(global_clipnorm=0.7),
+                                      dict(clipvalue=0.1)],
+                         ids=["clipnorm", "global_clipnorm", "clipvalue"])
+@pytest.mark.parametrize("mode", ["eager", "xla"])
+def test_clipping(clipping, mode):
+  w0, grads = H.random_problem(20, seed=13, scale=3.0)
+  optimizer = top.AdamW(learning_rate=0.01, **clipping)
+  got = H.run_optimizer(optimizer, w0, grads, mode)
+  want = H.reference_run(
+      H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7), w0, grads,
+      learning_rate=0.01, weight_decay=0.004, decay_in_op=True, **clipping)
+  H.assert_trajectory_close(got, want)
+
+
+def test_excluded_variables_get_no_decoupled_decay():
+  w0, grads = H.random_problem(10, seed=14)
+  optimizer = top.AdamW(learning_rate=0.01, weight_decay=0.2)
+  optimizer.exclude_from_weight_decay(var_names=["bias", "gamma"])
+  got = H.run_optimizer(optimizer, w0, grads, "function")
+  want = H.reference_run(
+      H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7), w0, grads,
+      learning_rate=0.01, weight_decay=0.2, decay_in_op=True,
+      exclude_from_weight_decay=("bias", "gamma"))
+  H.assert_trajectory_close(got, want)
+
+
+# ----------------------------------------------------------------------------
+# Keras 3's published test scenarios, run on our classes.
+# ----------------------------------------------------------------------------
+def _single_step(optimizer, grads, values):
+  variable = keras.Variable(values)
+  optimizer.apply_gradients([(tf.constant(grads), variable)])
+  return variable.numpy()
+
+
+@pytest.mark.parametrize("optimizer,expected", [
+    # keras/src/optimizers/{sgd,adam,adamw,lamb,adafactor}_test.py
+    # ::test_single_step (rtol=atol=1e-4 there).
+    (lambda: top.SGD(learning_rate=0.5), [0.5, -1.0, -0.5, 3.0]),
+    (lambda: top.Adam(learning_rate=0.5), [0.5, 1.5, 2.5, 3.5]),
+    (lambda: top.AdamW(learning_rate=0.5), [0.4980, 1.4960, 2.494, 3.492]),
+    (lambda: top.Lamb(learning_rate=0.5), [-0.3693, 0.6306, 1.6306, 2.6306]),
+    (lambda: top.Adafactor(learning_rate=0.5),
+     [-0.3693, 0.6307, 1.6307, 2.6307]),
+], ids=["sgd", "adam", "adamw", "lamb", "adafactor"])
+def test_keras_single_step_values(optimizer, expected):
+  got = _single_step(optimizer(), [1.0, 6.0, 7.0, 2.0], [1.0, 2.0, 3.0, 4.0])
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_keras_adafactor_single_step_2d_values():
+  variable = keras.Variable([[1.0, 2.0], [3.0, 4.0]])
+  top.Adafactor(learning_rate=0.5).apply_gradients(
+      [(tf.constant([[1.0, 6.0], [7.0, 2.0]]), variable)])
+  np.testing.assert_allclose(variable.numpy(),
+                             [[0.7007, -0.0081], [1.2492, 3.4407]],
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_keras_weight_decay_values():
+  # keras/src/optimizers/sgd_test.py::test_weight_decay: three optimizers,
+  # one excluding by name and one by variable -> 1.9760959, 2.0, 2.0.
+  zero = tf.zeros(())
+  var1 = keras.Variable(2.0)
+  var2 = keras.Variable(2.0, name="exclude")
+  var3 = keras.Variable(2.0)
+  top.SGD(learning_rate=1.0, weight_decay=0.004).apply_gradients(
+      [(zero, var1)])
+  opt2 = top.SGD(learning_rate=1.0, weight_decay=0.004)
+  opt2.exclude_from_weight_decay(var_names=["exclude"])
+  opt2.apply_gradients([(zero, var1), (zero, var2)])
+  opt3 = top.AdamW(learning_rate=1.0, weight_decay=0.004)
+  opt3.exclude_from_weight_decay(var_list=[var3])
+  opt3.apply_gradients([(zero, var1), (zero, var3)])
+  np.testing.assert_allclose(var1.numpy(), 1.9760959, atol=1e-6)
+  assert var2.numpy() == 2.0 and var3.numpy() == 2.0
+
+
+GOLDEN_FIRST_GRADS = np.full((10,), 0.01, np.float32)
+GOLDEN_GRADS = (np.arange(1, 11) / 10.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("optimizer,golden", [
+    # keras/src/optimizers/adamw_test.py::test_correctness_with_golden
+    (lambda: top.AdamW(learning_rate=1.0, weight_decay=0.5, epsilon=2.0),
+     [[0.4998] * 10,
+      [0.2486, 0.2475, 0.2463, 0.2451, 0.244, 0.2428, 0.2417, 0.2405, 0.2394,
+       0.2382],
+      [0.1223, 0.1198, 0.1174, 0.1149, 0.1124, 0.11, 0.1075, 0.1051, 0.1027,
+       0.1003],
+      [0.0586, 0.0549, 0.0512, 0.0475, 0.0439, 0.0402, 0.0366, 0.033, 0.0294,
+       0.0258],
+      [0.0263, 0.0215, 0.0167, 0.012, 0.0073, 0.0026, -0.0021, -0.0067,
+       -0.0113, -0.0159]]),
+    # keras/src/optimizers/adam_test.py (amsgrad) and lamb_test.py
+    (lambda: top.Adam(amsgrad=True),
+     [[0.999] * 10, [0.9982] * 10, [0.9974] * 10, [0.9965] * 10,
+      [0.9955] * 10]),
+    (lambda: top.Lamb(),
+     [[0.999] * 10, [0.9982] * 10, [0.9974] * 10, [0.9965] * 10,
+      [0.9955] * 10]),
+    # keras/src/optimizers/adafactor_test.py (Keras passes
+    # relative_step=False there but ignores it; its values are those of
+    # relative_step=True).
+    (lambda: top.Adafactor(learning_rate=0.5, beta_2_decay=-0.65,
+                           epsilon_1=1e-15, epsilon_2=1e-4,
+                           clip_threshold=0.9),
+     [[0.55] * 10,
+      [0.3031, 0.3026, 0.3025] + [0.3024] * 7,
+      [0.1671, 0.1665] + [0.1663] * 8,
+      [0.0923, 0.0916, 0.0915] + [0.0914] * 7,
+      [0.0554, 0.0548] + [0.0546] * 5 + [0.0545] * 3]),
+], ids=["adamw", "adam-amsgrad", "lamb", "adafactor"])
+def test_keras_golden_trajectories(optimizer, golden):
+  optimizer = optimizer()
+  x = keras.Variable(np.ones([10], np.float32))
+  optimizer.apply_gradients([(tf.constant(GOLDEN_FIRST_GRADS), x)])
+  for row in golden:
+    np.testing.assert_allclose(x.numpy(), row, rtol=5e-4, atol=5e-4)
+    optimizer.apply_gradients([(tf.constant(GOLDEN_GRADS), x)])
+
+
+# ----------------------------------------------------------------------------
+# TF Model Garden's LAMB test scenarios (official/modeling/optimization/
+# lamb_test.py), whose expectations come from its numpy lamb_update_numpy.
+# ----------------------------------------------------------------------------
+def test_model_garden_lamb_sparse():
+  var0 = keras.Variable(np.array([1.0, 1.0, 2.0], np.float32))
+  var1 = keras.Variable(np.array([3.0, 3.0, 4.0], np.float32))
+  dense0 = np.array([0.1, 0.0, 0.1])
+  dense1 = np.array([0.01, 0.0, 0.01])
+  indices = np.array([0, 2], np.int32)
+  grads = [tf.IndexedSlices(tf.constant(d[indices], tf.float32),
+                            tf.constant(indices), tf.constant([3]))
+           for d in (dense0, dense1)]
+  optimizer = top.Lamb()
+  algorithm = H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6)
+  want = H.reference_run(algorithm, {"a/0": [1.0, 1.0, 2.0],
+                                     "a/1": [3.0, 3.0, 4.0]},
+                         [{"a/0": dense0, "a/1": dense1}] * 3,
+                         learning_rate=0.001)
+  for _ in range(3):
+    optimizer.apply_gradients(zip(grads, [var0, var1]))
+  np.testing.assert_allclose(var0.numpy(), want["a/0"], rtol=1e-6)
+  np.testing.assert_allclose(var1.numpy(), want["a/1"], rtol=1e-6)
+
+
+def test_model_garden_lamb_learning_rate_decay_with_weight_decay():
+  # lr_t = 0.001 / (1 + 0.5 t) (Keras 2's `decay`), lamb_wd = 0.01,
+  # epsilon = 1e-7, three steps of constant gradients.
+  schedule = keras.optimizers.schedules.InverseTimeDecay(
+      0.001, decay_steps=1, decay_rate=0.5)
+  optimizer = top.Lamb(learning_rate=schedule, epsilon=1e-7,
+                       weight_decay_rate=0.01)
+  w0 = {"a/var0": [1.0, 2.0], "a/var1": [3.0, 4.0]}
+  grads = [{"a/var0": [0.1, 0.1], "a/var1": [0.01, 0.01]}] * 3
+  got = H.run_optimizer(optimizer, w0, grads)
+  want = H.reference_run(
+      H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                  weight_decay_rate=0.01), w0, grads,
+      learning_rate=lambda t: float(np.float32(0.001 / (1 + 0.5 * t))))
+  H.assert_trajectory_close(got, want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("kwargs,decayed,adapted", [
+    # test_exclude_weight_decay: ["var1"] excludes var1 and var1_weight; the
+    # adaptation list defaults to the decay list.
+    (dict(weight_decay_rate=0.01, exclude_from_weight_decay=["var1"]),
+     {"var0": True, "var1": False, "var1_weight": False},
+     {"var0": True, "var1": False, "var1_weight": False}),
+    # test_exclude_layer_adaptation
+    (dict(exclude_from_layer_adaptation=["var1"]),
+     {"var0": False, "var1": False, "var1_weight": False},
+     {"var0": True, "var1": False, "var1_weight": False}),
+])
+def test_model_garden_lamb_exclusions(kwargs, decayed, adapted):
+  w0 = {f"layer/{name}": [3.0, -4.0] for name in decayed}
+  grads = [{path: [0.5, 0.25] for path in w0}] * 2
+  got = H.run_optimizer(top.Lamb(learning_rate=0.01, **kwargs), w0, grads)
+  rate = kwargs.get("weight_decay_rate", 0.0)
+  for name in decayed:
+    path = f"layer/{name}"
+    w, m, v = np.array(w0[path]), np.zeros(2), np.zeros(2)
+    for t, g in enumerate(grads, 1):
+      w, m, v = H.R.lamb_step(
+          w, m, v, g[path], learning_rate=0.01, beta_1=0.9, beta_2=0.999,
+          epsilon=1e-6, weight_decay_rate=rate if decayed[name] else 0.0,
+          step=t, use_layer_adaptation=adapted[name])
+    np.testing.assert_allclose(got[path], w, rtol=1e-6, err_msg=path)
+  # The three cases are distinguishable: adaptation scales the step by ~5.
+  assert not np.allclose(got["layer/var0"], got["layer/var1"])
+
+
+# ----------------------------------------------------------------------------
+# Keras 3 parity where the math is the same (float32, 50 steps).
+# ----------------------------------------------------------------------------
+@pytest.mark.parametrize("ours,theirs", [
+    (lambda: top.Adam(learning_rate=0.01), lambda: keras.optimizers.Adam(
+        learning_rate=0.01)),
+    (lambda: top.Adam(learning_rate=0.01, amsgrad=True),
+     lambda: keras.optimizers.Adam(learning_rate=0.01, amsgrad=True)),
+    (lambda: top.AdamW(learning_rate=0.01, weight_decay=0.1),
+     lambda: keras.optimizers.AdamW(learning_rate=0.01, weight_decay=0.1)),
+    (lambda: top.SGD(learning_rate=0.05, momentum=0.9),
+     lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9)),
+    (lambda: top.SGD(learning_rate=0.05, momentum=0.9, nesterov=True),
+     lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9,
+                                  nesterov=True)),
+    (lambda: top.Adafactor(learning_rate=0.01),
+     lambda: keras.optimizers.Adafactor(learning_rate=0.01)),
+    (lambda: top.Lamb(learning_rate=0.01),
+     lambda: keras.optimizers.Lamb(learning_rate=0.01, epsilon=1e-6)),
+], ids=["adam", "adam-amsgrad", "adamw", "sgd-momentum", "sgd-nesterov",
+        "adafactor", "lamb"])
+def test_parity_with_keras(ours, theirs):
+  w0, grads = H.random_problem(STEPS, seed=21)
+  got = H.run_optimizer(ours(), w0, grads, "function")
+  want = H.run_optimizer(theirs(), w0, grads, "function")
+  H.assert_trajectory_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_slots_have_keras_names_and_order():
+  w0, grads = H.random_problem(1, seed=0)
+  for ours, theirs in [(top.Adam(amsgrad=True), keras.optimizers.Adam(
+      amsgrad=True)), (top.AdamW(), keras.optimizers.AdamW()),
+                       (top.SGD(momentum=0.5), keras.optimizers.SGD(
+                           momentum=0.5)),
+                       (top.Lamb(), keras.optimizers.Lamb())]:
+    variables = H.make_variables(w0)
+    ours.build(variables)
+    theirs.build(variables)
+    assert ([(v.name, v.shape) for v in ours.variables]
+            == [(v.name, v.shape) for v in theirs.variables])
+
+
+def test_adafactor_slots_are_factored():
+  variables = H.make_variables(H.random_problem(1, seed=0)[0])
+  optimizer = top.Adafactor()
+  optimizer.build(variables)
+  assert [(v.name, tuple(v.shape)) for v in optimizer.variables[2:]] == [
+      ("kernel", (6,)), ("kernel", (4,)), ("dense_bias_velocity", (4,)),
+      ("kernel", (2, 3)), ("kernel", (2, 5)), ("norm_gamma_velocity", (5,))]
+
+
+@pytest.mark.parametrize("cls", [top.SGD, top.Adam, top.AdamW, top.Lamb,
+                                 top.Adafactor])
+def test_fused_and_twin_paths_create_the_same_slots(cls):
+  w0, grads = H.random_problem(2, seed=0)
+  kwargs = dict(momentum=0.9) if cls is top.SGD else {}
+  fused, twin = cls(fused=None, **kwargs), cls(fused=False, **kwargs)
+  H.run_optimizer(fused, w0, grads, "function")
+  H.run_optimizer(twin, w0, grads, "xla")
+  assert ([(v.path, v.shape, v.dtype) for v in fused.variables]
+          == [(v.path, v.shape, v.dtype) for v in twin.variables])
+  for a, b in zip(fused.variables, twin.variables):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)

@@ -1,0 +1,365 @@
+"""The base of the Keras 3 optimizers: Keras's `apply()`, distribution-correct.
+
+Keras 3.15 clips, decays and checks for finite gradients per replica, before
+the all-reduce, and puts a `merge_call` inside a `cond` for gradient
+accumulation and EMA overwrite (defects 1-3 in shared/NOTES.md). Here one
+`apply()` runs:
+
+  replica context   sum the gradients over replicas
+                    sum repeated indices of sparse gradients
+                    gate = all summed gradients finite   (LossScaleOptimizer)
+                    average with the accumulators        (accumulation)
+                    clip, evaluate the learning rate
+  one merge_call    per variable, on its own device:
+                      a real step:  decay, update_step, constraint, EMA,
+                                    accumulator reset, EMA overwrite
+                      otherwise:    accumulate (or skip)
+  replica context   iterations += 1 (not for a step the gate skipped)
+
+Every replica sees the same summed gradients, so every replica takes the same
+decisions, and the only `cond` lives inside per-device update functions.
+Under accumulation the optimizer's step count, the schedules, weight decay,
+clipping and EMA advance once per real step.
+"""
+
+import functools
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_opt_plugin import _hyperparameters
+from tf_opt_plugin.ops import _inputs
+
+_LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
+
+
+def tf_variable(variable):
+  """The `tf.Variable` behind a `keras.Variable` (never an autocast view)."""
+  if isinstance(variable, keras.Variable):
+    return variable._value  # pylint: disable=protected-access
+  return variable
+
+
+def check_hyperparameter(name, value, check):
+  """Validates a float hyperparameter; schedules and callables pass as is."""
+  if isinstance(value, _LearningRateSchedule) or callable(value):
+    return value
+  if isinstance(value, (tf.Tensor, tf.Variable, keras.Variable, np.ndarray,
+                        np.generic)):
+    try:
+      value = float(value)
+    except (TypeError, ValueError):
+      raise TypeError(
+          f"`{name}` must be a float, an eager scalar tensor, a "
+          f"LearningRateSchedule or a callable. Received: {name}={value!r}"
+      ) from None
+  return check(name, value)
+
+
+def serialize_hyperparameter(value):
+  """Config form of a float, a LearningRateSchedule or a callable."""
+  if isinstance(value, _LearningRateSchedule):
+    return keras.optimizers.schedules.serialize(value)
+  if callable(value):
+    return keras.saving.serialize_keras_object(value)
+  return value
+
+
+def deserialize_hyperparameter(value, custom_objects=None):
+  if isinstance(value, dict):
+    return keras.saving.deserialize_keras_object(
+        value, custom_objects=custom_objects)
+  return value
+
+
+def _all_true(*conditions):
+  conditions = [c for c in conditions if c is not None]
+  if not conditions:
+    return None
+  return functools.reduce(tf.logical_and, conditions)
+
+
+class Optimizer(keras.optimizers.Optimizer):
+  """Keras 3 optimizer whose update runs a tf_opt_plugin algorithm.
+
+  Subclasses implement `build()` (slots with Keras's names and order) and
+  `update_step(gradient, variable, learning_rate)`, which calls one
+  `tf_opt_plugin.ops.resource_apply_*` function.
+
+  Args:
+    fused: None runs the fused op where it can run and the pure-TF twin
+      elsewhere (XLA, DTensor, devices without a kernel); True raises
+      `FusedOpUnavailableError` where the op cannot run; False forces the
+      twin.
+    **kwargs: the Keras 3 base arguments, with their Keras meaning.
+  """
+
+  # Set by optimizers whose fused op applies Keras's decoupled weight decay
+  # itself (Adam, AdamW), saving a pass over the variable.
+  _fuses_weight_decay = False
+
+  def __init__(self, learning_rate, *, fused=None, weight_decay=None,
+               clipnorm=None, clipvalue=None, global_clipnorm=None,
+               gradient_accumulation_steps=None, **kwargs):
+    _hyperparameters.check_fused(fused)
+    learning_rate = check_hyperparameter(
+        "learning_rate", learning_rate, _hyperparameters.check_non_negative)
+    if weight_decay is not None:
+      weight_decay = check_hyperparameter(
+          "weight_decay", weight_decay, _hyperparameters.check_non_negative)
+    for name, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                        ("global_clipnorm", global_clipnorm)):
+      if value is not None:
+        _hyperparameters.check_positive(name, value)
+    if gradient_accumulation_steps is not None and (
+        isinstance(gradient_accumulation_steps, bool)
+        or not isinstance(gradient_accumulation_steps, (int, np.integer))):
+      raise TypeError(
+          "`gradient_accumulation_steps` must be an integer >= 2. Received: "
+          f"gradient_accumulation_steps={gradient_accumulation_steps!r}")
+    super().__init__(learning_rate=learning_rate, weight_decay=weight_decay,
+                     clipnorm=clipnorm, clipvalue=clipvalue,
+                     global_clipnorm=global_clipnorm,
+                     gradient_accumulation_steps=gradient_accumulation_steps,
+                     **kwargs)
+    self.fused = fused
+
+  # ----------------------------------------------------------------------
+  # Hyperparameters that may be schedules.
+  # ----------------------------------------------------------------------
+  def current_value(self, hyperparameter):
+    """A float, a schedule (at the real step count) or a callable's value."""
+    if isinstance(hyperparameter, _LearningRateSchedule):
+      return hyperparameter(self.iterations)
+    if callable(hyperparameter):
+      return hyperparameter()
+    return hyperparameter
+
+  def _get_current_learning_rate(self):
+    # Keras evaluates schedules at the micro-step count, which under gradient
+    # accumulation runs `gradient_accumulation_steps` times too fast.
+    if isinstance(self._learning_rate, keras.Variable):
+      return self._learning_rate
+    return self.current_value(self._learning_rate)
+
+  def step_count(self):
+    """The 1-based number of the update being applied (real steps)."""
+    return self.iterations + 1
+
+  def decoupled_weight_decay(self, variable):
+    """Keras's `weight_decay` for `variable` (0 where it is excluded)."""
+    model_variable = self._trainable_variables[
+        self._get_variable_index(variable)]
+    if self.weight_decay is None or not self._use_weight_decay(model_variable):
+      return 0.0
+    return self.current_value(self.weight_decay)
+
+  def slot(self, slots, variable):
+    """The tf.Variable of `variable`'s entry in the slot list `slots`."""
+    return tf_variable(slots[self._get_variable_index(variable)])
+
+  # ----------------------------------------------------------------------
+  # The apply pipeline (see the module docstring).
+  # ----------------------------------------------------------------------
+  def apply(self, grads, trainable_variables=None):
+    self.apply_with_gate(grads, trainable_variables)
+
+  def apply_with_gate(self, grads, trainable_variables=None, gate_fn=None):
+    """`apply()`; `gate_fn(summed_grads)` may veto the step (returns bool).
+
+    Returns the gate tensor (None without `gate_fn`).
+    """
+    grads = list(grads)
+    if not grads:
+      return None
+    if trainable_variables is None:
+      if not self.built:
+        raise ValueError(
+            "When passing `grads` without `trainable_variables`, the "
+            "optimizer must already be built. Call "
+            "`optimizer.build(trainable_variables)` first.")
+      if len(grads) != len(self._trainable_variables):
+        raise ValueError(
+            "`grads` must match the optimizer's variables one to one. "
+            f"Received: {len(grads)} gradients for "
+            f"{len(self._trainable_variables)} variables")
+      trainable_variables = self._trainable_variables
+    else:
+      trainable_variables = list(trainable_variables)
+      if not self.built:
+        with keras.name_scope(self.name, caller=self):
+          self.build(trainable_variables)
+        self.built = True
+      self._check_variables_are_known(trainable_variables)
+
+    gate = None
+    with keras.name_scope(self.name, caller=self):
+      grads, trainable_variables = self._filter_empty_gradients(
+          grads, trainable_variables)
+      grads, trainable_variables = (
+          self._overwrite_variables_directly_with_gradients(
+              grads, trainable_variables))
+      if grads:
+        if self.loss_scale_factor is not None:
+          grads = [_scale(g, 1.0 / self.loss_scale_factor) for g in grads]
+        gate = self._backend_apply_gradients(grads, trainable_variables,
+                                             gate_fn)
+    self._iterations.assign_add(
+        1 if gate is None else tf.cast(gate, self._iterations.dtype))
+    return gate
+
+  def _backend_apply_gradients(self, grads, trainable_variables,
+                               gate_fn=None):
+    grads = _sum_over_replicas(grads)
+    grads = [_inputs.sum_duplicate_indices(g)
+             if isinstance(g, tf.IndexedSlices) else g for g in grads]
+    gate = gate_fn(grads) if gate_fn is not None else None
+
+    is_update_step = None
+    if self.gradient_accumulation_steps:
+      steps = self.gradient_accumulation_steps
+      is_update_step = tf.equal((self._iterations + 1) % steps, 0)
+      grads = [tf.convert_to_tensor(g) for g in grads]
+      accumulators = [
+          tf_variable(self._accumulated_gradients[self._get_variable_index(v)])
+          for v in trainable_variables]
+
+      def averaged_and_clipped():
+        return self._clip_gradients(
+            [(g + tf.cast(a.read_value(), g.dtype)) / steps
+             for g, a in zip(grads, accumulators)])
+
+      update_grads = tf.cond(is_update_step, averaged_and_clipped,
+                             lambda: list(grads))
+    else:
+      update_grads = self._clip_gradients(grads)
+
+    learning_rate = self.learning_rate
+    tf.__internal__.distribute.interim.maybe_merge_call(
+        functools.partial(self._distributed_update,
+                          variables=trainable_variables),
+        self._distribution_strategy, grads, update_grads, learning_rate,
+        is_update_step, gate)
+    return gate
+
+  def _distributed_update(self, distribution, grads, update_grads,
+                          learning_rate, is_update_step, gate, *, variables):
+    for grad, update_grad, variable in zip(grads, update_grads, variables):
+      distribution.extended.update(
+          tf_variable(variable),
+          functools.partial(self._update_variable, model_variable=variable),
+          args=(grad, update_grad, learning_rate, is_update_step, gate),
+          group=False)
+
+  def _update_variable(self, variable, grad, update_grad, learning_rate,
+                       is_update_step, gate, *, model_variable):
+    """One variable's step on its device (`variable` is the local copy)."""
+    index = self._get_variable_index(model_variable)
+    accumulator = (tf_variable(self._accumulated_gradients[index])
+                   if self.gradient_accumulation_steps else None)
+
+    def real_step():
+      self._decay_separately(variable, model_variable, learning_rate)
+      self.update_step(update_grad, variable, learning_rate)
+      if model_variable.constraint is not None:
+        variable.assign(model_variable.constraint(variable.read_value()))
+      if accumulator is not None:
+        accumulator.assign(tf.zeros_like(accumulator))
+      if self.use_ema:
+        self._update_average(variable, index)
+
+    real = _all_true(is_update_step, gate)
+    if real is None:
+      real_step()
+      return
+
+    def accumulate_or_skip():
+      if accumulator is not None:
+        increment = tf.cast(grad, accumulator.dtype)
+        if gate is not None:  # never add a non-finite gradient
+          increment = tf.where(gate, increment, tf.zeros_like(increment))
+        accumulator.assign_add(increment)
+
+    tf.cond(real, real_step, accumulate_or_skip)
+
+  def _decay_separately(self, variable, model_variable, learning_rate):
+    """Keras's decoupled decay `w -= lr * wd * w`, unless the op fuses it."""
+    if (self.weight_decay is None or self._fuses_weight_decay
+        or not self._use_weight_decay(model_variable)):
+      return
+    dtype = variable.dtype
+    decay = (tf.cast(learning_rate, dtype)
+             * tf.cast(self.current_value(self.weight_decay), dtype))
+    variable.assign_sub(variable.read_value() * decay)
+
+  def _update_average(self, variable, index):
+    """Keras's EMA of the weights, then the periodic overwrite."""
+    average = tf_variable(self._model_variables_moving_average[index])
+    if average is None:
+      return
+    momentum = tf.where(tf.equal(self.iterations, 0), 0.0, self.ema_momentum)
+    momentum = tf.cast(momentum, average.dtype)
+    value = tf.cast(variable.read_value(), average.dtype)
+    average.assign(momentum * average.read_value() + (1 - momentum) * value)
+    if self.ema_overwrite_frequency:
+      overwrite = tf.equal((self.iterations + 1) % self.ema_overwrite_frequency,
+                           0)
+      variable.assign(tf.where(overwrite,
+                               tf.cast(average.read_value(), variable.dtype),
+                               variable.read_value()))
+
+  def _clip_gradients(self, grads):
+    """Keras's clipping, on summed gradients; sparse gradients stay sparse."""
+    if self.clipnorm:
+      return [tf.clip_by_norm(g, self.clipnorm) for g in grads]
+    if self.global_clipnorm:
+      clipped, _ = tf.clip_by_global_norm(grads, self.global_clipnorm)
+      return clipped
+    if self.clipvalue:
+      return [_map_values(g, lambda x: tf.clip_by_value(  # pylint: disable=g-long-lambda
+          x, -self.clipvalue, self.clipvalue)) for g in grads]
+    return grads
+
+  # ----------------------------------------------------------------------
+  # Serialization.
+  # ----------------------------------------------------------------------
+  def get_config(self):
+    config = super().get_config()
+    config["weight_decay"] = serialize_hyperparameter(self.weight_decay)
+    config["fused"] = self.fused
+    return config
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    config = dict(config)
+    for key in cls._schedulable_hyperparameters():
+      if key in config:
+        config[key] = deserialize_hyperparameter(config[key], custom_objects)
+    return cls(**config)
+
+  @classmethod
+  def _schedulable_hyperparameters(cls):
+    return ("learning_rate", "weight_decay")
+
+
+def _sum_over_replicas(grads):
+  context = tf.distribute.get_replica_context()
+  if context is None:
+    raise ValueError(
+        "`apply()` / `apply_gradients()` must be called in a replica "
+        "context: inside `strategy.run(...)` (as `fit()` does), not directly "
+        "under `strategy.scope()`.")
+  if context.num_replicas_in_sync == 1:
+    return grads
+  return context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+
+
+def _map_values(grad, fn):
+  if isinstance(grad, tf.IndexedSlices):
+    return tf.IndexedSlices(fn(grad.values), grad.indices, grad.dense_shape)
+  return fn(grad)
+
+
+def _scale(grad, factor):
+  return _map_values(grad, lambda x: x * tf.cast(factor, x.dtype))

@@ -1,0 +1,75 @@
+"""Adam (Kingma & Ba, 2015) as Keras computes it, on the fused AdamW op.
+
+    m <- beta_1 * m + (1 - beta_1) * g
+    v <- beta_2 * v + (1 - beta_2) * g^2
+    vhat <- max(vhat, v)                                        (amsgrad)
+    w <- w - lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(vhat or v) + epsilon)
+
+Keras's decoupled `weight_decay` (`w -= lr * weight_decay * w` before the step)
+runs inside the same fused pass.
+"""
+
+import keras
+
+from tf_opt_plugin import _hyperparameters
+from tf_opt_plugin import ops
+from tf_opt_plugin.optimizers import _base
+
+
+@keras.saving.register_keras_serializable(package="tf_opt_plugin")
+class Adam(_base.Optimizer):
+  """Adam with Keras's defaults, slots and "epsilon hat".
+
+  Drop-in for `keras.optimizers.Adam`: the same arguments, the same slot
+  variables (`momentum`, `velocity` per variable, then `velocity_hat` with
+  `amsgrad`) and the same numbers, computed by one fused kernel per variable.
+
+  Args:
+    learning_rate: a float, a `LearningRateSchedule` or a callable.
+    beta_1: decay of the first moment, in [0, 1).
+    beta_2: decay of the second moment, in [0, 1).
+    epsilon: added to sqrt(v) ("epsilon hat"), >= 0.
+    amsgrad: use the running maximum of v (Reddi et al., 2018).
+    fused: None, True or False (see `tf_opt_plugin.optimizers.Optimizer`).
+    **kwargs: the Keras 3 base optimizer arguments.
+  """
+
+  _fuses_weight_decay = True
+
+  def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
+               epsilon=1e-7, amsgrad=False, *, fused=None, name="adam",
+               **kwargs):
+    super().__init__(learning_rate=learning_rate, fused=fused, name=name,
+                     **kwargs)
+    self.beta_1 = _hyperparameters.check_unit_interval("beta_1", beta_1)
+    self.beta_2 = _hyperparameters.check_unit_interval("beta_2", beta_2)
+    self.epsilon = _hyperparameters.check_non_negative("epsilon", epsilon)
+    self.amsgrad = _hyperparameters.check_bool("amsgrad", amsgrad)
+
+  def build(self, var_list):
+    if self.built:
+      return
+    super().build(var_list)
+    self._momentums, self._velocities = self.add_optimizer_variables(
+        var_list, ["momentum", "velocity"])
+    if self.amsgrad:
+      self._velocity_hats = self.add_optimizer_variables(
+          var_list, "velocity_hat")
+
+  def update_step(self, gradient, variable, learning_rate):
+    return ops.resource_apply_adamw(
+        variable, self.slot(self._momentums, variable),
+        self.slot(self._velocities, variable), gradient,
+        learning_rate=learning_rate, beta_1=self.beta_1, beta_2=self.beta_2,
+        epsilon=self.epsilon,
+        weight_decay=self.decoupled_weight_decay(variable),
+        step=self.step_count(),
+        vhat=(self.slot(self._velocity_hats, variable) if self.amsgrad
+              else None),
+        fused=self.fused)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(beta_1=self.beta_1, beta_2=self.beta_2,
+                  epsilon=self.epsilon, amsgrad=self.amsgrad)
+    return config

@@ -1,0 +1,37 @@
+"""AdamW (Loshchilov & Hutter, 2019) as Keras computes it, in one fused pass.
+
+    w <- w - lr * weight_decay * w
+    then the Adam step of `tf_opt_plugin.optimizers.Adam`.
+"""
+
+import keras
+
+from tf_opt_plugin.optimizers import adam
+
+
+@keras.saving.register_keras_serializable(package="tf_opt_plugin")
+class AdamW(adam.Adam):
+  """Adam with decoupled weight decay, Keras's defaults and slots.
+
+  Drop-in for `keras.optimizers.AdamW`. The decay is applied inside the fused
+  Adam kernel (one pass over the variable instead of two); variables excluded
+  with `exclude_from_weight_decay()` get none.
+
+  Args:
+    learning_rate: a float, a `LearningRateSchedule` or a callable.
+    weight_decay: the decoupled decay rate (a float or a schedule).
+    beta_1, beta_2, epsilon, amsgrad: as for `Adam`.
+    fused: None, True or False (see `tf_opt_plugin.optimizers.Optimizer`).
+    **kwargs: the Keras 3 base optimizer arguments.
+  """
+
+  def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9,
+               beta_2=0.999, epsilon=1e-7, amsgrad=False, *, fused=None,
+               name="adamw", **kwargs):
+    if weight_decay is None:
+      raise ValueError("`weight_decay` must be a float or a schedule for "
+                       "AdamW. Received: weight_decay=None")
+    super().__init__(learning_rate=learning_rate, beta_1=beta_1,
+                     beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad,
+                     weight_decay=weight_decay, fused=fused, name=name,
+                     **kwargs)

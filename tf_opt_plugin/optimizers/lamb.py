@@ -1,0 +1,102 @@
+"""LAMB (You et al., 2019) as TF Model Garden implements it, fused.
+
+    m <- beta_1 * m + (1 - beta_1) * g
+    v <- beta_2 * v + (1 - beta_2) * g^2
+    u  = (m / (1 - beta_1^t)) / (sqrt(v / (1 - beta_2^t)) + epsilon) + wd * w
+    r  = ||w|| / ||u||   (1 when either norm is 0 or the variable is excluded
+                          from layer adaptation)
+    w <- w - lr * r * u
+
+`wd` is `weight_decay_rate`, 0 for variables excluded from weight decay. The
+decay sits inside the trust ratio, as in the paper (Keras 3's Lamb applies it
+outside, defect 6 in shared/NOTES.md).
+"""
+
+import keras
+
+from tf_opt_plugin import _hyperparameters
+from tf_opt_plugin import ops
+from tf_opt_plugin.optimizers import _base
+
+
+@keras.saving.register_keras_serializable(package="tf_opt_plugin")
+class Lamb(_base.Optimizer):
+  """Layer-wise adaptive moments, with TF Model Garden's arguments.
+
+  Slots: `momentum` and `velocity` per variable (Keras's names and order).
+
+  Args:
+    learning_rate: a float, a `LearningRateSchedule` or a callable.
+    beta_1, beta_2: moment decays, in [0, 1).
+    epsilon: added to the bias-corrected sqrt(v), >= 0.
+    weight_decay_rate: decay inside the trust ratio (a float or a schedule).
+    exclude_from_weight_decay: regular expressions; a variable whose path
+      contains a match (`re.search`) gets no `weight_decay_rate`.
+    exclude_from_layer_adaptation: regular expressions; matching variables
+      get trust ratio 1. Defaults to `exclude_from_weight_decay`.
+    fused: None, True or False (see `tf_opt_plugin.optimizers.Optimizer`).
+    **kwargs: the Keras 3 base optimizer arguments (its `weight_decay` is
+      Keras's decoupled decay, applied before the LAMB step).
+  """
+
+  def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
+               epsilon=1e-6, weight_decay_rate=0.0,
+               exclude_from_weight_decay=None,
+               exclude_from_layer_adaptation=None, *, fused=None,
+               name="lamb", **kwargs):
+    super().__init__(learning_rate=learning_rate, fused=fused, name=name,
+                     **kwargs)
+    self.beta_1 = _hyperparameters.check_unit_interval("beta_1", beta_1)
+    self.beta_2 = _hyperparameters.check_unit_interval("beta_2", beta_2)
+    self.epsilon = _hyperparameters.check_non_negative("epsilon", epsilon)
+    self.weight_decay_rate = _base.check_hyperparameter(
+        "weight_decay_rate", weight_decay_rate,
+        _hyperparameters.check_non_negative)
+    self.exclude_from_weight_decay_patterns = _hyperparameters.check_patterns(
+        "exclude_from_weight_decay", exclude_from_weight_decay)
+    self.exclude_from_layer_adaptation = _hyperparameters.check_patterns(
+        "exclude_from_layer_adaptation", exclude_from_layer_adaptation)
+
+  def build(self, var_list):
+    if self.built:
+      return
+    super().build(var_list)
+    self._momentums, self._velocities = self.add_optimizer_variables(
+        var_list, ["momentum", "velocity"])
+
+  def _excluded(self, patterns, variable):
+    model_variable = self._trainable_variables[
+        self._get_variable_index(variable)]
+    return _hyperparameters.matches_any(patterns, model_variable.path)
+
+  def update_step(self, gradient, variable, learning_rate):
+    decay_excluded = self._excluded(self.exclude_from_weight_decay_patterns,
+                                    variable)
+    adaptation_patterns = (self.exclude_from_layer_adaptation
+                           if self.exclude_from_layer_adaptation is not None
+                           else self.exclude_from_weight_decay_patterns)
+    return ops.resource_apply_lamb(
+        variable, self.slot(self._momentums, variable),
+        self.slot(self._velocities, variable), gradient,
+        learning_rate=learning_rate, beta_1=self.beta_1, beta_2=self.beta_2,
+        epsilon=self.epsilon,
+        weight_decay_rate=(
+            0.0 if decay_excluded
+            else self.current_value(self.weight_decay_rate)),
+        step=self.step_count(),
+        use_layer_adaptation=not self._excluded(adaptation_patterns, variable),
+        fused=self.fused)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(
+        beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+        weight_decay_rate=_base.serialize_hyperparameter(
+            self.weight_decay_rate),
+        exclude_from_weight_decay=self.exclude_from_weight_decay_patterns,
+        exclude_from_layer_adaptation=self.exclude_from_layer_adaptation)
+    return config
+
+  @classmethod
+  def _schedulable_hyperparameters(cls):
+    return super()._schedulable_hyperparameters() + ("weight_decay_rate",)
