@@ -402,3 +402,57 @@ def test_fused_and_twin_paths_create_the_same_slots(cls):
           == [(v.path, v.shape, v.dtype) for v in twin.variables])
   for a, b in zip(fused.variables, twin.variables):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------
+# Gradient accumulation and EMA (single device; tests/test_keras_distributed.py
+# repeats them under MirroredStrategy).
+# ----------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_gradient_accumulation_clips_and_decays_once_per_real_step(mode):
+  w0, grads = H.random_problem(12, seed=31, scale=2.0)
+  optimizer = top.AdamW(learning_rate=0.01, weight_decay=0.1,
+                        global_clipnorm=0.5, gradient_accumulation_steps=3)
+  got = H.run_optimizer(optimizer, w0, grads, mode)
+  mean_grads = [{p: np.mean([g[p] for g in grads[i:i + 3]], axis=0)
+                 for p in w0} for i in range(0, 12, 3)]
+  want = H.reference_run(
+      H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7), w0,
+      mean_grads, learning_rate=0.01, weight_decay=0.1, decay_in_op=True,
+      global_clipnorm=0.5)
+  H.assert_trajectory_close(got, want)
+  assert int(optimizer.iterations) == 4
+
+
+def test_gradient_accumulation_holds_weights_between_real_steps():
+  w0, grads = H.random_problem(2, seed=32)
+  optimizer = top.Lamb(learning_rate=0.01, gradient_accumulation_steps=4)
+  got = H.run_optimizer(optimizer, w0, grads, "function")
+  for path in w0:
+    np.testing.assert_array_equal(got[path], np.float32(w0[path]))
+
+
+@pytest.mark.parametrize("overwrite_frequency", [None, 4])
+def test_ema_of_the_weights(overwrite_frequency):
+  w0, grads = H.random_problem(10, seed=33)
+  optimizer = top.SGD(learning_rate=0.1, momentum=0.5, use_ema=True,
+                      ema_momentum=0.8,
+                      ema_overwrite_frequency=overwrite_frequency)
+  variables = H.make_variables(w0)
+  for g in grads:
+    optimizer.apply_gradients(
+        zip([tf.constant(g[p], tf.float32) for p in w0], variables))
+  # Reference: Keras's EMA (average = w on the first step), optionally
+  # copied into the weights every `overwrite_frequency` steps.
+  for path, variable in zip(w0, variables):
+    w, b, average = np.array(w0[path]), np.zeros_like(w0[path]), None
+    for t, g in enumerate(grads):
+      w, b = H.R.sgd_step(w, b, g[path], learning_rate=0.1, momentum=0.5)
+      average = w.copy() if t == 0 else 0.8 * average + 0.2 * w
+      if overwrite_frequency and (t + 1) % overwrite_frequency == 0:
+        w = average.copy()
+    np.testing.assert_allclose(variable.numpy(), w, rtol=1e-5, atol=1e-6)
+    index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
+    np.testing.assert_allclose(
+        optimizer._model_variables_moving_average[index].numpy(),  # pylint: disable=protected-access
+        average, rtol=1e-5, atol=1e-6)
