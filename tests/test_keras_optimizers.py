@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_goldens as G
 import keras_harness as H
 import tf_opt_plugin as top
 
@@ -224,48 +225,19 @@ def test_keras_weight_decay_values():
   assert var2.numpy() == 2.0 and var3.numpy() == 2.0
 
 
-GOLDEN_FIRST_GRADS = np.full((10,), 0.01, np.float32)
-GOLDEN_GRADS = (np.arange(1, 11) / 10.0).astype(np.float32)
-
-
 @pytest.mark.parametrize("optimizer,golden", [
-    # keras/src/optimizers/adamw_test.py::test_correctness_with_golden
-    (lambda: top.AdamW(learning_rate=1.0, weight_decay=0.5, epsilon=2.0),
-     [[0.4998] * 10,
-      [0.2486, 0.2475, 0.2463, 0.2451, 0.244, 0.2428, 0.2417, 0.2405, 0.2394,
-       0.2382],
-      [0.1223, 0.1198, 0.1174, 0.1149, 0.1124, 0.11, 0.1075, 0.1051, 0.1027,
-       0.1003],
-      [0.0586, 0.0549, 0.0512, 0.0475, 0.0439, 0.0402, 0.0366, 0.033, 0.0294,
-       0.0258],
-      [0.0263, 0.0215, 0.0167, 0.012, 0.0073, 0.0026, -0.0021, -0.0067,
-       -0.0113, -0.0159]]),
-    # keras/src/optimizers/adam_test.py (amsgrad) and lamb_test.py
-    (lambda: top.Adam(amsgrad=True),
-     [[0.999] * 10, [0.9982] * 10, [0.9974] * 10, [0.9965] * 10,
-      [0.9955] * 10]),
-    (lambda: top.Lamb(),
-     [[0.999] * 10, [0.9982] * 10, [0.9974] * 10, [0.9965] * 10,
-      [0.9955] * 10]),
-    # keras/src/optimizers/adafactor_test.py (Keras passes
-    # relative_step=False there but ignores it; its values are those of
-    # relative_step=True).
-    (lambda: top.Adafactor(learning_rate=0.5, beta_2_decay=-0.65,
-                           epsilon_1=1e-15, epsilon_2=1e-4,
-                           clip_threshold=0.9),
-     [[0.55] * 10,
-      [0.3031, 0.3026, 0.3025] + [0.3024] * 7,
-      [0.1671, 0.1665] + [0.1663] * 8,
-      [0.0923, 0.0916, 0.0915] + [0.0914] * 7,
-      [0.0554, 0.0548] + [0.0546] * 5 + [0.0545] * 3]),
+    (lambda: top.AdamW(**G.ADAMW_HP), G.ADAMW),
+    (lambda: top.Adam(amsgrad=True), G.ADAM_AMSGRAD),
+    (lambda: top.Lamb(), G.LAMB),
+    (lambda: top.Adafactor(**G.ADAFACTOR_HP), G.ADAFACTOR),
 ], ids=["adamw", "adam-amsgrad", "lamb", "adafactor"])
 def test_keras_golden_trajectories(optimizer, golden):
   optimizer = optimizer()
   x = keras.Variable(np.ones([10], np.float32))
-  optimizer.apply_gradients([(tf.constant(GOLDEN_FIRST_GRADS), x)])
+  optimizer.apply_gradients([(tf.constant(G.FIRST_GRADS, tf.float32), x)])
   for row in golden:
-    np.testing.assert_allclose(x.numpy(), row, rtol=5e-4, atol=5e-4)
-    optimizer.apply_gradients([(tf.constant(GOLDEN_GRADS), x)])
+    np.testing.assert_allclose(x.numpy(), row, rtol=G.RTOL, atol=G.RTOL)
+    optimizer.apply_gradients([(tf.constant(G.GRADS, tf.float32), x)])
 
 
 # ----------------------------------------------------------------------------

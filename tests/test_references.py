@@ -11,14 +11,15 @@ agree.
 import numpy as np
 import pytest
 
+import keras_goldens as G
 import references as R
 
 # Keras golden tests: x = ones(10), one step with grads 0.01, then steps with
 # grads arange(0.1, 1.1, 0.1); the golden row i is checked after i+1 steps,
 # with rtol=atol=5e-4 (the tolerances of the Keras tests).
-KERAS_GOLDEN_RTOL = 5e-4
-FIRST_GRADS = np.full((10,), 0.01)
-GRADS = np.arange(1, 11) / 10.0
+KERAS_GOLDEN_RTOL = G.RTOL
+FIRST_GRADS = G.FIRST_GRADS
+GRADS = G.GRADS
 
 
 def _golden_trajectory(step_fn, n_rows):
@@ -137,18 +138,8 @@ def test_adamw_keras3_weight_decay():
 def test_adamw_keras3_golden():
     # keras/src/optimizers/adamw_test.py::test_correctness_with_golden:
     # AdamW(learning_rate=1.0, weight_decay=0.5, epsilon=2).
-    golden = np.array([
-        [0.4998, 0.4998, 0.4998, 0.4998, 0.4998, 0.4998, 0.4998, 0.4998,
-         0.4998, 0.4998],
-        [0.2486, 0.2475, 0.2463, 0.2451, 0.244, 0.2428, 0.2417, 0.2405,
-         0.2394, 0.2382],
-        [0.1223, 0.1198, 0.1174, 0.1149, 0.1124, 0.11, 0.1075, 0.1051,
-         0.1027, 0.1003],
-        [0.0586, 0.0549, 0.0512, 0.0475, 0.0439, 0.0402, 0.0366, 0.033,
-         0.0294, 0.0258],
-        [0.0263, 0.0215, 0.0167, 0.012, 0.0073, 0.0026, -0.0021, -0.0067,
-         -0.0113, -0.0159]])
-    hp = dict(ADAM_DEFAULTS, learning_rate=1.0, weight_decay=0.5, epsilon=2.0)
+    golden = G.ADAMW
+    hp = dict(ADAM_DEFAULTS, **G.ADAMW_HP)
     traj = _golden_trajectory(_Adam(**hp), 5)
     np.testing.assert_allclose(traj, golden, rtol=KERAS_GOLDEN_RTOL,
                                atol=KERAS_GOLDEN_RTOL)
@@ -219,18 +210,8 @@ def test_lamb_zero_weight_trust_ratio_is_one():
 # ---------------------------------------------------------------------------
 # Adafactor
 # ---------------------------------------------------------------------------
-ADAFACTOR_GOLDEN = np.array([
-    [0.55, 0.55, 0.55, 0.55, 0.55, 0.55, 0.55, 0.55, 0.55, 0.55],
-    [0.3031, 0.3026, 0.3025, 0.3024, 0.3024, 0.3024, 0.3024, 0.3024, 0.3024,
-     0.3024],
-    [0.1671, 0.1665, 0.1663, 0.1663, 0.1663, 0.1663, 0.1663, 0.1663, 0.1663,
-     0.1663],
-    [0.0923, 0.0916, 0.0915, 0.0914, 0.0914, 0.0914, 0.0914, 0.0914, 0.0914,
-     0.0914],
-    [0.0554, 0.0548, 0.0546, 0.0546, 0.0546, 0.0546, 0.0546, 0.0545, 0.0545,
-     0.0545]])
-ADAFACTOR_GOLDEN_HP = dict(learning_rate=0.5, beta_2_decay=-0.65,
-                           epsilon_1=1e-15, epsilon_2=1e-4, clip_threshold=0.9)
+ADAFACTOR_GOLDEN = G.ADAFACTOR
+ADAFACTOR_GOLDEN_HP = G.ADAFACTOR_HP
 
 
 def test_adafactor_keras3_golden():
