@@ -351,4 +351,9 @@ def semantics_group():
 GROUPS = {"optimizers": optimizers_group, "semantics": semantics_group}
 
 if __name__ == "__main__":
-  print("RESULT_JSON " + json.dumps(GROUPS[GROUP]()), flush=True)
+  output = GROUPS[GROUP]()
+  # Why the custom ops would not run on these CPUs (None: they run).
+  with tf.device("/cpu:1" if NUM_DEVICES > 1 else "/cpu:0"):
+    probe = tf.Variable([1.0])
+  output["dispatch_reason"] = top.ops.dispatch_reason(probe)
+  print("RESULT_JSON " + json.dumps(output), flush=True)

@@ -114,6 +114,13 @@ def test_mirrored_matches_single_device(optimizer, mode, num_devices):
                           results["initial"], at_least=1e-2)
 
 
+@pytest.mark.parametrize("num_devices", [2, 4])
+def test_the_fused_ops_ran(num_devices):
+  """The runs above used the custom ops on the logical CPUs, not only the
+  pure-TF twins (dispatch_reason is None where the op runs)."""
+  assert worker_results("optimizers", num_devices)["dispatch_reason"] is None
+
+
 # ---------------------------------------------------------------------------
 # Defect 1: clipping after the all-reduce.
 # ---------------------------------------------------------------------------
