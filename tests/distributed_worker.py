@@ -6,9 +6,9 @@ before TensorFlow initialises:
     python distributed_worker.py GROUP NUM_DEVICES
 
 GROUP is `optimizers` (every optimizer class, `fit()` and a custom loop, on
-one device and mirrored over 2 and NUM_DEVICES CPUs) or `semantics` (clipping,
-loss scaling, gradient accumulation and EMA on one device and mirrored over 2
-CPUs, plus the plain Keras classes for contrast). The process prints one line
+one device and mirrored over NUM_DEVICES CPUs) or `semantics` (clipping, loss
+scaling, gradient accumulation and EMA on one device and mirrored over 2 CPUs,
+plus the plain Keras classes for contrast). The process prints one line
 `RESULT_JSON {...}`: per case the final weights of each run (or the error the
 run raised), which the test compares. Nothing is asserted here.
 """
