@@ -19,7 +19,7 @@ using tensorflow::Tensor;
 namespace functor {
 
 template <typename T, typename C, bool kAmsgrad>
-void AdamWRange(const math::AdamWStep<C>& s, int64_t begin, int64_t end,
+TFOPT_CPU_CLONES void AdamWRange(const math::AdamWStep<C>& s, int64_t begin, int64_t end,
                 T* __restrict var, T* __restrict m, T* __restrict v,
                 T* __restrict vhat, const T* __restrict grad) {
   for (int64_t i = begin; i < end; ++i) {
