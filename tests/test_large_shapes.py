@@ -1,11 +1,11 @@
 """Shapes that cross the CPU kernels' block and tile boundaries.
 
 The kernels cut work into blocks of 16384 elements (AdamW, LAMB, unfactored
-Adafactor), and factored Adafactor into tiles of 32 rows x 2048 columns with
-partial row and column sums. The small shapes of the other op tests fit in one
-block; these do not, so every partial-sum path is compared with the float64
-references here, in float64 (tight tolerances expose a lost or double-counted
-partial) and float32.
+Adafactor), and factored Adafactor into bands of 32 whole rows with per-band
+column partial sums, added up in blocks of 256 columns. The small shapes of the
+other op tests fit in one block; these do not, so every partial-sum path is
+compared with the float64 references here, in float64 (tight tolerances expose
+a lost or double-counted partial) and float32.
 """
 
 import pytest
@@ -15,9 +15,9 @@ import op_harness as H
 # Not multiples of the block / tile sizes, so every ragged edge is exercised.
 ELEMENTWISE_SHAPES = [(3 * 16384 + 7,), (129, 401)]
 FACTORED_SHAPES = [
-    (70, 4100),        # 3 row tiles x 3 column tiles, ragged both ways
-    (2, 33, 2049),     # batch of 2, one row and one column past a tile
-    (5000, 3),         # many row tiles, narrow
+    (70, 4100),        # 3 bands x 17 column blocks, ragged both ways
+    (2, 33, 2049),     # batch of 2, one row past a band, one column past a block
+    (5000, 3),         # many bands, narrow
 ]
 MODES = ("fused-function", "twin-function")
 

@@ -1,10 +1,12 @@
 // ResourceApplyAdafactor kernel and its CPU functors.
 //
-// Factored (rank >= 2), three passes over the gradient:
-//   1. one read of g (and w) in 2-D tiles gives the row sums, the column sums
-//      of g^2 + epsilon_1 and sum(w^2); the small accumulators are updated;
-//   2. sum(u^2) for the RMS clip, u = g * row_scale * col_scale;
-//   3. w <- w - step_size * u.
+// Factored (rank >= 2), two passes over the variable and the gradient:
+//   1. one read of g and w, in bands of whole rows, gives the row sums and
+//      the column sums of g^2 + epsilon_1, sum(w^2), the row accumulators,
+//      and per column sum_i (g_ij * rsqrt(r_i))^2, from which sum(u^2) for the
+//      RMS clip follows without another pass over g; then the column
+//      accumulators and scales, from the small per-band partial sums;
+//   2. w <- w - step_size * u.
 // Unfactored (rank < 2), two passes: accumulator and both sums, then w.
 #define EIGEN_USE_THREADS
 
@@ -29,124 +31,167 @@ using tensorflow::TensorShape;
 
 namespace functor {
 
-// Pass-1 tiles: 32 rows x 2048 columns. Row sums are kept per column tile and
-// column sums per row tile, so each tile is independent and the partial sums
-// add up in a fixed order. Short, wide tiles read 8 KiB runs per row: square
-// tiles of a wide matrix touch a new page every 1 KiB and ran 2x slower.
-constexpr int64_t kTileRows = 32;
-constexpr int64_t kTileCols = 2048;
+// Pass 1 of a factored variable works on bands of kBandRows whole rows. A band
+// is one contiguous run of memory (earlier 32 x 2048 tiles broke the rows of
+// wide matrices into short runs), each of its rows is complete, so the row
+// accumulator can be updated while the row is still in cache, and per-band
+// column partial sums keep the reduction order fixed. They cost 2 / kBandRows
+// of the matrix in extra memory. A matrix with fewer than kBandRows rows per
+// thread leaves threads idle in pass 1; BERT's have 512 or more rows.
+constexpr int64_t kBandRows = 32;
+
+// Columns per task of the column reduction after pass 1 (768-wide BERT
+// matrices split three ways).
+constexpr int64_t kReduceCols = 256;
+
+// Pass 1 over one band of `num_rows` rows of `cols` columns (grad, var and
+// row_acc point at its first row). Per row i it reads g and w once, adds
+// G = g^2 + epsilon_1 to col_sums and w^2 to the sum of squares, updates r_i
+// from the row mean of G and stores rsqrt(r_i) in row_inv_root; then, with
+// the row still in cache, adds (g * rsqrt(r_i))^2 to col_u_squares, from
+// which sum(u^2) follows once the column scales are known
+// (math::AdafactorColumnSumSquaresOfU). That spares a pass over g in memory.
+// col_sums and col_u_squares must be zero; they are kept in the compute type,
+// exactly as accumulated, and widened to double when bands are added up.
+template <typename T, typename C>
+TFOPT_CPU_CLONES void AdafactorBandSums(
+    const math::AdafactorStep<C>& s, int64_t num_rows, int64_t cols,
+    const T* __restrict grad, const T* __restrict var, T* __restrict row_acc,
+    C* __restrict row_inv_root, C* __restrict col_sums,
+    C* __restrict col_u_squares, double* w_sum_squares,
+    double* row_acc_sum) {
+  C w_squares[kLanes] = {};
+  double acc_sum = 0.0;
+  for (int64_t r = 0; r < num_rows; ++r) {
+    const T* __restrict g = grad + r * cols;
+    const T* __restrict w = var + r * cols;
+    C row_sum[kLanes] = {};
+    ForEachWithLanes(int64_t{0}, cols, [&](int64_t j, int lane) {
+      const C square =
+          math::AdafactorRegularizedSquare<C>(s, static_cast<C>(g[j]));
+      const C wj = static_cast<C>(w[j]);
+      col_sums[j] += square;
+      row_sum[lane] += square;
+      w_squares[lane] += wj * wj;
+    });
+    const C updated = math::AdafactorAccumulate<C>(
+        s, static_cast<C>(row_acc[r]),
+        static_cast<C>(SumLanes(row_sum) / cols));
+    row_acc[r] = static_cast<T>(updated);
+    acc_sum += updated;
+    const C inv_root = math::AdafactorInverseRoot<C>(s, updated);
+    row_inv_root[r] = inv_root;
+    for (int64_t j = 0; j < cols; ++j) {
+      col_u_squares[j] +=
+          math::AdafactorRowScaledSquare<C>(static_cast<C>(g[j]), inv_root);
+    }
+  }
+  *w_sum_squares = SumLanes(w_squares);
+  *row_acc_sum = acc_sum;
+}
+
+// Adds the partial sums of `num_bands` bands (`stride` apart) for `width`
+// columns into sums, in band order.
+template <typename C>
+TFOPT_CPU_CLONES void AddBandPartials(const C* __restrict partials,
+                                      int64_t num_bands, int64_t stride,
+                                      int64_t width, double* __restrict sums) {
+  for (int64_t band = 0; band < num_bands; ++band) {
+    const C* __restrict row = partials + band * stride;
+    for (int64_t j = 0; j < width; ++j) sums[j] += row[j];
+  }
+}
+
+// Pass 2 over rows [0, num_rows) of `cols` columns: w <- w - step_size * u.
+template <typename T, typename C>
+TFOPT_CPU_CLONES void AdafactorApplyRows(C step_size, int64_t num_rows,
+                                         int64_t cols, const T* __restrict grad,
+                                         T* __restrict var,
+                                         const C* __restrict row_scale,
+                                         const C* __restrict col_scale) {
+  for (int64_t r = 0; r < num_rows; ++r) {
+    const T* __restrict g = grad + r * cols;
+    T* __restrict w = var + r * cols;
+    for (int64_t j = 0; j < cols; ++j) {
+      const C u = math::AdafactorDirection<C>(static_cast<C>(g[j]),
+                                              row_scale[r], col_scale[j]);
+      w[j] = static_cast<T>(static_cast<C>(w[j]) - step_size * u);
+    }
+  }
+}
 
 template <typename T, typename C>
 struct ApplyAdafactorFactored<CPUDevice, T, C> {
   void operator()(OpKernelContext* ctx, const AdafactorHyperparams<C>& hyper,
-                  const FactoredShape& shape, T* __restrict var,
-                  T* __restrict row_acc, T* __restrict col_acc,
-                  const T* __restrict grad) {
+                  const FactoredShape& shape, T* var, T* row_acc, T* col_acc,
+                  const T* grad) {
     const int64_t batch = shape.batch, rows = shape.rows, cols = shape.cols;
     const math::AdafactorStep<C> s = math::MakeAdafactorStep<C>(
         *hyper.lr, *hyper.beta_2_decay, *hyper.epsilon_1, *hyper.step,
         hyper.relative_step);
-    const int64_t row_tiles = NumBlocks(rows, kTileRows);
-    const int64_t col_tiles = NumBlocks(cols, kTileCols);
-    const int64_t num_tiles = batch * row_tiles * col_tiles;
+    const int64_t bands = NumBlocks(rows, kBandRows);  // per matrix
 
-    // Pass 1.
-    std::vector<double> row_partials(batch * col_tiles * rows);
-    std::vector<double> col_partials(batch * row_tiles * cols);
-    std::vector<double> w_partials(num_tiles);
+    // Pass 1, one task per band of each matrix of the batch; row_scale holds
+    // rsqrt(r_i) until the mean of r is known.
+    std::vector<C> row_scale(batch * rows);
+    std::vector<C> col_partials(batch * bands * cols);
+    std::vector<C> col_u_partials(batch * bands * cols);
+    std::vector<double> w_partials(batch * bands), r_partials(batch * bands);
     ParallelForBlocks(
-        ctx, num_tiles, /*block_size=*/1,
-        /*cycles_per_element=*/6 * kTileRows * kTileCols,
-        [&](int64_t tile, int64_t, int64_t) {
-          const int64_t b = tile / (row_tiles * col_tiles);
-          const int64_t rt = (tile / col_tiles) % row_tiles;
-          const int64_t ct = tile % col_tiles;
-          const int64_t row_begin = rt * kTileRows;
-          const int64_t row_end = std::min(rows, row_begin + kTileRows);
-          const int64_t col_begin = ct * kTileCols;
-          const int64_t width = std::min(cols, col_begin + kTileCols) - col_begin;
-          C col_sums[kTileCols] = {};
-          C w_squares[kLanes] = {};
-          for (int64_t r = row_begin; r < row_end; ++r) {
-            const int64_t offset = (b * rows + r) * cols + col_begin;
-            const T* __restrict g_row = grad + offset;
-            const T* __restrict w_row = var + offset;
-            C row_sum[kLanes] = {};
-            ForEachWithLanes(int64_t{0}, width, [&](int64_t j, int lane) {
-              const C square = math::AdafactorRegularizedSquare<C>(
-                  s, static_cast<C>(g_row[j]));
-              const C w = static_cast<C>(w_row[j]);
-              col_sums[j] += square;
-              row_sum[lane] += square;
-              w_squares[lane] += w * w;
-            });
-            row_partials[(b * col_tiles + ct) * rows + r] = SumLanes(row_sum);
-          }
-          double* col_out = &col_partials[(b * row_tiles + rt) * cols + col_begin];
-          for (int64_t j = 0; j < width; ++j) col_out[j] = col_sums[j];
-          w_partials[tile] = SumLanes(w_squares);
+        ctx, batch * bands, /*block_size=*/1,
+        /*cycles_per_element=*/8 * kBandRows * cols,
+        [&](int64_t band, int64_t, int64_t) {
+          const int64_t row = (band / bands) * rows + (band % bands) * kBandRows;
+          const int64_t num_rows =
+              std::min(kBandRows, rows - (band % bands) * kBandRows);
+          AdafactorBandSums<T, C>(s, num_rows, cols, grad + row * cols,
+                                  var + row * cols, row_acc + row,
+                                  &row_scale[row], &col_partials[band * cols],
+                                  &col_u_partials[band * cols],
+                                  &w_partials[band], &r_partials[band]);
         });
 
-    // Accumulators and the per-row / per-column scales of u (small arrays).
-    std::vector<C> row_scale(batch * rows), col_scale(batch * cols);
-    // Moves entry idx of an accumulator by its new mean square; returns it.
-    auto update_accumulator = [&s](T* acc, int64_t idx, double mean_square) {
-      const C updated = math::AdafactorAccumulate<C>(
-          s, static_cast<C>(acc[idx]), static_cast<C>(mean_square));
-      acc[idx] = static_cast<T>(updated);
-      return updated;
-    };
+    // Row scales sqrt(mean(r)) * rsqrt(r_i), per matrix of the batch.
+    std::vector<C> sqrt_mean_r(batch);
     for (int64_t b = 0; b < batch; ++b) {
       double r_total = 0.0;
-      for (int64_t r = 0; r < rows; ++r) {
-        double sum = 0.0;
-        for (int64_t ct = 0; ct < col_tiles; ++ct) {
-          sum += row_partials[(b * col_tiles + ct) * rows + r];
-        }
-        const int64_t idx = b * rows + r;
-        const C updated = update_accumulator(row_acc, idx, sum / cols);
-        row_scale[idx] = math::AdafactorInverseRoot<C>(s, updated);
-        r_total += updated;
+      for (int64_t band = 0; band < bands; ++band) {
+        r_total += r_partials[b * bands + band];
       }
-      const C sqrt_mean_r =
-          math::Sqrt(math::Max(static_cast<C>(r_total / rows), s.epsilon_1));
-      for (int64_t r = 0; r < rows; ++r) row_scale[b * rows + r] *= sqrt_mean_r;
-      for (int64_t c = 0; c < cols; ++c) {
-        double sum = 0.0;
-        for (int64_t rt = 0; rt < row_tiles; ++rt) {
-          sum += col_partials[(b * row_tiles + rt) * cols + c];
-        }
-        const int64_t idx = b * cols + c;
-        col_scale[idx] = math::AdafactorInverseRoot<C>(
-            s, update_accumulator(col_acc, idx, sum / rows));
-      }
+      sqrt_mean_r[b] = math::AdafactorSqrtMeanRow<C>(
+          s, static_cast<C>(r_total / rows));
+      for (int64_t r = 0; r < rows; ++r) row_scale[b * rows + r] *= sqrt_mean_r[b];
     }
 
-    // Passes 2 and 3 walk whole rows: row `r` of matrix `b` is flat row b*rows+r.
-    const int64_t total_rows = batch * rows;
-    const int64_t rows_per_block = std::max<int64_t>(1, kElementsPerBlock / cols);
-    auto for_each_row = [&](int64_t cycles, auto&& row_fn) {
-      ParallelForBlocks(ctx, total_rows, rows_per_block, cycles * cols,
-                        [&](int64_t block, int64_t begin, int64_t end) {
-                          for (int64_t fr = begin; fr < end; ++fr) {
-                            row_fn(block, fr, fr * cols,
-                                   &col_scale[(fr / rows) * cols],
-                                   row_scale[fr]);
-                          }
-                        });
-    };
-
-    std::vector<double> u_partials(NumBlocks(total_rows, rows_per_block));
-    for_each_row(4, [&](int64_t block, int64_t, int64_t offset,
-                        const C* __restrict cs, C rs) {
-      C u_squares[kLanes] = {};
-      ForEachWithLanes(int64_t{0}, cols, [&](int64_t j, int lane) {
-        const C u = math::AdafactorDirection<C>(
-            static_cast<C>(grad[offset + j]), rs, cs[j]);
-        u_squares[lane] += u * u;
-      });
-      u_partials[block] += SumLanes(u_squares);
-    });
+    // Column accumulators and scales, and sum(u^2), in blocks of columns.
+    std::vector<C> col_scale(batch * cols);
+    const int64_t col_blocks = NumBlocks(cols, kReduceCols);  // per matrix
+    std::vector<double> u_partials(batch * col_blocks);
+    ParallelForBlocks(
+        ctx, batch * col_blocks, /*block_size=*/1,
+        /*cycles_per_element=*/4 * bands * kReduceCols,
+        [&](int64_t block, int64_t, int64_t) {
+          const int64_t b = block / col_blocks;
+          const int64_t col_begin = (block % col_blocks) * kReduceCols;
+          const int64_t width = std::min(kReduceCols, cols - col_begin);
+          const int64_t offset = b * bands * cols + col_begin;
+          std::vector<double> sums(width), u_sums(width);
+          AddBandPartials<C>(&col_partials[offset], bands, cols, width,
+                             sums.data());
+          AddBandPartials<C>(&col_u_partials[offset], bands, cols, width,
+                             u_sums.data());
+          double u_total = 0.0;
+          for (int64_t j = 0; j < width; ++j) {
+            const int64_t c = b * cols + col_begin + j;
+            const C updated = math::AdafactorAccumulate<C>(
+                s, static_cast<C>(col_acc[c]), static_cast<C>(sums[j] / rows));
+            col_acc[c] = static_cast<T>(updated);
+            col_scale[c] = math::AdafactorInverseRoot<C>(s, updated);
+            u_total += math::AdafactorColumnSumSquaresOfU<double>(
+                u_sums[j], col_scale[c], sqrt_mean_r[b]);
+          }
+          u_partials[block] = u_total;
+        });
 
     const C step_size = math::AdafactorStepSize<C>(
         s, *hyper.epsilon_2, *hyper.clip_threshold,
@@ -154,63 +199,87 @@ struct ApplyAdafactorFactored<CPUDevice, T, C> {
         static_cast<C>(SumInOrder(u_partials)),
         static_cast<C>(shape.size()));
 
-    for_each_row(4, [&](int64_t, int64_t, int64_t offset,
-                        const C* __restrict cs, C rs) {
-      T* __restrict w = var + offset;
-      const T* __restrict g = grad + offset;
-      for (int64_t j = 0; j < cols; ++j) {
-        const C u = math::AdafactorDirection<C>(static_cast<C>(g[j]), rs, cs[j]);
-        w[j] = static_cast<T>(static_cast<C>(w[j]) - step_size * u);
-      }
-    });
+    // Pass 2 walks whole rows: row `r` of matrix `b` is flat row b*rows+r.
+    const int64_t rows_per_block = std::max<int64_t>(1, kElementsPerBlock / cols);
+    ParallelForBlocks(
+        ctx, batch * rows, rows_per_block, /*cycles_per_element=*/4 * cols,
+        [&](int64_t, int64_t begin, int64_t end) {
+          // A block may straddle two matrices of the batch (col_scale differs).
+          for (int64_t fr = begin; fr < end;) {
+            const int64_t b = fr / rows;
+            const int64_t stop = std::min(end, (b + 1) * rows);
+            AdafactorApplyRows<T, C>(step_size, stop - fr, cols,
+                                     grad + fr * cols, var + fr * cols,
+                                     &row_scale[fr], &col_scale[b * cols]);
+            fr = stop;
+          }
+        });
   }
 };
+
+// Unfactored pass 1 over [begin, end): updates v, and returns the sums of
+// squares of w and of u over the range.
+template <typename T, typename C>
+TFOPT_CPU_CLONES void AdafactorUnfactoredSums(
+    const math::AdafactorStep<C>& s, int64_t begin, int64_t end,
+    const T* __restrict var, T* __restrict acc, const T* __restrict grad,
+    double* w_sum_squares, double* u_sum_squares) {
+  C w_squares[kLanes] = {}, u_squares[kLanes] = {};
+  ForEachWithLanes(begin, end, [&](int64_t i, int lane) {
+    const C g = static_cast<C>(grad[i]);
+    const C updated = math::AdafactorAccumulate<C>(
+        s, static_cast<C>(acc[i]), math::AdafactorRegularizedSquare<C>(s, g));
+    acc[i] = static_cast<T>(updated);
+    const C u = math::AdafactorDirection<C>(
+        g, math::AdafactorInverseRoot<C>(s, updated), C(1));
+    const C w = static_cast<C>(var[i]);
+    w_squares[lane] += w * w;
+    u_squares[lane] += u * u;
+  });
+  *w_sum_squares = SumLanes(w_squares);
+  *u_sum_squares = SumLanes(u_squares);
+}
+
+// Unfactored pass 2 over [begin, end): w <- w - step_size * u.
+template <typename T, typename C>
+TFOPT_CPU_CLONES void AdafactorUnfactoredApply(const math::AdafactorStep<C>& s,
+                                               C step_size, int64_t begin,
+                                               int64_t end, T* __restrict var,
+                                               const T* __restrict acc,
+                                               const T* __restrict grad) {
+  for (int64_t i = begin; i < end; ++i) {
+    const C u = math::AdafactorDirection<C>(
+        static_cast<C>(grad[i]),
+        math::AdafactorInverseRoot<C>(s, static_cast<C>(acc[i])), C(1));
+    var[i] = static_cast<T>(static_cast<C>(var[i]) - step_size * u);
+  }
+}
 
 template <typename T, typename C>
 struct ApplyAdafactorUnfactored<CPUDevice, T, C> {
   void operator()(OpKernelContext* ctx, const AdafactorHyperparams<C>& hyper,
-                  int64_t size, T* __restrict var, T* __restrict acc,
-                  const T* __restrict grad) {
+                  int64_t size, T* var, T* acc, const T* grad) {
     const math::AdafactorStep<C> s = math::MakeAdafactorStep<C>(
         *hyper.lr, *hyper.beta_2_decay, *hyper.epsilon_1, *hyper.step,
         hyper.relative_step);
     const int64_t num_blocks = NumBlocks(size, kElementsPerBlock);
     std::vector<double> w_partials(num_blocks), u_partials(num_blocks);
-    ParallelForBlocks(
-        ctx, size, kElementsPerBlock, /*cycles_per_element=*/25,
-        [&](int64_t block, int64_t begin, int64_t end) {
-          C w_squares[kLanes] = {}, u_squares[kLanes] = {};
-          ForEachWithLanes(begin, end, [&](int64_t i, int lane) {
-            const C g = static_cast<C>(grad[i]);
-            const C updated = math::AdafactorAccumulate<C>(
-                s, static_cast<C>(acc[i]),
-                math::AdafactorRegularizedSquare<C>(s, g));
-            acc[i] = static_cast<T>(updated);
-            const C u = math::AdafactorDirection<C>(
-                g, math::AdafactorInverseRoot<C>(s, updated), C(1));
-            const C w = static_cast<C>(var[i]);
-            w_squares[lane] += w * w;
-            u_squares[lane] += u * u;
-          });
-          w_partials[block] = SumLanes(w_squares);
-          u_partials[block] = SumLanes(u_squares);
-        });
+    ParallelForBlocks(ctx, size, kElementsPerBlock, /*cycles_per_element=*/25,
+                      [&](int64_t block, int64_t begin, int64_t end) {
+                        AdafactorUnfactoredSums<T, C>(s, begin, end, var, acc,
+                                                      grad, &w_partials[block],
+                                                      &u_partials[block]);
+                      });
 
     const C step_size = math::AdafactorStepSize<C>(
         s, *hyper.epsilon_2, *hyper.clip_threshold,
         static_cast<C>(SumInOrder(w_partials)),
         static_cast<C>(SumInOrder(u_partials)), static_cast<C>(size));
-
-    ParallelForBlocks(
-        ctx, size, kElementsPerBlock, /*cycles_per_element=*/25,
-        [&](int64_t, int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) {
-            const C u = math::AdafactorDirection<C>(
-                static_cast<C>(grad[i]),
-                math::AdafactorInverseRoot<C>(s, static_cast<C>(acc[i])), C(1));
-            var[i] = static_cast<T>(static_cast<C>(var[i]) - step_size * u);
-          }
-        });
+    ParallelForBlocks(ctx, size, kElementsPerBlock, /*cycles_per_element=*/25,
+                      [&](int64_t, int64_t begin, int64_t end) {
+                        AdafactorUnfactoredApply<T, C>(s, step_size, begin, end,
+                                                       var, acc, grad);
+                      });
   }
 };
 

@@ -72,11 +72,38 @@ TFOPT_HOST_DEVICE C AdafactorInverseRoot(const AdafactorStep<C>& s, C acc) {
   return Rsqrt(Max(acc, s.epsilon_1));
 }
 
+// sqrt(mean(r)), the factor of every row scale of a matrix, from the mean of
+// its (updated) row accumulator.
+template <typename C>
+TFOPT_HOST_DEVICE C AdafactorSqrtMeanRow(const AdafactorStep<C>& s, C mean_r) {
+  return Sqrt(Max(mean_r, s.epsilon_1));
+}
+
 // Factored update direction: row_scale = sqrt(mean(r)) * rsqrt(r_i),
 // col_scale = rsqrt(c_j). Unfactored: row_scale = rsqrt(v), col_scale = 1.
 template <typename C>
 TFOPT_HOST_DEVICE C AdafactorDirection(C g, C row_scale, C col_scale) {
   return g * row_scale * col_scale;
+}
+
+// sum(u^2) of a factored matrix without forming u. With
+// u_ij = g_ij * sqrt(mean(r)) * rsqrt(r_i) * rsqrt(c_j),
+//   sum(u^2) = sum_j [ sum_i (g_ij * rsqrt(r_i))^2 ] * rsqrt(c_j)^2 * mean(r),
+// and the bracket needs only the row accumulators, so a kernel can sum it
+// per column in the pass that computes them, before the column scales exist.
+// AdafactorRowScaledSquare is the bracket's term, AdafactorColumnSumSquaresOfU
+// one column's share of the total (equal to summing u^2 up to rounding).
+template <typename C>
+TFOPT_HOST_DEVICE C AdafactorRowScaledSquare(C g, C row_inv_root) {
+  const C x = g * row_inv_root;
+  return x * x;
+}
+
+template <typename C>
+TFOPT_HOST_DEVICE C AdafactorColumnSumSquaresOfU(C row_scaled_squares,
+                                                 C col_scale, C sqrt_mean_r) {
+  return row_scaled_squares * (col_scale * col_scale) *
+         (sqrt_mean_r * sqrt_mean_r);
 }
 
 // The step multiplier applied to u: max(epsilon_2, RMS(w)) * rho / max(1, RMS(u) / d).
