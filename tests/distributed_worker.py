@@ -38,27 +38,15 @@ import keras  # noqa: E402
 
 import tf_opt_plugin as top  # noqa: E402
 
-GLOBAL_BATCH = 32
+from distributed_problem import GLOBAL_BATCH  # noqa: E402
+from distributed_problem import make_data  # noqa: E402
+from distributed_problem import make_model  # noqa: E402
+from distributed_problem import initial_weights  # noqa: E402
+
 NUM_EXAMPLES = 256  # 8 global batches per epoch
 EPOCHS = 2
-
-_rng = np.random.default_rng(0)
-X = _rng.normal(size=(NUM_EXAMPLES, 12)).astype("float32")
-Y = np.argmax(X @ _rng.normal(size=(12, 4)) + 0.5 * _rng.normal(
-    size=(NUM_EXAMPLES, 4)), axis=-1).astype("int32")
-
-
-def make_model():
-  return keras.Sequential([
-      keras.Input((12,)),
-      keras.layers.Dense(16, activation="relu"),
-      keras.layers.LayerNormalization(),
-      keras.layers.Dense(4),
-  ])
-
-
-keras.utils.set_random_seed(0)
-INITIAL_WEIGHTS = [w.copy() for w in make_model().get_weights()]
+X, Y = make_data(NUM_EXAMPLES)
+INITIAL_WEIGHTS = initial_weights()
 
 
 def mirrored(num_devices):
