@@ -64,13 +64,10 @@ def resource_apply_sgd(var, momentum_buffer, grad, *, learning_rate, momentum,
   if momentum_buffer is None and isinstance(grad, tf.IndexedSlices):
     grad = _inputs.sum_duplicate_indices(grad)
     _inputs.check_sparse_gradient(var, grad)
-    delta = tf.IndexedSlices(tf.cast(grad.values, dtype) * lr, grad.indices,
-                             grad.dense_shape)
-    if use_builtin:
-      return tf.raw_ops.ResourceScatterSub(resource=var.handle,
-                                           indices=delta.indices,
-                                           updates=delta.values)
-    return var.scatter_sub(delta)
+    # TF's scatter kernel runs wherever the dense kernel does (the twin path
+    # would be the same op), so there is only one sparse update.
+    return var.scatter_sub(tf.IndexedSlices(grad.values * lr, grad.indices,
+                                            grad.dense_shape))
 
   grad = _inputs.as_dense_gradient(grad)
   slots = {} if momentum_buffer is None else {"momentum_buffer": momentum_buffer}

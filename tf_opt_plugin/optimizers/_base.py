@@ -147,11 +147,14 @@ class Optimizer(keras.optimizers.Optimizer):
     """The 1-based number of the update being applied (real steps)."""
     return self.iterations + 1
 
+  def model_variable(self, variable):
+    """The keras.Variable being trained, given it or its local tf.Variable."""
+    return self._trainable_variables[self._get_variable_index(variable)]
+
   def decoupled_weight_decay(self, variable):
     """Keras's `weight_decay` for `variable` (0 where it is excluded)."""
-    model_variable = self._trainable_variables[
-        self._get_variable_index(variable)]
-    if self.weight_decay is None or not self._use_weight_decay(model_variable):
+    if (self.weight_decay is None
+        or not self._use_weight_decay(self.model_variable(variable))):
       return 0.0
     return self.current_value(self.weight_decay)
 
@@ -202,7 +205,9 @@ class Optimizer(keras.optimizers.Optimizer):
               grads, trainable_variables))
       if grads:
         if self.loss_scale_factor is not None:
-          grads = [_scale(g, 1.0 / self.loss_scale_factor) for g in grads]
+          inverse = 1.0 / self.loss_scale_factor
+          grads = [map_values(g, lambda x: x * tf.cast(inverse, x.dtype))
+                   for g in grads]
         gate = self._backend_apply_gradients(grads, trainable_variables,
                                              gate_fn)
     self._iterations.assign_add(
@@ -317,7 +322,7 @@ class Optimizer(keras.optimizers.Optimizer):
       clipped, _ = tf.clip_by_global_norm(grads, self.global_clipnorm)
       return clipped
     if self.clipvalue:
-      return [_map_values(g, lambda x: tf.clip_by_value(  # pylint: disable=g-long-lambda
+      return [map_values(g, lambda x: tf.clip_by_value(  # pylint: disable=g-long-lambda
           x, -self.clipvalue, self.clipvalue)) for g in grads]
     return grads
 
@@ -355,11 +360,8 @@ def _sum_over_replicas(grads):
   return context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
 
 
-def _map_values(grad, fn):
+def map_values(grad, fn):
+  """`fn` applied to a dense gradient, or to the values of IndexedSlices."""
   if isinstance(grad, tf.IndexedSlices):
     return tf.IndexedSlices(fn(grad.values), grad.indices, grad.dense_shape)
   return fn(grad)
-
-
-def _scale(grad, factor):
-  return _map_values(grad, lambda x: x * tf.cast(factor, x.dtype))

@@ -65,9 +65,8 @@ class Lamb(_base.Optimizer):
         var_list, ["momentum", "velocity"])
 
   def _excluded(self, patterns, variable):
-    model_variable = self._trainable_variables[
-        self._get_variable_index(variable)]
-    return _hyperparameters.matches_any(patterns, model_variable.path)
+    return _hyperparameters.matches_any(patterns,
+                                        self.model_variable(variable).path)
 
   def update_step(self, gradient, variable, learning_rate):
     decay_excluded = self._excluded(self.exclude_from_weight_decay_patterns,

@@ -66,7 +66,8 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
         self.build(trainable_variables)
       self.built = True
     scale = self.dynamic_scale.value
-    unscaled = [None if g is None else _divide(g, scale) for g in grads]
+    unscaled = [None if g is None else _base.map_values(
+        g, lambda x: x / tf.cast(scale, x.dtype)) for g in grads]
     finite = self.inner_optimizer.apply_with_gate(
         unscaled, trainable_variables, gate_fn=_all_finite)
     if finite is None:  # no gradients at all
@@ -83,13 +84,7 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
         self.step_counter.value + 1, tf.zeros_like(self.step_counter.value)))
 
 
-def _divide(grad, scale):
-  if isinstance(grad, tf.IndexedSlices):
-    return tf.IndexedSlices(grad.values / tf.cast(scale, grad.values.dtype),
-                            grad.indices, grad.dense_shape)
-  return grad / tf.cast(scale, grad.dtype)
-
-
 def _all_finite(grads):
-  values = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads]
-  return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in values])
+  return tf.reduce_all([
+      tf.reduce_all(tf.math.is_finite(g.values if isinstance(
+          g, tf.IndexedSlices) else g)) for g in grads])
