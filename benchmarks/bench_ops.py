@@ -292,7 +292,8 @@ def zeros_like_vars(variables, suffix):
 # Step functions.  Each builder returns (step_fn, cleanup-list) where step_fn() performs one
 # optimizer step over all variables.
 # --------------------------------------------------------------------------------------------
-def build_fused_adamw(ops, variables, grads):
+def _build_fused_moments(apply_fn, variables, grads, **hyperparameters):
+  """One step of an (m, v)-slot fused op over all variables."""
   m = zeros_like_vars(variables, "_m")
   v = zeros_like_vars(variables, "_v")
   step = tf.Variable(0, dtype=tf.int64)
@@ -301,27 +302,22 @@ def build_fused_adamw(ops, variables, grads):
   def fn():
     t = step.assign_add(1)
     for w, mm, vv, g in zip(variables, m, v, grads):
-      ops.resource_apply_adamw(
-          w, mm, vv, g, step=t, learning_rate=LR, beta_1=BETA_1, beta_2=BETA_2,
-          epsilon=EPSILON, weight_decay=ADAMW_WEIGHT_DECAY, fused=True)
+      apply_fn(w, mm, vv, g, step=t, fused=True, **hyperparameters)
 
   return fn, [m, v]
+
+
+def build_fused_adamw(ops, variables, grads):
+  return _build_fused_moments(
+      ops.resource_apply_adamw, variables, grads, learning_rate=LR, beta_1=BETA_1,
+      beta_2=BETA_2, epsilon=EPSILON, weight_decay=ADAMW_WEIGHT_DECAY)
 
 
 def build_fused_lamb(ops, variables, grads):
-  m = zeros_like_vars(variables, "_m")
-  v = zeros_like_vars(variables, "_v")
-  step = tf.Variable(0, dtype=tf.int64)
-
-  @tf.function
-  def fn():
-    t = step.assign_add(1)
-    for w, mm, vv, g in zip(variables, m, v, grads):
-      ops.resource_apply_lamb(
-          w, mm, vv, g, step=t, learning_rate=LR, beta_1=BETA_1, beta_2=BETA_2,
-          epsilon=LAMB_EPSILON, weight_decay_rate=0.0, use_layer_adaptation=True, fused=True)
-
-  return fn, [m, v]
+  return _build_fused_moments(
+      ops.resource_apply_lamb, variables, grads, learning_rate=LR, beta_1=BETA_1,
+      beta_2=BETA_2, epsilon=LAMB_EPSILON, weight_decay_rate=0.0,
+      use_layer_adaptation=True)
 
 
 def _adafactor_accumulator_shapes(shape):
