@@ -358,8 +358,9 @@ def test_adafactor_slots_are_factored():
   optimizer = top.Adafactor()
   optimizer.build(variables)
   assert [(v.name, tuple(v.shape)) for v in optimizer.variables[2:]] == [
-      ("kernel", (6,)), ("kernel", (4,)), ("dense_bias_velocity", (4,)),
-      ("kernel", (2, 3)), ("kernel", (2, 5)), ("norm_gamma_velocity", (5,))]
+      ("dense_kernel_row", (6,)), ("dense_kernel_column", (4,)),
+      ("dense_bias_velocity", (4,)), ("conv_kernel_row", (2, 3)),
+      ("conv_kernel_column", (2, 5)), ("norm_gamma_velocity", (5,))]
 
 
 @pytest.mark.parametrize("cls", [top.SGD, top.Adam, top.AdamW, top.Lamb,

@@ -2,8 +2,10 @@
 
 `tf_opt_plugin.ops` holds the algorithm core: one `resource_apply_*` function
 per algorithm that runs the fused custom op where it can and a pure-TF twin
-with the same numbers everywhere else. `tf_opt_plugin.optimizers` puts Keras 3
-optimizer classes on top of it; they are also importable from here.
+with the same numbers everywhere else. `tf_opt_plugin.optimizers` puts
+optimizer classes on top of it, for the Keras that `tf.keras` is (Keras 3, or
+tf-keras with TF_USE_LEGACY_KERAS=1); they are also importable from here.
+`tf_opt_plugin.dtensor` has the same optimizers for DTensor meshes.
 """
 
 from tf_opt_plugin import ops

@@ -1,18 +1,38 @@
-"""Keras 3 optimizers on the tf_opt_plugin algorithm core.
+"""The optimizers, as classes of the Keras that `tf.keras` is.
 
-Each class subclasses `keras.optimizers.Optimizer`, keeps Keras's arguments,
-defaults and slot variables, and updates every variable with one
-`tf_opt_plugin.ops.resource_apply_*` call: the fused kernel where it can run,
-the pure-TF twin (same numbers, same slots) elsewhere.
+Each algorithm (`sgd.py`, `adam.py`, `adamw.py`, `lamb.py`, `adafactor.py`)
+is written once, as a mixin over `_host.AlgorithmHost`, and updates every
+variable with one `tf_opt_plugin.ops.resource_apply_*` call: the fused kernel
+where it can run, the pure-TF twin (same numbers, same slots) elsewhere.
+Front ends put it on their base class:
+
+  * `tf_opt_plugin.optimizers.keras3`: Keras 3 (`tf.keras` in TF 2.21);
+  * `tf_opt_plugin.optimizers.tf_keras`: tf-keras (`TF_USE_LEGACY_KERAS=1`);
+  * `tf_opt_plugin.dtensor`: tf-keras classes on a DTensor mesh.
+
+The names exported here are those of the front end `tf.keras` resolves to,
+so `model.compile(optimizer=tf_opt_plugin.optimizers.Adam())` works with
+either Keras. tf-keras is optional: without it only the Keras 3 classes exist.
 """
 
-from tf_opt_plugin.optimizers._base import Optimizer
-from tf_opt_plugin.optimizers.adafactor import Adafactor
-from tf_opt_plugin.optimizers.adam import Adam
-from tf_opt_plugin.optimizers.adamw import AdamW
-from tf_opt_plugin.optimizers.lamb import Lamb
-from tf_opt_plugin.optimizers.loss_scale_optimizer import LossScaleOptimizer
-from tf_opt_plugin.optimizers.sgd import SGD
+import importlib.util
+import os
 
-__all__ = ["Adafactor", "Adam", "AdamW", "Lamb", "LossScaleOptimizer",
-           "Optimizer", "SGD"]
+
+def _tf_keras_is_legacy():
+  """Whether `tf.keras` is tf-keras, by TensorFlow's own rule (lazy_loader)."""
+  return (os.environ.get("TF_USE_LEGACY_KERAS") in ("true", "True", "1")
+          and importlib.util.find_spec("tf_keras") is not None)
+
+
+if _tf_keras_is_legacy():
+  FLAVOUR = "tf_keras"
+  from tf_opt_plugin.optimizers.tf_keras import *  # pylint: disable=wildcard-import
+  from tf_opt_plugin.optimizers.tf_keras import Optimizer
+else:
+  FLAVOUR = "keras3"
+  from tf_opt_plugin.optimizers.keras3 import *  # pylint: disable=wildcard-import
+  from tf_opt_plugin.optimizers.keras3 import Optimizer
+
+__all__ = ["Adafactor", "Adam", "AdamW", "FLAVOUR", "Lamb",
+           "LossScaleOptimizer", "Optimizer", "SGD"]

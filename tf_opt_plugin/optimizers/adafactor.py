@@ -16,21 +16,17 @@ keeps only its row and column accumulators: Keras also allocates a full-size
 to save.
 """
 
-import keras
-
 from tf_opt_plugin import _hyperparameters
 from tf_opt_plugin import ops
-from tf_opt_plugin.optimizers import _base
 
 
-@keras.saving.register_keras_serializable(package="tf_opt_plugin")
-class Adafactor(_base.Optimizer):
+class AdafactorAlgorithm:
   """Factored second moments with Keras's arguments and defaults.
 
-  Slots, per variable in order: for rank >= 2 the row accumulator (shape
-  `var.shape[:-1]`) and the column accumulator (`var.shape[:-2] +
-  var.shape[-1:]`), both named after the variable as in Keras; for rank < 2
-  one `velocity` shaped like the variable.
+  Slots, per variable in order: for rank >= 2 a `row` accumulator (shape
+  `var.shape[:-1]`) and a `column` accumulator (`var.shape[:-2] +
+  var.shape[-1:]`); for rank < 2 one `velocity` shaped like the variable. On
+  a DTensor mesh they take the variable's layout minus the reduced dimension.
 
   Args:
     learning_rate: a float, a `LearningRateSchedule` or a callable.
@@ -39,15 +35,23 @@ class Adafactor(_base.Optimizer):
     epsilon_2: lower bound of the RMS(w) step scale, >= 0.
     clip_threshold: update clipping threshold d, > 0.
     relative_step: True scales by min(lr, 1/sqrt(t)), False uses lr.
-    fused: None, True or False (see `tf_opt_plugin.optimizers.Optimizer`).
-    **kwargs: the Keras 3 base optimizer arguments.
+    fused: None, True or False (as for `Adam`).
+    name: the optimizer's name (the front end's default when None).
+    **kwargs: the front end's base optimizer arguments.
+
+  >>> import tf_opt_plugin as top
+  >>> w = tf.Variable([[1.0, 2.0], [3.0, 4.0]])
+  >>> opt = top.Adafactor(learning_rate=0.01)
+  >>> opt.apply_gradients([(tf.ones([2, 2]), w)])
+  >>> [round(float(x), 4) for x in w.numpy().ravel()]  # 0.01 * RMS(w) each
+  [0.9726, 1.9726, 2.9726, 3.9726]
   """
 
   def __init__(self, learning_rate=0.001, beta_2_decay=-0.8, epsilon_1=1e-30,
                epsilon_2=1e-3, clip_threshold=1.0, relative_step=True, *,
-               fused=None, name="adafactor", **kwargs):
-    super().__init__(learning_rate=learning_rate, fused=fused, name=name,
-                     **kwargs)
+               fused=None, name=None, **kwargs):
+    super().__init__(learning_rate=learning_rate, fused=fused,
+                     name=self.resolve_name(name), **kwargs)
     self.beta_2_decay = _hyperparameters.check_number("beta_2_decay",
                                                       beta_2_decay)
     if not self.beta_2_decay <= 0:
@@ -68,25 +72,27 @@ class Adafactor(_base.Optimizer):
     super().build(var_list)
     self._accumulators = []
     for variable in var_list:
-      if self._overwrite_variable_with_gradient(variable):
+      if self.skips_variable(variable):
         self._accumulators.append(None)
       elif len(variable.shape) >= 2:
-        self._accumulators.append(tuple(
-            self.add_variable(tuple(shape.as_list()), dtype=variable.dtype,
-                              name=variable.name)
-            for shape in ops.accumulator_shapes(variable.shape)))
+        # The shapes of `ops.accumulator_shapes`: mean over the last axis
+        # (rows), over the second to last (columns).
+        self._accumulators.append((
+            self.add_slot(variable, "row", reduced_axis=-1),
+            self.add_slot(variable, "column", reduced_axis=-2)))
       else:
-        self._accumulators.append((self.add_variable_from_reference(
-            variable, name="velocity"),))
+        self._accumulators.append((self.add_slot(variable, "velocity"),))
 
-  def update_step(self, gradient, variable, learning_rate):
-    accumulators = self._accumulators[self._get_variable_index(variable)]
+  def update_step(self, gradient, variable, learning_rate=None):
+    """One Adafactor step; `learning_rate` None: the current one."""
+    accumulators = self._accumulators[self.variable_index(variable)]
     return ops.resource_apply_adafactor(
-        variable, [_base.tf_variable(a) for a in accumulators], gradient,
-        learning_rate=learning_rate, beta_2_decay=self.beta_2_decay,
-        epsilon_1=self.epsilon_1, epsilon_2=self.epsilon_2,
-        clip_threshold=self.clip_threshold, step=self.step_count(),
-        relative_step=self.relative_step, fused=self.fused)
+        variable, [self.as_tf_variable(a) for a in accumulators], gradient,
+        learning_rate=self.learning_rate_for_step(learning_rate),
+        beta_2_decay=self.beta_2_decay, epsilon_1=self.epsilon_1,
+        epsilon_2=self.epsilon_2, clip_threshold=self.clip_threshold,
+        step=self.step_count(), relative_step=self.relative_step,
+        fused=self.fused)
 
   def get_config(self):
     config = super().get_config()

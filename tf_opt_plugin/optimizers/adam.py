@@ -5,24 +5,21 @@
     vhat <- max(vhat, v)                                        (amsgrad)
     w <- w - lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(vhat or v) + epsilon)
 
-Keras's decoupled `weight_decay` (`w -= lr * weight_decay * w` before the step)
-runs inside the same fused pass.
+The front end's decoupled `weight_decay` (`w -= lr * weight_decay * w` before
+the step) runs inside the same fused pass.
 """
-
-import keras
 
 from tf_opt_plugin import _hyperparameters
 from tf_opt_plugin import ops
-from tf_opt_plugin.optimizers import _base
 
 
-@keras.saving.register_keras_serializable(package="tf_opt_plugin")
-class Adam(_base.Optimizer):
+class AdamAlgorithm:
   """Adam with Keras's defaults, slots and "epsilon hat".
 
-  Drop-in for `keras.optimizers.Adam`: the same arguments, the same slot
-  variables (`momentum`, `velocity` per variable, then `velocity_hat` with
-  `amsgrad`) and the same numbers, computed by one fused kernel per variable.
+  Drop-in for Keras's `Adam`: the same arguments, the same slot variables
+  (`momentum`, `velocity` per variable, then `velocity_hat` with `amsgrad`;
+  tf-keras calls them `m`, `v`, `vhat`) and the same numbers, computed by one
+  fused kernel per variable.
 
   Args:
     learning_rate: a float, a `LearningRateSchedule` or a callable.
@@ -30,17 +27,27 @@ class Adam(_base.Optimizer):
     beta_2: decay of the second moment, in [0, 1).
     epsilon: added to sqrt(v) ("epsilon hat"), >= 0.
     amsgrad: use the running maximum of v (Reddi et al., 2018).
-    fused: None, True or False (see `tf_opt_plugin.optimizers.Optimizer`).
-    **kwargs: the Keras 3 base optimizer arguments.
+    fused: None runs the fused op where it can run and the pure-TF twin
+      elsewhere (XLA, DTensor, devices without a kernel); True raises
+      `FusedOpUnavailableError` where the op cannot run; False forces the
+      twin.
+    name: the optimizer's name (the front end's default when None).
+    **kwargs: the front end's base optimizer arguments.
+
+  >>> import tf_opt_plugin as top
+  >>> w = tf.Variable([1.0, 2.0])
+  >>> top.Adam(learning_rate=0.1).apply_gradients([(tf.constant([0.5, -0.5]), w)])
+  >>> [round(float(x), 4) for x in w.numpy()]  # one Adam step moves by lr
+  [0.9, 2.1]
   """
 
   _fuses_weight_decay = True
 
   def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
-               epsilon=1e-7, amsgrad=False, *, fused=None, name="adam",
+               epsilon=1e-7, amsgrad=False, *, fused=None, name=None,
                **kwargs):
-    super().__init__(learning_rate=learning_rate, fused=fused, name=name,
-                     **kwargs)
+    super().__init__(learning_rate=learning_rate, fused=fused,
+                     name=self.resolve_name(name), **kwargs)
     self.beta_1 = _hyperparameters.check_unit_interval("beta_1", beta_1)
     self.beta_2 = _hyperparameters.check_unit_interval("beta_2", beta_2)
     self.epsilon = _hyperparameters.check_non_negative("epsilon", epsilon)
@@ -50,18 +57,18 @@ class Adam(_base.Optimizer):
     if self.built:
       return
     super().build(var_list)
-    self._momentums, self._velocities = self.add_optimizer_variables(
-        var_list, ["momentum", "velocity"])
+    self._momentums, self._velocities = self.add_slots(
+        var_list, ("momentum", "velocity"))
     if self.amsgrad:
-      self._velocity_hats = self.add_optimizer_variables(
-          var_list, "velocity_hat")
+      self._velocity_hats, = self.add_slots(var_list, ("velocity_hat",))
 
-  def update_step(self, gradient, variable, learning_rate):
+  def update_step(self, gradient, variable, learning_rate=None):
+    """One Adam step of `variable`; `learning_rate` None: the current one."""
     return ops.resource_apply_adamw(
         variable, self.slot(self._momentums, variable),
         self.slot(self._velocities, variable), gradient,
-        learning_rate=learning_rate, beta_1=self.beta_1, beta_2=self.beta_2,
-        epsilon=self.epsilon,
+        learning_rate=self.learning_rate_for_step(learning_rate),
+        beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
         weight_decay=self.decoupled_weight_decay(variable),
         step=self.step_count(),
         vhat=(self.slot(self._velocity_hats, variable) if self.amsgrad

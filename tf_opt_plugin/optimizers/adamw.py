@@ -1,33 +1,38 @@
 """AdamW (Loshchilov & Hutter, 2019) as Keras computes it, in one fused pass.
 
     w <- w - lr * weight_decay * w
-    then the Adam step of `tf_opt_plugin.optimizers.Adam`.
+    then the Adam step of `AdamAlgorithm`.
 """
-
-import keras
 
 from tf_opt_plugin.optimizers import adam
 
 
-@keras.saving.register_keras_serializable(package="tf_opt_plugin")
-class AdamW(adam.Adam):
+class AdamWAlgorithm(adam.AdamAlgorithm):
   """Adam with decoupled weight decay, Keras's defaults and slots.
 
-  Drop-in for `keras.optimizers.AdamW`. The decay is applied inside the fused
-  Adam kernel (one pass over the variable instead of two); variables excluded
-  with `exclude_from_weight_decay()` get none.
+  Drop-in for Keras's `AdamW`. The decay is applied inside the fused Adam
+  kernel (one pass over the variable instead of two); variables excluded with
+  `exclude_from_weight_decay()` get none.
 
   Args:
     learning_rate: a float, a `LearningRateSchedule` or a callable.
     weight_decay: the decoupled decay rate (a float or a schedule).
     beta_1, beta_2, epsilon, amsgrad: as for `Adam`.
-    fused: None, True or False (see `tf_opt_plugin.optimizers.Optimizer`).
-    **kwargs: the Keras 3 base optimizer arguments.
+    fused: None, True or False (as for `Adam`).
+    name: the optimizer's name (the front end's default when None).
+    **kwargs: the front end's base optimizer arguments.
+
+  >>> import tf_opt_plugin as top
+  >>> w = tf.Variable([1.0, 2.0])
+  >>> opt = top.AdamW(learning_rate=0.1, weight_decay=0.5)
+  >>> opt.apply_gradients([(tf.constant([0.0, 0.0]), w)])
+  >>> [round(float(x), 4) for x in w.numpy()]  # w *= 1 - 0.1 * 0.5
+  [0.95, 1.9]
   """
 
   def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9,
                beta_2=0.999, epsilon=1e-7, amsgrad=False, *, fused=None,
-               name="adamw", **kwargs):
+               name=None, **kwargs):
     if weight_decay is None:
       raise ValueError("`weight_decay` must be a float or a schedule for "
                        "AdamW. Received: weight_decay=None")

@@ -12,18 +12,15 @@ decay sits inside the trust ratio, as in the paper (Keras 3's Lamb applies it
 outside, defect 6 in shared/NOTES.md).
 """
 
-import keras
-
 from tf_opt_plugin import _hyperparameters
 from tf_opt_plugin import ops
-from tf_opt_plugin.optimizers import _base
 
 
-@keras.saving.register_keras_serializable(package="tf_opt_plugin")
-class Lamb(_base.Optimizer):
+class LambAlgorithm:
   """Layer-wise adaptive moments, with TF Model Garden's arguments.
 
-  Slots: `momentum` and `velocity` per variable (Keras's names and order).
+  Slots: `momentum` and `velocity` per variable (Keras's names and order;
+  `m` and `v` in tf-keras).
 
   Args:
     learning_rate: a float, a `LearningRateSchedule` or a callable.
@@ -31,25 +28,33 @@ class Lamb(_base.Optimizer):
     epsilon: added to the bias-corrected sqrt(v), >= 0.
     weight_decay_rate: decay inside the trust ratio (a float or a schedule).
     exclude_from_weight_decay: regular expressions; a variable whose path
-      contains a match (`re.search`) gets no `weight_decay_rate`.
+      (Keras 3) or name (tf-keras) contains a match (`re.search`) gets no
+      `weight_decay_rate`.
     exclude_from_layer_adaptation: regular expressions; matching variables
       get trust ratio 1. Defaults to `exclude_from_weight_decay`.
-    fused: None, True or False (see `tf_opt_plugin.optimizers.Optimizer`).
-    **kwargs: the Keras 3 base optimizer arguments (its `weight_decay` is
-      Keras's decoupled decay, applied before the LAMB step).
+    fused: None, True or False (as for `Adam`).
+    name: the optimizer's name (the front end's default when None).
+    **kwargs: the front end's base optimizer arguments (its `weight_decay`
+      is the front end's decoupled decay, applied before the LAMB step).
+
+  >>> import tf_opt_plugin as top
+  >>> w = tf.Variable([3.0, 4.0])
+  >>> top.Lamb(learning_rate=0.1).apply_gradients([(tf.constant([1.0, 1.0]), w)])
+  >>> [round(float(x), 4) for x in w.numpy()]  # u = [1, 1], ratio 5/sqrt(2)
+  [2.6464, 3.6464]
   """
 
   def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
                epsilon=1e-6, weight_decay_rate=0.0,
                exclude_from_weight_decay=None,
-               exclude_from_layer_adaptation=None, *, fused=None,
-               name="lamb", **kwargs):
-    super().__init__(learning_rate=learning_rate, fused=fused, name=name,
-                     **kwargs)
+               exclude_from_layer_adaptation=None, *, fused=None, name=None,
+               **kwargs):
+    super().__init__(learning_rate=learning_rate, fused=fused,
+                     name=self.resolve_name(name), **kwargs)
     self.beta_1 = _hyperparameters.check_unit_interval("beta_1", beta_1)
     self.beta_2 = _hyperparameters.check_unit_interval("beta_2", beta_2)
     self.epsilon = _hyperparameters.check_non_negative("epsilon", epsilon)
-    self.weight_decay_rate = _base.check_hyperparameter(
+    self.weight_decay_rate = self.check_hyperparameter(
         "weight_decay_rate", weight_decay_rate,
         _hyperparameters.check_non_negative)
     self.exclude_from_weight_decay_patterns = _hyperparameters.check_patterns(
@@ -61,41 +66,38 @@ class Lamb(_base.Optimizer):
     if self.built:
       return
     super().build(var_list)
-    self._momentums, self._velocities = self.add_optimizer_variables(
-        var_list, ["momentum", "velocity"])
+    self._momentums, self._velocities = self.add_slots(
+        var_list, ("momentum", "velocity"))
 
-  def _excluded(self, patterns, variable):
-    return _hyperparameters.matches_any(patterns,
-                                        self.model_variable(variable).path)
-
-  def update_step(self, gradient, variable, learning_rate):
-    decay_excluded = self._excluded(self.exclude_from_weight_decay_patterns,
-                                    variable)
+  def update_step(self, gradient, variable, learning_rate=None):
+    """One LAMB step of `variable`; `learning_rate` None: the current one."""
+    decay_excluded = self.excluded(self.exclude_from_weight_decay_patterns,
+                                   variable)
     adaptation_patterns = (self.exclude_from_layer_adaptation
                            if self.exclude_from_layer_adaptation is not None
                            else self.exclude_from_weight_decay_patterns)
     return ops.resource_apply_lamb(
         variable, self.slot(self._momentums, variable),
         self.slot(self._velocities, variable), gradient,
-        learning_rate=learning_rate, beta_1=self.beta_1, beta_2=self.beta_2,
-        epsilon=self.epsilon,
+        learning_rate=self.learning_rate_for_step(learning_rate),
+        beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
         weight_decay_rate=(
             0.0 if decay_excluded
             else self.current_value(self.weight_decay_rate)),
         step=self.step_count(),
-        use_layer_adaptation=not self._excluded(adaptation_patterns, variable),
+        use_layer_adaptation=not self.excluded(adaptation_patterns, variable),
         fused=self.fused)
 
   def get_config(self):
     config = super().get_config()
     config.update(
         beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
-        weight_decay_rate=_base.serialize_hyperparameter(
+        weight_decay_rate=self.serialize_hyperparameter(
             self.weight_decay_rate),
         exclude_from_weight_decay=self.exclude_from_weight_decay_patterns,
         exclude_from_layer_adaptation=self.exclude_from_layer_adaptation)
     return config
 
   @classmethod
-  def _schedulable_hyperparameters(cls):
-    return super()._schedulable_hyperparameters() + ("weight_decay_rate",)
+  def schedulable_hyperparameters(cls):
+    return super().schedulable_hyperparameters() + ("weight_decay_rate",)

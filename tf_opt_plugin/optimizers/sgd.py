@@ -6,21 +6,17 @@
                     w <- w + momentum * b - lr * g      (nesterov=True)
 """
 
-import keras
-
 from tf_opt_plugin import _hyperparameters
 from tf_opt_plugin import ops
-from tf_opt_plugin.optimizers import _base
 
 
-@keras.saving.register_keras_serializable(package="tf_opt_plugin")
-class SGD(_base.Optimizer):
+class SGDAlgorithm:
   """Gradient descent with (Nesterov) momentum, Keras's defaults and slots.
 
-  Drop-in for `keras.optimizers.SGD` (slot `momentum` per variable, only when
-  `momentum` is not 0). The update runs TF's `ResourceApplyKerasMomentum` /
-  `ResourceApplyGradientDescent`; sparse gradients without momentum are
-  scattered into the touched rows only.
+  Drop-in for Keras's `SGD` (slot `momentum` per variable, `m` in tf-keras,
+  only when `momentum` is not 0). The update runs TF's
+  `ResourceApplyKerasMomentum` / `ResourceApplyGradientDescent`; sparse
+  gradients without momentum are scattered into the touched rows only.
 
   Args:
     learning_rate: a float, a `LearningRateSchedule` or a callable.
@@ -28,13 +24,22 @@ class SGD(_base.Optimizer):
     nesterov: use Nesterov momentum.
     fused: None or True use TF's built-in kernels (the pure-TF twin on
       DTensor variables); False forces the twin.
-    **kwargs: the Keras 3 base optimizer arguments.
+    name: the optimizer's name (the front end's default when None).
+    **kwargs: the front end's base optimizer arguments.
+
+  >>> import tf_opt_plugin as top
+  >>> w = tf.Variable(1.0)
+  >>> opt = top.SGD(learning_rate=0.1, momentum=0.9)
+  >>> for _ in range(2):
+  ...   opt.apply_gradients([(tf.constant(1.0), w)])
+  >>> round(float(w.numpy()), 4)  # steps of 0.1, then 0.1 + 0.9 * 0.1
+  0.71
   """
 
   def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, *,
-               fused=None, name="SGD", **kwargs):
-    super().__init__(learning_rate=learning_rate, fused=fused, name=name,
-                     **kwargs)
+               fused=None, name=None, **kwargs):
+    super().__init__(learning_rate=learning_rate, fused=fused,
+                     name=self.resolve_name(name), **kwargs)
     self.momentum = _hyperparameters.check_number("momentum", momentum)
     if not 0.0 <= self.momentum <= 1.0:
       raise ValueError(
@@ -47,14 +52,15 @@ class SGD(_base.Optimizer):
     super().build(var_list)
     self.momentums = []
     if self.momentum != 0:
-      self.momentums = self.add_optimizer_variables(var_list, "momentum")
+      self.momentums, = self.add_slots(var_list, ("momentum",))
 
-  def update_step(self, gradient, variable, learning_rate):
+  def update_step(self, gradient, variable, learning_rate=None):
+    """One SGD step of `variable`; `learning_rate` None: the current one."""
     return ops.resource_apply_sgd(
         variable,
         self.slot(self.momentums, variable) if self.momentum != 0 else None,
-        gradient, learning_rate=learning_rate, momentum=self.momentum,
-        nesterov=self.nesterov, fused=self.fused)
+        gradient, learning_rate=self.learning_rate_for_step(learning_rate),
+        momentum=self.momentum, nesterov=self.nesterov, fused=self.fused)
 
   def get_config(self):
     config = super().get_config()

@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from tf_opt_plugin import _hyperparameters
-from tf_opt_plugin.optimizers import _base
+from tf_opt_plugin.optimizers.keras3 import _base
 
 
 @keras.saving.register_keras_serializable(package="tf_opt_plugin")

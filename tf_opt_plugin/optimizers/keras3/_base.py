@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from tf_opt_plugin import _hyperparameters
 from tf_opt_plugin.ops import _inputs
+from tf_opt_plugin.optimizers import _host
 
 _LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
 
@@ -41,38 +42,6 @@ def tf_variable(variable):
   return variable
 
 
-def check_hyperparameter(name, value, check):
-  """Validates a float hyperparameter; schedules and callables pass as is."""
-  if isinstance(value, _LearningRateSchedule) or callable(value):
-    return value
-  if isinstance(value, (tf.Tensor, tf.Variable, keras.Variable, np.ndarray,
-                        np.generic)):
-    try:
-      value = float(value)
-    except (TypeError, ValueError):
-      raise TypeError(
-          f"`{name}` must be a float, an eager scalar tensor, a "
-          f"LearningRateSchedule or a callable. Received: {name}={value!r}"
-      ) from None
-  return check(name, value)
-
-
-def serialize_hyperparameter(value):
-  """Config form of a float, a LearningRateSchedule or a callable."""
-  if isinstance(value, _LearningRateSchedule):
-    return keras.optimizers.schedules.serialize(value)
-  if callable(value):
-    return keras.saving.serialize_keras_object(value)
-  return value
-
-
-def deserialize_hyperparameter(value, custom_objects=None):
-  if isinstance(value, dict):
-    return keras.saving.deserialize_keras_object(
-        value, custom_objects=custom_objects)
-  return value
-
-
 def _all_true(*conditions):
   conditions = [c for c in conditions if c is not None]
   if not conditions:
@@ -80,12 +49,13 @@ def _all_true(*conditions):
   return functools.reduce(tf.logical_and, conditions)
 
 
-class Optimizer(keras.optimizers.Optimizer):
+class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
   """Keras 3 optimizer whose update runs a tf_opt_plugin algorithm.
 
-  Subclasses implement `build()` (slots with Keras's names and order) and
-  `update_step(gradient, variable, learning_rate)`, which calls one
-  `tf_opt_plugin.ops.resource_apply_*` function.
+  The algorithm mixins of `tf_opt_plugin.optimizers` implement `build()`
+  (slots with Keras's names and order) and `update_step(gradient, variable,
+  learning_rate)`, which calls one `tf_opt_plugin.ops.resource_apply_*`
+  function; this class is the Keras 3 side of `_host.AlgorithmHost`.
 
   Args:
     fused: None runs the fused op where it can run and the pure-TF twin
@@ -95,18 +65,16 @@ class Optimizer(keras.optimizers.Optimizer):
     **kwargs: the Keras 3 base arguments, with their Keras meaning.
   """
 
-  # Set by optimizers whose fused op applies Keras's decoupled weight decay
-  # itself (Adam, AdamW), saving a pass over the variable.
-  _fuses_weight_decay = False
+  schedule_type = _LearningRateSchedule
 
   def __init__(self, learning_rate, *, fused=None, weight_decay=None,
                clipnorm=None, clipvalue=None, global_clipnorm=None,
                gradient_accumulation_steps=None, **kwargs):
     _hyperparameters.check_fused(fused)
-    learning_rate = check_hyperparameter(
+    learning_rate = self.check_hyperparameter(
         "learning_rate", learning_rate, _hyperparameters.check_non_negative)
     if weight_decay is not None:
-      weight_decay = check_hyperparameter(
+      weight_decay = self.check_hyperparameter(
           "weight_decay", weight_decay, _hyperparameters.check_non_negative)
     for name, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
                         ("global_clipnorm", global_clipnorm)):
@@ -126,15 +94,10 @@ class Optimizer(keras.optimizers.Optimizer):
     self.fused = fused
 
   # ----------------------------------------------------------------------
-  # Hyperparameters that may be schedules.
+  # The AlgorithmHost primitives.
   # ----------------------------------------------------------------------
-  def current_value(self, hyperparameter):
-    """A float, a schedule (at the real step count) or a callable's value."""
-    if isinstance(hyperparameter, _LearningRateSchedule):
-      return hyperparameter(self.iterations)
-    if callable(hyperparameter):
-      return hyperparameter()
-    return hyperparameter
+  def current_learning_rate(self):
+    return self._get_current_learning_rate()
 
   def _get_current_learning_rate(self):
     # Keras evaluates schedules at the micro-step count, which under gradient
@@ -143,24 +106,48 @@ class Optimizer(keras.optimizers.Optimizer):
       return self._learning_rate
     return self.current_value(self._learning_rate)
 
-  def step_count(self):
-    """The 1-based number of the update being applied (real steps)."""
-    return self.iterations + 1
+  def variable_index(self, variable):
+    return self._get_variable_index(variable)
 
   def model_variable(self, variable):
-    """The keras.Variable being trained, given it or its local tf.Variable."""
     return self._trainable_variables[self._get_variable_index(variable)]
 
-  def decoupled_weight_decay(self, variable):
-    """Keras's `weight_decay` for `variable` (0 where it is excluded)."""
-    if (self.weight_decay is None
-        or not self._use_weight_decay(self.model_variable(variable))):
-      return 0.0
-    return self.current_value(self.weight_decay)
+  def variable_path(self, variable):
+    return self.model_variable(variable).path
 
-  def slot(self, slots, variable):
-    """The tf.Variable of `variable`'s entry in the slot list `slots`."""
-    return tf_variable(slots[self._get_variable_index(variable)])
+  def add_slots(self, var_list, names):
+    return self.add_optimizer_variables(var_list, list(names))
+
+  def add_slot(self, variable, name, reduced_axis=None):
+    if reduced_axis is None:
+      return self.add_variable_from_reference(variable, name)
+    shape = list(variable.shape)
+    del shape[reduced_axis]
+    # Keras's naming for reference slots, for a slot of another shape.
+    return self.add_variable(
+        tuple(shape), dtype=variable.dtype,
+        name=f"{variable.path.replace('/', '_')}_{name}")
+
+  def as_tf_variable(self, slot):
+    return tf_variable(slot)
+
+  def skips_variable(self, variable):
+    return self._overwrite_variable_with_gradient(variable)
+
+  def serialize_hyperparameter(self, value):
+    """Config form of a float, a LearningRateSchedule or a callable."""
+    if isinstance(value, _LearningRateSchedule):
+      return keras.optimizers.schedules.serialize(value)
+    if callable(value):
+      return keras.saving.serialize_keras_object(value)
+    return value
+
+  @classmethod
+  def deserialize_hyperparameter(cls, value, custom_objects=None):
+    if isinstance(value, dict):
+      return keras.saving.deserialize_keras_object(
+          value, custom_objects=custom_objects)
+    return value
 
   # ----------------------------------------------------------------------
   # The apply pipeline (see the module docstring).
@@ -265,7 +252,7 @@ class Optimizer(keras.optimizers.Optimizer):
                    if self.gradient_accumulation_steps else None)
 
     def real_step():
-      self._decay_separately(variable, model_variable, learning_rate)
+      self.decay_separately(variable, learning_rate)
       self.update_step(update_grad, variable, learning_rate)
       if model_variable.constraint is not None:
         variable.assign(model_variable.constraint(variable.read_value()))
@@ -287,16 +274,6 @@ class Optimizer(keras.optimizers.Optimizer):
         accumulator.assign_add(increment)
 
     tf.cond(real, real_step, accumulate_or_skip)
-
-  def _decay_separately(self, variable, model_variable, learning_rate):
-    """Keras's decoupled decay `w -= lr * wd * w`, unless the op fuses it."""
-    if (self.weight_decay is None or self._fuses_weight_decay
-        or not self._use_weight_decay(model_variable)):
-      return
-    dtype = variable.dtype
-    decay = (tf.cast(learning_rate, dtype)
-             * tf.cast(self.current_value(self.weight_decay), dtype))
-    variable.assign_sub(variable.read_value() * decay)
 
   def _update_average(self, variable, index):
     """Keras's EMA of the weights, then the periodic overwrite."""
@@ -331,21 +308,9 @@ class Optimizer(keras.optimizers.Optimizer):
   # ----------------------------------------------------------------------
   def get_config(self):
     config = super().get_config()
-    config["weight_decay"] = serialize_hyperparameter(self.weight_decay)
+    config["weight_decay"] = self.serialize_hyperparameter(self.weight_decay)
     config["fused"] = self.fused
     return config
-
-  @classmethod
-  def from_config(cls, config, custom_objects=None):
-    config = dict(config)
-    for key in cls._schedulable_hyperparameters():
-      if key in config:
-        config[key] = deserialize_hyperparameter(config[key], custom_objects)
-    return cls(**config)
-
-  @classmethod
-  def _schedulable_hyperparameters(cls):
-    return ("learning_rate", "weight_decay")
 
 
 def _sum_over_replicas(grads):

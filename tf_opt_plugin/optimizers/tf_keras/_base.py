@@ -1,0 +1,230 @@
+"""The base of the tf-keras optimizers, DTensor meshes included.
+
+tf-keras's own `apply_gradients()` already does what Keras 3 gets wrong
+under `tf.distribute`: gradients are summed over replicas before they are
+clipped, and repeated sparse indices are summed before the update. So this
+base keeps tf-keras's pipeline (aggregate -> clip -> deduplicate -> per
+variable update -> EMA) and supplies the `AlgorithmHost` primitives, with
+three changes:
+
+  * the decoupled `weight_decay` runs per variable, just before its update,
+    and inside the fused op for Adam and AdamW (tf-keras decays every
+    variable in a separate pass first);
+  * `learning_rate`, `weight_decay` and Lamb's `weight_decay_rate` may be
+    floats, schedules or callables (evaluated every step);
+  * with `mesh=`, slots are DVariables laid out like their variable (a
+    factored accumulator drops the reduced dimension's sharding), and
+    `build()` rejects variables that do not live on that mesh.
+"""
+
+import tensorflow as tf
+import tf_keras
+
+from tf_opt_plugin import _hyperparameters
+from tf_opt_plugin.ops import _dispatch
+from tf_opt_plugin.optimizers import _host
+
+_LearningRateSchedule = tf_keras.optimizers.schedules.LearningRateSchedule
+
+# tf-keras's slot names for the Keras 3 names the algorithms use.
+_SLOT_NAMES = {"momentum": "m", "velocity": "v", "velocity_hat": "vhat"}
+
+
+class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
+  """tf-keras optimizer whose update runs a tf_opt_plugin algorithm.
+
+  Args:
+    learning_rate: a float, a `LearningRateSchedule` or a callable.
+    fused: None runs the fused op where it can run and the pure-TF twin
+      elsewhere (XLA, DTensor, devices without a kernel); True raises
+      `FusedOpUnavailableError` where the op cannot run; False forces the
+      twin.
+    weight_decay: tf-keras's decoupled decay `w -= lr * weight_decay * w`
+      (a float, a schedule or a callable), or None.
+    clipnorm, clipvalue, global_clipnorm: tf-keras's gradient clipping,
+      applied to the gradients summed over replicas.
+    **kwargs: the other tf-keras base arguments (`use_ema`, `ema_momentum`,
+      `ema_overwrite_frequency`, `jit_compile`, `name`, `mesh`).
+  """
+
+  schedule_type = _LearningRateSchedule
+
+  def __init__(self, learning_rate, *, fused=None, weight_decay=None,
+               clipnorm=None, clipvalue=None, global_clipnorm=None,
+               **kwargs):
+    _hyperparameters.check_fused(fused)
+    learning_rate = self.check_hyperparameter(
+        "learning_rate", learning_rate, _hyperparameters.check_non_negative)
+    if weight_decay is not None:
+      weight_decay = self.check_hyperparameter(
+          "weight_decay", weight_decay, _hyperparameters.check_non_negative)
+    for name, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                        ("global_clipnorm", global_clipnorm)):
+      if value is not None:
+        _hyperparameters.check_positive(name, value)
+    mesh = kwargs.get("mesh")
+    if mesh is not None and not isinstance(mesh, _dtensor().Mesh):
+      raise TypeError("`mesh` must be a `tf.experimental.dtensor.Mesh`. "
+                      f"Received: mesh={mesh!r}")
+    super().__init__(weight_decay=weight_decay, clipnorm=clipnorm,
+                     clipvalue=clipvalue, global_clipnorm=global_clipnorm,
+                     **kwargs)
+    if callable(learning_rate) and not isinstance(learning_rate,
+                                                  _LearningRateSchedule):
+      self._learning_rate = learning_rate  # evaluated every step
+    else:
+      self._learning_rate = self._build_learning_rate(learning_rate)
+    self.fused = fused
+
+  @property
+  def built(self):
+    return getattr(self, "_built", False)
+
+  @built.setter
+  def built(self, value):
+    self._built = value
+
+  @property
+  def mesh(self):
+    """The DTensor mesh the optimizer state lives on, or None."""
+    return self._mesh
+
+  def build(self, var_list):
+    """Creates the slots of `var_list` (on `mesh`, laid out like them)."""
+    if self.built:
+      return
+    var_list = list(var_list)
+    self._check_mesh(var_list)
+    super().build(var_list)
+    self._model_variables = list(var_list)
+    self._built = True
+
+  # ----------------------------------------------------------------------
+  # The AlgorithmHost primitives.
+  # ----------------------------------------------------------------------
+  def current_learning_rate(self):
+    if isinstance(self._learning_rate, _LearningRateSchedule):
+      # tf-keras evaluates the schedule once per apply_gradients().
+      return self._current_learning_rate
+    return self.current_value(self._learning_rate)
+
+  def variable_index(self, variable):
+    return self._index_dict[self._var_key(variable)]
+
+  def model_variable(self, variable):
+    return self._model_variables[self.variable_index(variable)]
+
+  def variable_path(self, variable):
+    return self.model_variable(variable).name
+
+  def add_slots(self, var_list, names):
+    slots = [[] for _ in names]
+    for variable in var_list:
+      for slot_list, name in zip(slots, names):
+        slot_list.append(self.add_variable_from_reference(
+            variable, _SLOT_NAMES.get(name, name)))
+    return slots
+
+  def add_slot(self, variable, name, reduced_axis=None):
+    if reduced_axis is None:
+      return self.add_variable_from_reference(variable, name)
+    shape = tf.TensorShape(_without_axis(variable.shape, reduced_axis))
+    if self._mesh is None:
+      return self.add_variable_from_reference(variable, name, shape=shape)
+    # tf-keras's mesh path ignores `shape`: lay the slot out explicitly, with
+    # the variable's sharding minus that of the reduced axis.
+    dtensor = _dtensor()
+    layout = dtensor.Layout(
+        _without_axis(variable.layout.sharding_specs, reduced_axis),
+        self._mesh)
+    dtype = getattr(variable, "true_dtype", variable.dtype)
+    initial_value = dtensor.call_with_layout(
+        tf.zeros, layout, shape=shape.as_list(), dtype=dtype)
+    slot = dtensor.DVariable(initial_value,
+                             name=f"{name}/{variable._shared_name}",  # pylint: disable=protected-access
+                             dtype=dtype, trainable=False)
+    self._variables.append(slot)
+    return slot
+
+  def serialize_hyperparameter(self, value):
+    """Config form of a float, a variable, a schedule or a callable."""
+    if isinstance(value, _LearningRateSchedule):
+      return tf_keras.optimizers.schedules.serialize(value)
+    if isinstance(value, tf.Variable):
+      return float(value.numpy())
+    if callable(value):  # tf-keras stores a callable's current value
+      return float(value())
+    return value
+
+  @classmethod
+  def deserialize_hyperparameter(cls, value, custom_objects=None):
+    if isinstance(value, dict):
+      return tf_keras.optimizers.schedules.deserialize(
+          value, custom_objects=custom_objects)
+    return value
+
+  # ----------------------------------------------------------------------
+  # tf-keras's pipeline, with the decay moved next to the update.
+  # ----------------------------------------------------------------------
+  def _apply_weight_decay(self, variables):
+    del variables  # applied per variable in _update_step
+
+  def _update_step(self, gradient, variable):
+    if (getattr(variable, "_unique_id", None) is not None
+        and self._var_key(variable) in self._index_dict):
+      self.decay_separately(variable, self.current_learning_rate())
+    return super()._update_step(gradient, variable)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(
+        learning_rate=self.serialize_hyperparameter(self._learning_rate),
+        weight_decay=self.serialize_hyperparameter(self.weight_decay),
+        fused=self.fused)
+    return config
+
+  # ----------------------------------------------------------------------
+  # DTensor.
+  # ----------------------------------------------------------------------
+  def _check_mesh(self, var_list):
+    """Every variable is a DVariable on `mesh` when, and only when, set."""
+    dtensor = _dtensor() if self._mesh is not None else None
+    for variable in var_list:
+      on_mesh = _dispatch.is_dtensor(variable)
+      if self._mesh is None:
+        if on_mesh:
+          raise ValueError(
+              "`mesh` must be given for DTensor variables: construct the "
+              "optimizer with `mesh=` the variables' mesh. Received: "
+              f"mesh=None for variable {variable.name} with layout "
+              f"{variable.layout}")
+        continue
+      if not isinstance(variable, dtensor.DVariable):
+        raise ValueError(
+            "With `mesh`, every variable must be a DTensor DVariable on that "
+            "mesh (build the model under a `LayoutMap` of the mesh). "
+            f"Received: variable {variable.name} is a "
+            f"{type(variable).__name__}")
+      if variable.layout.mesh != self._mesh:
+        raise ValueError(
+            "`mesh` must be the mesh of the variables. Received: "
+            f"mesh={_describe_mesh(self._mesh)}, but variable "
+            f"{variable.name} lives on {_describe_mesh(variable.layout.mesh)}")
+
+
+def _dtensor():
+  from tensorflow.experimental import dtensor  # pylint: disable=g-import-not-at-top
+  return dtensor
+
+
+def _describe_mesh(mesh):
+  dims = ", ".join(f"{name}={size}"
+                   for name, size in zip(mesh.dim_names, mesh.shape()))
+  return f"Mesh({dims}; {mesh.num_local_devices()} local devices)"
+
+
+def _without_axis(items, axis):
+  """`items` (a list of dims or sharding specs) minus the entry at `axis`."""
+  items = list(items)
+  del items[axis]
+  return items
