@@ -53,6 +53,12 @@ setup(
     include_package_data=True,
     python_requires=">=3.9",
     install_requires=[TF_REQUIREMENT],
+    # The demo's and the benchmark report's pictures; everything else works without it.
+    extras_require={"demo": ["matplotlib"]},
+    entry_points={"console_scripts": [
+        "tf-opt-plugin-demo = tf_opt_plugin.demo:console_main",
+        "tf-opt-plugin-benchmark = tf_opt_plugin.benchmark.__main__:console_main",
+    ]},
     distclass=BinaryDistribution,
     cmdclass={"bdist_wheel": bdist_wheel},
     zip_safe=False,

@@ -1,162 +1,20 @@
 """A whole fit() step of a small transformer encoder: ours vs Keras's optimizers.
 
-For each optimizer pair (tf_opt_plugin class, the same-math keras.optimizers
-class) this times, in one process on the CPU:
-
-  * one training step as fit() runs it (`model.train_on_batch`: forward,
-    backward, optimizer update), median over --steps after --warmup;
-  * the optimizer update alone (`optimizer.apply` on the same model's
-    gradients, in a tf.function, as fit() traces it);
-
-and prints the end-to-end ratio (Keras step / our step) and the optimizer's
-share of each step. Usage:
+A thin entry point: the benchmark is `tf_opt_plugin.benchmark.fit` (the same
+arguments; `--help`). Prefers an installed tf_opt_plugin, falls back to the
+source tree.
 
   python benchmarks/bench_fit.py [--steps N] [--warmup N] [--batch N]
-                                 [--markdown PATH]
+                                 [--tiny] [--markdown PATH]
 """
 
-import argparse
-import os
-import platform
-import statistics
 import sys
-import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _entry
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import keras  # noqa: E402
+_entry.use_installed_or_source_tree()
 
-try:
-  import tf_opt_plugin as top  # noqa: E402
-except ImportError:  # running from a checkout without an installed wheel
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  import tf_opt_plugin as top  # noqa: E402
-
-VOCAB, SEQ, WIDTH, HEADS, FFN, LAYERS = 8000, 128, 256, 4, 1024, 2
-
-PAIRS = [
-    ("AdamW", lambda: top.AdamW(1e-3, weight_decay=0.01),
-     lambda: keras.optimizers.AdamW(1e-3, weight_decay=0.01)),
-    ("Adam", lambda: top.Adam(1e-3), lambda: keras.optimizers.Adam(1e-3)),
-    # Weight decay 0: Keras's Lamb puts it outside the trust ratio.
-    ("Lamb", lambda: top.Lamb(1e-3), lambda: keras.optimizers.Lamb(1e-3)),
-    ("Adafactor", lambda: top.Adafactor(1e-3),
-     lambda: keras.optimizers.Adafactor(1e-3)),
-    ("SGD", lambda: top.SGD(0.01, momentum=0.9),
-     lambda: keras.optimizers.SGD(0.01, momentum=0.9)),
-]
-
-
-def encoder_block(x):
-  attention = keras.layers.MultiHeadAttention(HEADS, WIDTH // HEADS)(x, x)
-  x = keras.layers.LayerNormalization()(x + attention)
-  hidden = keras.layers.Dense(FFN, activation="gelu")(x)
-  return keras.layers.LayerNormalization()(x + keras.layers.Dense(WIDTH)(hidden))
-
-
-def make_model():
-  keras.utils.set_random_seed(0)
-  tokens = keras.Input((SEQ,), dtype="int32")
-  x = keras.layers.Embedding(VOCAB, WIDTH)(tokens)
-  positions = keras.layers.Embedding(SEQ, WIDTH)(
-      keras.ops.arange(SEQ, dtype="int32")[None, :])
-  x = x + positions
-  for _ in range(LAYERS):
-    x = encoder_block(x)
-  x = keras.layers.GlobalAveragePooling1D()(x)
-  return keras.Model(tokens, keras.layers.Dense(2)(x))
-
-
-def median_ms(fn, steps, warmup):
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return 1e3 * statistics.median(times)
-
-
-def measure(make_optimizer, batch, steps, warmup):
-  """(fit step ms, optimizer-only ms) for one optimizer on a fresh model."""
-  model = make_model()
-  optimizer = make_optimizer()
-  model.compile(optimizer=optimizer,
-                loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True))
-  rng = np.random.default_rng(0)
-  x = rng.integers(0, VOCAB, size=(batch, SEQ)).astype("int32")
-  y = rng.integers(0, 2, size=(batch,)).astype("int32")
-
-  def fit_step():
-    model.train_on_batch(x, y)
-
-  step_ms = median_ms(fit_step, steps, warmup)
-
-  with tf.GradientTape() as tape:
-    loss = tf.reduce_mean(model.compute_loss(x=x, y=y, y_pred=model(x)))
-  grads = tape.gradient(loss, model.trainable_variables)
-
-  @tf.function
-  def apply_only():
-    optimizer.apply(grads, model.trainable_variables)
-
-  apply_ms = median_ms(apply_only, steps, warmup)
-  return step_ms, apply_ms
-
-
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=20)
-  parser.add_argument("--warmup", type=int, default=3)
-  parser.add_argument("--batch", type=int, default=32)
-  parser.add_argument("--markdown", help="also write the table here")
-  args = parser.parse_args()
-
-  model = make_model()
-  params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-  header = (f"fit() step of a {LAYERS}-layer transformer encoder (width {WIDTH}, "
-            f"{HEADS} heads, FFN {FFN}, vocab {VOCAB}, sequence {SEQ}, batch "
-            f"{args.batch}; {len(model.trainable_variables)} variables, "
-            f"{params:,} parameters), median of {args.steps} steps after "
-            f"{args.warmup} warm-up, CPU ({os.cpu_count()} cores), "
-            f"TF {tf.__version__}, Keras {keras.__version__}, "
-            f"Python {platform.python_version()}, load average at start "
-            f"{os.getloadavg()[0]:.2f}")
-  print(header, flush=True)
-  rows = []
-  for name, ours, theirs in PAIRS:
-    our_step, our_apply = measure(ours, args.batch, args.steps, args.warmup)
-    keras_step, keras_apply = measure(theirs, args.batch, args.steps,
-                                      args.warmup)
-    rows.append((name, our_step, keras_step, keras_step / our_step,
-                 our_apply, our_apply / our_step, keras_apply,
-                 keras_apply / keras_step, keras_apply / our_apply))
-    print(f"  {name:10s} step ours {our_step:7.1f} ms  keras {keras_step:7.1f}"
-          f" ms  (x{keras_step / our_step:.2f});  optimizer ours "
-          f"{our_apply:6.1f} ms ({100 * our_apply / our_step:4.1f}%)  keras "
-          f"{keras_apply:6.1f} ms ({100 * keras_apply / keras_step:4.1f}%)",
-          flush=True)
-
-  table = ["| optimizer | fit step, ours (ms) | fit step, Keras (ms) | "
-           "end-to-end speed-up | update, ours (ms) | share of step | "
-           "update, Keras (ms) | share of step | update speed-up |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-  for (name, our_step, keras_step, speedup, our_apply, our_share, keras_apply,
-       keras_share, apply_speedup) in rows:
-    table.append(f"| {name} | {our_step:.1f} | {keras_step:.1f} | "
-                 f"{speedup:.2f}x | {our_apply:.1f} | {100 * our_share:.0f}% | "
-                 f"{keras_apply:.1f} | {100 * keras_share:.0f}% | "
-                 f"{apply_speedup:.2f}x |")
-  print("\n".join(table))
-  print(f"load average at end {os.getloadavg()[0]:.2f}")
-  if args.markdown:
-    with open(args.markdown, "w") as f:
-      f.write(header + "\n\n" + "\n".join(table) + "\n")
-
+from tf_opt_plugin.benchmark.fit import main  # noqa: E402
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

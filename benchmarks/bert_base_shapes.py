@@ -1,68 +1,15 @@
-"""The variable set of BERT-base (uncased, 110M parameters) as (name, shape) pairs.
+"""The variable set of BERT-base; it lives in `tf_opt_plugin.benchmark.bert_base_shapes`.
 
-Used by ``bench_ops.py`` to time one optimizer step over a realistic mix of tensor sizes:
-76 matrices (among them the 23.4M-element word-embedding table) and 123 small 1-D tensors (biases,
-LayerNorm parameters).  ``python benchmarks/bert_base_shapes.py`` prints a summary.
+`python benchmarks/bert_base_shapes.py` prints a summary.
 """
 
-import math
+import runpy
 
-VOCAB_SIZE = 30522
-HIDDEN = 768
-INTERMEDIATE = 3072
-MAX_POSITIONS = 512
-TYPE_VOCAB = 2
-NUM_LAYERS = 12
+import _entry
 
-# Checked at import time so a typo in the list cannot silently change what is benchmarked.
-EXPECTED_NUM_TENSORS = 199
-EXPECTED_NUM_PARAMS = 109_482_240  # "110M"
+_entry.use_installed_or_source_tree()
 
-
-def bert_base_shapes():
-  """Returns a list of (name, shape) for all 199 trainable variables of BERT-base."""
-  h, i = HIDDEN, INTERMEDIATE
-  shapes = [
-      ("embeddings/word_embeddings", (VOCAB_SIZE, h)),
-      ("embeddings/position_embeddings", (MAX_POSITIONS, h)),
-      ("embeddings/token_type_embeddings", (TYPE_VOCAB, h)),
-      ("embeddings/LayerNorm/gamma", (h,)),
-      ("embeddings/LayerNorm/beta", (h,)),
-  ]
-  for layer in range(NUM_LAYERS):
-    p = "encoder/layer_%d/" % layer
-    for proj in ("attention/self/query", "attention/self/key", "attention/self/value",
-                 "attention/output/dense"):
-      shapes.append((p + proj + "/kernel", (h, h)))
-      shapes.append((p + proj + "/bias", (h,)))
-    shapes.append((p + "attention/output/LayerNorm/gamma", (h,)))
-    shapes.append((p + "attention/output/LayerNorm/beta", (h,)))
-    shapes.append((p + "intermediate/dense/kernel", (h, i)))
-    shapes.append((p + "intermediate/dense/bias", (i,)))
-    shapes.append((p + "output/dense/kernel", (i, h)))
-    shapes.append((p + "output/dense/bias", (h,)))
-    shapes.append((p + "output/LayerNorm/gamma", (h,)))
-    shapes.append((p + "output/LayerNorm/beta", (h,)))
-  shapes.append(("pooler/dense/kernel", (h, h)))
-  shapes.append(("pooler/dense/bias", (h,)))
-  return shapes
-
-
-def num_params(shapes):
-  return sum(math.prod(s) for _, s in shapes)
-
-
-BERT_BASE_SHAPES = bert_base_shapes()
-assert len(BERT_BASE_SHAPES) == EXPECTED_NUM_TENSORS, len(BERT_BASE_SHAPES)
-assert num_params(BERT_BASE_SHAPES) == EXPECTED_NUM_PARAMS, num_params(BERT_BASE_SHAPES)
-assert len({n for n, _ in BERT_BASE_SHAPES}) == EXPECTED_NUM_TENSORS  # names are unique
-
+from tf_opt_plugin.benchmark.bert_base_shapes import *  # noqa: E402,F401,F403
 
 if __name__ == "__main__":
-  by_rank = {}
-  for _, s in BERT_BASE_SHAPES:
-    n, p = by_rank.get(len(s), (0, 0))
-    by_rank[len(s)] = (n + 1, p + math.prod(s))
-  print("%d tensors, %d parameters" % (len(BERT_BASE_SHAPES), num_params(BERT_BASE_SHAPES)))
-  for rank, (n, p) in sorted(by_rank.items()):
-    print("  rank %d: %3d tensors, %11d parameters" % (rank, n, p))
+  runpy.run_module("tf_opt_plugin.benchmark.bert_base_shapes", run_name="__main__")

@@ -1,0 +1,667 @@
+"""One optimizer step over the BERT-base variable set: fused ops vs Keras vs TF, and the bandwidth floor.
+
+`python -m tf_opt_plugin.benchmark.ops --help` (or `python benchmarks/bench_ops.py`, the same
+program); `python -m tf_opt_plugin.benchmark` runs it together with the fit() benchmark.
+
+Times, in one process and for float32:
+
+  * the fused ops of tf_opt_plugin (AdamW, LAMB, Adafactor), called per variable inside one
+    tf.function that covers all 199 variables (one call = one step);
+  * the same-math keras.optimizers classes (AdamW, Lamb, Adafactor) applying the same gradients,
+    in a tf.function without XLA and with jit_compile=True;
+  * TF's built-in tf.raw_ops.ResourceApplyAdam over the same variables, in one tf.function;
+  * a streaming-copy measurement of sustained memory bandwidth, from which each algorithm's
+    bytes floor (the time to move its compulsory bytes once) is derived.
+
+and prints the median time per step, the ratios the issue's targets are about, and PASS / FAIL
+for each target.  Usage:
+
+  python -m tf_opt_plugin.benchmark.ops [--steps N] [--warmup N] [--only adamw,lamb,...]
+                                        [--shapes bert-base|tiny] [--markdown PATH]
+
+If the op library cannot be loaded, the fused rows are reported as skipped, with the reason.
+"""
+
+import argparse
+import datetime
+import gc
+import math
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402
+
+from tf_opt_plugin.benchmark.bert_base_shapes import BERT_BASE_SHAPES  # noqa: E402
+from tf_opt_plugin.benchmark.bert_base_shapes import EXPECTED_NUM_PARAMS  # noqa: E402
+from tf_opt_plugin.benchmark.bert_base_shapes import num_params  # noqa: E402
+from tf_opt_plugin.benchmark.bert_base_shapes import TINY_SHAPES  # noqa: E402
+
+SHAPE_SETS = {"bert-base": BERT_BASE_SHAPES, "tiny": TINY_SHAPES}
+
+# --------------------------------------------------------------------------------------------
+# Hyperparameters.  Chosen so that the fused op and the Keras class compute the same math:
+#   AdamW: Keras AdamW semantics (decoupled decay, epsilon-hat), weight_decay 0.01 on both.
+#   LAMB: weight decay 0 on both -- Keras Lamb applies decay outside the trust ratio, the fused
+#         op (paper LAMB) inside it, so only decay 0 makes them the same update.
+#   Adafactor: Keras defaults (relative_step=True, lr 1e-3, beta_2_decay -0.8, clip 1.0).
+# --------------------------------------------------------------------------------------------
+LR = 1e-3
+BETA_1 = 0.9
+BETA_2 = 0.999
+EPSILON = 1e-7
+ADAMW_WEIGHT_DECAY = 0.01
+LAMB_EPSILON = 1e-7  # Keras Lamb default
+ADAFACTOR = dict(beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3, clip_threshold=1.0,
+                 relative_step=True)
+SEED = 1234
+
+# Compulsory DRAM traffic per float32 parameter (bytes), see the module docstring of the floor.
+BYTES_PER_PARAM = {
+    "adamw": lambda rank: 7 * 4,  # read w, g, m, v; write w, m, v
+    "lamb": lambda rank: 10 * 4,  # pass 1: read w, g, m, v, write m, v; pass 2: read w, m, v, write w
+    # factored (rank >= 2): g read three times, w read twice, w written once (r, c negligible);
+    # rank < 2: the unfactored second moment v is a full-size slot as well.
+    "adafactor": lambda rank: (6 if rank >= 2 else 8) * 4,
+}
+BYTES_PER_PARAM["adam"] = BYTES_PER_PARAM["adamw"]
+
+GROUPS = ("adamw", "lamb", "adafactor")
+ROWS = {
+    "adamw": ("fused_adamw", "raw_adam", "keras_adamw", "keras_adamw_xla"),
+    "lamb": ("fused_lamb", "keras_lamb", "keras_lamb_xla"),
+    "adafactor": ("fused_adafactor", "keras_adafactor", "keras_adafactor_xla"),
+}
+ROW_INFO = {  # row -> (label, algorithm of its bytes floor)
+    "fused_adamw": ("tf_opt_plugin resource_apply_adamw (fused)", "adamw"),
+    "raw_adam": ("tf.raw_ops.ResourceApplyAdam", "adam"),
+    "keras_adamw": ("keras.optimizers.AdamW, tf.function", "adamw"),
+    "keras_adamw_xla": ("keras.optimizers.AdamW, jit_compile=True", "adamw"),
+    "fused_lamb": ("tf_opt_plugin resource_apply_lamb (fused)", "lamb"),
+    "keras_lamb": ("keras.optimizers.Lamb, tf.function", "lamb"),
+    "keras_lamb_xla": ("keras.optimizers.Lamb, jit_compile=True", "lamb"),
+    "fused_adafactor": ("tf_opt_plugin resource_apply_adafactor (fused)", "adafactor"),
+    "keras_adafactor": ("keras.optimizers.Adafactor, tf.function", "adafactor"),
+    "keras_adafactor_xla": ("keras.optimizers.Adafactor, jit_compile=True", "adafactor"),
+}
+
+# (description, numerator row, denominator row, comparison, threshold)
+TARGETS = [
+    ("fused AdamW / ResourceApplyAdam", "fused_adamw", "raw_adam", "<=", 1.1),
+    ("Keras AdamW (no XLA) / fused AdamW", "keras_adamw", "fused_adamw", ">=", 3.0),
+    ("Keras Lamb (no XLA) / fused Lamb", "keras_lamb", "fused_lamb", ">=", 2.5),
+    ("Keras Lamb (XLA) / fused Lamb", "keras_lamb_xla", "fused_lamb", ">", 1.0),
+    ("Keras Adafactor (no XLA) / fused Adafactor", "keras_adafactor", "fused_adafactor", ">=", 2.5),
+    ("Keras Adafactor (XLA) / fused Adafactor", "keras_adafactor_xla", "fused_adafactor", ">", 1.0),
+    ("fused AdamW / bytes floor", "fused_adamw", "floor:adamw", "<=", 1.3),
+    ("fused Lamb / bytes floor", "fused_lamb", "floor:lamb", "<=", 1.3),
+    ("fused Adafactor / bytes floor", "fused_adafactor", "floor:adafactor", "<=", 1.3),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# The plugin.
+# --------------------------------------------------------------------------------------------
+FUSED_FUNCTIONS = ("resource_apply_adamw", "resource_apply_lamb", "resource_apply_adafactor")
+
+
+def _one_line(e):
+  """The most informative line of an exception (TF's graph errors put it last)."""
+  lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+  return "%s: %s" % (type(e).__name__, lines[-1] if lines else "")
+
+def import_plugin():
+  """Returns (tf_opt_plugin.ops module, where it came from) or (None, reason)."""
+  try:
+    import tf_opt_plugin.ops as ops  # pylint: disable=g-import-not-at-top
+    missing = [f for f in FUSED_FUNCTIONS if not hasattr(ops, f)]
+    if missing:
+      raise ImportError("tf_opt_plugin.ops has no %s" % ", ".join(missing))
+    ops.load_library()
+    where = os.path.dirname(os.path.abspath(ops.__file__))
+    return ops, "package %s, library %s" % (where, ops.library_path())
+  except Exception as e:  # pylint: disable=broad-except
+    return None, _one_line(e)
+
+
+# --------------------------------------------------------------------------------------------
+# Machine and bandwidth.
+# --------------------------------------------------------------------------------------------
+def machine_info():
+  cpu = platform.processor() or "unknown"
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          cpu = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  flags = ""
+  try:
+    with open("/proc/cpuinfo") as f:
+      text = f.read()
+    flags = " ".join(x for x in ("avx2", "avx512f", "amx_tile") if " %s " % x in text)
+  except OSError:
+    pass
+  mem = ""
+  try:
+    with open("/proc/meminfo") as f:
+      mem = "%.1f GiB" % (int(f.readline().split()[1]) / 2**20)
+  except (OSError, ValueError, IndexError):
+    pass
+  return [
+      ("CPU", "%s (%s)" % (cpu, flags) if flags else cpu),
+      ("logical cores", str(os.cpu_count())),
+      ("memory", mem),
+      ("TF intra-op / inter-op threads", "%d / %d (0 = all cores)" % (
+          tf.config.threading.get_intra_op_parallelism_threads(),
+          tf.config.threading.get_inter_op_parallelism_threads())),
+      ("Python", platform.python_version()),
+      ("TensorFlow", tf.__version__),
+      ("Keras", keras.__version__),
+      ("NumPy", np.__version__),
+      ("OS", platform.platform()),
+  ]
+
+
+def load_average():
+  try:
+    return "%.2f %.2f %.2f" % os.getloadavg()
+  except OSError:
+    return "n/a"
+
+
+def _threaded(fn, pieces):
+  threads = [threading.Thread(target=fn, args=p) for p in pieces]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+
+
+def measure_bandwidth(mib=1024, reps=7):
+  """Sustained memory bandwidth (bytes/s read + written), best of a few methods.
+
+  Buffers of `mib` MiB each, far larger than the L2 and (reported) L3 caches.  Returns
+  (best bytes/s, [(method, bytes/s), ...]).  Each method's rate is its best repetition (the
+  STREAM convention), the floor uses the fastest method.
+  """
+  n = mib * 2**20 // 4
+  a = np.full(n, 1.0, np.float32)
+  b = np.full(n, 2.0, np.float32)
+  nthreads = os.cpu_count() or 1
+
+  def split(k):
+    edges = np.linspace(0, n, k + 1).astype(np.int64)
+    return list(zip(edges[:-1], edges[1:]))
+
+  def time_best(fn):
+    fn()  # touch / warm
+    best = float("inf")
+    for _ in range(reps):
+      t0 = time.perf_counter()
+      fn()
+      best = min(best, time.perf_counter() - t0)
+    return best
+
+  results = []
+  # 1. np.copyto (memcpy), one thread: read a, write b.
+  t = time_best(lambda: np.copyto(b, a))
+  results.append(("np.copyto, 1 thread (read+write)", 2 * 4 * n / t))
+  # 2. np.copyto split across all cores (numpy releases the GIL for the copy).
+  if nthreads > 1:
+    parts = split(nthreads)
+    t = time_best(lambda: _threaded(lambda s, e: np.copyto(b[s:e], a[s:e]), parts))
+    results.append(("np.copyto, %d threads (read+write)" % nthreads, 2 * 4 * n / t))
+  # 3. In-place add b += a across all cores: read a, b; write b (the access pattern of an
+  #    optimizer update: no write-allocate traffic on top of the counted bytes).
+  parts = split(nthreads)
+  t = time_best(lambda: _threaded(lambda s, e: np.add(b[s:e], a[s:e], out=b[s:e]), parts))
+  results.append(("np.add in place, %d threads (2 reads+write)" % nthreads, 3 * 4 * n / t))
+  del a, b
+  # 4. TF's own multi-threaded (Eigen) in-place update: dst += src inside a tf.function
+  #    (a plain assign would only share the buffer, not copy it).
+  src = tf.Variable(tf.ones([n], tf.float32))
+  dst = tf.Variable(tf.zeros([n], tf.float32))
+
+  @tf.function
+  def tf_add():
+    dst.assign_add(src.read_value(), read_value=False)
+
+  t = time_best(tf_add)
+  results.append(("tf Variable.assign_add, tf.function (2 reads+write)", 3 * 4 * n / t))
+  del src, dst, tf_add
+  gc.collect()
+  return max(r for _, r in results), results
+
+
+def floor_seconds(algorithm, shapes, bandwidth):
+  total = sum(BYTES_PER_PARAM[algorithm](len(s)) * math.prod(s) for _, s in shapes)
+  return total / bandwidth, total
+
+
+# --------------------------------------------------------------------------------------------
+# Variables.
+# --------------------------------------------------------------------------------------------
+def initial_value(i, name, shape):
+  if name.endswith("gamma"):
+    return tf.ones(shape, tf.float32)
+  if name.endswith("beta") or name.endswith("bias"):
+    return tf.zeros(shape, tf.float32)
+  return tf.random.stateless_normal(shape, seed=[SEED, i], stddev=0.02, dtype=tf.float32)
+
+
+def make_gradients(shapes):
+  return [tf.random.stateless_normal(s, seed=[SEED + 1, i], stddev=1e-3, dtype=tf.float32)
+          for i, (_, s) in enumerate(shapes)]
+
+
+def make_tf_variables(shapes):
+  return [tf.Variable(initial_value(i, n, s), name=n.replace("/", "_"))
+          for i, (n, s) in enumerate(shapes)]
+
+
+def make_keras_variables(shapes):
+  return [keras.Variable(initial_value(i, n, s), name=n.replace("/", "_"))
+          for i, (n, s) in enumerate(shapes)]
+
+
+def zeros_like_vars(variables, suffix):
+  return [tf.Variable(tf.zeros(v.shape, v.dtype), name=v.name.split(":")[0] + suffix)
+          for v in variables]
+
+
+# --------------------------------------------------------------------------------------------
+# Step functions.  Each builder returns (step_fn, cleanup-list) where step_fn() performs one
+# optimizer step over all variables.
+# --------------------------------------------------------------------------------------------
+def _build_fused_moments(apply_fn, variables, grads, **hyperparameters):
+  """One step of an (m, v)-slot fused op over all variables."""
+  m = zeros_like_vars(variables, "_m")
+  v = zeros_like_vars(variables, "_v")
+  step = tf.Variable(0, dtype=tf.int64)
+
+  @tf.function
+  def fn():
+    t = step.assign_add(1)
+    for w, mm, vv, g in zip(variables, m, v, grads):
+      apply_fn(w, mm, vv, g, step=t, fused=True, **hyperparameters)
+
+  return fn, [m, v]
+
+
+def build_fused_adamw(ops, variables, grads):
+  return _build_fused_moments(
+      ops.resource_apply_adamw, variables, grads, learning_rate=LR, beta_1=BETA_1,
+      beta_2=BETA_2, epsilon=EPSILON, weight_decay=ADAMW_WEIGHT_DECAY)
+
+
+def build_fused_lamb(ops, variables, grads):
+  return _build_fused_moments(
+      ops.resource_apply_lamb, variables, grads, learning_rate=LR, beta_1=BETA_1,
+      beta_2=BETA_2, epsilon=LAMB_EPSILON, weight_decay_rate=0.0,
+      use_layer_adaptation=True)
+
+
+def _adafactor_accumulator_shapes(shape):
+  """Keras Adafactor's slots: (r, c) = (shape[:-1], shape[:-2] + shape[-1:]) when factored,
+  else (v,) shaped like the variable."""
+  shape = tuple(shape)
+  if len(shape) >= 2:
+    return (shape[:-1], shape[:-2] + shape[-1:])
+  return (shape,)
+
+
+def build_fused_adafactor(ops, variables, grads):
+  slots = [tuple(tf.Variable(tf.zeros(s, tf.float32))
+                 for s in _adafactor_accumulator_shapes(w.shape)) for w in variables]
+  step = tf.Variable(0, dtype=tf.int64)
+  hp = {k: v for k, v in ADAFACTOR.items() if k != "relative_step"}
+
+  @tf.function
+  def fn():
+    t = step.assign_add(1)
+    for w, acc, g in zip(variables, slots, grads):
+      ops.resource_apply_adafactor(
+          w, acc, g, step=t, learning_rate=LR, relative_step=ADAFACTOR["relative_step"],
+          fused=True, **hp)
+
+  return fn, [slots]
+
+
+def build_raw_adam(variables, grads):
+  m = zeros_like_vars(variables, "_m")
+  v = zeros_like_vars(variables, "_v")
+  step = tf.Variable(0, dtype=tf.float32)
+  lr = tf.constant(LR, tf.float32)
+  b1 = tf.constant(BETA_1, tf.float32)
+  b2 = tf.constant(BETA_2, tf.float32)
+  eps = tf.constant(EPSILON, tf.float32)
+
+  @tf.function
+  def fn():
+    t = step.assign_add(1.0)
+    b1p = tf.pow(b1, t)
+    b2p = tf.pow(b2, t)
+    for w, mm, vv, g in zip(variables, m, v, grads):
+      tf.raw_ops.ResourceApplyAdam(
+          var=w.handle, m=mm.handle, v=vv.handle, beta1_power=b1p, beta2_power=b2p, lr=lr,
+          beta1=b1, beta2=b2, epsilon=eps, grad=g, use_locking=True)
+
+  return fn, [m, v]
+
+
+def make_keras_optimizer(group):
+  if group == "adamw":
+    return keras.optimizers.AdamW(learning_rate=LR, weight_decay=ADAMW_WEIGHT_DECAY,
+                                  beta_1=BETA_1, beta_2=BETA_2, epsilon=EPSILON)
+  if group == "lamb":
+    return keras.optimizers.Lamb(learning_rate=LR, beta_1=BETA_1, beta_2=BETA_2,
+                                 epsilon=LAMB_EPSILON)
+  if group == "adafactor":
+    return keras.optimizers.Adafactor(learning_rate=LR, **ADAFACTOR)
+  raise ValueError(group)
+
+
+def build_keras(group, variables, grads, jit_compile):
+  opt = make_keras_optimizer(group)
+  opt.build(variables)
+  fn = tf.function(lambda: opt.apply(grads, variables), jit_compile=jit_compile)
+  return fn, [opt]
+
+
+# --------------------------------------------------------------------------------------------
+# Timing.
+# --------------------------------------------------------------------------------------------
+def time_steps(fn, steps, warmup):
+  t0 = time.perf_counter()
+  fn()  # traces (and compiles with XLA)
+  first = time.perf_counter() - t0
+  for _ in range(max(warmup - 1, 0)):
+    fn()
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return {"median": statistics.median(times), "min": min(times), "max": max(times),
+          "first": first, "n": steps}
+
+
+def check_finite(variables):
+  for v in variables:
+    if not bool(tf.reduce_all(tf.math.is_finite(v))):
+      return "non-finite values in %s" % v.name
+  return None
+
+
+def run_group(group, rows, ops, plugin_reason, shapes, grads, args, results, log):
+  """Times the selected rows of one algorithm group on fresh variables, then frees them."""
+  wanted = [r for r in ROWS[group] if r in rows]
+  if not wanted:
+    return
+  tf_vars = None
+  keras_vars = None
+  for row in wanted:
+    label = ROW_INFO[row][0]
+    if row.startswith("fused_") and ops is None:
+      results[row] = {"skip": "tf_opt_plugin.ops not importable: " + plugin_reason}
+      log("  %-48s SKIPPED (tf_opt_plugin.ops cannot be imported)" % label)
+      continue
+    try:
+      if row.startswith("keras_"):
+        if keras_vars is None:
+          keras_vars = make_keras_variables(shapes)
+        fn, keep = build_keras(group, keras_vars, grads, jit_compile=row.endswith("_xla"))
+        checked = keras_vars
+      else:
+        if tf_vars is None:
+          tf_vars = make_tf_variables(shapes)
+        builder = {"fused_adamw": build_fused_adamw, "fused_lamb": build_fused_lamb,
+                   "fused_adafactor": build_fused_adafactor}.get(row)
+        fn, keep = builder(ops, tf_vars, grads) if builder else build_raw_adam(tf_vars, grads)
+        checked = tf_vars
+      r = time_steps(fn, args.steps, args.warmup)
+      bad = check_finite(checked)
+      if bad:
+        r["note"] = bad
+      results[row] = r
+      log("  %-48s median %9.1f ms  (min %.1f, max %.1f; first call %.2f s)%s" % (
+          label, 1e3 * r["median"], 1e3 * r["min"], 1e3 * r["max"], r["first"],
+          "  WARNING: " + bad if bad else ""))
+      del fn, keep
+    except Exception as e:  # pylint: disable=broad-except
+      msg = _one_line(e)
+      results[row] = {"skip": "error: " + msg}
+      log("  %-48s ERROR %s" % (label, msg[:300]))
+    gc.collect()
+  del tf_vars, keras_vars
+  gc.collect()
+
+
+# --------------------------------------------------------------------------------------------
+# Report.
+# --------------------------------------------------------------------------------------------
+def evaluate_targets(results, floors):
+  out = []
+  for desc, num, den, op, thr in TARGETS:
+    a = results.get(num, {})
+    if den.startswith("floor:"):
+      b = {"median": floors[den[6:]][0]} if den[6:] in floors else {}
+    else:
+      b = results.get(den, {})
+    if "median" not in a or "median" not in b:
+      out.append((desc, None, op, thr, "SKIP"))
+      continue
+    ratio = a["median"] / b["median"]
+    ok = {"<=": ratio <= thr, ">=": ratio >= thr, ">": ratio > thr}[op]
+    out.append((desc, ratio, op, thr, "PASS" if ok else "FAIL"))
+  return out
+
+
+def format_tables(results, floors, targets, markdown, num_variables=199):
+  lines = []
+  title = "step over all %d variables" % num_variables
+  if markdown:
+    lines += ["| %s | median ms | min ms | bytes floor ms | x floor |" % title,
+              "|---|---:|---:|---:|---:|"]
+  else:
+    lines += ["%-48s %10s %10s %10s %8s" % (title, "median ms", "min ms",
+                                            "floor ms", "x floor"),
+              "-" * 90]
+  for group in GROUPS:
+    for row in ROWS[group]:
+      if row not in results:
+        continue
+      label, alg = ROW_INFO[row]
+      r = results[row]
+      fl = floors.get(alg)
+      fl_ms = "%.1f" % (1e3 * fl[0]) if fl else "-"
+      if "median" in r:
+        cells = ["%.1f" % (1e3 * r["median"]), "%.1f" % (1e3 * r["min"]), fl_ms,
+                 "%.2f" % (r["median"] / fl[0]) if fl else "-"]
+      else:
+        cells = ["skipped", "-", fl_ms, "-"]
+      if markdown:
+        lines.append("| %s | %s |" % (label, " | ".join(cells)))
+      else:
+        lines.append("%-48s %10s %10s %10s %8s" % tuple([label] + cells))
+  lines.append("")
+  if markdown:
+    lines += ["| target | ratio | required | result |", "|---|---:|---:|---|"]
+  else:
+    lines += ["%-48s %8s %10s  %s" % ("target", "ratio", "required", "result"), "-" * 78]
+  for desc, ratio, op, thr, verdict in targets:
+    rs = "%.2f" % ratio if ratio is not None else "-"
+    if markdown:
+      lines.append("| %s | %s | %s %g | **%s** |" % (desc, rs, op, thr, verdict))
+    else:
+      lines.append("%-48s %8s %10s  %s" % (desc, rs, "%s %g" % (op, thr), verdict))
+  return lines
+
+
+def parse_only(text):
+  if not text:
+    return [r for g in GROUPS for r in ROWS[g]]
+  rows = []
+  for item in text.split(","):
+    item = item.strip()
+    if item in ROWS:
+      rows += ROWS[item]
+    elif item in ROW_INFO:
+      rows.append(item)
+    elif item == "fused":
+      rows += [r for r in ROW_INFO if r.startswith("fused_")]
+    elif item == "keras":
+      rows += [r for r in ROW_INFO if r.startswith("keras_")]
+    elif item:
+      raise SystemExit("--only: unknown item %r; use groups %s, 'fused', 'keras' or rows %s" % (
+          item, ",".join(GROUPS), ",".join(ROW_INFO)))
+  return rows
+
+
+def build_parser():
+  parser = argparse.ArgumentParser(prog="python -m tf_opt_plugin.benchmark.ops",
+                                   description=__doc__.split("\n\n")[0])
+  parser.add_argument("--steps", type=int, default=10, help="timed steps per row (default 10)")
+  parser.add_argument("--warmup", type=int, default=3,
+                      help="untimed calls first, the first one traces (default 3)")
+  parser.add_argument("--only", default="",
+                      help="comma list of groups (adamw,lamb,adafactor), 'fused', 'keras' or "
+                           "row names (%s)" % ",".join(ROW_INFO))
+  parser.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
+  parser.add_argument("--bandwidth-mib", type=int, default=1024,
+                      help="size of each streaming-copy buffer in MiB (default 1024)")
+  parser.add_argument("--shapes", choices=sorted(SHAPE_SETS), default="bert-base",
+                      help="the variable set: BERT-base (199 tensors, 109M parameters, "
+                           "default) or a tiny stand-in for quick checks")
+  return parser
+
+
+def main(argv=None):
+  """The command line: runs the benchmark, prints it, writes --markdown."""
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  if args.steps < 1 or args.warmup < 1:
+    parser.error("--steps and --warmup must be >= 1")
+  report = run(args)
+  if args.markdown:
+    with open(args.markdown, "w") as f:
+      f.write(report["markdown"])
+    print("markdown written to %s" % args.markdown, flush=True)
+  return 0
+
+
+def run(args, log=None):
+  """Runs the benchmark for parsed `args`; returns a report dict.
+
+  Keys: "results" (row -> timings), "targets" ([(description, ratio, op, threshold,
+  verdict)]), "markdown" (the tables as a markdown document), "info", "shapes".
+  """
+  rows = parse_only(args.only)
+  if log is None:
+    def log(msg=""):
+      print(msg, flush=True)
+
+  t_start = time.perf_counter()
+  shapes = SHAPE_SETS[args.shapes]
+  if args.shapes == "bert-base":
+    assert len(shapes) == 199 and num_params(shapes) == EXPECTED_NUM_PARAMS
+  info = machine_info()
+  load_before = load_average()
+  ops, plugin_where = import_plugin()
+  log("tf_opt_plugin op benchmark: one optimizer step over %s (%d tensors, %d "
+      "parameters), float32" % (args.shapes, len(shapes), num_params(shapes)))
+  for k, v in info:
+    log("  %-32s %s" % (k, v))
+  log("  %-32s %s" % ("tf_opt_plugin.ops", plugin_where if ops is not None else
+                      "NOT AVAILABLE (%s); fused rows are skipped" % plugin_where))
+  log("  %-32s %s" % ("load average at start", load_before))
+  log("  %-32s steps=%d (median reported), warmup=%d" % ("timing", args.steps, args.warmup))
+  log()
+
+  log("Memory bandwidth (buffers of %d MiB):" % args.bandwidth_mib)
+  bandwidth, bw_results = measure_bandwidth(args.bandwidth_mib)
+  for name, rate in bw_results:
+    log("  %-52s %6.1f GB/s" % (name, rate / 1e9))
+  log("  -> floor uses the fastest: %.1f GB/s" % (bandwidth / 1e9))
+  floors = {}
+  for alg in BYTES_PER_PARAM:
+    floors[alg] = floor_seconds(alg, shapes, bandwidth)
+  for alg in ("adamw", "lamb", "adafactor"):
+    log("  bytes floor %-10s %6.2f GB moved -> %7.1f ms" % (alg, floors[alg][1] / 1e9,
+                                                              1e3 * floors[alg][0]))
+  log()
+
+  grads = make_gradients(shapes)
+  results = {}
+  for group in GROUPS:
+    if any(r in rows for r in ROWS[group]):
+      log("%s:" % group)
+      run_group(group, rows, ops, plugin_where, shapes, grads, args, results, log)
+  del grads
+  gc.collect()
+
+  targets = evaluate_targets(results, floors)
+  # Sensitivity: the same floors from the best pure copy (no in-place update method).
+  copy_bw = max([r for n, r in bw_results if "copyto" in n] or [bandwidth])
+  sensitivity = []
+  for row, alg in (("fused_adamw", "adamw"), ("fused_lamb", "lamb"),
+                   ("fused_adafactor", "adafactor")):
+    if "median" in results.get(row, {}):
+      sensitivity.append("%s %.2f" % (alg, results[row]["median"] /
+                                      floor_seconds(alg, shapes, copy_bw)[0]))
+  sensitivity_line = None
+  if sensitivity and copy_bw != bandwidth:
+    sensitivity_line = ("for reference, fused / floor with the best plain-copy bandwidth "
+                        "(%.1f GB/s) instead: %s" % (copy_bw / 1e9, ", ".join(sensitivity)))
+  load_after = load_average()
+  elapsed = time.perf_counter() - t_start
+  log()
+  for line in format_tables(results, floors, targets, markdown=False,
+                            num_variables=len(shapes)):
+    log(line)
+  if sensitivity_line:
+    log(sensitivity_line)
+  log()
+  log("load average at start %s, at end %s (2 cores: values well above ~2 mean concurrent "
+      "load)" % (load_before, load_after))
+  log("total run time %.0f s" % elapsed)
+  for row, r in results.items():
+    if "skip" in r:
+      log("note: %s skipped: %s" % (row, r["skip"]))
+    elif "note" in r:
+      log("note: %s: %s" % (row, r["note"]))
+
+  md = ["# tf_opt_plugin op benchmark", "",
+        "One optimizer step over %s (%d float32 tensors, %d parameters); median of %d "
+        "steps after %d warm-up calls. Run %s." % (
+            args.shapes, len(shapes), num_params(shapes), args.steps, args.warmup,
+            datetime.datetime.now().strftime("%Y-%m-%d %H:%M")), "",
+        "| machine | |", "|---|---|"]
+  md += ["| %s | %s |" % kv for kv in info]
+  md += ["| tf_opt_plugin.ops | %s |" % (plugin_where if ops is not None else
+                                         "not available: " + plugin_where),
+         "| load average start / end | %s / %s |" % (load_before, load_after), "",
+         "Memory bandwidth (read + written bytes per second, best repetition):", ""]
+  md += ["- %s: %.1f GB/s" % (n, r / 1e9) for n, r in bw_results]
+  md += ["- floor uses %.1f GB/s" % (bandwidth / 1e9), ""]
+  md += format_tables(results, floors, targets, markdown=True, num_variables=len(shapes))
+  if sensitivity_line:
+    md += ["", sensitivity_line[0].upper() + sensitivity_line[1:] + "."]
+  md.append("")
+  return {"results": results, "targets": targets, "markdown": "\n".join(md), "info": info,
+          "shapes": args.shapes, "load_average": (load_before, load_after),
+          "elapsed_s": elapsed}
+
+
+if __name__ == "__main__":
+  sys.exit(main())
