@@ -10,87 +10,22 @@ import tensorflow as tf
 
 import keras_goldens as G
 import keras_harness as H
+from optimizer_configs import CONFIGS
+from optimizer_configs import reference_learning_rate
 import tf_opt_plugin as top
 
 STEPS = 50
-
-# id -> (optimizer class, constructor arguments, reference algorithm,
-#        extra reference_run arguments)
-CONFIGS = {
-    "sgd": (top.SGD, dict(learning_rate=0.05), H.Algorithm("sgd"), {}),
-    "sgd-momentum": (top.SGD, dict(learning_rate=0.05, momentum=0.9),
-                     H.Algorithm("sgd", momentum=0.9), {}),
-    "sgd-nesterov": (top.SGD, dict(learning_rate=0.05, momentum=0.9,
-                                   nesterov=True),
-                     H.Algorithm("sgd", momentum=0.9, nesterov=True), {}),
-    "sgd-weight-decay": (top.SGD, dict(learning_rate=0.05, weight_decay=0.1),
-                         H.Algorithm("sgd"), dict(weight_decay=0.1)),
-    "adam": (top.Adam, dict(learning_rate=0.01),
-             H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7),
-             dict(decay_in_op=True)),
-    "adam-amsgrad": (top.Adam, dict(learning_rate=0.01, amsgrad=True),
-                     H.Algorithm("adam", beta_1=0.9, beta_2=0.999,
-                                 epsilon=1e-7, amsgrad=True),
-                     dict(decay_in_op=True)),
-    "adam-weight-decay": (top.Adam, dict(learning_rate=0.01,
-                                         weight_decay=0.05),
-                          H.Algorithm("adam", beta_1=0.9, beta_2=0.999,
-                                      epsilon=1e-7),
-                          dict(decay_in_op=True, weight_decay=0.05)),
-    "adamw": (top.AdamW, dict(learning_rate=0.01, beta_1=0.8, beta_2=0.99,
-                              epsilon=1e-6),
-              H.Algorithm("adam", beta_1=0.8, beta_2=0.99, epsilon=1e-6),
-              dict(decay_in_op=True, weight_decay=0.004)),
-    "adamw-amsgrad": (top.AdamW, dict(learning_rate=0.01, weight_decay=0.1,
-                                      amsgrad=True),
-                      H.Algorithm("adam", beta_1=0.9, beta_2=0.999,
-                                  epsilon=1e-7, amsgrad=True),
-                      dict(decay_in_op=True, weight_decay=0.1)),
-    "lamb": (top.Lamb, dict(learning_rate=0.01),
-             H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6), {}),
-    "lamb-decay-exclusions": (
-        top.Lamb, dict(learning_rate=0.01, weight_decay_rate=0.05,
-                       exclude_from_weight_decay=["bias", "gamma$"]),
-        H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6,
-                    weight_decay_rate=0.05,
-                    exclude_from_weight_decay=["bias", "gamma$"]), {}),
-    "lamb-adaptation-exclusions": (
-        top.Lamb, dict(learning_rate=0.01, weight_decay_rate=0.05,
-                       exclude_from_weight_decay=["bias"],
-                       exclude_from_layer_adaptation=["^norm/", "conv"]),
-        H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6,
-                    weight_decay_rate=0.05, exclude_from_weight_decay=["bias"],
-                    exclude_from_layer_adaptation=["^norm/", "conv"]), {}),
-    "lamb-keras-weight-decay": (
-        top.Lamb, dict(learning_rate=0.01, weight_decay=0.1),
-        H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6),
-        dict(weight_decay=0.1)),
-    "adafactor": (top.Adafactor, dict(learning_rate=0.01),
-                  H.Algorithm("adafactor", beta_2_decay=-0.8, epsilon_1=1e-30,
-                              epsilon_2=1e-3, clip_threshold=1.0,
-                              relative_step=True), {}),
-    "adafactor-constant-step": (
-        top.Adafactor, dict(learning_rate=0.5, relative_step=False,
-                            clip_threshold=0.5, beta_2_decay=-0.6),
-        H.Algorithm("adafactor", beta_2_decay=-0.6, epsilon_1=1e-30,
-                    epsilon_2=1e-3, clip_threshold=0.5, relative_step=False),
-        {}),
-}
-
-
-def _learning_rate(kwargs):
-  return float(np.float32(kwargs["learning_rate"]))
 
 
 @pytest.mark.parametrize("mode", H.MODES)
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_matches_reference(config, mode):
-  cls, kwargs, algorithm, extra = CONFIGS[config]
+  class_name, kwargs, algorithm, extra = CONFIGS[config]
   w0, grads = H.random_problem(STEPS, seed=7)
-  optimizer = cls(fused=H.fused_arg(mode), **kwargs)
+  optimizer = getattr(top, class_name)(fused=H.fused_arg(mode), **kwargs)
   got = H.run_optimizer(optimizer, w0, grads, mode)
   want = H.reference_run(algorithm, w0, grads,
-                         learning_rate=_learning_rate(kwargs), **extra)
+                         learning_rate=reference_learning_rate(kwargs), **extra)
   H.assert_trajectory_close(got, want)
   assert not np.allclose(got["dense/kernel"], w0["dense/kernel"], atol=1e-3)
 

@@ -17,6 +17,9 @@ three changes:
     `build()` rejects variables that do not live on that mesh.
 """
 
+import os
+import re
+
 import tensorflow as tf
 import tf_keras
 
@@ -66,6 +69,8 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
     if mesh is not None and not isinstance(mesh, _dtensor().Mesh):
       raise TypeError("`mesh` must be a `tf.experimental.dtensor.Mesh`. "
                       f"Received: mesh={mesh!r}")
+    if mesh is not None:
+      guard_stale_slots()
     super().__init__(weight_decay=weight_decay, clipnorm=clipnorm,
                      clipvalue=clipvalue, global_clipnorm=global_clipnorm,
                      **kwargs)
@@ -115,7 +120,8 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
     return self._model_variables[self.variable_index(variable)]
 
   def variable_path(self, variable):
-    return self.model_variable(variable).name
+    # Without the ":0" output suffix, as TF Model Garden's LAMB matches.
+    return re.sub(r":\d+$", "", self.model_variable(variable).name)
 
   def add_slots(self, var_list, names):
     slots = [[] for _ in names]
@@ -210,6 +216,21 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
             "`mesh` must be the mesh of the variables. Received: "
             f"mesh={_describe_mesh(self._mesh)}, but variable "
             f"{variable.name} lives on {_describe_mesh(variable.layout.mesh)}")
+
+
+COMBINE_ALL_REDUCES_ENV = "DTENSOR_ENABLE_COMBINE_ALL_REDUCES_OPTIMIZATION"
+
+
+def guard_stale_slots():
+  """Turns DTensor's all-reduce combining off, unless the user has set it.
+
+  With it on, TF 2.21 lets a slot update read a stale slot when several
+  gradients need a batch all-reduce, so updates lag a step (shared/NOTES.md;
+  tests/test_dtensor.py shows it on tf-keras's own DTensor SGD). DTensor
+  reads the variable when it compiles a function, so setting it before the
+  first training step is enough.
+  """
+  os.environ.setdefault(COMBINE_ALL_REDUCES_ENV, "0")
 
 
 def _dtensor():
