@@ -42,7 +42,7 @@ class AdafactorAlgorithm:
   >>> import tf_opt_plugin as top
   >>> w = tf.Variable([[1.0, 2.0], [3.0, 4.0]])
   >>> opt = top.Adafactor(learning_rate=0.01)
-  >>> opt.apply_gradients([(tf.ones([2, 2]), w)])
+  >>> _ = opt.apply_gradients([(tf.ones([2, 2]), w)])
   >>> [round(float(x), 4) for x in w.numpy().ravel()]  # 0.01 * RMS(w) each
   [0.9726, 1.9726, 2.9726, 3.9726]
   """

@@ -36,7 +36,8 @@ class AdamAlgorithm:
 
   >>> import tf_opt_plugin as top
   >>> w = tf.Variable([1.0, 2.0])
-  >>> top.Adam(learning_rate=0.1).apply_gradients([(tf.constant([0.5, -0.5]), w)])
+  >>> opt = top.Adam(learning_rate=0.1)
+  >>> _ = opt.apply_gradients([(tf.constant([0.5, -0.5]), w)])
   >>> [round(float(x), 4) for x in w.numpy()]  # one Adam step moves by lr
   [0.9, 2.1]
   """

@@ -25,7 +25,7 @@ class AdamWAlgorithm(adam.AdamAlgorithm):
   >>> import tf_opt_plugin as top
   >>> w = tf.Variable([1.0, 2.0])
   >>> opt = top.AdamW(learning_rate=0.1, weight_decay=0.5)
-  >>> opt.apply_gradients([(tf.constant([0.0, 0.0]), w)])
+  >>> _ = opt.apply_gradients([(tf.constant([0.0, 0.0]), w)])
   >>> [round(float(x), 4) for x in w.numpy()]  # w *= 1 - 0.1 * 0.5
   [0.95, 1.9]
   """

@@ -39,7 +39,8 @@ class LambAlgorithm:
 
   >>> import tf_opt_plugin as top
   >>> w = tf.Variable([3.0, 4.0])
-  >>> top.Lamb(learning_rate=0.1).apply_gradients([(tf.constant([1.0, 1.0]), w)])
+  >>> opt = top.Lamb(learning_rate=0.1)
+  >>> _ = opt.apply_gradients([(tf.constant([1.0, 1.0]), w)])
   >>> [round(float(x), 4) for x in w.numpy()]  # u = [1, 1], ratio 5/sqrt(2)
   [2.6464, 3.6464]
   """

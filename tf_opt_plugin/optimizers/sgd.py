@@ -31,7 +31,7 @@ class SGDAlgorithm:
   >>> w = tf.Variable(1.0)
   >>> opt = top.SGD(learning_rate=0.1, momentum=0.9)
   >>> for _ in range(2):
-  ...   opt.apply_gradients([(tf.constant(1.0), w)])
+  ...   _ = opt.apply_gradients([(tf.constant(1.0), w)])
   >>> round(float(w.numpy()), 4)  # steps of 0.1, then 0.1 + 0.9 * 0.1
   0.71
   """

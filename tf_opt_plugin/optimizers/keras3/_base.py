@@ -23,6 +23,7 @@ clipping and EMA advance once per real step.
 """
 
 import functools
+import re
 
 import keras
 import numpy as np
@@ -113,7 +114,7 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
     return self._trainable_variables[self._get_variable_index(variable)]
 
   def variable_path(self, variable):
-    return self.model_variable(variable).path
+    return _path(self.model_variable(variable))
 
   def add_slots(self, var_list, names):
     return self.add_optimizer_variables(var_list, list(names))
@@ -126,7 +127,7 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
     # Keras's naming for reference slots, for a slot of another shape.
     return self.add_variable(
         tuple(shape), dtype=variable.dtype,
-        name=f"{variable.path.replace('/', '_')}_{name}")
+        name=f"{_path(variable).replace('/', '_')}_{name}")
 
   def as_tf_variable(self, slot):
     return tf_variable(slot)
@@ -311,6 +312,12 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
     config["weight_decay"] = self.serialize_hyperparameter(self.weight_decay)
     config["fused"] = self.fused
     return config
+
+
+def _path(variable):
+  """A keras.Variable's path; a tf.Variable's name without its ":0"."""
+  path = getattr(variable, "path", None)
+  return path if path is not None else re.sub(r":\d+$", "", variable.name)
 
 
 def _sum_over_replicas(grads):
