@@ -106,6 +106,24 @@ class AlgorithmHost:
         ) from None
     return check(name, value)
 
+  def check_base_arguments(self, *, fused, learning_rate, weight_decay,
+                           clipnorm, clipvalue, global_clipnorm):
+    """Checks the arguments every front end's base takes.
+
+    Returns `learning_rate` and `weight_decay` (eager tensors as floats).
+    """
+    _hyperparameters.check_fused(fused)
+    learning_rate = self.check_hyperparameter(
+        "learning_rate", learning_rate, _hyperparameters.check_non_negative)
+    if weight_decay is not None:
+      weight_decay = self.check_hyperparameter(
+          "weight_decay", weight_decay, _hyperparameters.check_non_negative)
+    for name, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                        ("global_clipnorm", global_clipnorm)):
+      if value is not None:
+        _hyperparameters.check_positive(name, value)
+    return learning_rate, weight_decay
+
   def current_value(self, hyperparameter):
     """A float, a schedule (at the real step count) or a callable's value."""
     if isinstance(hyperparameter, self.schedule_type):

@@ -29,7 +29,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_opt_plugin import _hyperparameters
 from tf_opt_plugin.ops import _inputs
 from tf_opt_plugin.optimizers import _host
 
@@ -71,16 +70,10 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
   def __init__(self, learning_rate, *, fused=None, weight_decay=None,
                clipnorm=None, clipvalue=None, global_clipnorm=None,
                gradient_accumulation_steps=None, **kwargs):
-    _hyperparameters.check_fused(fused)
-    learning_rate = self.check_hyperparameter(
-        "learning_rate", learning_rate, _hyperparameters.check_non_negative)
-    if weight_decay is not None:
-      weight_decay = self.check_hyperparameter(
-          "weight_decay", weight_decay, _hyperparameters.check_non_negative)
-    for name, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
-                        ("global_clipnorm", global_clipnorm)):
-      if value is not None:
-        _hyperparameters.check_positive(name, value)
+    learning_rate, weight_decay = self.check_base_arguments(
+        fused=fused, learning_rate=learning_rate, weight_decay=weight_decay,
+        clipnorm=clipnorm, clipvalue=clipvalue,
+        global_clipnorm=global_clipnorm)
     if gradient_accumulation_steps is not None and (
         isinstance(gradient_accumulation_steps, bool)
         or not isinstance(gradient_accumulation_steps, (int, np.integer))):

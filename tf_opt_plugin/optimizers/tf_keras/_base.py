@@ -23,7 +23,6 @@ import re
 import tensorflow as tf
 import tf_keras
 
-from tf_opt_plugin import _hyperparameters
 from tf_opt_plugin.ops import _dispatch
 from tf_opt_plugin.optimizers import _host
 
@@ -55,16 +54,10 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
   def __init__(self, learning_rate, *, fused=None, weight_decay=None,
                clipnorm=None, clipvalue=None, global_clipnorm=None,
                **kwargs):
-    _hyperparameters.check_fused(fused)
-    learning_rate = self.check_hyperparameter(
-        "learning_rate", learning_rate, _hyperparameters.check_non_negative)
-    if weight_decay is not None:
-      weight_decay = self.check_hyperparameter(
-          "weight_decay", weight_decay, _hyperparameters.check_non_negative)
-    for name, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
-                        ("global_clipnorm", global_clipnorm)):
-      if value is not None:
-        _hyperparameters.check_positive(name, value)
+    learning_rate, weight_decay = self.check_base_arguments(
+        fused=fused, learning_rate=learning_rate, weight_decay=weight_decay,
+        clipnorm=clipnorm, clipvalue=clipvalue,
+        global_clipnorm=global_clipnorm)
     mesh = kwargs.get("mesh")
     if mesh is not None and not isinstance(mesh, _dtensor().Mesh):
       raise TypeError("`mesh` must be a `tf.experimental.dtensor.Mesh`. "
