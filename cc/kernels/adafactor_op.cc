@@ -1,4 +1,5 @@
-// ResourceApplyAdafactor kernel and its CPU functors.
+// ResourceApplyAdafactor kernel (CPU and, with CUDA, GPU registrations) and
+// its CPU functors (GPU: adafactor_op_gpu.cu.cc, gpu/adafactor_kernel.cu.h).
 //
 // Factored (rank >= 2), two passes over the variable and the gradient:
 //   1. one read of g and w, in bands of whole rows, gives the row sums and
@@ -16,7 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cc/kernels/cpu_parallel.h"
-#include "cc/kernels/cpu_registration.h"
+#include "cc/kernels/registration.h"
 #include "cc/kernels/variable_access.h"
 #include "tensorflow/core/framework/op_kernel.h"
 
@@ -285,6 +286,18 @@ struct ApplyAdafactorUnfactored<CPUDevice, T, C> {
 
 }  // namespace functor
 
+#if GOOGLE_CUDA
+// Defined in adafactor_op_gpu.cu.cc.
+#define TFOPT_DECLARE_GPU_FUNCTORS(T, C)                                           \
+  extern template struct functor::ApplyAdafactorFactored<Eigen::GpuDevice, T, C>;  \
+  extern template struct functor::ApplyAdafactorUnfactored<Eigen::GpuDevice, T, C>;
+TFOPT_DECLARE_GPU_FUNCTORS(Eigen::half, float)
+TFOPT_DECLARE_GPU_FUNCTORS(Eigen::bfloat16, float)
+TFOPT_DECLARE_GPU_FUNCTORS(float, float)
+TFOPT_DECLARE_GPU_FUNCTORS(double, double)
+#undef TFOPT_DECLARE_GPU_FUNCTORS
+#endif  // GOOGLE_CUDA
+
 namespace {
 
 // The accumulator shapes a variable of this shape needs, in op order.
@@ -344,8 +357,10 @@ class ResourceApplyAdafactorOp : public OpKernel {
                              "clip_threshold", "step"},
                             &in)));
     OP_REQUIRES_OK(ctx, CheckAccumulators(in));
-    OP_REQUIRES_OK(ctx, CheckStep(*in.scalars[5]));
-    OP_REQUIRES_OK(ctx, CheckPositive<C>("clip_threshold", *in.scalars[4]));
+    if (kIsHostDevice<Device>) {
+      OP_REQUIRES_OK(ctx, CheckStep(*in.scalars[5]));
+      OP_REQUIRES_OK(ctx, CheckPositive<C>("clip_threshold", *in.scalars[4]));
+    }
 
     const functor::AdafactorHyperparams<C> hyper{
         in.scalars[0]->scalar<C>().data(),
@@ -379,5 +394,6 @@ class ResourceApplyAdafactorOp : public OpKernel {
 };
 
 TFOPT_REGISTER_CPU_KERNELS("ResourceApplyAdafactor", ResourceApplyAdafactorOp)
+TFOPT_REGISTER_GPU_KERNELS("ResourceApplyAdafactor", ResourceApplyAdafactorOp)
 
 }  // namespace tf_opt_plugin

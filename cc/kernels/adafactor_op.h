@@ -32,7 +32,7 @@ struct AdafactorHyperparams {
 // are factored, the leading ones form a batch of independent matrices.
 struct FactoredShape {
   int64_t batch, rows, cols;
-  int64_t size() const { return batch * rows * cols; }
+  TFOPT_HOST_DEVICE int64_t size() const { return batch * rows * cols; }
 };
 
 // Rank >= 2: row accumulator [batch, rows], column accumulator [batch, cols].

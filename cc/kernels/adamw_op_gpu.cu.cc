@@ -1,13 +1,15 @@
-// GPU specialization of the AdamW functor. Compiled whenever nvcc is present
-// so CUDA breakage fails CI; the GPU kernel is registered once it has been
-// verified on a GPU (see README, "GPU status").
+// GPU functors of ResourceApplyAdamW and ResourceMultiTensorApplyAdamW (the
+// kernel: gpu/adamw_kernel.cu.h), and the GPU DenseUpdate that TF's
+// copy-on-write of a shared variable buffer needs (see variable_access.h).
 #if GOOGLE_CUDA
-#define EIGEN_USE_GPU
+#include "cc/kernels/gpu_launch.h"  // defines EIGEN_USE_GPU: first
+
+#include <memory>
+#include <vector>
 
 #include "cc/kernels/adamw_op.h"
 #include "cc/kernels/gpu/adamw_kernel.cu.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/util/gpu_launch_config.h"
+#include "cc/kernels/variable_access.h"
 
 namespace tf_opt_plugin {
 namespace functor {
@@ -19,23 +21,77 @@ struct ApplyAdamW<GPUDevice, T, C> {
   void operator()(tensorflow::OpKernelContext* ctx,
                   const AdamWHyperparams<C>& hyper, int64_t size, T* var, T* m,
                   T* v, T* vhat, const T* grad) {
-    const GPUDevice& device = ctx->eigen_device<GPUDevice>();
-    const cudaError_t error =
-        gpu::LaunchAdamW<T, C>(device.stream(), device.getNumGpuMultiProcessors(),
-                               hyper, size, var, m, v, vhat, grad);
-    OP_REQUIRES(ctx, error == cudaSuccess,
-                absl::InternalError(absl::StrCat(
-                    "ResourceApplyAdamW kernel launch failed: ",
-                    cudaGetErrorString(error))));
+    using CT = typename gpu::CudaType<T>::type;
+    const gpu::AdamWTensorDesc<CT> desc{
+        {gpu::ToCuda(var), gpu::ToCuda(m), gpu::ToCuda(v), gpu::ToCuda(vhat),
+         const_cast<CT*>(gpu::ToCuda(grad))},
+        size,
+        gpu::kApplyWeightDecay};
+    gpu::AdamWArgs<CT, 1> args;
+    OP_REQUIRES_OK(ctx, gpu::LaunchStatus(
+                            "ResourceApplyAdamW",
+                            gpu::LaunchAdamW<CT, C, 1>(gpu::Stream(ctx), hyper,
+                                                       &desc, 1, &args)));
   }
 };
 
-template struct ApplyAdamW<GPUDevice, Eigen::half, float>;
-template struct ApplyAdamW<GPUDevice, Eigen::bfloat16, float>;
-template struct ApplyAdamW<GPUDevice, float, float>;
-template struct ApplyAdamW<GPUDevice, double, double>;
+template <typename T, typename C>
+struct ApplyAdamWMulti<GPUDevice, T, C> {
+  void operator()(tensorflow::OpKernelContext* ctx,
+                  const AdamWHyperparams<C>& hyper,
+                  const std::vector<AdamWTensor<T>>& tensors) {
+    using CT = typename gpu::CudaType<T>::type;
+    std::vector<gpu::AdamWTensorDesc<CT>> descs;
+    descs.reserve(tensors.size());
+    for (const AdamWTensor<T>& t : tensors) {
+      descs.push_back(
+          {{gpu::ToCuda(t.var), gpu::ToCuda(t.m), gpu::ToCuda(t.v),
+            gpu::ToCuda(t.vhat), const_cast<CT*>(gpu::ToCuda(t.grad))},
+           t.size,
+           static_cast<uint8_t>(t.apply_weight_decay ? gpu::kApplyWeightDecay : 0)});
+    }
+    // ~27 KB: on the heap rather than an executor thread's stack.
+    auto args = std::make_unique<gpu::AdamWArgs<CT, gpu::kMultiTensorCapacity>>();
+    OP_REQUIRES_OK(
+        ctx, gpu::LaunchStatus(
+                 "ResourceMultiTensorApplyAdamW",
+                 gpu::LaunchAdamW<CT, C, gpu::kMultiTensorCapacity>(
+                     gpu::Stream(ctx), hyper, descs.data(),
+                     static_cast<int>(descs.size()), args.get())));
+  }
+};
+
+#define TFOPT_INSTANTIATE(T, C)                 \
+  template struct ApplyAdamW<GPUDevice, T, C>;  \
+  template struct ApplyAdamWMulti<GPUDevice, T, C>;
+TFOPT_INSTANTIATE(Eigen::half, float)
+TFOPT_INSTANTIATE(Eigen::bfloat16, float)
+TFOPT_INSTANTIATE(float, float)
+TFOPT_INSTANTIATE(double, double)
+#undef TFOPT_INSTANTIATE
 
 }  // namespace functor
 }  // namespace tf_opt_plugin
+
+namespace tensorflow {
+namespace functor {
+
+// A device-to-device copy on the op's stream (declared in variable_access.h).
+#define TFOPT_DEFINE_GPU_DENSE_ASSIGN(T)                                       \
+  template <>                                                                  \
+  void DenseUpdate<Eigen::GpuDevice, T, ASSIGN>::operator()(                   \
+      const Eigen::GpuDevice& d, typename TTypes<T>::Flat params,              \
+      typename TTypes<T>::ConstFlat update) {                                  \
+    cudaMemcpyAsync(params.data(), update.data(), params.size() * sizeof(T),   \
+                    cudaMemcpyDeviceToDevice, d.stream());                     \
+  }
+TFOPT_DEFINE_GPU_DENSE_ASSIGN(Eigen::half)
+TFOPT_DEFINE_GPU_DENSE_ASSIGN(Eigen::bfloat16)
+TFOPT_DEFINE_GPU_DENSE_ASSIGN(float)
+TFOPT_DEFINE_GPU_DENSE_ASSIGN(double)
+#undef TFOPT_DEFINE_GPU_DENSE_ASSIGN
+
+}  // namespace functor
+}  // namespace tensorflow
 
 #endif  // GOOGLE_CUDA

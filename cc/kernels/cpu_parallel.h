@@ -72,6 +72,49 @@ inline void ParallelForBlocks(
       });
 }
 
+// A block of one tensor of a multi-tensor op: elements [begin, end) of tensor
+// `tensor`, block `index` of that tensor (the blocks of a tensor are exactly
+// those ParallelForBlocks gives its single-tensor op, so per-block partial
+// sums, and results, are the same).
+struct TensorBlock {
+  size_t tensor;
+  int64_t index, begin, end;
+};
+
+// The blocks of kElementsPerBlock of `n` tensors, tensor by tensor;
+// size_of(t) is the element count of tensor t.
+template <typename SizeOf>
+std::vector<TensorBlock> SplitIntoBlocks(size_t n, SizeOf size_of) {
+  std::vector<TensorBlock> blocks;
+  for (size_t t = 0; t < n; ++t) {
+    const int64_t size = size_of(t);
+    for (int64_t b = 0; b < NumBlocks(size, kElementsPerBlock); ++b) {
+      const int64_t begin = b * kElementsPerBlock;
+      blocks.push_back({t, b, begin, std::min(begin + kElementsPerBlock, size)});
+    }
+  }
+  return blocks;
+}
+
+// Calls fn(index) for every block of `blocks` (a multi-tensor op's), in
+// parallel, with TF's cost model fed the blocks' average size; a list of at
+// most one block's worth of elements (a small model) runs inline, as a
+// single-block tensor does in ParallelForBlocks.
+inline void ParallelForTensorBlocks(
+    tensorflow::OpKernelContext* ctx, const std::vector<TensorBlock>& blocks,
+    int64_t cycles_per_element, const std::function<void(int64_t index)>& fn) {
+  int64_t elements = 0;
+  for (const TensorBlock& b : blocks) elements += b.end - b.begin;
+  if (elements <= kElementsPerBlock) {
+    for (size_t i = 0; i < blocks.size(); ++i) fn(static_cast<int64_t>(i));
+    return;
+  }
+  const int64_t average = elements / static_cast<int64_t>(blocks.size());
+  ParallelForBlocks(ctx, static_cast<int64_t>(blocks.size()), /*block_size=*/1,
+                    cycles_per_element * average,
+                    [&](int64_t index, int64_t, int64_t) { fn(index); });
+}
+
 // Adds up per-block partial sums in block order, in double.
 inline double SumInOrder(const std::vector<double>& partials) {
   double total = 0.0;

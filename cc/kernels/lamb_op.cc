@@ -1,5 +1,6 @@
-// ResourceApplyLamb kernel and its CPU functor. Two passes: the trust ratio
-// needs ||w|| and ||u|| over the whole variable before w can be written.
+// ResourceApplyLamb and ResourceMultiTensorApplyLamb kernels (CPU and, with
+// CUDA, GPU registrations) and their CPU functors. Two passes: the trust
+// ratio needs ||w|| and ||u|| over the whole variable before w can be written.
 #define EIGEN_USE_THREADS
 
 #include "cc/kernels/lamb_op.h"
@@ -7,7 +8,7 @@
 #include <vector>
 
 #include "cc/kernels/cpu_parallel.h"
-#include "cc/kernels/cpu_registration.h"
+#include "cc/kernels/registration.h"
 #include "cc/kernels/variable_access.h"
 #include "tensorflow/core/framework/op_kernel.h"
 
@@ -89,7 +90,68 @@ struct ApplyLamb<CPUDevice, T, C> {
   }
 };
 
+template <typename T, typename C>
+struct ApplyLambMulti<CPUDevice, T, C> {
+  void operator()(OpKernelContext* ctx, const LambHyperparams<C>& hyper,
+                  const std::vector<LambTensor<T>>& tensors) {
+    const math::LambStep<C> with_decay =
+        math::MakeLambStep<C>(*hyper.beta_1, *hyper.beta_2, *hyper.epsilon,
+                              *hyper.weight_decay_rate, *hyper.step);
+    math::LambStep<C> without_decay = with_decay;
+    without_decay.weight_decay_rate = C(0);
+    auto step_for = [&](const LambTensor<T>& t) -> const math::LambStep<C>& {
+      return t.apply_weight_decay ? with_decay : without_decay;
+    };
+    // Pass 1 over the blocks of all tensors; a tensor's blocks are those of
+    // its single-tensor op, so its norms (and the result) are the same.
+    const std::vector<TensorBlock> blocks = SplitIntoBlocks(
+        tensors.size(), [&](size_t t) { return tensors[t].size; });
+    std::vector<double> w_partials(blocks.size()), u_partials(blocks.size());
+    ParallelForTensorBlocks(
+        ctx, blocks, /*cycles_per_element=*/30, [&](int64_t index) {
+          const TensorBlock& b = blocks[index];
+          const LambTensor<T>& t = tensors[b.tensor];
+          LambMomentsRange<T, C>(step_for(t), b.begin, b.end, t.var, t.m, t.v,
+                                 t.grad, &w_partials[index], &u_partials[index]);
+        });
+    std::vector<C> step_sizes(tensors.size());
+    for (size_t first = 0; first < blocks.size();) {
+      const size_t t = blocks[first].tensor;
+      size_t last = first;
+      double w_sum = 0.0, u_sum = 0.0;  // in block order, as SumInOrder
+      for (; last < blocks.size() && blocks[last].tensor == t; ++last) {
+        w_sum += w_partials[last];
+        u_sum += u_partials[last];
+      }
+      step_sizes[t] = *hyper.lr * math::LambTrustRatio<C>(
+                                      static_cast<C>(w_sum),
+                                      static_cast<C>(u_sum),
+                                      tensors[t].use_layer_adaptation);
+      first = last;
+    }
+    ParallelForTensorBlocks(
+        ctx, blocks, /*cycles_per_element=*/25, [&](int64_t index) {
+          const TensorBlock& b = blocks[index];
+          const LambTensor<T>& t = tensors[b.tensor];
+          LambApplyRange<T, C>(step_for(t), step_sizes[b.tensor], b.begin,
+                               b.end, t.var, t.m, t.v);
+        });
+  }
+};
+
 }  // namespace functor
+
+#if GOOGLE_CUDA
+// Defined in lamb_op_gpu.cu.cc.
+#define TFOPT_DECLARE_GPU_FUNCTORS(T, C)                              \
+  extern template struct functor::ApplyLamb<Eigen::GpuDevice, T, C>;  \
+  extern template struct functor::ApplyLambMulti<Eigen::GpuDevice, T, C>;
+TFOPT_DECLARE_GPU_FUNCTORS(Eigen::half, float)
+TFOPT_DECLARE_GPU_FUNCTORS(Eigen::bfloat16, float)
+TFOPT_DECLARE_GPU_FUNCTORS(float, float)
+TFOPT_DECLARE_GPU_FUNCTORS(double, double)
+#undef TFOPT_DECLARE_GPU_FUNCTORS
+#endif  // GOOGLE_CUDA
 
 template <typename Device, typename T, typename C>
 class ResourceApplyLambOp : public OpKernel {
@@ -109,7 +171,7 @@ class ResourceApplyLambOp : public OpKernel {
                              "weight_decay_rate", "step"},
                             &in)));
     OP_REQUIRES_OK(ctx, CheckSlotsAndGradMatchVar(in));
-    OP_REQUIRES_OK(ctx, CheckStep(*in.scalars[5]));
+    if (kIsHostDevice<Device>) OP_REQUIRES_OK(ctx, CheckStep(*in.scalars[5]));
 
     const functor::LambHyperparams<C> hyper{
         in.scalars[0]->scalar<C>().data(),
@@ -130,6 +192,68 @@ class ResourceApplyLambOp : public OpKernel {
   bool use_layer_adaptation_;
 };
 
+// One update of N variables with the same hyperparameters; per variable,
+// weight decay and layer adaptation can be switched off.
+template <typename Device, typename T, typename C>
+class ResourceMultiTensorApplyLambOp : public OpKernel {
+ public:
+  explicit ResourceMultiTensorApplyLambOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("apply_weight_decay", &apply_weight_decay_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_layer_adaptation",
+                                     &use_layer_adaptation_));
+    OP_REQUIRES_OK(ctx, CheckPerTensorFlags("apply_weight_decay",
+                                            apply_weight_decay_, n_));
+    OP_REQUIRES_OK(ctx, CheckPerTensorFlags("use_layer_adaptation",
+                                            use_layer_adaptation_, n_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    UpdateInputs in;
+    OP_REQUIRES_OK(ctx, (PrepareMultiUpdate<Device, T>(
+                            ctx, use_locking_,
+                            {{"var", true}, {"m", true}, {"v", true}},
+                            {"lr", "beta_1", "beta_2", "epsilon",
+                             "weight_decay_rate", "step"},
+                            &in)));
+    OP_REQUIRES_OK(ctx, CheckMultiSlotsAndGradsMatchVars(in, n_, {"m", "v"}));
+    if (kIsHostDevice<Device>) OP_REQUIRES_OK(ctx, CheckStep(*in.scalars[5]));
+
+    const functor::LambHyperparams<C> hyper{
+        in.scalars[0]->scalar<C>().data(),
+        in.scalars[1]->scalar<C>().data(),
+        in.scalars[2]->scalar<C>().data(),
+        in.scalars[3]->scalar<C>().data(),
+        in.scalars[4]->scalar<C>().data(),
+        in.scalars[5]->scalar<int64_t>().data(),
+        /*use_layer_adaptation=*/true};
+    std::vector<functor::LambTensor<T>> tensors(n_);
+    for (int i = 0; i < n_; ++i) {
+      tensors[i] = {in.vars[i].NumElements(),
+                    in.vars[i].flat<T>().data(),
+                    in.vars[n_ + i].flat<T>().data(),
+                    in.vars[2 * n_ + i].flat<T>().data(),
+                    in.grads[i]->flat<T>().data(),
+                    apply_weight_decay_.empty() || apply_weight_decay_[i],
+                    use_layer_adaptation_.empty() || use_layer_adaptation_[i]};
+    }
+    functor::ApplyLambMulti<Device, T, C>()(ctx, hyper, tensors);
+  }
+
+ private:
+  bool use_locking_;
+  int n_;
+  std::vector<bool> apply_weight_decay_;
+  std::vector<bool> use_layer_adaptation_;
+};
+
 TFOPT_REGISTER_CPU_KERNELS("ResourceApplyLamb", ResourceApplyLambOp)
+TFOPT_REGISTER_GPU_KERNELS("ResourceApplyLamb", ResourceApplyLambOp)
+TFOPT_REGISTER_CPU_KERNELS("ResourceMultiTensorApplyLamb",
+                           ResourceMultiTensorApplyLambOp)
+TFOPT_REGISTER_GPU_KERNELS("ResourceMultiTensorApplyLamb",
+                           ResourceMultiTensorApplyLambOp)
 
 }  // namespace tf_opt_plugin

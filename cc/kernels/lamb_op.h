@@ -1,10 +1,12 @@
 // ResourceApplyLamb: the device functor the kernel dispatches to. The CPU
-// specialization lives in lamb_op.cc, the GPU one in lamb_op_gpu.cu.cc; both
-// apply the math in math/lamb_math.h.
+// specialization lives in lamb_op.cc, the GPU one in lamb_op_gpu.cu.cc (kernels:
+// gpu/lamb_kernel.cu.h); both apply the math in math/lamb_math.h. No
+// TensorFlow header: the GPU check includes this.
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_LAMB_OP_H_
 #define TF_OPT_PLUGIN_CC_KERNELS_LAMB_OP_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "cc/kernels/math/lamb_math.h"
 
@@ -34,6 +36,27 @@ struct ApplyLamb {
   void operator()(tensorflow::OpKernelContext* ctx,
                   const LambHyperparams<C>& hyper, int64_t size, T* var, T* m,
                   T* v, const T* grad);
+};
+
+// One variable of a multi-tensor update.
+template <typename T>
+struct LambTensor {
+  int64_t size;
+  T* var;
+  T* m;
+  T* v;
+  const T* grad;
+  bool apply_weight_decay;    // false: weight_decay_rate counts as 0 for it
+  bool use_layer_adaptation;  // false: trust ratio 1 for it
+};
+
+// ResourceMultiTensorApplyLamb: every tensor of the list, each with its own
+// trust ratio (hyper.use_layer_adaptation is ignored: per tensor instead).
+template <typename Device, typename T, typename C>
+struct ApplyLambMulti {
+  void operator()(tensorflow::OpKernelContext* ctx,
+                  const LambHyperparams<C>& hyper,
+                  const std::vector<LambTensor<T>>& tensors);
 };
 
 }  // namespace functor

@@ -57,6 +57,40 @@ absl::Status CheckSlotsAndGradMatchVar(const UpdateInputs& update) {
   return CheckSameShape("grad", *update.grad, var);
 }
 
+absl::Status CheckMultiSlotsAndGradsMatchVars(
+    const UpdateInputs& update, int n,
+    const std::vector<const char*>& slot_names) {
+  for (int i = 0; i < n; ++i) {
+    const tensorflow::Tensor& var = update.vars[i];
+    const std::string var_name = absl::StrCat("var[", i, "]");
+    auto check = [&](const std::string& name,
+                     const tensorflow::Tensor& tensor) -> absl::Status {
+      if (tensor.shape() == var.shape()) return absl::OkStatus();
+      return absl::InvalidArgumentError(absl::StrCat(
+          "`", name, "` must have the shape of `", var_name, "`. Received: ",
+          var_name, ".shape=", var.shape().DebugString(), ", ", name,
+          ".shape=", tensor.shape().DebugString()));
+    };
+    for (size_t k = 0; k < slot_names.size(); ++k) {
+      TF_RETURN_IF_ERROR(check(absl::StrCat(slot_names[k], "[", i, "]"),
+                               update.vars[(k + 1) * n + i]));
+    }
+    TF_RETURN_IF_ERROR(
+        check(absl::StrCat("grad[", i, "]"), *update.grads[i]));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckPerTensorFlags(const char* name,
+                                 const std::vector<bool>& flags, int n) {
+  if (flags.empty() || static_cast<int>(flags.size()) == n) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "`", name, "` must hold one value per variable (N=", n,
+      ") or none (all true). Received ", flags.size(), " values"));
+}
+
 absl::Status CheckStep(const tensorflow::Tensor& step) {
   const int64_t value = step.scalar<int64_t>()();
   if (value >= 1) return absl::OkStatus();

@@ -13,8 +13,10 @@
 
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -22,6 +24,30 @@
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/kernels/training_op_helpers.h"
+
+#if GOOGLE_CUDA
+#include "tensorflow/core/kernels/dense_update_functor.h"
+
+// GetInputTensorFromVariable copies a variable whose buffer is shared before
+// an update with DenseUpdate<GPUDevice, T, ASSIGN>, which only
+// libtensorflow_cc.so.2 defines (the library links with -z defs against
+// libtensorflow_framework.so.2 alone). adamw_op_gpu.cu.cc defines it
+// (a device-to-device copy on the op's stream) for the four kernel types.
+namespace tensorflow {
+namespace functor {
+#define TFOPT_DECLARE_GPU_DENSE_ASSIGN(T)                              \
+  template <>                                                          \
+  void DenseUpdate<Eigen::GpuDevice, T, ASSIGN>::operator()(           \
+      const Eigen::GpuDevice& d, typename TTypes<T>::Flat params,      \
+      typename TTypes<T>::ConstFlat update);
+TFOPT_DECLARE_GPU_DENSE_ASSIGN(Eigen::half)
+TFOPT_DECLARE_GPU_DENSE_ASSIGN(Eigen::bfloat16)
+TFOPT_DECLARE_GPU_DENSE_ASSIGN(float)
+TFOPT_DECLARE_GPU_DENSE_ASSIGN(double)
+#undef TFOPT_DECLARE_GPU_DENSE_ASSIGN
+}  // namespace functor
+}  // namespace tensorflow
+#endif  // GOOGLE_CUDA
 
 namespace tf_opt_plugin {
 
@@ -95,7 +121,8 @@ struct VariableSpec {
 };
 
 // The locked and validated inputs of one optimizer update. `vars[0]` is the
-// variable, the rest its slots in op order; the locks are held for as long as
+// variable, the rest its slots in op order (for a multi-tensor op: every
+// variable, then every first slot, ...); the locks are held for as long as
 // this object lives.
 struct UpdateInputs {
   std::vector<VariableInput> variables;
@@ -103,15 +130,16 @@ struct UpdateInputs {
   std::vector<tensorflow::Tensor> vars;
   std::vector<const tensorflow::Tensor*> scalars;
   const tensorflow::Tensor* grad = nullptr;
+  std::vector<const tensorflow::Tensor*> grads;  // multi-tensor ops
 };
 
-// Steps 1 and 2 of the validation order for an op whose inputs are
-// `variables`, the scalars `scalar_names` and `grad`.
+// Steps 1 and 2 of the validation order for the resource inputs `variables`
+// and the scalars `scalar_names`.
 template <typename Device, typename T>
-absl::Status PrepareUpdate(tensorflow::OpKernelContext* ctx, bool use_locking,
-                           const std::vector<VariableSpec>& variables,
-                           const std::vector<const char*>& scalar_names,
-                           UpdateInputs* update) {
+absl::Status PrepareVariablesAndScalars(
+    tensorflow::OpKernelContext* ctx, bool use_locking,
+    const std::vector<VariableSpec>& variables,
+    const std::vector<const char*>& scalar_names, UpdateInputs* update) {
   for (const VariableSpec& spec : variables) {
     TF_RETURN_IF_ERROR(AppendVariableInputs(ctx, spec.name, spec.is_list,
                                             &update->variables));
@@ -121,9 +149,54 @@ absl::Status PrepareUpdate(tensorflow::OpKernelContext* ctx, bool use_locking,
                                                &update->locks)));
   TF_RETURN_IF_ERROR(
       (GetVariablesForUpdate<Device, T>(ctx, update->variables, &update->vars)));
-  TF_RETURN_IF_ERROR(GetScalarInputs(ctx, scalar_names, &update->scalars));
+  return GetScalarInputs(ctx, scalar_names, &update->scalars);
+}
+
+// Steps 1 and 2 for an op whose inputs are `variables`, the scalars
+// `scalar_names` and `grad`.
+template <typename Device, typename T>
+absl::Status PrepareUpdate(tensorflow::OpKernelContext* ctx, bool use_locking,
+                           const std::vector<VariableSpec>& variables,
+                           const std::vector<const char*>& scalar_names,
+                           UpdateInputs* update) {
+  TF_RETURN_IF_ERROR((PrepareVariablesAndScalars<Device, T>(
+      ctx, use_locking, variables, scalar_names, update)));
   return ctx->input("grad", &update->grad);
 }
+
+// The same for a multi-tensor op, whose `grad` is a list (into `grads`).
+template <typename Device, typename T>
+absl::Status PrepareMultiUpdate(tensorflow::OpKernelContext* ctx,
+                                bool use_locking,
+                                const std::vector<VariableSpec>& variables,
+                                const std::vector<const char*>& scalar_names,
+                                UpdateInputs* update) {
+  TF_RETURN_IF_ERROR((PrepareVariablesAndScalars<Device, T>(
+      ctx, use_locking, variables, scalar_names, update)));
+  tensorflow::OpInputList grads;
+  TF_RETURN_IF_ERROR(ctx->input_list("grad", &grads));
+  for (int i = 0; i < grads.size(); ++i) update->grads.push_back(&grads[i]);
+  return absl::OkStatus();
+}
+
+// Step 3 of a multi-tensor op with N variables whose every slot (`slot_names`
+// in op order, each a list of N) is shaped like its variable:
+// "`m[3]` must have the shape of `var[3]`. Received: var[3].shape=[2], ..."
+absl::Status CheckMultiSlotsAndGradsMatchVars(
+    const UpdateInputs& update, int n,
+    const std::vector<const char*>& slot_names);
+
+// A per-tensor list(bool) attr of a multi-tensor op: empty (all true) or one
+// value per variable.
+absl::Status CheckPerTensorFlags(const char* name,
+                                 const std::vector<bool>& flags, int n);
+
+// Whether a kernel runs on the host, where it can read its scalar inputs. A
+// GPU kernel cannot without a synchronisation: it leaves the value checks
+// (step >= 1, clip_threshold > 0) to the device (docs/gpu.md).
+template <typename Device>
+constexpr bool kIsHostDevice =
+    std::is_same<Device, Eigen::ThreadPoolDevice>::value;
 
 // "`clip_threshold` must be > 0. Received: clip_threshold=0"
 template <typename C>
@@ -145,7 +218,9 @@ absl::Status GetVariablesForUpdate(tensorflow::OpKernelContext* ctx,
                                    std::vector<tensorflow::Tensor>* tensors) {
   using tensorflow::Var;
   const tensorflow::DataType expected = tensorflow::DataTypeToEnum<T>::value;
-  std::vector<Var*> seen;
+  // Var* -> index into inputs, for the distinctness check (a multi-tensor
+  // op passes hundreds of variables).
+  absl::flat_hash_map<Var*, size_t> seen;
   tensors->clear();
   tensors->reserve(inputs.size());
   for (const VariableInput& input : inputs) {
@@ -159,14 +234,12 @@ absl::Status GetVariablesForUpdate(tensorflow::OpKernelContext* ctx,
           "`. Initialise it (e.g. tf.Variable(initial_value)) before "
           "applying an update."));
     }
-    for (size_t i = 0; i < seen.size(); ++i) {
-      if (seen[i] == var.get()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "`", inputs[i].name, "` and `", input.name,
-            "` must be distinct variables. Received the same variable twice."));
-      }
+    const auto inserted = seen.emplace(var.get(), tensors->size());
+    if (!inserted.second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "`", inputs[inserted.first->second].name, "` and `", input.name,
+          "` must be distinct variables. Received the same variable twice."));
     }
-    seen.push_back(var.get());
     const tensorflow::DataType actual = var->tensor()->dtype();
     if (actual != expected) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -4,7 +4,8 @@ Each `resource_apply_*` function updates a variable and its slots in place,
 with the fused custom op where it can run and with a pure-TF twin that
 computes the same numbers everywhere else (XLA, DTensor, other devices,
 library not loaded). The Keras 3, tf-keras and DTensor optimizer classes are
-thin front ends over these functions.
+thin front ends over these functions. `multi_tensor_apply_*` update a list of
+variables with one op per (device, dtype) group.
 """
 
 from tf_opt_plugin.ops._dispatch import DISABLE_ENV
@@ -17,16 +18,24 @@ from tf_opt_plugin.ops.adafactor import accumulator_shapes
 from tf_opt_plugin.ops.adafactor import resource_apply_adafactor
 from tf_opt_plugin.ops.adamw import resource_apply_adamw
 from tf_opt_plugin.ops.lamb import resource_apply_lamb
+from tf_opt_plugin.ops.multi_tensor import multi_tensor_apply_adamw
+from tf_opt_plugin.ops.multi_tensor import multi_tensor_apply_lamb
+from tf_opt_plugin.ops.multi_tensor import multi_tensor_groups
+from tf_opt_plugin.ops.multi_tensor import MultiTensorGroup
 from tf_opt_plugin.ops.sgd import resource_apply_sgd
 
 __all__ = [
     "DISABLE_ENV",
     "FusedOpUnavailableError",
     "LibraryLoadError",
+    "MultiTensorGroup",
     "accumulator_shapes",
     "dispatch_reason",
     "library_path",
     "load_library",
+    "multi_tensor_apply_adamw",
+    "multi_tensor_apply_lamb",
+    "multi_tensor_groups",
     "resource_apply_adafactor",
     "resource_apply_adamw",
     "resource_apply_lamb",

@@ -7,10 +7,26 @@ import tensorflow as tf
 from tf_opt_plugin.ops import _library
 
 DISABLE_ENV = "TF_OPT_PLUGIN_DISABLE_CUSTOM_OPS"
+# Opt-in for the GPU kernels: a library built with nvcc registers them, but
+# until they have been run on a GPU (README, "GPU status"; docs/gpu.md) GPU
+# variables use the pure-TF twin unless this is set to 1.
+GPU_KERNELS_ENV = "TF_OPT_PLUGIN_GPU_KERNELS"
 SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
-# Devices with registered kernels. GPU kernels are compiled but not yet
-# registered (see README, "GPU status"), so GPU variables use the twin.
+# Devices whose kernels are always used; GPU joins them per gpu_kernels_enabled().
 SUPPORTED_DEVICE_TYPES = ("CPU",)
+
+
+def gpu_kernels_enabled():
+  """True when GPU variables run the custom ops: the library registered GPU
+  kernels and TF_OPT_PLUGIN_GPU_KERNELS=1 opts in to them."""
+  if os.environ.get(GPU_KERNELS_ENV, "0").strip().lower() in ("", "0", "false"):
+    return False
+  return _library.has_gpu_kernels()
+
+
+def supported_device_types():
+  """The device types whose variables the custom ops update, now."""
+  return SUPPORTED_DEVICE_TYPES + (("GPU",) if gpu_kernels_enabled() else ())
 
 _REASON_TEXT = {
     "disabled": f"the environment variable {DISABLE_ENV}=1 disables custom ops",
@@ -19,8 +35,9 @@ _REASON_TEXT = {
            "(jit_compile=True), where custom ops cannot run",
     "dtensor": "the variable is a DTensor, and custom ops have no DTensor "
                "layout propagation",
-    "device": "the variable lives on a device without a kernel "
-              f"(kernels exist for: {', '.join(SUPPORTED_DEVICE_TYPES)})",
+    "device": "the variable lives on a device without a kernel in use "
+              "(CPU always; GPU when the library was built with CUDA and "
+              f"{GPU_KERNELS_ENV}=1 opts in, see docs/gpu.md)",
     "dtype": "the variable's dtype has no kernel (kernels exist for "
              "float16, bfloat16, float32 and float64)",
 }
@@ -84,7 +101,8 @@ def dispatch_reason(variable, gradient=None):
   Decided at trace time, per variable. Reasons, checked in this order:
   "disabled" (env TF_OPT_PLUGIN_DISABLE_CUSTOM_OPS=1), "not_loaded" (the
   library failed to load), "xla" (inside an XLA-compiled function),
-  "dtensor" (a DTensor variable), "device" (a device without a kernel) and
+  "dtensor" (a DTensor variable), "device" (a device without a kernel in
+  use: GPU kernels need a CUDA build and TF_OPT_PLUGIN_GPU_KERNELS=1) and
   "dtype" (a dtype without a kernel).
 
   >>> v = tf.Variable([1.0, 2.0])
@@ -99,7 +117,7 @@ def dispatch_reason(variable, gradient=None):
     return "xla"
   if is_dtensor(variable) or (gradient is not None and is_dtensor(gradient)):
     return "dtensor"
-  if _device_type(variable) not in SUPPORTED_DEVICE_TYPES:
+  if _device_type(variable) not in supported_device_types():
     return "device"
   dtype = tf.as_dtype(variable.dtype).base_dtype
   if dtype not in SUPPORTED_DTYPES:

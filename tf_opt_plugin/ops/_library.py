@@ -69,6 +69,18 @@ def load_library():
     return _module
 
 
+def has_gpu_kernels():
+  """True when the loaded library registered GPU kernels (built with nvcc)."""
+  if not is_loaded():
+    return False
+  try:
+    from tensorflow.python.framework import kernels  # pylint: disable=g-import-not-at-top
+    registered = kernels.get_registered_kernels_for_op("ResourceApplyAdamW")
+  except (ImportError, AttributeError, tf.errors.OpError):
+    return False
+  return any(k.device_type == "GPU" for k in registered.kernel)
+
+
 def is_loaded():
   """True when the op library loads; never raises."""
   try:

@@ -1,54 +1,102 @@
-// The AdamW CUDA kernel, free of TensorFlow headers so that the exact code the
-// op runs can be compiled by nvcc alone and checked on a GPU machine without
-// TensorFlow. Grid-stride loop, 64-bit indices, float math in registers.
+// AdamW / Adam CUDA kernel, single- and multi-tensor: one pass over memory,
+// one block per chunk of kChunkElements of one tensor, 16-byte vector loads
+// where every buffer is aligned, a scalar tail, 64-bit sizes. The element
+// update is math::AdamWUpdateAt, the loop body of the CPU kernel too.
+// Includes no TensorFlow header (see common.cu.h).
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_GPU_ADAMW_KERNEL_CU_H_
 #define TF_OPT_PLUGIN_CC_KERNELS_GPU_ADAMW_KERNEL_CU_H_
 
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "cc/kernels/adamw_op.h"
+#include "cc/kernels/gpu/common.cu.h"
+#include "cc/kernels/gpu/multi_tensor.cu.h"
 #include "cc/kernels/math/adamw_math.h"
 
 namespace tf_opt_plugin {
 namespace gpu {
 
-template <typename T, typename C, bool kAmsgrad>
-__global__ void AdamWKernel(functor::AdamWHyperparams<C> hyper, int64_t size,
-                            T* __restrict__ var, T* __restrict__ m,
-                            T* __restrict__ v, T* __restrict__ vhat,
-                            const T* __restrict__ grad) {
+// Buffers of one tensor, in this order: var, m, v, vhat (null: no amsgrad),
+// grad. Flags: kApplyWeightDecay.
+template <typename T>
+using AdamWTensorDesc = TensorDesc<T, 5>;
+
+template <typename T, int kCapacity>
+using AdamWArgs = TensorListArgs<T, 5, kCapacity>;
+
+template <typename T, typename C, bool kAmsgrad, int kCapacity>
+__global__ void __launch_bounds__(kThreads)
+    AdamWKernel(functor::AdamWHyperparams<C> hyper, AdamWArgs<T, kCapacity> args) {
+  const ChunkRange r = BlockChunk(args);
+  T* __restrict__ var = args.ptrs[0][r.tensor];
+  T* __restrict__ m = args.ptrs[1][r.tensor];
+  T* __restrict__ v = args.ptrs[2][r.tensor];
+  T* __restrict__ vhat = args.ptrs[3][r.tensor];
+  const T* __restrict__ grad = args.ptrs[4][r.tensor];
   // The scalars stay in device memory: no host round trip per step.
-  const math::AdamWStep<C> s = math::MakeAdamWStep<C>(
-      *hyper.lr, *hyper.beta_1, *hyper.beta_2, *hyper.epsilon,
-      *hyper.weight_decay, *hyper.step);
-  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < size; i += stride) {
-    math::AdamWUpdateAt<T, C, kAmsgrad>(s, i, var, m, v, vhat, grad);
+  const int64_t step = *hyper.step;
+  if (step < 1) {
+    // Out of range (docs/gpu.md): the variable becomes NaN, slots unchanged.
+    for (int64_t i = r.begin + threadIdx.x; i < r.end; i += kThreads) {
+      var[i] = static_cast<T>(QuietNaN<C>());
+    }
+    return;
   }
+  math::AdamWStep<C> s = math::MakeAdamWStep<C>(
+      *hyper.lr, *hyper.beta_1, *hyper.beta_2, *hyper.epsilon,
+      *hyper.weight_decay, step);
+  if (!(args.flags[r.tensor] & kApplyWeightDecay)) s.decay = C(0);
+  ForEachPack<T>(
+      r.begin, r.end, threadIdx.x, kThreads, VectorOk(args, r.tensor, r.begin),
+      [&](int64_t i, auto width) {
+        constexpr int W = decltype(width)::value;
+        Pack<T, W> w = LoadPack<W>(var + i);
+        Pack<T, W> mm = LoadPack<W>(m + i);
+        Pack<T, W> vv = LoadPack<W>(v + i);
+        const Pack<T, W> g = LoadPack<W>(grad + i);
+        Pack<T, W> vh;
+        if (kAmsgrad) vh = LoadPack<W>(vhat + i);
+#pragma unroll
+        for (int k = 0; k < W; ++k) {
+          math::AdamWUpdateAt<T, C, kAmsgrad>(s, k, w.v, mm.v, vv.v,
+                                              kAmsgrad ? vh.v : nullptr, g.v);
+        }
+        StorePack<W>(var + i, w);
+        StorePack<W>(m + i, mm);
+        StorePack<W>(v + i, vv);
+        if (kAmsgrad) StorePack<W>(vhat + i, vh);
+      });
 }
 
-// Launches AdamWKernel on `stream`; `sm_count` sizes a grid of a few waves.
-template <typename T, typename C>
-cudaError_t LaunchAdamW(cudaStream_t stream, int sm_count,
-                        const functor::AdamWHyperparams<C>& hyper, int64_t size,
-                        T* var, T* m, T* v, T* vhat, const T* grad) {
-  if (size == 0) return cudaSuccess;
-  constexpr int kThreads = 256;
-  const int64_t wanted = (size + kThreads - 1) / kThreads;
-  const int blocks = static_cast<int>(
-      std::min<int64_t>(wanted, static_cast<int64_t>(sm_count) * 8));
-  if (vhat == nullptr) {
-    AdamWKernel<T, C, false><<<blocks, kThreads, 0, stream>>>(
-        hyper, size, var, m, v, nullptr, grad);
-  } else {
-    AdamWKernel<T, C, true><<<blocks, kThreads, 0, stream>>>(
-        hyper, size, var, m, v, vhat, grad);
-  }
-  return cudaGetLastError();
+// Updates every tensor of `tensors` (all with vhat, or all without) on
+// `stream`: one launch per kCapacity tensors. kCapacity = 1 is the
+// single-tensor op (a small argument block).
+template <typename T, typename C, int kCapacity>
+cudaError_t LaunchAdamW(cudaStream_t stream,
+                        const functor::AdamWHyperparams<C>& hyper,
+                        const AdamWTensorDesc<T>* tensors, int n,
+                        AdamWArgs<T, kCapacity>* args) {
+  if (n == 0) return cudaSuccess;
+  const bool amsgrad = tensors[0].ptrs[3] != nullptr;
+  return ForEachTensorList(
+      tensors, n, args,
+      [&](const AdamWArgs<T, kCapacity>& a, int chunks) -> cudaError_t {
+        if (amsgrad) {
+          AdamWKernel<T, C, true, kCapacity><<<chunks, kThreads, 0, stream>>>(hyper, a);
+        } else {
+          AdamWKernel<T, C, false, kCapacity><<<chunks, kThreads, 0, stream>>>(hyper, a);
+        }
+        return cudaGetLastError();
+      });
+}
+
+// Global memory traffic of one update, in bytes (what the GPU check divides
+// by the time): reads var, m, v, grad (vhat), writes var, m, v (vhat).
+template <typename T>
+int64_t AdamWBytes(int64_t elements, bool amsgrad) {
+  return elements * static_cast<int64_t>(sizeof(T)) * (amsgrad ? 9 : 7);
 }
 
 }  // namespace gpu

@@ -1,0 +1,67 @@
+// GPU functors of ResourceApplyAdafactor (the kernels:
+// gpu/adafactor_kernel.cu.h): row and column reductions, RMS(u) and RMS(w)
+// all on the device, no host synchronisation.
+#if GOOGLE_CUDA
+#include "cc/kernels/gpu_launch.h"  // defines EIGEN_USE_GPU: first
+
+#include "cc/kernels/adafactor_op.h"
+#include "cc/kernels/gpu/adafactor_kernel.cu.h"
+
+namespace tf_opt_plugin {
+namespace functor {
+
+using GPUDevice = Eigen::GpuDevice;
+
+template <typename T, typename C>
+struct ApplyAdafactorFactored<GPUDevice, T, C> {
+  void operator()(tensorflow::OpKernelContext* ctx,
+                  const AdafactorHyperparams<C>& hyper,
+                  const FactoredShape& shape, T* var, T* row_acc, T* col_acc,
+                  const T* grad) {
+    tensorflow::Tensor scratch_holder;
+    void* scratch = nullptr;
+    OP_REQUIRES_OK(ctx, gpu::AllocateScratch(
+                            ctx, gpu::AdafactorFactoredScratchBytes<C>(shape),
+                            &scratch_holder, &scratch));
+    OP_REQUIRES_OK(
+        ctx, gpu::LaunchStatus(
+                 "ResourceApplyAdafactor",
+                 gpu::LaunchAdafactorFactored<typename gpu::CudaType<T>::type, C>(
+                     gpu::Stream(ctx), gpu::SmCount(ctx), hyper, shape,
+                     gpu::ToCuda(var), gpu::ToCuda(row_acc), gpu::ToCuda(col_acc),
+                     gpu::ToCuda(grad), scratch)));
+  }
+};
+
+template <typename T, typename C>
+struct ApplyAdafactorUnfactored<GPUDevice, T, C> {
+  void operator()(tensorflow::OpKernelContext* ctx,
+                  const AdafactorHyperparams<C>& hyper, int64_t size, T* var,
+                  T* acc, const T* grad) {
+    tensorflow::Tensor scratch_holder;
+    void* scratch = nullptr;
+    OP_REQUIRES_OK(ctx, gpu::AllocateScratch(
+                            ctx, gpu::AdafactorUnfactoredScratchBytes<C>(size),
+                            &scratch_holder, &scratch));
+    OP_REQUIRES_OK(
+        ctx, gpu::LaunchStatus(
+                 "ResourceApplyAdafactor",
+                 gpu::LaunchAdafactorUnfactored<typename gpu::CudaType<T>::type, C>(
+                     gpu::Stream(ctx), hyper, size, gpu::ToCuda(var),
+                     gpu::ToCuda(acc), gpu::ToCuda(grad), scratch)));
+  }
+};
+
+#define TFOPT_INSTANTIATE(T, C)                             \
+  template struct ApplyAdafactorFactored<GPUDevice, T, C>;  \
+  template struct ApplyAdafactorUnfactored<GPUDevice, T, C>;
+TFOPT_INSTANTIATE(Eigen::half, float)
+TFOPT_INSTANTIATE(Eigen::bfloat16, float)
+TFOPT_INSTANTIATE(float, float)
+TFOPT_INSTANTIATE(double, double)
+#undef TFOPT_INSTANTIATE
+
+}  // namespace functor
+}  // namespace tf_opt_plugin
+
+#endif  // GOOGLE_CUDA

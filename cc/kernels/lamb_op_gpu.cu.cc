@@ -1,0 +1,90 @@
+// GPU functors of ResourceApplyLamb and ResourceMultiTensorApplyLamb (the
+// kernels: gpu/lamb_kernel.cu.h): three launches per list of tensors, the
+// norms reduced on the device, no host synchronisation.
+#if GOOGLE_CUDA
+#include "cc/kernels/gpu_launch.h"  // defines EIGEN_USE_GPU: first
+
+#include <memory>
+#include <vector>
+
+#include "cc/kernels/gpu/lamb_kernel.cu.h"
+#include "cc/kernels/lamb_op.h"
+
+namespace tf_opt_plugin {
+namespace functor {
+
+using GPUDevice = Eigen::GpuDevice;
+
+namespace {
+
+template <typename CT, typename C, int kCapacity>
+void LaunchLambFor(tensorflow::OpKernelContext* ctx, const char* op,
+                   const LambHyperparams<C>& hyper,
+                   const std::vector<gpu::LambTensorDesc<CT>>& descs) {
+  const int n = static_cast<int>(descs.size());
+  tensorflow::Tensor scratch_holder;
+  void* scratch = nullptr;
+  OP_REQUIRES_OK(ctx, gpu::AllocateScratch(
+                          ctx, gpu::LambScratchBytes<CT, C>(descs.data(), n),
+                          &scratch_holder, &scratch));
+  auto args = std::make_unique<gpu::LambArgs<CT, kCapacity>>();
+  OP_REQUIRES_OK(ctx, gpu::LaunchStatus(
+                          op, gpu::LaunchLamb<CT, C, kCapacity>(
+                                  gpu::Stream(ctx), hyper, descs.data(), n,
+                                  scratch, args.get())));
+}
+
+uint8_t LambFlags(bool apply_weight_decay, bool use_layer_adaptation) {
+  return static_cast<uint8_t>((apply_weight_decay ? gpu::kApplyWeightDecay : 0) |
+                              (use_layer_adaptation ? gpu::kLayerAdaptation : 0));
+}
+
+}  // namespace
+
+template <typename T, typename C>
+struct ApplyLamb<GPUDevice, T, C> {
+  void operator()(tensorflow::OpKernelContext* ctx,
+                  const LambHyperparams<C>& hyper, int64_t size, T* var, T* m,
+                  T* v, const T* grad) {
+    using CT = typename gpu::CudaType<T>::type;
+    const std::vector<gpu::LambTensorDesc<CT>> descs = {
+        {{gpu::ToCuda(var), gpu::ToCuda(m), gpu::ToCuda(v),
+          const_cast<CT*>(gpu::ToCuda(grad))},
+         size,
+         LambFlags(true, hyper.use_layer_adaptation)}};
+    LaunchLambFor<CT, C, 1>(ctx, "ResourceApplyLamb", hyper, descs);
+  }
+};
+
+template <typename T, typename C>
+struct ApplyLambMulti<GPUDevice, T, C> {
+  void operator()(tensorflow::OpKernelContext* ctx,
+                  const LambHyperparams<C>& hyper,
+                  const std::vector<LambTensor<T>>& tensors) {
+    using CT = typename gpu::CudaType<T>::type;
+    std::vector<gpu::LambTensorDesc<CT>> descs;
+    descs.reserve(tensors.size());
+    for (const LambTensor<T>& t : tensors) {
+      descs.push_back({{gpu::ToCuda(t.var), gpu::ToCuda(t.m), gpu::ToCuda(t.v),
+                        const_cast<CT*>(gpu::ToCuda(t.grad))},
+                       t.size,
+                       LambFlags(t.apply_weight_decay, t.use_layer_adaptation)});
+    }
+    LaunchLambFor<CT, C, gpu::kMultiTensorCapacity>(
+        ctx, "ResourceMultiTensorApplyLamb", hyper, descs);
+  }
+};
+
+#define TFOPT_INSTANTIATE(T, C)                \
+  template struct ApplyLamb<GPUDevice, T, C>;  \
+  template struct ApplyLambMulti<GPUDevice, T, C>;
+TFOPT_INSTANTIATE(Eigen::half, float)
+TFOPT_INSTANTIATE(Eigen::bfloat16, float)
+TFOPT_INSTANTIATE(float, float)
+TFOPT_INSTANTIATE(double, double)
+#undef TFOPT_INSTANTIATE
+
+}  // namespace functor
+}  // namespace tf_opt_plugin
+
+#endif  // GOOGLE_CUDA
