@@ -22,11 +22,11 @@ MODULES = ["tf_opt_plugin.ops.adamw", "tf_opt_plugin.ops.lamb",
            "tf_opt_plugin.ops._dispatch", "tf_opt_plugin.demo",
            "tf_opt_plugin.benchmark.bert_base_shapes"]
 
-# Public names that have a docstring but no example yet (their modules belong to
-# other work in progress). Remove a name here when its example lands.
+# Public names that have a docstring but no example yet. Remove a name here when
+# its example lands.
 PENDING_EXAMPLES = {
-    "SGD", "Adam", "AdamW", "Lamb", "Adafactor", "LossScaleOptimizer", "Optimizer",
-    "FusedOpUnavailableError", "LibraryLoadError", "library_path", "load_library",
+    "LossScaleOptimizer", "Optimizer", "FusedOpUnavailableError", "LibraryLoadError",
+    "library_path", "load_library",
 }
 
 
