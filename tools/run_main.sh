@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Sets up the environment (tools/setup_env.sh), then runs the training demo with the venv's Python
-# (the installed wheel's `python -m tf_opt_plugin.demo`) from the repo root:
+# Sets up the environment (tools/setup_env.sh), then runs the training demo of the installed wheel
+# (its console script tf-opt-plugin-demo, i.e. `python -m tf_opt_plugin.demo`) from the repo root:
 #   tools/run_main.sh [demo arguments...]     (--help lists them; output in ./tf_opt_plugin_demo)
-# The op / fit() benchmarks: `python -m tf_opt_plugin.benchmark` (see docs/benchmarks.md).
+# The console script, not `python -m`, so that the source tree's tf_opt_plugin/ (which has no .so) in
+# the current directory is never imported instead of the wheel.
+# The op / fit() benchmarks: tf-opt-plugin-benchmark (`python -m tf_opt_plugin.benchmark`).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -11,4 +13,4 @@ bash "$ROOT/tools/setup_env.sh"
 VENV=${TF_OPT_PLUGIN_VENV:-.venv}
 [[ "$VENV" = /* ]] || VENV="$ROOT/$VENV"
 cd "$ROOT"
-exec "$VENV/bin/python" -m tf_opt_plugin.demo "$@"
+exec "$VENV/bin/tf-opt-plugin-demo" "$@"
