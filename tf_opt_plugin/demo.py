@@ -35,7 +35,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "adafactor")
 # Lamb applies it outside the trust ratio; Adafactor with relative_step=True, the
 # only step Keras 3 implements.
 PAIRS = {
-    "sgd": ("SGD", "SGD", dict(learning_rate=0.1, momentum=0.9)),
+    "sgd": ("SGD", "SGD", dict(learning_rate=0.03, momentum=0.9)),
     "adam": ("Adam", "Adam", dict(learning_rate=1e-3)),
     "adamw": ("AdamW", "AdamW", dict(learning_rate=1e-3, weight_decay=0.01)),
     "lamb": ("Lamb", "Lamb", dict(learning_rate=5e-3, epsilon=1e-6)),
@@ -278,6 +278,9 @@ def plot(runs, keys, path, title):
         continue
       left.plot(range(1, len(run["losses"]) + 1), smooth(run["losses"]), style,
                 color=colors[i % len(colors)], label=run["label"])
+  firsts = [run["losses"][0] for run in runs.values() if run["losses"]]
+  if firsts:  # an early spike (SGD) would squash every other curve; the data is in results.json
+    left.set_ylim(top=1.1 * max(firsts))
   left.set_xlabel("step")
   left.set_ylabel("training loss (cross-entropy, smoothed)")
   left.set_title("training loss: tf_opt_plugin (solid) vs Keras (dashed)")
