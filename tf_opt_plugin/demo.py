@@ -169,10 +169,11 @@ def train_one(side, key, data, args):
   """Trains a fresh model with one optimizer; returns its measurements."""
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import tf_opt_plugin  # pylint: disable=g-import-not-at-top
   ours_name, keras_name, kwargs = PAIRS[key]
   if side == "ours":
-    optimizer = getattr(tf_opt_plugin, ours_name)(**kwargs)
+    # The Keras 3 classes even under TF_USE_LEGACY_KERAS=1, since the model is a Keras 3 model.
+    from tf_opt_plugin.optimizers import keras3  # pylint: disable=g-import-not-at-top
+    optimizer = getattr(keras3, ours_name)(**kwargs)
     label = f"tf_opt_plugin.{ours_name}"
   else:
     optimizer = getattr(keras.optimizers, keras_name)(**kwargs)
