@@ -181,3 +181,13 @@ def test_unsupported_dtype_fused_true_raises(algo_name):
         algo.apply(state, tf.ones((2, 2), tf.int32), 1, fused=True)
     if isinstance(info.value, ops.FusedOpUnavailableError):
         assert info.value.reason == "dtype"
+
+
+def test_gpu_kernels_are_opt_in(monkeypatch):
+    # A CUDA build registers GPU kernels, but they are used only with
+    # TF_OPT_PLUGIN_GPU_KERNELS=1 until they have run on a GPU (docs/gpu.md).
+    from tf_opt_plugin.ops import _dispatch, _library
+    monkeypatch.delenv(_dispatch.GPU_KERNELS_ENV, raising=False)
+    assert "GPU" not in _dispatch.supported_device_types()
+    monkeypatch.setenv(_dispatch.GPU_KERNELS_ENV, "1")
+    assert ("GPU" in _dispatch.supported_device_types()) == _library.has_gpu_kernels()
