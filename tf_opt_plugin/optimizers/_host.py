@@ -12,6 +12,7 @@ A front-end class names its default `name` where it is defined:
 """
 
 import numbers
+import re
 
 import tensorflow as tf
 
@@ -182,3 +183,19 @@ class AlgorithmHost:
         config[key] = cls.deserialize_hyperparameter(config[key],
                                                      custom_objects)
     return cls(**config)
+
+
+def without_axis(items, axis):
+  """`items` (dims or sharding specs) minus the entry at `axis`.
+
+  The shape (or layout) of an accumulator that reduces `axis` of its
+  variable.
+  """
+  items = list(items)
+  del items[axis]
+  return items
+
+
+def name_without_output_suffix(name):
+  """A variable name without its ":0", as TF Model Garden's LAMB matches."""
+  return re.sub(r":\d+$", "", name)

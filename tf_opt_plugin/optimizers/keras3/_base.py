@@ -23,7 +23,6 @@ clipping and EMA advance once per real step.
 """
 
 import functools
-import re
 
 import keras
 import numpy as np
@@ -115,11 +114,10 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
   def add_slot(self, variable, name, reduced_axis=None):
     if reduced_axis is None:
       return self.add_variable_from_reference(variable, name)
-    shape = list(variable.shape)
-    del shape[reduced_axis]
     # Keras's naming for reference slots, for a slot of another shape.
     return self.add_variable(
-        tuple(shape), dtype=variable.dtype,
+        tuple(_host.without_axis(variable.shape, reduced_axis)),
+        dtype=variable.dtype,
         name=f"{_path(variable).replace('/', '_')}_{name}")
 
   def as_tf_variable(self, slot):
@@ -310,7 +308,9 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
 def _path(variable):
   """A keras.Variable's path; a tf.Variable's name without its ":0"."""
   path = getattr(variable, "path", None)
-  return path if path is not None else re.sub(r":\d+$", "", variable.name)
+  if path is not None:
+    return path
+  return _host.name_without_output_suffix(variable.name)
 
 
 def _sum_over_replicas(grads):

@@ -18,7 +18,6 @@ three changes:
 """
 
 import os
-import re
 
 import tensorflow as tf
 import tf_keras
@@ -113,8 +112,7 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
     return self._model_variables[self.variable_index(variable)]
 
   def variable_path(self, variable):
-    # Without the ":0" output suffix, as TF Model Garden's LAMB matches.
-    return re.sub(r":\d+$", "", self.model_variable(variable).name)
+    return _host.name_without_output_suffix(self.model_variable(variable).name)
 
   def add_slots(self, var_list, names):
     slots = [[] for _ in names]
@@ -127,14 +125,14 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
   def add_slot(self, variable, name, reduced_axis=None):
     if reduced_axis is None:
       return self.add_variable_from_reference(variable, name)
-    shape = tf.TensorShape(_without_axis(variable.shape, reduced_axis))
+    shape = tf.TensorShape(_host.without_axis(variable.shape, reduced_axis))
     if self._mesh is None:
       return self.add_variable_from_reference(variable, name, shape=shape)
     # tf-keras's mesh path ignores `shape`: lay the slot out explicitly, with
     # the variable's sharding minus that of the reduced axis.
     dtensor = _dtensor()
     layout = dtensor.Layout(
-        _without_axis(variable.layout.sharding_specs, reduced_axis),
+        _host.without_axis(variable.layout.sharding_specs, reduced_axis),
         self._mesh)
     dtype = getattr(variable, "true_dtype", variable.dtype)
     initial_value = dtensor.call_with_layout(
@@ -235,10 +233,3 @@ def _describe_mesh(mesh):
   dims = ", ".join(f"{name}={size}"
                    for name, size in zip(mesh.dim_names, mesh.shape()))
   return f"Mesh({dims}; {mesh.num_local_devices()} local devices)"
-
-
-def _without_axis(items, axis):
-  """`items` (a list of dims or sharding specs) minus the entry at `axis`."""
-  items = list(items)
-  del items[axis]
-  return items
