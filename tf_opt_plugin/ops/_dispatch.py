@@ -44,7 +44,23 @@ _REASON_TEXT = {
 
 
 class FusedOpUnavailableError(RuntimeError):
-  """`fused=True` was asked for where the custom op cannot run."""
+  """`fused=True` was asked for where the custom op cannot run.
+
+  `reason` is the `dispatch_reason()` that ruled the op out.
+
+  >>> from tf_opt_plugin import ops
+  >>> w, m, v = (tf.Variable([1.0]) for _ in range(3))
+  >>> @tf.function(jit_compile=True, autograph=False)
+  ... def step():
+  ...   ops.resource_apply_adamw(
+  ...       w, m, v, tf.constant([0.1]), learning_rate=0.1, beta_1=0.9,
+  ...       beta_2=0.999, epsilon=1e-7, weight_decay=0.0, step=1, fused=True)
+  >>> try:
+  ...   step()
+  ... except FusedOpUnavailableError as error:
+  ...   print(error.reason)
+  xla
+  """
 
   def __init__(self, reason, detail=""):
     self.reason = reason

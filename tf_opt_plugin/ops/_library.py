@@ -23,11 +23,30 @@ _error = None
 
 
 class LibraryLoadError(ImportError):
-  """The custom-op library could not be loaded; the message says how to fix it."""
+  """The custom-op library could not be loaded; the message says how to fix it.
+
+  It names the file, the TensorFlow version the binary needs, and the
+  rebuild command. The optimizers never raise it: they fall back to the
+  pure-TF twins (`dispatch_reason()` returns "not_loaded").
+
+  >>> try:
+  ...   _ = load_library()
+  ...   print("fused ops available")
+  ... except LibraryLoadError as error:
+  ...   print("pure-TF twins only:", str(error).splitlines()[0])
+  fused ops available
+  """
 
 
 def library_path():
-  """The file the library is loaded from."""
+  """The file the library is loaded from.
+
+  The `_tf_opt_plugin_ops.so` next to this module, unless the environment
+  variable `TF_OPT_PLUGIN_LIBRARY` names another build.
+
+  >>> library_path().endswith(".so")
+  True
+  """
   override = os.environ.get(LIBRARY_PATH_ENV)
   if override:
     return override
@@ -55,7 +74,17 @@ def _describe_failure(path, cause):
 
 
 def load_library():
-  """Loads (once) and returns the op module; raises LibraryLoadError."""
+  """Loads (once) and returns the op module; raises LibraryLoadError.
+
+  The module holds the raw op wrappers (the `tf_opt_plugin.ops` functions
+  are the API; these take resource handles).
+
+  >>> sorted(name for name in dir(load_library())
+  ...        if name.startswith("resource") and "fallback" not in name)
+  ... # doctest: +NORMALIZE_WHITESPACE
+  ['resource_apply_adafactor', 'resource_apply_adam_w', 'resource_apply_lamb',
+   'resource_multi_tensor_apply_adam_w', 'resource_multi_tensor_apply_lamb']
+  """
   global _module, _error
   with _lock:
     if _module is None and _error is None:

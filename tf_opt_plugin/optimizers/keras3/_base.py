@@ -62,6 +62,19 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
       `FusedOpUnavailableError` where the op cannot run; False forces the
       twin.
     **kwargs: the Keras 3 base arguments, with their Keras meaning.
+
+  A subclass supplies `update_step` (and `build` for slots); clipping,
+  decay, accumulation, EMA, loss scaling and distribution come from here:
+
+  >>> class SignSGD(Optimizer):  # w <- w - lr * sign(g)
+  ...   def update_step(self, gradient, variable, learning_rate=None):
+  ...     lr = self.learning_rate_for_step(learning_rate)
+  ...     variable.assign_sub(tf.cast(lr, variable.dtype) * tf.sign(gradient))
+  >>> w = keras.Variable([1.0, -2.0])
+  >>> opt = SignSGD(learning_rate=0.5, clipvalue=1.0)
+  >>> opt.apply([tf.constant([3.0, -0.1])], [w])
+  >>> w.numpy().tolist(), opt.name, int(opt.iterations)
+  ([0.5, -1.5], 'sign_sgd', 1)
   """
 
   schedule_type = _LearningRateSchedule

@@ -28,6 +28,20 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
     initial_scale: the initial loss scale, > 0.
     dynamic_growth_steps: finite steps before the scale doubles, >= 1.
     name: the optimizer's name.
+
+  A step with an infinite gradient is skipped and halves the scale; the next
+  step's gradients (of the scaled loss) are divided by the scale:
+
+  >>> from tf_opt_plugin.optimizers import keras3
+  >>> opt = keras3.LossScaleOptimizer(keras3.SGD(learning_rate=0.1),
+  ...                                 initial_scale=4.0)
+  >>> w = keras.Variable([1.0, 2.0])
+  >>> opt.apply([tf.constant([0.4, float("inf")])], [w])
+  >>> w.numpy().tolist(), float(opt.dynamic_scale.numpy()), int(opt.iterations)
+  ([1.0, 2.0], 2.0, 0)
+  >>> opt.apply([tf.constant([0.4, 0.8])], [w])  # w -= 0.1 * g / 2
+  >>> [round(x, 4) for x in w.numpy().tolist()], int(opt.iterations)
+  ([0.98, 1.96], 1)
   """
 
   def __init__(self, inner_optimizer, initial_scale=2.0**15,

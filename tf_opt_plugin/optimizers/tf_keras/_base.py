@@ -46,6 +46,19 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
       applied to the gradients summed over replicas.
     **kwargs: the other tf-keras base arguments (`use_ema`, `ema_momentum`,
       `ema_overwrite_frequency`, `jit_compile`, `name`, `mesh`).
+
+  A subclass supplies `update_step` (and `build` for slots); clipping,
+  decay, EMA, distribution and DTensor meshes come from here:
+
+  >>> class SignSGD(Optimizer):  # w <- w - lr * sign(g)
+  ...   def update_step(self, gradient, variable, learning_rate=None):
+  ...     lr = self.learning_rate_for_step(learning_rate)
+  ...     variable.assign_sub(tf.cast(lr, variable.dtype) * tf.sign(gradient))
+  >>> w = tf.Variable([1.0, -2.0])
+  >>> opt = SignSGD(learning_rate=0.5, clipvalue=1.0)
+  >>> _ = opt.apply_gradients([(tf.constant([3.0, -0.1]), w)])
+  >>> w.numpy().tolist(), opt.name, int(opt.iterations)
+  ([0.5, -1.5], 'SignSGD', 1)
   """
 
   schedule_type = _LearningRateSchedule
@@ -63,6 +76,9 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
                       f"Received: mesh={mesh!r}")
     if mesh is not None:
       guard_stale_slots()
+    # tf-keras requires a name; a user's subclass gets its class name, as
+    # tf-keras's own optimizers do ("Adam", "SGD").
+    kwargs["name"] = kwargs.get("name") or type(self).__name__
     super().__init__(weight_decay=weight_decay, clipnorm=clipnorm,
                      clipvalue=clipvalue, global_clipnorm=global_clipnorm,
                      **kwargs)
