@@ -7,6 +7,8 @@ Times, in one process and for float32:
 
   * the fused ops of tf_opt_plugin (AdamW, LAMB, Adafactor), called per variable inside one
     tf.function that covers all 199 variables (one call = one step);
+  * the multi-tensor AdamW and LAMB ops, one op for all 199 variables (what the Keras
+    optimizers run);
   * the same-math keras.optimizers classes (AdamW, Lamb, Adafactor) applying the same gradients,
     in a tf.function without XLA and with jit_compile=True;
   * TF's built-in tf.raw_ops.ResourceApplyAdam over the same variables, in one tf.function;
@@ -67,24 +69,28 @@ SEED = 1234
 BYTES_PER_PARAM = {
     "adamw": lambda rank: 7 * 4,  # read w, g, m, v; write w, m, v
     "lamb": lambda rank: 10 * 4,  # pass 1: read w, g, m, v, write m, v; pass 2: read w, m, v, write w
-    # factored (rank >= 2): g read three times, w read twice, w written once (r, c negligible);
-    # rank < 2: the unfactored second moment v is a full-size slot as well.
-    "adafactor": lambda rank: (6 if rank >= 2 else 8) * 4,
+    # factored (rank >= 2): pass 1 reads g and w (the row / column sums need all of g, and the
+    # step size RMS(w) and the clip RMS(u) must be known before any w is written), pass 2 reads
+    # g and w and writes w (r, c negligible); rank < 2: v is a full-size slot, read and written
+    # in pass 1 and read in pass 2.
+    "adafactor": lambda rank: (5 if rank >= 2 else 8) * 4,
 }
 BYTES_PER_PARAM["adam"] = BYTES_PER_PARAM["adamw"]
 
 GROUPS = ("adamw", "lamb", "adafactor")
 ROWS = {
-    "adamw": ("fused_adamw", "raw_adam", "keras_adamw", "keras_adamw_xla"),
-    "lamb": ("fused_lamb", "keras_lamb", "keras_lamb_xla"),
+    "adamw": ("fused_adamw", "fused_multi_adamw", "raw_adam", "keras_adamw", "keras_adamw_xla"),
+    "lamb": ("fused_lamb", "fused_multi_lamb", "keras_lamb", "keras_lamb_xla"),
     "adafactor": ("fused_adafactor", "keras_adafactor", "keras_adafactor_xla"),
 }
 ROW_INFO = {  # row -> (label, algorithm of its bytes floor)
     "fused_adamw": ("tf_opt_plugin resource_apply_adamw (fused)", "adamw"),
+    "fused_multi_adamw": ("tf_opt_plugin multi_tensor_apply_adamw (fused)", "adamw"),
     "raw_adam": ("tf.raw_ops.ResourceApplyAdam", "adam"),
     "keras_adamw": ("keras.optimizers.AdamW, tf.function", "adamw"),
     "keras_adamw_xla": ("keras.optimizers.AdamW, jit_compile=True", "adamw"),
     "fused_lamb": ("tf_opt_plugin resource_apply_lamb (fused)", "lamb"),
+    "fused_multi_lamb": ("tf_opt_plugin multi_tensor_apply_lamb (fused)", "lamb"),
     "keras_lamb": ("keras.optimizers.Lamb, tf.function", "lamb"),
     "keras_lamb_xla": ("keras.optimizers.Lamb, jit_compile=True", "lamb"),
     "fused_adafactor": ("tf_opt_plugin resource_apply_adafactor (fused)", "adafactor"),
@@ -103,13 +109,17 @@ TARGETS = [
     ("fused AdamW / bytes floor", "fused_adamw", "floor:adamw", "<=", 1.3),
     ("fused Lamb / bytes floor", "fused_lamb", "floor:lamb", "<=", 1.3),
     ("fused Adafactor / bytes floor", "fused_adafactor", "floor:adafactor", "<=", 1.3),
+    # The multi-tensor ops (one op for all 199 variables, what the Keras optimizers run).
+    ("multi-tensor AdamW / bytes floor", "fused_multi_adamw", "floor:adamw", "<=", 1.3),
+    ("multi-tensor Lamb / bytes floor", "fused_multi_lamb", "floor:lamb", "<=", 1.3),
 ]
 
 
 # --------------------------------------------------------------------------------------------
 # The plugin.
 # --------------------------------------------------------------------------------------------
-FUSED_FUNCTIONS = ("resource_apply_adamw", "resource_apply_lamb", "resource_apply_adafactor")
+FUSED_FUNCTIONS = ("resource_apply_adamw", "resource_apply_lamb", "resource_apply_adafactor",
+                   "multi_tensor_apply_adamw", "multi_tensor_apply_lamb")
 
 
 def _one_line(e):
@@ -298,6 +308,20 @@ def _build_fused_moments(apply_fn, variables, grads, **hyperparameters):
   return fn, [m, v]
 
 
+def _build_multi_tensor(apply_fn, variables, grads, **hyperparameters):
+  """One step of a multi-tensor op: one call (one op) for all variables."""
+  m = zeros_like_vars(variables, "_m")
+  v = zeros_like_vars(variables, "_v")
+  step = tf.Variable(0, dtype=tf.int64)
+
+  @tf.function
+  def fn():
+    apply_fn(variables, m, v, grads, step=step.assign_add(1), fused=True,
+             **hyperparameters)
+
+  return fn, [m, v]
+
+
 def build_fused_adamw(ops, variables, grads):
   return _build_fused_moments(
       ops.resource_apply_adamw, variables, grads, learning_rate=LR, beta_1=BETA_1,
@@ -309,6 +333,18 @@ def build_fused_lamb(ops, variables, grads):
       ops.resource_apply_lamb, variables, grads, learning_rate=LR, beta_1=BETA_1,
       beta_2=BETA_2, epsilon=LAMB_EPSILON, weight_decay_rate=0.0,
       use_layer_adaptation=True)
+
+
+def build_multi_adamw(ops, variables, grads):
+  return _build_multi_tensor(
+      ops.multi_tensor_apply_adamw, variables, grads, learning_rate=LR, beta_1=BETA_1,
+      beta_2=BETA_2, epsilon=EPSILON, weight_decay=ADAMW_WEIGHT_DECAY)
+
+
+def build_multi_lamb(ops, variables, grads):
+  return _build_multi_tensor(
+      ops.multi_tensor_apply_lamb, variables, grads, learning_rate=LR, beta_1=BETA_1,
+      beta_2=BETA_2, epsilon=LAMB_EPSILON, weight_decay_rate=0.0)
 
 
 def _adafactor_accumulator_shapes(shape):
@@ -426,6 +462,8 @@ def run_group(group, rows, ops, plugin_reason, shapes, grads, args, results, log
         if tf_vars is None:
           tf_vars = make_tf_variables(shapes)
         builder = {"fused_adamw": build_fused_adamw, "fused_lamb": build_fused_lamb,
+                   "fused_multi_adamw": build_multi_adamw,
+                   "fused_multi_lamb": build_multi_lamb,
                    "fused_adafactor": build_fused_adafactor}.get(row)
         fn, keep = builder(ops, tf_vars, grads) if builder else build_raw_adam(tf_vars, grads)
         checked = tf_vars
@@ -614,10 +652,10 @@ def run(args, log=None):
   # Sensitivity: the same floors from the best pure copy (no in-place update method).
   copy_bw = max([r for n, r in bw_results if "copyto" in n] or [bandwidth])
   sensitivity = []
-  for row, alg in (("fused_adamw", "adamw"), ("fused_lamb", "lamb"),
-                   ("fused_adafactor", "adafactor")):
+  for row in (r for g in GROUPS for r in ROWS[g] if r.startswith("fused_")):
+    alg = ROW_INFO[row][1]
     if "median" in results.get(row, {}):
-      sensitivity.append("%s %.2f" % (alg, results[row]["median"] /
+      sensitivity.append("%s %.2f" % (row, results[row]["median"] /
                                       floor_seconds(alg, shapes, copy_bw)[0]))
   sensitivity_line = None
   if sensitivity and copy_bw != bandwidth:
