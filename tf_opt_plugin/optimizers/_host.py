@@ -152,12 +152,23 @@ class AlgorithmHost:
     """Whether a regex of `patterns` is found in `variable`'s path."""
     return _hyperparameters.matches_any(patterns, self.variable_path(variable))
 
-  def decoupled_weight_decay(self, variable):
-    """The front end's `weight_decay` for `variable` (0 where excluded)."""
-    if (self.weight_decay is None
-        or not self._use_weight_decay(self.model_variable(variable))):
+  def applies_weight_decay(self, variable):
+    """Whether the front end's `weight_decay` is set and not excluded for
+    `variable`."""
+    return (self.weight_decay is not None
+            and self._use_weight_decay(self.model_variable(variable)))
+
+  def current_weight_decay(self):
+    """The front end's `weight_decay` for this step (0 when unset)."""
+    if self.weight_decay is None:
       return 0.0
     return self.current_value(self.weight_decay)
+
+  def decoupled_weight_decay(self, variable):
+    """The front end's `weight_decay` for `variable` (0 where excluded)."""
+    if not self.applies_weight_decay(variable):
+      return 0.0
+    return self.current_weight_decay()
 
   def decay_separately(self, variable, learning_rate):
     """`w -= lr * weight_decay * w` before the step, unless the op fuses it."""
@@ -169,6 +180,19 @@ class AlgorithmHost:
     dtype = variable.dtype
     factor = tf.cast(learning_rate, dtype) * tf.cast(decay, dtype)
     variable.assign_sub(variable.read_value() * factor)
+
+  def update_steps(self, gradients, variables, learning_rate=None):
+    """One step of each of `variables`, all on one device.
+
+    The front ends call this once per device with that device's variables
+    (or `update_step` per variable where batching does not apply). This
+    default calls `update_step` per variable; Adam, AdamW and Lamb batch the
+    variables into multi-tensor ops.
+    """
+    # tf-keras's `update_step` takes no learning rate.
+    extra = () if learning_rate is None else (learning_rate,)
+    for gradient, variable in zip(gradients, variables):
+      self.update_step(gradient, variable, *extra)
 
   @classmethod
   def schedulable_hyperparameters(cls):

@@ -65,15 +65,25 @@ class AdamAlgorithm:
 
   def update_step(self, gradient, variable, learning_rate=None):
     """One Adam step of `variable`; `learning_rate` None: the current one."""
-    return ops.resource_apply_adamw(
-        variable, self.slot(self._momentums, variable),
-        self.slot(self._velocities, variable), gradient,
+    return self.update_steps([gradient], [variable], learning_rate)
+
+  def update_steps(self, gradients, variables, learning_rate=None):
+    """One Adam step of each of `variables` (one device), batched.
+
+    One multi-tensor op per dtype where the fused op can run (see
+    `tf_opt_plugin.ops.multi_tensor_apply_adamw`), the same per-variable
+    update elsewhere. Variables excluded from the front end's `weight_decay`
+    get none.
+    """
+    return ops.multi_tensor_apply_adamw(
+        variables, [self.slot(self._momentums, v) for v in variables],
+        [self.slot(self._velocities, v) for v in variables], gradients,
         learning_rate=self.learning_rate_for_step(learning_rate),
         beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
-        weight_decay=self.decoupled_weight_decay(variable),
-        step=self.step_count(),
-        vhat=(self.slot(self._velocity_hats, variable) if self.amsgrad
-              else None),
+        weight_decay=self.current_weight_decay(), step=self.step_count(),
+        vhats=([self.slot(self._velocity_hats, v) for v in variables]
+               if self.amsgrad else None),
+        apply_weight_decay=[self.applies_weight_decay(v) for v in variables],
         fused=self.fused)
 
   def get_config(self):

@@ -72,21 +72,30 @@ class LambAlgorithm:
 
   def update_step(self, gradient, variable, learning_rate=None):
     """One LAMB step of `variable`; `learning_rate` None: the current one."""
-    decay_excluded = self.excluded(self.exclude_from_weight_decay_patterns,
-                                   variable)
+    return self.update_steps([gradient], [variable], learning_rate)
+
+  def update_steps(self, gradients, variables, learning_rate=None):
+    """One LAMB step of each of `variables` (one device), batched.
+
+    One multi-tensor op per dtype where the fused op can run (see
+    `tf_opt_plugin.ops.multi_tensor_apply_lamb`), the same per-variable
+    update elsewhere. The exclusion lists become per-variable flags.
+    """
     adaptation_patterns = (self.exclude_from_layer_adaptation
                            if self.exclude_from_layer_adaptation is not None
                            else self.exclude_from_weight_decay_patterns)
-    return ops.resource_apply_lamb(
-        variable, self.slot(self._momentums, variable),
-        self.slot(self._velocities, variable), gradient,
+    return ops.multi_tensor_apply_lamb(
+        variables, [self.slot(self._momentums, v) for v in variables],
+        [self.slot(self._velocities, v) for v in variables], gradients,
         learning_rate=self.learning_rate_for_step(learning_rate),
         beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
-        weight_decay_rate=(
-            0.0 if decay_excluded
-            else self.current_value(self.weight_decay_rate)),
+        weight_decay_rate=self.current_value(self.weight_decay_rate),
         step=self.step_count(),
-        use_layer_adaptation=not self.excluded(adaptation_patterns, variable),
+        apply_weight_decay=[
+            not self.excluded(self.exclude_from_weight_decay_patterns, v)
+            for v in variables],
+        use_layer_adaptation=[not self.excluded(adaptation_patterns, v)
+                              for v in variables],
         fused=self.fused)
 
   def get_config(self):
