@@ -286,17 +286,9 @@ struct ApplyAdafactorUnfactored<CPUDevice, T, C> {
 
 }  // namespace functor
 
-#if GOOGLE_CUDA
 // Defined in adafactor_op_gpu.cu.cc.
-#define TFOPT_DECLARE_GPU_FUNCTORS(T, C)                                           \
-  extern template struct functor::ApplyAdafactorFactored<Eigen::GpuDevice, T, C>;  \
-  extern template struct functor::ApplyAdafactorUnfactored<Eigen::GpuDevice, T, C>;
-TFOPT_DECLARE_GPU_FUNCTORS(Eigen::half, float)
-TFOPT_DECLARE_GPU_FUNCTORS(Eigen::bfloat16, float)
-TFOPT_DECLARE_GPU_FUNCTORS(float, float)
-TFOPT_DECLARE_GPU_FUNCTORS(double, double)
-#undef TFOPT_DECLARE_GPU_FUNCTORS
-#endif  // GOOGLE_CUDA
+TFOPT_DECLARE_GPU_FUNCTOR(functor::ApplyAdafactorFactored)
+TFOPT_DECLARE_GPU_FUNCTOR(functor::ApplyAdafactorUnfactored)
 
 namespace {
 

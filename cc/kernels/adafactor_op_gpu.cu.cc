@@ -6,6 +6,7 @@
 
 #include "cc/kernels/adafactor_op.h"
 #include "cc/kernels/gpu/adafactor_kernel.cu.h"
+#include "cc/kernels/registration.h"
 
 namespace tf_opt_plugin {
 namespace functor {
@@ -52,14 +53,8 @@ struct ApplyAdafactorUnfactored<GPUDevice, T, C> {
   }
 };
 
-#define TFOPT_INSTANTIATE(T, C)                             \
-  template struct ApplyAdafactorFactored<GPUDevice, T, C>;  \
-  template struct ApplyAdafactorUnfactored<GPUDevice, T, C>;
-TFOPT_INSTANTIATE(Eigen::half, float)
-TFOPT_INSTANTIATE(Eigen::bfloat16, float)
-TFOPT_INSTANTIATE(float, float)
-TFOPT_INSTANTIATE(double, double)
-#undef TFOPT_INSTANTIATE
+TFOPT_INSTANTIATE_GPU_FUNCTOR(ApplyAdafactorFactored)
+TFOPT_INSTANTIATE_GPU_FUNCTOR(ApplyAdafactorUnfactored)
 
 }  // namespace functor
 }  // namespace tf_opt_plugin

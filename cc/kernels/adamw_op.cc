@@ -83,17 +83,9 @@ struct ApplyAdamWMulti<CPUDevice, T, C> {
 
 }  // namespace functor
 
-#if GOOGLE_CUDA
 // Defined in adamw_op_gpu.cu.cc.
-#define TFOPT_DECLARE_GPU_FUNCTORS(T, C)                                \
-  extern template struct functor::ApplyAdamW<Eigen::GpuDevice, T, C>;   \
-  extern template struct functor::ApplyAdamWMulti<Eigen::GpuDevice, T, C>;
-TFOPT_DECLARE_GPU_FUNCTORS(Eigen::half, float)
-TFOPT_DECLARE_GPU_FUNCTORS(Eigen::bfloat16, float)
-TFOPT_DECLARE_GPU_FUNCTORS(float, float)
-TFOPT_DECLARE_GPU_FUNCTORS(double, double)
-#undef TFOPT_DECLARE_GPU_FUNCTORS
-#endif  // GOOGLE_CUDA
+TFOPT_DECLARE_GPU_FUNCTOR(functor::ApplyAdamW)
+TFOPT_DECLARE_GPU_FUNCTOR(functor::ApplyAdamWMulti)
 
 template <typename Device, typename T, typename C>
 class ResourceApplyAdamWOp : public OpKernel {

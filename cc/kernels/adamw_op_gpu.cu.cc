@@ -9,6 +9,7 @@
 
 #include "cc/kernels/adamw_op.h"
 #include "cc/kernels/gpu/adamw_kernel.cu.h"
+#include "cc/kernels/registration.h"
 #include "cc/kernels/variable_access.h"
 
 namespace tf_opt_plugin {
@@ -61,14 +62,8 @@ struct ApplyAdamWMulti<GPUDevice, T, C> {
   }
 };
 
-#define TFOPT_INSTANTIATE(T, C)                 \
-  template struct ApplyAdamW<GPUDevice, T, C>;  \
-  template struct ApplyAdamWMulti<GPUDevice, T, C>;
-TFOPT_INSTANTIATE(Eigen::half, float)
-TFOPT_INSTANTIATE(Eigen::bfloat16, float)
-TFOPT_INSTANTIATE(float, float)
-TFOPT_INSTANTIATE(double, double)
-#undef TFOPT_INSTANTIATE
+TFOPT_INSTANTIATE_GPU_FUNCTOR(ApplyAdamW)
+TFOPT_INSTANTIATE_GPU_FUNCTOR(ApplyAdamWMulti)
 
 }  // namespace functor
 }  // namespace tf_opt_plugin
@@ -77,7 +72,7 @@ namespace tensorflow {
 namespace functor {
 
 // A device-to-device copy on the op's stream (declared in variable_access.h).
-#define TFOPT_DEFINE_GPU_DENSE_ASSIGN(T)                                       \
+#define TFOPT_DEFINE_GPU_DENSE_ASSIGN(T, C)                                    \
   template <>                                                                  \
   void DenseUpdate<Eigen::GpuDevice, T, ASSIGN>::operator()(                   \
       const Eigen::GpuDevice& d, typename TTypes<T>::Flat params,              \
@@ -85,10 +80,7 @@ namespace functor {
     cudaMemcpyAsync(params.data(), update.data(), params.size() * sizeof(T),   \
                     cudaMemcpyDeviceToDevice, d.stream());                     \
   }
-TFOPT_DEFINE_GPU_DENSE_ASSIGN(Eigen::half)
-TFOPT_DEFINE_GPU_DENSE_ASSIGN(Eigen::bfloat16)
-TFOPT_DEFINE_GPU_DENSE_ASSIGN(float)
-TFOPT_DEFINE_GPU_DENSE_ASSIGN(double)
+TFOPT_FOR_EACH_TYPE(TFOPT_DEFINE_GPU_DENSE_ASSIGN)
 #undef TFOPT_DEFINE_GPU_DENSE_ASSIGN
 
 }  // namespace functor

@@ -141,17 +141,9 @@ struct ApplyLambMulti<CPUDevice, T, C> {
 
 }  // namespace functor
 
-#if GOOGLE_CUDA
 // Defined in lamb_op_gpu.cu.cc.
-#define TFOPT_DECLARE_GPU_FUNCTORS(T, C)                              \
-  extern template struct functor::ApplyLamb<Eigen::GpuDevice, T, C>;  \
-  extern template struct functor::ApplyLambMulti<Eigen::GpuDevice, T, C>;
-TFOPT_DECLARE_GPU_FUNCTORS(Eigen::half, float)
-TFOPT_DECLARE_GPU_FUNCTORS(Eigen::bfloat16, float)
-TFOPT_DECLARE_GPU_FUNCTORS(float, float)
-TFOPT_DECLARE_GPU_FUNCTORS(double, double)
-#undef TFOPT_DECLARE_GPU_FUNCTORS
-#endif  // GOOGLE_CUDA
+TFOPT_DECLARE_GPU_FUNCTOR(functor::ApplyLamb)
+TFOPT_DECLARE_GPU_FUNCTOR(functor::ApplyLambMulti)
 
 template <typename Device, typename T, typename C>
 class ResourceApplyLambOp : public OpKernel {

@@ -9,6 +9,7 @@
 
 #include "cc/kernels/gpu/lamb_kernel.cu.h"
 #include "cc/kernels/lamb_op.h"
+#include "cc/kernels/registration.h"
 
 namespace tf_opt_plugin {
 namespace functor {
@@ -75,14 +76,8 @@ struct ApplyLambMulti<GPUDevice, T, C> {
   }
 };
 
-#define TFOPT_INSTANTIATE(T, C)                \
-  template struct ApplyLamb<GPUDevice, T, C>;  \
-  template struct ApplyLambMulti<GPUDevice, T, C>;
-TFOPT_INSTANTIATE(Eigen::half, float)
-TFOPT_INSTANTIATE(Eigen::bfloat16, float)
-TFOPT_INSTANTIATE(float, float)
-TFOPT_INSTANTIATE(double, double)
-#undef TFOPT_INSTANTIATE
+TFOPT_INSTANTIATE_GPU_FUNCTOR(ApplyLamb)
+TFOPT_INSTANTIATE_GPU_FUNCTOR(ApplyLambMulti)
 
 }  // namespace functor
 }  // namespace tf_opt_plugin

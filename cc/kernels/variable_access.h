@@ -19,6 +19,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "cc/kernels/registration.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -32,18 +33,16 @@
 // an update with DenseUpdate<GPUDevice, T, ASSIGN>, which only
 // libtensorflow_cc.so.2 defines (the library links with -z defs against
 // libtensorflow_framework.so.2 alone). adamw_op_gpu.cu.cc defines it
-// (a device-to-device copy on the op's stream) for the four kernel types.
+// (a device-to-device copy on the op's stream) for each storage type T (a
+// copy has no compute type: C goes unused).
 namespace tensorflow {
 namespace functor {
-#define TFOPT_DECLARE_GPU_DENSE_ASSIGN(T)                              \
+#define TFOPT_DECLARE_GPU_DENSE_ASSIGN(T, C)                           \
   template <>                                                          \
   void DenseUpdate<Eigen::GpuDevice, T, ASSIGN>::operator()(           \
       const Eigen::GpuDevice& d, typename TTypes<T>::Flat params,      \
       typename TTypes<T>::ConstFlat update);
-TFOPT_DECLARE_GPU_DENSE_ASSIGN(Eigen::half)
-TFOPT_DECLARE_GPU_DENSE_ASSIGN(Eigen::bfloat16)
-TFOPT_DECLARE_GPU_DENSE_ASSIGN(float)
-TFOPT_DECLARE_GPU_DENSE_ASSIGN(double)
+TFOPT_FOR_EACH_TYPE(TFOPT_DECLARE_GPU_DENSE_ASSIGN)
 #undef TFOPT_DECLARE_GPU_DENSE_ASSIGN
 }  // namespace functor
 }  // namespace tensorflow
