@@ -19,18 +19,14 @@ struct ApplyAdafactorFactored<GPUDevice, T, C> {
                   const AdafactorHyperparams<C>& hyper,
                   const FactoredShape& shape, T* var, T* row_acc, T* col_acc,
                   const T* grad) {
-    tensorflow::Tensor scratch_holder;
-    void* scratch = nullptr;
-    OP_REQUIRES_OK(ctx, gpu::AllocateScratch(
-                            ctx, gpu::AdafactorFactoredScratchBytes<C>(shape),
-                            &scratch_holder, &scratch));
-    OP_REQUIRES_OK(
-        ctx, gpu::LaunchStatus(
-                 "ResourceApplyAdafactor",
-                 gpu::LaunchAdafactorFactored<typename gpu::CudaType<T>::type, C>(
-                     gpu::Stream(ctx), gpu::SmCount(ctx), hyper, shape,
-                     gpu::ToCuda(var), gpu::ToCuda(row_acc), gpu::ToCuda(col_acc),
-                     gpu::ToCuda(grad), scratch)));
+    gpu::LaunchWithScratch(
+        ctx, "ResourceApplyAdafactor",
+        gpu::AdafactorFactoredScratchBytes<C>(shape), [&](void* scratch) {
+          return gpu::LaunchAdafactorFactored<typename gpu::CudaType<T>::type, C>(
+              gpu::Stream(ctx), gpu::SmCount(ctx), hyper, shape,
+              gpu::ToCuda(var), gpu::ToCuda(row_acc), gpu::ToCuda(col_acc),
+              gpu::ToCuda(grad), scratch);
+        });
   }
 };
 
@@ -39,17 +35,13 @@ struct ApplyAdafactorUnfactored<GPUDevice, T, C> {
   void operator()(tensorflow::OpKernelContext* ctx,
                   const AdafactorHyperparams<C>& hyper, int64_t size, T* var,
                   T* acc, const T* grad) {
-    tensorflow::Tensor scratch_holder;
-    void* scratch = nullptr;
-    OP_REQUIRES_OK(ctx, gpu::AllocateScratch(
-                            ctx, gpu::AdafactorUnfactoredScratchBytes<C>(size),
-                            &scratch_holder, &scratch));
-    OP_REQUIRES_OK(
-        ctx, gpu::LaunchStatus(
-                 "ResourceApplyAdafactor",
-                 gpu::LaunchAdafactorUnfactored<typename gpu::CudaType<T>::type, C>(
-                     gpu::Stream(ctx), hyper, size, gpu::ToCuda(var),
-                     gpu::ToCuda(acc), gpu::ToCuda(grad), scratch)));
+    gpu::LaunchWithScratch(
+        ctx, "ResourceApplyAdafactor",
+        gpu::AdafactorUnfactoredScratchBytes<C>(size), [&](void* scratch) {
+          return gpu::LaunchAdafactorUnfactored<typename gpu::CudaType<T>::type, C>(
+              gpu::Stream(ctx), hyper, size, gpu::ToCuda(var), gpu::ToCuda(acc),
+              gpu::ToCuda(grad), scratch);
+        });
   }
 };
 

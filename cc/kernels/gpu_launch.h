@@ -75,6 +75,19 @@ inline absl::Status LaunchStatus(const char* op, cudaError_t error) {
                                           cudaGetErrorString(error)));
 }
 
+// Launches `launch(scratch)`, which returns the cudaError_t of its launches,
+// with `scratch_bytes` of device scratch; an error fails the op. The scratch
+// outlives the launch: TF frees it only once the stream has run the kernels.
+template <typename Launch>
+void LaunchWithScratch(tensorflow::OpKernelContext* ctx, const char* op,
+                       int64_t scratch_bytes, Launch launch) {
+  tensorflow::Tensor scratch_holder;
+  void* scratch = nullptr;
+  OP_REQUIRES_OK(ctx, AllocateScratch(ctx, scratch_bytes, &scratch_holder,
+                                      &scratch));
+  OP_REQUIRES_OK(ctx, LaunchStatus(op, launch(scratch)));
+}
+
 }  // namespace gpu
 }  // namespace tf_opt_plugin
 

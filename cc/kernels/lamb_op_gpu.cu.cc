@@ -23,16 +23,13 @@ void LaunchLambFor(tensorflow::OpKernelContext* ctx, const char* op,
                    const LambHyperparams<C>& hyper,
                    const std::vector<gpu::LambTensorDesc<CT>>& descs) {
   const int n = static_cast<int>(descs.size());
-  tensorflow::Tensor scratch_holder;
-  void* scratch = nullptr;
-  OP_REQUIRES_OK(ctx, gpu::AllocateScratch(
-                          ctx, gpu::LambScratchBytes<CT, C>(descs.data(), n),
-                          &scratch_holder, &scratch));
-  auto args = std::make_unique<gpu::LambArgs<CT, kCapacity>>();
-  OP_REQUIRES_OK(ctx, gpu::LaunchStatus(
-                          op, gpu::LaunchLamb<CT, C, kCapacity>(
-                                  gpu::Stream(ctx), hyper, descs.data(), n,
-                                  scratch, args.get())));
+  gpu::LaunchWithScratch(
+      ctx, op, gpu::LambScratchBytes<CT, C>(descs.data(), n),
+      [&](void* scratch) {
+        auto args = std::make_unique<gpu::LambArgs<CT, kCapacity>>();
+        return gpu::LaunchLamb<CT, C, kCapacity>(
+            gpu::Stream(ctx), hyper, descs.data(), n, scratch, args.get());
+      });
 }
 
 uint8_t LambFlags(bool apply_weight_decay, bool use_layer_adaptation) {
