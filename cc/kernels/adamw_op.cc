@@ -87,6 +87,24 @@ struct ApplyAdamWMulti<CPUDevice, T, C> {
 TFOPT_DECLARE_GPU_FUNCTOR(functor::ApplyAdamW)
 TFOPT_DECLARE_GPU_FUNCTOR(functor::ApplyAdamWMulti)
 
+namespace {
+
+// The scalar inputs of both AdamW ops, in op order: AdamWHyperparamsOf reads
+// them by position.
+std::vector<const char*> AdamWScalarNames() {
+  return {"lr", "beta_1", "beta_2", "epsilon", "weight_decay", "step"};
+}
+
+template <typename C>
+functor::AdamWHyperparams<C> AdamWHyperparamsOf(const UpdateInputs& in) {
+  return {in.scalars[0]->scalar<C>().data(), in.scalars[1]->scalar<C>().data(),
+          in.scalars[2]->scalar<C>().data(), in.scalars[3]->scalar<C>().data(),
+          in.scalars[4]->scalar<C>().data(),
+          in.scalars[5]->scalar<int64_t>().data()};
+}
+
+}  // namespace
+
 template <typename Device, typename T, typename C>
 class ResourceApplyAdamWOp : public OpKernel {
  public:
@@ -100,17 +118,11 @@ class ResourceApplyAdamWOp : public OpKernel {
                             ctx, use_locking_,
                             {{"var", false}, {"m", false}, {"v", false},
                              {"vhat", true}},
-                            {"lr", "beta_1", "beta_2", "epsilon",
-                             "weight_decay", "step"},
-                            &in)));
+                            AdamWScalarNames(), &in)));
     OP_REQUIRES_OK(ctx, CheckSlotsAndGradMatchVar(in));
     if (kIsHostDevice<Device>) OP_REQUIRES_OK(ctx, CheckStep(*in.scalars[5]));
 
-    const functor::AdamWHyperparams<C> hyper{
-        in.scalars[0]->scalar<C>().data(), in.scalars[1]->scalar<C>().data(),
-        in.scalars[2]->scalar<C>().data(), in.scalars[3]->scalar<C>().data(),
-        in.scalars[4]->scalar<C>().data(),
-        in.scalars[5]->scalar<int64_t>().data()};
+    const functor::AdamWHyperparams<C> hyper = AdamWHyperparamsOf<C>(in);
     T* vhat = in.vars.size() == 4 ? in.vars[3].flat<T>().data() : nullptr;
     functor::ApplyAdamW<Device, T, C>()(
         ctx, hyper, in.vars[0].NumElements(), in.vars[0].flat<T>().data(),
@@ -149,9 +161,7 @@ class ResourceMultiTensorApplyAdamWOp : public OpKernel {
                             ctx, use_locking_,
                             {{"var", true}, {"m", true}, {"v", true},
                              {"vhat", true}},
-                            {"lr", "beta_1", "beta_2", "epsilon",
-                             "weight_decay", "step"},
-                            &in)));
+                            AdamWScalarNames(), &in)));
     const bool amsgrad = static_cast<int>(in.vars.size()) == 4 * n_;
     OP_REQUIRES_OK(ctx, CheckMultiSlotsAndGradsMatchVars(
                             in, n_,
@@ -159,11 +169,7 @@ class ResourceMultiTensorApplyAdamWOp : public OpKernel {
                                     : std::vector<const char*>{"m", "v"}));
     if (kIsHostDevice<Device>) OP_REQUIRES_OK(ctx, CheckStep(*in.scalars[5]));
 
-    const functor::AdamWHyperparams<C> hyper{
-        in.scalars[0]->scalar<C>().data(), in.scalars[1]->scalar<C>().data(),
-        in.scalars[2]->scalar<C>().data(), in.scalars[3]->scalar<C>().data(),
-        in.scalars[4]->scalar<C>().data(),
-        in.scalars[5]->scalar<int64_t>().data()};
+    const functor::AdamWHyperparams<C> hyper = AdamWHyperparamsOf<C>(in);
     std::vector<functor::AdamWTensor<T>> tensors(n_);
     for (int i = 0; i < n_; ++i) {
       tensors[i] = {in.vars[i].NumElements(),
