@@ -2,6 +2,7 @@
 (fused=False): error types, the key parts of the messages, and that nothing
 is written when an update is rejected."""
 
+import contextlib
 import re
 import uuid
 
@@ -52,6 +53,17 @@ def _assert_unchanged(state, snap):
         np.testing.assert_array_equal(v.numpy(), s)
 
 
+@contextlib.contextmanager
+def _rejected(state, error=tf.errors.InvalidArgumentError):
+    """The block must raise `error` (yields pytest's ExceptionInfo) and leave
+    every variable of `state` as it was: nothing is written before all checks
+    pass."""
+    snap = _snapshot(state)
+    with pytest.raises(error) as info:
+        yield info
+    _assert_unchanged(state, snap)
+
+
 # ---------------------------------------------------------------------------
 # Wrapper level, kernel (fused=True) and twin (fused=False)
 # ---------------------------------------------------------------------------
@@ -60,10 +72,8 @@ def _assert_unchanged(state, snap):
 def test_grad_dtype_mismatch(algo_name, fused):
     algo = ALGOS[algo_name]()
     state = _state(algo)
-    snap = _snapshot(state)
-    with pytest.raises(tf.errors.InvalidArgumentError):
+    with _rejected(state):
         algo.apply(state, tf.ones(VAR_SHAPE, tf.float64), 1, fused=fused)
-    _assert_unchanged(state, snap)
 
 
 @pytest.mark.parametrize("fused", FUSED)
@@ -71,14 +81,12 @@ def test_grad_dtype_mismatch(algo_name, fused):
 def test_grad_shape_mismatch(algo_name, fused):
     algo = ALGOS[algo_name]()
     state = _state(algo)
-    snap = _snapshot(state)
-    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    with _rejected(state) as info:
         algo.apply(state, tf.ones(BAD_SHAPE), 1, fused=fused)
     msg = str(info.value)
     assert "grad" in msg, msg
     assert_mentions_shape(msg, VAR_SHAPE)
     assert_mentions_shape(msg, BAD_SHAPE)
-    _assert_unchanged(state, snap)
 
 
 @pytest.mark.parametrize("fused", FUSED)
@@ -89,53 +97,46 @@ def test_grad_shape_mismatch(algo_name, fused):
 def test_slot_shape_mismatch(algo, slot, index, fused):
     state = list(_state(algo))
     state[index] = tf.Variable(tf.zeros(BAD_SHAPE))
-    snap = _snapshot(state)
-    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    with _rejected(state) as info:
         algo.apply(state, tf.ones(VAR_SHAPE), 1, fused=fused)
     msg = str(info.value)
     assert_mentions(msg, slot)
     assert_mentions_shape(msg, VAR_SHAPE)
     assert_mentions_shape(msg, BAD_SHAPE)
-    _assert_unchanged(state, snap)
+
+
+def _adafactor_state(shape, accumulator_shapes):
+    return [tf.Variable(tf.ones(shape))] + [tf.Variable(tf.zeros(s))
+                                            for s in accumulator_shapes]
 
 
 @pytest.mark.parametrize("fused", FUSED)
-@pytest.mark.parametrize("case", ["row", "col", "rank1"])
-def test_adafactor_accumulator_shape_mismatch(case, fused):
-    algo = H.Adafactor()
-    if case == "rank1":
-        shape, accs = (6,), [(7,)]
-    elif case == "row":
-        shape, accs = VAR_SHAPE, [(4,), (5,)]
-    else:
-        shape, accs = VAR_SHAPE, [(3,), (4,)]
-    var = tf.Variable(tf.ones(shape))
-    state = [var] + [tf.Variable(tf.zeros(s)) for s in accs]
-    snap = _snapshot(state)
-    with pytest.raises(tf.errors.InvalidArgumentError) as info:
-        algo.apply(state, tf.ones(shape), 1, fused=fused)
+@pytest.mark.parametrize("shape,accumulator_shapes,bad", [
+    (VAR_SHAPE, [(4,), (5,)], (4,)),
+    (VAR_SHAPE, [(3,), (4,)], (4,)),
+    ((6,), [(7,)], (7,)),
+], ids=["row", "col", "rank1"])
+def test_adafactor_accumulator_shape_mismatch(shape, accumulator_shapes, bad,
+                                              fused):
+    state = _adafactor_state(shape, accumulator_shapes)
+    with _rejected(state) as info:
+        H.Adafactor().apply(state, tf.ones(shape), 1, fused=fused)
     msg = str(info.value)
     assert "accumulators" in msg, msg
-    bad = {"rank1": (7,), "row": (4,), "col": (4,)}[case]
     assert_mentions_shape(msg, bad)
-    _assert_unchanged(state, snap)
 
 
 @pytest.mark.parametrize("fused", FUSED)
-@pytest.mark.parametrize("case", ["one-for-matrix", "two-for-vector"])
-def test_adafactor_wrong_number_of_accumulators(case, fused):
-    algo = H.Adafactor()
-    if case == "one-for-matrix":
-        shape, accs = VAR_SHAPE, [(3,)]
-    else:
-        shape, accs = (6,), [(6,), (6,)]
-    state = [tf.Variable(tf.ones(shape))] + [tf.Variable(tf.zeros(s))
-                                             for s in accs]
-    snap = _snapshot(state)
-    with pytest.raises(tf.errors.InvalidArgumentError) as info:
-        algo.apply(state, tf.ones(shape), 1, fused=fused)
+@pytest.mark.parametrize("shape,accumulator_shapes", [
+    (VAR_SHAPE, [(3,)]),
+    ((6,), [(6,), (6,)]),
+], ids=["one-for-matrix", "two-for-vector"])
+def test_adafactor_wrong_number_of_accumulators(shape, accumulator_shapes,
+                                                fused):
+    state = _adafactor_state(shape, accumulator_shapes)
+    with _rejected(state) as info:
+        H.Adafactor().apply(state, tf.ones(shape), 1, fused=fused)
     assert "accumulators" in str(info.value), str(info.value)
-    _assert_unchanged(state, snap)
 
 
 @pytest.mark.parametrize("fused", FUSED)
@@ -144,11 +145,9 @@ def test_adafactor_wrong_number_of_accumulators(case, fused):
 def test_step_below_one(algo_name, step, fused):
     algo = ALGOS[algo_name]()
     state = _state(algo)
-    snap = _snapshot(state)
-    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    with _rejected(state) as info:
         algo.apply(state, tf.ones(VAR_SHAPE), step, fused=fused)
     assert "step" in str(info.value), str(info.value)
-    _assert_unchanged(state, snap)
 
 
 @pytest.mark.parametrize("fused", FUSED)
@@ -156,17 +155,15 @@ def test_step_below_one(algo_name, step, fused):
 def test_step_below_one_inside_tf_function(algo_name, fused):
     algo = ALGOS[algo_name]()
     state = _state(algo)
-    snap = _snapshot(state)
 
     @tf.function
     def f(t):
         algo.apply(state, tf.ones(VAR_SHAPE), t, fused=fused)
         return tf.constant(0)
 
-    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    with _rejected(state) as info:
         f(tf.constant(0, tf.int64))
     assert "step" in str(info.value), str(info.value)
-    _assert_unchanged(state, snap)
 
 
 @pytest.mark.parametrize("fused", FUSED)
@@ -174,12 +171,10 @@ def test_step_below_one_inside_tf_function(algo_name, fused):
 def test_non_scalar_learning_rate(algo_name, fused):
     algo = ALGOS[algo_name]()
     state = _state(algo)
-    snap = _snapshot(state)
     hp = dict(algo.hp, learning_rate=tf.constant([0.1, 0.1]))
-    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)) as info:
+    with _rejected(state, (tf.errors.InvalidArgumentError, ValueError)) as info:
         algo.apply(state, tf.ones(VAR_SHAPE), 1, fused=fused, hp=hp)
     assert_mentions(str(info.value), "lr", "learning_rate")
-    _assert_unchanged(state, snap)
 
 
 def _uninitialized_like(variable):
@@ -202,11 +197,9 @@ def test_uninitialized_variable(algo_name, which, fused):
     idx = 0 if which == "var" else 1
     state[idx] = _uninitialized_like(state[idx])
     live = [v for i, v in enumerate(state) if i != idx]
-    snap = _snapshot(live)
-    with pytest.raises(tf.errors.FailedPreconditionError) as info:
+    with _rejected(live, tf.errors.FailedPreconditionError) as info:
         algo.apply(state, tf.ones(VAR_SHAPE), 1, fused=fused)
     assert "uninitialized" in str(info.value), str(info.value)
-    _assert_unchanged(live, snap)
 
 
 # ---------------------------------------------------------------------------
@@ -261,12 +254,10 @@ def _raw_state(algo_name, shape=VAR_SHAPE, dtype=tf.float32):
     [(a, n) for a in RAW_SCALARS for n in RAW_SCALARS[a] + ["step"]])
 def test_raw_non_scalar_hyperparameter(algo_name, bad):
     state = _raw_state(algo_name)
-    snap = _snapshot(state)
-    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    with _rejected(state) as info:
         _raw_call(algo_name, [v.handle for v in state], tf.ones(VAR_SHAPE),
                   bad=bad)
     assert_mentions(str(info.value), bad)
-    _assert_unchanged(state, snap)
 
 
 @pytest.mark.parametrize("algo_name", list(ALGOS))
@@ -281,27 +272,22 @@ def test_raw_good_call_works(algo_name):
 def test_raw_slot_dtype_mismatch(algo_name):
     state = _raw_state(algo_name)
     state[1] = tf.Variable(tf.zeros(state[1].shape, tf.float64))
-    snap = _snapshot(state)
-    with pytest.raises(tf.errors.InvalidArgumentError):
+    with _rejected(state):
         _raw_call(algo_name, [v.handle for v in state], tf.ones(VAR_SHAPE))
-    _assert_unchanged(state, snap)
 
 
 @pytest.mark.parametrize("algo_name", list(ALGOS))
 def test_raw_grad_dtype_mismatch(algo_name):
     state = _raw_state(algo_name)
-    snap = _snapshot(state)
-    with pytest.raises(tf.errors.InvalidArgumentError):
+    with _rejected(state):
         _raw_call(algo_name, [v.handle for v in state],
                   tf.ones(VAR_SHAPE, tf.float64))
-    _assert_unchanged(state, snap)
 
 
 @pytest.mark.parametrize("algo_name", list(ALGOS))
 @pytest.mark.parametrize("how", ["never-created", "created-uninitialized"])
 def test_raw_uninitialized_variable(algo_name, how):
     state = _raw_state(algo_name)
-    snap = _snapshot(state[1:])
     name = "tf_opt_plugin_test_" + uuid.uuid4().hex
     handle = tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=list(VAR_SHAPE),
                                     shared_name=name)
@@ -311,11 +297,10 @@ def test_raw_uninitialized_variable(algo_name, how):
         with pytest.raises(tf.errors.OpError):
             tf.raw_ops.ResourceApplyGradientDescent(
                 var=handle, alpha=0.1, delta=tf.ones(VAR_SHAPE))
-    with pytest.raises(tf.errors.FailedPreconditionError) as info:
+    with _rejected(state[1:], tf.errors.FailedPreconditionError) as info:
         _raw_call(algo_name, [handle] + [v.handle for v in state[1:]],
                   tf.ones(VAR_SHAPE))
     assert "uninitialized" in str(info.value), str(info.value)
-    _assert_unchanged(state[1:], snap)
     tf.raw_ops.DestroyResourceOp(resource=handle, ignore_lookup_error=True)
 
 
@@ -323,20 +308,18 @@ def test_raw_uninitialized_variable(algo_name, how):
 def test_raw_validation_order_shape_before_step(algo_name):
     # Contract: shapes are validated before hyperparameter values.
     state = _raw_state(algo_name)
-    snap = _snapshot(state)
-    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    with _rejected(state) as info:
         _raw_call(algo_name, [v.handle for v in state], tf.ones(BAD_SHAPE),
                   step=0)
     msg = str(info.value)
     assert "grad" in msg, msg
     assert_mentions_shape(msg, BAD_SHAPE)
-    _assert_unchanged(state, snap)
 
 
 @pytest.mark.parametrize("algo_name", list(ALGOS))
 def test_raw_validation_order_scalar_before_shape(algo_name):
     state = _raw_state(algo_name)
-    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    with _rejected(state) as info:
         _raw_call(algo_name, [v.handle for v in state], tf.ones(BAD_SHAPE),
                   bad="lr")
     assert_mentions(str(info.value), "lr")
@@ -344,22 +327,18 @@ def test_raw_validation_order_scalar_before_shape(algo_name):
 
 def test_raw_adafactor_accumulator_count():
     state = _raw_state("adafactor")
-    snap = _snapshot(state)
-    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    with _rejected(state) as info:
         _raw_call("adafactor", [state[0].handle, state[1].handle],
                   tf.ones(VAR_SHAPE))
     assert "accumulators" in str(info.value)
-    _assert_unchanged(state, snap)
 
 
 def test_raw_adamw_vhat_shape_mismatch():
     state = _raw_state("adamw")
     state[3] = tf.Variable(tf.zeros(BAD_SHAPE))
-    snap = _snapshot(state)
-    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    with _rejected(state) as info:
         _raw_call("adamw", [v.handle for v in state], tf.ones(VAR_SHAPE))
     msg = str(info.value)
     assert "vhat" in msg
     assert_mentions_shape(msg, VAR_SHAPE)
     assert_mentions_shape(msg, BAD_SHAPE)
-    _assert_unchanged(state, snap)
