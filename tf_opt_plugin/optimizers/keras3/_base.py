@@ -11,9 +11,14 @@ accumulation and EMA overwrite (defects 1-3 in shared/NOTES.md). Here one
                     average with the accumulators        (accumulation)
                     clip, evaluate the learning rate
   one merge_call    per variable, on its own device:
-                      a real step:  decay, update_step, constraint, EMA,
-                                    accumulator reset, EMA overwrite
+                      a real step:  decay, update_step, accumulator
+                                    reset, constraint, EMA, EMA overwrite
                       otherwise:    accumulate (or skip)
+                    or, without accumulation and unless
+                    TF_OPT_PLUGIN_MULTI_TENSOR=0, per device (`_by_device.py`):
+                      decay, update_steps (one multi-tensor op per dtype
+                      for Adam, AdamW, Lamb), constraints, EMA; under the
+                      gate in one cond
   replica context   iterations += 1 (not for a step the gate skipped)
 
 Every replica sees the same summed gradients, so every replica takes the same
@@ -29,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_opt_plugin.ops import _inputs
+from tf_opt_plugin.optimizers import _by_device
 from tf_opt_plugin.optimizers import _host
 
 _LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
@@ -242,12 +248,45 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
 
   def _distributed_update(self, distribution, grads, update_grads,
                           learning_rate, is_update_step, gate, *, variables):
+    tf_variables = [tf_variable(v) for v in variables]
+    # Accumulation decides per variable whether to add or to step; only
+    # whole steps are batched, one `update_steps` call per device.
+    if is_update_step is None and _by_device.can_update_by_device(
+        distribution, tf_variables):
+      _by_device.update_by_device(
+          distribution, tf_variables, update_grads,
+          functools.partial(self._update_device, model_variables=variables),
+          learning_rate, gate)
+      return
     for grad, update_grad, variable in zip(grads, update_grads, variables):
       distribution.extended.update(
           tf_variable(variable),
           functools.partial(self._update_variable, model_variable=variable),
           args=(grad, update_grad, learning_rate, is_update_step, gate),
           group=False)
+
+  def _update_device(self, local_variables, grads, learning_rate, gate, *,
+                     model_variables):
+    """One device's step of all variables (`local_variables` its copies)."""
+
+    def real_step():
+      for variable in local_variables:
+        self.decay_separately(variable, learning_rate)
+      self.update_steps(grads, local_variables, learning_rate)
+      for variable, model_variable in zip(local_variables, model_variables):
+        self._after_update(variable, model_variable)
+
+    if gate is None:
+      real_step()
+    else:  # one cond for the device: a skipped step touches nothing
+      tf.cond(gate, real_step, lambda: None)
+
+  def _after_update(self, variable, model_variable):
+    """The constraint, then the EMA, of one updated variable."""
+    if model_variable.constraint is not None:
+      variable.assign(model_variable.constraint(variable.read_value()))
+    if self.use_ema:
+      self._update_average(variable, self._get_variable_index(model_variable))
 
   def _update_variable(self, variable, grad, update_grad, learning_rate,
                        is_update_step, gate, *, model_variable):
@@ -259,12 +298,9 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
     def real_step():
       self.decay_separately(variable, learning_rate)
       self.update_step(update_grad, variable, learning_rate)
-      if model_variable.constraint is not None:
-        variable.assign(model_variable.constraint(variable.read_value()))
       if accumulator is not None:
         accumulator.assign(tf.zeros_like(accumulator))
-      if self.use_ema:
-        self._update_average(variable, index)
+      self._after_update(variable, model_variable)
 
     real = _all_true(is_update_step, gate)
     if real is None:

@@ -5,7 +5,7 @@ under `tf.distribute`: gradients are summed over replicas before they are
 clipped, and repeated sparse indices are summed before the update. So this
 base keeps tf-keras's pipeline (aggregate -> clip -> deduplicate -> per
 variable update -> EMA) and supplies the `AlgorithmHost` primitives, with
-three changes:
+four changes:
 
   * the decoupled `weight_decay` runs per variable, just before its update,
     and inside the fused op for Adam and AdamW (tf-keras decays every
@@ -14,7 +14,10 @@ three changes:
     floats, schedules or callables (evaluated every step);
   * with `mesh=`, slots are DVariables laid out like their variable (a
     factored accumulator drops the reduced dimension's sharding), and
-    `build()` rejects variables that do not live on that mesh.
+    `build()` rejects variables that do not live on that mesh;
+  * the update calls the algorithm's `update_steps` once per device (Adam,
+    AdamW, Lamb: one multi-tensor op per dtype), except with `jit_compile`,
+    on a mesh, or with TF_OPT_PLUGIN_MULTI_TENSOR=0 (`_by_device.py`).
 """
 
 import os
@@ -23,6 +26,7 @@ import tensorflow as tf
 import tf_keras
 
 from tf_opt_plugin.ops import _dispatch
+from tf_opt_plugin.optimizers import _by_device
 from tf_opt_plugin.optimizers import _host
 
 _LearningRateSchedule = tf_keras.optimizers.schedules.LearningRateSchedule
@@ -183,10 +187,46 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
     del variables  # applied per variable in _update_step
 
   def _update_step(self, gradient, variable):
-    if (getattr(variable, "_unique_id", None) is not None
-        and self._var_key(variable) in self._index_dict):
+    if self._knows(variable):
       self.decay_separately(variable, self.current_learning_rate())
     return super()._update_step(gradient, variable)
+
+  def _knows(self, variable):
+    # tf-keras skips variables without an id (traced by `model.save()`) and
+    # raises for unknown ones: both stay on its per-variable path.
+    return (getattr(variable, "_unique_id", None) is not None
+            and self._var_key(variable) in self._index_dict)
+
+  def _distributed_apply_gradients_fn(self, distribution, grads_and_vars,
+                                      **kwargs):
+    """tf-keras's update, with one `update_steps` call per device."""
+    grads_and_vars = list(grads_and_vars)
+    variables = [v for _, v in grads_and_vars]
+    # jit_compile wraps each variable's step in its own XLA function.
+    if (self.jit_compile or not all(self._knows(v) for v in variables)
+        or not _by_device.can_update_by_device(distribution, variables)):
+      return super()._distributed_apply_gradients_fn(
+          distribution, grads_and_vars, **kwargs)
+    _by_device.update_by_device(distribution, variables,
+                                [g for g, _ in grads_and_vars],
+                                self._update_device)
+    # The rest of tf-keras's `_distributed_apply_gradients_fn`.
+    if self.use_ema:
+      self._update_model_variables_moving_average(variables)
+      if self.ema_overwrite_frequency:
+        overwrite = (self.iterations + 1) % self.ema_overwrite_frequency == 0
+        tf.cond(tf.cast(overwrite, tf.bool),
+                lambda: self._overwrite_model_variables_with_average_value(
+                    variables),
+                lambda: None)
+    return self.iterations.assign_add(1)
+
+  def _update_device(self, local_variables, grads):
+    """One device's step of all variables (`local_variables` its copies)."""
+    learning_rate = self.current_learning_rate()
+    for variable in local_variables:
+      self.decay_separately(variable, learning_rate)
+    self.update_steps(grads, local_variables)
 
   def get_config(self):
     config = super().get_config()
