@@ -354,14 +354,9 @@ class ResourceApplyAdafactorOp : public OpKernel {
       OP_REQUIRES_OK(ctx, CheckPositive<C>("clip_threshold", *in.scalars[4]));
     }
 
-    const functor::AdafactorHyperparams<C> hyper{
-        in.scalars[0]->scalar<C>().data(),
-        in.scalars[1]->scalar<C>().data(),
-        in.scalars[2]->scalar<C>().data(),
-        in.scalars[3]->scalar<C>().data(),
-        in.scalars[4]->scalar<C>().data(),
-        in.scalars[5]->scalar<int64_t>().data(),
-        relative_step_};
+    const functor::AdafactorHyperparams<C> hyper =
+        HyperparamsFromScalars<functor::AdafactorHyperparams, C>(
+            in, relative_step_);
     const Tensor& var = in.vars[0];
     if (var.NumElements() == 0) return;
     if (var.dims() >= 2) {

@@ -89,18 +89,10 @@ TFOPT_DECLARE_GPU_FUNCTOR(functor::ApplyAdamWMulti)
 
 namespace {
 
-// The scalar inputs of both AdamW ops, in op order: AdamWHyperparamsOf reads
-// them by position.
+// The scalar inputs of both AdamW ops, in the field order of
+// AdamWHyperparams (HyperparamsFromScalars reads them by position).
 std::vector<const char*> AdamWScalarNames() {
   return {"lr", "beta_1", "beta_2", "epsilon", "weight_decay", "step"};
-}
-
-template <typename C>
-functor::AdamWHyperparams<C> AdamWHyperparamsOf(const UpdateInputs& in) {
-  return {in.scalars[0]->scalar<C>().data(), in.scalars[1]->scalar<C>().data(),
-          in.scalars[2]->scalar<C>().data(), in.scalars[3]->scalar<C>().data(),
-          in.scalars[4]->scalar<C>().data(),
-          in.scalars[5]->scalar<int64_t>().data()};
 }
 
 }  // namespace
@@ -122,7 +114,8 @@ class ResourceApplyAdamWOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckSlotsAndGradMatchVar(in));
     if (kIsHostDevice<Device>) OP_REQUIRES_OK(ctx, CheckStep(*in.scalars[5]));
 
-    const functor::AdamWHyperparams<C> hyper = AdamWHyperparamsOf<C>(in);
+    const functor::AdamWHyperparams<C> hyper =
+        HyperparamsFromScalars<functor::AdamWHyperparams, C>(in);
     T* vhat = in.vars.size() == 4 ? in.vars[3].flat<T>().data() : nullptr;
     functor::ApplyAdamW<Device, T, C>()(
         ctx, hyper, in.vars[0].NumElements(), in.vars[0].flat<T>().data(),
@@ -169,7 +162,8 @@ class ResourceMultiTensorApplyAdamWOp : public OpKernel {
                                     : std::vector<const char*>{"m", "v"}));
     if (kIsHostDevice<Device>) OP_REQUIRES_OK(ctx, CheckStep(*in.scalars[5]));
 
-    const functor::AdamWHyperparams<C> hyper = AdamWHyperparamsOf<C>(in);
+    const functor::AdamWHyperparams<C> hyper =
+        HyperparamsFromScalars<functor::AdamWHyperparams, C>(in);
     std::vector<functor::AdamWTensor<T>> tensors(n_);
     for (int i = 0; i < n_; ++i) {
       tensors[i] = {in.vars[i].NumElements(),

@@ -147,22 +147,10 @@ TFOPT_DECLARE_GPU_FUNCTOR(functor::ApplyLambMulti)
 
 namespace {
 
-// The scalar inputs of both LAMB ops, in op order: LambHyperparamsOf reads
-// them by position.
+// The scalar inputs of both LAMB ops, in the field order of LambHyperparams
+// (HyperparamsFromScalars reads them by position).
 std::vector<const char*> LambScalarNames() {
   return {"lr", "beta_1", "beta_2", "epsilon", "weight_decay_rate", "step"};
-}
-
-template <typename C>
-functor::LambHyperparams<C> LambHyperparamsOf(const UpdateInputs& in,
-                                              bool use_layer_adaptation) {
-  return {in.scalars[0]->scalar<C>().data(),
-          in.scalars[1]->scalar<C>().data(),
-          in.scalars[2]->scalar<C>().data(),
-          in.scalars[3]->scalar<C>().data(),
-          in.scalars[4]->scalar<C>().data(),
-          in.scalars[5]->scalar<int64_t>().data(),
-          use_layer_adaptation};
 }
 
 }  // namespace
@@ -186,7 +174,8 @@ class ResourceApplyLambOp : public OpKernel {
     if (kIsHostDevice<Device>) OP_REQUIRES_OK(ctx, CheckStep(*in.scalars[5]));
 
     const functor::LambHyperparams<C> hyper =
-        LambHyperparamsOf<C>(in, use_layer_adaptation_);
+        HyperparamsFromScalars<functor::LambHyperparams, C>(
+            in, use_layer_adaptation_);
     functor::ApplyLamb<Device, T, C>()(
         ctx, hyper, in.vars[0].NumElements(), in.vars[0].flat<T>().data(),
         in.vars[1].flat<T>().data(), in.vars[2].flat<T>().data(),
@@ -227,7 +216,8 @@ class ResourceMultiTensorApplyLambOp : public OpKernel {
 
     // Per-tensor layer adaptation comes with each tensor (LambTensor).
     const functor::LambHyperparams<C> hyper =
-        LambHyperparamsOf<C>(in, /*use_layer_adaptation=*/true);
+        HyperparamsFromScalars<functor::LambHyperparams, C>(
+            in, /*use_layer_adaptation=*/true);
     std::vector<functor::LambTensor<T>> tensors(n_);
     for (int i = 0; i < n_; ++i) {
       tensors[i] = {in.vars[i].NumElements(),

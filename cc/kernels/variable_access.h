@@ -178,6 +178,20 @@ absl::Status PrepareMultiUpdate(tensorflow::OpKernelContext* ctx,
   return absl::OkStatus();
 }
 
+// The hyperparameters of an op from its checked scalar inputs, pointing into
+// the memory of the kernel's device. Every optimizer op takes five scalars of
+// the compute type C and then `step`, in the field order of its
+// Hyperparams<C>; attrs that follow them in the struct come as `attrs`.
+template <template <typename> class Hyperparams, typename C,
+          typename... Attrs>
+Hyperparams<C> HyperparamsFromScalars(const UpdateInputs& update,
+                                      Attrs... attrs) {
+  const std::vector<const tensorflow::Tensor*>& s = update.scalars;
+  return {s[0]->scalar<C>().data(), s[1]->scalar<C>().data(),
+          s[2]->scalar<C>().data(), s[3]->scalar<C>().data(),
+          s[4]->scalar<C>().data(), s[5]->scalar<int64_t>().data(), attrs...};
+}
+
 // Step 3 of a multi-tensor op with N variables whose every slot (`slot_names`
 // in op order, each a list of N) is shaped like its variable:
 // "`m[3]` must have the shape of `var[3]`. Received: var[3].shape=[2], ..."
