@@ -169,6 +169,7 @@ def machine_info():
     pass
   return [
       ("CPU", "%s (%s)" % (cpu, flags) if flags else cpu),
+      ("transparent huge pages", _huge_pages()),
       ("logical cores", str(os.cpu_count())),
       ("memory", mem),
       ("TF intra-op / inter-op threads", "%d / %d (0 = all cores)" % (
@@ -180,6 +181,19 @@ def machine_info():
       ("NumPy", np.__version__),
       ("OS", platform.platform()),
   ]
+
+
+def _huge_pages():
+  """The THP mode. Under "madvise", NumPy's large buffers (the floor's) get huge pages and
+  TF's tensors do not, unless glibc is told to madvise them (GLIBC_TUNABLES)."""
+  try:
+    with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+      text = f.read()
+  except OSError:
+    return "n/a"
+  mode = text[text.find("[") + 1:text.find("]")] if "[" in text else text.strip()
+  tunables = os.environ.get("GLIBC_TUNABLES", "")
+  return "%s; GLIBC_TUNABLES=%s" % (mode, tunables or "(unset)")
 
 
 def load_average():
