@@ -25,6 +25,13 @@ def as_scalar(value, dtype, name):
   return tf.cast(tensor, dtype)
 
 
+def as_scalars(dtype, **values):
+  """`as_scalar` of each keyword argument, keyed by the op input it feeds (the
+  ops call `learning_rate` "lr")."""
+  return {("lr" if name == "learning_rate" else name): as_scalar(value, dtype, name)
+          for name, value in values.items()}
+
+
 def as_step(step):
   """`step`, the 1-based count of this update, as an int64 scalar."""
   tensor = tf.cast(tf.convert_to_tensor(step, name="step"), tf.int64)

@@ -72,14 +72,10 @@ def resource_apply_adafactor(var, accumulators, grad, *, learning_rate,
   grad = _inputs.as_dense_gradient(grad)
   compute = _inputs.compute_dtype(grad.dtype)
   accumulators = list(accumulators)
-  scalars = dict(
-      lr=_inputs.as_scalar(learning_rate, compute, "learning_rate"),
-      beta_2_decay=_inputs.as_scalar(beta_2_decay, compute, "beta_2_decay"),
-      epsilon_1=_inputs.as_scalar(epsilon_1, compute, "epsilon_1"),
-      epsilon_2=_inputs.as_scalar(epsilon_2, compute, "epsilon_2"),
-      clip_threshold=_inputs.as_scalar(clip_threshold, compute,
-                                       "clip_threshold"),
-      step=_inputs.as_step(step))
+  scalars = _inputs.as_scalars(
+      compute, learning_rate=learning_rate, beta_2_decay=beta_2_decay,
+      epsilon_1=epsilon_1, epsilon_2=epsilon_2, clip_threshold=clip_threshold)
+  scalars["step"] = _inputs.as_step(step)
   if _dispatch.use_fused_op(fused, var, grad):
     return _library.load_library().resource_apply_adafactor(
         var=var.handle, accumulators=[a.handle for a in accumulators],

@@ -51,14 +51,10 @@ def resource_apply_lamb(var, m, v, grad, *, learning_rate, beta_1, beta_2,
   """
   grad = _inputs.as_dense_gradient(grad)
   compute = _inputs.compute_dtype(grad.dtype)
-  scalars = dict(
-      lr=_inputs.as_scalar(learning_rate, compute, "learning_rate"),
-      beta_1=_inputs.as_scalar(beta_1, compute, "beta_1"),
-      beta_2=_inputs.as_scalar(beta_2, compute, "beta_2"),
-      epsilon=_inputs.as_scalar(epsilon, compute, "epsilon"),
-      weight_decay_rate=_inputs.as_scalar(weight_decay_rate, compute,
-                                          "weight_decay_rate"),
-      step=_inputs.as_step(step))
+  scalars = _inputs.as_scalars(
+      compute, learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
+      epsilon=epsilon, weight_decay_rate=weight_decay_rate)
+  scalars["step"] = _inputs.as_step(step)
   if _dispatch.use_fused_op(fused, var, grad):
     return _library.load_library().resource_apply_lamb(
         var=var.handle, m=m.handle, v=v.handle, grad=grad,

@@ -182,13 +182,11 @@ def multi_tensor_apply_adamw(variables, ms, vs, grads, *, learning_rate,
         v=[vs[i].handle for i in indices],
         vhat=[] if vhats is None else [vhats[i].handle for i in indices],
         grad=[grads[i] for i in indices],
-        lr=_inputs.as_scalar(learning_rate, compute, "learning_rate"),
-        beta_1=_inputs.as_scalar(beta_1, compute, "beta_1"),
-        beta_2=_inputs.as_scalar(beta_2, compute, "beta_2"),
-        epsilon=_inputs.as_scalar(epsilon, compute, "epsilon"),
-        weight_decay=_inputs.as_scalar(weight_decay, compute, "weight_decay"),
         step=step, apply_weight_decay=[decay[i] for i in indices],
-        use_locking=use_locking)
+        use_locking=use_locking,
+        **_inputs.as_scalars(compute, learning_rate=learning_rate,
+                             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+                             weight_decay=weight_decay))
 
   return _run_groups(variables, grads, fused, fused_group, per_variable)
 
@@ -252,14 +250,11 @@ def multi_tensor_apply_lamb(variables, ms, vs, grads, *, learning_rate, beta_1,
         m=[ms[i].handle for i in indices],
         v=[vs[i].handle for i in indices],
         grad=[grads[i] for i in indices],
-        lr=_inputs.as_scalar(learning_rate, compute, "learning_rate"),
-        beta_1=_inputs.as_scalar(beta_1, compute, "beta_1"),
-        beta_2=_inputs.as_scalar(beta_2, compute, "beta_2"),
-        epsilon=_inputs.as_scalar(epsilon, compute, "epsilon"),
-        weight_decay_rate=_inputs.as_scalar(weight_decay_rate, compute,
-                                            "weight_decay_rate"),
         step=step, apply_weight_decay=[decay[i] for i in indices],
         use_layer_adaptation=[adapt[i] for i in indices],
-        use_locking=use_locking)
+        use_locking=use_locking,
+        **_inputs.as_scalars(compute, learning_rate=learning_rate,
+                             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+                             weight_decay_rate=weight_decay_rate))
 
   return _run_groups(variables, grads, fused, fused_group, per_variable)
