@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 
+from tf_opt_plugin import _machine
 from tf_opt_plugin import _plotting
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "adafactor")
@@ -309,27 +310,11 @@ def plot(runs, keys, path, title):
   plt.close(fig)
 
 
-def _machine():
+def _machine_line():
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          cpu = line.split(":", 1)[1].strip()
-          break
-  except OSError:
-    pass
-  return (f"{cpu}, {os.cpu_count()} logical cores; Python {platform.python_version()}, "
-          f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
-
-
-def _load_average():
-  try:
-    return "%.2f" % os.getloadavg()[0]
-  except OSError:
-    return "n/a"
+  return (f"{_machine.cpu_description()}, {os.cpu_count()} logical cores; Python "
+          f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}")
 
 
 def _fused_status():
@@ -416,7 +401,8 @@ def main(argv=None):
 
   os.makedirs(args.output_dir, exist_ok=True)
   started = time.perf_counter()
-  load_start = _load_average()
+  load_start = _machine.load_average(periods=1)
+  machine = _machine_line()
   max_bytes = None if args.max_text_mb is None else int(args.max_text_mb * 1e6)
   train_text, eval_text = stdlib_text(max_bytes)
   x, y = windows(train_text, args.steps * args.batch_size, args.seq_len, args.seed)
@@ -434,7 +420,7 @@ def main(argv=None):
              f"characters), seed {args.seed}")
   del model
   print(f"tf_opt_plugin demo: {setting}")
-  print(f"  machine: {_machine()}; load average {load_start}")
+  print(f"  machine: {machine}; load average {load_start}")
   print(f"  {fused_text}")
   print(f"  output: {os.path.abspath(args.output_dir)}")
 
@@ -447,7 +433,7 @@ def main(argv=None):
     order = ("ours", "keras") if i % 2 == 0 else ("keras", "ours")
     for side in order:
       runs[(key, side)] = train_one(side, key, data, args)
-  load_end = _load_average()
+  load_end = _machine.load_average(periods=1)
   total_s = time.perf_counter() - started
 
   rows = table_rows(runs)
@@ -465,11 +451,11 @@ def main(argv=None):
                                                         else sys.argv[1:])
   with open(os.path.join(args.output_dir, "results.md"), "w") as f:
     f.write(f"# tf_opt_plugin demo\n\n`{command.strip()}`\n\n{setting}.\n\n"
-            f"Machine: {_machine()}; load average {load_start} at start, {load_end} "
+            f"Machine: {machine}; load average {load_start} at start, {load_end} "
             f"at end; {fused_text}; total {total_s:.0f} s.\n\n"
             + format_markdown_table(rows) + "\n")
   with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-    json.dump({"setting": setting, "machine": _machine(), "fused": fused,
+    json.dump({"setting": setting, "machine": machine, "fused": fused,
                "load_average": [load_start, load_end], "total_s": total_s,
                "args": {k: v for k, v in vars(args).items()},
                "runs": list(runs.values())}, f, indent=1)

@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
+from tf_opt_plugin import _machine  # noqa: E402
 from tf_opt_plugin.benchmark.bert_base_shapes import BERT_BASE_SHAPES  # noqa: E402
 from tf_opt_plugin.benchmark.bert_base_shapes import EXPECTED_NUM_PARAMS  # noqa: E402
 from tf_opt_plugin.benchmark.bert_base_shapes import num_params  # noqa: E402
@@ -145,22 +146,6 @@ def import_plugin():
 # Machine and bandwidth.
 # --------------------------------------------------------------------------------------------
 def machine_info():
-  cpu = platform.processor() or "unknown"
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          cpu = line.split(":", 1)[1].strip()
-          break
-  except OSError:
-    pass
-  flags = ""
-  try:
-    with open("/proc/cpuinfo") as f:
-      text = f.read()
-    flags = " ".join(x for x in ("avx2", "avx512f", "amx_tile") if " %s " % x in text)
-  except OSError:
-    pass
   mem = ""
   try:
     with open("/proc/meminfo") as f:
@@ -168,7 +153,7 @@ def machine_info():
   except (OSError, ValueError, IndexError):
     pass
   return [
-      ("CPU", "%s (%s)" % (cpu, flags) if flags else cpu),
+      ("CPU", _machine.cpu_description(flags=("avx2", "avx512f", "amx_tile"))),
       ("transparent huge pages", _huge_pages()),
       ("logical cores", str(os.cpu_count())),
       ("memory", mem),
@@ -194,13 +179,6 @@ def _huge_pages():
   mode = text[text.find("[") + 1:text.find("]")] if "[" in text else text.strip()
   tunables = os.environ.get("GLIBC_TUNABLES", "")
   return "%s; GLIBC_TUNABLES=%s" % (mode, tunables or "(unset)")
-
-
-def load_average():
-  try:
-    return "%.2f %.2f %.2f" % os.getloadavg()
-  except OSError:
-    return "n/a"
 
 
 def _threaded(fn, pieces):
@@ -307,8 +285,15 @@ def zeros_like_vars(variables, suffix):
 # Step functions.  Each builder returns (step_fn, cleanup-list) where step_fn() performs one
 # optimizer step over all variables.
 # --------------------------------------------------------------------------------------------
-def _build_fused_moments(apply_fn, variables, grads, **hyperparameters):
-  """One step of an (m, v)-slot fused op over all variables."""
+ADAMW_HYPERPARAMETERS = dict(learning_rate=LR, beta_1=BETA_1, beta_2=BETA_2, epsilon=EPSILON,
+                             weight_decay=ADAMW_WEIGHT_DECAY)
+LAMB_HYPERPARAMETERS = dict(learning_rate=LR, beta_1=BETA_1, beta_2=BETA_2,
+                            epsilon=LAMB_EPSILON, weight_decay_rate=0.0)
+
+
+def _build_fused_moments(apply_fn, variables, grads, one_call, hyperparameters):
+  """One step of an (m, v)-slot fused op over all variables: one call per variable, or with
+  `one_call` a single call taking the lists (the multi-tensor functions)."""
   m = zeros_like_vars(variables, "_m")
   v = zeros_like_vars(variables, "_v")
   step = tf.Variable(0, dtype=tf.int64)
@@ -316,49 +301,33 @@ def _build_fused_moments(apply_fn, variables, grads, **hyperparameters):
   @tf.function
   def fn():
     t = step.assign_add(1)
-    for w, mm, vv, g in zip(variables, m, v, grads):
-      apply_fn(w, mm, vv, g, step=t, fused=True, **hyperparameters)
-
-  return fn, [m, v]
-
-
-def _build_multi_tensor(apply_fn, variables, grads, **hyperparameters):
-  """One step of a multi-tensor op: one call (one op) for all variables."""
-  m = zeros_like_vars(variables, "_m")
-  v = zeros_like_vars(variables, "_v")
-  step = tf.Variable(0, dtype=tf.int64)
-
-  @tf.function
-  def fn():
-    apply_fn(variables, m, v, grads, step=step.assign_add(1), fused=True,
-             **hyperparameters)
+    if one_call:
+      apply_fn(variables, m, v, grads, step=t, fused=True, **hyperparameters)
+    else:
+      for w, mm, vv, g in zip(variables, m, v, grads):
+        apply_fn(w, mm, vv, g, step=t, fused=True, **hyperparameters)
 
   return fn, [m, v]
 
 
 def build_fused_adamw(ops, variables, grads):
-  return _build_fused_moments(
-      ops.resource_apply_adamw, variables, grads, learning_rate=LR, beta_1=BETA_1,
-      beta_2=BETA_2, epsilon=EPSILON, weight_decay=ADAMW_WEIGHT_DECAY)
-
-
-def build_fused_lamb(ops, variables, grads):
-  return _build_fused_moments(
-      ops.resource_apply_lamb, variables, grads, learning_rate=LR, beta_1=BETA_1,
-      beta_2=BETA_2, epsilon=LAMB_EPSILON, weight_decay_rate=0.0,
-      use_layer_adaptation=True)
+  return _build_fused_moments(ops.resource_apply_adamw, variables, grads, False,
+                              ADAMW_HYPERPARAMETERS)
 
 
 def build_multi_adamw(ops, variables, grads):
-  return _build_multi_tensor(
-      ops.multi_tensor_apply_adamw, variables, grads, learning_rate=LR, beta_1=BETA_1,
-      beta_2=BETA_2, epsilon=EPSILON, weight_decay=ADAMW_WEIGHT_DECAY)
+  return _build_fused_moments(ops.multi_tensor_apply_adamw, variables, grads, True,
+                              ADAMW_HYPERPARAMETERS)
+
+
+def build_fused_lamb(ops, variables, grads):
+  return _build_fused_moments(ops.resource_apply_lamb, variables, grads, False,
+                              LAMB_HYPERPARAMETERS)
 
 
 def build_multi_lamb(ops, variables, grads):
-  return _build_multi_tensor(
-      ops.multi_tensor_apply_lamb, variables, grads, learning_rate=LR, beta_1=BETA_1,
-      beta_2=BETA_2, epsilon=LAMB_EPSILON, weight_decay_rate=0.0)
+  return _build_fused_moments(ops.multi_tensor_apply_lamb, variables, grads, True,
+                              LAMB_HYPERPARAMETERS)
 
 
 def _adafactor_accumulator_shapes(shape):
@@ -628,7 +597,7 @@ def run(args, log=None):
   if args.shapes == "bert-base":
     assert len(shapes) == 199 and num_params(shapes) == EXPECTED_NUM_PARAMS
   info = machine_info()
-  load_before = load_average()
+  load_before = _machine.load_average()
   ops, plugin_where = import_plugin()
   log("tf_opt_plugin op benchmark: one optimizer step over %s (%d tensors, %d "
       "parameters), float32" % (args.shapes, len(shapes), num_params(shapes)))
@@ -675,7 +644,7 @@ def run(args, log=None):
   if sensitivity and copy_bw != bandwidth:
     sensitivity_line = ("for reference, fused / floor with the best plain-copy bandwidth "
                         "(%.1f GB/s) instead: %s" % (copy_bw / 1e9, ", ".join(sensitivity)))
-  load_after = load_average()
+  load_after = _machine.load_average()
   elapsed = time.perf_counter() - t_start
   log()
   for line in format_tables(results, floors, targets, markdown=False,
