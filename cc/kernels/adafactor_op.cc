@@ -37,23 +37,66 @@ namespace functor {
 // wide matrices into short runs), each of its rows is complete, so the row
 // accumulator can be updated while the row is still in cache, and per-band
 // column partial sums keep the reduction order fixed. They cost 2 / kBandRows
-// of the matrix in extra memory. A matrix with fewer than kBandRows rows per
-// thread leaves threads idle in pass 1; BERT's have 512 or more rows.
-constexpr int64_t kBandRows = 32;
+// of the matrix in extra memory traffic (32-row bands made pass 1 about 7 %
+// slower on BERT-base, docs/benchmarks.md); a matrix with fewer than
+// kBandRows rows per thread leaves threads idle in pass 1 (BERT's have 512 or
+// more rows).
+constexpr int64_t kBandRows = 128;
 
 // Columns per task of the column reduction after pass 1 (768-wide BERT
 // matrices split three ways).
 constexpr int64_t kReduceCols = 256;
 
+// How far ahead of its loads pass 1 prefetches g and w. Pass 1 only reads, and
+// its arithmetic per element (three running sums, two column partials) keeps
+// the core from running far enough ahead for the hardware prefetcher alone:
+// without this it streams about 9 % slower (docs/benchmarks.md).
+constexpr int64_t kPrefetchBytes = 2048;
+
+// One row of pass 1: adds G = g^2 + epsilon_1 to col_sums and the lanes of
+// row_sum, w^2 to the lanes of w_squares and, when kWithPrevious, the previous
+// row's (g * rsqrt(r))^2 terms to col_u_squares. Those need that row's r,
+// known only once the row is summed; adding them while this row streams in
+// (the previous row is still in L1) rather than in a loop of their own keeps
+// memory busy, and still adds rows to each column in order.
+// `ahead` / `ahead_end` bound the band's memory that may be prefetched.
+template <bool kWithPrevious, typename T, typename C>
+inline __attribute__((always_inline)) void AdafactorBandRow(
+    const math::AdafactorStep<C>& s, int64_t cols, const T* __restrict g,
+    const T* __restrict w, const T* __restrict previous_g,
+    C previous_inv_root, int64_t ahead, int64_t ahead_end, C* __restrict col_sums,
+    C* __restrict col_u_squares, C (&row_sum)[kLanes],
+    C (&w_squares)[kLanes]) {
+  ForEachWithLanes(
+      int64_t{0}, cols,
+      [&](int64_t j, int lane) {
+        const C square =
+            math::AdafactorRegularizedSquare<C>(s, static_cast<C>(g[j]));
+        const C wj = static_cast<C>(w[j]);
+        col_sums[j] += square;
+        row_sum[lane] += square;
+        w_squares[lane] += wj * wj;
+        if (kWithPrevious) {
+          col_u_squares[j] += math::AdafactorRowScaledSquare<C>(
+              static_cast<C>(previous_g[j]), previous_inv_root);
+        }
+      },
+      [&](int64_t j) {
+        if (j + ahead < ahead_end) {
+          PrefetchLanes(g + j + ahead);
+          PrefetchLanes(w + j + ahead);
+        }
+      });
+}
+
 // Pass 1 over one band of `num_rows` rows of `cols` columns (grad, var and
-// row_acc point at its first row). Per row i it reads g and w once, adds
-// G = g^2 + epsilon_1 to col_sums and w^2 to the sum of squares, updates r_i
-// from the row mean of G and stores rsqrt(r_i) in row_inv_root; then, with
-// the row still in cache, adds (g * rsqrt(r_i))^2 to col_u_squares, from
-// which sum(u^2) follows once the column scales are known
-// (math::AdafactorColumnSumSquaresOfU). That spares a pass over g in memory.
-// col_sums and col_u_squares must be zero; they are kept in the compute type,
-// exactly as accumulated, and widened to double when bands are added up.
+// row_acc point at its first row). Per row i it reads g and w once (one
+// AdafactorBandRow), updates r_i from the row mean of G and stores rsqrt(r_i)
+// in row_inv_root; the column sums of (g * rsqrt(r_i))^2 give sum(u^2) once
+// the column scales are known (math::AdafactorColumnSumSquaresOfU), which
+// spares a pass over g in memory. col_sums and col_u_squares must be zero;
+// they are kept in the compute type, exactly as accumulated, and widened to
+// double when bands are added up.
 template <typename T, typename C>
 TFOPT_CPU_CLONES void AdafactorBandSums(
     const math::AdafactorStep<C>& s, int64_t num_rows, int64_t cols,
@@ -61,30 +104,36 @@ TFOPT_CPU_CLONES void AdafactorBandSums(
     C* __restrict row_inv_root, C* __restrict col_sums,
     C* __restrict col_u_squares, double* w_sum_squares,
     double* row_acc_sum) {
+  constexpr int64_t kAhead = kPrefetchBytes / sizeof(T);
+  const int64_t band_size = num_rows * cols;
   C w_squares[kLanes] = {};
   double acc_sum = 0.0;
   for (int64_t r = 0; r < num_rows; ++r) {
-    const T* __restrict g = grad + r * cols;
-    const T* __restrict w = var + r * cols;
+    const int64_t offset = r * cols;
     C row_sum[kLanes] = {};
-    ForEachWithLanes(int64_t{0}, cols, [&](int64_t j, int lane) {
-      const C square =
-          math::AdafactorRegularizedSquare<C>(s, static_cast<C>(g[j]));
-      const C wj = static_cast<C>(w[j]);
-      col_sums[j] += square;
-      row_sum[lane] += square;
-      w_squares[lane] += wj * wj;
-    });
+    if (r == 0) {
+      AdafactorBandRow<false, T, C>(s, cols, grad, var, nullptr, C(0), kAhead,
+                                    band_size, col_sums, col_u_squares,
+                                    row_sum, w_squares);
+    } else {
+      AdafactorBandRow<true, T, C>(
+          s, cols, grad + offset, var + offset, grad + offset - cols,
+          row_inv_root[r - 1], kAhead, band_size - offset, col_sums,
+          col_u_squares, row_sum, w_squares);
+    }
     const C updated = math::AdafactorAccumulate<C>(
         s, static_cast<C>(row_acc[r]),
         static_cast<C>(SumLanes(row_sum) / cols));
     row_acc[r] = static_cast<T>(updated);
     acc_sum += updated;
-    const C inv_root = math::AdafactorInverseRoot<C>(s, updated);
-    row_inv_root[r] = inv_root;
+    row_inv_root[r] = math::AdafactorInverseRoot<C>(s, updated);
+  }
+  if (num_rows > 0) {
+    const T* __restrict last_g = grad + (num_rows - 1) * cols;
+    const C inv_root = row_inv_root[num_rows - 1];
     for (int64_t j = 0; j < cols; ++j) {
-      col_u_squares[j] +=
-          math::AdafactorRowScaledSquare<C>(static_cast<C>(g[j]), inv_root);
+      col_u_squares[j] += math::AdafactorRowScaledSquare<C>(
+          static_cast<C>(last_g[j]), inv_root);
     }
   }
   *w_sum_squares = SumLanes(w_squares);
