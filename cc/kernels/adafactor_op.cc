@@ -37,56 +37,42 @@ namespace functor {
 // wide matrices into short runs), each of its rows is complete, so the row
 // accumulator can be updated while the row is still in cache, and per-band
 // column partial sums keep the reduction order fixed. They cost 2 / kBandRows
-// of the matrix in extra memory traffic (32-row bands made pass 1 about 7 %
-// slower on BERT-base, docs/benchmarks.md); a matrix with fewer than
-// kBandRows rows per thread leaves threads idle in pass 1 (BERT's have 512 or
-// more rows).
+// of the matrix in extra memory traffic; a matrix with fewer than kBandRows
+// rows per thread leaves threads idle in pass 1. On BERT-base a step took 6 %
+// longer with 32-row bands and 3 % longer with 256 (its 768-row matrices then
+// split into three bands for two threads; docs/benchmarks.md).
 constexpr int64_t kBandRows = 128;
 
 // Columns per task of the column reduction after pass 1 (768-wide BERT
 // matrices split three ways).
 constexpr int64_t kReduceCols = 256;
 
-// How far ahead of its loads pass 1 prefetches g and w. Pass 1 only reads, and
-// its arithmetic per element (three running sums, two column partials) keeps
-// the core from running far enough ahead for the hardware prefetcher alone:
-// without this it streams about 9 % slower (docs/benchmarks.md).
-constexpr int64_t kPrefetchBytes = 2048;
-
 // One row of pass 1: adds G = g^2 + epsilon_1 to col_sums and the lanes of
 // row_sum, w^2 to the lanes of w_squares and, when kWithPrevious, the previous
 // row's (g * rsqrt(r))^2 terms to col_u_squares. Those need that row's r,
 // known only once the row is summed; adding them while this row streams in
 // (the previous row is still in L1) rather than in a loop of their own keeps
-// memory busy, and still adds rows to each column in order.
-// `ahead` / `ahead_end` bound the band's memory that may be prefetched.
+// memory busy (a BERT-base step about 3 % faster), and still adds rows to
+// each column in order.
 template <bool kWithPrevious, typename T, typename C>
 inline __attribute__((always_inline)) void AdafactorBandRow(
     const math::AdafactorStep<C>& s, int64_t cols, const T* __restrict g,
     const T* __restrict w, const T* __restrict previous_g,
-    C previous_inv_root, int64_t ahead, int64_t ahead_end, C* __restrict col_sums,
+    C previous_inv_root, C* __restrict col_sums,
     C* __restrict col_u_squares, C (&row_sum)[kLanes],
     C (&w_squares)[kLanes]) {
-  ForEachWithLanes(
-      int64_t{0}, cols,
-      [&](int64_t j, int lane) {
-        const C square =
-            math::AdafactorRegularizedSquare<C>(s, static_cast<C>(g[j]));
-        const C wj = static_cast<C>(w[j]);
-        col_sums[j] += square;
-        row_sum[lane] += square;
-        w_squares[lane] += wj * wj;
-        if (kWithPrevious) {
-          col_u_squares[j] += math::AdafactorRowScaledSquare<C>(
-              static_cast<C>(previous_g[j]), previous_inv_root);
-        }
-      },
-      [&](int64_t j) {
-        if (j + ahead < ahead_end) {
-          PrefetchLanes(g + j + ahead);
-          PrefetchLanes(w + j + ahead);
-        }
-      });
+  ForEachWithLanes(int64_t{0}, cols, [&](int64_t j, int lane) {
+    const C square =
+        math::AdafactorRegularizedSquare<C>(s, static_cast<C>(g[j]));
+    const C wj = static_cast<C>(w[j]);
+    col_sums[j] += square;
+    row_sum[lane] += square;
+    w_squares[lane] += wj * wj;
+    if (kWithPrevious) {
+      col_u_squares[j] += math::AdafactorRowScaledSquare<C>(
+          static_cast<C>(previous_g[j]), previous_inv_root);
+    }
+  });
 }
 
 // Pass 1 over one band of `num_rows` rows of `cols` columns (grad, var and
@@ -104,22 +90,20 @@ TFOPT_CPU_CLONES void AdafactorBandSums(
     C* __restrict row_inv_root, C* __restrict col_sums,
     C* __restrict col_u_squares, double* w_sum_squares,
     double* row_acc_sum) {
-  constexpr int64_t kAhead = kPrefetchBytes / sizeof(T);
-  const int64_t band_size = num_rows * cols;
   C w_squares[kLanes] = {};
   double acc_sum = 0.0;
   for (int64_t r = 0; r < num_rows; ++r) {
     const int64_t offset = r * cols;
     C row_sum[kLanes] = {};
     if (r == 0) {
-      AdafactorBandRow<false, T, C>(s, cols, grad, var, nullptr, C(0), kAhead,
-                                    band_size, col_sums, col_u_squares,
-                                    row_sum, w_squares);
+      AdafactorBandRow<false, T, C>(s, cols, grad, var, nullptr, C(0),
+                                    col_sums, col_u_squares, row_sum,
+                                    w_squares);
     } else {
-      AdafactorBandRow<true, T, C>(
-          s, cols, grad + offset, var + offset, grad + offset - cols,
-          row_inv_root[r - 1], kAhead, band_size - offset, col_sums,
-          col_u_squares, row_sum, w_squares);
+      AdafactorBandRow<true, T, C>(s, cols, grad + offset, var + offset,
+                                   grad + offset - cols, row_inv_root[r - 1],
+                                   col_sums, col_u_squares, row_sum,
+                                   w_squares);
     }
     const C updated = math::AdafactorAccumulate<C>(
         s, static_cast<C>(row_acc[r]),

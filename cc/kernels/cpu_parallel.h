@@ -128,35 +128,15 @@ inline double SumInOrder(const std::vector<double>& partials) {
 // floating-point additions (which it would need -ffast-math for).
 constexpr int kLanes = 16;
 
-// before_chunk(i) runs before each full chunk [i, i + kLanes), e.g. to
-// prefetch. Always inlined so the loop is compiled for the caller's
-// TFOPT_CPU_CLONES target rather than called in its baseline form.
-template <typename Body, typename BeforeChunk>
-inline __attribute__((always_inline)) void ForEachWithLanes(
-    int64_t begin, int64_t end, Body body, BeforeChunk before_chunk) {
+// Always inlined so the loop is compiled for the caller's TFOPT_CPU_CLONES
+// target rather than called in its baseline form.
+template <typename Body>
+inline __attribute__((always_inline)) void ForEachWithLanes(int64_t begin, int64_t end, Body body) {
   int64_t i = begin;
   for (; i + kLanes <= end; i += kLanes) {
-    before_chunk(i);
     for (int lane = 0; lane < kLanes; ++lane) body(i + lane, lane);
   }
   for (; i < end; ++i) body(i, 0);
-}
-
-template <typename Body>
-inline __attribute__((always_inline)) void ForEachWithLanes(int64_t begin,
-                                                            int64_t end,
-                                                            Body body) {
-  ForEachWithLanes(begin, end, body, [](int64_t) {});
-}
-
-// Asks for the cache lines of kLanes elements from `p` on, for reading.
-template <typename T>
-inline __attribute__((always_inline)) void PrefetchLanes(const T* p) {
-  constexpr int kCacheLine = 64;
-  for (size_t byte = 0; byte < kLanes * sizeof(T); byte += kCacheLine) {
-    __builtin_prefetch(reinterpret_cast<const char*>(p) + byte, /*rw=*/0,
-                       /*locality=*/3);
-  }
 }
 
 template <typename C>
