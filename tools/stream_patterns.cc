@@ -4,9 +4,10 @@
 //
 //   g++ -O3 -march=native -fopenmp tools/stream_patterns.cc -o /tmp/stream_patterns
 //   /tmp/stream_patterns            # --huge: 2 MiB pages (madvise), as NumPy's buffers get
+//                                   # --elements N: other array sizes
 //
 // Each pattern runs over float32 arrays of 110M elements (BERT-base's size,
-// far beyond the caches) on OMP_NUM_THREADS threads (default: all cores), in
+// far beyond the caches; a multiple of 16384) on OMP_NUM_THREADS threads (default: all cores), in
 // blocks of 16384 elements like the kernels; the median of 9 runs is printed
 // as counted GB/s (bytes read + bytes written, the convention of the bytes
 // floor in tf_opt_plugin/benchmark/ops.py) and as GB/s of reads alone.
@@ -24,7 +25,7 @@
 
 namespace {
 
-constexpr int64_t kElements = int64_t{110} << 20;
+int64_t num_elements = int64_t{110} << 20;  // per array; --elements
 constexpr int64_t kBlock = 16384;
 constexpr int kLanes = 16;
 constexpr int kRuns = 9;
@@ -38,7 +39,7 @@ double Now() {
 float* Allocate(bool huge) {
   constexpr size_t kHugePage = size_t{1} << 21;
   const size_t bytes =
-      (kElements * sizeof(float) + kHugePage - 1) / kHugePage * kHugePage;
+      (num_elements * sizeof(float) + kHugePage - 1) / kHugePage * kHugePage;
   auto* p = static_cast<float*>(std::aligned_alloc(kHugePage, bytes));
   if (p == nullptr) {
     std::fprintf(stderr, "out of memory\n");
@@ -46,7 +47,7 @@ float* Allocate(bool huge) {
   }
   if (huge) madvise(p, bytes, MADV_HUGEPAGE);
 #pragma omp parallel for
-  for (int64_t i = 0; i < kElements; ++i) p[i] = 1e-3f * static_cast<float>(i % 1000);
+  for (int64_t i = 0; i < num_elements; ++i) p[i] = 1e-3f * static_cast<float>(i % 1000);
   return p;
 }
 
@@ -59,10 +60,10 @@ double SumSquares(const float* a, const float* b, int64_t ahead) {
   constexpr int kChains = 4;
   double total = 0.0;
 #pragma omp parallel for reduction(+ : total)
-  for (int64_t begin = 0; begin < kElements; begin += kBlock) {
+  for (int64_t begin = 0; begin < num_elements; begin += kBlock) {
     float sums[kStreams][kChains][kLanes] = {};
     for (int64_t i = begin; i < begin + kBlock; i += kChains * kLanes) {
-      if (ahead > 0 && i + ahead < kElements) {
+      if (ahead > 0 && i + ahead < num_elements) {
         for (int c = 0; c < kChains; ++c) {
           __builtin_prefetch(a + i + ahead + c * kLanes, 0, 3);
           if (kStreams == 2) __builtin_prefetch(b + i + ahead + c * kLanes, 0, 3);
@@ -95,7 +96,22 @@ struct Pattern {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool huge = argc > 1 && std::strcmp(argv[1], "--huge") == 0;
+  bool huge = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--huge") == 0) {
+      huge = true;
+    } else if (std::strcmp(argv[i], "--elements") == 0 && i + 1 < argc) {
+      num_elements = std::atoll(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: %s [--huge] [--elements N]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (num_elements <= 0 || num_elements % kBlock != 0) {
+    std::fprintf(stderr, "--elements must be a positive multiple of %lld. Received: %lld\n",
+                 static_cast<long long>(kBlock), static_cast<long long>(num_elements));
+    return 2;
+  }
   float* a = Allocate(huge);
   float* b = Allocate(huge);
   volatile double sink = 0.0;
@@ -109,21 +125,21 @@ int main(int argc, char** argv) {
       {"b += a (the floor's np.add)", 2, 1,
        [&] {
 #pragma omp parallel for
-         for (int64_t i = 0; i < kElements; ++i) b[i] += a[i];
+         for (int64_t i = 0; i < num_elements; ++i) b[i] += a[i];
        }},
       {"b -= 1e-9 * a (Adafactor pass 2)", 2, 1,
        [&] {
 #pragma omp parallel for
-         for (int64_t i = 0; i < kElements; ++i) b[i] -= 1e-9f * a[i];
+         for (int64_t i = 0; i < num_elements; ++i) b[i] -= 1e-9f * a[i];
        }},
       {"b = a (copy)", 1, 1,
        [&] {
 #pragma omp parallel for
-         for (int64_t i = 0; i < kElements; ++i) b[i] = a[i];
+         for (int64_t i = 0; i < num_elements; ++i) b[i] = a[i];
        }},
   };
   std::printf("%lld float32 elements per array, %d threads, %s pages\n",
-              static_cast<long long>(kElements), omp_get_max_threads(),
+              static_cast<long long>(num_elements), omp_get_max_threads(),
               huge ? "2 MiB (madvise)" : "default");
   std::printf("%-42s %9s %14s %12s\n", "pattern", "ms", "counted GB/s",
               "read GB/s");
@@ -137,7 +153,7 @@ int main(int argc, char** argv) {
     }
     std::sort(times.begin(), times.end());
     const double t = times[kRuns / 2];
-    const double bytes = 4.0 * kElements;
+    const double bytes = 4.0 * num_elements;
     std::printf("%-42s %9.2f %14.1f %12.1f\n", p.name, t * 1e3,
                 (p.read_streams + p.write_streams) * bytes / t / 1e9,
                 p.read_streams * bytes / t / 1e9);
