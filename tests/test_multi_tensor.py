@@ -44,6 +44,16 @@ def _values(*lists):
   return [v.numpy() for values in lists if values is not None for v in values]
 
 
+def _run_both(run_multi, run_single, dt, mode):
+  """Steps 1-3 of both update functions on the same gradients."""
+  if mode == "tf.function":
+    run_multi, run_single = tf.function(run_multi), tf.function(run_single)
+  for step in range(1, 4):
+    grads = _grads(dt, seed=step)
+    run_multi(grads, tf.constant(step, tf.int64))
+    run_single(grads, tf.constant(step, tf.int64))
+
+
 def _assert_identical(a, b):
   assert len(a) == len(b)
   for x, y in zip(a, b):
@@ -71,12 +81,7 @@ def test_adamw_equals_per_variable_ops_bit_for_bit(dtype, amsgrad, mode):
           vhat=None if single[3] is None else single[3][i], fused=True,
           **ADAMW_HP)
 
-  if mode == "tf.function":
-    run_multi, run_single = tf.function(run_multi), tf.function(run_single)
-  for step in range(1, 4):
-    grads = _grads(dt, seed=step)
-    run_multi(grads, tf.constant(step, tf.int64))
-    run_single(grads, tf.constant(step, tf.int64))
+  _run_both(run_multi, run_single, dt, mode)
   _assert_identical(_values(*multi), _values(*single))
 
 
@@ -100,12 +105,7 @@ def test_lamb_equals_per_variable_ops_bit_for_bit(dtype, mode):
           w, m, v, grads[i], weight_decay_rate=0.1 if decay[i] else 0.0,
           use_layer_adaptation=adapt[i], step=step, fused=True, **LAMB_HP)
 
-  if mode == "tf.function":
-    run_multi, run_single = tf.function(run_multi), tf.function(run_single)
-  for step in range(1, 4):
-    grads = _grads(dt, seed=step)
-    run_multi(grads, tf.constant(step, tf.int64))
-    run_single(grads, tf.constant(step, tf.int64))
+  _run_both(run_multi, run_single, dt, mode)
   _assert_identical(_values(*multi[:3]), _values(*single[:3]))
 
 
