@@ -14,7 +14,10 @@ each median is divided by the Adafactor bytes floor measured in the same process
 `python -m tf_opt_plugin.benchmark.ops` does. With a library built without the patch all three
 rows run the real kernel (a smoke test of this script).
 
-  python tools/adafactor_bound/alternate.py [--steps N] [--shapes bert-base|tiny]
+  python tools/adafactor_bound/alternate.py [--steps N] [--shapes bert-base|embedding|tiny]
+
+`--shapes embedding` is BERT-base's largest variable alone (30522 x 768, a fifth of the model):
+one op, so no per-op costs and every pass split among the threads in many bands.
 """
 
 import argparse
@@ -25,6 +28,7 @@ import time
 
 ENV = "TFOPT_ADAFACTOR_BARE_LOOPS"
 VARIANTS = (("real", None), ("pass1", "pass1"), ("both", "both"))
+EMBEDDING = [("embeddings/word_embeddings", (30522, 768))]
 
 
 def _set_variant(value):
@@ -37,7 +41,8 @@ def _set_variant(value):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--steps", type=int, default=30, help="timed steps per variant")
-  parser.add_argument("--shapes", choices=("bert-base", "tiny"), default="bert-base")
+  parser.add_argument("--shapes", choices=("bert-base", "embedding", "tiny"),
+                      default="bert-base")
   parser.add_argument("--floor-mib", type=int, default=1024,
                       help="buffer size of the bandwidth measurement")
   args = parser.parse_args(argv)
@@ -48,7 +53,7 @@ def main(argv=None):
   plugin, reason = bench.import_plugin()
   if plugin is None:
     sys.exit("the op library cannot be loaded: %s" % reason)
-  shapes = bench.SHAPE_SETS[args.shapes]
+  shapes = EMBEDDING if args.shapes == "embedding" else bench.SHAPE_SETS[args.shapes]
   variables = bench.make_tf_variables(shapes)
   grads = bench.make_gradients(shapes)
   step, _ = bench.build_fused_adafactor(plugin, variables, grads)
