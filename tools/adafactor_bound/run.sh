@@ -17,13 +17,15 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/adafactor_bound.XXXXXX")
 OUTPUT_BASE="$WORK/.bazel"
 cleanup() {
   bazel --output_base="$OUTPUT_BASE" shutdown >/dev/null 2>&1 || true
-  rm -rf "$WORK"
+  chmod -R u+w "$WORK" 2>/dev/null || true  # Bazel leaves read-only directories
+  rm -rf "$WORK" || true
 }
 trap cleanup EXIT
 
 git -C "$ROOT" archive HEAD | tar -x -C "$WORK/"
 cd "$WORK"
-patch -p1 --quiet < "$ROOT/tools/adafactor_bound/bare_loops.patch"
+# Applied as a plain patch (git does not look for a repository above the scratch directory).
+GIT_CEILING_DIRECTORIES=$(dirname "$WORK") git apply "$ROOT/tools/adafactor_bound/bare_loops.patch"
 python3 configure.py --python "$PY" --cuda off >/dev/null
 bazel --output_base="$OUTPUT_BASE" build //:tf_opt_plugin/ops/_tf_opt_plugin_ops.so
 
