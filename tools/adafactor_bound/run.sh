@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How close the fused Adafactor op comes to bare loops inside TensorFlow: builds the op library
 # from the committed tree with bare_loops.patch applied (in a scratch directory, CPU only), then
-# runs alternate.py with it. Takes about two minutes to build.
+# runs alternate.py with it. The build takes about a minute on the 2-core development machine.
 #
 #   bash tools/adafactor_bound/run.sh [alternate.py arguments]
 #
