@@ -1,9 +1,8 @@
 """Chooses, per variable and at trace time, the fused op or the pure-TF twin."""
 
-import os
-
 import tensorflow as tf
 
+from tf_opt_plugin.ops import _env_flags
 from tf_opt_plugin.ops import _library
 
 DISABLE_ENV = "TF_OPT_PLUGIN_DISABLE_CUSTOM_OPS"
@@ -19,9 +18,9 @@ SUPPORTED_DEVICE_TYPES = ("CPU",)
 def gpu_kernels_enabled():
   """True when GPU variables run the custom ops: the library registered GPU
   kernels and TF_OPT_PLUGIN_GPU_KERNELS=1 opts in to them."""
-  if os.environ.get(GPU_KERNELS_ENV, "0").strip().lower() in ("", "0", "false"):
-    return False
-  return _library.has_gpu_kernels()
+  # The flag is parsed first so that a bad value raises on any machine.
+  return (_env_flags.read_flag(GPU_KERNELS_ENV, False)
+          and _library.has_gpu_kernels())
 
 
 def supported_device_types():
@@ -125,7 +124,7 @@ def dispatch_reason(variable, gradient=None):
   >>> dispatch_reason(v) in (None, "not_loaded")
   True
   """
-  if os.environ.get(DISABLE_ENV, "0").strip().lower() not in ("", "0", "false"):
+  if _env_flags.read_flag(DISABLE_ENV, False):
     return "disabled"
   if not _library.is_loaded():
     return "not_loaded"

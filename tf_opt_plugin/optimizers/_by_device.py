@@ -12,9 +12,9 @@ and `iterations` resolve to the same local copies).
 `update_step` once per variable, as before. It is read at trace time.
 """
 
-import os
-
 import tensorflow as tf
+
+from tf_opt_plugin.ops import _env_flags
 
 MULTI_TENSOR_ENV = "TF_OPT_PLUGIN_MULTI_TENSOR"
 
@@ -27,9 +27,9 @@ _MIRRORED_STRATEGIES = (tf.distribute.MirroredStrategy,
 
 def multi_tensor_enabled():
   """False when `TF_OPT_PLUGIN_MULTI_TENSOR=0` (or "false", "off", "no")
-  asks for one update call per variable; True otherwise (the default)."""
-  value = os.environ.get(MULTI_TENSOR_ENV, "1").strip().lower()
-  return value not in ("0", "false", "off", "no")
+  asks for one update call per variable; True when unset (the default) or
+  "1", "true", "on", "yes"; any other value raises a ValueError."""
+  return _env_flags.read_flag(MULTI_TENSOR_ENV, True)
 
 
 def _devices(distribution, variable):
