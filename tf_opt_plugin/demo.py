@@ -25,8 +25,8 @@ import statistics
 import sys
 import time
 
-from tf_opt_plugin import _machine
-from tf_opt_plugin import _plotting
+from tf_opt_plugin.benchmark import _machine
+from tf_opt_plugin.benchmark import _plotting
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "adafactor")
 

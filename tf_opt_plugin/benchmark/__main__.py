@@ -15,7 +15,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tf_opt_plugin import _plotting  # noqa: E402  pylint: disable=g-import-not-at-top
+from tf_opt_plugin.benchmark import _plotting  # noqa: E402  pylint: disable=g-import-not-at-top
 
 # (label, numerator row, denominator row): Keras (or TF) time / our time.
 OP_RATIOS = [

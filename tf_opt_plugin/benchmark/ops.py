@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
-from tf_opt_plugin import _machine  # noqa: E402
+from tf_opt_plugin.benchmark import _machine  # noqa: E402
 from tf_opt_plugin.benchmark.bert_base_shapes import BERT_BASE_SHAPES  # noqa: E402
 from tf_opt_plugin.benchmark.bert_base_shapes import EXPECTED_NUM_PARAMS  # noqa: E402
 from tf_opt_plugin.benchmark.bert_base_shapes import num_params  # noqa: E402
