@@ -10,7 +10,7 @@ Python running this script) and writes
                     standard exactly as TF reports them, optimisation flags, CUDA switch and,
                     when the network is not there, --override_repository lines for the offline
                     stand-ins in third_party/offline/.
-  .configure.json   What was found (python, TF version, wheel requirement pin, ...); pip_pkg.sh
+  .configure.json   What was found (python, TF version, CUDA, ...); pip_pkg.sh
                     takes the Python from it.
 
 Both files are generated and gitignored. This script never installs or uninstalls anything.
@@ -179,7 +179,6 @@ def main():
         major, minor = (int(x) for x in version.split(".")[:2])
     except ValueError:
         die("cannot parse TF version %r" % version)
-    requirement = "tensorflow>=%d.%d,<%d.%d" % (major, minor, major, minor + 1)
 
     nvcc = os.path.abspath(args.nvcc) if args.nvcc else find_nvcc()
     if args.cuda == "on" and not nvcc:
@@ -253,7 +252,6 @@ def main():
     config = {
         "python": python,
         "tf_version": version,
-        "tf_requirement": requirement,
         "tf_include_dir": include_dir,
         "tf_lib": os.path.join(lib_dir, lib_name),
         "tf_compile_flags": tf["compile_flags"],
@@ -265,7 +263,7 @@ def main():
     write_if_changed(CONFIG_JSON, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     print("configure.py: TensorFlow %s from %s" % (version, python))
-    print("configure.py: wheel requirement %s" % requirement)
+    print("configure.py: the wheel will require TensorFlow %d.%d" % (major, minor))
     print("configure.py: CUDA %s%s" % ("on" if cuda else "off",
                                        " (nvcc %s)" % nvcc if cuda else ""))
     print("configure.py: Bazel rule repositories: %s" % (

@@ -7,8 +7,9 @@
 #
 # Stages tf_opt_plugin/**/*.py and the Bazel-built _tf_opt_plugin_ops.so into a temporary
 # directory and builds a py3-none-<platform> wheel there, pinned to the TensorFlow minor version
-# the library was compiled against (//:tf_build_info, from the TF configure.py found), which is
-# also written into the staged tf_opt_plugin/ops/_build_info.py.
+# the library was compiled against (//:tf_build_info, from the TF configure.py found): it is
+# written into the staged tf_opt_plugin/ops/_build_info.py, from which setup.py derives the
+# requirement.
 # It (re)runs `bazel build` for the .so and the pin first, a no-op when the build is up to date,
 # so the two always come from the same configuration. The wheel is built with the Python
 # configure.py was given (override: $PYTHON), which needs setuptools and wheel.
@@ -31,10 +32,9 @@ SO_TARGET="//:tf_opt_plugin/ops/_tf_opt_plugin_ops.so"
 BAZEL_BIN=$(cd "$ROOT" && bazel info bazel-bin 2>/dev/null)
 SO="$BAZEL_BIN/tf_opt_plugin/ops/_tf_opt_plugin_ops.so"
 [[ -f "$SO" ]] || die "$SO missing"
-TF_REQUIREMENT=$(cat "$BAZEL_BIN/tf_requirement.txt")
 TF_VERSION=$(cat "$BAZEL_BIN/tf_version.txt")
 TF_MINOR=$(echo "$TF_VERSION" | cut -d. -f1-2)
-[[ -n "$TF_REQUIREMENT" && "$TF_MINOR" =~ ^[0-9]+\.[0-9]+$ ]] || die "bad TF build info: '$TF_REQUIREMENT' '$TF_VERSION'"
+[[ "$TF_MINOR" =~ ^[0-9]+\.[0-9]+$ ]] || die "bad TF build info: '$TF_VERSION'"
 
 STAGE=$(mktemp -d "${TMPDIR:-/tmp}/tf_opt_plugin_pip.XXXXXX")
 trap 'rm -rf "$STAGE"' EXIT
@@ -47,12 +47,11 @@ cp "$ROOT/setup.py" "$STAGE/"
   done
 [[ -f "$STAGE/tf_opt_plugin/__init__.py" ]] || die "tf_opt_plugin/__init__.py missing"
 
-# Record the TF minor version the binary links against (the source tree's value is a default).
+# Record the TF minor version the binary links against (the source tree's value is the series it
+# targets); setup.py reads the wheel's TensorFlow requirement from here.
 BUILD_INFO="$STAGE/tf_opt_plugin/ops/_build_info.py"
-if [[ -f "$BUILD_INFO" ]]; then
-  grep -q '^TF_VERSION_BUILT_AGAINST = ' "$BUILD_INFO" || die "$BUILD_INFO has no TF_VERSION_BUILT_AGAINST"
-  sed -i "s/^TF_VERSION_BUILT_AGAINST = .*/TF_VERSION_BUILT_AGAINST = \"$TF_MINOR\"/" "$BUILD_INFO"
-fi
+grep -q '^TF_VERSION_BUILT_AGAINST = ' "$BUILD_INFO" || die "$BUILD_INFO has no TF_VERSION_BUILT_AGAINST"
+sed -i "s/^TF_VERSION_BUILT_AGAINST = .*/TF_VERSION_BUILT_AGAINST = \"$TF_MINOR\"/" "$BUILD_INFO"
 mkdir -p "$STAGE/tf_opt_plugin/ops"
 cp -L "$SO" "$STAGE/tf_opt_plugin/ops/"
 chmod 0755 "$STAGE/tf_opt_plugin/ops/_tf_opt_plugin_ops.so"
@@ -60,8 +59,8 @@ chmod 0755 "$STAGE/tf_opt_plugin/ops/_tf_opt_plugin_ops.so"
 # Exactly one wheel of this package in DEST_DIR, so `pip install DEST_DIR/*.whl` is unambiguous.
 rm -f "$DEST"/tf_opt_plugin-*.whl
 
-echo "pip_pkg.sh: building wheel ($TF_REQUIREMENT) with $PYTHON"
-(cd "$STAGE" && TF_OPT_PLUGIN_TF_REQUIREMENT="$TF_REQUIREMENT" PIP_DISABLE_PIP_VERSION_CHECK=1 \
+echo "pip_pkg.sh: building wheel (TensorFlow $TF_MINOR) with $PYTHON"
+(cd "$STAGE" && PIP_DISABLE_PIP_VERSION_CHECK=1 \
   "$PYTHON" -m pip wheel --no-deps --no-build-isolation --no-index -q -w "$DEST" .)
 
 WHEEL=$(ls "$DEST"/tf_opt_plugin-*.whl)

@@ -2,11 +2,13 @@
 
 Not meant to be run from the source tree: pip_pkg.sh stages the Python package and the Bazel-built
 _tf_opt_plugin_ops.so into a temporary directory, copies this file next to them and builds the
-wheel there. The TensorFlow requirement is passed in by pip_pkg.sh (TF_OPT_PLUGIN_TF_REQUIREMENT,
-computed by configure.py from the TensorFlow the library was built against), because the binary
-only works with that minor version.
+wheel there. The version comes from tf_opt_plugin/_version.py. The TensorFlow requirement is the
+minor version the binary was built against, which pip_pkg.sh writes into the staged
+tf_opt_plugin/ops/_build_info.py (from the TensorFlow configure.py found): the binary only works
+with that minor version. Neither file is imported (that would import TensorFlow).
 """
 
+import ast
 import os
 
 from setuptools import find_namespace_packages, setup
@@ -17,12 +19,39 @@ try:  # setuptools >= 70.1
 except ImportError:  # older setuptools + the `wheel` package
     from wheel.bdist_wheel import bdist_wheel as _bdist_wheel
 
-__version__ = "0.1.0"
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
-_REQ_ENV = "TF_OPT_PLUGIN_TF_REQUIREMENT"
-TF_REQUIREMENT = os.environ.get(_REQ_ENV)
-if not TF_REQUIREMENT:
-    raise SystemExit("%s is not set: build the wheel with ./pip_pkg.sh DEST_DIR" % _REQ_ENV)
+# The Keras versions the Keras 3 front end was tested with: it reaches private Keras members
+# (the optimizer's apply pipeline, the loss-scale and EMA internals), which may change in any
+# minor release.
+KERAS_REQUIREMENT = "keras>=3.15.1,<3.16"
+
+
+def _constant(relative_path, name):
+    """The string assigned to `name` at the top level of a Python file, read without importing it."""
+    with open(os.path.join(_HERE, relative_path)) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and getattr(node.targets[0], "id", None) == name
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            return node.value.value
+    raise SystemExit("%s assigns no string to %s" % (relative_path, name))
+
+
+def _tf_requirement(minor_version):
+    """`tensorflow>=X.Y,<X.Y+1` for "X.Y"."""
+    try:
+        major, minor = (int(x) for x in minor_version.split("."))
+    except ValueError:
+        raise SystemExit("`TF_VERSION_BUILT_AGAINST` must be a version X.Y. Received: "
+                         "TF_VERSION_BUILT_AGAINST=%r" % minor_version) from None
+    return "tensorflow>=%d.%d,<%d.%d" % (major, minor, major, minor + 1)
+
+
+__version__ = _constant("tf_opt_plugin/_version.py", "__version__")
+TF_REQUIREMENT = _tf_requirement(
+    _constant("tf_opt_plugin/ops/_build_info.py", "TF_VERSION_BUILT_AGAINST"))
 
 
 class BinaryDistribution(Distribution):
@@ -52,7 +81,7 @@ setup(
     package_data={"tf_opt_plugin.ops": ["*.so"]},
     include_package_data=True,
     python_requires=">=3.9",
-    install_requires=[TF_REQUIREMENT],
+    install_requires=[TF_REQUIREMENT, KERAS_REQUIREMENT],
     # The demo's and the benchmark report's pictures; everything else works without it.
     extras_require={"demo": ["matplotlib"]},
     entry_points={"console_scripts": [

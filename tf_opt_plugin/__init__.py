@@ -17,7 +17,7 @@ from tf_opt_plugin.optimizers import Lamb
 from tf_opt_plugin.optimizers import LossScaleOptimizer
 from tf_opt_plugin.optimizers import SGD
 
-__version__ = "0.1.0"
+from tf_opt_plugin._version import __version__
 
 __all__ = ["Adafactor", "Adam", "AdamW", "Lamb", "LossScaleOptimizer", "SGD",
            "ops", "optimizers", "__version__"]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a build + test environment on a Debian machine (root for apt-get):
 #   bazel (Debian bazel-bootstrap) if missing, a venv at ${TF_OPT_PLUGIN_VENV:-.venv} with
-#   TensorFlow 2.21, then configure.py, bazel build, pip_pkg.sh dist/ and installation of the
-#   wheel into the venv. Steps whose result is already there are skipped.
+#   the TensorFlow series of tf_opt_plugin/ops/_build_info.py, then configure.py, bazel build,
+#   pip_pkg.sh dist/ and installation of the wheel into the venv. Steps whose result is already
+#   there are skipped.
 # Environment: TF_OPT_PLUGIN_VENV (venv dir, relative to the repo root or absolute),
 #   TF_OPT_PLUGIN_PYTHON (interpreter that creates the venv, default python3),
 #   TF_OPT_PLUGIN_CUDA (auto|on|off, default auto), TF_OPT_PLUGIN_OFFLINE (auto|on|off).
@@ -14,7 +15,9 @@ cd "$ROOT"
 log() { echo "[setup_env] $*" >&2; }
 die() { echo "[setup_env] error: $*" >&2; exit 1; }
 
-TF_SERIES="2.21"
+# The TensorFlow series this source tree targets: one constant, in the package.
+TF_SERIES=$(sed -n 's/^TF_VERSION_BUILT_AGAINST = "\([0-9]*\.[0-9]*\)"$/\1/p' tf_opt_plugin/ops/_build_info.py)
+[[ -n "$TF_SERIES" ]] || die "no TF_VERSION_BUILT_AGAINST in tf_opt_plugin/ops/_build_info.py"
 VENV=${TF_OPT_PLUGIN_VENV:-.venv}
 [[ "$VENV" = /* ]] || VENV="$ROOT/$VENV"
 BASE_PYTHON=${TF_OPT_PLUGIN_PYTHON:-python3}
