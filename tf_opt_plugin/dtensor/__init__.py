@@ -18,7 +18,7 @@ Importing this module (or giving any tf-keras optimizer here a `mesh`) sets
 DTENSOR_ENABLE_COMBINE_ALL_REDUCES_OPTIMIZATION=0 unless the environment
 already sets it: with the optimization on, TF 2.21
 lets a slot update read a stale slot when several gradients need a batch
-all-reduce (shared/NOTES.md), which tf-keras's own DTensor SGD and Adam
+all-reduce (docs/keras_defects.md), which tf-keras's own DTensor SGD and Adam
 suffer from. Needs the `tf-keras` package.
 """
 

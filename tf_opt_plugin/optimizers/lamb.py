@@ -9,7 +9,7 @@
 
 `wd` is `weight_decay_rate`, 0 for variables excluded from weight decay. The
 decay sits inside the trust ratio, as in the paper (Keras 3's Lamb applies it
-outside, defect 6 in shared/NOTES.md).
+outside, defect 6 in docs/keras_defects.md).
 """
 
 from tf_opt_plugin import _hyperparameters

@@ -18,7 +18,7 @@
 // rather than by forming r_i * c_j / mean(r): the product underflows to 0 in
 // float32 when a gradient row and a column are both all zero (a dead unit and
 // a constant input feature), and 0 / sqrt(0) = NaN would poison the weight
-// (Keras 3 defect 9 in shared/NOTES.md). Accumulators are also read as
+// (Keras 3 defect 9 in docs/keras_defects.md). Accumulators are also read as
 // max(acc, epsilon_1): the exact recurrence never goes below epsilon_1, but a
 // float16 accumulator underflows to 0.
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_MATH_ADAFACTOR_MATH_H_

@@ -2,7 +2,7 @@
 
 Keras 3.15 clips, decays and checks for finite gradients per replica, before
 the all-reduce, and puts a `merge_call` inside a `cond` for gradient
-accumulation and EMA overwrite (defects 1-3 in shared/NOTES.md). Here one
+accumulation and EMA overwrite (defects 1-3 in docs/keras_defects.md). Here one
 `apply()` runs:
 
   replica context   sum the gradients over replicas

@@ -17,7 +17,7 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
 
   Keras 3 checks finiteness on each replica's local gradients, so one
   replica's overflow can skip the step on that replica only and the replicas
-  drift apart (defect 2 in shared/NOTES.md). Here the check runs on the
+  drift apart (defect 2 in docs/keras_defects.md). Here the check runs on the
   gradients summed over all replicas, inside the inner optimizer's own
   pipeline, so every replica skips or applies together. Being a subclass of
   Keras's class, `model.compile()` does not wrap it a second time under a

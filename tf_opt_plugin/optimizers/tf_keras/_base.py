@@ -272,7 +272,7 @@ def guard_stale_slots():
   """Turns DTensor's all-reduce combining off, unless the user has set it.
 
   With it on, TF 2.21 lets a slot update read a stale slot when several
-  gradients need a batch all-reduce, so updates lag a step (shared/NOTES.md;
+  gradients need a batch all-reduce: updates lag a step (docs/keras_defects.md;
   tests/test_dtensor.py shows it on tf-keras's own DTensor SGD). DTensor
   reads the variable when it compiles a function, so setting it before the
   first training step is enough.
