@@ -334,7 +334,9 @@ std::vector<TensorShape> ExpectedAccumulatorShapes(const TensorShape& var) {
   return {row, col};
 }
 
-absl::Status CheckAccumulators(const UpdateInputs& in) {
+// Step 3: the accumulators have the shapes `var` implies, `grad` that of
+// `var`.
+absl::Status CheckShapes(const LockedVariables& in, const Tensor& grad) {
   const TensorShape& var = in.vars[0].shape();
   const std::vector<TensorShape> expected = ExpectedAccumulatorShapes(var);
   const size_t received = in.vars.size() - 1;
@@ -360,36 +362,38 @@ absl::Status CheckAccumulators(const UpdateInputs& in) {
           "].shape=", actual.DebugString()));
     }
   }
-  return CheckSameShape("grad", *in.grad, in.vars[0]);
+  return CheckSameShape("grad", grad, in.vars[0]);
 }
 
 }  // namespace
 
+// One variable: Adafactor's factored accumulators differ in shape from
+// variable to variable, and a list form would not save the per-op costs that
+// matter (docs/benchmarks.md, "Why Adafactor stays above its floor").
 template <typename Device, typename T, typename C>
-class ResourceApplyAdafactorOp : public OpKernel {
+class ApplyAdafactorOp : public OpKernel {
  public:
-  explicit ResourceApplyAdafactorOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit ApplyAdafactorOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("relative_step", &relative_step_));
   }
 
   void Compute(OpKernelContext* ctx) override {
-    UpdateInputs in;
-    OP_REQUIRES_OK(ctx, (PrepareUpdate<Device, T>(
-                            ctx, use_locking_,
-                            {{"var", false}, {"accumulators", true}},
-                            {"lr", "beta_2_decay", "epsilon_1", "epsilon_2",
-                             "clip_threshold", "step"},
-                            &in)));
-    OP_REQUIRES_OK(ctx, CheckAccumulators(in));
+    LockedVariables in;
+    OP_REQUIRES_OK(ctx, (LockAndGetVariables<Device, T>(
+                            ctx, use_locking_, {"var", "accumulators"}, &in)));
+    functor::AdafactorHyperparams<C> hyper;
+    hyper.relative_step = relative_step_;
+    OP_REQUIRES_OK(ctx, ReadScalarInputs(ctx, &hyper));
+    const Tensor* grad = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->input("grad", &grad));
+    OP_REQUIRES_OK(ctx, CheckShapes(in, *grad));
+    OP_REQUIRES_OK(ctx, CheckScalarValues<Device>(ctx, hyper));
     if (kIsHostDevice<Device>) {
-      OP_REQUIRES_OK(ctx, CheckStep(*in.scalars[5]));
-      OP_REQUIRES_OK(ctx, CheckPositive<C>("clip_threshold", *in.scalars[4]));
+      OP_REQUIRES_OK(ctx,
+                     CheckPositive("clip_threshold", *hyper.clip_threshold));
     }
 
-    const functor::AdafactorHyperparams<C> hyper =
-        HyperparamsFromScalars<functor::AdafactorHyperparams, C>(
-            in, relative_step_);
     const Tensor& var = in.vars[0];
     if (var.NumElements() == 0) return;
     if (var.dims() >= 2) {
@@ -400,11 +404,11 @@ class ResourceApplyAdafactorOp : public OpKernel {
       functor::ApplyAdafactorFactored<Device, T, C>()(
           ctx, hyper, shape, in.vars[0].flat<T>().data(),
           in.vars[1].flat<T>().data(), in.vars[2].flat<T>().data(),
-          in.grad->flat<T>().data());
+          grad->flat<T>().data());
     } else {
       functor::ApplyAdafactorUnfactored<Device, T, C>()(
           ctx, hyper, var.NumElements(), in.vars[0].flat<T>().data(),
-          in.vars[1].flat<T>().data(), in.grad->flat<T>().data());
+          in.vars[1].flat<T>().data(), grad->flat<T>().data());
     }
   }
 
@@ -413,7 +417,6 @@ class ResourceApplyAdafactorOp : public OpKernel {
   bool relative_step_;
 };
 
-TFOPT_REGISTER_CPU_KERNELS("ResourceApplyAdafactor", ResourceApplyAdafactorOp)
-TFOPT_REGISTER_GPU_KERNELS("ResourceApplyAdafactor", ResourceApplyAdafactorOp)
+TFOPT_REGISTER_KERNELS("ResourceApplyAdafactor", ApplyAdafactorOp)
 
 }  // namespace tf_opt_plugin

@@ -25,7 +25,18 @@ struct AdafactorHyperparams {
   const C* epsilon_2;
   const C* clip_threshold;
   const int64_t* step;
-  bool relative_step;
+  bool relative_step;  // the op's attr of that name
+
+  // The op's scalar inputs, in op order (see hyperparams.h).
+  template <typename Visit>
+  void ForEachScalar(Visit&& visit) {
+    visit("lr", &lr);
+    visit("beta_2_decay", &beta_2_decay);
+    visit("epsilon_1", &epsilon_1);
+    visit("epsilon_2", &epsilon_2);
+    visit("clip_threshold", &clip_threshold);
+    visit("step", &step);
+  }
 };
 
 // A variable of rank >= 2 viewed as [batch, rows, cols]: the last two dims

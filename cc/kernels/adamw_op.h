@@ -1,6 +1,7 @@
-// ResourceApplyAdamW and ResourceMultiTensorApplyAdamW: the device functors
-// the kernels dispatch to. The CPU specializations live in adamw_op.cc, the
-// GPU ones in adamw_op_gpu.cu.cc (kernel: gpu/adamw_kernel.cu.h); all apply
+// ResourceApplyAdamW and ResourceMultiTensorApplyAdamW: their hyperparameters
+// and the one device functor both ops run (an op of one variable is a list of
+// one). The CPU specialization lives in adamw_op.cc, the GPU one in
+// adamw_op_gpu.cu.cc (kernel: gpu/adamw_kernel.cu.h); both apply
 // math::AdamWUpdateAt. No TensorFlow header: the GPU check includes this.
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_ADAMW_OP_H_
 #define TF_OPT_PLUGIN_CC_KERNELS_ADAMW_OP_H_
@@ -28,18 +29,20 @@ struct AdamWHyperparams {
   const C* epsilon;
   const C* weight_decay;
   const int64_t* step;
+
+  // The ops' scalar inputs, in op order (see hyperparams.h).
+  template <typename Visit>
+  void ForEachScalar(Visit&& visit) {
+    visit("lr", &lr);
+    visit("beta_1", &beta_1);
+    visit("beta_2", &beta_2);
+    visit("epsilon", &epsilon);
+    visit("weight_decay", &weight_decay);
+    visit("step", &step);
+  }
 };
 
-// Updates var, m, v (and vhat when non-null) in place from grad, all of
-// `size` elements.
-template <typename Device, typename T, typename C>
-struct ApplyAdamW {
-  void operator()(tensorflow::OpKernelContext* ctx,
-                  const AdamWHyperparams<C>& hyper, int64_t size, T* var,
-                  T* m, T* v, T* vhat, const T* grad);
-};
-
-// One variable of a multi-tensor update (vhat null without amsgrad).
+// One variable of an update (vhat null without amsgrad).
 template <typename T>
 struct AdamWTensor {
   int64_t size;
@@ -51,10 +54,10 @@ struct AdamWTensor {
   bool apply_weight_decay;  // false: weight_decay counts as 0 for it
 };
 
-// ResourceMultiTensorApplyAdamW: every tensor of the list, with the same
-// hyperparameters (the GPU functor: one launch for the list).
+// Updates every tensor of the list in place, with the same hyperparameters
+// (on a GPU: one launch for the list).
 template <typename Device, typename T, typename C>
-struct ApplyAdamWMulti {
+struct ApplyAdamW {
   void operator()(tensorflow::OpKernelContext* ctx,
                   const AdamWHyperparams<C>& hyper,
                   const std::vector<AdamWTensor<T>>& tensors);

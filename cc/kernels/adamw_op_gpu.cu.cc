@@ -1,4 +1,4 @@
-// GPU functors of ResourceApplyAdamW and ResourceMultiTensorApplyAdamW (the
+// The GPU functor of ResourceApplyAdamW and ResourceMultiTensorApplyAdamW (the
 // kernel: gpu/adamw_kernel.cu.h), and the GPU DenseUpdate that TF's
 // copy-on-write of a shared variable buffer needs (see variable_access.h).
 #if GOOGLE_CUDA
@@ -20,25 +20,6 @@ using GPUDevice = Eigen::GpuDevice;
 template <typename T, typename C>
 struct ApplyAdamW<GPUDevice, T, C> {
   void operator()(tensorflow::OpKernelContext* ctx,
-                  const AdamWHyperparams<C>& hyper, int64_t size, T* var, T* m,
-                  T* v, T* vhat, const T* grad) {
-    using CT = typename gpu::CudaType<T>::type;
-    const gpu::AdamWTensorDesc<CT> desc{
-        {gpu::ToCuda(var), gpu::ToCuda(m), gpu::ToCuda(v), gpu::ToCuda(vhat),
-         const_cast<CT*>(gpu::ToCuda(grad))},
-        size,
-        gpu::kApplyWeightDecay};
-    gpu::AdamWArgs<CT, 1> args;
-    OP_REQUIRES_OK(ctx, gpu::LaunchStatus(
-                            "ResourceApplyAdamW",
-                            gpu::LaunchAdamW<CT, C, 1>(gpu::Stream(ctx), hyper,
-                                                       &desc, 1, &args)));
-  }
-};
-
-template <typename T, typename C>
-struct ApplyAdamWMulti<GPUDevice, T, C> {
-  void operator()(tensorflow::OpKernelContext* ctx,
                   const AdamWHyperparams<C>& hyper,
                   const std::vector<AdamWTensor<T>>& tensors) {
     using CT = typename gpu::CudaType<T>::type;
@@ -55,7 +36,7 @@ struct ApplyAdamWMulti<GPUDevice, T, C> {
     auto args = std::make_unique<gpu::AdamWArgs<CT, gpu::kMultiTensorCapacity>>();
     OP_REQUIRES_OK(
         ctx, gpu::LaunchStatus(
-                 "ResourceMultiTensorApplyAdamW",
+                 ctx->op_kernel().type_string().c_str(),
                  gpu::LaunchAdamW<CT, C, gpu::kMultiTensorCapacity>(
                      gpu::Stream(ctx), hyper, descs.data(),
                      static_cast<int>(descs.size()), args.get())));
@@ -63,7 +44,6 @@ struct ApplyAdamWMulti<GPUDevice, T, C> {
 };
 
 TFOPT_INSTANTIATE_GPU_FUNCTOR(ApplyAdamW)
-TFOPT_INSTANTIATE_GPU_FUNCTOR(ApplyAdamWMulti)
 
 }  // namespace functor
 }  // namespace tf_opt_plugin

@@ -1,5 +1,5 @@
-// ResourceApplyLamb and ResourceMultiTensorApplyLamb kernels (CPU and, with
-// CUDA, GPU registrations) and their CPU functors. Two passes: the trust
+// The kernel of ResourceApplyLamb and ResourceMultiTensorApplyLamb (CPU and,
+// with CUDA, GPU registrations) and its CPU functor. Two passes: the trust
 // ratio needs ||w|| and ||u|| over the whole variable before w can be written.
 #define EIGEN_USE_THREADS
 
@@ -15,7 +15,6 @@
 namespace tf_opt_plugin {
 
 using CPUDevice = Eigen::ThreadPoolDevice;
-using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
 
@@ -65,34 +64,6 @@ TFOPT_CPU_CLONES void LambApplyRange(const math::LambStep<C>& s, C step_size,
 template <typename T, typename C>
 struct ApplyLamb<CPUDevice, T, C> {
   void operator()(OpKernelContext* ctx, const LambHyperparams<C>& hyper,
-                  int64_t size, T* var, T* m, T* v, const T* grad) {
-    const math::LambStep<C> s =
-        math::MakeLambStep<C>(*hyper.beta_1, *hyper.beta_2, *hyper.epsilon,
-                              *hyper.weight_decay_rate, *hyper.step);
-    const int64_t num_blocks = NumBlocks(size, kElementsPerBlock);
-    std::vector<double> w_partials(num_blocks), u_partials(num_blocks);
-    ParallelForBlocks(ctx, size, kElementsPerBlock, /*cycles_per_element=*/30,
-                      [&](int64_t block, int64_t begin, int64_t end) {
-                        LambMomentsRange<T, C>(s, begin, end, var, m, v, grad,
-                                               &w_partials[block],
-                                               &u_partials[block]);
-                      });
-
-    const C ratio = math::LambTrustRatio<C>(
-        static_cast<C>(SumInOrder(w_partials)),
-        static_cast<C>(SumInOrder(u_partials)), hyper.use_layer_adaptation);
-    const C step_size = *hyper.lr * ratio;
-    ParallelForBlocks(ctx, size, kElementsPerBlock, /*cycles_per_element=*/25,
-                      [&](int64_t, int64_t begin, int64_t end) {
-                        LambApplyRange<T, C>(s, step_size, begin, end, var, m,
-                                             v);
-                      });
-  }
-};
-
-template <typename T, typename C>
-struct ApplyLambMulti<CPUDevice, T, C> {
-  void operator()(OpKernelContext* ctx, const LambHyperparams<C>& hyper,
                   const std::vector<LambTensor<T>>& tensors) {
     const math::LambStep<C> with_decay =
         math::MakeLambStep<C>(*hyper.beta_1, *hyper.beta_2, *hyper.epsilon,
@@ -102,8 +73,9 @@ struct ApplyLambMulti<CPUDevice, T, C> {
     auto step_for = [&](const LambTensor<T>& t) -> const math::LambStep<C>& {
       return t.apply_weight_decay ? with_decay : without_decay;
     };
-    // Pass 1 over the blocks of all tensors; a tensor's blocks are those of
-    // its single-tensor op, so its norms (and the result) are the same.
+    // Pass 1 over the blocks of all tensors, each block's partial sums kept
+    // apart, so a tensor's norms add up in block order whatever the threads
+    // and whatever else is in the list.
     const std::vector<TensorBlock> blocks = SplitIntoBlocks(
         tensors.size(), [&](size_t t) { return tensors[t].size; });
     std::vector<double> w_partials(blocks.size()), u_partials(blocks.size());
@@ -143,106 +115,41 @@ struct ApplyLambMulti<CPUDevice, T, C> {
 
 // Defined in lamb_op_gpu.cu.cc.
 TFOPT_DECLARE_GPU_FUNCTOR(functor::ApplyLamb)
-TFOPT_DECLARE_GPU_FUNCTOR(functor::ApplyLambMulti)
 
-namespace {
-
-// The scalar inputs of both LAMB ops, in the field order of LambHyperparams
-// (HyperparamsFromScalars reads them by position).
-std::vector<const char*> LambScalarNames() {
-  return {"lr", "beta_1", "beta_2", "epsilon", "weight_decay_rate", "step"};
-}
-
-}  // namespace
-
+// N variables with the same hyperparameters (N = 1 for ResourceApplyLamb) and
+// a trust ratio each; per variable, weight decay (apply_weight_decay) and
+// layer adaptation (use_layer_adaptation) can be switched off.
 template <typename Device, typename T, typename C>
-class ResourceApplyLambOp : public OpKernel {
+class ApplyLambOp : public TensorListOpKernel {
  public:
-  explicit ResourceApplyLambOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_layer_adaptation",
-                                     &use_layer_adaptation_));
+  explicit ApplyLambOp(OpKernelConstruction* ctx) : TensorListOpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, GetPerTensorFlags(ctx, "apply_weight_decay",
+                                          &apply_weight_decay_));
+    OP_REQUIRES_OK(ctx, GetPerTensorFlags(ctx, "use_layer_adaptation",
+                                          &use_layer_adaptation_));
   }
 
   void Compute(OpKernelContext* ctx) override {
-    UpdateInputs in;
-    OP_REQUIRES_OK(ctx, (PrepareUpdate<Device, T>(
-                            ctx, use_locking_,
-                            {{"var", false}, {"m", false}, {"v", false}},
-                            LambScalarNames(), &in)));
-    OP_REQUIRES_OK(ctx, CheckSlotsAndGradMatchVar(in));
-    if (kIsHostDevice<Device>) OP_REQUIRES_OK(ctx, CheckStep(*in.scalars[5]));
-
-    const functor::LambHyperparams<C> hyper =
-        HyperparamsFromScalars<functor::LambHyperparams, C>(
-            in, use_layer_adaptation_);
-    functor::ApplyLamb<Device, T, C>()(
-        ctx, hyper, in.vars[0].NumElements(), in.vars[0].flat<T>().data(),
-        in.vars[1].flat<T>().data(), in.vars[2].flat<T>().data(),
-        in.grad->flat<T>().data());
-  }
-
- private:
-  bool use_locking_;
-  bool use_layer_adaptation_;
-};
-
-// One update of N variables with the same hyperparameters; per variable,
-// weight decay and layer adaptation can be switched off.
-template <typename Device, typename T, typename C>
-class ResourceMultiTensorApplyLambOp : public OpKernel {
- public:
-  explicit ResourceMultiTensorApplyLambOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("apply_weight_decay", &apply_weight_decay_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_layer_adaptation",
-                                     &use_layer_adaptation_));
-    OP_REQUIRES_OK(ctx, CheckPerTensorFlags("apply_weight_decay",
-                                            apply_weight_decay_, n_));
-    OP_REQUIRES_OK(ctx, CheckPerTensorFlags("use_layer_adaptation",
-                                            use_layer_adaptation_, n_));
-  }
-
-  void Compute(OpKernelContext* ctx) override {
-    UpdateInputs in;
-    OP_REQUIRES_OK(ctx, (PrepareMultiUpdate<Device, T>(
-                            ctx, use_locking_,
-                            {{"var", true}, {"m", true}, {"v", true}},
-                            LambScalarNames(), &in)));
-    OP_REQUIRES_OK(ctx, CheckMultiSlotsAndGradsMatchVars(in, n_, {"m", "v"}));
-    if (kIsHostDevice<Device>) OP_REQUIRES_OK(ctx, CheckStep(*in.scalars[5]));
-
-    // Per-tensor layer adaptation comes with each tensor (LambTensor).
-    const functor::LambHyperparams<C> hyper =
-        HyperparamsFromScalars<functor::LambHyperparams, C>(
-            in, /*use_layer_adaptation=*/true);
-    std::vector<functor::LambTensor<T>> tensors(n_);
-    for (int i = 0; i < n_; ++i) {
-      tensors[i] = {in.vars[i].NumElements(),
-                    in.vars[i].flat<T>().data(),
-                    in.vars[n_ + i].flat<T>().data(),
-                    in.vars[2 * n_ + i].flat<T>().data(),
-                    in.grads[i]->flat<T>().data(),
-                    apply_weight_decay_.empty() || apply_weight_decay_[i],
-                    use_layer_adaptation_.empty() || use_layer_adaptation_[i]};
+    functor::LambHyperparams<C> hyper;
+    TensorListUpdate in;
+    OP_REQUIRES_OK(ctx, (in.Prepare<Device, T>(ctx, use_locking_, {"m", "v"},
+                                               &hyper)));
+    std::vector<functor::LambTensor<T>> tensors(in.size());
+    for (int i = 0; i < in.size(); ++i) {
+      tensors[i] = {in.num_elements(i), in.var<T>(i),
+                    in.slot<T>(0, i),   in.slot<T>(1, i),
+                    in.grad<T>(i),      apply_weight_decay_[i],
+                    use_layer_adaptation_[i]};
     }
-    functor::ApplyLambMulti<Device, T, C>()(ctx, hyper, tensors);
+    functor::ApplyLamb<Device, T, C>()(ctx, hyper, tensors);
   }
 
  private:
-  bool use_locking_;
-  int n_;
   std::vector<bool> apply_weight_decay_;
   std::vector<bool> use_layer_adaptation_;
 };
 
-TFOPT_REGISTER_CPU_KERNELS("ResourceApplyLamb", ResourceApplyLambOp)
-TFOPT_REGISTER_GPU_KERNELS("ResourceApplyLamb", ResourceApplyLambOp)
-TFOPT_REGISTER_CPU_KERNELS("ResourceMultiTensorApplyLamb",
-                           ResourceMultiTensorApplyLambOp)
-TFOPT_REGISTER_GPU_KERNELS("ResourceMultiTensorApplyLamb",
-                           ResourceMultiTensorApplyLambOp)
+TFOPT_REGISTER_KERNELS("ResourceApplyLamb", ApplyLambOp)
+TFOPT_REGISTER_KERNELS("ResourceMultiTensorApplyLamb", ApplyLambOp)
 
 }  // namespace tf_opt_plugin

@@ -1,7 +1,8 @@
-// ResourceApplyLamb: the device functor the kernel dispatches to. The CPU
-// specialization lives in lamb_op.cc, the GPU one in lamb_op_gpu.cu.cc (kernels:
-// gpu/lamb_kernel.cu.h); both apply the math in math/lamb_math.h. No
-// TensorFlow header: the GPU check includes this.
+// ResourceApplyLamb and ResourceMultiTensorApplyLamb: their hyperparameters
+// and the one device functor both ops run (an op of one variable is a list of
+// one). The CPU specialization lives in lamb_op.cc, the GPU one in
+// lamb_op_gpu.cu.cc (kernels: gpu/lamb_kernel.cu.h); both apply the math in
+// math/lamb_math.h. No TensorFlow header: the GPU check includes this.
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_LAMB_OP_H_
 #define TF_OPT_PLUGIN_CC_KERNELS_LAMB_OP_H_
 
@@ -27,18 +28,20 @@ struct LambHyperparams {
   const C* epsilon;
   const C* weight_decay_rate;
   const int64_t* step;
-  bool use_layer_adaptation;
+
+  // The ops' scalar inputs, in op order (see hyperparams.h).
+  template <typename Visit>
+  void ForEachScalar(Visit&& visit) {
+    visit("lr", &lr);
+    visit("beta_1", &beta_1);
+    visit("beta_2", &beta_2);
+    visit("epsilon", &epsilon);
+    visit("weight_decay_rate", &weight_decay_rate);
+    visit("step", &step);
+  }
 };
 
-// Updates var, m, v (all of `size` elements) in place from grad.
-template <typename Device, typename T, typename C>
-struct ApplyLamb {
-  void operator()(tensorflow::OpKernelContext* ctx,
-                  const LambHyperparams<C>& hyper, int64_t size, T* var, T* m,
-                  T* v, const T* grad);
-};
-
-// One variable of a multi-tensor update.
+// One variable of an update.
 template <typename T>
 struct LambTensor {
   int64_t size;
@@ -50,10 +53,10 @@ struct LambTensor {
   bool use_layer_adaptation;  // false: trust ratio 1 for it
 };
 
-// ResourceMultiTensorApplyLamb: every tensor of the list, each with its own
-// trust ratio (hyper.use_layer_adaptation is ignored: per tensor instead).
+// Updates every tensor of the list in place, each with its own trust ratio
+// (on a GPU: three launches for the list, no host synchronisation).
 template <typename Device, typename T, typename C>
-struct ApplyLambMulti {
+struct ApplyLamb {
   void operator()(tensorflow::OpKernelContext* ctx,
                   const LambHyperparams<C>& hyper,
                   const std::vector<LambTensor<T>>& tensors);

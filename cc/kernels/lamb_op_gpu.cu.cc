@@ -1,4 +1,4 @@
-// GPU functors of ResourceApplyLamb and ResourceMultiTensorApplyLamb (the
+// The GPU functor of ResourceApplyLamb and ResourceMultiTensorApplyLamb (the
 // kernels: gpu/lamb_kernel.cu.h): three launches per list of tensors, the
 // norms reduced on the device, no host synchronisation.
 #if GOOGLE_CUDA
@@ -42,21 +42,6 @@ uint8_t LambFlags(bool apply_weight_decay, bool use_layer_adaptation) {
 template <typename T, typename C>
 struct ApplyLamb<GPUDevice, T, C> {
   void operator()(tensorflow::OpKernelContext* ctx,
-                  const LambHyperparams<C>& hyper, int64_t size, T* var, T* m,
-                  T* v, const T* grad) {
-    using CT = typename gpu::CudaType<T>::type;
-    const std::vector<gpu::LambTensorDesc<CT>> descs = {
-        {{gpu::ToCuda(var), gpu::ToCuda(m), gpu::ToCuda(v),
-          const_cast<CT*>(gpu::ToCuda(grad))},
-         size,
-         LambFlags(true, hyper.use_layer_adaptation)}};
-    LaunchLambFor<CT, C, 1>(ctx, "ResourceApplyLamb", hyper, descs);
-  }
-};
-
-template <typename T, typename C>
-struct ApplyLambMulti<GPUDevice, T, C> {
-  void operator()(tensorflow::OpKernelContext* ctx,
                   const LambHyperparams<C>& hyper,
                   const std::vector<LambTensor<T>>& tensors) {
     using CT = typename gpu::CudaType<T>::type;
@@ -69,12 +54,11 @@ struct ApplyLambMulti<GPUDevice, T, C> {
                        LambFlags(t.apply_weight_decay, t.use_layer_adaptation)});
     }
     LaunchLambFor<CT, C, gpu::kMultiTensorCapacity>(
-        ctx, "ResourceMultiTensorApplyLamb", hyper, descs);
+        ctx, ctx->op_kernel().type_string().c_str(), hyper, descs);
   }
 };
 
 TFOPT_INSTANTIATE_GPU_FUNCTOR(ApplyLamb)
-TFOPT_INSTANTIATE_GPU_FUNCTOR(ApplyLambMulti)
 
 }  // namespace functor
 }  // namespace tf_opt_plugin

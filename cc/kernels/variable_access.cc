@@ -1,14 +1,31 @@
 #include "cc/kernels/variable_access.h"
 
 #include "absl/strings/str_cat.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_def.pb.h"
 
 namespace tf_opt_plugin {
 
+bool IsListInput(const tensorflow::OpKernel& kernel, const char* name) {
+  const tensorflow::OpDef* op_def = nullptr;
+  if (!tensorflow::OpRegistry::Global()->LookUpOpDef(kernel.def().op(), &op_def)
+           .ok()) {
+    return false;
+  }
+  for (const tensorflow::OpDef::ArgDef& arg : op_def->input_arg()) {
+    if (arg.name() == name) {
+      return !arg.number_attr().empty() || !arg.type_list_attr().empty();
+    }
+  }
+  return false;
+}
+
 absl::Status AppendVariableInputs(tensorflow::OpKernelContext* ctx,
-                                  const std::string& name, bool is_list,
+                                  const char* name,
                                   std::vector<VariableInput>* inputs) {
   int start = 0, stop = 0;
   TF_RETURN_IF_ERROR(ctx->op_kernel().InputRange(name, &start, &stop));
+  const bool is_list = IsListInput(ctx->op_kernel(), name);
   for (int i = start; i < stop; ++i) {
     inputs->push_back(
         {i, is_list ? absl::StrCat(name, "[", i - start, "]") : name});
@@ -25,19 +42,6 @@ absl::Status CheckScalar(const char* name, const tensorflow::Tensor& tensor) {
                    ".shape=", tensor.shape().DebugString()));
 }
 
-absl::Status GetScalarInputs(tensorflow::OpKernelContext* ctx,
-                             const std::vector<const char*>& names,
-                             std::vector<const tensorflow::Tensor*>* scalars) {
-  scalars->clear();
-  for (const char* name : names) {
-    const tensorflow::Tensor* tensor = nullptr;
-    TF_RETURN_IF_ERROR(ctx->input(name, &tensor));
-    TF_RETURN_IF_ERROR(CheckScalar(name, *tensor));
-    scalars->push_back(tensor);
-  }
-  return absl::OkStatus();
-}
-
 absl::Status CheckSameShape(const std::string& name,
                             const tensorflow::Tensor& tensor,
                             const tensorflow::Tensor& var) {
@@ -48,21 +52,20 @@ absl::Status CheckSameShape(const std::string& name,
       ".shape=", tensor.shape().DebugString()));
 }
 
-absl::Status CheckSlotsAndGradMatchVar(const UpdateInputs& update) {
-  const tensorflow::Tensor& var = update.vars[0];
-  for (size_t i = 1; i < update.vars.size(); ++i) {
-    TF_RETURN_IF_ERROR(
-        CheckSameShape(update.variables[i].name, update.vars[i], var));
-  }
-  return CheckSameShape("grad", *update.grad, var);
+namespace {
+
+// `name` or, in a multi-tensor op, `name[i]`.
+std::string InputName(const char* name, bool is_list, int i) {
+  return is_list ? absl::StrCat(name, "[", i, "]") : std::string(name);
 }
 
-absl::Status CheckMultiSlotsAndGradsMatchVars(
-    const UpdateInputs& update, int n,
-    const std::vector<const char*>& slot_names) {
-  for (int i = 0; i < n; ++i) {
-    const tensorflow::Tensor& var = update.vars[i];
-    const std::string var_name = absl::StrCat("var[", i, "]");
+}  // namespace
+
+absl::Status TensorListUpdate::CheckShapes(bool is_list) const {
+  const size_t num_slots = locked_.vars.size() / n_ - 1;
+  for (int i = 0; i < n_; ++i) {
+    const tensorflow::Tensor& var = locked_.vars[i];
+    const std::string var_name = InputName("var", is_list, i);
     auto check = [&](const std::string& name,
                      const tensorflow::Tensor& tensor) -> absl::Status {
       if (tensor.shape() == var.shape()) return absl::OkStatus();
@@ -71,28 +74,62 @@ absl::Status CheckMultiSlotsAndGradsMatchVars(
           var_name, ".shape=", var.shape().DebugString(), ", ", name,
           ".shape=", tensor.shape().DebugString()));
     };
-    for (size_t k = 0; k < slot_names.size(); ++k) {
-      TF_RETURN_IF_ERROR(check(absl::StrCat(slot_names[k], "[", i, "]"),
-                               update.vars[(k + 1) * n + i]));
+    for (size_t k = 1; k <= num_slots; ++k) {
+      const VariableInput& slot = locked_.variables[k * n_ + i];
+      TF_RETURN_IF_ERROR(check(slot.name, locked_.vars[k * n_ + i]));
     }
-    TF_RETURN_IF_ERROR(
-        check(absl::StrCat("grad[", i, "]"), *update.grads[i]));
+    TF_RETURN_IF_ERROR(check(InputName("grad", is_list, i), grads_[i]));
   }
   return absl::OkStatus();
 }
 
-absl::Status CheckPerTensorFlags(const char* name,
-                                 const std::vector<bool>& flags, int n) {
-  if (flags.empty() || static_cast<int>(flags.size()) == n) {
-    return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "`", name, "` must hold one value per variable (N=", n,
-      ") or none (all true). Received ", flags.size(), " values"));
+TensorListOpKernel::TensorListOpKernel(tensorflow::OpKernelConstruction* ctx)
+    : OpKernel(ctx) {
+  OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
+  int start = 0, stop = 0;
+  OP_REQUIRES_OK(ctx, InputRange("var", &start, &stop));
+  num_variables_ = stop - start;
 }
 
-absl::Status CheckStep(const tensorflow::Tensor& step) {
-  const int64_t value = step.scalar<int64_t>()();
+absl::Status TensorListOpKernel::GetPerTensorFlags(
+    tensorflow::OpKernelConstruction* ctx, const char* name,
+    std::vector<bool>* flags) const {
+  flags->assign(num_variables_, true);
+  const tensorflow::AttrValue* attr = ctx->def().attr().count(name)
+                                          ? &ctx->def().attr().at(name)
+                                          : nullptr;
+  if (attr == nullptr) return absl::OkStatus();
+  if (attr->value_case() == tensorflow::AttrValue::kB) {
+    flags->assign(num_variables_, attr->b());
+    return absl::OkStatus();
+  }
+  std::vector<bool> values;
+  TF_RETURN_IF_ERROR(ctx->GetAttr(name, &values));
+  if (values.empty()) return absl::OkStatus();
+  if (static_cast<int>(values.size()) != num_variables_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "`", name, "` must hold one value per variable (N=", num_variables_,
+        ") or none (all true). Received ", values.size(), " values"));
+  }
+  *flags = std::move(values);
+  return absl::OkStatus();
+}
+
+absl::Status TensorListOpKernel::CheckOptionalSlotCount(
+    tensorflow::OpKernelConstruction* ctx, const char* count_attr,
+    const char* slot, const char* what) const {
+  int count = 0;
+  TF_RETURN_IF_ERROR(ctx->GetAttr(count_attr, &count));
+  if (count == 0 || count == num_variables_) return absl::OkStatus();
+  const bool is_list = IsListInput(*this, "var");
+  return absl::InvalidArgumentError(absl::StrCat(
+      "`", slot, "` must hold 0 variables (", what, " off) or ",
+      is_list ? absl::StrCat("one per variable (N=", num_variables_, ")")
+              : absl::StrCat("1 (", what, " on)"),
+      ". Received: ", count_attr, "=", count));
+}
+
+absl::Status CheckStep(int64_t value) {
   if (value >= 1) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       "`step` must be >= 1 (the 1-based count of this update). Received: "

@@ -56,10 +56,14 @@ struct VariableInput {
   std::string name;
 };
 
+// Whether the input `name` of the kernel's op is a list (its arg has a
+// number or type-list attr): its elements are then called name[i] in errors.
+bool IsListInput(const tensorflow::OpKernel& kernel, const char* name);
+
 // Appends the resource input called `name` to `inputs`; for a list input
 // (e.g. the Adafactor accumulators) each element, named `name[i]`.
 absl::Status AppendVariableInputs(tensorflow::OpKernelContext* ctx,
-                                  const std::string& name, bool is_list,
+                                  const char* name,
                                   std::vector<VariableInput>* inputs);
 
 // Checks step 1 for every input under the locks and returns the tensors to
@@ -100,109 +104,32 @@ absl::Status LockVariables(
 // "`lr` must be a scalar. Received: lr.shape=[2]"
 absl::Status CheckScalar(const char* name, const tensorflow::Tensor& tensor);
 
-// Looks up each named scalar input and checks it is a scalar.
-absl::Status GetScalarInputs(tensorflow::OpKernelContext* ctx,
-                             const std::vector<const char*>& names,
-                             std::vector<const tensorflow::Tensor*>* scalars);
-
 // "`m` must have the shape of `var`. Received: var.shape=[3,4], m.shape=[4,3]"
 absl::Status CheckSameShape(const std::string& name,
                             const tensorflow::Tensor& tensor,
                             const tensorflow::Tensor& var);
 
 // "`step` must be >= 1 (the 1-based count of this update). Received: step=0"
-absl::Status CheckStep(const tensorflow::Tensor& step);
+absl::Status CheckStep(int64_t step);
 
-// A resource input of an op, single or list-valued.
-struct VariableSpec {
-  const char* name;
-  bool is_list;
-};
-
-// The locked and validated inputs of one optimizer update. `vars[0]` is the
-// variable, the rest its slots in op order (for a multi-tensor op: every
-// variable, then every first slot, ...); the locks are held for as long as
-// this object lives.
-struct UpdateInputs {
-  std::vector<VariableInput> variables;
-  std::optional<tensorflow::VariableInputLockHolder> locks;
-  std::vector<tensorflow::Tensor> vars;
-  std::vector<const tensorflow::Tensor*> scalars;
-  const tensorflow::Tensor* grad = nullptr;
-  std::vector<const tensorflow::Tensor*> grads;  // multi-tensor ops
-};
-
-// Steps 1 and 2 of the validation order for the resource inputs `variables`
-// and the scalars `scalar_names`.
-template <typename Device, typename T>
-absl::Status PrepareVariablesAndScalars(
-    tensorflow::OpKernelContext* ctx, bool use_locking,
-    const std::vector<VariableSpec>& variables,
-    const std::vector<const char*>& scalar_names, UpdateInputs* update) {
-  for (const VariableSpec& spec : variables) {
-    TF_RETURN_IF_ERROR(AppendVariableInputs(ctx, spec.name, spec.is_list,
-                                            &update->variables));
-  }
-  TF_RETURN_IF_ERROR((LockVariables<Device, T>(ctx, use_locking,
-                                               update->variables,
-                                               &update->locks)));
-  TF_RETURN_IF_ERROR(
-      (GetVariablesForUpdate<Device, T>(ctx, update->variables, &update->vars)));
-  return GetScalarInputs(ctx, scalar_names, &update->scalars);
+// Looks up every scalar input of `hyper` by the name its ForEachScalar gives
+// (hyperparams.h), checks it is a scalar and points the field at its value in
+// the memory of the kernel's device.
+template <typename Hyperparams>
+absl::Status ReadScalarInputs(tensorflow::OpKernelContext* ctx,
+                              Hyperparams* hyper) {
+  absl::Status status;
+  hyper->ForEachScalar([&](const char* name, auto* field) {
+    using Value = std::remove_const_t<
+        std::remove_pointer_t<std::remove_pointer_t<decltype(field)>>>;
+    if (!status.ok()) return;
+    const tensorflow::Tensor* tensor = nullptr;
+    status = ctx->input(name, &tensor);
+    if (status.ok()) status = CheckScalar(name, *tensor);
+    if (status.ok()) *field = tensor->scalar<Value>().data();
+  });
+  return status;
 }
-
-// Steps 1 and 2 for an op whose inputs are `variables`, the scalars
-// `scalar_names` and `grad`.
-template <typename Device, typename T>
-absl::Status PrepareUpdate(tensorflow::OpKernelContext* ctx, bool use_locking,
-                           const std::vector<VariableSpec>& variables,
-                           const std::vector<const char*>& scalar_names,
-                           UpdateInputs* update) {
-  TF_RETURN_IF_ERROR((PrepareVariablesAndScalars<Device, T>(
-      ctx, use_locking, variables, scalar_names, update)));
-  return ctx->input("grad", &update->grad);
-}
-
-// The same for a multi-tensor op, whose `grad` is a list (into `grads`).
-template <typename Device, typename T>
-absl::Status PrepareMultiUpdate(tensorflow::OpKernelContext* ctx,
-                                bool use_locking,
-                                const std::vector<VariableSpec>& variables,
-                                const std::vector<const char*>& scalar_names,
-                                UpdateInputs* update) {
-  TF_RETURN_IF_ERROR((PrepareVariablesAndScalars<Device, T>(
-      ctx, use_locking, variables, scalar_names, update)));
-  tensorflow::OpInputList grads;
-  TF_RETURN_IF_ERROR(ctx->input_list("grad", &grads));
-  for (int i = 0; i < grads.size(); ++i) update->grads.push_back(&grads[i]);
-  return absl::OkStatus();
-}
-
-// The hyperparameters of an op from its checked scalar inputs, pointing into
-// the memory of the kernel's device. Every optimizer op takes five scalars of
-// the compute type C and then `step`, in the field order of its
-// Hyperparams<C>; attrs that follow them in the struct come as `attrs`.
-template <template <typename> class Hyperparams, typename C,
-          typename... Attrs>
-Hyperparams<C> HyperparamsFromScalars(const UpdateInputs& update,
-                                      Attrs... attrs) {
-  const std::vector<const tensorflow::Tensor*>& s = update.scalars;
-  return {s[0]->scalar<C>().data(), s[1]->scalar<C>().data(),
-          s[2]->scalar<C>().data(), s[3]->scalar<C>().data(),
-          s[4]->scalar<C>().data(), s[5]->scalar<int64_t>().data(), attrs...};
-}
-
-// Step 3 of a multi-tensor op with N variables whose every slot (`slot_names`
-// in op order, each a list of N) is shaped like its variable:
-// "`m[3]` must have the shape of `var[3]`. Received: var[3].shape=[2], ..."
-absl::Status CheckMultiSlotsAndGradsMatchVars(
-    const UpdateInputs& update, int n,
-    const std::vector<const char*>& slot_names);
-
-// A per-tensor list(bool) attr of a multi-tensor op: empty (all true) or one
-// value per variable.
-absl::Status CheckPerTensorFlags(const char* name,
-                                 const std::vector<bool>& flags, int n);
 
 // Whether a kernel runs on the host, where it can read its scalar inputs. A
 // GPU kernel cannot without a synchronisation: it leaves the value checks
@@ -211,17 +138,139 @@ template <typename Device>
 constexpr bool kIsHostDevice =
     std::is_same<Device, Eigen::ThreadPoolDevice>::value;
 
+// Step 4 for the scalars every algorithm shares: `step` >= 1, where the op has
+// a step and the kernel runs on the host.
+template <typename Device, typename Hyperparams>
+absl::Status CheckScalarValues(const tensorflow::OpKernelContext* ctx,
+                               Hyperparams hyper) {
+  absl::Status status;
+  if (!kIsHostDevice<Device>) return status;
+  hyper.ForEachScalar([&](const char* name, auto* field) {
+    if constexpr (std::is_same_v<decltype(field), const int64_t**>) {
+      if (status.ok()) status = CheckStep(**field);
+    }
+  });
+  return status;
+}
+
 // "`clip_threshold` must be > 0. Received: clip_threshold=0"
 template <typename C>
-absl::Status CheckPositive(const char* name, const tensorflow::Tensor& scalar) {
-  const C value = scalar.scalar<C>()();
+absl::Status CheckPositive(const char* name, C value) {
   if (value > C(0)) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       "`", name, "` must be > 0. Received: ", name, "=", value));
 }
 
-// Step 3 for ops whose every slot is shaped like the variable.
-absl::Status CheckSlotsAndGradMatchVar(const UpdateInputs& update);
+// The locked inputs of one optimizer update: `variables` names each resource
+// input (the variable, then its slots, in op order), `vars` holds their
+// tensors to update in place; the locks are held for as long as this object
+// lives.
+struct LockedVariables {
+  std::vector<VariableInput> variables;
+  std::optional<tensorflow::VariableInputLockHolder> locks;
+  std::vector<tensorflow::Tensor> vars;
+};
+
+// Step 1 of the validation order for the resource inputs `names` (each a
+// resource or a list of them): locks them all, then checks each exists, is
+// initialised, is distinct and has dtype T.
+template <typename Device, typename T>
+absl::Status LockAndGetVariables(tensorflow::OpKernelContext* ctx,
+                                 bool use_locking,
+                                 const std::vector<const char*>& names,
+                                 LockedVariables* locked) {
+  for (const char* name : names) {
+    TF_RETURN_IF_ERROR(AppendVariableInputs(ctx, name, &locked->variables));
+  }
+  TF_RETURN_IF_ERROR((LockVariables<Device, T>(
+      ctx, use_locking, locked->variables, &locked->locks)));
+  return GetVariablesForUpdate<Device, T>(ctx, locked->variables,
+                                          &locked->vars);
+}
+
+// The validated inputs of an op that updates N variables (N = 1 for the
+// single-variable ops) whose every slot is shaped like its variable: the
+// slot lists follow the variables in op order, each of N tensors, or of none
+// for an optional slot that is off (amsgrad's vhat).
+class TensorListUpdate {
+ public:
+  int size() const { return n_; }
+  // Element count of variable i.
+  int64_t num_elements(int i) const { return locked_.vars[i].NumElements(); }
+  template <typename T>
+  T* var(int i) {
+    return locked_.vars[i].flat<T>().data();
+  }
+  // Slot `slot` (0-based, in op order) of variable i; null when absent.
+  template <typename T>
+  T* slot(int slot, int i) {
+    const size_t index = static_cast<size_t>(slot + 1) * n_ + i;
+    return index < locked_.vars.size() ? locked_.vars[index].flat<T>().data()
+                                       : nullptr;
+  }
+  bool has_slot(int slot) const {
+    return static_cast<size_t>(slot + 1) * n_ < locked_.vars.size();
+  }
+  template <typename T>
+  const T* grad(int i) const {
+    return grads_[i].flat<T>().data();
+  }
+
+  // Validates in the fixed order (variable_access.h) the inputs "var", each
+  // of `slot_names` and "grad", reads the scalars of `hyper` and locks the
+  // variables until this object dies.
+  template <typename Device, typename T, typename Hyperparams>
+  absl::Status Prepare(tensorflow::OpKernelContext* ctx, bool use_locking,
+                       const std::vector<const char*>& slot_names,
+                       Hyperparams* hyper) {
+    std::vector<const char*> names = {"var"};
+    names.insert(names.end(), slot_names.begin(), slot_names.end());
+    TF_RETURN_IF_ERROR(
+        (LockAndGetVariables<Device, T>(ctx, use_locking, names, &locked_)));
+    TF_RETURN_IF_ERROR(ReadScalarInputs(ctx, hyper));
+    tensorflow::OpInputList grads;
+    TF_RETURN_IF_ERROR(ctx->input_list("grad", &grads));
+    n_ = grads.size();
+    for (int i = 0; i < n_; ++i) grads_.push_back(grads[i]);
+    TF_RETURN_IF_ERROR(CheckShapes(IsListInput(ctx->op_kernel(), "grad")));
+    return CheckScalarValues<Device>(ctx, *hyper);
+  }
+
+ private:
+  // Step 3: every slot and gradient shaped like its variable (named var[i],
+  // grad[i] when `is_list`).
+  absl::Status CheckShapes(bool is_list) const;
+
+  int n_ = 0;
+  LockedVariables locked_;
+  std::vector<tensorflow::Tensor> grads_;
+};
+
+// The base of every tensor-list optimizer kernel: reads `use_locking` and
+// checks the per-variable attrs (which eager execution, skipping the shape
+// function, would otherwise let through).
+class TensorListOpKernel : public tensorflow::OpKernel {
+ public:
+  explicit TensorListOpKernel(tensorflow::OpKernelConstruction* ctx);
+
+ protected:
+  // One flag per variable from the attr `name`: a list(bool) of N values or
+  // empty (all true), or, on a single-variable op, a bool; all true when the
+  // op has no such attr.
+  absl::Status GetPerTensorFlags(tensorflow::OpKernelConstruction* ctx,
+                                 const char* name,
+                                 std::vector<bool>* flags) const;
+
+  // The optional slot list `slot` (counted by the attr `count_attr`) holds no
+  // variable or one per variable.
+  absl::Status CheckOptionalSlotCount(tensorflow::OpKernelConstruction* ctx,
+                                      const char* count_attr,
+                                      const char* slot,
+                                      const char* what) const;
+
+  bool use_locking_ = true;
+  int num_variables_ = 0;
+};
 
 // ---------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-#include "cc/ops/shape_fn_helpers.h"
-#include "tensorflow/core/framework/op.h"
+// ResourceApplyAdafactor.
+#include "cc/kernels/adafactor_op.h"
+#include "cc/ops/optimizer_op_def.h"
 
 namespace tf_opt_plugin {
 
@@ -12,8 +13,7 @@ namespace {
 absl::Status AdafactorShapeFn(InferenceContext* c) {
   TF_RETURN_IF_ERROR(shape_fn::CheckScalarType(c));
   TF_RETURN_IF_ERROR(shape_fn::CheckScalars(
-      c, {"lr", "beta_2_decay", "epsilon_1", "epsilon_2", "clip_threshold",
-          "step"}));
+      c, ScalarInputNames<functor::AdafactorHyperparams>()));
   int num_accumulators = 0;
   TF_RETURN_IF_ERROR(c->GetAttr("N", &num_accumulators));
   ShapeHandle var = shape_fn::VariableShape(c, 0);
@@ -56,15 +56,11 @@ absl::Status AdafactorShapeFn(InferenceContext* c) {
 
 }  // namespace
 
-REGISTER_OP("ResourceApplyAdafactor")
-    .Input("var: resource")
-    .Input("accumulators: N * resource")
-    .Input("lr: Tscalar")
-    .Input("beta_2_decay: Tscalar")
-    .Input("epsilon_1: Tscalar")
-    .Input("epsilon_2: Tscalar")
-    .Input("clip_threshold: Tscalar")
-    .Input("step: int64")
+TFOPT_REGISTER_OP(
+    op_def::AddScalarInputs<functor::AdafactorHyperparams>(
+        op_def::OpDefBuilderWrapper("ResourceApplyAdafactor")
+            .Input("var: resource")
+            .Input("accumulators: N * resource"))
     .Input("grad: T")
     .Attr("T: {half, bfloat16, float, double}")
     .Attr("Tscalar: {float, double}")
@@ -85,6 +81,6 @@ rank < 2 it is [v (var.shape)].
   u <- u / max(1, RMS(u) / clip_threshold)
   rho = min(lr, 1/sqrt(step)) if relative_step else lr
   w <- w - max(epsilon_2, RMS(w)) * rho * u
-)doc");
+)doc"));
 
 }  // namespace tf_opt_plugin

@@ -1,54 +1,21 @@
-#include "cc/ops/shape_fn_helpers.h"
-#include "tensorflow/core/framework/common_shape_fns.h"
-#include "tensorflow/core/framework/op.h"
+// ResourceApplyAdamW and ResourceMultiTensorApplyAdamW.
+#include "cc/kernels/adamw_op.h"
+#include "cc/ops/optimizer_op_def.h"
 
 namespace tf_opt_plugin {
+namespace {
 
-using tensorflow::shape_inference::InferenceContext;
-using tensorflow::shape_inference::ShapeHandle;
+using op_def::Form;
 
-REGISTER_OP("ResourceApplyAdamW")
-    .Input("var: resource")
-    .Input("m: resource")
-    .Input("v: resource")
-    .Input("vhat: num_vhat * resource")
-    .Input("lr: Tscalar")
-    .Input("beta_1: Tscalar")
-    .Input("beta_2: Tscalar")
-    .Input("epsilon: Tscalar")
-    .Input("weight_decay: Tscalar")
-    .Input("step: int64")
-    .Input("grad: T")
-    .Attr("T: {half, bfloat16, float, double}")
-    .Attr("Tscalar: {float, double}")
-    .Attr("num_vhat: int >= 0 = 0")
-    .Attr("use_locking: bool = true")
-    .SetShapeFn([](InferenceContext* c) -> absl::Status {
-      TF_RETURN_IF_ERROR(shape_fn::CheckScalarType(c));
-      int num_vhat = 0;
-      TF_RETURN_IF_ERROR(c->GetAttr("num_vhat", &num_vhat));
-      if (num_vhat > 1) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "`vhat` must hold 0 variables (amsgrad off) or 1 (amsgrad on). "
-            "Received: num_vhat=",
-            num_vhat));
-      }
-      TF_RETURN_IF_ERROR(shape_fn::CheckScalars(
-          c, {"lr", "beta_1", "beta_2", "epsilon", "weight_decay", "step"}));
-      ShapeHandle var = shape_fn::VariableShape(c, 0);
-      TF_RETURN_IF_ERROR(
-          shape_fn::MergeWithVar(c, "m", shape_fn::VariableShape(c, 1), &var));
-      TF_RETURN_IF_ERROR(
-          shape_fn::MergeWithVar(c, "v", shape_fn::VariableShape(c, 2), &var));
-      if (num_vhat == 1) {
-        TF_RETURN_IF_ERROR(shape_fn::MergeWithVar(
-            c, "vhat[0]", shape_fn::VariableShape(c, 3), &var));
-      }
-      std::vector<ShapeHandle> grad;
-      TF_RETURN_IF_ERROR(c->input("grad", &grad));
-      return shape_fn::MergeWithVar(c, "grad", grad[0], &var);
-    })
-    .Doc(R"doc(
+const op_def::OptimizerOpSpec kAdamWOp = {
+    /*slots=*/{{"m"}, {"v"}, {"vhat", "num_vhat", "amsgrad"}},
+    /*per_tensor_flags=*/{"apply_weight_decay"}};
+
+}  // namespace
+
+TFOPT_REGISTER_OP(op_def::OptimizerOp<functor::AdamWHyperparams>(
+                      "ResourceApplyAdamW", Form::kOneVariable, kAdamWOp)
+                      .Doc(R"doc(
 Fused AdamW (Keras semantics) on resource variables, in place, in one pass.
 
   w    <- w - lr * weight_decay * w
@@ -64,6 +31,16 @@ m, v: first and second moment slots, shaped like var.
 vhat: [] or [max of second moments] for amsgrad.
 step: the 1-based count of this update.
 grad: the gradient, shaped like var.
-)doc");
+)doc"));
+
+TFOPT_REGISTER_OP(
+    op_def::OptimizerOp<functor::AdamWHyperparams>(
+        "ResourceMultiTensorApplyAdamW", Form::kTensorList, kAdamWOp)
+        .Doc(R"doc(
+ResourceApplyAdamW for N variables at once, with the same hyperparameters: on a
+GPU one kernel launch for the whole list. Variable i gets weight decay unless
+apply_weight_decay[i] is false (an empty list means all true). The results are
+those of N ResourceApplyAdamW ops (the same kernel runs both).
+)doc"));
 
 }  // namespace tf_opt_plugin

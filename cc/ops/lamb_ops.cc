@@ -1,41 +1,22 @@
-#include "cc/ops/shape_fn_helpers.h"
-#include "tensorflow/core/framework/op.h"
+// ResourceApplyLamb and ResourceMultiTensorApplyLamb.
+#include "cc/kernels/lamb_op.h"
+#include "cc/ops/optimizer_op_def.h"
 
 namespace tf_opt_plugin {
+namespace {
 
-using tensorflow::shape_inference::InferenceContext;
-using tensorflow::shape_inference::ShapeHandle;
+using op_def::Form;
 
-REGISTER_OP("ResourceApplyLamb")
-    .Input("var: resource")
-    .Input("m: resource")
-    .Input("v: resource")
-    .Input("lr: Tscalar")
-    .Input("beta_1: Tscalar")
-    .Input("beta_2: Tscalar")
-    .Input("epsilon: Tscalar")
-    .Input("weight_decay_rate: Tscalar")
-    .Input("step: int64")
-    .Input("grad: T")
-    .Attr("T: {half, bfloat16, float, double}")
-    .Attr("Tscalar: {float, double}")
-    .Attr("use_layer_adaptation: bool = true")
-    .Attr("use_locking: bool = true")
-    .SetShapeFn([](InferenceContext* c) -> absl::Status {
-      TF_RETURN_IF_ERROR(shape_fn::CheckScalarType(c));
-      TF_RETURN_IF_ERROR(shape_fn::CheckScalars(
-          c, {"lr", "beta_1", "beta_2", "epsilon", "weight_decay_rate",
-              "step"}));
-      ShapeHandle var = shape_fn::VariableShape(c, 0);
-      TF_RETURN_IF_ERROR(
-          shape_fn::MergeWithVar(c, "m", shape_fn::VariableShape(c, 1), &var));
-      TF_RETURN_IF_ERROR(
-          shape_fn::MergeWithVar(c, "v", shape_fn::VariableShape(c, 2), &var));
-      std::vector<ShapeHandle> grad;
-      TF_RETURN_IF_ERROR(c->input("grad", &grad));
-      return shape_fn::MergeWithVar(c, "grad", grad[0], &var);
-    })
-    .Doc(R"doc(
+const op_def::OptimizerOpSpec kLambOp = {
+    /*slots=*/{{"m"}, {"v"}},
+    /*per_tensor_flags=*/{"apply_weight_decay", "use_layer_adaptation"}};
+
+}  // namespace
+
+TFOPT_REGISTER_OP(op_def::OptimizerOp<functor::LambHyperparams>(
+                      "ResourceApplyLamb", Form::kOneVariable, kLambOp)
+                      .Attr("use_layer_adaptation: bool = true")
+                      .Doc(R"doc(
 Fused LAMB (You et al. 2019, as TF Model Garden implements it), in place.
 
   m     <- beta_1 * m + (1 - beta_1) * g
@@ -47,6 +28,18 @@ Fused LAMB (You et al. 2019, as TF Model Garden implements it), in place.
   w     <- w - lr * ratio * u
 
 Half types are computed in float32; the norms are accumulated in double.
-)doc");
+)doc"));
+
+TFOPT_REGISTER_OP(op_def::OptimizerOp<functor::LambHyperparams>(
+                      "ResourceMultiTensorApplyLamb", Form::kTensorList,
+                      kLambOp)
+                      .Doc(R"doc(
+ResourceApplyLamb for N variables at once, with the same hyperparameters and a
+trust ratio per variable: on a GPU three launches for the whole list (moments
+and per-chunk norms, per-variable ratios, update), no host synchronisation.
+Per variable i, apply_weight_decay[i] = false makes weight_decay_rate 0 and
+use_layer_adaptation[i] = false fixes its ratio at 1 (empty lists: all true).
+The results are those of N ResourceApplyLamb ops (the same kernel runs both).
+)doc"));
 
 }  // namespace tf_opt_plugin

@@ -10,7 +10,7 @@
 //   * times it with CUDA events (warm-up, median of many runs, inputs larger
 //     than L2), measures a device-to-device copy in the same run and prints
 //     GB/s and the ratio to the copy;
-//   * runs the multi-tensor AdamW and LAMB steps over the BERT-base variable
+//   * runs the multi-tensor AdamW, LAMB and Lion steps over the BERT-base variable
 //     set of tf_opt_plugin/benchmark/bert_base_shapes.py.
 // `--self-test` runs the host-only checks (no GPU needed): the reference
 // against published values and against a second formulation (the shared
@@ -38,6 +38,7 @@
 #include "cc/kernels/gpu/adafactor_kernel.cu.h"
 #include "cc/kernels/gpu/adamw_kernel.cu.h"
 #include "cc/kernels/gpu/lamb_kernel.cu.h"
+#include "cc/kernels/gpu/lion_kernel.cu.h"
 
 namespace {
 
@@ -253,6 +254,19 @@ void LambReference(const LambParams& p, bool decay, bool adaptation, int64_t n,
   if (adaptation && w_norm > 0.0 && u_norm > 0.0) ratio = w_norm / u_norm;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) w[i] = w[i] - p.lr * ratio * u[i];
+}
+
+struct LionParams {
+  double lr, beta_1, beta_2, weight_decay;
+};
+
+// One element (Chen et al. 2023, Algorithm 2, with Keras's decoupled decay).
+void LionReference(const LionParams& p, bool decay, double g, double* w, double* m) {
+  const double c = p.beta_1 * *m + (1.0 - p.beta_1) * g;
+  const double sign = c > 0.0 ? 1.0 : (c < 0.0 ? -1.0 : 0.0);
+  if (decay) *w = *w - p.lr * p.weight_decay * *w;
+  *w = *w - p.lr * sign;
+  *m = p.beta_2 * *m + (1.0 - p.beta_2) * g;
 }
 
 struct AdafactorParams {
@@ -635,7 +649,7 @@ void RunLamb(const std::string& label, const std::vector<int64_t>& sizes, bool m
                            p.step);
   const functor::LambHyperparams<C> hyper{scalars.values, scalars.values + 1,
                                           scalars.values + 2, scalars.values + 3,
-                                          scalars.values + 4, scalars.step, true};
+                                          scalars.values + 4, scalars.step};
   std::vector<gpu::LambTensorDesc<T>> descs;
   int64_t elements = 0;
   for (size_t i = 0; i < sizes.size(); ++i) {
@@ -679,6 +693,86 @@ void RunLamb(const std::string& label, const std::vector<int64_t>& sizes, bool m
 }
 
 // ------------------------------------------------------------------------------------------
+// Lion. Its update is sign(c): inputs are drawn with |c| well away from 0, where the float
+// rounding of c could flip the sign, except for a few exact zeros (m = g = 0: sign 0).
+
+template <typename T>
+void RandomLionState(int64_t n, uint64_t seed, const LionParams& p, std::vector<T>* w,
+                     std::vector<T>* m, std::vector<T>* g) {
+  Fill(w, n, seed, 1, -1.0, 1.0);
+  Fill(m, n, seed, 2, -0.1, 0.1);
+  Fill(g, n, seed, 5, -0.5, 0.5);
+  for (int64_t i = 0; i < n; ++i) {
+    if (i % 1009 == 0) {
+      (*m)[i] = static_cast<T>(0.0);
+      (*g)[i] = static_cast<T>(0.0);
+      continue;
+    }
+    const double mi = static_cast<double>((*m)[i]), gi = static_cast<double>((*g)[i]);
+    const double c = p.beta_1 * mi + (1.0 - p.beta_1) * gi;
+    if (std::fabs(c) < 1e-3) (*g)[i] = static_cast<T>(gi + (gi >= 0 ? 0.05 : -0.05));
+  }
+}
+
+template <typename T, int kCapacity>
+void RunLion(const std::string& label, const std::vector<int64_t>& sizes, bool misalign,
+             bool timed, double target) {
+  using C = typename TypeInfo<T>::C;
+  const uint64_t seed = SplitMix(g_options.seed ^ std::hash<std::string>()("lion" + label + TypeInfo<T>::Name()));
+  TensorSet<T> set(sizes);
+  const int64_t total = set.total;
+  const LionParams p{0.05, 0.9, 0.99, 0.1};
+  std::vector<T> w, m, g;
+  RandomLionState(total, seed, p, &w, &m, &g);
+  DeviceArray<T> dw, dm, dg;
+  dw.Allocate(total, misalign);
+  dm.Allocate(total, misalign);
+  dg.Allocate(total, misalign);
+  dw.Upload(w);
+  dm.Upload(m);
+  dg.Upload(g);
+  DeviceScalars<C> scalars({C(p.lr), C(p.beta_1), C(p.beta_2), C(p.weight_decay)}, 0);
+  const functor::LionHyperparams<C> hyper{scalars.values, scalars.values + 1,
+                                          scalars.values + 2, scalars.values + 3};
+  std::vector<gpu::LionTensorDesc<T>> descs;
+  int64_t elements = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const int64_t o = set.offsets[i];
+    const bool decay = sizes.size() == 1 || i % 3 != 2;
+    descs.push_back({{dw.data + o, dm.data + o, dg.data + o},
+                     sizes[i],
+                     static_cast<uint8_t>(decay ? gpu::kApplyWeightDecay : 0)});
+    elements += sizes[i];
+  }
+  auto* args = new gpu::LionArgs<T, kCapacity>;
+  auto launch = [&] {
+    return gpu::LaunchLion<T, C, kCapacity>(g_stream, hyper, descs.data(),
+                                            static_cast<int>(descs.size()), args);
+  };
+  CUDA_OK(launch());
+  CUDA_OK(cudaStreamSynchronize(g_stream));
+
+  std::vector<double> rw = Widen(w), rm = Widen(m);
+  const std::vector<double> rg = Widen(g);
+  for (size_t t = 0; t < sizes.size(); ++t) {
+    const bool decay = descs[t].flags & gpu::kApplyWeightDecay;
+    const int64_t o = set.offsets[t];
+    for (int64_t i = o; i < o + sizes[t]; ++i) LionReference(p, decay, rg[i], &rw[i], &rm[i]);
+  }
+  const double rtol = TypeInfo<T>::kRtol;
+  double worst = 0.0;
+  bool ok = Record("Lion", label, "var", Compare(dw.Download(), rw, rtol), &worst);
+  ok &= Record("Lion", label, "m", Compare(dm.Download(), rm, rtol), &worst);
+  ok &= CheckGuards("Lion", label, "var", dw) && CheckGuards("Lion", label, "m", dm) &&
+        CheckGuards("Lion", label, "grad", dg);
+  double ms = 0;
+  if (timed) ms = MedianMs(launch, g_options.repeats);
+  PrintRow("Lion", TypeInfo<T>::Name(), label, elements, worst, ok, ms,
+           gpu::LionBytes<T>(elements), target);
+  delete args;
+}
+
+// ------------------------------------------------------------------------------------------
 // Adafactor: factored when cols > 0 ([batch, rows, cols]), else unfactored
 // over `rows` elements. `zero_row_col` zeroes gradient row 0 and column 0 of
 // every matrix (a dead unit and a constant feature: Keras defect 9).
@@ -718,7 +812,7 @@ void RunAdafactor(const std::string& label, int64_t batch, int64_t rows, int64_t
                            p.step);
   const functor::AdafactorHyperparams<C> hyper{scalars.values, scalars.values + 1,
                                                scalars.values + 2, scalars.values + 3,
-                                               scalars.values + 4, scalars.step, true};
+                                               scalars.values + 4, scalars.step};
   const functor::FactoredShape shape{batch, rows, cols};
   Scratch scratch(factored ? gpu::AdafactorFactoredScratchBytes<C>(shape)
                            : gpu::AdafactorUnfactoredScratchBytes<C>(n));
@@ -804,6 +898,10 @@ void RunAllForType() {
   RunLamb<T, 1>("misaligned n=4099", {4099}, true, false, 0);
   RunLamb<T, 1>("single", {big}, false, true, 0.85);
 
+  for (int64_t n : odd) RunLion<T, 1>("n=" + std::to_string(n), {n}, false, false, 0);
+  RunLion<T, 1>("misaligned n=4099", {4099}, true, false, 0);
+  RunLion<T, 1>("single", {big}, false, true, 0.85);
+
   RunAdafactor<T>("[1,1,1]", 1, 1, 1, false, false, 0);
   RunAdafactor<T>("[3,37,129]", 3, 37, 129, false, false, 0);
   RunAdafactor<T>("[1000,3]", 1, 1000, 3, false, false, 0);
@@ -821,6 +919,7 @@ void RunAllForType() {
     RunAdamW<T, 1>("BERT-base per-tensor", bert, false, false, true, 0);
     RunLamb<T, gpu::kMultiTensorCapacity>("BERT-base multi-tensor", bert, false, true, 0.75);
     RunLamb<T, 1>("BERT-base per-tensor", bert, false, true, 0);
+    RunLion<T, gpu::kMultiTensorCapacity>("BERT-base multi-tensor", bert, false, true, 0.75);
   }
 }
 
@@ -954,6 +1053,16 @@ void SelfTestGoldens() {
              w[i], adafactor_golden[step - 1][i]);
     }
   }
+  // Lion: keras/src/optimizers/lion_test.py, lr 0.001 by default, w = 1 - 0.001 * step.
+  std::fill(w, w + 10, 1.0);
+  std::fill(m, m + 10, 0.0);
+  for (int step = 1; step <= 5; ++step) {
+    for (int i = 0; i < 10; ++i) {
+      LionReference(LionParams{0.001, 0.9, 0.99, 0.0}, false, grads(step, i), &w[i], &m[i]);
+      Expect(Near(w[i], 1.0 - 0.001 * step, 5e-4, 5e-4),
+             "Lion reference vs Keras golden, step %d element %d: %.6f", step, i, w[i]);
+    }
+  }
   // The op docstrings' examples (tf_opt_plugin/ops/*.py), exact to 4 places.
   {
     double w2[2] = {3.0, 4.0}, m2[2] = {}, v2[2] = {}, g2[2] = {1.0, 1.0};
@@ -1061,6 +1170,20 @@ void SelfTestSecondFormulation() {
            "Adafactor: math header (split scales, sum(u^2) from column sums) vs reference "
            "(product form) (worst %.3g)",
            cw.worst);
+    worst = std::max(worst, cw.worst);
+  }
+  {  // Lion
+    const LionParams p{0.05, 0.9, 0.99, 0.1};
+    std::vector<double> w1 = w, m1 = m, w2 = w, m2 = m;
+    const math::LionStep<double> s =
+        math::MakeLionStep<double>(p.lr, p.beta_1, p.beta_2, p.weight_decay);
+    for (int64_t i = 0; i < n; ++i) {
+      LionReference(p, true, g[i], &w1[i], &m1[i]);
+      math::LionUpdateAt<double, double>(s, i, w2.data(), m2.data(), g.data());
+    }
+    const Comparison cw = CompareDoubles(w2.data(), w1.data(), n, 1e-12);
+    const Comparison cm = CompareDoubles(m2.data(), m1.data(), n, 1e-12);
+    Expect(cw.ok() && cm.ok(), "Lion: math header vs reference (worst %.3g)", cw.worst);
     worst = std::max(worst, cw.worst);
   }
   std::printf("self-test: float64 reference == shared math headers (2nd formulation), "

@@ -1,0 +1,81 @@
+// Lion CUDA kernel, single- and multi-tensor: one pass over memory, one block
+// per chunk of kChunkElements of one tensor, 16-byte vector loads where every
+// buffer is aligned, a scalar tail, 64-bit sizes. The element update is
+// math::LionUpdateAt, the loop body of the CPU kernel too. Includes no
+// TensorFlow header (see common.cu.h).
+#ifndef TF_OPT_PLUGIN_CC_KERNELS_GPU_LION_KERNEL_CU_H_
+#define TF_OPT_PLUGIN_CC_KERNELS_GPU_LION_KERNEL_CU_H_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cc/kernels/gpu/common.cu.h"
+#include "cc/kernels/gpu/multi_tensor.cu.h"
+#include "cc/kernels/lion_op.h"
+#include "cc/kernels/math/lion_math.h"
+
+namespace tf_opt_plugin {
+namespace gpu {
+
+// Buffers of one tensor, in this order: var, m, grad. Flags:
+// kApplyWeightDecay.
+template <typename T>
+using LionTensorDesc = TensorDesc<T, 3>;
+
+template <typename T, int kCapacity>
+using LionArgs = TensorListArgs<T, 3, kCapacity>;
+
+template <typename T, typename C, int kCapacity>
+__global__ void __launch_bounds__(kThreads)
+    LionKernel(functor::LionHyperparams<C> hyper, LionArgs<T, kCapacity> args) {
+  const ChunkRange r = BlockChunk(args);
+  T* __restrict__ var = args.ptrs[0][r.tensor];
+  T* __restrict__ m = args.ptrs[1][r.tensor];
+  const T* __restrict__ grad = args.ptrs[2][r.tensor];
+  // The scalars stay in device memory: no host round trip per step.
+  math::LionStep<C> s = math::MakeLionStep<C>(*hyper.lr, *hyper.beta_1,
+                                              *hyper.beta_2, *hyper.weight_decay);
+  if (!(args.flags[r.tensor] & kApplyWeightDecay)) s.weight_decay = C(0);
+  ForEachPack<T>(
+      r.begin, r.end, threadIdx.x, kThreads, VectorOk(args, r.tensor, r.begin),
+      [&](int64_t i, auto width) {
+        constexpr int W = decltype(width)::value;
+        Pack<T, W> w = LoadPack<W>(var + i);
+        Pack<T, W> mm = LoadPack<W>(m + i);
+        const Pack<T, W> g = LoadPack<W>(grad + i);
+#pragma unroll
+        for (int k = 0; k < W; ++k) {
+          math::LionUpdateAt<T, C>(s, k, w.v, mm.v, g.v);
+        }
+        StorePack<W>(var + i, w);
+        StorePack<W>(m + i, mm);
+      });
+}
+
+// Updates every tensor of `tensors` on `stream`: one launch per kCapacity
+// tensors.
+template <typename T, typename C, int kCapacity>
+cudaError_t LaunchLion(cudaStream_t stream,
+                       const functor::LionHyperparams<C>& hyper,
+                       const LionTensorDesc<T>* tensors, int n,
+                       LionArgs<T, kCapacity>* args) {
+  return ForEachTensorList(
+      tensors, n, args,
+      [&](const LionArgs<T, kCapacity>& a, int chunks) -> cudaError_t {
+        LionKernel<T, C, kCapacity><<<chunks, kThreads, 0, stream>>>(hyper, a);
+        return cudaGetLastError();
+      });
+}
+
+// Global memory traffic of one update, in bytes (what the GPU check divides
+// by the time): reads var, m, grad, writes var, m.
+template <typename T>
+int64_t LionBytes(int64_t elements) {
+  return elements * static_cast<int64_t>(sizeof(T)) * 5;
+}
+
+}  // namespace gpu
+}  // namespace tf_opt_plugin
+
+#endif  // TF_OPT_PLUGIN_CC_KERNELS_GPU_LION_KERNEL_CU_H_

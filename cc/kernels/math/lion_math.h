@@ -1,0 +1,75 @@
+// Lion (Chen et al., "Symbolic Discovery of Optimization Algorithms", 2023,
+// Algorithm 2), one element at a time, with Keras's decoupled weight decay:
+//
+//   w  <- w - w * weight_decay * lr
+//   w  <- w - lr * sign(beta_1 * m + (1 - beta_1) * g)
+//   m  <- beta_2 * m + (1 - beta_2) * g
+//
+// Products are formed in Keras's order (its base optimizer's decay
+// `w - w * wd * lr`, then keras.optimizers.Lion's `m * beta_1 +
+// g * (1 - beta_1)`), so float32 results match Keras's to the last bit.
+// sign(0) = 0 and sign(NaN) = NaN, as tf.sign: a NaN gradient shows in w
+// rather than vanishing into a unit step.
+#ifndef TF_OPT_PLUGIN_CC_KERNELS_MATH_LION_MATH_H_
+#define TF_OPT_PLUGIN_CC_KERNELS_MATH_LION_MATH_H_
+
+#include <cstdint>
+
+#include "cc/kernels/math/host_device.h"
+
+namespace tf_opt_plugin {
+namespace math {
+
+// Everything per step that does not depend on the element.
+template <typename C>
+struct LionStep {
+  C lr;
+  C weight_decay;
+  C beta_1, one_minus_beta_1;
+  C beta_2, one_minus_beta_2;
+};
+
+template <typename C>
+TFOPT_HOST_DEVICE LionStep<C> MakeLionStep(C lr, C beta_1, C beta_2,
+                                           C weight_decay) {
+  LionStep<C> s;
+  s.lr = lr;
+  s.weight_decay = weight_decay;
+  s.beta_1 = beta_1;
+  s.one_minus_beta_1 = C(1) - beta_1;
+  s.beta_2 = beta_2;
+  s.one_minus_beta_2 = C(1) - beta_2;
+  return s;
+}
+
+// -1, 0 or 1; NaN stays NaN.
+template <typename C>
+TFOPT_HOST_DEVICE C Sign(C x) {
+  return x > C(0) ? C(1) : (x < C(0) ? C(-1) : x * C(0));
+}
+
+// One element, all values in registers.
+template <typename C>
+TFOPT_HOST_DEVICE void LionElement(const LionStep<C>& s, C g, C& w, C& m) {
+  const C interpolated = m * s.beta_1 + g * s.one_minus_beta_1;
+  w = w - w * s.weight_decay * s.lr;
+  w -= s.lr * Sign(interpolated);
+  m = m * s.beta_2 + g * s.one_minus_beta_2;
+}
+
+// Element i of storage type T: widened to C, updated, narrowed back. The
+// one loop body of the CPU and the CUDA kernels.
+template <typename T, typename C>
+TFOPT_HOST_DEVICE void LionUpdateAt(const LionStep<C>& s, int64_t i, T* var,
+                                    T* m, const T* grad) {
+  C w = static_cast<C>(var[i]);
+  C mi = static_cast<C>(m[i]);
+  LionElement<C>(s, static_cast<C>(grad[i]), w, mi);
+  var[i] = static_cast<T>(w);
+  m[i] = static_cast<T>(mi);
+}
+
+}  // namespace math
+}  // namespace tf_opt_plugin
+
+#endif  // TF_OPT_PLUGIN_CC_KERNELS_MATH_LION_MATH_H_
