@@ -9,7 +9,7 @@ class) this times, in one process on the CPU:
     gradients, in a tf.function, as fit() traces it);
 
 and prints the end-to-end ratio (Keras step / our step) and the optimizer's
-share of each step. Usage (`python benchmarks/bench_fit.py` is the same program):
+share of each step. Usage:
 
   python -m tf_opt_plugin.benchmark.fit [--steps N] [--warmup N] [--batch N]
                                         [--tiny] [--markdown PATH]

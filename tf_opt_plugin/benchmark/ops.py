@@ -1,7 +1,7 @@
 """One optimizer step over the BERT-base variable set: fused ops vs Keras vs TF, and the bandwidth floor.
 
-`python -m tf_opt_plugin.benchmark.ops --help` (or `python benchmarks/bench_ops.py`, the same
-program); `python -m tf_opt_plugin.benchmark` runs it together with the fit() benchmark.
+`python -m tf_opt_plugin.benchmark.ops --help`; `python -m tf_opt_plugin.benchmark` runs it
+together with the fit() benchmark.
 
 Times, in one process and for float32:
 
