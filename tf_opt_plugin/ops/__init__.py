@@ -6,22 +6,26 @@ computes the same numbers everywhere else (XLA, DTensor, other devices,
 library not loaded). The Keras 3, tf-keras and DTensor optimizer classes are
 thin front ends over these functions. `multi_tensor_apply_*` update a list of
 variables with one op per (device, dtype) group.
+
+Each algorithm's functions and twin live in one module (`adamw.py`, `lamb.py`,
+`adafactor.py`, `sgd.py`); `_update.py` is the one body they share
+(convert, dispatch, validate, fused op or twin).
 """
 
 from tf_opt_plugin.ops._dispatch import DISABLE_ENV
 from tf_opt_plugin.ops._dispatch import dispatch_reason
 from tf_opt_plugin.ops._dispatch import FusedOpUnavailableError
+from tf_opt_plugin.ops._grouping import multi_tensor_groups
+from tf_opt_plugin.ops._grouping import MultiTensorGroup
 from tf_opt_plugin.ops._library import library_path
 from tf_opt_plugin.ops._library import load_library
 from tf_opt_plugin.ops._library import LibraryLoadError
 from tf_opt_plugin.ops.adafactor import accumulator_shapes
 from tf_opt_plugin.ops.adafactor import resource_apply_adafactor
+from tf_opt_plugin.ops.adamw import multi_tensor_apply_adamw
 from tf_opt_plugin.ops.adamw import resource_apply_adamw
+from tf_opt_plugin.ops.lamb import multi_tensor_apply_lamb
 from tf_opt_plugin.ops.lamb import resource_apply_lamb
-from tf_opt_plugin.ops.multi_tensor import multi_tensor_apply_adamw
-from tf_opt_plugin.ops.multi_tensor import multi_tensor_apply_lamb
-from tf_opt_plugin.ops.multi_tensor import multi_tensor_groups
-from tf_opt_plugin.ops.multi_tensor import MultiTensorGroup
 from tf_opt_plugin.ops.sgd import resource_apply_sgd
 
 __all__ = [

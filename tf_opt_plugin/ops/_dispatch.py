@@ -148,11 +148,17 @@ def use_fused_op(fused, variable, gradient):
   if reason is None:
     return True
   if fused:
-    detail = ""
-    if reason == "not_loaded":
-      try:
-        _library.load_library()
-      except _library.LibraryLoadError as e:
-        detail = str(e)
-    raise FusedOpUnavailableError(reason, detail)
+    raise unavailable_error(reason)
   return False
+
+
+def unavailable_error(reason):
+  """The FusedOpUnavailableError for `reason`; "not_loaded" carries the
+  library's load error (which file, which TensorFlow, how to rebuild)."""
+  detail = ""
+  if reason == "not_loaded":
+    try:
+      _library.load_library()
+    except _library.LibraryLoadError as e:
+      detail = str(e)
+  return FusedOpUnavailableError(reason, detail)

@@ -25,13 +25,6 @@ def as_scalar(value, dtype, name):
   return tf.cast(tensor, dtype)
 
 
-def as_scalars(dtype, **values):
-  """`as_scalar` of each keyword argument, keyed by the op input it feeds (the
-  ops call `learning_rate` "lr")."""
-  return {("lr" if name == "learning_rate" else name): as_scalar(value, dtype, name)
-          for name, value in values.items()}
-
-
 def as_step(step):
   """`step`, the 1-based count of this update, as an int64 scalar."""
   tensor = tf.cast(tf.convert_to_tensor(step, name="step"), tf.int64)
@@ -78,41 +71,61 @@ def as_dense_gradient(grad):
   return tf.convert_to_tensor(grad, name="grad")
 
 
-def check_variable(variable, name, dtype):
-  """The variable has `dtype` (that of the gradient)."""
+def check_variable(variable, name, dtype, grad_name="grad"):
+  """The variable has `dtype` (that of the gradient `grad_name`)."""
   actual = tf.as_dtype(variable.dtype).base_dtype
   if actual != dtype:
     raise tf.errors.InvalidArgumentError(
         None, None,
-        f"`{name}` must have dtype {dtype.name} (the dtype of `grad`). "
+        f"`{name}` must have dtype {dtype.name} (the dtype of `{grad_name}`). "
         f"Received: {name}.dtype={actual.name}")
 
 
-def check_same_shape(name, shape, var_shape):
-  """`name` is shaped like `var` (statically, where both are known)."""
+def check_same_shape(name, shape, var_shape, var_name="var"):
+  """`name` is shaped like `var_name` (statically, where both are known)."""
   shape, var_shape = tf.TensorShape(shape), tf.TensorShape(var_shape)
   if not shape.is_compatible_with(var_shape):
     raise tf.errors.InvalidArgumentError(
         None, None,
-        f"`{name}` must have the shape of `var`. Received: "
-        f"var.shape={var_shape}, {name}.shape={shape}")
+        f"`{name}` must have the shape of `{var_name}`. Received: "
+        f"{var_name}.shape={var_shape}, {name}.shape={shape}")
 
 
-def check_update_inputs(var, slots, grad):
-  """Dtype and shape checks of a variable, its slots ({name: var}) and grad."""
+def check_update_inputs(var, slots, grad, var_name="var", grad_name="grad"):
+  """Dtype and shape checks of a variable, its slots ({name: var}) and grad.
+
+  `var_name` and `grad_name` are the names the messages use ("var[2]" for
+  the third variable of a multi-tensor update).
+  """
   if not tf.as_dtype(grad.dtype).is_floating:
     raise TypeError(
-        "`grad` and `var` must be floating-point. Received: "
-        f"grad.dtype={tf.as_dtype(grad.dtype).name}")
-  check_variable(var, "var", grad.dtype)
+        f"`{grad_name}` and `{var_name}` must be floating-point. Received: "
+        f"{grad_name}.dtype={tf.as_dtype(grad.dtype).name}")
+  check_variable(var, var_name, grad.dtype, grad_name)
   for name, slot in slots.items():
-    check_variable(slot, name, grad.dtype)
+    check_variable(slot, name, grad.dtype, grad_name)
   for name, slot in slots.items():
-    check_same_shape(name, slot.shape, var.shape)
-  check_same_shape("grad", grad.shape, var.shape)
+    check_same_shape(name, slot.shape, var.shape, var_name)
+  check_same_shape(grad_name, grad.shape, var.shape, var_name)
 
 
-def runtime_checks(variables, step):
+def check_distinct(named_variables):
+  """No variable appears twice in `named_variables` ([(name, variable)]): an
+  update would read what it has just written.
+
+  The message is the kernels' one, naming both positions.
+  """
+  first_names = {}  # id(variable) -> the name it first appeared under
+  for name, variable in named_variables:
+    if id(variable) in first_names:
+      raise tf.errors.InvalidArgumentError(
+          None, None,
+          f"`{first_names[id(variable)]}` and `{name}` must be distinct "
+          "variables. Received the same variable twice.")
+    first_names[id(variable)] = name
+
+
+def runtime_checks(variables, step=None):
   """Checks the twin needs before it reads or writes anything.
 
   Eagerly, an uninitialised variable raises FailedPreconditionError here (its
@@ -121,8 +134,8 @@ def runtime_checks(variables, step):
   write of the update depend on, so a bad step changes nothing.
 
   Args:
-    variables: {name: variable} of the variable and its slots.
-    step: the int64 step tensor from `as_step`.
+    variables: {name: variable} of the variables and slots of the update.
+    step: the int64 step tensor from `as_step`, or None (no step).
 
   Returns:
     The assertion ops to use as control dependencies (possibly none).
@@ -135,7 +148,7 @@ def runtime_checks(variables, step):
             f"Attempting to use uninitialized variable `{name}`. Initialise "
             "it before applying an update.")
     return []
-  if tf.get_static_value(step) is not None:
+  if step is None or tf.get_static_value(step) is not None:
     return []
   return [tf.debugging.assert_greater_equal(
       step, tf.constant(1, tf.int64),

@@ -20,9 +20,13 @@ the variable otherwise.
 
 import tensorflow as tf
 
-from tf_opt_plugin.ops import _dispatch
 from tf_opt_plugin.ops import _inputs
-from tf_opt_plugin.ops import _library
+from tf_opt_plugin.ops import _update
+
+# The op's scalar hyperparameter inputs, in op order (`learning_rate` feeds
+# "lr"); the op also takes `step`.
+SCALAR_NAMES = ("lr", "beta_2_decay", "epsilon_1", "epsilon_2",
+                "clip_threshold")
 
 
 def accumulator_shapes(var_shape):
@@ -69,28 +73,18 @@ def resource_apply_adafactor(var, accumulators, grad, *, learning_rate,
   >>> [round(float(x), 4) for x in w.numpy().ravel()]  # 0.01 * RMS(w) each
   [0.9726, 1.9726, 2.9726, 3.9726]
   """
-  grad = _inputs.as_dense_gradient(grad)
-  compute = _inputs.compute_dtype(grad.dtype)
-  accumulators = list(accumulators)
-  scalars = _inputs.as_scalars(
-      compute, learning_rate=learning_rate, beta_2_decay=beta_2_decay,
-      epsilon_1=epsilon_1, epsilon_2=epsilon_2, clip_threshold=clip_threshold)
-  scalars["step"] = _inputs.as_step(step)
-  if _dispatch.use_fused_op(fused, var, grad):
-    return _library.load_library().resource_apply_adafactor(
-        var=var.handle, accumulators=[a.handle for a in accumulators],
-        grad=grad, relative_step=relative_step, use_locking=use_locking,
-        **scalars)
-  _check_accumulators(var, accumulators, grad)
-  variables = {"var": var}
-  variables.update({f"accumulators[{i}]": a for i, a in enumerate(accumulators)})
-  with tf.control_dependencies(
-      _inputs.runtime_checks(variables, scalars["step"])):
-    return _adafactor_twin(var, accumulators, grad,
-                           relative_step=relative_step, **scalars)
+  return _update.apply_update(
+      _RULE, var, {"accumulators": list(accumulators)}, grad,
+      hyperparameters=dict(lr=learning_rate, beta_2_decay=beta_2_decay,
+                           epsilon_1=epsilon_1, epsilon_2=epsilon_2,
+                           clip_threshold=clip_threshold),
+      step=step, flags={"relative_step": relative_step},
+      use_locking=use_locking, fused=fused)
 
 
-def _check_accumulators(var, accumulators, grad):
+def _check_accumulators(var, slots, grad):
+  """The accumulators are as many, and shaped, as `accumulator_shapes`."""
+  accumulators = slots["accumulators"]
   _inputs.check_update_inputs(var, {}, grad)
   expected = accumulator_shapes(var.shape)
   if len(accumulators) != len(expected):
@@ -114,8 +108,8 @@ def _rms(x):
   return tf.sqrt(tf.reduce_mean(tf.square(x)))
 
 
-def _adafactor_twin(var, accumulators, grad, *, lr, beta_2_decay, epsilon_1,
-                    epsilon_2, clip_threshold, step, relative_step):
+def _adafactor_twin(var, grad, *, accumulators, lr, beta_2_decay, epsilon_1,
+                    epsilon_2, clip_threshold, step, relative_step=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   if var.shape.num_elements() == 0:
     return tf.no_op()
@@ -156,3 +150,14 @@ def _adafactor_twin(var, accumulators, grad, *, lr, beta_2_decay, epsilon_1,
              for a, value in zip(accumulators, new_accumulators)]
   updates.append(var.assign(tf.cast(w - alpha * u, var.dtype)))
   return tf.group(*updates)
+
+
+_RULE = _update.UpdateRule(
+    per_variable_op="resource_apply_adafactor",
+    multi_tensor_op=None,
+    slot_names=("accumulators",),
+    list_slots=("accumulators",),
+    scalar_names=SCALAR_NAMES,
+    takes_step=True,
+    twin=_adafactor_twin,
+    check_slots=_check_accumulators)

@@ -1,4 +1,5 @@
-"""AdamW and Adam: the fused `ResourceApplyAdamW` op and its pure-TF twin.
+"""AdamW and Adam: the fused `ResourceApplyAdamW` and
+`ResourceMultiTensorApplyAdamW` ops and their pure-TF twin.
 
 Keras semantics, "epsilon hat" placement (Kingma & Ba, end of section 2):
 
@@ -9,13 +10,18 @@ Keras semantics, "epsilon hat" placement (Kingma & Ba, end of section 2):
     w    <- w - lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(vhat or v) + epsilon)
 
 With `weight_decay=0` this is exactly `keras.optimizers.Adam`.
+`multi_tensor_apply_adamw` updates a list of variables with one op per
+(device, dtype) group: on a GPU one kernel launch for the group, after NVIDIA
+apex's multi_tensor_apply; its results are those of the per-variable op.
 """
 
 import tensorflow as tf
 
-from tf_opt_plugin.ops import _dispatch
-from tf_opt_plugin.ops import _inputs
-from tf_opt_plugin.ops import _library
+from tf_opt_plugin.ops import _update
+
+# The ops' scalar hyperparameter inputs, in op order (`learning_rate` feeds
+# "lr"); the ops also take `step`.
+SCALAR_NAMES = ("lr", "beta_1", "beta_2", "epsilon", "weight_decay")
 
 
 def resource_apply_adamw(var, m, v, grad, *, learning_rate, beta_1, beta_2,
@@ -48,30 +54,65 @@ def resource_apply_adamw(var, m, v, grad, *, learning_rate, beta_1, beta_2,
   >>> [round(float(x), 4) for x in w.numpy()]
   [0.9, 1.9]
   """
-  grad = _inputs.as_dense_gradient(grad)
-  compute = _inputs.compute_dtype(grad.dtype)
-  scalars = _inputs.as_scalars(
-      compute, learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
-      epsilon=epsilon, weight_decay=weight_decay)
-  scalars["step"] = _inputs.as_step(step)
-  if _dispatch.use_fused_op(fused, var, grad):
-    return _library.load_library().resource_apply_adam_w(
-        var=var.handle, m=m.handle, v=v.handle,
-        vhat=[] if vhat is None else [vhat.handle], grad=grad,
-        use_locking=use_locking, **scalars)
-  slots = {"m": m, "v": v}
-  if vhat is not None:
-    slots["vhat[0]"] = vhat
-  _inputs.check_update_inputs(var, slots, grad)
-  with tf.control_dependencies(
-      _inputs.runtime_checks({"var": var, **slots}, scalars["step"])):
-    return _adamw_twin(var, m, v, vhat, grad, **scalars)
+  return _update.apply_update(
+      _RULE, var, {"m": m, "v": v, "vhat": vhat}, grad,
+      hyperparameters=dict(lr=learning_rate, beta_1=beta_1, beta_2=beta_2,
+                           epsilon=epsilon, weight_decay=weight_decay),
+      step=step, use_locking=use_locking, fused=fused)
 
 
-def _adamw_twin(var, m, v, vhat, grad, *, lr, beta_1, beta_2, epsilon,
-                weight_decay, step):
+def multi_tensor_apply_adamw(variables, ms, vs, grads, *, learning_rate,
+                             beta_1, beta_2, epsilon, weight_decay, step,
+                             vhats=None, apply_weight_decay=None,
+                             use_locking=True, fused=None):
+  """One AdamW step for every variable of `variables`, in place.
+
+  Variables are grouped by (device, dtype) (`multi_tensor_groups`); each
+  group runs as one `ResourceMultiTensorApplyAdamW` op where the fused op can
+  run, else as the pure-TF twin of each variable. Every input is checked
+  before any variable is written.
+
+  Args:
+    variables, ms, vs, grads: lists of equal length: the variables, their
+      first and second moment slots and their gradients (tensors or
+      `tf.IndexedSlices`), as for `resource_apply_adamw`.
+    learning_rate, beta_1, beta_2, epsilon, weight_decay, step: shared by all
+      variables, as for `resource_apply_adamw`.
+    vhats: None (Adam / AdamW) or the amsgrad slots, one per variable.
+    apply_weight_decay: None (decay for all) or one bool per variable; False
+      updates that variable as if weight_decay were 0 (exclusion lists).
+    use_locking: hold the variables' locks during the update.
+    fused: None runs the multi-tensor op where it can run and the twins
+      elsewhere; True insists on fused ops (raises `FusedOpUnavailableError`
+      for a variable where none can run, before any variable is updated);
+      False runs every variable's pure-TF twin.
+
+  Returns:
+    The update op in graph mode, None eagerly.
+
+  >>> ws = [tf.Variable([1.0, 2.0]), tf.Variable([3.0])]
+  >>> ms = [tf.Variable(tf.zeros_like(w)) for w in ws]
+  >>> vs = [tf.Variable(tf.zeros_like(w)) for w in ws]
+  >>> _ = multi_tensor_apply_adamw(ws, ms, vs, [tf.constant([0.1, 0.1]),
+  ...     tf.constant([0.1])], learning_rate=0.1, beta_1=0.9, beta_2=0.999,
+  ...     epsilon=1e-7, weight_decay=0.0, step=1)
+  >>> [[round(float(x), 4) for x in w.numpy()] for w in ws]
+  [[0.9, 1.9], [2.9]]
+  """
+  return _update.apply_multi_tensor_update(
+      _RULE, variables, {"m": ms, "v": vs, "vhat": vhats}, grads,
+      hyperparameters=dict(lr=learning_rate, beta_1=beta_1, beta_2=beta_2,
+                           epsilon=epsilon, weight_decay=weight_decay),
+      step=step, per_tensor_flags={"apply_weight_decay": apply_weight_decay},
+      use_locking=use_locking, fused=fused)
+
+
+def _adamw_twin(var, grad, *, m, v, vhat, lr, beta_1, beta_2, epsilon,
+                weight_decay, step, apply_weight_decay=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr.dtype
+  if not apply_weight_decay:
+    weight_decay = tf.zeros_like(weight_decay)  # as the kernel: decay 0
   g = tf.cast(grad, compute)
   w = tf.cast(var.read_value(), compute)
   t = tf.cast(step, compute)
@@ -90,3 +131,14 @@ def _adamw_twin(var, m, v, vhat, grad, *, lr, beta_1, beta_2, epsilon,
   w = w - lr_t * m_new / (tf.sqrt(denominator_v) + epsilon)
   updates.append(var.assign(tf.cast(w, var.dtype)))
   return tf.group(*updates)
+
+
+_RULE = _update.UpdateRule(
+    per_variable_op="resource_apply_adam_w",
+    multi_tensor_op="resource_multi_tensor_apply_adam_w",
+    slot_names=("m", "v", "vhat"),
+    list_slots=("vhat",),
+    scalar_names=SCALAR_NAMES,
+    takes_step=True,
+    per_tensor_flags=("apply_weight_decay",),
+    twin=_adamw_twin)

@@ -1,4 +1,5 @@
-"""LAMB: the fused `ResourceApplyLamb` op and its pure-TF twin.
+"""LAMB: the fused `ResourceApplyLamb` / `ResourceMultiTensorApplyLamb` ops and
+their pure-TF twin.
 
 You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
 minutes" (2019), Algorithm 2, as TF Model Garden implements it:
@@ -11,13 +12,18 @@ minutes" (2019), Algorithm 2, as TF Model Garden implements it:
     w     <- w - lr * ratio * u
 
 The norms are over the whole variable (for a DTensor, the global variable).
+`multi_tensor_apply_lamb` updates a list of variables with one op per
+(device, dtype) group, each variable with its own trust ratio; its results
+are those of the per-variable op.
 """
 
 import tensorflow as tf
 
-from tf_opt_plugin.ops import _dispatch
-from tf_opt_plugin.ops import _inputs
-from tf_opt_plugin.ops import _library
+from tf_opt_plugin.ops import _update
+
+# The ops' scalar hyperparameter inputs, in op order (`learning_rate` feeds
+# "lr"); the ops also take `step`.
+SCALAR_NAMES = ("lr", "beta_1", "beta_2", "epsilon", "weight_decay_rate")
 
 
 def resource_apply_lamb(var, m, v, grad, *, learning_rate, beta_1, beta_2,
@@ -49,29 +55,67 @@ def resource_apply_lamb(var, m, v, grad, *, learning_rate, beta_1, beta_2,
   >>> [round(float(x), 4) for x in w.numpy()]  # u = [1, 1], ratio = 5/sqrt(2)
   [2.6464, 3.6464]
   """
-  grad = _inputs.as_dense_gradient(grad)
-  compute = _inputs.compute_dtype(grad.dtype)
-  scalars = _inputs.as_scalars(
-      compute, learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
-      epsilon=epsilon, weight_decay_rate=weight_decay_rate)
-  scalars["step"] = _inputs.as_step(step)
-  if _dispatch.use_fused_op(fused, var, grad):
-    return _library.load_library().resource_apply_lamb(
-        var=var.handle, m=m.handle, v=v.handle, grad=grad,
-        use_layer_adaptation=use_layer_adaptation, use_locking=use_locking,
-        **scalars)
-  slots = {"m": m, "v": v}
-  _inputs.check_update_inputs(var, slots, grad)
-  with tf.control_dependencies(
-      _inputs.runtime_checks({"var": var, **slots}, scalars["step"])):
-    return _lamb_twin(var, m, v, grad,
-                      use_layer_adaptation=use_layer_adaptation, **scalars)
+  return _update.apply_update(
+      _RULE, var, {"m": m, "v": v}, grad,
+      hyperparameters=dict(lr=learning_rate, beta_1=beta_1, beta_2=beta_2,
+                           epsilon=epsilon,
+                           weight_decay_rate=weight_decay_rate),
+      step=step, flags={"use_layer_adaptation": use_layer_adaptation},
+      use_locking=use_locking, fused=fused)
 
 
-def _lamb_twin(var, m, v, grad, *, lr, beta_1, beta_2, epsilon,
-               weight_decay_rate, step, use_layer_adaptation):
+def multi_tensor_apply_lamb(variables, ms, vs, grads, *, learning_rate, beta_1,
+                            beta_2, epsilon, weight_decay_rate, step,
+                            apply_weight_decay=None, use_layer_adaptation=None,
+                            use_locking=True, fused=None):
+  """One LAMB step for every variable of `variables`, in place.
+
+  Each variable gets its own trust ratio ||w|| / ||u||, as with
+  `resource_apply_lamb`; on a GPU the norms are reduced on the device. Groups
+  and checks as for `multi_tensor_apply_adamw`.
+
+  Args:
+    variables, ms, vs, grads: lists of equal length, as for
+      `resource_apply_lamb`.
+    learning_rate, beta_1, beta_2, epsilon, weight_decay_rate, step: shared.
+    apply_weight_decay: None (all) or one bool per variable; False updates
+      that variable as if weight_decay_rate were 0.
+    use_layer_adaptation: None (all) or one bool per variable; False fixes
+      that variable's trust ratio at 1.
+    use_locking: hold the variables' locks during the update.
+    fused: None, True or False, as for `multi_tensor_apply_adamw`.
+
+  Returns:
+    The update op in graph mode, None eagerly.
+
+  >>> ws = [tf.Variable([3.0, 4.0]), tf.Variable([1.0])]
+  >>> ms = [tf.Variable(tf.zeros_like(w)) for w in ws]
+  >>> vs = [tf.Variable(tf.zeros_like(w)) for w in ws]
+  >>> _ = multi_tensor_apply_lamb(ws, ms, vs, [tf.constant([1.0, 1.0]),
+  ...     tf.constant([1.0])], learning_rate=0.1, beta_1=0.9, beta_2=0.999,
+  ...     epsilon=0.0, weight_decay_rate=0.0, step=1,
+  ...     use_layer_adaptation=[True, False])
+  >>> [[round(float(x), 4) for x in w.numpy()] for w in ws]
+  [[2.6464, 3.6464], [0.9]]
+  """
+  return _update.apply_multi_tensor_update(
+      _RULE, variables, {"m": ms, "v": vs}, grads,
+      hyperparameters=dict(lr=learning_rate, beta_1=beta_1, beta_2=beta_2,
+                           epsilon=epsilon,
+                           weight_decay_rate=weight_decay_rate),
+      step=step,
+      per_tensor_flags={"apply_weight_decay": apply_weight_decay,
+                        "use_layer_adaptation": use_layer_adaptation},
+      use_locking=use_locking, fused=fused)
+
+
+def _lamb_twin(var, grad, *, m, v, lr, beta_1, beta_2, epsilon,
+               weight_decay_rate, step, apply_weight_decay=True,
+               use_layer_adaptation=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr.dtype
+  if not apply_weight_decay:
+    weight_decay_rate = tf.zeros_like(weight_decay_rate)  # as the kernel
   g = tf.cast(grad, compute)
   w = tf.cast(var.read_value(), compute)
   t = tf.cast(step, compute)
@@ -90,3 +134,13 @@ def _lamb_twin(var, m, v, grad, *, lr, beta_1, beta_2, epsilon,
       m.assign(tf.cast(m_new, m.dtype)),
       v.assign(tf.cast(v_new, v.dtype)),
       var.assign(tf.cast(w - lr * ratio * u, var.dtype)))
+
+
+_RULE = _update.UpdateRule(
+    per_variable_op="resource_apply_lamb",
+    multi_tensor_op="resource_multi_tensor_apply_lamb",
+    slot_names=("m", "v"),
+    scalar_names=SCALAR_NAMES,
+    takes_step=True,
+    per_tensor_flags=("apply_weight_decay", "use_layer_adaptation"),
+    twin=_lamb_twin)

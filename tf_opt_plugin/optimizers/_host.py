@@ -16,7 +16,7 @@ import re
 
 import tensorflow as tf
 
-from tf_opt_plugin import _hyperparameters
+from tf_opt_plugin.optimizers import _hyperparameters
 
 
 class AlgorithmHost:

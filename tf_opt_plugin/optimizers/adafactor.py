@@ -16,7 +16,7 @@ keeps only its row and column accumulators: Keras also allocates a full-size
 to save.
 """
 
-from tf_opt_plugin import _hyperparameters
+from tf_opt_plugin.optimizers import _hyperparameters
 from tf_opt_plugin import ops
 
 

@@ -9,7 +9,7 @@ The front end's decoupled `weight_decay` (`w -= lr * weight_decay * w` before
 the step) runs inside the same fused pass.
 """
 
-from tf_opt_plugin import _hyperparameters
+from tf_opt_plugin.optimizers import _hyperparameters
 from tf_opt_plugin import ops
 
 

@@ -12,7 +12,7 @@ decay sits inside the trust ratio, as in the paper (Keras 3's Lamb applies it
 outside, defect 6 in docs/keras_defects.md).
 """
 
-from tf_opt_plugin import _hyperparameters
+from tf_opt_plugin.optimizers import _hyperparameters
 from tf_opt_plugin import ops
 
 

@@ -6,7 +6,7 @@
                     w <- w + momentum * b - lr * g      (nesterov=True)
 """
 
-from tf_opt_plugin import _hyperparameters
+from tf_opt_plugin.optimizers import _hyperparameters
 from tf_opt_plugin import ops
 
 

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from tf_opt_plugin import _hyperparameters
+from tf_opt_plugin.optimizers import _hyperparameters
 from tf_opt_plugin.optimizers.keras3 import _base
 
 
