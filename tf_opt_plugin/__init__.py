@@ -1,4 +1,4 @@
-"""tf_opt_plugin: fused, exact LAMB, AdamW and Adafactor for TensorFlow.
+"""tf_opt_plugin: fused, exact LAMB, AdamW, Adafactor and Lion for TensorFlow.
 
 `tf_opt_plugin.ops` holds the algorithm core: one `resource_apply_*` function
 per algorithm that runs the fused custom op where it can and a pure-TF twin
@@ -14,10 +14,11 @@ from tf_opt_plugin.optimizers import Adafactor
 from tf_opt_plugin.optimizers import Adam
 from tf_opt_plugin.optimizers import AdamW
 from tf_opt_plugin.optimizers import Lamb
+from tf_opt_plugin.optimizers import Lion
 from tf_opt_plugin.optimizers import LossScaleOptimizer
 from tf_opt_plugin.optimizers import SGD
 
 from tf_opt_plugin._version import __version__
 
-__all__ = ["Adafactor", "Adam", "AdamW", "Lamb", "LossScaleOptimizer", "SGD",
-           "ops", "optimizers", "__version__"]
+__all__ = ["Adafactor", "Adam", "AdamW", "Lamb", "Lion", "LossScaleOptimizer",
+           "SGD", "ops", "optimizers", "__version__"]

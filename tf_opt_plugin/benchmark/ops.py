@@ -5,11 +5,12 @@ together with the fit() benchmark.
 
 Times, in one process and for float32:
 
-  * the fused ops of tf_opt_plugin (AdamW, LAMB, Adafactor), called per variable inside one
-    tf.function that covers all 199 variables (one call = one step);
-  * the multi-tensor AdamW and LAMB ops, one op for all 199 variables (what the Keras
+  * the fused ops of tf_opt_plugin (AdamW, LAMB, Adafactor, Lion), called per variable inside
+    one tf.function that covers all 199 variables (one call = one step);
+  * the multi-tensor AdamW, LAMB and Lion ops, one op for all 199 variables (what the Keras
     optimizers run);
-  * the same-math keras.optimizers classes (AdamW, Lamb, Adafactor) applying the same gradients,
+  * the same-math keras.optimizers classes (AdamW, Lamb, Adafactor, Lion) applying the same
+    gradients,
     in a tf.function without XLA and with jit_compile=True;
   * TF's built-in tf.raw_ops.ResourceApplyAdam over the same variables, in one tf.function;
   * a streaming-copy measurement of sustained memory bandwidth, from which each algorithm's
@@ -55,6 +56,7 @@ SHAPE_SETS = {"bert-base": BERT_BASE_SHAPES, "tiny": TINY_SHAPES}
 #   LAMB: weight decay 0 on both -- Keras Lamb applies decay outside the trust ratio, the fused
 #         op (paper LAMB) inside it, so only decay 0 makes them the same update.
 #   Adafactor: Keras defaults (relative_step=True, lr 1e-3, beta_2_decay -0.8, clip 1.0).
+#   Lion: Keras defaults (beta_2 0.99), weight_decay 0.01 on both (the same update to the bit).
 # --------------------------------------------------------------------------------------------
 LR = 1e-3
 BETA_1 = 0.9
@@ -62,6 +64,8 @@ BETA_2 = 0.999
 EPSILON = 1e-7
 ADAMW_WEIGHT_DECAY = 0.01
 LAMB_EPSILON = 1e-7  # Keras Lamb default
+LION_BETA_2 = 0.99  # Keras Lion default
+LION_WEIGHT_DECAY = 0.01
 ADAFACTOR = dict(beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3, clip_threshold=1.0,
                  relative_step=True)
 SEED = 1234
@@ -75,14 +79,16 @@ BYTES_PER_PARAM = {
     # g and w and writes w (r, c negligible); rank < 2: v is a full-size slot, read and written
     # in pass 1 and read in pass 2.
     "adafactor": lambda rank: (5 if rank >= 2 else 8) * 4,
+    "lion": lambda rank: 5 * 4,  # read w, g, m; write w, m
 }
 BYTES_PER_PARAM["adam"] = BYTES_PER_PARAM["adamw"]
 
-GROUPS = ("adamw", "lamb", "adafactor")
+GROUPS = ("adamw", "lamb", "adafactor", "lion")
 ROWS = {
     "adamw": ("fused_adamw", "fused_multi_adamw", "raw_adam", "keras_adamw", "keras_adamw_xla"),
     "lamb": ("fused_lamb", "fused_multi_lamb", "keras_lamb", "keras_lamb_xla"),
     "adafactor": ("fused_adafactor", "keras_adafactor", "keras_adafactor_xla"),
+    "lion": ("fused_lion", "fused_multi_lion", "keras_lion", "keras_lion_xla"),
 }
 ROW_INFO = {  # row -> (label, algorithm of its bytes floor)
     "fused_adamw": ("tf_opt_plugin resource_apply_adamw (fused)", "adamw"),
@@ -97,6 +103,10 @@ ROW_INFO = {  # row -> (label, algorithm of its bytes floor)
     "fused_adafactor": ("tf_opt_plugin resource_apply_adafactor (fused)", "adafactor"),
     "keras_adafactor": ("keras.optimizers.Adafactor, tf.function", "adafactor"),
     "keras_adafactor_xla": ("keras.optimizers.Adafactor, jit_compile=True", "adafactor"),
+    "fused_lion": ("tf_opt_plugin resource_apply_lion (fused)", "lion"),
+    "fused_multi_lion": ("tf_opt_plugin multi_tensor_apply_lion (fused)", "lion"),
+    "keras_lion": ("keras.optimizers.Lion, tf.function", "lion"),
+    "keras_lion_xla": ("keras.optimizers.Lion, jit_compile=True", "lion"),
 }
 
 # (description, numerator row, denominator row, comparison, threshold)
@@ -120,7 +130,8 @@ TARGETS = [
 # The plugin.
 # --------------------------------------------------------------------------------------------
 FUSED_FUNCTIONS = ("resource_apply_adamw", "resource_apply_lamb", "resource_apply_adafactor",
-                   "multi_tensor_apply_adamw", "multi_tensor_apply_lamb")
+                   "resource_apply_lion", "multi_tensor_apply_adamw", "multi_tensor_apply_lamb",
+                   "multi_tensor_apply_lion")
 
 
 def _one_line(e):
@@ -289,6 +300,8 @@ ADAMW_HYPERPARAMETERS = dict(learning_rate=LR, beta_1=BETA_1, beta_2=BETA_2, eps
                              weight_decay=ADAMW_WEIGHT_DECAY)
 LAMB_HYPERPARAMETERS = dict(learning_rate=LR, beta_1=BETA_1, beta_2=BETA_2,
                             epsilon=LAMB_EPSILON, weight_decay_rate=0.0)
+LION_HYPERPARAMETERS = dict(learning_rate=LR, beta_1=BETA_1, beta_2=LION_BETA_2,
+                            weight_decay=LION_WEIGHT_DECAY)
 
 
 def _build_fused_moments(apply_fn, variables, grads, one_call, hyperparameters):
@@ -328,6 +341,30 @@ def build_fused_lamb(ops, variables, grads):
 def build_multi_lamb(ops, variables, grads):
   return _build_fused_moments(ops.multi_tensor_apply_lamb, variables, grads, True,
                               LAMB_HYPERPARAMETERS)
+
+
+def _build_fused_lion(apply_fn, variables, grads, one_call):
+  """One Lion step over all variables (one slot, no step count): one call per variable, or
+  with `one_call` the multi-tensor function."""
+  m = zeros_like_vars(variables, "_m")
+
+  @tf.function
+  def fn():
+    if one_call:
+      apply_fn(variables, m, grads, fused=True, **LION_HYPERPARAMETERS)
+    else:
+      for w, mm, g in zip(variables, m, grads):
+        apply_fn(w, mm, g, fused=True, **LION_HYPERPARAMETERS)
+
+  return fn, [m]
+
+
+def build_fused_lion(ops, variables, grads):
+  return _build_fused_lion(ops.resource_apply_lion, variables, grads, False)
+
+
+def build_multi_lion(ops, variables, grads):
+  return _build_fused_lion(ops.multi_tensor_apply_lion, variables, grads, True)
 
 
 def _adafactor_accumulator_shapes(shape):
@@ -387,6 +424,9 @@ def make_keras_optimizer(group):
                                  epsilon=LAMB_EPSILON)
   if group == "adafactor":
     return keras.optimizers.Adafactor(learning_rate=LR, **ADAFACTOR)
+  if group == "lion":
+    return keras.optimizers.Lion(learning_rate=LR, beta_1=BETA_1, beta_2=LION_BETA_2,
+                                 weight_decay=LION_WEIGHT_DECAY)
   raise ValueError(group)
 
 
@@ -447,7 +487,9 @@ def run_group(group, rows, ops, plugin_reason, shapes, grads, args, results, log
         builder = {"fused_adamw": build_fused_adamw, "fused_lamb": build_fused_lamb,
                    "fused_multi_adamw": build_multi_adamw,
                    "fused_multi_lamb": build_multi_lamb,
-                   "fused_adafactor": build_fused_adafactor}.get(row)
+                   "fused_adafactor": build_fused_adafactor,
+                   "fused_lion": build_fused_lion,
+                   "fused_multi_lion": build_multi_lion}.get(row)
         fn, keep = builder(ops, tf_vars, grads) if builder else build_raw_adam(tf_vars, grads)
         checked = tf_vars
       r = time_steps(fn, args.steps, args.warmup)
@@ -556,7 +598,8 @@ def build_parser():
   parser.add_argument("--warmup", type=int, default=3,
                       help="untimed calls first, the first one traces (default 3)")
   parser.add_argument("--only", default="",
-                      help="comma list of groups (adamw,lamb,adafactor), 'fused', 'keras' or "
+                      help="comma list of groups (adamw,lamb,adafactor,lion), 'fused', 'keras' "
+                           "or "
                            "row names (%s)" % ",".join(ROW_INFO))
   parser.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
   parser.add_argument("--bandwidth-mib", type=int, default=1024,
@@ -617,7 +660,7 @@ def run(args, log=None):
   floors = {}
   for alg in BYTES_PER_PARAM:
     floors[alg] = floor_seconds(alg, shapes, bandwidth)
-  for alg in ("adamw", "lamb", "adafactor"):
+  for alg in GROUPS:
     log("  bytes floor %-10s %6.2f GB moved -> %7.1f ms" % (alg, floors[alg][1] / 1e9,
                                                               1e3 * floors[alg][0]))
   log()

@@ -62,5 +62,9 @@ class Adafactor(_OnMesh, _tf_keras.Adafactor):
   __doc__ = _tf_keras.Adafactor.__doc__
 
 
+class Lion(_OnMesh, _tf_keras.Lion):
+  __doc__ = _tf_keras.Lion.__doc__
+
+
 __all__ = ["Adafactor", "Adam", "AdamW", "COMBINE_ALL_REDUCES_ENV", "Lamb",
-           "SGD"]
+           "Lion", "SGD"]

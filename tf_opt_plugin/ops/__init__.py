@@ -8,7 +8,7 @@ thin front ends over these functions. `multi_tensor_apply_*` update a list of
 variables with one op per (device, dtype) group.
 
 Each algorithm's functions and twin live in one module (`adamw.py`, `lamb.py`,
-`adafactor.py`, `sgd.py`); `_update.py` is the one body they share
+`adafactor.py`, `lion.py`, `sgd.py`); `_update.py` is the one body they share
 (convert, dispatch, validate, fused op or twin).
 """
 
@@ -26,6 +26,8 @@ from tf_opt_plugin.ops.adamw import multi_tensor_apply_adamw
 from tf_opt_plugin.ops.adamw import resource_apply_adamw
 from tf_opt_plugin.ops.lamb import multi_tensor_apply_lamb
 from tf_opt_plugin.ops.lamb import resource_apply_lamb
+from tf_opt_plugin.ops.lion import multi_tensor_apply_lion
+from tf_opt_plugin.ops.lion import resource_apply_lion
 from tf_opt_plugin.ops.sgd import resource_apply_sgd
 
 __all__ = [
@@ -39,9 +41,11 @@ __all__ = [
     "load_library",
     "multi_tensor_apply_adamw",
     "multi_tensor_apply_lamb",
+    "multi_tensor_apply_lion",
     "multi_tensor_groups",
     "resource_apply_adafactor",
     "resource_apply_adamw",
     "resource_apply_lamb",
+    "resource_apply_lion",
     "resource_apply_sgd",
 ]

@@ -83,7 +83,8 @@ def load_library():
   ...        if name.startswith("resource") and "fallback" not in name)
   ... # doctest: +NORMALIZE_WHITESPACE
   ['resource_apply_adafactor', 'resource_apply_adam_w', 'resource_apply_lamb',
-   'resource_multi_tensor_apply_adam_w', 'resource_multi_tensor_apply_lamb']
+   'resource_apply_lion', 'resource_multi_tensor_apply_adam_w',
+   'resource_multi_tensor_apply_lamb', 'resource_multi_tensor_apply_lion']
   """
   global _module, _error
   with _lock:

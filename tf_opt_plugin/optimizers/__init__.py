@@ -1,9 +1,10 @@
 """The optimizers, as classes of the Keras that `tf.keras` is.
 
-Each algorithm (`sgd.py`, `adam.py`, `adamw.py`, `lamb.py`, `adafactor.py`)
-is written once, as a mixin over `_host.AlgorithmHost`, and updates every
-variable with one `tf_opt_plugin.ops.resource_apply_*` call: the fused kernel
-where it can run, the pure-TF twin (same numbers, same slots) elsewhere.
+Each algorithm (`sgd.py`, `adam.py`, `adamw.py`, `lamb.py`, `adafactor.py`,
+`lion.py`) is written once, as a mixin over `_host.AlgorithmHost`, and updates
+its variables with `tf_opt_plugin.ops` calls: the fused kernel where it can
+run, the pure-TF twin (same numbers, same slots) elsewhere. Constructor
+arguments are checked by `_hyperparameters.py`.
 Front ends put it on their base class:
 
   * `tf_opt_plugin.optimizers.keras3`: Keras 3 (`tf.keras` in TF 2.21);
@@ -34,5 +35,5 @@ else:
   from tf_opt_plugin.optimizers.keras3 import *  # pylint: disable=wildcard-import
   from tf_opt_plugin.optimizers.keras3 import Optimizer
 
-__all__ = ["Adafactor", "Adam", "AdamW", "FLAVOUR", "Lamb",
+__all__ = ["Adafactor", "Adam", "AdamW", "FLAVOUR", "Lamb", "Lion",
            "LossScaleOptimizer", "Optimizer", "SGD"]

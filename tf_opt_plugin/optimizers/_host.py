@@ -1,7 +1,7 @@
 """What every front end's base class gives the algorithm definitions.
 
-The five algorithms (`sgd.py`, `adam.py`, `adamw.py`, `lamb.py`,
-`adafactor.py` in this package) are written once, as mixins that only speak
+The algorithms (`sgd.py`, `adam.py`, `adamw.py`, `lamb.py`, `adafactor.py`,
+`lion.py` in this package) are written once, as mixins that only speak
 this protocol. Each front end (Keras 3 in `keras3/`, tf-keras in `tf_keras/`,
 DTensor meshes in `tf_opt_plugin.dtensor`) derives its base class from
 `AlgorithmHost` and implements the primitives marked "front end", so
@@ -24,7 +24,7 @@ class AlgorithmHost:
 
   _default_name = None
   # Set by optimizers whose fused op applies the front end's decoupled weight
-  # decay itself (Adam, AdamW), saving a pass over the variable.
+  # decay itself (Adam, AdamW, Lion), saving a pass over the variable.
   _fuses_weight_decay = False
 
   def __init_subclass__(cls, default_name=None, **kwargs):
@@ -186,8 +186,8 @@ class AlgorithmHost:
 
     The front ends call this once per device with that device's variables
     (or `update_step` per variable where batching does not apply). This
-    default calls `update_step` per variable; Adam, AdamW and Lamb batch the
-    variables into multi-tensor ops.
+    default calls `update_step` per variable; Adam, AdamW, Lamb and Lion
+    batch the variables into multi-tensor ops.
     """
     # tf-keras's `update_step` takes no learning rate.
     extra = () if learning_rate is None else (learning_rate,)

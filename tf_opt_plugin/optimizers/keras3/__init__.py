@@ -11,6 +11,7 @@ from tf_opt_plugin.optimizers import adafactor
 from tf_opt_plugin.optimizers import adam
 from tf_opt_plugin.optimizers import adamw
 from tf_opt_plugin.optimizers import lamb
+from tf_opt_plugin.optimizers import lion
 from tf_opt_plugin.optimizers import sgd
 from tf_opt_plugin.optimizers.keras3._base import Optimizer
 from tf_opt_plugin.optimizers.keras3.loss_scale_optimizer import (
@@ -45,5 +46,10 @@ class Adafactor(adafactor.AdafactorAlgorithm, Optimizer,
   __doc__ = adafactor.AdafactorAlgorithm.__doc__
 
 
-__all__ = ["Adafactor", "Adam", "AdamW", "Lamb", "LossScaleOptimizer",
+@_register
+class Lion(lion.LionAlgorithm, Optimizer, default_name="lion"):
+  __doc__ = lion.LionAlgorithm.__doc__
+
+
+__all__ = ["Adafactor", "Adam", "AdamW", "Lamb", "Lion", "LossScaleOptimizer",
            "Optimizer", "SGD"]

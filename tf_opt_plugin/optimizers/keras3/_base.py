@@ -17,7 +17,7 @@ accumulation and EMA overwrite (defects 1-3 in docs/keras_defects.md). Here one
                     or, without accumulation and unless
                     TF_OPT_PLUGIN_MULTI_TENSOR=0, per device (`_by_device.py`):
                       decay, update_steps (one multi-tensor op per dtype
-                      for Adam, AdamW, Lamb), constraints, EMA; under the
+                      for Adam, AdamW, Lamb, Lion), constraints, EMA; under the
                       gate in one cond
   replica context   iterations += 1 (not for a step the gate skipped)
 

@@ -14,6 +14,7 @@ from tf_opt_plugin.optimizers import adafactor
 from tf_opt_plugin.optimizers import adam
 from tf_opt_plugin.optimizers import adamw
 from tf_opt_plugin.optimizers import lamb
+from tf_opt_plugin.optimizers import lion
 from tf_opt_plugin.optimizers import sgd
 from tf_opt_plugin.optimizers.tf_keras._base import Optimizer
 
@@ -52,5 +53,10 @@ class Adafactor(adafactor.AdafactorAlgorithm, Optimizer,
   __doc__ = adafactor.AdafactorAlgorithm.__doc__
 
 
-__all__ = ["Adafactor", "Adam", "AdamW", "Lamb", "LossScaleOptimizer",
+@_register
+class Lion(lion.LionAlgorithm, Optimizer, default_name="Lion"):
+  __doc__ = lion.LionAlgorithm.__doc__
+
+
+__all__ = ["Adafactor", "Adam", "AdamW", "Lamb", "Lion", "LossScaleOptimizer",
            "Optimizer", "SGD"]

@@ -8,7 +8,7 @@ variable update -> EMA) and supplies the `AlgorithmHost` primitives, with
 four changes:
 
   * the decoupled `weight_decay` runs per variable, just before its update,
-    and inside the fused op for Adam and AdamW (tf-keras decays every
+    and inside the fused op for Adam, AdamW and Lion (tf-keras decays every
     variable in a separate pass first);
   * `learning_rate`, `weight_decay` and Lamb's `weight_decay_rate` may be
     floats, schedules or callables (evaluated every step);
@@ -16,8 +16,9 @@ four changes:
     factored accumulator drops the reduced dimension's sharding), and
     `build()` rejects variables that do not live on that mesh;
   * the update calls the algorithm's `update_steps` once per device (Adam,
-    AdamW, Lamb: one multi-tensor op per dtype), except with `jit_compile`,
-    on a mesh, or with TF_OPT_PLUGIN_MULTI_TENSOR=0 (`_by_device.py`).
+    AdamW, Lamb, Lion: one multi-tensor op per dtype), except with
+    `jit_compile`, on a mesh, or with TF_OPT_PLUGIN_MULTI_TENSOR=0
+    (`_by_device.py`).
 """
 
 import os
