@@ -28,13 +28,14 @@ if origin.startswith(os.path.realpath(sys.argv[1]) + "/tf_opt_plugin/"):
     sys.exit("[run_tests] error: tf_opt_plugin resolves to the source tree")
 PYEOF
 
-# importlib mode inserts nothing into sys.path; tests/ itself is put on it so test modules can
-# import helpers such as tests/references.py as `import references` (tests/ holds no package
-# named tf_opt_plugin, so the installed wheel is still what `import tf_opt_plugin` finds).
-export PYTHONPATH="$ROOT/tests${PYTHONPATH:+:$PYTHONPATH}"
+# importlib mode inserts nothing into sys.path; tests/support/ is put on it so test modules in
+# every folder of tests/ can import helpers such as tests/support/references.py as
+# `import references` (tests/conftest.py does the same; tests/support/ holds no package named
+# tf_opt_plugin, so the installed wheel is still what `import tf_opt_plugin` finds).
+export PYTHONPATH="$ROOT/tests/support${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
-# Arguments naming files or directories of the checkout (tests/test_x.py::name) are made absolute;
-# without any, all of tests/ is collected.
+# Arguments naming files or directories of the checkout (tests/ops/test_x.py::name) are made
+# absolute; without any, all of tests/ is collected.
 args=()
 have_path=0
 for arg in "$@"; do

@@ -1,6 +1,7 @@
 """Shared machinery for the Keras optimizer tests: running an optimizer on
 fixed gradients, and a float64 numpy model of the whole Keras step
-(clipping, decoupled weight decay, schedules) built on tests/references.py.
+(clipping, decoupled weight decay, schedules) built on
+tests/support/references.py.
 """
 
 import re

@@ -1,11 +1,11 @@
 """The tf-keras front end (`tf_opt_plugin.optimizers.tf_keras`).
 
 The same configurations and float64 references as the Keras 3 classes
-(tests/optimizer_configs.py), the documented examples of the seeds' tf-keras
-optimizers, parity with tf-keras's own classes, tf-keras's API (slot names,
-`exclude_from_weight_decay`, `minimize`, `set_weights`, configs, EMA), fit(),
-and the flavour switch of `tf_opt_plugin.optimizers` by TF_USE_LEGACY_KERAS,
-which needs a fresh process.
+(tests/support/optimizer_configs.py), the documented examples of the seeds'
+tf-keras optimizers, parity with tf-keras's own classes, tf-keras's API (slot
+names, `exclude_from_weight_decay`, `minimize`, `set_weights`, configs, EMA),
+fit(), and the flavour switch of `tf_opt_plugin.optimizers` by
+TF_USE_LEGACY_KERAS, which needs a fresh process.
 """
 
 import subprocess

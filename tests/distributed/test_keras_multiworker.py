@@ -1,8 +1,8 @@
 """The Keras 3 optimizers under MultiWorkerMirroredStrategy: two worker
 processes on 127.0.0.1 (TF_CONFIG, ports picked at run time), each running
-tests/multiworker_worker.py: a custom training loop, `model.fit()` as Keras
-3.15 ships it, `model.fit()` with Keras's two MWMS defects patched, and the
-one-device references. One cluster start serves all the tests (~25 s).
+tests/support/multiworker_worker.py: a custom training loop, `model.fit()` as
+Keras 3.15 ships it, `model.fit()` with Keras's two MWMS defects patched, and
+the one-device references. One cluster start serves all the tests (~25 s).
 
 `fit()` under MWMS is broken in Keras 3.15 before the optimizer runs (keras
 issue 20585, defect 7 in shared/NOTES.md): `Trainer._maybe_symbolic_build`

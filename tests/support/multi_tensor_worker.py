@@ -6,13 +6,13 @@ before TensorFlow initialises:
     python multi_tensor_worker.py CONFIG [CONFIG ...]
 
 For each front end (Keras 3, tf-keras) and each configuration of
-tests/optimizer_configs.py named, the variables of keras_harness.SHAPES are
-mirrored over 2 logical CPUs and a tf.function runs `strategy.run` of
-`apply_gradients` on half of each step's gradient per replica (so the summed
-gradient is the step's gradient). The process prints one line
-`RESULT_JSON {...}`: per case the final weights, how far the replicas' copies
-differ, and the multi-tensor / per-variable update ops of the traced step
-with their devices. Nothing is asserted here.
+tests/support/optimizer_configs.py named, the variables of
+keras_harness.SHAPES are mirrored over 2 logical CPUs and a tf.function runs
+`strategy.run` of `apply_gradients` on half of each step's gradient per
+replica (so the summed gradient is the step's gradient). The process prints
+one line `RESULT_JSON {...}`: per case the final weights, how far the
+replicas' copies differ, and the multi-tensor / per-variable update ops of the
+traced step with their devices. Nothing is asserted here.
 """
 
 import json

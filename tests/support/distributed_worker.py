@@ -1,4 +1,4 @@
-"""MirroredStrategy scenarios for tests/test_keras_distributed.py.
+"""MirroredStrategy scenarios for tests/distributed/test_keras_distributed.py.
 
 Run in a fresh process, because the logical CPU devices must be configured
 before TensorFlow initialises:

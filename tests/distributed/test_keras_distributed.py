@@ -12,8 +12,8 @@ shared/NOTES.md), each with the plain Keras class run next to ours:
   3. gradient accumulation and EMA overwrite must work under a strategy, with
      decay and clipping once per real step.
 
-Every scenario runs in a fresh process (tests/distributed_worker.py), grouped
-to keep the run short: the logical devices must be configured before
+Every scenario runs in a fresh process (tests/support/distributed_worker.py),
+grouped to keep the run short: the logical devices must be configured before
 TensorFlow initialises, and two MirroredStrategy objects of different sizes
 in one process abort each other's collectives.
 """

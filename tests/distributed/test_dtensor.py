@@ -4,8 +4,8 @@ The spec is the single-device run: after 10 steps on batch-sharded data, the
 weights on the mesh equal those of the same tf-keras optimizer on one device
 (to float32 rounding), in a custom loop over plain DVariables and in a
 tf-keras fit() of a LayoutMap model; slots are laid out like their variable.
-Each scenario runs tests/dtensor_worker.py in a fresh process: the logical
-devices must be configured before TensorFlow initialises.
+Each scenario runs tests/support/dtensor_worker.py in a fresh process: the
+logical devices must be configured before TensorFlow initialises.
 """
 
 import re

@@ -2,7 +2,7 @@
 
     python dtensor_worker.py SCENARIO BATCHxMODEL
 
-Scenarios (tests/test_dtensor.py checks their results):
+Scenarios (tests/distributed/test_dtensor.py checks their results):
   loop        10 steps of a custom loop over plain DVariables (no Keras) with
               batch-sharded data, for each optimizer, next to the same loop
               on single-device tf.Variables with the tf-keras class; plus the

@@ -1,4 +1,4 @@
-"""Checks tests/references.py against public golden values.
+"""Checks tests/support/references.py against public golden values.
 
 This is what makes the references independent of the code under test: every
 number below was published by a third party (Keras, TF Addons, the Keras 2

@@ -1,5 +1,5 @@
 """One worker of a MultiWorkerMirroredStrategy cluster for
-tests/test_keras_multiworker.py.
+tests/distributed/test_keras_multiworker.py.
 
     TF_CONFIG=... python multiworker_worker.py
 

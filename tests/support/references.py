@@ -16,7 +16,7 @@ under test:
 
 Every function takes and returns plain numpy arrays; the inputs are converted
 to float64 and never modified in place.  `step` is the 1-based count of the
-update being applied.  tests/test_references.py checks these functions
+update being applied.  tests/ops/test_references.py checks these functions
 against golden values published by Keras, TF Addons and TF Model Garden.
 """
 

@@ -313,8 +313,9 @@ def test_fused_and_twin_paths_create_the_same_slots(cls):
 
 
 # ----------------------------------------------------------------------------
-# Gradient accumulation and EMA (single device; tests/test_keras_distributed.py
-# repeats them under MirroredStrategy).
+# Gradient accumulation and EMA (single device;
+# tests/distributed/test_keras_distributed.py repeats them under
+# MirroredStrategy).
 # ----------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["eager", "function"])
 def test_gradient_accumulation_clips_and_decays_once_per_real_step(mode):

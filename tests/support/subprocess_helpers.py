@@ -2,8 +2,10 @@
 
 Logical CPU devices and MultiWorkerMirroredStrategy must be configured before
 TensorFlow initialises, and the pytest process has initialised it already, so
-tests/test_keras_distributed.py and tests/test_keras_multiworker.py run their
-scenarios in subprocesses that print one `RESULT_JSON {...}` line.
+the tests under tests/distributed/ (and test_keras_multi_tensor.py,
+test_tf_keras_optimizers.py under tests/keras/) run their scenarios in
+subprocesses that print one `RESULT_JSON {...}` line. The worker scripts live
+here, next to this file, so `script(name)` finds them.
 """
 
 import importlib.util

@@ -4,8 +4,9 @@ In a traced step of either front end (Keras 3, tf-keras) the graph holds one
 `ResourceMultiTensorApply*` op per (device, dtype) group of two or more
 variables and no per-variable `ResourceApplyAdamW` / `ResourceApplyLamb`;
 TF_OPT_PLUGIN_MULTI_TENSOR=0 brings the per-variable ops back. Every case
-also checks the numbers against the float64 references (tests/references.py
-through keras_harness.reference_run): the exclusion lists, mixed dtypes,
+also checks the numbers against the float64 references
+(tests/support/references.py through keras_harness.reference_run): the
+exclusion lists, mixed dtypes,
 MirroredStrategy over 2 logical CPUs (a subprocess, multi_tensor_worker.py),
 a step skipped by the LossScaleOptimizer, gradient accumulation (which stays
 per variable), XLA (the twin) and fit().
@@ -30,7 +31,7 @@ tf_keras_front = pytest.importorskip("tf_opt_plugin.optimizers.tf_keras")
 STEPS = 20
 FRONT_ENDS = {"keras3": keras3, "tf_keras": tf_keras_front}
 PER_VARIABLE_OPS = ("ResourceApplyAdamW", "ResourceApplyLamb")
-# The configurations of tests/optimizer_configs.py that run on the fused
+# The configurations of tests/support/optimizer_configs.py that run on the fused
 # AdamW and LAMB ops.
 MULTI_TENSOR_CONFIGS = ["adam", "adam-amsgrad", "adam-weight-decay", "adamw",
                         "adamw-amsgrad", "lamb", "lamb-decay-exclusions",

@@ -1,6 +1,6 @@
 """Shared machinery for the op tests: algorithm adapters, execution modes,
 tolerances and the trajectory / step-by-step comparison against the float64
-references in tests/references.py."""
+references in tests/support/references.py."""
 
 import numpy as np
 import tensorflow as tf
