@@ -4,7 +4,7 @@ The spec is the single-device run: mirrored over 2 or 4 logical CPUs, on the
 same global batches, `fit()` and a custom loop must end with the weights of
 one device (to float32 rounding), every replica holding the same copy. Then
 the three places where Keras 3.15 goes wrong under a strategy (defects 1-3 in
-shared/NOTES.md), each with the plain Keras class run next to ours:
+docs/keras_defects.md), each with the plain Keras class run next to ours:
 
   1. clipping must act on the summed gradient, not per replica;
   2. LossScaleOptimizer must skip the step everywhere when one replica

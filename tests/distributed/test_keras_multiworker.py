@@ -5,7 +5,7 @@ Keras 3.15 ships it, `model.fit()` with Keras's two MWMS defects patched, and
 the one-device references. One cluster start serves all the tests (~25 s).
 
 `fit()` under MWMS is broken in Keras 3.15 before the optimizer runs (keras
-issue 20585, defect 7 in shared/NOTES.md): `Trainer._maybe_symbolic_build`
+issue 20585, defect 7 in docs/keras_defects.md): `Trainer._maybe_symbolic_build`
 calls `strategy.reduce("MEAN", batch, axis=None)` on a PerReplica batch,
 which raises "Attempt to convert a value (PerReplica...) with an unsupported
 type"; past that, `reduce_per_replica` reduces scalar logs with `axis=0`.

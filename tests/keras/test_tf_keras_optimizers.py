@@ -1,10 +1,10 @@
 """The tf-keras front end (`tf_opt_plugin.optimizers.tf_keras`).
 
 The same configurations and float64 references as the Keras 3 classes
-(tests/support/optimizer_configs.py), the documented examples of the seeds'
-tf-keras optimizers, parity with tf-keras's own classes, tf-keras's API (slot
-names, `exclude_from_weight_decay`, `minimize`, `set_weights`, configs, EMA),
-fit(), and the flavour switch of `tf_opt_plugin.optimizers` by
+(tests/support/optimizer_configs.py), the documented examples of tf-keras's
+DTensor SGD and Keras 2's Adam, parity with tf-keras's own classes, tf-keras's
+API (slot names, `exclude_from_weight_decay`, `minimize`, `set_weights`,
+configs, EMA), fit(), and the flavour switch of `tf_opt_plugin.optimizers` by
 TF_USE_LEGACY_KERAS, which needs a fresh process.
 """
 
@@ -59,7 +59,7 @@ def test_matches_reference(config, mode):
 
 
 # The examples in the docs of tf.keras.dtensor.experimental.optimizers.SGD
-# and of the Keras 2 Adam (shared/seeds/).
+# and of the Keras 2 Adam (keras/optimizer_v2/adam.py).
 def test_seed_sgd_examples():
   var = tf.Variable(1.0)
   loss = lambda: (var ** 2) / 2.0

@@ -38,7 +38,7 @@ def test_ranks_0_to_4(shape, relative_step, mode):
 @pytest.mark.parametrize("shape", [(6,), (4, 3)], ids=str)
 def test_relative_step_false_differs_from_true(fused, shape):
     # lr = 0.5 > 1/sqrt(t) for t >= 5, so relative_step must matter
-    # (Keras 3 ignores it: project notes, Keras defect 5).
+    # (Keras 3 ignores it: defect 5 in docs/keras_defects.md).
     rng = np.random.default_rng(41)
     w0 = rng.normal(size=shape)
     grads = [rng.normal(size=shape) for _ in range(8)]
@@ -87,9 +87,10 @@ def test_all_zero_gradient_gives_no_nan(fused, dtype, shape):
 
 @pytest.mark.parametrize("mode", ["fused-eager", "twin-eager", "twin-xla"])
 def test_zero_row_and_zero_column_float32(mode):
-    # Project notes, Keras defect 9: a float32 gradient with an all-zero row
-    # and an all-zero column (constant-zero input feature and a dead unit)
-    # must not turn the weight into NaN; r_i*c_j/mean(r) underflows to 0.
+    # Keras defect 9 (docs/keras_defects.md): a float32 gradient with an
+    # all-zero row and an all-zero column (constant-zero input feature and a
+    # dead unit) must not turn the weight into NaN; r_i*c_j/mean(r) underflows
+    # to 0.
     rng = np.random.default_rng(50)
     shape = (6, 5)
     algo = H.Adafactor(learning_rate=0.01)

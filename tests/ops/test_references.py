@@ -83,8 +83,7 @@ ADAFACTOR_DEFAULTS = dict(learning_rate=0.001, beta_2_decay=-0.8,
 # Adam / AdamW
 # ---------------------------------------------------------------------------
 def test_adam_keras2_docstring_first_step():
-    # Keras 2 optimizer_v2/adam.py docstring (seed
-    # keras_optimizer_v2_adam_source.txt): Adam(learning_rate=0.1),
+    # Keras 2 keras/optimizer_v2/adam.py docstring: Adam(learning_rate=0.1),
     # var1 = 10.0, loss = var1**2/2 so grad = var1; after one minimize()
     # "var1.numpy() 9.9" ("The first step is `-learning_rate*sign(grad)`").
     hp = dict(ADAM_DEFAULTS, learning_rate=0.1, weight_decay=0.0)
@@ -218,7 +217,7 @@ def test_adafactor_keras3_golden():
     # keras/src/optimizers/adafactor_test.py::test_correctness_with_golden:
     # Adafactor(learning_rate=0.5, beta_2_decay=-0.65, epsilon_1=1e-15,
     # epsilon_2=1e-4, clip_threshold=0.9, relative_step=False).
-    # Keras ignores relative_step (project notes, Keras defect 5): it always
+    # Keras ignores relative_step (defect 5 in docs/keras_defects.md): it always
     # uses rho = min(lr, 1/sqrt(t)), so its golden values are those of
     # relative_step=True.
     traj = _golden_trajectory(
@@ -273,7 +272,7 @@ def test_adafactor_accumulator_shapes():
 
 
 def test_adafactor_zero_row_and_column_is_finite_in_float64():
-    # Project notes, Keras defect 9: the reference must stay finite.
+    # Keras defect 9 (docs/keras_defects.md): the reference must stay finite.
     g = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 2.0], [0.0, 3.0, 4.0]])
     w, (r, c) = R.adafactor_step(np.ones((3, 3)),
                                  R.adafactor_zero_accumulators((3, 3)), g,

@@ -59,7 +59,7 @@ def test_demo_help_and_bad_arguments():
 
 
 def test_missing_matplotlib_is_a_clear_error(monkeypatch):
-  from tf_opt_plugin import _plotting
+  from tf_opt_plugin.benchmark import _plotting
   monkeypatch.setitem(sys.modules, "matplotlib", None)
   with pytest.raises(SystemExit, match=r"tf_opt_plugin\[demo\]"):
     _plotting.pyplot()

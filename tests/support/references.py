@@ -1,7 +1,7 @@
 """Float64 numpy reference implementations of SGD, AdamW, LAMB and Adafactor.
 
-Written from the published algorithms (see docs/architecture.md and the
-"Reference semantics" section of the project notes), never from the code
+Written from the published algorithms (see docs/semantics.md, each update
+as math), never from the code
 under test:
 
 * SGD with momentum: the Keras form (`keras.optimizers.SGD` docstring),
