@@ -1,9 +1,10 @@
 """Adam, AdamW and Lamb update each device's variables with multi-tensor ops.
 
 In a traced step of either front end (Keras 3, tf-keras) the graph holds one
-`ResourceMultiTensorApply*` op per (device, dtype) group of two or more
-variables and no per-variable `ResourceApplyAdamW` / `ResourceApplyLamb`;
-TF_OPT_PLUGIN_MULTI_TENSOR=0 brings the per-variable ops back. Every case
+`ResourceMultiTensorApply*` op per (device, dtype) group, whatever its size,
+and no per-variable `ResourceApplyAdamW` / `ResourceApplyLamb`;
+TF_OPT_PLUGIN_MULTI_TENSOR=0 (and gradient accumulation) update one variable
+per call: one multi-tensor op of one variable each. Every case
 also checks the numbers against the float64 references
 (tests/support/references.py through keras_harness.reference_run): the
 exclusion lists, mixed dtypes,
@@ -146,11 +147,9 @@ def test_switched_off_by_environment(config, front_end, monkeypatch):
   optimizer = getattr(FRONT_ENDS[front_end], class_name)(**kwargs)
   got, step = run_traced(optimizer, front_end, w0, grads)
   H.assert_trajectory_close(got, reference(config, w0, grads))
-  multi, single = update_ops(step)
-  assert multi == []
-  per_variable = ("ResourceApplyLamb" if class_name == "Lamb"
-                  else "ResourceApplyAdamW")
-  assert single == [per_variable] * len(w0)
+  # One call per variable: a multi-tensor op of one variable each.
+  assert update_ops(step) == (
+      [(op_name(class_name), 1, tf.float32)] * len(w0), [])
 
 
 @pytest.mark.parametrize("front_end", sorted(FRONT_ENDS))
@@ -170,14 +169,17 @@ def test_mixed_dtypes_give_one_op_per_dtype(config, front_end):
 
 
 @pytest.mark.parametrize("front_end", sorted(FRONT_ENDS))
-def test_single_variable_of_a_dtype_uses_the_per_variable_op(front_end):
+def test_single_variable_of_a_dtype_gets_its_own_multi_tensor_op(front_end):
   w0, grads = H.random_problem(STEPS, seed=7)
   optimizer = FRONT_ENDS[front_end].Adam(learning_rate=0.01)
   got, step = run_traced(optimizer, front_end, w0, grads,
                          {"norm/gamma": "float64"})
   H.assert_trajectory_close(got, reference("adam", w0, grads))
-  assert update_ops(step) == ([("ResourceMultiTensorApplyAdamW", 3,
-                                tf.float32)], ["ResourceApplyAdamW"])
+  multi, single = update_ops(step)
+  assert sorted(multi, key=lambda op: op[2].name) == [
+      ("ResourceMultiTensorApplyAdamW", 3, tf.float32),
+      ("ResourceMultiTensorApplyAdamW", 1, tf.float64)]
+  assert single == []
 
 
 @pytest.mark.parametrize("front_end", sorted(FRONT_ENDS))
@@ -269,9 +271,9 @@ def test_gradient_accumulation(config):
                          **extra)
   H.assert_trajectory_close(got, want)
   assert int(optimizer.iterations) == 4
-  # Accumulation decides per variable: the per-variable path.
-  multi, single = update_ops(step)
-  assert multi == [] and len(single) == len(w0)
+  # Accumulation decides per variable: one update call, and op, per variable.
+  assert update_ops(step) == (
+      [(op_name(class_name), 1, tf.float32)] * len(w0), [])
 
 
 def test_constraint_and_ema_after_the_batched_update():

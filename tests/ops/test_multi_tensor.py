@@ -138,14 +138,16 @@ def test_adamw_and_lamb_match_the_float64_references():
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
 
 
-def test_groups_by_dtype_and_falls_back_for_singletons():
+def test_groups_by_dtype_whatever_their_size():
   a, b = tf.Variable([1.0, 2.0]), tf.Variable([3.0])
   c = tf.Variable([1.0], dtype=tf.float64)
   h = tf.Variable([1.0], dtype=tf.float16)
   i = tf.Variable([1.0], dtype=tf.float16)
   groups = ops.multi_tensor_groups([a, c, b, h, i])
+  # A group of one runs the multi-tensor op too (the per-variable op is the
+  # same kernel with a list of one).
   assert [(g.dtype, g.indices, g.reason) for g in groups] == [
-      (tf.float32, (0, 2), None), (tf.float64, (1,), "single"),
+      (tf.float32, (0, 2), None), (tf.float64, (1,), None),
       (tf.float16, (3, 4), None)]
 
 
@@ -222,6 +224,89 @@ def test_indexed_slices_equal_dense():
                                [tf.convert_to_tensor(slices), g3],
                                weight_decay=0.0, step=1, **ADAMW_HP)
   _assert_identical(_values(*sparse[:3]), _values(*dense[:3]))
+
+
+# --- validation of the whole call before any group runs --------------------
+# A float32 group (variables 0, 1) runs before a float64 group (2, 3); a defect
+# in the float64 group must leave the float32 group unwritten too.
+_TWO_GROUP_SHAPES = {tf.float32: [(3,), (2, 2)], tf.float64: [(4,), (4,)]}
+
+
+def _two_groups():
+  """(variables, ms, vs, grads) of both groups, as lists."""
+  state = {dt: _state(dt, shapes) for dt, shapes in _TWO_GROUP_SHAPES.items()}
+  grads = {dt: _grads(dt, shapes) for dt, shapes in _TWO_GROUP_SHAPES.items()}
+  return ([x for dt in state for x in state[dt][k]] for k in range(3)), [
+      g for dt in grads for g in grads[dt]]
+
+
+def _uninitialized(shape, dtype):
+  from tensorflow.python.ops import resource_variable_ops  # pylint: disable=g-import-not-at-top
+  return resource_variable_ops.UninitializedVariable(shape=shape, dtype=dtype)
+
+
+# defect -> (what it does to (ws, ms, vs, grads), error, message pattern)
+_DEFECTS = {
+    "slot-shape": (lambda ws, ms, vs, gs: ms.__setitem__(
+        3, tf.Variable(tf.zeros([5], tf.float64))),
+                   tf.errors.InvalidArgumentError,
+                   r"`m\[3\]` must have the shape of `var\[3\]`"),
+    "grad-dtype": (lambda ws, ms, vs, gs: gs.__setitem__(
+        2, tf.zeros([4], tf.float32)),
+                   tf.errors.InvalidArgumentError, r"`var\[2\]` must have dtype"),
+    "same-variable-twice": (lambda ws, ms, vs, gs: vs.__setitem__(3, ms[2]),
+                            tf.errors.InvalidArgumentError,
+                            r"`m\[2\]` and `v\[3\]` must be distinct"),
+    "uninitialised": (lambda ws, ms, vs, gs: vs.__setitem__(
+        3, _uninitialized([4], tf.float64)),
+                      tf.errors.FailedPreconditionError,
+                      r"uninitialized variable `v\[3\]`"),
+    "list-length": (lambda ws, ms, vs, gs: gs.pop(),
+                    ValueError, r"`grads` must hold one entry per variable"),
+}
+
+
+@pytest.mark.parametrize("fused", [None, False])
+@pytest.mark.parametrize("defect", list(_DEFECTS))
+def test_a_defect_in_a_later_group_writes_nothing(defect, fused):
+  (ws, ms, vs), grads = _two_groups()
+  damage, error, pattern = _DEFECTS[defect]
+  damage(ws, ms, vs, grads)
+  live = [x for x in ws + ms + vs if bool(x.is_initialized())]
+  before = _values(live)
+  with pytest.raises(error, match=pattern):
+    ops.multi_tensor_apply_adamw(ws, ms, vs, grads, weight_decay=0.1, step=1,
+                                 fused=fused, **ADAMW_HP)
+  _assert_identical(_values(live), before)
+
+
+def test_fused_true_refuses_before_any_group_runs(monkeypatch):
+  (ws, ms, vs), grads = _two_groups()
+  before = _values(ws, ms, vs)
+  real_reason = ops.dispatch_reason
+  # As if float64 variables lived on a device without a kernel.
+  monkeypatch.setattr(
+      "tf_opt_plugin.ops._dispatch.dispatch_reason",
+      lambda v, g=None: "device" if v.dtype == tf.float64 else real_reason(v, g))
+  with pytest.raises(ops.FusedOpUnavailableError, match="'device'"):
+    ops.multi_tensor_apply_lamb(ws, ms, vs, grads, weight_decay_rate=0.1,
+                                step=1, fused=True, **LAMB_HP)
+  _assert_identical(_values(ws, ms, vs), before)
+
+
+@pytest.mark.parametrize("fused", [None, False])
+def test_step_known_at_run_time_below_one_writes_nothing(fused):
+  (ws, ms, vs), grads = _two_groups()
+  before = _values(ws, ms, vs)
+
+  @tf.function
+  def step_fn(step):
+    ops.multi_tensor_apply_adamw(ws, ms, vs, grads, weight_decay=0.1,
+                                 step=step, fused=fused, **ADAMW_HP)
+
+  with pytest.raises(tf.errors.InvalidArgumentError, match="`step` must be"):
+    step_fn(tf.constant(0, tf.int64))
+  _assert_identical(_values(ws, ms, vs), before)
 
 
 # --- validation: raw ops, nothing written before every check passed ---------
