@@ -4,13 +4,12 @@ fixed gradients, and a float64 numpy model of the whole Keras step
 tests/support/references.py.
 """
 
-import re
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-import references as R
+import algorithms
+import references as R  # noqa: F401  (the tests call H.R.lamb_step, ...)
 
 # eager, tf.function (fused op), XLA (the twin), and the twin forced eagerly.
 MODES = ("eager", "function", "xla", "twin")
@@ -61,48 +60,25 @@ def fused_arg(mode):
 # The float64 model of one Keras step.
 # ----------------------------------------------------------------------------
 class Algorithm:
-  """One algorithm's reference step on a single variable."""
+  """One algorithm's reference step on a single variable, as a Keras step
+  applies it.
+
+  `kind` names an entry of the registry in algorithms.py ("sgd", "adam" (the
+  AdamW entry), "lamb", "adafactor"); `hp` holds its hyperparameters, options
+  and Keras-level arguments (LAMB's exclusion lists).
+  """
 
   def __init__(self, kind, **hp):
     self.kind = kind
+    self.spec = algorithms.get(kind)
     self.hp = hp
 
   def init(self, w):
-    z = np.zeros_like(w)
-    if self.kind == "sgd":
-      return (None if self.hp.get("momentum", 0.0) == 0 else z,)
-    if self.kind == "adam":
-      return (z, z, z if self.hp.get("amsgrad") else None)
-    if self.kind == "lamb":
-      return (z, z)
-    return R.adafactor_zero_accumulators(w.shape)
+    return self.spec.zero_slots(np.shape(w), **self.spec.options_in(self.hp))
 
   def step(self, w, slots, g, t, lr, path, fused_decay):
-    hp = dict(self.hp, learning_rate=lr)
-    if self.kind == "sgd":
-      w, b = R.sgd_step(w, slots[0], g, learning_rate=lr,
-                        momentum=hp.get("momentum", 0.0),
-                        nesterov=hp.get("nesterov", False))
-      return w, (b,)
-    if self.kind == "adam":
-      amsgrad = hp.pop("amsgrad", False)
-      w, m, v, vhat = R.adamw_step(w, slots[0], slots[1], g, step=t,
-                                   vhat=slots[2] if amsgrad else None,
-                                   weight_decay=fused_decay, **hp)
-      return w, (m, v, vhat)
-    if self.kind == "lamb":
-      wd_patterns = hp.pop("exclude_from_weight_decay", None) or []
-      la_patterns = hp.pop("exclude_from_layer_adaptation", None)
-      la_patterns = wd_patterns if la_patterns is None else la_patterns
-      if any(re.search(p, path) for p in wd_patterns):
-        hp["weight_decay_rate"] = 0.0
-      hp.setdefault("weight_decay_rate", 0.0)
-      adapt = not any(re.search(p, path) for p in la_patterns)
-      w, m, v = R.lamb_step(w, slots[0], slots[1], g, step=t,
-                            use_layer_adaptation=adapt, **hp)
-      return w, (m, v)
-    w, acc = R.adafactor_step(w, slots, g, step=t, **hp)
-    return w, acc
+    hp = self.spec.keras_hp(dict(self.hp, learning_rate=lr), path, fused_decay)
+    return self.spec.reference_step(w, slots, g, step=t, **hp)
 
 
 def clip(grads, clipnorm=None, global_clipnorm=None, clipvalue=None):

@@ -1,11 +1,12 @@
-"""Shared machinery for the op tests: algorithm adapters, execution modes,
-tolerances and the trajectory / step-by-step comparison against the float64
-references in tests/support/references.py."""
+"""Shared machinery for the op tests: algorithm adapters (from the registry in
+tests/support/algorithms.py), execution modes, tolerances and the trajectory /
+step-by-step comparison against the float64 references in
+tests/support/references.py."""
 
 import numpy as np
 import tensorflow as tf
 
-import references as R
+import algorithms as A
 import tf_opt_plugin.ops as ops
 
 DTYPES = {
@@ -59,89 +60,57 @@ def assert_close(actual, desired, rtol, atol_scale, what=""):
 
 
 # ---------------------------------------------------------------------------
-# Algorithm adapters.  State is a tuple of tf.Variables; the first is the
-# model variable, the rest are the slots in the op's order.
+# Algorithm adapters, one per entry of the registry (algorithms.py) that has a
+# fused op.  State is a tuple of tf.Variables; the first is the model
+# variable, the rest are the slots in the op's order.
 # ---------------------------------------------------------------------------
-class AdamW:
-    name = "adamw"
-    op_type = "ResourceApplyAdamW"
+class OpAlgorithm:
+    """A registry entry with the options and hyperparameters of one test.
 
-    def __init__(self, amsgrad=False, **hp):
-        self.amsgrad = amsgrad
-        self.hp = dict(learning_rate=0.01, beta_1=0.9, beta_2=0.999,
-                       epsilon=1e-7, weight_decay=0.01)
-        self.hp.update(hp)
+    Subclasses (AdamW, Lamb, Adafactor, ...) set `spec`; their constructors
+    take the entry's options (amsgrad=..., use_layer_adaptation=...,
+    relative_step=...) and hyperparameters overriding its `op_defaults`.
+    """
+    spec = None
+    name = None
+    op_type = None
+
+    def __init__(self, **kwargs):
+        self.options = {k: kwargs.pop(k, default)
+                        for k, default in self.spec.options.items()}
+        for option, value in self.options.items():
+            setattr(self, option, value)  # e.g. algo.amsgrad
+        self.hp = dict(self.spec.op_defaults)
+        self.hp.update(kwargs)
 
     def slot_shapes(self, shape):
-        return [shape] * (3 if self.amsgrad else 2)
+        return self.spec.slot_shapes(shape, **self.options)
 
     def apply(self, state, grad, step, fused, use_locking=True, hp=None):
         hp = self.hp if hp is None else hp
-        var, m, v = state[:3]
-        vhat = state[3] if self.amsgrad else None
-        return ops.resource_apply_adamw(
-            var, m, v, grad, step=step, vhat=vhat, use_locking=use_locking,
-            fused=fused, **hp)
+        return self.spec.call_op(
+            getattr(ops, self.spec.op), state[0], tuple(state[1:]), grad,
+            step=step, use_locking=use_locking, fused=fused, **self.options,
+            **hp)
 
     def ref(self, state, grad, step, hp):
-        w, m, v = state[:3]
-        vhat = state[3] if self.amsgrad else None
-        w, m, v, vhat = R.adamw_step(w, m, v, grad, step=step, vhat=vhat, **hp)
-        return (w, m, v) + ((vhat,) if self.amsgrad else ())
+        w, slots = self.spec.reference_step(state[0], tuple(state[1:]), grad,
+                                            step=step, **self.options, **hp)
+        return (w,) + tuple(slots)
 
 
-class Lamb:
-    name = "lamb"
-    op_type = "ResourceApplyLamb"
-
-    def __init__(self, use_layer_adaptation=True, **hp):
-        self.use_layer_adaptation = use_layer_adaptation
-        self.hp = dict(learning_rate=0.01, beta_1=0.9, beta_2=0.999,
-                       epsilon=1e-6, weight_decay_rate=0.01)
-        self.hp.update(hp)
-
-    def slot_shapes(self, shape):
-        return [shape, shape]
-
-    def apply(self, state, grad, step, fused, use_locking=True, hp=None):
-        hp = self.hp if hp is None else hp
-        var, m, v = state
-        return ops.resource_apply_lamb(
-            var, m, v, grad, step=step,
-            use_layer_adaptation=self.use_layer_adaptation,
-            use_locking=use_locking, fused=fused, **hp)
-
-    def ref(self, state, grad, step, hp):
-        w, m, v = state
-        return R.lamb_step(w, m, v, grad, step=step,
-                           use_layer_adaptation=self.use_layer_adaptation,
-                           **hp)
+def _op_adapters():
+    return {a.name: type(a.op_class, (OpAlgorithm,),
+                         dict(spec=a, name=a.name, op_type=a.op_type,
+                              __module__=__name__))
+            for a in A.with_fused_op()}
 
 
-class Adafactor:
-    name = "adafactor"
-    op_type = "ResourceApplyAdafactor"
-
-    def __init__(self, relative_step=True, **hp):
-        self.relative_step = relative_step
-        self.hp = dict(learning_rate=0.2, beta_2_decay=-0.8, epsilon_1=1e-30,
-                       epsilon_2=1e-3, clip_threshold=1.0)
-        self.hp.update(hp)
-
-    def slot_shapes(self, shape):
-        return list(R.adafactor_accumulator_shapes(shape))
-
-    def apply(self, state, grad, step, fused, use_locking=True, hp=None):
-        hp = self.hp if hp is None else hp
-        return ops.resource_apply_adafactor(
-            state[0], tuple(state[1:]), grad, step=step,
-            relative_step=self.relative_step, use_locking=use_locking,
-            fused=fused, **hp)
-
-    def ref(self, state, grad, step, hp):
-        w, acc = R.adafactor_step(state[0], tuple(state[1:]), grad, step=step,
-                                  relative_step=self.relative_step, **hp)
-        return (w,) + tuple(acc)
+# name -> adapter class.  Each class is also a module attribute under its
+# `op_class` name (AdamW, Lamb, Adafactor), so a new registry entry gets its
+# adapter without an edit here.
+ADAPTERS = _op_adapters()
+globals().update({cls.__name__: cls for cls in ADAPTERS.values()})
 
 
 def make_state(algo, shape, dtype, w0=None, rng=None):

@@ -1,8 +1,9 @@
 """The optimizer configurations every front end is tested with.
 
 Each entry names the class (looked up in the front end under test), its
-constructor arguments, and the float64 reference (`keras_harness.Algorithm`
-plus the extra `reference_run` arguments) it must follow.
+constructor arguments, and the float64 reference (`keras_harness.Algorithm`,
+an entry of the registry in algorithms.py, plus the extra `reference_run`
+arguments) it must follow.
 """
 
 import numpy as np
@@ -71,6 +72,19 @@ CONFIGS = {
                     epsilon_2=1e-3, clip_threshold=0.5, relative_step=False),
         {}),
 }
+
+
+def _check_classes():
+  """Each configuration's class is one its reference's registry entry lists
+  (`keras_classes` in algorithms.py), so no class is held to another
+  algorithm's reference by a slip in the table above."""
+  for config, (class_name, _, algorithm, _) in CONFIGS.items():
+    if class_name not in algorithm.spec.keras_classes:
+      raise ValueError(f"CONFIGS[{config!r}]: {class_name} does not follow "
+                       f"the {algorithm.spec.name!r} reference")
+
+
+_check_classes()
 
 
 def reference_learning_rate(kwargs):

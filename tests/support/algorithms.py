@@ -1,0 +1,278 @@
+"""The one registry of algorithms the op tests and the optimizer tests share.
+
+Each entry holds what both harnesses need to know about an algorithm: its
+float64 reference step in references.py, its slots, the function of
+tf_opt_plugin.ops that applies its fused op (and the op's graph type), the op
+tests' default hyperparameters, and the Keras classes that follow the
+reference. op_harness builds its op adapters (op_harness.AdamW, ...) from the
+entries and keras_harness.Algorithm its float64 model of a Keras step, so an
+algorithm is added by one entry here plus its reference function in
+references.py (and, for the optimizer tests, its configurations in
+optimizer_configs.py).
+
+No TensorFlow and no tf_opt_plugin here: the worker scripts import the
+harnesses only after configuring their devices, and op_harness looks the op
+function up by name when a test applies it.
+"""
+
+import dataclasses
+import re
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+import references as R
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgorithmSpec:
+  """One algorithm's facts.
+
+  Attributes:
+    name: the registry key, as tf_opt_plugin.ops names the algorithm.
+    aliases: other names it is looked up by ("adam": Keras's Adam is the AdamW
+      reference with the decay the Keras step passes in).
+    reference: its one-step float64 function in references.py.
+    call_reference: (reference, w, slots, g, *, step, **kwargs) -> (w, slots):
+      `reference` applied to a tuple of slots in the op's order; kwargs are
+      the options and hyperparameters.
+    slots: (shape, **options) -> [(name, shape)] of the slots, in the op's
+      order.
+    options: the switches (keyword arguments that are not scalar
+      hyperparameters of the op) with their defaults; some change the slots.
+    keras_hp: (hp, path, fused_decay) -> the `call_reference` keyword
+      arguments of one Keras step of the variable at `path`; hp holds
+      `learning_rate` and the keras_harness.Algorithm's hyperparameters,
+      fused_decay the decay Keras passes into the step (Adam, AdamW).
+    keras_classes: the classes of tf_opt_plugin.optimizers that follow the
+      reference (optimizer_configs checks its configurations against them).
+    op: the name of the tf_opt_plugin.ops function that applies the fused
+      op, or None where there is no fused op.
+    op_type: the fused op's type in a graph.
+    op_class: the name of the op adapter class op_harness makes.
+    call_op: (op, var, slots, grad, **kwargs) -> the result of `op` called
+      with the slots where its signature takes them; kwargs are the options,
+      hyperparameters, step, use_locking and fused.
+    op_defaults: the hyperparameters of the op tests unless a test says
+      otherwise.
+  """
+
+  name: str
+  reference: Callable[..., Any]
+  call_reference: Callable[..., Any]
+  slots: Callable[..., list]
+  keras_hp: Callable[..., dict]
+  keras_classes: tuple
+  aliases: tuple = ()
+  options: dict = dataclasses.field(default_factory=dict)
+  op: Optional[str] = None
+  op_type: Optional[str] = None
+  op_class: Optional[str] = None
+  call_op: Optional[Callable[..., Any]] = None
+  op_defaults: dict = dataclasses.field(default_factory=dict)
+
+  def options_in(self, kwargs):
+    """The options, each from `kwargs` or its default."""
+    return {k: kwargs.get(k, default) for k, default in self.options.items()}
+
+  def slot_shapes(self, shape, **options):
+    return [s for _, s in self.slots(tuple(shape), **options)]
+
+  def zero_slots(self, shape, **options):
+    """float64 zeros for every slot (the state before the first step)."""
+    return tuple(np.zeros(s, np.float64)
+                 for s in self.slot_shapes(shape, **options))
+
+  def reference_step(self, w, slots, g, *, step, **kwargs):
+    """One float64 update: (w, slots tuple) after `step` (1-based)."""
+    return self.call_reference(self.reference, w, slots, g, step=step,
+                               **kwargs)
+
+
+# ----------------------------------------------------------------------------
+# SGD (no fused op: the Keras classes run TensorFlow's SGD update)
+# ----------------------------------------------------------------------------
+def _sgd_slots(shape, momentum=0.0, nesterov=False):
+  del nesterov  # same slots either way
+  return [("momentum", shape)] if momentum != 0 else []
+
+
+def _sgd_call_reference(reference, w, slots, g, *, step, momentum=0.0,
+                        nesterov=False, **hp):
+  del step  # SGD has no step count
+  w, b = reference(w, slots[0] if slots else None, g, momentum=momentum,
+                   nesterov=nesterov, **hp)
+  return w, (() if b is None else (b,))
+
+
+def _sgd_keras_hp(hp, path, fused_decay):
+  del path, fused_decay  # Keras decays SGD's variables outside its step
+  return dict(learning_rate=hp["learning_rate"],
+              momentum=hp.get("momentum", 0.0),
+              nesterov=hp.get("nesterov", False))
+
+
+SGD = AlgorithmSpec(
+    name="sgd",
+    reference=R.sgd_step,
+    call_reference=_sgd_call_reference,
+    slots=_sgd_slots,
+    options=dict(momentum=0.0, nesterov=False),
+    keras_hp=_sgd_keras_hp,
+    keras_classes=("SGD",))
+
+
+# ----------------------------------------------------------------------------
+# AdamW (and Adam: weight_decay 0)
+# ----------------------------------------------------------------------------
+def _adamw_slots(shape, amsgrad=False):
+  names = ("m", "v", "vhat") if amsgrad else ("m", "v")
+  return [(name, shape) for name in names]
+
+
+def _adamw_call_reference(reference, w, slots, g, *, step, amsgrad=False,
+                          **hp):
+  m, v = slots[:2]
+  vhat = slots[2] if amsgrad else None
+  w, m, v, vhat = reference(w, m, v, g, step=step, vhat=vhat, **hp)
+  return w, (m, v) + ((vhat,) if amsgrad else ())
+
+
+def _adamw_keras_hp(hp, path, fused_decay):
+  del path
+  # dict(**hp, ...) raises, as a duplicate keyword would, if hp sets it too.
+  return dict(**hp, weight_decay=fused_decay)
+
+
+def _adamw_call_op(op, var, slots, grad, *, amsgrad=False, **kwargs):
+  m, v = slots[:2]
+  return op(var, m, v, grad, vhat=slots[2] if amsgrad else None, **kwargs)
+
+
+ADAMW = AlgorithmSpec(
+    name="adamw",
+    aliases=("adam",),
+    reference=R.adamw_step,
+    call_reference=_adamw_call_reference,
+    slots=_adamw_slots,
+    options=dict(amsgrad=False),
+    keras_hp=_adamw_keras_hp,
+    keras_classes=("Adam", "AdamW"),
+    op="resource_apply_adamw",
+    op_type="ResourceApplyAdamW",
+    op_class="AdamW",
+    call_op=_adamw_call_op,
+    op_defaults=dict(learning_rate=0.01, beta_1=0.9, beta_2=0.999,
+                     epsilon=1e-7, weight_decay=0.01))
+
+
+# ----------------------------------------------------------------------------
+# LAMB
+# ----------------------------------------------------------------------------
+def _lamb_slots(shape, use_layer_adaptation=True):
+  del use_layer_adaptation  # same slots either way
+  return [("m", shape), ("v", shape)]
+
+
+def _lamb_call_reference(reference, w, slots, g, *, step,
+                         use_layer_adaptation=True, **hp):
+  m, v = slots
+  w, m, v = reference(w, m, v, g, step=step,
+                      use_layer_adaptation=use_layer_adaptation, **hp)
+  return w, (m, v)
+
+
+def _lamb_keras_hp(hp, path, fused_decay):
+  """Keras-level exclusion lists (regular expressions searched in the
+  variable's path) turn into the reference's per-variable arguments."""
+  del fused_decay  # Keras decays LAMB's variables outside its step
+  hp = dict(hp)
+  wd_patterns = hp.pop("exclude_from_weight_decay", None) or []
+  la_patterns = hp.pop("exclude_from_layer_adaptation", None)
+  la_patterns = wd_patterns if la_patterns is None else la_patterns
+  if any(re.search(p, path) for p in wd_patterns):
+    hp["weight_decay_rate"] = 0.0
+  hp.setdefault("weight_decay_rate", 0.0)
+  adapt = not any(re.search(p, path) for p in la_patterns)
+  return dict(**hp, use_layer_adaptation=adapt)
+
+
+def _lamb_call_op(op, var, slots, grad, *, use_layer_adaptation=True,
+                  **kwargs):
+  m, v = slots
+  return op(var, m, v, grad, use_layer_adaptation=use_layer_adaptation,
+            **kwargs)
+
+
+LAMB = AlgorithmSpec(
+    name="lamb",
+    reference=R.lamb_step,
+    call_reference=_lamb_call_reference,
+    slots=_lamb_slots,
+    options=dict(use_layer_adaptation=True),
+    keras_hp=_lamb_keras_hp,
+    keras_classes=("Lamb",),
+    op="resource_apply_lamb",
+    op_type="ResourceApplyLamb",
+    op_class="Lamb",
+    call_op=_lamb_call_op,
+    op_defaults=dict(learning_rate=0.01, beta_1=0.9, beta_2=0.999,
+                     epsilon=1e-6, weight_decay_rate=0.01))
+
+
+# ----------------------------------------------------------------------------
+# Adafactor
+# ----------------------------------------------------------------------------
+def _adafactor_slots(shape, relative_step=True):
+  del relative_step  # same slots either way
+  shapes = R.adafactor_accumulator_shapes(shape)
+  names = ("row", "col") if len(shapes) == 2 else ("v",)
+  return list(zip(names, shapes))
+
+
+def _adafactor_call_reference(reference, w, slots, g, *, step, **kwargs):
+  return reference(w, tuple(slots), g, step=step, **kwargs)
+
+
+def _adafactor_keras_hp(hp, path, fused_decay):
+  del path, fused_decay  # Keras decays Adafactor's variables outside its step
+  return hp
+
+
+def _adafactor_call_op(op, var, slots, grad, *, relative_step=True,
+                       **kwargs):
+  return op(var, tuple(slots), grad, relative_step=relative_step, **kwargs)
+
+
+ADAFACTOR = AlgorithmSpec(
+    name="adafactor",
+    reference=R.adafactor_step,
+    call_reference=_adafactor_call_reference,
+    slots=_adafactor_slots,
+    options=dict(relative_step=True),
+    keras_hp=_adafactor_keras_hp,
+    keras_classes=("Adafactor",),
+    op="resource_apply_adafactor",
+    op_type="ResourceApplyAdafactor",
+    op_class="Adafactor",
+    call_op=_adafactor_call_op,
+    op_defaults=dict(learning_rate=0.2, beta_2_decay=-0.8, epsilon_1=1e-30,
+                     epsilon_2=1e-3, clip_threshold=1.0))
+
+
+# name -> entry, in the order the docs list the algorithms.
+ALGORITHMS = {a.name: a for a in (SGD, ADAMW, LAMB, ADAFACTOR)}
+
+
+def get(name):
+  """The entry named `name` or with `name` among its aliases."""
+  for algorithm in ALGORITHMS.values():
+    if name == algorithm.name or name in algorithm.aliases:
+      return algorithm
+  raise KeyError(f"no algorithm {name!r} in tests/support/algorithms.py "
+                 f"(known: {sorted(ALGORITHMS)})")
+
+
+def with_fused_op():
+  """The entries with a fused op, in registry order."""
+  return [a for a in ALGORITHMS.values() if a.op is not None]
