@@ -167,10 +167,17 @@ struct ApplyAdafactorFactored<CPUDevice, T, C> {
 
     // Pass 1, one task per band of each matrix of the batch; row_scale holds
     // rsqrt(r_i) until the mean of r is known.
-    std::vector<C> row_scale(batch * rows);
-    std::vector<C> col_partials(batch * bands * cols);
-    std::vector<C> col_u_partials(batch * bands * cols);
-    std::vector<double> w_partials(batch * bands), r_partials(batch * bands);
+    Scratch<C> row_scale, col_partials, col_u_partials, sqrt_mean_r, col_scale;
+    Scratch<double> w_partials, r_partials, u_partials;
+    const int64_t col_blocks = NumBlocks(cols, kReduceCols);  // per matrix
+    OP_REQUIRES_OK(ctx, row_scale.Allocate(ctx, batch * rows));
+    OP_REQUIRES_OK(ctx, col_partials.Allocate(ctx, batch * bands * cols));
+    OP_REQUIRES_OK(ctx, col_u_partials.Allocate(ctx, batch * bands * cols));
+    OP_REQUIRES_OK(ctx, w_partials.Allocate(ctx, batch * bands));
+    OP_REQUIRES_OK(ctx, r_partials.Allocate(ctx, batch * bands));
+    OP_REQUIRES_OK(ctx, sqrt_mean_r.Allocate(ctx, batch));
+    OP_REQUIRES_OK(ctx, col_scale.Allocate(ctx, batch * cols));
+    OP_REQUIRES_OK(ctx, u_partials.Allocate(ctx, batch * col_blocks));
     ParallelForBlocks(
         ctx, batch * bands, /*block_size=*/1,
         /*cycles_per_element=*/8 * kBandRows * cols,
@@ -186,7 +193,6 @@ struct ApplyAdafactorFactored<CPUDevice, T, C> {
         });
 
     // Row scales sqrt(mean(r)) * rsqrt(r_i), per matrix of the batch.
-    std::vector<C> sqrt_mean_r(batch);
     for (int64_t b = 0; b < batch; ++b) {
       double r_total = 0.0;
       for (int64_t band = 0; band < bands; ++band) {
@@ -198,9 +204,6 @@ struct ApplyAdafactorFactored<CPUDevice, T, C> {
     }
 
     // Column accumulators and scales, and sum(u^2), in blocks of columns.
-    std::vector<C> col_scale(batch * cols);
-    const int64_t col_blocks = NumBlocks(cols, kReduceCols);  // per matrix
-    std::vector<double> u_partials(batch * col_blocks);
     ParallelForBlocks(
         ctx, batch * col_blocks, /*block_size=*/1,
         /*cycles_per_element=*/4 * bands * kReduceCols,
@@ -297,7 +300,9 @@ struct ApplyAdafactorUnfactored<CPUDevice, T, C> {
         *hyper.lr, *hyper.beta_2_decay, *hyper.epsilon_1, *hyper.step,
         hyper.relative_step);
     const int64_t num_blocks = NumBlocks(size, kElementsPerBlock);
-    std::vector<double> w_partials(num_blocks), u_partials(num_blocks);
+    Scratch<double> w_partials, u_partials;
+    OP_REQUIRES_OK(ctx, w_partials.Allocate(ctx, num_blocks));
+    OP_REQUIRES_OK(ctx, u_partials.Allocate(ctx, num_blocks));
     ParallelForBlocks(ctx, size, kElementsPerBlock, /*cycles_per_element=*/25,
                       [&](int64_t block, int64_t begin, int64_t end) {
                         AdafactorUnfactoredSums<T, C>(s, begin, end, var, acc,

@@ -115,10 +115,34 @@ inline void ParallelForTensorBlocks(
                     [&](int64_t index, int64_t, int64_t) { fn(index); });
 }
 
+// Zero-filled scratch memory of `size` elements of S from the op's allocator,
+// as TF's own kernels take it (allocate_temp): when memory runs out the op
+// fails with ResourceExhausted, where a std::bad_alloc escaping a kernel
+// (a std::vector) would kill the process.
+template <typename S>
+class Scratch {
+ public:
+  absl::Status Allocate(tensorflow::OpKernelContext* ctx, int64_t size) {
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DataTypeToEnum<S>::value,
+                                          tensorflow::TensorShape({size}),
+                                          &tensor_));
+    size_ = size;
+    std::fill(data(), data() + size, S(0));
+    return absl::OkStatus();
+  }
+  S* data() { return tensor_.flat<S>().data(); }
+  S& operator[](int64_t i) { return data()[i]; }
+  int64_t size() const { return size_; }
+
+ private:
+  tensorflow::Tensor tensor_;
+  int64_t size_ = 0;
+};
+
 // Adds up per-block partial sums in block order, in double.
-inline double SumInOrder(const std::vector<double>& partials) {
+inline double SumInOrder(Scratch<double>& partials) {
   double total = 0.0;
-  for (double partial : partials) total += partial;
+  for (int64_t i = 0; i < partials.size(); ++i) total += partials[i];
   return total;
 }
 

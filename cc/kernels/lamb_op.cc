@@ -78,7 +78,9 @@ struct ApplyLamb<CPUDevice, T, C> {
     // and whatever else is in the list.
     const std::vector<TensorBlock> blocks = SplitIntoBlocks(
         tensors.size(), [&](size_t t) { return tensors[t].size; });
-    std::vector<double> w_partials(blocks.size()), u_partials(blocks.size());
+    Scratch<double> w_partials, u_partials;
+    OP_REQUIRES_OK(ctx, w_partials.Allocate(ctx, blocks.size()));
+    OP_REQUIRES_OK(ctx, u_partials.Allocate(ctx, blocks.size()));
     ParallelForTensorBlocks(
         ctx, blocks, /*cycles_per_element=*/30, [&](int64_t index) {
           const TensorBlock& b = blocks[index];
@@ -86,7 +88,8 @@ struct ApplyLamb<CPUDevice, T, C> {
           LambMomentsRange<T, C>(step_for(t), b.begin, b.end, t.var, t.m, t.v,
                                  t.grad, &w_partials[index], &u_partials[index]);
         });
-    std::vector<C> step_sizes(tensors.size());
+    Scratch<C> step_sizes;
+    OP_REQUIRES_OK(ctx, step_sizes.Allocate(ctx, tensors.size()));
     for (size_t first = 0; first < blocks.size();) {
       const size_t t = blocks[first].tensor;
       size_t last = first;

@@ -11,6 +11,8 @@
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_VARIABLE_ACCESS_H_
 #define TF_OPT_PLUGIN_CC_KERNELS_VARIABLE_ACCESS_H_
 
+#include <algorithm>
+#include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -75,30 +77,45 @@ absl::Status GetVariablesForUpdate(tensorflow::OpKernelContext* ctx,
                                    std::vector<tensorflow::Tensor>* tensors);
 
 // Checks every input names a live variable (FailedPrecondition naming the
-// first that does not), then locks them all in mutex address order, which
-// keeps concurrent ops deadlock-free.
+// first that does not), then locks each distinct variable once, in mutex
+// address order, which keeps concurrent ops deadlock-free. Like TF's
+// MaybeLockVariableInputMutexesInOrder for a dense update of resource
+// variables (which takes the exclusive lock whatever `use_locking` says), but
+// the duplicates are dropped by one sort, O(N log N): TF's helper scans the
+// mutexes taken so far for every input, and a multi-tensor op of 16,000
+// variables spent 263 ms locking.
 template <typename Device, typename T>
 absl::Status LockVariables(
     tensorflow::OpKernelContext* ctx, bool use_locking,
     const std::vector<VariableInput>& inputs,
     std::optional<tensorflow::VariableInputLockHolder>* locks) {
-  std::vector<int> ids;
-  ids.reserve(inputs.size());
+  (void)use_locking;
+  std::vector<tensorflow::Var*> vars;  // one reference each, for the holder
+  vars.reserve(inputs.size());
+  std::vector<tsl::mutex*> mutexes;
+  mutexes.reserve(inputs.size());
   for (const VariableInput& input : inputs) {
-    tensorflow::core::RefCountPtr<tensorflow::Var> var;
+    tensorflow::Var* var = nullptr;
     absl::Status status = tensorflow::LookupResource(
         ctx, tensorflow::HandleFromInput(ctx, input.index), &var);
     if (!status.ok()) {
+      for (tensorflow::Var* held : vars) held->Unref();
       return absl::FailedPreconditionError(absl::StrCat(
           "Attempting to use uninitialized variable `", input.name,
           "`: it was never created, never assigned a value, or has been "
           "deleted. ", status.message()));
     }
-    ids.push_back(input.index);
+    vars.push_back(var);
+    mutexes.push_back(var->mu());
   }
-  locks->emplace(tensorflow::MaybeLockVariableInputMutexesInOrder<Device, T>(
-      ctx, use_locking, /*sparse=*/false, ids));
-  return ctx->status();
+  std::sort(mutexes.begin(), mutexes.end());
+  mutexes.erase(std::unique(mutexes.begin(), mutexes.end()), mutexes.end());
+  auto exclusive = std::make_unique<std::vector<tsl::mutex_lock>>();
+  exclusive->reserve(mutexes.size());
+  for (tsl::mutex* mu : mutexes) exclusive->emplace_back(*mu);
+  locks->emplace(std::move(vars), std::move(exclusive),
+                 std::make_unique<std::vector<tsl::tf_shared_lock>>());
+  return absl::OkStatus();
 }
 
 // "`lr` must be a scalar. Received: lr.shape=[2]"
