@@ -55,13 +55,18 @@ fi
 PY="$VENV/bin/python"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# The formatters tools/check_format.sh runs, pinned so CI and every developer format alike.
+RUFF_VERSION="0.17.6"
+CLANG_FORMAT_VERSION="23.1.5"
+
 # Skip pip (TensorFlow takes minutes) when every requirement is already installed.
-if ! "$PY" - "$TF_SERIES" <<'PYEOF'
+if ! "$PY" - "$TF_SERIES" "$RUFF_VERSION" "$CLANG_FORMAT_VERSION" <<'PYEOF'
 import sys
 from importlib import metadata
-series = sys.argv[1]
+series, ruff, clang_format = sys.argv[1:4]
 want = {"tensorflow": series, "tf-keras": series, "pytest": None, "numpy": None,
-        "scikit-learn": None, "matplotlib": None, "setuptools": None, "wheel": None}
+        "scikit-learn": None, "matplotlib": None, "setuptools": None, "wheel": None,
+        "ruff": ruff, "clang-format": clang_format}
 missing = []
 for name, prefix in want.items():
     try:
@@ -78,7 +83,8 @@ PYEOF
 then
   log "pip install into $VENV (TensorFlow $TF_SERIES.*)"
   "$PY" -m pip install -q "tensorflow==$TF_SERIES.*" "tf-keras==$TF_SERIES.*" \
-    pytest numpy scikit-learn matplotlib setuptools wheel
+    pytest numpy scikit-learn matplotlib setuptools wheel \
+    "ruff==$RUFF_VERSION" "clang-format==$CLANG_FORMAT_VERSION"
 fi
 
 # --- configure, build, package, install --------------------------------------------------------
