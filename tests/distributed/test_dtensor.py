@@ -18,6 +18,11 @@ import subprocess_helpers
 
 pytest.importorskip("tf_keras")
 
+# Every scenario is a worker process (10-25 s each on 2 cores), shared by the
+# tests that read its result.
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess,
+              pytest.mark.needs_tf_keras]
+
 MESHES = ["2x2", "1x4"]
 OPTIMIZERS = ["sgd", "adam", "adamw", "lamb", "adafactor"]
 # float32 rounding of sums over shards (observed: at most 2.4e-7 absolute).

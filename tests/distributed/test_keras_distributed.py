@@ -25,6 +25,10 @@ import pytest
 
 import subprocess_helpers
 
+# The tests read the results of a few worker processes (up to a minute each
+# on 2 cores); whichever test runs first pays for its group's process.
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
+
 OPTIMIZERS = ["sgd_momentum", "adam", "adamw", "lamb", "adafactor"]
 
 # float32 rounding after 16 steps: the sums over 2 or 4 replicas round

@@ -23,6 +23,9 @@ import pytest
 
 import subprocess_helpers
 
+# One cluster of worker processes (20-30 s) serves every test here.
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
+
 NUM_WORKERS = 2
 TIMEOUT_S = 150  # a normal run takes 20-30 s on 2 cores
 # float32 rounding: the 2-worker sum and one device's batch of 32 round

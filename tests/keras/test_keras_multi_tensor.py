@@ -28,6 +28,7 @@ from tf_opt_plugin.optimizers import _by_device
 from tf_opt_plugin.optimizers import keras3
 
 tf_keras_front = pytest.importorskip("tf_opt_plugin.optimizers.tf_keras")
+pytestmark = pytest.mark.needs_tf_keras
 
 STEPS = 20
 FRONT_ENDS = {"keras3": keras3, "tf_keras": tf_keras_front}
@@ -370,6 +371,9 @@ def mirrored_results():
   return _mirrored
 
 
+# One worker process (about 20 s) serves every case; slow as a whole.
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("front_end", sorted(FRONT_ENDS))
 @pytest.mark.parametrize("config", MIRRORED_CONFIGS)
 def test_mirrored_strategy_one_op_per_device(config, front_end):

@@ -101,6 +101,7 @@ print(json.dumps({"class": type(model.optimizer).__name__,
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("name", ["adamw", "lamb", "adafactor", "sgd"])
 def test_keras_file_loads_in_a_fresh_process_with_state(name, tmp_path):
   x, y = _data()

@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 tf_keras = pytest.importorskip("tf_keras")
+pytestmark = pytest.mark.needs_tf_keras
 
 import keras_harness as H  # pylint: disable=g-import-not-at-top
 from optimizer_configs import CONFIGS  # pylint: disable=g-import-not-at-top
@@ -262,6 +263,7 @@ def _run_script(source, **env):
   return result
 
 
+@pytest.mark.subprocess
 def test_legacy_keras_environment_gives_tf_keras_classes():
   result = _run_script(_FLAVOUR_SCRIPT, TF_USE_LEGACY_KERAS="1")
   assert result["flavour"] == "tf_keras"
@@ -270,6 +272,7 @@ def test_legacy_keras_environment_gives_tf_keras_classes():
   assert result["losses"][-1] < result["losses"][0]
 
 
+@pytest.mark.subprocess
 def test_without_tf_keras_the_keras3_classes_import():
   result = _run_script(_BLOCK_TF_KERAS + _FLAVOUR_SCRIPT,
                        TF_USE_LEGACY_KERAS="0")

@@ -5,6 +5,7 @@ import pytest
 from tf_opt_plugin.benchmark import __main__ as report
 
 
+@pytest.mark.slow
 def test_benchmark_report_tiny(tmp_path, capsys):
   pytest.importorskip("matplotlib")
   code = report.main(["--tiny", "--only", "adamw", "--ops-steps", "2", "--ops-warmup", "1",

@@ -15,6 +15,7 @@ TINY = ["--steps", "16", "--width", "32", "--heads", "2", "--layers", "1",
         "--skip-steps", "2", "--max-text-mb", "0.3", "--quiet"]
 
 
+@pytest.mark.slow
 def test_demo_trains_prints_table_and_writes_png(tmp_path, capsys):
   pytest.importorskip("matplotlib")
   code, runs = demo.main(TINY + ["--optimizers", "adamw,sgd",
@@ -45,6 +46,7 @@ def test_demo_trains_prints_table_and_writes_png(tmp_path, capsys):
   assert len(saved["runs"]) == 4
 
 
+@pytest.mark.subprocess
 def test_demo_help_and_bad_arguments():
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   result = subprocess.run([sys.executable, "-m", "tf_opt_plugin.demo", "--help"],

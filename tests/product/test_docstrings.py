@@ -23,7 +23,8 @@ MODULES = ["tf_opt_plugin.ops.adamw", "tf_opt_plugin.ops.lamb",
            "tf_opt_plugin.benchmark.bert_base_shapes",
            # The tf-keras front end, whose names are public only under
            # TF_USE_LEGACY_KERAS=1.
-           "tf_opt_plugin.optimizers.tf_keras._base"]
+           pytest.param("tf_opt_plugin.optimizers.tf_keras._base",
+                        marks=pytest.mark.needs_tf_keras)]
 
 # Public names that have a docstring but no example yet. Remove a name here when
 # its example lands.

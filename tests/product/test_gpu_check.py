@@ -26,10 +26,14 @@ def _nvcc():
 
 
 NVCC = _nvcc()
-pytestmark = pytest.mark.skipif(
-    NVCC is None,
-    reason="nvcc not found (set NVCC=/path/to/nvcc): the standalone GPU check "
-           "cannot be compiled here")
+# Every test runs tools/gpu_check.sh, which compiles the check with nvcc
+# (10-15 s on 2 cores).
+pytestmark = [
+    pytest.mark.skipif(
+        NVCC is None,
+        reason="nvcc not found (set NVCC=/path/to/nvcc): the standalone GPU "
+               "check cannot be compiled here"),
+    pytest.mark.needs_nvcc, pytest.mark.subprocess, pytest.mark.slow]
 
 
 def _run(*args, arch="sm_80"):
