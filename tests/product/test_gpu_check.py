@@ -26,8 +26,8 @@ def _nvcc():
 
 
 NVCC = _nvcc()
-# Every test runs tools/gpu_check.sh, which compiles the check with nvcc
-# (10-15 s on 2 cores).
+# Every test runs tools/gpu_check.sh; the first compiles the check with nvcc
+# (20-30 s on 2 cores), the others reuse the binary it caches.
 pytestmark = [
     pytest.mark.skipif(
         NVCC is None,
