@@ -72,8 +72,18 @@ class UpdateRule:
   check_slots: Optional[Callable[..., None]] = None
 
 
-def apply_update(rule, var, slots, grad, *, hyperparameters, step=None,
-                 flags=None, use_locking=True, fused=None):
+def apply_update(
+  rule,
+  var,
+  slots,
+  grad,
+  *,
+  hyperparameters,
+  step=None,
+  flags=None,
+  use_locking=True,
+  fused=None,
+):
   """One update of `var` and its `slots`: the per-variable op or the twin.
 
   Args:
@@ -102,21 +112,35 @@ def apply_update(rule, var, slots, grad, *, hyperparameters, step=None,
   if _dispatch.use_fused_op(fused, var, grad):
     # The kernel validates everything before it writes.
     return _op(rule.per_variable_op)(
-        var=var.handle, grad=grad, use_locking=use_locking,
-        **_per_variable_slot_handles(rule, slots), **scalars, **step_input,
-        **flags)
+      var=var.handle,
+      grad=grad,
+      use_locking=use_locking,
+      **_per_variable_slot_handles(rule, slots),
+      **scalars,
+      **step_input,
+      **flags,
+    )
   named = _named_variables(rule, var, slots)
   _check_inputs(rule, var, slots, grad, named)
   _inputs.check_distinct(named)
   with tf.control_dependencies(
-      _inputs.runtime_checks(dict(named), step_input.get("step"))):
+    _inputs.runtime_checks(dict(named), step_input.get("step"))
+  ):
     return rule.twin(var, grad, **slots, **scalars, **step_input, **flags)
 
 
-def apply_multi_tensor_update(rule, variables, slot_lists, grads, *,
-                              hyperparameters, step=None,
-                              per_tensor_flags=None, use_locking=True,
-                              fused=None):
+def apply_multi_tensor_update(
+  rule,
+  variables,
+  slot_lists,
+  grads,
+  *,
+  hyperparameters,
+  step=None,
+  per_tensor_flags=None,
+  use_locking=True,
+  fused=None,
+):
   """One update of each of `variables`, grouped by (device, dtype).
 
   Each group (`multi_tensor_groups`) runs as one multi-tensor op where the
@@ -143,19 +167,26 @@ def apply_multi_tensor_update(rule, variables, slot_lists, grads, *,
   """
   variables, grads = list(variables), list(grads)
   n = len(variables)
-  slot_lists = {name: None if values is None else list(values)
-                for name, values in slot_lists.items()}
+  slot_lists = {
+    name: None if values is None else list(values)
+    for name, values in slot_lists.items()
+  }
   per_tensor_flags = dict(per_tensor_flags or {})
   _check_names("slots", slot_lists, rule.slot_names)
   _check_names("flags", per_tensor_flags, rule.per_tensor_flags)
   for name, values in slot_lists.items():
     if values is None and name not in rule.list_slots:
-      raise ValueError(f"`{name}s` must hold one slot per variable. "
-                       f"Received: {name}s=None")
-  _check_lengths(n, {f"{name}s": values for name, values in slot_lists.items()}
-                 | {"grads": grads})
-  flag_values = {name: _flags(values, n, name)
-                 for name, values in per_tensor_flags.items()}
+      raise ValueError(
+        f"`{name}s` must hold one slot per variable. Received: {name}s=None"
+      )
+  _check_lengths(
+    n,
+    {f"{name}s": values for name, values in slot_lists.items()}
+    | {"grads": grads},
+  )
+  flag_values = {
+    name: _flags(values, n, name) for name, values in per_tensor_flags.items()
+  }
   grads = [_inputs.as_dense_gradient(g) for g in grads]
   step_input = _step_input(rule, step)
   plan = _plan(variables, grads, fused)
@@ -166,22 +197,32 @@ def apply_multi_tensor_update(rule, variables, slot_lists, grads, *,
       scalars[dtype] = _scalars(rule, hyperparameters, dtype)
 
   # Variable i's slots and flags, as one variable's update takes them.
-  slots = [{name: None if values is None else values[i]
-            for name, values in slot_lists.items()} for i in range(n)]
-  flags = [{name: values[i] for name, values in flag_values.items()}
-           for i in range(n)]
+  slots = [
+    {
+      name: None if values is None else values[i]
+      for name, values in slot_lists.items()
+    }
+    for i in range(n)
+  ]
+  flags = [
+    {name: values[i] for name, values in flag_values.items()} for i in range(n)
+  ]
   named = []
   for i in range(n):
     variable_named = _named_variables(rule, variables[i], slots[i], index=i)
-    _check_inputs(rule, variables[i], slots[i], grads[i], variable_named,
-                  index=i)
+    _check_inputs(
+      rule, variables[i], slots[i], grads[i], variable_named, index=i
+    )
     named.extend(variable_named)
   _inputs.check_distinct(named)
   # One multi-tensor op validates its variables before writing any; several
   # ops, or twins, need the run-time checks done for all of them first.
   one_op = len(plan) == 1 and plan[0][1]
-  checks = [] if one_op else _inputs.runtime_checks(dict(named),
-                                                     step_input.get("step"))
+  checks = (
+    []
+    if one_op
+    else _inputs.runtime_checks(dict(named), step_input.get("step"))
+  )
 
   def scalars_of(i):
     return scalars[_inputs.compute_dtype(variables[i].dtype)]
@@ -191,20 +232,37 @@ def apply_multi_tensor_update(rule, variables, slot_lists, grads, *,
     for indices, run_fused in plan:
       if not run_fused:
         updates.extend(
-            rule.twin(variables[i], grads[i], **slots[i], **scalars_of(i),
-                      **step_input, **flags[i])
-            for i in indices)
+          rule.twin(
+            variables[i],
+            grads[i],
+            **slots[i],
+            **scalars_of(i),
+            **step_input,
+            **flags[i],
+          )
+          for i in indices
+        )
         continue
       slot_handles = {
-          name: [slots[i][name].handle for i in indices
-                 if slots[i][name] is not None]  # an optional slot: none
-          for name in rule.slot_names}
-      updates.append(_op(rule.multi_tensor_op)(
+        name: [
+          slots[i][name].handle for i in indices if slots[i][name] is not None
+        ]  # an optional slot: none
+        for name in rule.slot_names
+      }
+      updates.append(
+        _op(rule.multi_tensor_op)(
           var=[variables[i].handle for i in indices],
-          grad=[grads[i] for i in indices], use_locking=use_locking,
-          **slot_handles, **scalars_of(indices[0]), **step_input,
-          **{name: [values[i] for i in indices]
-             for name, values in flag_values.items()}))
+          grad=[grads[i] for i in indices],
+          use_locking=use_locking,
+          **slot_handles,
+          **scalars_of(indices[0]),
+          **step_input,
+          **{
+            name: [values[i] for i in indices]
+            for name, values in flag_values.items()
+          },
+        )
+      )
   if tf.executing_eagerly():
     return None
   return tf.group(*[u for u in updates if u is not None])
@@ -216,16 +274,21 @@ def apply_multi_tensor_update(rule, variables, slot_lists, grads, *,
 def _check_names(what, given, expected):
   """The algorithm module passes exactly the op's names (a wiring check)."""
   if set(given) != set(expected):
-    raise TypeError(f"The {what} of this update are {tuple(expected)}. "
-                    f"Received: {tuple(given)}")
+    raise TypeError(
+      f"The {what} of this update are {tuple(expected)}. "
+      f"Received: {tuple(given)}"
+    )
 
 
 def _scalars(rule, hyperparameters, dtype):
   """{op input: scalar tensor of `dtype`}, each checked to be a scalar."""
   _check_names("hyperparameters", hyperparameters, rule.scalar_names)
-  return {name: _inputs.as_scalar(hyperparameters[name], dtype,
-                                  _ARGUMENT_NAMES.get(name, name))
-          for name in rule.scalar_names}
+  return {
+    name: _inputs.as_scalar(
+      hyperparameters[name], dtype, _ARGUMENT_NAMES.get(name, name)
+    )
+    for name in rule.scalar_names
+  }
 
 
 def _step_input(rule, step):
@@ -241,8 +304,9 @@ def _check_lengths(n, named_lists):
   for name, values in named_lists.items():
     if values is not None and len(values) != n:
       raise ValueError(
-          f"`{name}` must hold one entry per variable ({n}). Received "
-          f"{len(values)}.")
+        f"`{name}` must hold one entry per variable ({n}). Received "
+        f"{len(values)}."
+      )
 
 
 def _flags(values, n, name):
@@ -250,8 +314,9 @@ def _flags(values, n, name):
     return [True] * n
   flags = [bool(x) for x in values]
   if len(flags) != n:
-    raise ValueError(f"`{name}` must hold one bool per variable ({n}). "
-                     f"Received {len(flags)}.")
+    raise ValueError(
+      f"`{name}` must hold one bool per variable ({n}). Received {len(flags)}."
+    )
   return flags
 
 
@@ -271,14 +336,19 @@ def _named_variables(rule, var, slots, index=None):
     named = [("var", var)]
     for name in rule.slot_names:
       if name in rule.list_slots:
-        named.extend((f"{name}[{k}]", slot)
-                     for k, slot in enumerate(_as_list(slots.get(name))))
+        named.extend(
+          (f"{name}[{k}]", slot)
+          for k, slot in enumerate(_as_list(slots.get(name)))
+        )
       else:
         named.append((name, slots[name]))
     return named
   named = [(f"var[{index}]", var)]
-  named.extend((f"{name}[{index}]", slots[name]) for name in rule.slot_names
-               if slots.get(name) is not None)
+  named.extend(
+    (f"{name}[{index}]", slots[name])
+    for name in rule.slot_names
+    if slots.get(name) is not None
+  )
   return named
 
 
@@ -288,8 +358,9 @@ def _check_inputs(rule, var, slots, grad, named, index=None):
     rule.check_slots(var, slots, grad)
     return
   suffix = "" if index is None else f"[{index}]"
-  _inputs.check_update_inputs(var, dict(named[1:]), grad,
-                              var_name=named[0][0], grad_name=f"grad{suffix}")
+  _inputs.check_update_inputs(
+    var, dict(named[1:]), grad, var_name=named[0][0], grad_name=f"grad{suffix}"
+  )
 
 
 # ----------------------------------------------------------------------------
@@ -300,9 +371,14 @@ def _op(name):
 
 
 def _per_variable_slot_handles(rule, slots):
-  return {name: ([slot.handle for slot in _as_list(slots.get(name))]
-                 if name in rule.list_slots else slots[name].handle)
-          for name in rule.slot_names}
+  return {
+    name: (
+      [slot.handle for slot in _as_list(slots.get(name))]
+      if name in rule.list_slots
+      else slots[name].handle
+    )
+    for name in rule.slot_names
+  }
 
 
 def _plan(variables, grads, fused):

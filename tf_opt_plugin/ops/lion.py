@@ -13,10 +13,14 @@ Every update moves each element by exactly lr (or 0), whatever the scale of
 the gradient; the one slot `m` is an interpolation of past gradients, read
 with beta_1 and written with beta_2. No step count enters the update.
 
-The twin rounds in the kernel's order, which is Keras's: `m * beta_1 +
-g * (1 - beta_1)`, `w - w * weight_decay * lr`, `w - lr * sign(c)`,
-`m * beta_2 + g * (1 - beta_2)`, so in float32 and float64 the op, the twin
-and `keras.optimizers.Lion` agree to the last bit.
+Rounding follows `keras.optimizers.Lion` as its training steps run, in a
+tf.function: `m * beta_1 + g * (1 - beta_1)`, `w - w * (lr * weight_decay)`,
+`w - lr * sign(c)`, `m * beta_2 + g * (1 - beta_2)`. (Keras writes the decay
+`w - w * weight_decay * lr`; in a graph TensorFlow's arithmetic optimizer
+regroups that chain of products as `w * (weight_decay * lr)`, one broadcast
+instead of two, so only eager Keras rounds `w * weight_decay` first.) Written
+in that grouped form the twin rounds the same way eagerly, in a tf.function
+and in the fused kernel, and float32 results equal Keras's to the last bit.
 """
 
 import tensorflow as tf
@@ -28,8 +32,18 @@ from tf_opt_plugin.ops import _update
 SCALAR_NAMES = ("lr", "beta_1", "beta_2", "weight_decay")
 
 
-def resource_apply_lion(var, m, grad, *, learning_rate, beta_1, beta_2,
-                        weight_decay, use_locking=True, fused=None):
+def resource_apply_lion(
+  var,
+  m,
+  grad,
+  *,
+  learning_rate,
+  beta_1,
+  beta_2,
+  weight_decay,
+  use_locking=True,
+  fused=None,
+):
   """Applies one Lion step to `var` and its slot `m` in place.
 
   Args:
@@ -57,15 +71,31 @@ def resource_apply_lion(var, m, grad, *, learning_rate, beta_1, beta_2,
   [0.005, -0.005]
   """
   return _update.apply_update(
-      _RULE, var, {"m": m}, grad,
-      hyperparameters=dict(lr=learning_rate, beta_1=beta_1, beta_2=beta_2,
-                           weight_decay=weight_decay),
-      use_locking=use_locking, fused=fused)
+    _RULE,
+    var,
+    {"m": m},
+    grad,
+    hyperparameters=dict(
+      lr=learning_rate, beta_1=beta_1, beta_2=beta_2, weight_decay=weight_decay
+    ),
+    use_locking=use_locking,
+    fused=fused,
+  )
 
 
-def multi_tensor_apply_lion(variables, ms, grads, *, learning_rate, beta_1,
-                            beta_2, weight_decay, apply_weight_decay=None,
-                            use_locking=True, fused=None):
+def multi_tensor_apply_lion(
+  variables,
+  ms,
+  grads,
+  *,
+  learning_rate,
+  beta_1,
+  beta_2,
+  weight_decay,
+  apply_weight_decay=None,
+  use_locking=True,
+  fused=None,
+):
   """One Lion step for every variable of `variables`, in place.
 
   Variables are grouped by (device, dtype) (`multi_tensor_groups`); each
@@ -98,15 +128,22 @@ def multi_tensor_apply_lion(variables, ms, grads, *, learning_rate, beta_1,
   [[0.85, -1.8], [4.0]]
   """
   return _update.apply_multi_tensor_update(
-      _RULE, variables, {"m": ms}, grads,
-      hyperparameters=dict(lr=learning_rate, beta_1=beta_1, beta_2=beta_2,
-                           weight_decay=weight_decay),
-      per_tensor_flags={"apply_weight_decay": apply_weight_decay},
-      use_locking=use_locking, fused=fused)
+    _RULE,
+    variables,
+    {"m": ms},
+    grads,
+    hyperparameters=dict(
+      lr=learning_rate, beta_1=beta_1, beta_2=beta_2, weight_decay=weight_decay
+    ),
+    per_tensor_flags={"apply_weight_decay": apply_weight_decay},
+    use_locking=use_locking,
+    fused=fused,
+  )
 
 
-def _lion_twin(var, grad, *, m, lr, beta_1, beta_2, weight_decay,
-               apply_weight_decay=True):
+def _lion_twin(
+  var, grad, *, m, lr, beta_1, beta_2, weight_decay, apply_weight_decay=True
+):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr.dtype
   if not apply_weight_decay:
@@ -115,18 +152,20 @@ def _lion_twin(var, grad, *, m, lr, beta_1, beta_2, weight_decay,
   w = tf.cast(var.read_value(), compute)
   m_old = tf.cast(m.read_value(), compute)
   interpolated = m_old * beta_1 + g * (1 - beta_1)
-  w = w - w * weight_decay * lr
+  w = w - w * (lr * weight_decay)
   w = w - lr * tf.sign(interpolated)
   m_new = m_old * beta_2 + g * (1 - beta_2)
-  return tf.group(m.assign(tf.cast(m_new, m.dtype)),
-                  var.assign(tf.cast(w, var.dtype)))
+  return tf.group(
+    m.assign(tf.cast(m_new, m.dtype)), var.assign(tf.cast(w, var.dtype))
+  )
 
 
 _RULE = _update.UpdateRule(
-    per_variable_op="resource_apply_lion",
-    multi_tensor_op="resource_multi_tensor_apply_lion",
-    slot_names=("m",),
-    scalar_names=SCALAR_NAMES,
-    takes_step=False,
-    per_tensor_flags=("apply_weight_decay",),
-    twin=_lion_twin)
+  per_variable_op="resource_apply_lion",
+  multi_tensor_op="resource_multi_tensor_apply_lion",
+  slot_names=("m",),
+  scalar_names=SCALAR_NAMES,
+  takes_step=False,
+  per_tensor_flags=("apply_weight_decay",),
+  twin=_lion_twin,
+)

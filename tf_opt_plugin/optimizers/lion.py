@@ -5,9 +5,9 @@
     w <- w - lr * sign(c)
     m <- beta_2 * m + (1 - beta_2) * g
 
-The front end's `weight_decay` runs inside the same fused pass, in Keras's
-float order, so float32 results are those of `keras.optimizers.Lion` to the
-last bit.
+The front end's `weight_decay` runs inside the same fused pass, rounded as
+Keras's training steps (tf.functions) round it, so float32 results are those
+of `keras.optimizers.Lion` in a tf.function to the last bit.
 """
 
 from tf_opt_plugin import ops
@@ -45,22 +45,35 @@ class LionAlgorithm:
 
   _fuses_weight_decay = True
 
-  def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, *,
-               fused=None, name=None, **kwargs):
-    super().__init__(learning_rate=learning_rate, fused=fused,
-                     name=self.resolve_name(name), **kwargs)
+  def __init__(
+    self,
+    learning_rate=0.001,
+    beta_1=0.9,
+    beta_2=0.99,
+    *,
+    fused=None,
+    name=None,
+    **kwargs,
+  ):
+    super().__init__(
+      learning_rate=learning_rate,
+      fused=fused,
+      name=self.resolve_name(name),
+      **kwargs,
+    )
     self.beta_1 = _hyperparameters.check_number("beta_1", beta_1)
     if not 0.0 < self.beta_1 <= 1.0:  # Keras's rule
       raise ValueError(
-          "`beta_1` must be in (0, 1]: at 0 Lion degenerates to SignSGD. "
-          f"Received: beta_1={beta_1}")
+        "`beta_1` must be in (0, 1]: at 0 Lion degenerates to SignSGD. "
+        f"Received: beta_1={beta_1}"
+      )
     self.beta_2 = _hyperparameters.check_unit_interval("beta_2", beta_2)
 
   def build(self, var_list):
     if self.built:
       return
     super().build(var_list)
-    self._momentums, = self.add_slots(var_list, ("momentum",))
+    (self._momentums,) = self.add_slots(var_list, ("momentum",))
 
   def update_step(self, gradient, variable, learning_rate=None):
     """One Lion step of `variable`; `learning_rate` None: the current one."""
@@ -74,12 +87,16 @@ class LionAlgorithm:
     Variables excluded from the front end's `weight_decay` get none.
     """
     return ops.multi_tensor_apply_lion(
-        variables, [self.slot(self._momentums, v) for v in variables],
-        gradients, learning_rate=self.learning_rate_for_step(learning_rate),
-        beta_1=self.beta_1, beta_2=self.beta_2,
-        weight_decay=self.current_weight_decay(),
-        apply_weight_decay=[self.applies_weight_decay(v) for v in variables],
-        fused=self.fused)
+      variables,
+      [self.slot(self._momentums, v) for v in variables],
+      gradients,
+      learning_rate=self.learning_rate_for_step(learning_rate),
+      beta_1=self.beta_1,
+      beta_2=self.beta_2,
+      weight_decay=self.current_weight_decay(),
+      apply_weight_decay=[self.applies_weight_decay(v) for v in variables],
+      fused=self.fused,
+    )
 
   def get_config(self):
     config = super().get_config()
