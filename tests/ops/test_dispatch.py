@@ -7,7 +7,8 @@ import tensorflow as tf
 import op_harness as H
 import tf_opt_plugin.ops as ops
 
-ALGOS = {"adamw": H.AdamW, "lamb": H.Lamb, "adafactor": H.Adafactor}
+ALGOS = {"adamw": H.AdamW, "lamb": H.Lamb, "adafactor": H.Adafactor,
+         "lion": H.Lion}
 DISABLE = "TF_OPT_PLUGIN_DISABLE_CUSTOM_OPS"
 
 
@@ -18,7 +19,10 @@ def _var_and_grad(dtype=tf.float32, shape=(3, 2)):
 def test_library_loads_and_has_the_raw_ops():
     lib = ops.load_library()
     for name in ("resource_apply_adam_w", "resource_apply_lamb",
-                 "resource_apply_adafactor"):
+                 "resource_apply_adafactor", "resource_apply_lion",
+                 "resource_multi_tensor_apply_adam_w",
+                 "resource_multi_tensor_apply_lamb",
+                 "resource_multi_tensor_apply_lion"):
         assert callable(getattr(lib, name)), name
     assert lib is not None
 

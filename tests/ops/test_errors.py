@@ -14,7 +14,9 @@ import op_harness as H
 import tf_opt_plugin.ops as ops
 
 ALGOS = {"adamw": lambda: H.AdamW(amsgrad=True), "lamb": H.Lamb,
-         "adafactor": H.Adafactor}
+         "adafactor": H.Adafactor, "lion": H.Lion}
+# The algorithms whose ops take `step` (Lion has no step count).
+STEPPED = ["adamw", "lamb", "adafactor"]
 FUSED = [True, False]
 VAR_SHAPE = (3, 5)
 BAD_SHAPE = (5, 3)
@@ -93,7 +95,8 @@ def test_grad_shape_mismatch(algo_name, fused):
 @pytest.mark.parametrize("algo,slot,index", [
     (H.AdamW(amsgrad=True), "m", 1), (H.AdamW(amsgrad=True), "v", 2),
     (H.AdamW(amsgrad=True), "vhat", 3), (H.Lamb(), "m", 1), (H.Lamb(), "v", 2),
-], ids=["adamw-m", "adamw-v", "adamw-vhat", "lamb-m", "lamb-v"])
+    (H.Lion(), "m", 1),
+], ids=["adamw-m", "adamw-v", "adamw-vhat", "lamb-m", "lamb-v", "lion-m"])
 def test_slot_shape_mismatch(algo, slot, index, fused):
     state = list(_state(algo))
     state[index] = tf.Variable(tf.zeros(BAD_SHAPE))
@@ -141,7 +144,7 @@ def test_adafactor_wrong_number_of_accumulators(shape, accumulator_shapes,
 
 @pytest.mark.parametrize("fused", FUSED)
 @pytest.mark.parametrize("step", [0, -3])
-@pytest.mark.parametrize("algo_name", list(ALGOS))
+@pytest.mark.parametrize("algo_name", STEPPED)
 def test_step_below_one(algo_name, step, fused):
     algo = ALGOS[algo_name]()
     state = _state(algo)
@@ -151,7 +154,7 @@ def test_step_below_one(algo_name, step, fused):
 
 
 @pytest.mark.parametrize("fused", FUSED)
-@pytest.mark.parametrize("algo_name", list(ALGOS))
+@pytest.mark.parametrize("algo_name", STEPPED)
 def test_step_below_one_inside_tf_function(algo_name, fused):
     algo = ALGOS[algo_name]()
     state = _state(algo)
@@ -223,6 +226,7 @@ RAW_SCALARS = {
     "lamb": ["lr", "beta_1", "beta_2", "epsilon", "weight_decay_rate"],
     "adafactor": ["lr", "beta_2_decay", "epsilon_1", "epsilon_2",
                   "clip_threshold"],
+    "lion": ["lr", "beta_1", "beta_2", "weight_decay"],
 }
 
 
@@ -239,6 +243,9 @@ def _raw_call(algo_name, handles, grad, bad=None, step=1, dtype=tf.float32):
         return lib.resource_apply_lamb(
             var=handles[0], m=handles[1], v=handles[2], step=step_t,
             grad=grad, use_layer_adaptation=True, use_locking=True, **kw)
+    if algo_name == "lion":  # no step
+        return lib.resource_apply_lion(var=handles[0], m=handles[1],
+                                       grad=grad, use_locking=True, **kw)
     return lib.resource_apply_adafactor(
         var=handles[0], accumulators=list(handles[1:]), step=step_t,
         grad=grad, relative_step=True, use_locking=True, **kw)
@@ -251,7 +258,8 @@ def _raw_state(algo_name, shape=VAR_SHAPE, dtype=tf.float32):
 
 @pytest.mark.parametrize(
     "algo_name,bad",
-    [(a, n) for a in RAW_SCALARS for n in RAW_SCALARS[a] + ["step"]])
+    [(a, n) for a in RAW_SCALARS
+     for n in RAW_SCALARS[a] + (["step"] if a in STEPPED else [])])
 def test_raw_non_scalar_hyperparameter(algo_name, bad):
     state = _raw_state(algo_name)
     with _rejected(state) as info:
@@ -304,7 +312,7 @@ def test_raw_uninitialized_variable(algo_name, how):
     tf.raw_ops.DestroyResourceOp(resource=handle, ignore_lookup_error=True)
 
 
-@pytest.mark.parametrize("algo_name", list(ALGOS))
+@pytest.mark.parametrize("algo_name", STEPPED)
 def test_raw_validation_order_shape_before_step(algo_name):
     # Contract: shapes are validated before hyperparameter values.
     state = _raw_state(algo_name)

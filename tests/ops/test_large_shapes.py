@@ -1,11 +1,11 @@
 """Shapes that cross the CPU kernels' block and tile boundaries.
 
-The kernels cut work into blocks of 16384 elements (AdamW, LAMB, unfactored
-Adafactor), and factored Adafactor into bands of 128 whole rows with per-band
-column partial sums, added up in blocks of 256 columns. The small shapes of the
-other op tests fit in one block; these do not, so every partial-sum path is
-compared with the float64 references here, in float64 (tight tolerances expose
-a lost or double-counted partial) and float32.
+The kernels cut work into blocks of 16384 elements (AdamW, LAMB, Lion,
+unfactored Adafactor), and factored Adafactor into bands of 128 whole rows with
+per-band column partial sums, added up in blocks of 256 columns. The small
+shapes of the other op tests fit in one block; these do not, so every
+partial-sum path is compared with the float64 references here, in float64
+(tight tolerances expose a lost or double-counted partial) and float32.
 """
 
 import pytest
@@ -25,7 +25,8 @@ MODES = ("fused-function", "twin-function")
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES, ids=str)
-@pytest.mark.parametrize("algo_cls", [H.AdamW, H.Lamb], ids=["adamw", "lamb"])
+@pytest.mark.parametrize("algo_cls", [H.AdamW, H.Lamb, H.Lion],
+                         ids=["adamw", "lamb", "lion"])
 def test_elementwise_ops_across_blocks(algo_cls, shape, dtype, mode):
   H.run_and_compare(algo_cls(), shape, dtype, mode, steps=5, seed=11)
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 import op_harness as H
 
 ALGOS = {"adamw": lambda: H.AdamW(amsgrad=True), "lamb": H.Lamb,
-         "adafactor": H.Adafactor}
+         "adafactor": H.Adafactor, "lion": H.Lion}
 SHAPE = (256, 192)  # large enough for the kernels to take a while
 STEP = 3            # fixed step: every update is the same map of the state
 PER_THREAD = 50

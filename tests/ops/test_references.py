@@ -347,3 +347,71 @@ def test_adafactor_relative_step_matches_keras3(shape):
     for t, g in enumerate(grads, 1):
         w, acc = R.adafactor_step(w, acc, g, step=t, relative_step=True, **hp)
     np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Lion (Chen et al., 2023)
+# ---------------------------------------------------------------------------
+LION_DEFAULTS = dict(learning_rate=0.001, beta_1=0.9, beta_2=0.99,
+                     weight_decay=0.0)
+
+
+class _Lion:
+    def __init__(self, **hp):
+        self.hp = hp
+
+    def init(self, w):
+        return (w, np.zeros_like(w))
+
+    def __call__(self, state, g, t):
+        del t  # Lion has no step count
+        return R.lion_step(*state, g, **self.hp)
+
+
+def test_lion_keras3_single_step():
+    # keras/src/optimizers/lion_test.py::test_single_step: Lion(learning_rate
+    # =0.5), grads [1,6,7,2], vars [1,2,3,4] -> [0.5, 1.5, 2.5, 3.5].
+    hp = dict(LION_DEFAULTS, learning_rate=0.5)
+    w, _ = R.lion_step([1.0, 2.0, 3.0, 4.0], np.zeros(4), [1.0, 6.0, 7.0, 2.0],
+                       **hp)
+    np.testing.assert_allclose(w, [0.5, 1.5, 2.5, 3.5], rtol=1e-4, atol=1e-4)
+
+
+def test_lion_keras3_weight_decay():
+    # keras/src/optimizers/lion_test.py::test_weight_decay: a zero gradient,
+    # Lion(learning_rate=1.0, weight_decay=0.004) applied by three optimizers
+    # to var1 = 2.0 -> 1.9760959 (decimal=6).
+    hp = dict(LION_DEFAULTS, learning_rate=1.0, weight_decay=0.004)
+    w = 2.0
+    for _ in range(3):
+        w, _ = R.lion_step(w, 0.0, 0.0, **hp)
+    assert abs(float(w) - 1.9760959) < 1e-6
+
+
+def test_lion_keras3_golden():
+    # keras/src/optimizers/lion_test.py::test_correctness_with_golden: Lion().
+    traj = _golden_trajectory(_Lion(**LION_DEFAULTS), 5)
+    np.testing.assert_allclose(traj, G.LION, rtol=KERAS_GOLDEN_RTOL,
+                               atol=KERAS_GOLDEN_RTOL)
+
+
+def test_lion_paper_algorithm_2_by_hand():
+    # One step written out: c = 0.5 * 0.2 + 0.5 * (-1) = -0.4 -> sign -1;
+    # w = 2 - 0.1 * (-1 + 0.25 * 2) = 2.05; m = 0.75 * 0.2 + 0.25 * (-1) =
+    # -0.1.
+    w, m = R.lion_step(2.0, 0.2, -1.0, learning_rate=0.1, beta_1=0.5,
+                       beta_2=0.75, weight_decay=0.25)
+    np.testing.assert_allclose([w, m], [2.05, -0.1], rtol=1e-15)
+
+
+@pytest.mark.parametrize("weight_decay", [None, 0.0625])
+def test_lion_matches_keras3(weight_decay):
+    import keras
+    w0, grads = _random_problem((4, 3), 10, seed=4)
+    hp = dict(learning_rate=0.125, beta_1=0.875, beta_2=1 - 2.0**-10)
+    got = _keras_run(keras.optimizers.Lion(weight_decay=weight_decay, **hp),
+                     w0, grads)
+    w, m = w0, np.zeros_like(w0)
+    for g in grads:
+        w, m = R.lion_step(w, m, g, weight_decay=weight_decay or 0.0, **hp)
+    np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)

@@ -18,7 +18,8 @@ from tf_opt_plugin import optimizers
 
 # Modules whose docstring examples are run as a whole (each must have some).
 MODULES = ["tf_opt_plugin.ops.adamw", "tf_opt_plugin.ops.lamb",
-           "tf_opt_plugin.ops.adafactor", "tf_opt_plugin.ops.sgd",
+           "tf_opt_plugin.ops.adafactor", "tf_opt_plugin.ops.lion",
+           "tf_opt_plugin.ops.sgd",
            "tf_opt_plugin.ops._dispatch", "tf_opt_plugin.demo",
            "tf_opt_plugin.benchmark.bert_base_shapes",
            # The tf-keras front end, whose names are public only under

@@ -260,8 +260,46 @@ ADAFACTOR = AlgorithmSpec(
                      epsilon_2=1e-3, clip_threshold=1.0))
 
 
+# ----------------------------------------------------------------------------
+# Lion (no step count)
+# ----------------------------------------------------------------------------
+def _lion_slots(shape):
+  return [("m", shape)]
+
+
+def _lion_call_reference(reference, w, slots, g, *, step, **hp):
+  del step  # Lion has no step count
+  w, m = reference(w, slots[0], g, **hp)
+  return w, (m,)
+
+
+def _lion_keras_hp(hp, path, fused_decay):
+  del path
+  return dict(**hp, weight_decay=fused_decay)  # the op applies Keras's decay
+
+
+def _lion_call_op(op, var, slots, grad, *, step, **kwargs):
+  del step  # the op takes none
+  return op(var, slots[0], grad, **kwargs)
+
+
+LION = AlgorithmSpec(
+    name="lion",
+    reference=R.lion_step,
+    call_reference=_lion_call_reference,
+    slots=_lion_slots,
+    keras_hp=_lion_keras_hp,
+    keras_classes=("Lion",),
+    op="resource_apply_lion",
+    op_type="ResourceApplyLion",
+    op_class="Lion",
+    call_op=_lion_call_op,
+    op_defaults=dict(learning_rate=0.01, beta_1=0.9, beta_2=0.99,
+                     weight_decay=0.01))
+
+
 # name -> entry, in the order the docs list the algorithms.
-ALGORITHMS = {a.name: a for a in (SGD, ADAMW, LAMB, ADAFACTOR)}
+ALGORITHMS = {a.name: a for a in (SGD, ADAMW, LAMB, ADAFACTOR, LION)}
 
 
 def get(name):

@@ -1,4 +1,5 @@
-"""Float64 numpy reference implementations of SGD, AdamW, LAMB and Adafactor.
+"""Float64 numpy reference implementations of SGD, AdamW, LAMB, Adafactor and
+Lion.
 
 Written from the published algorithms (see docs/semantics.md, each update
 as math), never from the code
@@ -13,6 +14,8 @@ under test:
   in 76 minutes" (as in TF Model Garden / TF Addons).
 * Adafactor: Shazeer & Stern, "Adafactor: Adaptive Learning Rates with
   Sublinear Memory Cost" (as in Keras 3, with `relative_step` honoured).
+* Lion: Chen et al., "Symbolic Discovery of Optimization Algorithms" (2023),
+  Algorithm 2 (decoupled weight decay inside the step, as the paper writes it).
 
 Every function takes and returns plain numpy arrays; the inputs are converted
 to float64 and never modified in place.  `step` is the 1-based count of the
@@ -29,6 +32,7 @@ __all__ = [
     "adafactor_step",
     "adafactor_zero_accumulators",
     "adafactor_accumulator_shapes",
+    "lion_step",
     "rms",
 ]
 
@@ -157,3 +161,23 @@ def adafactor_step(w, accumulators, g, *, learning_rate, beta_2_decay,
         u = u / np.maximum(1.0, rms(u) / d)
         w = w - alpha * u
     return w, new_acc
+
+
+# ---------------------------------------------------------------------------
+# Lion (Chen et al., 2023, Algorithm 2)
+# ---------------------------------------------------------------------------
+def lion_step(w, m, g, *, learning_rate, beta_1, beta_2, weight_decay):
+    """One Lion update.  Returns (w, m).
+
+    The paper's Algorithm 2: c = beta_1 m + (1 - beta_1) g, then
+    w <- w - lr (sign(c) + weight_decay w) and m <- beta_2 m + (1 - beta_2) g.
+    There is no step count.  np.sign(0) = 0 and np.sign(NaN) = NaN.
+    """
+    w, m, g = _f64(w), _f64(m), _f64(g)
+    lr, b1, b2 = float(learning_rate), float(beta_1), float(beta_2)
+    wd = float(weight_decay)
+    with np.errstate(all="ignore"):
+        c = b1 * m + (1.0 - b1) * g
+        w = w - lr * (np.sign(c) + wd * w)
+        m = b2 * m + (1.0 - b2) * g
+    return w, m
