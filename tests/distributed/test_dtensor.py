@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.subprocess,
               pytest.mark.needs_tf_keras]
 
 MESHES = ["2x2", "1x4"]
-OPTIMIZERS = ["sgd", "adam", "adamw", "lamb", "adafactor"]
+OPTIMIZERS = ["sgd", "adam", "adamw", "lamb", "adafactor", "lion"]
 # float32 rounding of sums over shards (observed: at most 2.4e-7 absolute).
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -85,7 +85,8 @@ def test_slots_are_laid_out_like_their_variables(mesh):
       elif role == "column":
         expected = expected[:-2] + expected[-1:]
       assert specs == expected, (optimizer, name, specs)
-    slots_per_variable = {"sgd": 1, "adam": 3, "adamw": 2, "lamb": 2}
+    slots_per_variable = {"sgd": 1, "adam": 3, "adamw": 2, "lamb": 2,
+                          "lion": 1}
     if optimizer in slots_per_variable:
       assert len(layouts) == 1 + slots_per_variable[optimizer] * 5
     else:  # Adafactor: row + column for the 3 kernels, velocity for 2 biases

@@ -32,6 +32,16 @@ from tf_opt_plugin.ops import FusedOpUnavailableError
      "`epsilon_1` must be >= 0"),
     (lambda: top.Adafactor(relative_step="yes"), TypeError,
      "`relative_step` must be True or False"),
+    # Lion: Keras's rule for beta_1, 0 < beta_1 <= 1 (at 0, SignSGD).
+    (lambda: top.Lion(beta_1=0.0), ValueError,
+     "`beta_1` must be in (0, 1]: at 0 Lion degenerates to SignSGD. "
+     "Received: beta_1=0.0"),
+    (lambda: top.Lion(beta_1=1.1), ValueError, "Received: beta_1=1.1"),
+    (lambda: top.Lion(beta_1=-0.1), ValueError, "Received: beta_1=-0.1"),
+    (lambda: top.Lion(beta_2=1.0), ValueError,
+     "`beta_2` must be in [0, 1). Received: beta_2=1.0"),
+    (lambda: top.Lion(beta_1="0.9"), TypeError,
+     "`beta_1` must be a number. Received: beta_1='0.9'"),
     (lambda: top.Adam(clipnorm=1.0, clipvalue=1.0), ValueError,
      "Only one of `clipnorm`, `clipvalue` and `global_clipnorm`"),
     (lambda: top.Lamb(clipnorm=-1.0), ValueError,

@@ -59,6 +59,8 @@ PAIRS = {
     # where it trains, so its accuracy floor is taken from Adam's instead.
     "adafactor": (lambda: top.Adafactor(0.01),
                   lambda: keras.optimizers.Adam(0.003)),
+    "lion": (lambda: top.Lion(0.001, weight_decay=0.01),
+             lambda: keras.optimizers.Lion(0.001, weight_decay=0.01)),
 }
 
 

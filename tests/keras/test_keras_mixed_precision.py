@@ -14,6 +14,7 @@ OPTIMIZERS = {
     "adamw": lambda: top.AdamW(0.01),
     "lamb": lambda: top.Lamb(0.01, weight_decay_rate=0.01),
     "adafactor": lambda: top.Adafactor(0.05),
+    "lion": lambda: top.Lion(0.005),
 }
 
 

@@ -1,8 +1,9 @@
-"""Adam, AdamW and Lamb update each device's variables with multi-tensor ops.
+"""Adam, AdamW, Lamb and Lion update each device's variables with multi-tensor
+ops.
 
 In a traced step of either front end (Keras 3, tf-keras) the graph holds one
 `ResourceMultiTensorApply*` op per (device, dtype) group, whatever its size,
-and no per-variable `ResourceApplyAdamW` / `ResourceApplyLamb`;
+and no per-variable `ResourceApply*` op;
 TF_OPT_PLUGIN_MULTI_TENSOR=0 (and gradient accumulation) update one variable
 per call: one multi-tensor op of one variable each. Every case
 also checks the numbers against the float64 references
@@ -32,12 +33,14 @@ pytestmark = pytest.mark.needs_tf_keras
 
 STEPS = 20
 FRONT_ENDS = {"keras3": keras3, "tf_keras": tf_keras_front}
-PER_VARIABLE_OPS = ("ResourceApplyAdamW", "ResourceApplyLamb")
+PER_VARIABLE_OPS = ("ResourceApplyAdamW", "ResourceApplyLamb",
+                    "ResourceApplyLion")
 # The configurations of tests/support/optimizer_configs.py that run on the fused
-# AdamW and LAMB ops.
+# AdamW, LAMB and Lion ops.
 MULTI_TENSOR_CONFIGS = ["adam", "adam-amsgrad", "adam-weight-decay", "adamw",
                         "adamw-amsgrad", "lamb", "lamb-decay-exclusions",
-                        "lamb-adaptation-exclusions", "lamb-keras-weight-decay"]
+                        "lamb-adaptation-exclusions", "lamb-keras-weight-decay",
+                        "lion", "lion-weight-decay"]
 
 
 @pytest.fixture(autouse=True)
@@ -98,8 +101,10 @@ def reference(config, w0, grads):
 
 
 def op_name(class_name):
-  return ("ResourceMultiTensorApplyLamb" if class_name == "Lamb"
-          else "ResourceMultiTensorApplyAdamW")
+  return {"Adam": "ResourceMultiTensorApplyAdamW",
+          "AdamW": "ResourceMultiTensorApplyAdamW",
+          "Lamb": "ResourceMultiTensorApplyLamb",
+          "Lion": "ResourceMultiTensorApplyLion"}[class_name]
 
 
 # ----------------------------------------------------------------------------
@@ -154,7 +159,8 @@ def test_switched_off_by_environment(config, front_end, monkeypatch):
 
 
 @pytest.mark.parametrize("front_end", sorted(FRONT_ENDS))
-@pytest.mark.parametrize("config", ["adamw", "lamb-decay-exclusions"])
+@pytest.mark.parametrize("config", ["adamw", "lamb-decay-exclusions",
+                                    "lion-weight-decay"])
 def test_mixed_dtypes_give_one_op_per_dtype(config, front_end):
   class_name, kwargs, _, _ = CONFIGS[config]
   w0, grads = H.random_problem(STEPS, seed=6)
@@ -352,7 +358,8 @@ def residual_size(y):
 # ----------------------------------------------------------------------------
 # MirroredStrategy over 2 logical CPUs.
 # ----------------------------------------------------------------------------
-MIRRORED_CONFIGS = ["adam", "adamw", "lamb-adaptation-exclusions"]
+MIRRORED_CONFIGS = ["adam", "adamw", "lamb-adaptation-exclusions",
+                    "lion-weight-decay"]
 _mirrored = {}
 
 

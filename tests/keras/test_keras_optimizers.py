@@ -38,7 +38,9 @@ def test_matches_reference(config, mode):
     (top.Adafactor, H.Algorithm("adafactor", beta_2_decay=-0.8,
                                 epsilon_1=1e-30, epsilon_2=1e-3,
                                 clip_threshold=1.0, relative_step=False), {}),
-], ids=["adam", "lamb", "adafactor"])
+    (top.Lion, H.Algorithm("lion", beta_1=0.9, beta_2=0.99),
+     dict(decay_in_op=True)),
+], ids=["adam", "lamb", "adafactor", "lion"])
 @pytest.mark.parametrize("mode", ["function", "xla"])
 def test_schedules(cls, algorithm, extra, mode):
   schedule = keras.optimizers.schedules.ExponentialDecay(
@@ -118,7 +120,7 @@ def _single_step(optimizer, grads, values):
 
 
 @pytest.mark.parametrize("optimizer,expected", [
-    # keras/src/optimizers/{sgd,adam,adamw,lamb,adafactor}_test.py
+    # keras/src/optimizers/{sgd,adam,adamw,lamb,adafactor,lion}_test.py
     # ::test_single_step (rtol=atol=1e-4 there).
     (lambda: top.SGD(learning_rate=0.5), [0.5, -1.0, -0.5, 3.0]),
     (lambda: top.Adam(learning_rate=0.5), [0.5, 1.5, 2.5, 3.5]),
@@ -126,7 +128,8 @@ def _single_step(optimizer, grads, values):
     (lambda: top.Lamb(learning_rate=0.5), [-0.3693, 0.6306, 1.6306, 2.6306]),
     (lambda: top.Adafactor(learning_rate=0.5),
      [-0.3693, 0.6307, 1.6307, 2.6307]),
-], ids=["sgd", "adam", "adamw", "lamb", "adafactor"])
+    (lambda: top.Lion(learning_rate=0.5), [0.5, 1.5, 2.5, 3.5]),
+], ids=["sgd", "adam", "adamw", "lamb", "adafactor", "lion"])
 def test_keras_single_step_values(optimizer, expected):
   got = _single_step(optimizer(), [1.0, 6.0, 7.0, 2.0], [1.0, 2.0, 3.0, 4.0])
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
@@ -165,7 +168,8 @@ def test_keras_weight_decay_values():
     (lambda: top.Adam(amsgrad=True), G.ADAM_AMSGRAD),
     (lambda: top.Lamb(), G.LAMB),
     (lambda: top.Adafactor(**G.ADAFACTOR_HP), G.ADAFACTOR),
-], ids=["adamw", "adam-amsgrad", "lamb", "adafactor"])
+    (lambda: top.Lion(), G.LION),
+], ids=["adamw", "adam-amsgrad", "lamb", "adafactor", "lion"])
 def test_keras_golden_trajectories(optimizer, golden):
   optimizer = optimizer()
   x = keras.Variable(np.ones([10], np.float32))
@@ -265,8 +269,10 @@ def test_model_garden_lamb_exclusions(kwargs, decayed, adapted):
      lambda: keras.optimizers.Adafactor(learning_rate=0.01)),
     (lambda: top.Lamb(learning_rate=0.01),
      lambda: keras.optimizers.Lamb(learning_rate=0.01, epsilon=1e-6)),
+    (lambda: top.Lion(learning_rate=0.01, weight_decay=0.1),
+     lambda: keras.optimizers.Lion(learning_rate=0.01, weight_decay=0.1)),
 ], ids=["adam", "adam-amsgrad", "adamw", "sgd-momentum", "sgd-nesterov",
-        "adafactor", "lamb"])
+        "adafactor", "lamb", "lion"])
 def test_parity_with_keras(ours, theirs):
   w0, grads = H.random_problem(STEPS, seed=21)
   got = H.run_optimizer(ours(), w0, grads, "function")
@@ -280,7 +286,8 @@ def test_slots_have_keras_names_and_order():
       amsgrad=True)), (top.AdamW(), keras.optimizers.AdamW()),
                        (top.SGD(momentum=0.5), keras.optimizers.SGD(
                            momentum=0.5)),
-                       (top.Lamb(), keras.optimizers.Lamb())]:
+                       (top.Lamb(), keras.optimizers.Lamb()),
+                       (top.Lion(), keras.optimizers.Lion())]:
     variables = H.make_variables(w0)
     ours.build(variables)
     theirs.build(variables)
@@ -299,7 +306,7 @@ def test_adafactor_slots_are_factored():
 
 
 @pytest.mark.parametrize("cls", [top.SGD, top.Adam, top.AdamW, top.Lamb,
-                                 top.Adafactor])
+                                 top.Adafactor, top.Lion])
 def test_fused_and_twin_paths_create_the_same_slots(cls):
   w0, grads = H.random_problem(2, seed=0)
   kwargs = dict(momentum=0.9) if cls is top.SGD else {}

@@ -35,6 +35,8 @@ CONFIGURED = {
                                        epsilon_1=1e-20, epsilon_2=1e-2,
                                        clip_threshold=2.0, relative_step=False,
                                        clipnorm=1.0),
+    "lion": lambda: top.Lion(SCHEDULE, beta_1=0.95, beta_2=0.98,
+                             weight_decay=0.05, name="my_lion", **BASE),
 }
 
 
@@ -102,14 +104,16 @@ print(json.dumps({"class": type(model.optimizer).__name__,
 
 
 @pytest.mark.subprocess
-@pytest.mark.parametrize("name", ["adamw", "lamb", "adafactor", "sgd"])
+@pytest.mark.parametrize("name", ["adamw", "lamb", "adafactor", "sgd",
+                                  "lion"])
 def test_keras_file_loads_in_a_fresh_process_with_state(name, tmp_path):
   x, y = _data()
   optimizer = {"adamw": lambda: top.AdamW(0.01),
                "lamb": lambda: top.Lamb(0.01, weight_decay_rate=0.01,
                                         exclude_from_weight_decay=["bias"]),
                "adafactor": lambda: top.Adafactor(0.05),
-               "sgd": lambda: top.SGD(0.05, momentum=0.9)}[name]()
+               "sgd": lambda: top.SGD(0.05, momentum=0.9),
+               "lion": lambda: top.Lion(0.005, weight_decay=0.1)}[name]()
   model = _compiled_model(optimizer)
   model.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
   path = str(tmp_path / "model.keras")
@@ -141,8 +145,9 @@ def test_keras_file_loads_in_a_fresh_process_with_state(name, tmp_path):
     lambda: top.Lamb(0.01, weight_decay_rate=0.1),
     lambda: top.Adafactor(0.05),
     lambda: top.SGD(0.05, momentum=0.9),
+    lambda: top.Lion(0.005, weight_decay=0.1),
     lambda: top.LossScaleOptimizer(top.AdamW(0.01)),
-], ids=["adam", "lamb", "adafactor", "sgd", "loss-scale"])
+], ids=["adam", "lamb", "adafactor", "sgd", "lion", "loss-scale"])
 def test_checkpoint_resumes_the_uninterrupted_trajectory(make, tmp_path):
   x, y = _data()
   batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 96, 16)]

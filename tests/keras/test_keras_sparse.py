@@ -16,6 +16,7 @@ OPTIMIZERS = {
     "adamw": lambda: top.AdamW(0.01, weight_decay=0.1),
     "lamb": lambda: top.Lamb(0.01, weight_decay_rate=0.01),
     "adafactor": lambda: top.Adafactor(0.01),
+    "lion": lambda: top.Lion(0.01, weight_decay=0.1),
 }
 
 
@@ -80,7 +81,7 @@ def test_plain_sgd_leaves_rows_without_gradient_untouched():
                              [[1, 1], [1, 1], [-1, -2], [1, 1]])
 
 
-@pytest.mark.parametrize("name", ["adam", "lamb", "adafactor", "sgd"])
+@pytest.mark.parametrize("name", ["adam", "lamb", "adafactor", "sgd", "lion"])
 def test_fit_with_an_embedding(name):
   keras.utils.set_random_seed(0)
   tokens = np.random.default_rng(0).integers(0, 50, size=(256, 6))

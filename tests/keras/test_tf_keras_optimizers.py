@@ -95,6 +95,8 @@ def test_seed_adam_example():
      lambda: tf_keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)),
     ("adafactor", lambda: front.Adafactor(0.01),
      lambda: tf_keras.optimizers.Adafactor(0.01)),
+    ("lion", lambda: front.Lion(0.01, weight_decay=0.1),
+     lambda: tf_keras.optimizers.Lion(0.01, weight_decay=0.1)),
 ])
 def test_parity_with_tf_keras(name, ours, theirs):
   w0, grads = H.random_problem(STEPS, seed=3)
@@ -109,7 +111,8 @@ def test_slots_have_tf_keras_names_and_order():
                         tf_keras.optimizers.Adam(amsgrad=True)),
                        (front.AdamW(), tf_keras.optimizers.AdamW()),
                        (front.SGD(momentum=0.5),
-                        tf_keras.optimizers.SGD(momentum=0.5))]:
+                        tf_keras.optimizers.SGD(momentum=0.5)),
+                       (front.Lion(), tf_keras.optimizers.Lion())]:
     variables = [tf.Variable(v, name=p) for p, v in w0.items()]
     ours.build(variables)
     theirs.build(variables)
@@ -200,7 +203,7 @@ def test_ema_overwrite_and_finalize():
 
 
 @pytest.mark.parametrize("class_name", ["SGD", "Adam", "AdamW", "Lamb",
-                                        "Adafactor"])
+                                        "Adafactor", "Lion"])
 def test_fit_trains_a_tf_keras_model(class_name):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(256, 6)).astype("float32")

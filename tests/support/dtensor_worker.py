@@ -51,6 +51,7 @@ OPTIMIZERS = {
     "lamb": ("Lamb", dict(learning_rate=0.01, weight_decay_rate=0.01,
                           exclude_from_weight_decay=["bias"])),
     "adafactor": ("Adafactor", dict(learning_rate=0.01)),
+    "lion": ("Lion", dict(learning_rate=0.01, weight_decay=0.1)),
 }
 
 # Variables of the custom loop: name -> (shape, sharding of each axis).

@@ -51,7 +51,8 @@ def update_ops(concrete_function):
   return [[n.op, n.device, int(n.attr["N"].i),
            tf.as_dtype(n.attr["T"].type).name]
           for n in nodes if n.op.startswith("ResourceMultiTensorApply")
-          or n.op in ("ResourceApplyAdamW", "ResourceApplyLamb")]
+          or n.op in ("ResourceApplyAdamW", "ResourceApplyLamb",
+                      "ResourceApplyLion")]
 
 
 def make_variables(front_end, w0):

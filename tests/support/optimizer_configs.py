@@ -71,6 +71,13 @@ CONFIGS = {
         H.Algorithm("adafactor", beta_2_decay=-0.6, epsilon_1=1e-30,
                     epsilon_2=1e-3, clip_threshold=0.5, relative_step=False),
         {}),
+    "lion": ("Lion", dict(learning_rate=0.01),
+             H.Algorithm("lion", beta_1=0.9, beta_2=0.99),
+             dict(decay_in_op=True)),
+    "lion-weight-decay": ("Lion", dict(learning_rate=0.01, beta_1=0.8,
+                                       beta_2=0.95, weight_decay=0.1),
+                          H.Algorithm("lion", beta_1=0.8, beta_2=0.95),
+                          dict(decay_in_op=True, weight_decay=0.1)),
 }
 
 
