@@ -34,7 +34,7 @@ struct ApplyLion<CPUDevice, T, C> {
     const math::LionStep<C> with_decay = math::MakeLionStep<C>(
         *hyper.lr, *hyper.beta_1, *hyper.beta_2, *hyper.weight_decay);
     math::LionStep<C> without_decay = with_decay;
-    without_decay.weight_decay = C(0);
+    without_decay.decay = C(0);
     // No divide or square root: a few cycles per element, memory-bound.
     const std::vector<TensorBlock> blocks = SplitIntoBlocks(
         tensors.size(), [&](size_t t) { return tensors[t].size; });

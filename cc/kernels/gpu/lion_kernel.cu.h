@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(kThreads)
   // The scalars stay in device memory: no host round trip per step.
   math::LionStep<C> s = math::MakeLionStep<C>(*hyper.lr, *hyper.beta_1,
                                               *hyper.beta_2, *hyper.weight_decay);
-  if (!(args.flags[r.tensor] & kApplyWeightDecay)) s.weight_decay = C(0);
+  if (!(args.flags[r.tensor] & kApplyWeightDecay)) s.decay = C(0);
   ForEachPack<T>(
       r.begin, r.end, threadIdx.x, kThreads, VectorOk(args, r.tensor, r.begin),
       [&](int64_t i, auto width) {

@@ -1,13 +1,15 @@
 // Lion (Chen et al., "Symbolic Discovery of Optimization Algorithms", 2023,
 // Algorithm 2), one element at a time, with Keras's decoupled weight decay:
 //
-//   w  <- w - w * weight_decay * lr
+//   w  <- w - w * (lr * weight_decay)
 //   w  <- w - lr * sign(beta_1 * m + (1 - beta_1) * g)
 //   m  <- beta_2 * m + (1 - beta_2) * g
 //
-// Products are formed in Keras's order (its base optimizer's decay
-// `w - w * wd * lr`, then keras.optimizers.Lion's `m * beta_1 +
-// g * (1 - beta_1)`), so float32 results match Keras's to the last bit.
+// Products are formed as a traced Keras step rounds them (keras.optimizers.
+// Lion's `m * beta_1 + g * (1 - beta_1)`; its base optimizer's decay
+// `w - w * wd * lr`, which TensorFlow's arithmetic optimizer regroups as
+// `w * (wd * lr)` inside fit() or any tf.function), so float32 results match
+// Keras's fit() to the last bit, and the pure-TF twin's.
 // sign(0) = 0 and sign(NaN) = NaN, as tf.sign: a NaN gradient shows in w
 // rather than vanishing into a unit step.
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_MATH_LION_MATH_H_
@@ -24,7 +26,7 @@ namespace math {
 template <typename C>
 struct LionStep {
   C lr;
-  C weight_decay;
+  C decay;  // lr * weight_decay
   C beta_1, one_minus_beta_1;
   C beta_2, one_minus_beta_2;
 };
@@ -34,7 +36,7 @@ TFOPT_HOST_DEVICE LionStep<C> MakeLionStep(C lr, C beta_1, C beta_2,
                                            C weight_decay) {
   LionStep<C> s;
   s.lr = lr;
-  s.weight_decay = weight_decay;
+  s.decay = lr * weight_decay;
   s.beta_1 = beta_1;
   s.one_minus_beta_1 = C(1) - beta_1;
   s.beta_2 = beta_2;
@@ -52,7 +54,7 @@ TFOPT_HOST_DEVICE C Sign(C x) {
 template <typename C>
 TFOPT_HOST_DEVICE void LionElement(const LionStep<C>& s, C g, C& w, C& m) {
   const C interpolated = m * s.beta_1 + g * s.one_minus_beta_1;
-  w = w - w * s.weight_decay * s.lr;
+  w -= w * s.decay;
   w -= s.lr * Sign(interpolated);
   m = m * s.beta_2 + g * s.one_minus_beta_2;
 }
