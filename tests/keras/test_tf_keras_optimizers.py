@@ -235,7 +235,9 @@ import json, sys
 import numpy as np
 import tensorflow as tf
 import tf_opt_plugin as top
-model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+# Zero-initialised, so the loss starts at 1 and must fall (a random start may
+# already fit and let the loss rise).
+model = tf.keras.Sequential([tf.keras.layers.Dense(1, kernel_initializer="zeros")])
 model.compile(optimizer=top.Lamb(0.05), loss="mse")
 history = model.fit(np.ones((32, 3), "float32"), np.ones((32, 1), "float32"),
                     epochs=3, verbose=0)
