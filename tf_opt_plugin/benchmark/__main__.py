@@ -28,6 +28,9 @@ OP_RATIOS = [
     ("Lamb: Keras XLA / fused", "keras_lamb_xla", "fused_lamb"),
     ("Adafactor: Keras / fused", "keras_adafactor", "fused_adafactor"),
     ("Adafactor: Keras XLA / fused", "keras_adafactor_xla", "fused_adafactor"),
+    ("Lion: Keras / fused", "keras_lion", "fused_lion"),
+    ("Lion: Keras XLA / fused", "keras_lion_xla", "fused_lion"),
+    ("Lion: Keras / multi-tensor", "keras_lion", "fused_multi_lion"),
 ]
 
 
@@ -48,7 +51,7 @@ def build_parser():
   parser.add_argument("--ops-steps", type=int, default=10, help="timed op steps per row")
   parser.add_argument("--ops-warmup", type=int, default=3, help="untimed op calls first")
   parser.add_argument("--only", default="",
-                      help="op rows: groups adamw,lamb,adafactor, 'fused', 'keras' or row "
+                      help="op rows: groups adamw,lamb,adafactor,lion, 'fused', 'keras' or row "
                            "names (default: all)")
   parser.add_argument("--shapes", choices=("bert-base", "tiny"), default="bert-base",
                       help="variable set of the op benchmark")
@@ -57,7 +60,7 @@ def build_parser():
   parser.add_argument("--fit-steps", type=int, default=10, help="timed fit() steps")
   parser.add_argument("--fit-warmup", type=int, default=2, help="untimed fit() steps first")
   parser.add_argument("--fit-batch", type=int, default=32, help="fit() batch size")
-  parser.add_argument("--fit-optimizers", default="AdamW,Adam,Lamb,Adafactor,SGD",
+  parser.add_argument("--fit-optimizers", default="AdamW,Adam,Lamb,Adafactor,Lion,SGD",
                       help="pairs of the fit() benchmark")
   parser.add_argument("--tiny", action="store_true",
                       help="tiny sizes everywhere (a smoke test, not a measurement): "

@@ -42,6 +42,8 @@ PAIRS = [
     ("Lamb", lambda: top.Lamb(1e-3), lambda: keras.optimizers.Lamb(1e-3)),
     ("Adafactor", lambda: top.Adafactor(1e-3),
      lambda: keras.optimizers.Adafactor(1e-3)),
+    ("Lion", lambda: top.Lion(1e-4, weight_decay=0.01),
+     lambda: keras.optimizers.Lion(1e-4, weight_decay=0.01)),
     ("SGD", lambda: top.SGD(0.01, momentum=0.9),
      lambda: keras.optimizers.SGD(0.01, momentum=0.9)),
 ]
