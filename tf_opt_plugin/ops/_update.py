@@ -18,7 +18,11 @@ rejected by any variable leaves every variable as it was.
 
 Names follow the ops: a rule lists the op inputs of its slots and scalar
 hyperparameters, and the twin takes them as keyword arguments of the same
-names. The Python functions call the `lr` input `learning_rate`.
+names (or, with `twin_scalars`, the scalars derived from them once per call).
+The Python functions call the `lr` input `learning_rate`.
+
+Both build ops with no tensor-dependent Python control flow: AutoGraph, when
+a tf.function calls them, leaves them as they are (`do_not_convert`).
 """
 
 import dataclasses
@@ -55,10 +59,17 @@ class UpdateRule:
     per_tensor_flags: the multi-tensor op's list(bool) attrs, one value per
       variable ("apply_weight_decay"); the twin takes each as a bool.
     twin: `twin(var, grad, *, <slots>, <scalars>, [step], <flags>)` updates
-      one variable in plain TF ops and returns the update op.
+      one variable in plain TF ops and returns the update op; with
+      `twin_scalars`, `twin(var, grad, *, <slots>, <twin scalars>, <flags>)`.
     check_slots: `check_slots(var, slots, grad)` validates dtypes and shapes
       where the slots are not all shaped like the variable (Adafactor);
       None checks that they are.
+    twin_scalars: `twin_scalars(**<scalars>, [step=])` returns {name: scalar
+      tensor}, the twin's scalar arguments derived from the op's (bias
+      corrections, `1 - beta_1`), computed once per call and shared by every
+      variable the twin updates in it: the same values, but traced, and
+      compiled by XLA, once instead of once per variable. None: the twin takes
+      the op's scalars and step.
   """
 
   per_variable_op: str
@@ -70,8 +81,10 @@ class UpdateRule:
   list_slots: Tuple[str, ...] = ()
   per_tensor_flags: Tuple[str, ...] = ()
   check_slots: Optional[Callable[..., None]] = None
+  twin_scalars: Optional[Callable[..., dict]] = None
 
 
+@tf.autograph.experimental.do_not_convert
 def apply_update(
   rule,
   var,
@@ -126,9 +139,16 @@ def apply_update(
   with tf.control_dependencies(
     _inputs.runtime_checks(dict(named), step_input.get("step"))
   ):
-    return rule.twin(var, grad, **slots, **scalars, **step_input, **flags)
+    return rule.twin(
+      var,
+      grad,
+      **slots,
+      **_twin_scalars(rule, scalars, step_input),
+      **flags,
+    )
 
 
+@tf.autograph.experimental.do_not_convert
 def apply_multi_tensor_update(
   rule,
   variables,
@@ -227,6 +247,14 @@ def apply_multi_tensor_update(
   def scalars_of(i):
     return scalars[_inputs.compute_dtype(variables[i].dtype)]
 
+  twin_scalars = {}  # compute dtype -> the twin's scalars, made on first use
+
+  def twin_scalars_of(i):
+    dtype = _inputs.compute_dtype(variables[i].dtype)
+    if dtype not in twin_scalars:
+      twin_scalars[dtype] = _twin_scalars(rule, scalars[dtype], step_input)
+    return twin_scalars[dtype]
+
   updates = []
   with tf.control_dependencies(checks):
     for indices, run_fused in plan:
@@ -236,8 +264,7 @@ def apply_multi_tensor_update(
             variables[i],
             grads[i],
             **slots[i],
-            **scalars_of(i),
-            **step_input,
+            **twin_scalars_of(i),
             **flags[i],
           )
           for i in indices
@@ -289,6 +316,13 @@ def _scalars(rule, hyperparameters, dtype):
     )
     for name in rule.scalar_names
   }
+
+
+def _twin_scalars(rule, scalars, step_input):
+  """The twin's scalar keyword arguments (see `UpdateRule.twin_scalars`)."""
+  if rule.twin_scalars is None:
+    return {**scalars, **step_input}
+  return rule.twin_scalars(**scalars, **step_input)
 
 
 def _step_input(rule, step):

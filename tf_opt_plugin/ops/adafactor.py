@@ -108,21 +108,34 @@ def _rms(x):
   return tf.sqrt(tf.reduce_mean(tf.square(x)))
 
 
-def _adafactor_twin(var, grad, *, accumulators, lr, beta_2_decay, epsilon_1,
-                    epsilon_2, clip_threshold, step, relative_step=True):
+def _adafactor_twin_scalars(*, lr, beta_2_decay, epsilon_1, epsilon_2,
+                            clip_threshold, step):
+  """The twin's scalars, derived once per call for all of its variables."""
+  t = tf.cast(step, lr.dtype)
+  beta_2_t = 1 - tf.pow(t, beta_2_decay)
+  return dict(
+      lr=lr, epsilon_1=epsilon_1, epsilon_2=epsilon_2,
+      clip_threshold=clip_threshold,
+      beta_2_t=beta_2_t,
+      one_minus_beta_2_t=1 - beta_2_t,
+      relative_rho=tf.minimum(lr, 1 / tf.sqrt(t)),
+      one=tf.constant(1, lr.dtype))
+
+
+def _adafactor_twin(var, grad, *, accumulators, lr, epsilon_1, epsilon_2,
+                    clip_threshold, beta_2_t, one_minus_beta_2_t,
+                    relative_rho, one, relative_step=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   if var.shape.num_elements() == 0:
     return tf.no_op()
   compute = lr.dtype
   g = tf.cast(grad, compute)
   w = tf.cast(var.read_value(), compute)
-  t = tf.cast(step, compute)
-  beta_2_t = 1 - tf.pow(t, beta_2_decay)
   square = g * g + epsilon_1
 
   def accumulate(accumulator, mean_square):
     old = tf.cast(accumulator.read_value(), compute)
-    return beta_2_t * old + (1 - beta_2_t) * mean_square
+    return beta_2_t * old + one_minus_beta_2_t * mean_square
 
   def inverse_root(accumulator):
     # The exact recurrence never goes below epsilon_1; a float16 one can.
@@ -143,8 +156,8 @@ def _adafactor_twin(var, grad, *, accumulators, lr, beta_2_decay, epsilon_1,
     u = g * inverse_root(v)
     new_accumulators = (v,)
 
-  u = u / tf.maximum(tf.constant(1, compute), _rms(u) / clip_threshold)
-  rho = tf.minimum(lr, 1 / tf.sqrt(t)) if relative_step else lr
+  u = u / tf.maximum(one, _rms(u) / clip_threshold)
+  rho = relative_rho if relative_step else lr
   alpha = tf.maximum(epsilon_2, _rms(w)) * rho
   updates = [a.assign(tf.cast(value, a.dtype))
              for a, value in zip(accumulators, new_accumulators)]
@@ -160,4 +173,5 @@ _RULE = _update.UpdateRule(
     scalar_names=SCALAR_NAMES,
     takes_step=True,
     twin=_adafactor_twin,
+    twin_scalars=_adafactor_twin_scalars,
     check_slots=_check_accumulators)

@@ -107,27 +107,37 @@ def multi_tensor_apply_adamw(variables, ms, vs, grads, *, learning_rate,
       use_locking=use_locking, fused=fused)
 
 
-def _adamw_twin(var, grad, *, m, v, vhat, lr, beta_1, beta_2, epsilon,
-                weight_decay, step, apply_weight_decay=True):
+def _adamw_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay, step):
+  """The twin's scalars, derived once per call for all of its variables."""
+  t = tf.cast(step, lr.dtype)
+  return dict(
+      lr_times_decay=lr * weight_decay,
+      # apply_weight_decay=False: decay 0, as the kernel (w * 0 keeps NaNs).
+      lr_times_no_decay=lr * tf.zeros_like(weight_decay),
+      one_minus_beta_1=1 - beta_1,
+      one_minus_beta_2=1 - beta_2,
+      epsilon=epsilon,
+      lr_t=lr * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t)))
+
+
+def _adamw_twin(var, grad, *, m, v, vhat, lr_times_decay, lr_times_no_decay,
+                one_minus_beta_1, one_minus_beta_2, epsilon, lr_t,
+                apply_weight_decay=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
-  compute = lr.dtype
-  if not apply_weight_decay:
-    weight_decay = tf.zeros_like(weight_decay)  # as the kernel: decay 0
+  compute = lr_t.dtype
   g = tf.cast(grad, compute)
   w = tf.cast(var.read_value(), compute)
-  t = tf.cast(step, compute)
-  w = w - w * (lr * weight_decay)
+  w = w - w * (lr_times_decay if apply_weight_decay else lr_times_no_decay)
   m_new = tf.cast(m.read_value(), compute)
-  m_new = m_new + (g - m_new) * (1 - beta_1)
+  m_new = m_new + (g - m_new) * one_minus_beta_1
   v_new = tf.cast(v.read_value(), compute)
-  v_new = v_new + (g * g - v_new) * (1 - beta_2)
+  v_new = v_new + (g * g - v_new) * one_minus_beta_2
   updates = [m.assign(tf.cast(m_new, m.dtype)),
              v.assign(tf.cast(v_new, v.dtype))]
   denominator_v = v_new
   if vhat is not None:
     denominator_v = tf.maximum(tf.cast(vhat.read_value(), compute), v_new)
     updates.append(vhat.assign(tf.cast(denominator_v, vhat.dtype)))
-  lr_t = lr * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t))
   w = w - lr_t * m_new / (tf.sqrt(denominator_v) + epsilon)
   updates.append(var.assign(tf.cast(w, var.dtype)))
   return tf.group(*updates)
@@ -141,4 +151,5 @@ _RULE = _update.UpdateRule(
     scalar_names=SCALAR_NAMES,
     takes_step=True,
     per_tensor_flags=("apply_weight_decay",),
-    twin=_adamw_twin)
+    twin=_adamw_twin,
+    twin_scalars=_adamw_twin_scalars)

@@ -109,22 +109,38 @@ def multi_tensor_apply_lamb(variables, ms, vs, grads, *, learning_rate, beta_1,
       use_locking=use_locking, fused=fused)
 
 
+def _lamb_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay_rate,
+                       step):
+  """The twin's scalars, derived once per call for all of its variables."""
+  t = tf.cast(step, lr.dtype)
+  return dict(
+      lr=lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+      one_minus_beta_1=1 - beta_1,
+      one_minus_beta_2=1 - beta_2,
+      m_correction=1 - tf.pow(beta_1, t),
+      v_correction=1 - tf.pow(beta_2, t),
+      weight_decay_rate=weight_decay_rate,
+      # apply_weight_decay=False: rate 0, as the kernel.
+      no_decay=tf.zeros_like(weight_decay_rate),
+      one=tf.constant(1, lr.dtype))
+
+
 def _lamb_twin(var, grad, *, m, v, lr, beta_1, beta_2, epsilon,
-               weight_decay_rate, step, apply_weight_decay=True,
+               one_minus_beta_1, one_minus_beta_2, m_correction, v_correction,
+               weight_decay_rate, no_decay, one, apply_weight_decay=True,
                use_layer_adaptation=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr.dtype
   if not apply_weight_decay:
-    weight_decay_rate = tf.zeros_like(weight_decay_rate)  # as the kernel
+    weight_decay_rate = no_decay
   g = tf.cast(grad, compute)
   w = tf.cast(var.read_value(), compute)
-  t = tf.cast(step, compute)
-  m_new = beta_1 * tf.cast(m.read_value(), compute) + (1 - beta_1) * g
-  v_new = beta_2 * tf.cast(v.read_value(), compute) + (1 - beta_2) * g * g
-  m_hat = m_new / (1 - tf.pow(beta_1, t))
-  v_hat = v_new / (1 - tf.pow(beta_2, t))
+  m_new = beta_1 * tf.cast(m.read_value(), compute) + one_minus_beta_1 * g
+  v_new = beta_2 * tf.cast(v.read_value(), compute) + one_minus_beta_2 * g * g
+  m_hat = m_new / m_correction
+  v_hat = v_new / v_correction
   u = m_hat / (tf.sqrt(v_hat) + epsilon) + weight_decay_rate * w
-  ratio = tf.constant(1, compute)
+  ratio = one
   if use_layer_adaptation:
     w_norm = tf.norm(w)
     u_norm = tf.norm(u)
@@ -143,4 +159,5 @@ _RULE = _update.UpdateRule(
     scalar_names=SCALAR_NAMES,
     takes_step=True,
     per_tensor_flags=("apply_weight_decay", "use_layer_adaptation"),
-    twin=_lamb_twin)
+    twin=_lamb_twin,
+    twin_scalars=_lamb_twin_scalars)

@@ -141,20 +141,43 @@ def multi_tensor_apply_lion(
   )
 
 
+def _lion_twin_scalars(*, lr, beta_1, beta_2, weight_decay):
+  """The twin's scalars, derived once per call for all of its variables."""
+  return dict(
+    lr=lr,
+    beta_1=beta_1,
+    beta_2=beta_2,
+    one_minus_beta_1=1 - beta_1,
+    one_minus_beta_2=1 - beta_2,
+    lr_times_decay=lr * weight_decay,
+    # apply_weight_decay=False: decay 0, as the kernel (w * 0 keeps NaNs).
+    lr_times_no_decay=lr * tf.zeros_like(weight_decay),
+  )
+
+
 def _lion_twin(
-  var, grad, *, m, lr, beta_1, beta_2, weight_decay, apply_weight_decay=True
+  var,
+  grad,
+  *,
+  m,
+  lr,
+  beta_1,
+  beta_2,
+  one_minus_beta_1,
+  one_minus_beta_2,
+  lr_times_decay,
+  lr_times_no_decay,
+  apply_weight_decay=True,
 ):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr.dtype
-  if not apply_weight_decay:
-    weight_decay = tf.zeros_like(weight_decay)  # as the kernel: decay 0
   g = tf.cast(grad, compute)
   w = tf.cast(var.read_value(), compute)
   m_old = tf.cast(m.read_value(), compute)
-  interpolated = m_old * beta_1 + g * (1 - beta_1)
-  w = w - w * (lr * weight_decay)
+  interpolated = m_old * beta_1 + g * one_minus_beta_1
+  w = w - w * (lr_times_decay if apply_weight_decay else lr_times_no_decay)
   w = w - lr * tf.sign(interpolated)
-  m_new = m_old * beta_2 + g * (1 - beta_2)
+  m_new = m_old * beta_2 + g * one_minus_beta_2
   return tf.group(
     m.assign(tf.cast(m_new, m.dtype)), var.assign(tf.cast(w, var.dtype))
   )
@@ -168,4 +191,5 @@ _RULE = _update.UpdateRule(
   takes_step=False,
   per_tensor_flags=("apply_weight_decay",),
   twin=_lion_twin,
+  twin_scalars=_lion_twin_scalars,
 )
