@@ -33,6 +33,19 @@ absl::Status AppendVariableInputs(tensorflow::OpKernelContext* ctx,
   return absl::OkStatus();
 }
 
+absl::Status CheckIsVariableHandle(const tensorflow::ResourceHandle& handle,
+                                   const std::string& name) {
+  if (handle.hash_code() ==
+      tensorflow::TypeIndex::Make<tensorflow::Var>().hash_code()) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "`", name,
+      "` must be a resource variable. Received a handle of another kind of "
+      "resource: ",
+      handle.maybe_type_name(), " `", handle.name(), "`."));
+}
+
 absl::Status CheckScalar(const char* name, const tensorflow::Tensor& tensor) {
   if (tensorflow::TensorShapeUtils::IsScalar(tensor.shape())) {
     return absl::OkStatus();

@@ -76,9 +76,16 @@ absl::Status GetVariablesForUpdate(tensorflow::OpKernelContext* ctx,
                                    const std::vector<VariableInput>& inputs,
                                    std::vector<tensorflow::Tensor>* tensors);
 
-// Checks every input names a live variable (FailedPrecondition naming the
-// first that does not), then locks each distinct variable once, in mutex
-// address order, which keeps concurrent ops deadlock-free. Like TF's
+// A handle of another kind of resource (a lookup table, a dataset
+// iterator) is an InvalidArgument error saying `name` is not a variable,
+// rather than the "uninitialized variable" its failed lookup would report.
+absl::Status CheckIsVariableHandle(const tensorflow::ResourceHandle& handle,
+                                   const std::string& name);
+
+// Checks every input is a variable handle (CheckIsVariableHandle) and names
+// a live variable (FailedPrecondition naming the first that does not), then
+// locks each distinct variable once, in mutex address order, which keeps
+// concurrent ops deadlock-free. Like TF's
 // MaybeLockVariableInputMutexesInOrder for a dense update of resource
 // variables (which takes the exclusive lock whatever `use_locking` says), but
 // the duplicates are dropped by one sort, O(N log N): TF's helper scans the
@@ -95,9 +102,15 @@ absl::Status LockVariables(
   std::vector<tsl::mutex*> mutexes;
   mutexes.reserve(inputs.size());
   for (const VariableInput& input : inputs) {
+    const tensorflow::ResourceHandle& handle =
+        tensorflow::HandleFromInput(ctx, input.index);
+    absl::Status status = CheckIsVariableHandle(handle, input.name);
+    if (!status.ok()) {
+      for (tensorflow::Var* held : vars) held->Unref();
+      return status;
+    }
     tensorflow::Var* var = nullptr;
-    absl::Status status = tensorflow::LookupResource(
-        ctx, tensorflow::HandleFromInput(ctx, input.index), &var);
+    status = tensorflow::LookupResource(ctx, handle, &var);
     if (!status.ok()) {
       for (tensorflow::Var* held : vars) held->Unref();
       return absl::FailedPreconditionError(absl::StrCat(

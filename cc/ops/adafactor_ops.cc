@@ -42,12 +42,17 @@ absl::Status AdafactorShapeFn(InferenceContext* c) {
     TF_RETURN_IF_ERROR(c->Concatenate(batch, last, &col));
     wanted = {row, col};
   }
+  // The kernel's roles (adafactor_op.cc), for the same message.
+  static const char* const kRole[2][2] = {
+      {"shaped like `var`", ""},
+      {"row: var.shape[:-1]", "column: var.shape[:-2] + var.shape[-1:]"}};
   for (int i = 0; i < expected; ++i) {
     ShapeHandle actual = shape_fn::VariableShape(c, 1 + i), merged;
-    if (!c->Merge(actual, wanted[i], &merged).ok()) {
+    if (!shape_fn::Compatible(c, actual, wanted[i], &merged)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "`accumulators[", i, "]` must have shape ", c->DebugString(wanted[i]),
-          ". Received: var.shape=", c->DebugString(var), ", accumulators[", i,
+          " (", kRole[expected - 1][i], "). Received: var.shape=",
+          c->DebugString(var), ", accumulators[", i,
           "].shape=", c->DebugString(actual)));
     }
   }

@@ -50,14 +50,46 @@ inline ShapeHandle VariableShape(InferenceContext* c, int input) {
   return (*handle_data)[0].shape;
 }
 
-// Each named input must be a scalar.
+// Whether `a` and `b` can be one shape; *merged gets the more specific of
+// the two, dimension by dimension. Unlike InferenceContext::Merge (and
+// WithRank, which merges a shape of unknown rank) it records no merge.
+// Grappler takes a recorded merge for a fact about the graph and would, for
+// a gradient or hyperparameter whose shape was unknown when the graph was
+// built, fold the run-time check the Python layer adds before a multi-op
+// update (tf_opt_plugin/ops/_inputs.py) into "true", letting the first ops
+// write before a later one fails.
+inline bool Compatible(InferenceContext* c, ShapeHandle a, ShapeHandle b,
+                       ShapeHandle* merged) {
+  if (!c->RankKnown(a)) {
+    *merged = b;
+    return true;
+  }
+  if (!c->RankKnown(b)) {
+    *merged = a;
+    return true;
+  }
+  if (c->Rank(a) != c->Rank(b)) return false;
+  std::vector<tensorflow::shape_inference::DimensionHandle> dims;
+  for (int i = 0; i < c->Rank(a); ++i) {
+    const auto da = c->Dim(a, i), db = c->Dim(b, i);
+    if (c->ValueKnown(da) && c->ValueKnown(db) &&
+        c->Value(da) != c->Value(db)) {
+      return false;
+    }
+    dims.push_back(c->ValueKnown(da) ? da : db);
+  }
+  *merged = c->MakeShape(dims);
+  return true;
+}
+
+// Each named input must be a scalar (where its rank is known; see
+// Compatible for why nothing is merged).
 inline absl::Status CheckScalars(InferenceContext* c,
                                  const std::vector<const char*>& names) {
   for (const char* name : names) {
     std::vector<ShapeHandle> shapes;
     TF_RETURN_IF_ERROR(c->input(name, &shapes));
-    ShapeHandle unused;
-    if (!c->WithRank(shapes[0], 0, &unused).ok()) {
+    if (c->RankKnown(shapes[0]) && c->Rank(shapes[0]) != 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("`", name, "` must be a scalar. Received: ", name,
                        ".shape=", c->DebugString(shapes[0])));
@@ -71,7 +103,7 @@ inline absl::Status CheckScalars(InferenceContext* c,
 inline absl::Status MergeWithVar(InferenceContext* c, const std::string& name,
                                  ShapeHandle shape, ShapeHandle* var,
                                  const std::string& var_name = "var") {
-  if (c->Merge(*var, shape, var).ok()) return absl::OkStatus();
+  if (Compatible(c, *var, shape, var)) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       "`", name, "` must have the shape of `", var_name, "`. Received: ",
       var_name, ".shape=", c->DebugString(*var), ", ", name,
