@@ -9,7 +9,8 @@
 # directory and builds a py3-none-<platform> wheel there, pinned to the TensorFlow minor version
 # the library was compiled against (//:tf_build_info, from the TF configure.py found): it is
 # written into the staged tf_opt_plugin/ops/_build_info.py, from which setup.py derives the
-# requirement.
+# requirement, together with the library's size and SHA-256, which the package checks before it
+# loads the library.
 # It (re)runs `bazel build` for the .so and the pin first, a no-op when the build is up to date,
 # so the two always come from the same configuration. The wheel is built with the Python
 # configure.py was given (override: $PYTHON), which needs setuptools and wheel.
@@ -54,7 +55,19 @@ grep -q '^TF_VERSION_BUILT_AGAINST = ' "$BUILD_INFO" || die "$BUILD_INFO has no 
 sed -i "s/^TF_VERSION_BUILT_AGAINST = .*/TF_VERSION_BUILT_AGAINST = \"$TF_MINOR\"/" "$BUILD_INFO"
 mkdir -p "$STAGE/tf_opt_plugin/ops"
 cp -L "$SO" "$STAGE/tf_opt_plugin/ops/"
-chmod 0755 "$STAGE/tf_opt_plugin/ops/_tf_opt_plugin_ops.so"
+STAGED_SO="$STAGE/tf_opt_plugin/ops/_tf_opt_plugin_ops.so"
+chmod 0755 "$STAGED_SO"
+
+# Record the size and SHA-256 of the library the wheel ships: tf_opt_plugin/ops/_library.py refuses
+# to load an installed copy that differs (an interrupted install, a full disk), which could crash the
+# process (SIGBUS), and falls back to the pure-TF twins; setup.py checks the record before building.
+for name in LIBRARY_SIZE LIBRARY_SHA256; do
+  grep -q "^$name = " "$BUILD_INFO" || die "$BUILD_INFO has no $name"
+done
+SO_SIZE=$(stat -c %s "$STAGED_SO")
+SO_SHA256=$(sha256sum "$STAGED_SO" | cut -d' ' -f1)
+sed -i -e "s/^LIBRARY_SIZE = .*/LIBRARY_SIZE = $SO_SIZE/" \
+  -e "s/^LIBRARY_SHA256 = .*/LIBRARY_SHA256 = \"$SO_SHA256\"/" "$BUILD_INFO"
 
 # Exactly one wheel of this package in DEST_DIR, so `pip install DEST_DIR/*.whl` is unambiguous.
 rm -f "$DEST"/tf_opt_plugin-*.whl

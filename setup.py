@@ -5,10 +5,13 @@ _tf_opt_plugin_ops.so into a temporary directory, copies this file next to them 
 wheel there. The version comes from tf_opt_plugin/_version.py. The TensorFlow requirement is the
 minor version the binary was built against, which pip_pkg.sh writes into the staged
 tf_opt_plugin/ops/_build_info.py (from the TensorFlow configure.py found): the binary only works
-with that minor version. Neither file is imported (that would import TensorFlow).
+with that minor version. pip_pkg.sh also records the library's size and SHA-256 there, which the
+package checks before loading it; the build fails when they do not match the staged library.
+Neither file is imported (that would import TensorFlow).
 """
 
 import ast
+import hashlib
 import os
 
 from setuptools import find_namespace_packages, setup
@@ -49,9 +52,25 @@ def _tf_requirement(minor_version):
     return "tensorflow>=%d.%d,<%d.%d" % (major, minor, major, minor + 1)
 
 
+def _check_library_record():
+    """The staged library is the one pip_pkg.sh recorded in _build_info.py (size and SHA-256), which
+    the package checks before loading it: a wheel whose record is stale would never load its ops."""
+    so_path = os.path.join(_HERE, "tf_opt_plugin", "ops", "_tf_opt_plugin_ops.so")
+    if not os.path.exists(so_path):
+        return  # no library: the package runs its pure-TF twins
+    expected = _constant("tf_opt_plugin/ops/_build_info.py", "LIBRARY_SHA256")
+    with open(so_path, "rb") as f:
+        actual = hashlib.sha256(f.read()).hexdigest()
+    if actual != expected:
+        raise SystemExit("tf_opt_plugin/ops/_build_info.py records LIBRARY_SHA256=%r, but the "
+                         "staged library's is %r: build the wheel with pip_pkg.sh"
+                         % (expected, actual))
+
+
 __version__ = _constant("tf_opt_plugin/_version.py", "__version__")
 TF_REQUIREMENT = _tf_requirement(
     _constant("tf_opt_plugin/ops/_build_info.py", "TF_VERSION_BUILT_AGAINST"))
+_check_library_record()
 
 
 class BinaryDistribution(Distribution):

@@ -19,26 +19,28 @@ def gpu_kernels_enabled():
   """True when GPU variables run the custom ops: the library registered GPU
   kernels and TF_OPT_PLUGIN_GPU_KERNELS=1 opts in to them."""
   # The flag is parsed first so that a bad value raises on any machine.
-  return (_env_flags.read_flag(GPU_KERNELS_ENV, False)
-          and _library.has_gpu_kernels())
+  return (
+    _env_flags.read_flag(GPU_KERNELS_ENV, False) and _library.has_gpu_kernels()
+  )
 
 
 def supported_device_types():
   """The device types whose variables the custom ops update, now."""
   return SUPPORTED_DEVICE_TYPES + (("GPU",) if gpu_kernels_enabled() else ())
 
+
 _REASON_TEXT = {
-    "disabled": f"the environment variable {DISABLE_ENV}=1 disables custom ops",
-    "not_loaded": "the op library could not be loaded",
-    "xla": "the update is traced inside an XLA-compiled function "
-           "(jit_compile=True), where custom ops cannot run",
-    "dtensor": "the variable is a DTensor, and custom ops have no DTensor "
-               "layout propagation",
-    "device": "the variable lives on a device without a kernel in use "
-              "(CPU always; GPU when the library was built with CUDA and "
-              f"{GPU_KERNELS_ENV}=1 opts in, see docs/gpu.md)",
-    "dtype": "the variable's dtype has no kernel (kernels exist for "
-             "float16, bfloat16, float32 and float64)",
+  "disabled": f"the environment variable {DISABLE_ENV}=1 disables custom ops",
+  "not_loaded": "the op library could not be loaded",
+  "xla": "the update is traced inside an XLA-compiled function "
+  "(jit_compile=True), where custom ops cannot run",
+  "dtensor": "the variable is a DTensor, and custom ops have no DTensor "
+  "layout propagation",
+  "device": "the variable lives on a device without a kernel in use "
+  "(CPU always; GPU when the library was built with CUDA and "
+  f"{GPU_KERNELS_ENV}=1 opts in, see docs/gpu.md)",
+  "dtype": "the variable's dtype has no kernel (kernels exist for "
+  "float16, bfloat16, float32 and float64)",
 }
 
 
@@ -63,15 +65,18 @@ class FusedOpUnavailableError(RuntimeError):
 
   def __init__(self, reason, detail=""):
     self.reason = reason
-    message = (f"The fused op cannot run here: {_REASON_TEXT[reason]} "
-               f"(dispatch_reason={reason!r}). Pass fused=None to fall back "
-               "to the pure-TensorFlow update, which computes the same values.")
+    message = (
+      f"The fused op cannot run here: {_REASON_TEXT[reason]} "
+      f"(dispatch_reason={reason!r}). Pass fused=None to fall back "
+      "to the pure-TensorFlow update, which computes the same values."
+    )
     if detail:
       message += "\n" + detail
     super().__init__(message)
 
 
-def _in_xla_context():
+def in_xla_context():
+  """Whether ops built now run inside an XLA-compiled function."""
   try:
     from tensorflow.python.framework import ops  # pylint: disable=g-import-not-at-top
     from tensorflow.python.ops import control_flow_util  # pylint: disable=g-import-not-at-top
@@ -80,6 +85,9 @@ def _in_xla_context():
   if tf.executing_eagerly():
     return False
   return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
+
+
+_in_xla_context = in_xla_context  # the name tf_opt_plugin.optimizers uses
 
 
 def is_dtensor(value):
@@ -128,7 +136,7 @@ def dispatch_reason(variable, gradient=None):
     return "disabled"
   if not _library.is_loaded():
     return "not_loaded"
-  if _in_xla_context():
+  if in_xla_context():
     return "xla"
   if is_dtensor(variable) or (gradient is not None and is_dtensor(gradient)):
     return "dtensor"

@@ -10,23 +10,40 @@ public functions are one call of
     group (`multi_tensor_groups`) the multi-tensor op, else the twin per
     variable.
 
-Both check the whole call before anything is written: the lists' lengths,
-every dtype and shape, no variable passed twice, the hyperparameters are
-scalars; the twin's run-time checks (initialised variables, `step >= 1` when
-only known at run time) come before all of its writes. A multi-tensor call
-rejected by any variable leaves every variable as it was.
+Both validate the whole call, on either path, before anything is written
+(`_inputs`): the arguments' types, the lists' lengths, that every variable
+is a variable and none is passed twice, dtypes and shapes, that the
+hyperparameters are real scalars, `step` an integer >= 1 and the rule's
+`positive_scalars` > 0, the indices of sparse gradients, that the variables
+are initialised. What a graph only knows when it runs becomes a check op that
+every read and write of the call depends on, so a call rejected by any
+variable, eagerly, in a tf.function or in a TF1 graph, leaves every variable
+as it was; both paths raise the same error with the same message. A twin
+writes a variable and its slots only once it has computed all their new
+values (`_Staged`).
+
+With `use_locking=True` the twins of an eager call hold a lock per variable
+for the whole update (`_TwinLocks`), as the fused op holds the variables'
+locks: concurrent eager updates of the same variables are serialised. In a
+graph no Python lock can be held while it runs: there each read and each
+write is atomic (TensorFlow's resource-variable ops take the variable's lock)
+and one call's run in program order, but two calls running at once may
+interleave their reads and writes.
+
+Both build ops with no tensor-dependent Python control flow: AutoGraph, when
+a tf.function calls them, leaves them as they are (`do_not_convert`).
 
 Names follow the ops: a rule lists the op inputs of its slots and scalar
 hyperparameters, and the twin takes them as keyword arguments of the same
 names (or, with `twin_scalars`, the scalars derived from them once per call).
 The Python functions call the `lr` input `learning_rate`.
-
-Both build ops with no tensor-dependent Python control flow: AutoGraph, when
-a tf.function calls them, leaves them as they are (`do_not_convert`).
 """
 
+import contextlib
 import dataclasses
+import threading
 from typing import Callable, Optional, Tuple
+import weakref
 
 import tensorflow as tf
 
@@ -45,7 +62,8 @@ class UpdateRule:
 
   Attributes:
     per_variable_op: the raw op wrapper in the loaded library that updates
-      one variable ("resource_apply_adam_w").
+      one variable ("resource_apply_adam_w"); `_library.REQUIRED_OPS` lists
+      every one the package uses.
     multi_tensor_op: the wrapper that updates a list of variables
       ("resource_multi_tensor_apply_adam_w"), or None.
     slot_names: the op inputs holding the variable's slots, in op order.
@@ -58,12 +76,15 @@ class UpdateRule:
     takes_step: whether the ops take `step`, the 1-based count of the update.
     per_tensor_flags: the multi-tensor op's list(bool) attrs, one value per
       variable ("apply_weight_decay"); the twin takes each as a bool.
-    twin: `twin(var, grad, *, <slots>, <scalars>, [step], <flags>)` updates
-      one variable in plain TF ops and returns the update op; with
-      `twin_scalars`, `twin(var, grad, *, <slots>, <twin scalars>, <flags>)`.
-    check_slots: `check_slots(var, slots, grad)` validates dtypes and shapes
-      where the slots are not all shaped like the variable (Adafactor);
-      None checks that they are.
+    twin: `twin(var, grad, *, <slots>, <scalars>, [step], <flags>)` computes
+      one variable's update in plain TF ops: it reads the variable and its
+      slots with `read_value()` and gives each new value to `assign()`
+      (which, on the twin's arguments, only records it: `_Staged`).
+    check_slots: `check_slots(var, slots, grad, checks)` validates dtypes and
+      shapes where the slots are not all shaped like the variable
+      (Adafactor) and returns the gradient; None checks that they are.
+    positive_scalars: those of `scalar_names` the kernel requires to be > 0
+      (Adafactor's `clip_threshold`); the twin checks them the same way.
     twin_scalars: `twin_scalars(**<scalars>, [step=])` returns {name: scalar
       tensor}, the twin's scalar arguments derived from the op's (bias
       corrections, `1 - beta_1`), computed once per call and shared by every
@@ -80,7 +101,8 @@ class UpdateRule:
   twin: Callable[..., tf.Operation]
   list_slots: Tuple[str, ...] = ()
   per_tensor_flags: Tuple[str, ...] = ()
-  check_slots: Optional[Callable[..., None]] = None
+  check_slots: Optional[Callable[..., tf.Tensor]] = None
+  positive_scalars: Tuple[str, ...] = ()
   twin_scalars: Optional[Callable[..., dict]] = None
 
 
@@ -110,42 +132,53 @@ def apply_update(
       variable}, exactly `rule.scalar_names`.
     step: the 1-based count of this update when `rule.takes_step`.
     flags: {attr: bool} of the per-variable op, also passed to the twin.
-    use_locking: hold the variables' locks during the update.
+    use_locking: hold the variables' locks during the update (see the
+      module docstring for what the twin guarantees).
     fused: None (the op where it can run), True (the op or
       `FusedOpUnavailableError`) or False (the twin).
 
   Returns:
     The update op in graph mode, None eagerly.
   """
-  flags = dict(flags or {})
+  fused = _inputs.check_fused(fused)
+  use_locking = _inputs.check_bool("use_locking", use_locking)
+  flags = {
+    name: _inputs.check_bool(name, value)
+    for name, value in dict(flags or {}).items()
+  }
   _check_names("slots", slots, rule.slot_names)
-  grad = _inputs.as_dense_gradient(grad)
-  scalars = _scalars(rule, hyperparameters, _inputs.compute_dtype(grad.dtype))
-  step_input = _step_input(rule, step)
-  if _dispatch.use_fused_op(fused, var, grad):
-    # The kernel validates everything before it writes.
-    return _op(rule.per_variable_op)(
-      var=var.handle,
-      grad=grad,
-      use_locking=use_locking,
-      **_per_variable_slot_handles(rule, slots),
-      **scalars,
-      **step_input,
-      **flags,
-    )
   named = _named_variables(rule, var, slots)
-  _check_inputs(rule, var, slots, grad, named)
-  _inputs.check_distinct(named)
-  with tf.control_dependencies(
-    _inputs.runtime_checks(dict(named), step_input.get("step"))
-  ):
-    return rule.twin(
-      var,
-      grad,
-      **slots,
-      **_twin_scalars(rule, scalars, step_input),
-      **flags,
-    )
+  _check_variable_objects(named)
+  checks = _inputs.Checks([v for _, v in named])
+  grad = _inputs.as_dense_gradient(grad, var, checks)
+  run_fused = _dispatch.use_fused_op(fused, var, grad)
+  checks.kernel_validates = run_fused
+  grad = _check_inputs(rule, var, slots, grad, named, checks)
+  scalars = _scalars(
+    rule, hyperparameters, _inputs.compute_dtype(var.dtype), checks
+  )
+  step_input = _step_input(rule, step, checks)
+  _check_values(rule, scalars, step_input, checks)
+  _inputs.check_initialized(named, checks)
+  with tf.control_dependencies(checks.ops):
+    if run_fused:
+      return _op(rule.per_variable_op)(
+        var=var.handle,
+        grad=grad,
+        use_locking=use_locking,
+        **_per_variable_slot_handles(rule, slots),
+        **scalars,
+        **step_input,
+        **flags,
+      )
+    with hold_twin_locks([v for _, v in named], use_locking):
+      return _run_twin(
+        rule,
+        var,
+        grad,
+        slots,
+        {**_twin_scalars(rule, scalars, step_input), **flags},
+      )
 
 
 @tf.autograph.experimental.do_not_convert
@@ -164,7 +197,8 @@ def apply_multi_tensor_update(
   """One update of each of `variables`, grouped by (device, dtype).
 
   Each group (`multi_tensor_groups`) runs as one multi-tensor op where the
-  fused op can run for it, else as the twin of each of its variables.
+  fused op can run for it, else as the twin of each of its variables. Empty
+  lists are a no-op (the shared arguments are still checked).
 
   Args:
     rule: the algorithm's `UpdateRule`.
@@ -185,6 +219,8 @@ def apply_multi_tensor_update(
   Returns:
     The update op in graph mode, None eagerly.
   """
+  fused = _inputs.check_fused(fused)
+  use_locking = _inputs.check_bool("use_locking", use_locking)
   variables, grads = list(variables), list(grads)
   n = len(variables)
   slot_lists = {
@@ -207,14 +243,6 @@ def apply_multi_tensor_update(
   flag_values = {
     name: _flags(values, n, name) for name, values in per_tensor_flags.items()
   }
-  grads = [_inputs.as_dense_gradient(g) for g in grads]
-  step_input = _step_input(rule, step)
-  plan = _plan(variables, grads, fused)
-  scalars = {}  # compute dtype -> the scalar inputs converted to it
-  for variable in variables:
-    dtype = _inputs.compute_dtype(variable.dtype)
-    if dtype not in scalars:
-      scalars[dtype] = _scalars(rule, hyperparameters, dtype)
 
   # Variable i's slots and flags, as one variable's update takes them.
   slots = [
@@ -227,22 +255,37 @@ def apply_multi_tensor_update(
   flags = [
     {name: values[i] for name, values in flag_values.items()} for i in range(n)
   ]
-  named = []
-  for i in range(n):
-    variable_named = _named_variables(rule, variables[i], slots[i], index=i)
-    _check_inputs(
-      rule, variables[i], slots[i], grads[i], variable_named, index=i
+  named = [
+    _named_variables(rule, variables[i], slots[i], index=i) for i in range(n)
+  ]
+  _check_variable_objects([pair for pairs in named for pair in pairs])
+  checks = _inputs.Checks(variables)
+  grads = [
+    _inputs.as_dense_gradient(
+      grads[i], variables[i], checks, f"grad[{i}]", f"var[{i}]"
     )
-    named.extend(variable_named)
-  _inputs.check_distinct(named)
+    for i in range(n)
+  ]
+  plan = _plan(variables, grads, fused)
   # One multi-tensor op validates its variables before writing any; several
   # ops, or twins, need the run-time checks done for all of them first.
-  one_op = len(plan) == 1 and plan[0][1]
-  checks = (
-    []
-    if one_op
-    else _inputs.runtime_checks(dict(named), step_input.get("step"))
-  )
+  checks.kernel_validates = len(plan) == 1 and plan[0][1]
+  grads = [
+    _check_inputs(
+      rule, variables[i], slots[i], grads[i], named[i], checks, index=i
+    )
+    for i in range(n)
+  ]
+  scalars = {}  # compute dtype -> the scalar inputs converted to it
+  for dtype in [_inputs.compute_dtype(v.dtype) for v in variables] or [
+    tf.float32  # no variable: the hyperparameters are still checked
+  ]:
+    if dtype not in scalars:
+      scalars[dtype] = _scalars(rule, hyperparameters, dtype, checks)
+  step_input = _step_input(rule, step, checks)
+  for values in scalars.values():
+    _check_values(rule, values, step_input, checks)
+  _inputs.check_initialized([p for pairs in named for p in pairs], checks)
 
   def scalars_of(i):
     return scalars[_inputs.compute_dtype(variables[i].dtype)]
@@ -255,41 +298,51 @@ def apply_multi_tensor_update(
       twin_scalars[dtype] = _twin_scalars(rule, scalars[dtype], step_input)
     return twin_scalars[dtype]
 
+  twin_variables = [
+    v
+    for indices, run_fused in plan
+    if not run_fused
+    for i in indices
+    for _, v in named[i]
+  ]
+  if not plan:  # no variable
+    return None if tf.executing_eagerly() else tf.group(*checks.ops)
   updates = []
-  with tf.control_dependencies(checks):
-    for indices, run_fused in plan:
-      if not run_fused:
-        updates.extend(
-          rule.twin(
-            variables[i],
-            grads[i],
-            **slots[i],
-            **twin_scalars_of(i),
-            **flags[i],
+  with tf.control_dependencies(checks.ops):
+    with hold_twin_locks(twin_variables, use_locking):
+      for indices, run_fused in plan:
+        if not run_fused:
+          updates.extend(
+            _run_twin(
+              rule,
+              variables[i],
+              grads[i],
+              slots[i],
+              {**twin_scalars_of(i), **flags[i]},
+            )
+            for i in indices
           )
-          for i in indices
+          continue
+        slot_handles = {
+          name: [
+            slots[i][name].handle for i in indices if slots[i][name] is not None
+          ]  # an optional slot: none
+          for name in rule.slot_names
+        }
+        updates.append(
+          _op(rule.multi_tensor_op)(
+            var=[variables[i].handle for i in indices],
+            grad=[grads[i] for i in indices],
+            use_locking=use_locking,
+            **slot_handles,
+            **scalars_of(indices[0]),
+            **step_input,
+            **{
+              name: [values[i] for i in indices]
+              for name, values in flag_values.items()
+            },
+          )
         )
-        continue
-      slot_handles = {
-        name: [
-          slots[i][name].handle for i in indices if slots[i][name] is not None
-        ]  # an optional slot: none
-        for name in rule.slot_names
-      }
-      updates.append(
-        _op(rule.multi_tensor_op)(
-          var=[variables[i].handle for i in indices],
-          grad=[grads[i] for i in indices],
-          use_locking=use_locking,
-          **slot_handles,
-          **scalars_of(indices[0]),
-          **step_input,
-          **{
-            name: [values[i] for i in indices]
-            for name, values in flag_values.items()
-          },
-        )
-      )
   if tf.executing_eagerly():
     return None
   return tf.group(*[u for u in updates if u is not None])
@@ -307,12 +360,12 @@ def _check_names(what, given, expected):
     )
 
 
-def _scalars(rule, hyperparameters, dtype):
-  """{op input: scalar tensor of `dtype`}, each checked to be a scalar."""
+def _scalars(rule, hyperparameters, dtype, checks):
+  """{op input: scalar tensor of `dtype`}, each checked to be a real scalar."""
   _check_names("hyperparameters", hyperparameters, rule.scalar_names)
   return {
     name: _inputs.as_scalar(
-      hyperparameters[name], dtype, _ARGUMENT_NAMES.get(name, name)
+      hyperparameters[name], dtype, _ARGUMENT_NAMES.get(name, name), checks
     )
     for name in rule.scalar_names
   }
@@ -325,13 +378,24 @@ def _twin_scalars(rule, scalars, step_input):
   return rule.twin_scalars(**scalars, **step_input)
 
 
-def _step_input(rule, step):
+def _step_input(rule, step, checks):
   """{"step": int64 scalar} for ops that take a step, else {}."""
   if rule.takes_step:
-    return {"step": _inputs.as_step(step)}
+    return {"step": _inputs.as_step(step, checks)}
   if step is not None:
     raise TypeError(f"This update takes no `step`. Received: step={step!r}")
   return {}
+
+
+def _check_values(rule, scalars, step_input, checks):
+  """The kernels' value checks (step 4 of their order): `step` >= 1 and the
+  rule's positive scalars > 0."""
+  if "step" in step_input:
+    _inputs.check_step_value(step_input["step"], checks)
+  for name in rule.positive_scalars:
+    _inputs.check_positive(
+      _ARGUMENT_NAMES.get(name, name), scalars[name], checks
+    )
 
 
 def _check_lengths(n, named_lists):
@@ -346,12 +410,12 @@ def _check_lengths(n, named_lists):
 def _flags(values, n, name):
   if values is None:
     return [True] * n
-  flags = [bool(x) for x in values]
-  if len(flags) != n:
+  values = list(values)
+  if len(values) != n:
     raise ValueError(
-      f"`{name}` must hold one bool per variable ({n}). Received {len(flags)}."
+      f"`{name}` must hold one bool per variable ({n}). Received {len(values)}."
     )
-  return flags
+  return [_inputs.check_bool(f"{name}[{i}]", x) for i, x in enumerate(values)]
 
 
 def _as_list(value):
@@ -381,20 +445,156 @@ def _named_variables(rule, var, slots, index=None):
   named.extend(
     (f"{name}[{index}]", slots[name])
     for name in rule.slot_names
-    if slots.get(name) is not None
+    if name not in rule.list_slots or slots.get(name) is not None
   )
   return named
 
 
-def _check_inputs(rule, var, slots, grad, named, index=None):
-  """Static dtype and shape checks of one variable, its slots and gradient."""
+def _check_variable_objects(named):
+  """Each is a variable (a TypeError names the first that is not), and no
+  variable appears twice."""
+  for name, variable in named:
+    _inputs.check_variable_object(variable, name)
+  _inputs.check_distinct(named)
+
+
+def _check_inputs(rule, var, slots, grad, named, checks, index=None):
+  """Dtype and shape checks of one variable, its slots and gradient; returns
+  the gradient."""
   if rule.check_slots is not None:
-    rule.check_slots(var, slots, grad)
-    return
+    return rule.check_slots(var, slots, grad, checks)
   suffix = "" if index is None else f"[{index}]"
-  _inputs.check_update_inputs(
-    var, dict(named[1:]), grad, var_name=named[0][0], grad_name=f"grad{suffix}"
+  return _inputs.check_update_inputs(
+    var,
+    dict(named[1:]),
+    grad,
+    checks,
+    var_name=named[0][0],
+    grad_name=f"grad{suffix}",
   )
+
+
+# ----------------------------------------------------------------------------
+# Twins.
+# ----------------------------------------------------------------------------
+class _Staged:
+  """A variable as a twin sees it: `read_value()` reads the variable,
+  `assign(value)` only records `value`; `_run_twin` writes every recorded
+  value once the twin has computed them all.
+
+  So a twin that fails half-way (eagerly) writes nothing, and in a graph no
+  write of the variable or its slots runs before all their reads."""
+
+  def __init__(self, variable):
+    self._variable = variable
+    self.value = None
+
+  @property
+  def dtype(self):
+    return self._variable.dtype
+
+  @property
+  def shape(self):
+    return self._variable.shape
+
+  @property
+  def device(self):
+    return self._variable.device
+
+  def read_value(self):
+    return self._variable.read_value()
+
+  def assign(self, value):
+    if self.value is not None:
+      raise RuntimeError("A twin assigns each variable once.")
+    self.value = value
+    return value
+
+  def write(self):
+    return self._variable.assign(self.value)
+
+
+def _stage(value):
+  if value is None:
+    return None
+  if isinstance(value, (list, tuple)):
+    return [_stage(v) for v in value]
+  return _Staged(value)
+
+
+def _run_twin(rule, var, grad, slots, inputs):
+  """`rule.twin` for one variable, its writes after all of its values."""
+  staged_var = _Staged(var)
+  staged_slots = {name: _stage(value) for name, value in slots.items()}
+  rule.twin(staged_var, grad, **staged_slots, **inputs)
+  staged = [staged_var]
+  for value in staged_slots.values():
+    staged.extend(v for v in _as_list(value) if v is not None)
+  staged = [s for s in staged if s.value is not None]
+  with tf.control_dependencies([s.value for s in staged]):
+    writes = [s.write() for s in staged]
+  return tf.group(*writes)
+
+
+class _TwinLocks:
+  """One lock per variable, held by eager twins under `use_locking=True`.
+
+  An eager twin is a sequence of ops (read, compute, assign); two threads
+  updating one variable would interleave them and lose updates, while the
+  fused op holds the variables' locks for the whole update. The twins of a
+  call take the locks of all of its variables, in one global order (by
+  `id`), so that calls sharing variables cannot deadlock.
+
+  These locks serialise the package's own eager updates; they do not
+  exclude a fused op or another writer (`assign`) running at the same time,
+  and inside a graph (tf.function, TF1, XLA) no Python code runs when the
+  update does, so none is taken there.
+  """
+
+  def __init__(self):
+    self._guard = threading.Lock()
+    self._locks = {}  # id(variable) -> threading.Lock
+
+  def _lock(self, variable):
+    key = id(variable)
+    with self._guard:
+      lock = self._locks.get(key)
+      if lock is None:
+        lock = self._locks[key] = threading.Lock()
+        try:  # forgotten with the variable, before its id can be reused
+          weakref.finalize(variable, self._forget, key)
+        except TypeError:  # not weakly referenceable: kept
+          pass
+      return lock
+
+  def _forget(self, key):
+    with self._guard:
+      self._locks.pop(key, None)
+
+  @contextlib.contextmanager
+  def hold(self, variables):
+    """Holds the locks of `variables` (eagerly; a graph takes none)."""
+    if not variables or not tf.executing_eagerly():
+      yield
+      return
+    unique = sorted({id(v): v for v in variables}.items())
+    locks = [self._lock(v) for _, v in unique]
+    for lock in locks:
+      lock.acquire()
+    try:
+      yield
+    finally:
+      for lock in reversed(locks):
+        lock.release()
+
+
+_TWIN_LOCKS = _TwinLocks()
+
+
+def hold_twin_locks(variables, use_locking):
+  """A context that, eagerly and with `use_locking`, holds the twin locks of
+  `variables` (`_TwinLocks`)."""
+  return _TWIN_LOCKS.hold(list(variables) if use_locking else [])
 
 
 # ----------------------------------------------------------------------------

@@ -25,8 +25,13 @@ from tf_opt_plugin.ops import _update
 
 # The op's scalar hyperparameter inputs, in op order (`learning_rate` feeds
 # "lr"); the op also takes `step`.
-SCALAR_NAMES = ("lr", "beta_2_decay", "epsilon_1", "epsilon_2",
-                "clip_threshold")
+SCALAR_NAMES = (
+  "lr",
+  "beta_2_decay",
+  "epsilon_1",
+  "epsilon_2",
+  "clip_threshold",
+)
 
 
 def accumulator_shapes(var_shape):
@@ -43,10 +48,21 @@ def accumulator_shapes(var_shape):
   return [shape[:-1], shape[:-2].concatenate(shape[-1:])]
 
 
-def resource_apply_adafactor(var, accumulators, grad, *, learning_rate,
-                             beta_2_decay, epsilon_1, epsilon_2,
-                             clip_threshold, step, relative_step=True,
-                             use_locking=True, fused=None):
+def resource_apply_adafactor(
+  var,
+  accumulators,
+  grad,
+  *,
+  learning_rate,
+  beta_2_decay,
+  epsilon_1,
+  epsilon_2,
+  clip_threshold,
+  step,
+  relative_step=True,
+  use_locking=True,
+  fused=None,
+):
   """Applies one Adafactor step to `var` and its `accumulators` in place.
 
   Args:
@@ -59,7 +75,11 @@ def resource_apply_adafactor(var, accumulators, grad, *, learning_rate,
     step: the 1-based count of this update.
     relative_step: True scales the step by min(lr, 1/sqrt(step)), False uses
       `learning_rate` as it is.
-    use_locking: hold the variables' locks during the update.
+    use_locking: serialise concurrent updates of the same variables: the
+      fused op holds their locks for the whole update, the twin, eagerly, a
+      lock per variable; inside a graph the twin's reads and writes are each
+      atomic, but two calls running at once may interleave them (README,
+      "Concurrent updates").
     fused: None, True or False, as for `resource_apply_adamw`.
 
   Returns:
@@ -74,57 +94,137 @@ def resource_apply_adafactor(var, accumulators, grad, *, learning_rate,
   [0.9726, 1.9726, 2.9726, 3.9726]
   """
   return _update.apply_update(
-      _RULE, var, {"accumulators": list(accumulators)}, grad,
-      hyperparameters=dict(lr=learning_rate, beta_2_decay=beta_2_decay,
-                           epsilon_1=epsilon_1, epsilon_2=epsilon_2,
-                           clip_threshold=clip_threshold),
-      step=step, flags={"relative_step": relative_step},
-      use_locking=use_locking, fused=fused)
+    _RULE,
+    var,
+    {"accumulators": list(accumulators)},
+    grad,
+    hyperparameters=dict(
+      lr=learning_rate,
+      beta_2_decay=beta_2_decay,
+      epsilon_1=epsilon_1,
+      epsilon_2=epsilon_2,
+      clip_threshold=clip_threshold,
+    ),
+    step=step,
+    flags={"relative_step": relative_step},
+    use_locking=use_locking,
+    fused=fused,
+  )
 
 
-def _check_accumulators(var, slots, grad):
-  """The accumulators are as many, and shaped, as `accumulator_shapes`."""
+def _check_accumulators(var, slots, grad, checks):
+  """The accumulators are as many, and shaped, as `accumulator_shapes`, with
+  the kernel's messages; returns the gradient."""
   accumulators = slots["accumulators"]
-  _inputs.check_update_inputs(var, {}, grad)
+  grad = _inputs.check_update_inputs(var, {}, grad, checks)
   expected = accumulator_shapes(var.shape)
+  var_shape = _inputs.shape_text(var.shape)
   if len(accumulators) != len(expected):
-    kind = (" variables (row, column) for a variable of rank >= 2"
-            if len(expected) == 2 else
-            " variable (shaped like `var`) for a variable of rank < 2")
+    kind = (
+      " variables (row, column) for a variable of rank >= 2"
+      if len(expected) == 2
+      else " variable (shaped like `var`) for a variable of rank < 2"
+    )
     raise tf.errors.InvalidArgumentError(
-        None, None,
-        f"`accumulators` must hold {len(expected)}{kind}. Received: "
-        f"{len(accumulators)} accumulators for var.shape={var.shape}")
-  for i, (accumulator, shape) in enumerate(zip(accumulators, expected)):
+      None,
+      None,
+      f"`accumulators` must hold {len(expected)}{kind}. Received: "
+      f"{len(accumulators)} accumulators for var.shape={var_shape}",
+    )
+  roles = (
+    ["shaped like `var`"]
+    if len(expected) == 1
+    else ["row: var.shape[:-1]", "column: var.shape[:-2] + var.shape[-1:]"]
+  )
+  for i, (accumulator, shape, role) in enumerate(
+    zip(accumulators, expected, roles)
+  ):
     _inputs.check_variable(accumulator, f"accumulators[{i}]", grad.dtype)
     if not accumulator.shape.is_compatible_with(shape):
       raise tf.errors.InvalidArgumentError(
-          None, None,
-          f"`accumulators[{i}]` must have shape {shape}. Received: "
-          f"var.shape={var.shape}, accumulators[{i}].shape={accumulator.shape}")
+        None,
+        None,
+        f"`accumulators[{i}]` must have shape {_inputs.shape_text(shape)} "
+        f"({role}). Received: var.shape={var_shape}, accumulators[{i}].shape="
+        f"{_inputs.shape_text(accumulator.shape)}",
+      )
+  if (
+    checks.kernel_validates
+    or not checks.active
+    or all(
+      a.shape.is_fully_defined() and var.shape.is_fully_defined()
+      for a in accumulators
+    )
+  ):
+    return grad
+  # A shape known only at run time (a variable of unknown shape).
+  var_runtime = _inputs.runtime_shape(var)
+  expected_shapes = (
+    [var_runtime]
+    if len(expected) == 1
+    else [var_runtime[:-1], tf.concat([var_runtime[:-2], var_runtime[-1:]], 0)]
+  )
+  for i, (accumulator, shape, role) in enumerate(
+    zip(accumulators, expected_shapes, roles)
+  ):
+    shapes = {}
+
+    def condition(accumulator=accumulator, shape=shape, shapes=shapes):
+      shapes["actual"] = _inputs.runtime_shape(accumulator)
+      shapes["expected"] = shape
+      return _inputs.same_shape(shapes["actual"], shapes["expected"])
+
+    def message(i=i, role=role, shapes=shapes):
+      return [
+        f"`accumulators[{i}]` must have shape ",
+        _inputs.Shape(shapes["expected"]),
+        f" ({role}). Received: var.shape=",
+        _inputs.Shape(var_runtime),
+        f", accumulators[{i}].shape=",
+        _inputs.Shape(shapes["actual"]),
+      ]
+
+    checks.require(condition, message)
+  return grad
 
 
 def _rms(x):
   return tf.sqrt(tf.reduce_mean(tf.square(x)))
 
 
-def _adafactor_twin_scalars(*, lr, beta_2_decay, epsilon_1, epsilon_2,
-                            clip_threshold, step):
+def _adafactor_twin_scalars(
+  *, lr, beta_2_decay, epsilon_1, epsilon_2, clip_threshold, step
+):
   """The twin's scalars, derived once per call for all of its variables."""
   t = tf.cast(step, lr.dtype)
   beta_2_t = 1 - tf.pow(t, beta_2_decay)
   return dict(
-      lr=lr, epsilon_1=epsilon_1, epsilon_2=epsilon_2,
-      clip_threshold=clip_threshold,
-      beta_2_t=beta_2_t,
-      one_minus_beta_2_t=1 - beta_2_t,
-      relative_rho=tf.minimum(lr, 1 / tf.sqrt(t)),
-      one=tf.constant(1, lr.dtype))
+    lr=lr,
+    epsilon_1=epsilon_1,
+    epsilon_2=epsilon_2,
+    clip_threshold=clip_threshold,
+    beta_2_t=beta_2_t,
+    one_minus_beta_2_t=1 - beta_2_t,
+    relative_rho=tf.minimum(lr, 1 / tf.sqrt(t)),
+    one=tf.constant(1, lr.dtype),
+  )
 
 
-def _adafactor_twin(var, grad, *, accumulators, lr, epsilon_1, epsilon_2,
-                    clip_threshold, beta_2_t, one_minus_beta_2_t,
-                    relative_rho, one, relative_step=True):
+def _adafactor_twin(
+  var,
+  grad,
+  *,
+  accumulators,
+  lr,
+  epsilon_1,
+  epsilon_2,
+  clip_threshold,
+  beta_2_t,
+  one_minus_beta_2_t,
+  relative_rho,
+  one,
+  relative_step=True,
+):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   if var.shape.num_elements() == 0:
     return tf.no_op()
@@ -144,12 +244,15 @@ def _adafactor_twin(var, grad, *, accumulators, lr, epsilon_1, epsilon_2,
   if var.shape.rank >= 2:
     row = accumulate(accumulators[0], tf.reduce_mean(square, axis=-1))
     col = accumulate(accumulators[1], tf.reduce_mean(square, axis=-2))
-    mean_row = tf.maximum(tf.reduce_mean(row, axis=-1, keepdims=True),
-                          epsilon_1)
+    mean_row = tf.maximum(
+      tf.reduce_mean(row, axis=-1, keepdims=True), epsilon_1
+    )
     # Applied as separate factors: r_i * c_j / mean(r) underflows to 0 in
     # float32 for an all-zero gradient row and column (Keras 3 defect 9).
     row_scale = tf.sqrt(mean_row) * inverse_root(row)
-    u = (g * row_scale[..., :, tf.newaxis]) * inverse_root(col)[..., tf.newaxis, :]
+    u = (g * row_scale[..., :, tf.newaxis]) * inverse_root(col)[
+      ..., tf.newaxis, :
+    ]
     new_accumulators = (row, col)
   else:
     v = accumulate(accumulators[0], square)
@@ -159,19 +262,23 @@ def _adafactor_twin(var, grad, *, accumulators, lr, epsilon_1, epsilon_2,
   u = u / tf.maximum(one, _rms(u) / clip_threshold)
   rho = relative_rho if relative_step else lr
   alpha = tf.maximum(epsilon_2, _rms(w)) * rho
-  updates = [a.assign(tf.cast(value, a.dtype))
-             for a, value in zip(accumulators, new_accumulators)]
+  updates = [
+    a.assign(tf.cast(value, a.dtype))
+    for a, value in zip(accumulators, new_accumulators)
+  ]
   updates.append(var.assign(tf.cast(w - alpha * u, var.dtype)))
   return tf.group(*updates)
 
 
 _RULE = _update.UpdateRule(
-    per_variable_op="resource_apply_adafactor",
-    multi_tensor_op=None,
-    slot_names=("accumulators",),
-    list_slots=("accumulators",),
-    scalar_names=SCALAR_NAMES,
-    takes_step=True,
-    twin=_adafactor_twin,
-    twin_scalars=_adafactor_twin_scalars,
-    check_slots=_check_accumulators)
+  per_variable_op="resource_apply_adafactor",
+  multi_tensor_op=None,
+  slot_names=("accumulators",),
+  list_slots=("accumulators",),
+  scalar_names=SCALAR_NAMES,
+  takes_step=True,
+  twin=_adafactor_twin,
+  twin_scalars=_adafactor_twin_scalars,
+  check_slots=_check_accumulators,
+  positive_scalars=("clip_threshold",),
+)

@@ -24,9 +24,22 @@ from tf_opt_plugin.ops import _update
 SCALAR_NAMES = ("lr", "beta_1", "beta_2", "epsilon", "weight_decay")
 
 
-def resource_apply_adamw(var, m, v, grad, *, learning_rate, beta_1, beta_2,
-                         epsilon, weight_decay, step, vhat=None,
-                         use_locking=True, fused=None):
+def resource_apply_adamw(
+  var,
+  m,
+  v,
+  grad,
+  *,
+  learning_rate,
+  beta_1,
+  beta_2,
+  epsilon,
+  weight_decay,
+  step,
+  vhat=None,
+  use_locking=True,
+  fused=None,
+):
   """Applies one AdamW step to `var` and its slots `m`, `v` (`vhat`) in place.
 
   Args:
@@ -38,7 +51,11 @@ def resource_apply_adamw(var, m, v, grad, *, learning_rate, beta_1, beta_2,
       numbers, tensors or variables).
     step: the 1-based count of this update (`iterations + 1` in Keras).
     vhat: the amsgrad slot (running maximum of `v`), or None for Adam(W).
-    use_locking: hold the variables' locks during the update.
+    use_locking: serialise concurrent updates of the same variables: the
+      fused op holds their locks for the whole update, the twin, eagerly, a
+      lock per variable; inside a graph the twin's reads and writes are each
+      atomic, but two calls running at once may interleave them (README,
+      "Concurrent updates").
     fused: None runs the custom op where it can run and the pure-TF twin
       elsewhere; True insists on the op (raises `FusedOpUnavailableError`
       saying why it cannot run); False forces the twin.
@@ -55,22 +72,46 @@ def resource_apply_adamw(var, m, v, grad, *, learning_rate, beta_1, beta_2,
   [0.9, 1.9]
   """
   return _update.apply_update(
-      _RULE, var, {"m": m, "v": v, "vhat": vhat}, grad,
-      hyperparameters=dict(lr=learning_rate, beta_1=beta_1, beta_2=beta_2,
-                           epsilon=epsilon, weight_decay=weight_decay),
-      step=step, use_locking=use_locking, fused=fused)
+    _RULE,
+    var,
+    {"m": m, "v": v, "vhat": vhat},
+    grad,
+    hyperparameters=dict(
+      lr=learning_rate,
+      beta_1=beta_1,
+      beta_2=beta_2,
+      epsilon=epsilon,
+      weight_decay=weight_decay,
+    ),
+    step=step,
+    use_locking=use_locking,
+    fused=fused,
+  )
 
 
-def multi_tensor_apply_adamw(variables, ms, vs, grads, *, learning_rate,
-                             beta_1, beta_2, epsilon, weight_decay, step,
-                             vhats=None, apply_weight_decay=None,
-                             use_locking=True, fused=None):
+def multi_tensor_apply_adamw(
+  variables,
+  ms,
+  vs,
+  grads,
+  *,
+  learning_rate,
+  beta_1,
+  beta_2,
+  epsilon,
+  weight_decay,
+  step,
+  vhats=None,
+  apply_weight_decay=None,
+  use_locking=True,
+  fused=None,
+):
   """One AdamW step for every variable of `variables`, in place.
 
   Variables are grouped by (device, dtype) (`multi_tensor_groups`); each
   group runs as one `ResourceMultiTensorApplyAdamW` op where the fused op can
   run, else as the pure-TF twin of each variable. Every input is checked
-  before any variable is written.
+  before any variable is written; empty lists are a no-op.
 
   Args:
     variables, ms, vs, grads: lists of equal length: the variables, their
@@ -81,7 +122,11 @@ def multi_tensor_apply_adamw(variables, ms, vs, grads, *, learning_rate,
     vhats: None (Adam / AdamW) or the amsgrad slots, one per variable.
     apply_weight_decay: None (decay for all) or one bool per variable; False
       updates that variable as if weight_decay were 0 (exclusion lists).
-    use_locking: hold the variables' locks during the update.
+    use_locking: serialise concurrent updates of the same variables: the
+      fused op holds their locks for the whole update, the twin, eagerly, a
+      lock per variable; inside a graph the twin's reads and writes are each
+      atomic, but two calls running at once may interleave them (README,
+      "Concurrent updates").
     fused: None runs the multi-tensor op where it can run and the twins
       elsewhere; True insists on fused ops (raises `FusedOpUnavailableError`
       for a variable where none can run, before any variable is updated);
@@ -100,29 +145,53 @@ def multi_tensor_apply_adamw(variables, ms, vs, grads, *, learning_rate,
   [[0.9, 1.9], [2.9]]
   """
   return _update.apply_multi_tensor_update(
-      _RULE, variables, {"m": ms, "v": vs, "vhat": vhats}, grads,
-      hyperparameters=dict(lr=learning_rate, beta_1=beta_1, beta_2=beta_2,
-                           epsilon=epsilon, weight_decay=weight_decay),
-      step=step, per_tensor_flags={"apply_weight_decay": apply_weight_decay},
-      use_locking=use_locking, fused=fused)
+    _RULE,
+    variables,
+    {"m": ms, "v": vs, "vhat": vhats},
+    grads,
+    hyperparameters=dict(
+      lr=learning_rate,
+      beta_1=beta_1,
+      beta_2=beta_2,
+      epsilon=epsilon,
+      weight_decay=weight_decay,
+    ),
+    step=step,
+    per_tensor_flags={"apply_weight_decay": apply_weight_decay},
+    use_locking=use_locking,
+    fused=fused,
+  )
 
 
 def _adamw_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay, step):
   """The twin's scalars, derived once per call for all of its variables."""
   t = tf.cast(step, lr.dtype)
   return dict(
-      lr_times_decay=lr * weight_decay,
-      # apply_weight_decay=False: decay 0, as the kernel (w * 0 keeps NaNs).
-      lr_times_no_decay=lr * tf.zeros_like(weight_decay),
-      one_minus_beta_1=1 - beta_1,
-      one_minus_beta_2=1 - beta_2,
-      epsilon=epsilon,
-      lr_t=lr * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t)))
+    lr_times_decay=lr * weight_decay,
+    # apply_weight_decay=False: decay 0, as the kernel (w * 0 keeps NaNs).
+    lr_times_no_decay=lr * tf.zeros_like(weight_decay),
+    one_minus_beta_1=1 - beta_1,
+    one_minus_beta_2=1 - beta_2,
+    epsilon=epsilon,
+    lr_t=lr * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t)),
+  )
 
 
-def _adamw_twin(var, grad, *, m, v, vhat, lr_times_decay, lr_times_no_decay,
-                one_minus_beta_1, one_minus_beta_2, epsilon, lr_t,
-                apply_weight_decay=True):
+def _adamw_twin(
+  var,
+  grad,
+  *,
+  m,
+  v,
+  vhat,
+  lr_times_decay,
+  lr_times_no_decay,
+  one_minus_beta_1,
+  one_minus_beta_2,
+  epsilon,
+  lr_t,
+  apply_weight_decay=True,
+):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr_t.dtype
   g = tf.cast(grad, compute)
@@ -132,8 +201,10 @@ def _adamw_twin(var, grad, *, m, v, vhat, lr_times_decay, lr_times_no_decay,
   m_new = m_new + (g - m_new) * one_minus_beta_1
   v_new = tf.cast(v.read_value(), compute)
   v_new = v_new + (g * g - v_new) * one_minus_beta_2
-  updates = [m.assign(tf.cast(m_new, m.dtype)),
-             v.assign(tf.cast(v_new, v.dtype))]
+  updates = [
+    m.assign(tf.cast(m_new, m.dtype)),
+    v.assign(tf.cast(v_new, v.dtype)),
+  ]
   denominator_v = v_new
   if vhat is not None:
     denominator_v = tf.maximum(tf.cast(vhat.read_value(), compute), v_new)
@@ -144,12 +215,13 @@ def _adamw_twin(var, grad, *, m, v, vhat, lr_times_decay, lr_times_no_decay,
 
 
 _RULE = _update.UpdateRule(
-    per_variable_op="resource_apply_adam_w",
-    multi_tensor_op="resource_multi_tensor_apply_adam_w",
-    slot_names=("m", "v", "vhat"),
-    list_slots=("vhat",),
-    scalar_names=SCALAR_NAMES,
-    takes_step=True,
-    per_tensor_flags=("apply_weight_decay",),
-    twin=_adamw_twin,
-    twin_scalars=_adamw_twin_scalars)
+  per_variable_op="resource_apply_adam_w",
+  multi_tensor_op="resource_multi_tensor_apply_adam_w",
+  slot_names=("m", "v", "vhat"),
+  list_slots=("vhat",),
+  scalar_names=SCALAR_NAMES,
+  takes_step=True,
+  per_tensor_flags=("apply_weight_decay",),
+  twin=_adamw_twin,
+  twin_scalars=_adamw_twin_scalars,
+)

@@ -22,10 +22,20 @@ import tensorflow as tf
 
 from tf_opt_plugin.ops import _dispatch
 from tf_opt_plugin.ops import _inputs
+from tf_opt_plugin.ops import _update
 
 
-def resource_apply_sgd(var, momentum_buffer, grad, *, learning_rate, momentum,
-                       nesterov=False, use_locking=True, fused=None):
+def resource_apply_sgd(
+  var,
+  momentum_buffer,
+  grad,
+  *,
+  learning_rate,
+  momentum,
+  nesterov=False,
+  use_locking=True,
+  fused=None,
+):
   """Applies one SGD (with Keras momentum) step to `var` in place.
 
   Args:
@@ -36,7 +46,11 @@ def resource_apply_sgd(var, momentum_buffer, grad, *, learning_rate, momentum,
       are summed).
     learning_rate, momentum: scalars (Python numbers, tensors or variables).
     nesterov: use Nesterov momentum.
-    use_locking: hold the variables' locks during the update.
+    use_locking: serialise concurrent updates of the same variables: the
+      fused op holds their locks for the whole update, the twin, eagerly, a
+      lock per variable; inside a graph the twin's reads and writes are each
+      atomic, but two calls running at once may interleave them (README,
+      "Concurrent updates").
     fused: None uses TF's built-in kernels where they run (everywhere except
       DTensor), True insists on them, False forces the pure-TF twin.
 
@@ -50,37 +64,88 @@ def resource_apply_sgd(var, momentum_buffer, grad, *, learning_rate, momentum,
   >>> [round(float(x), 4) for x in w.numpy()]  # 1 - 0.1 - (0.09 + 0.1)
   [0.71, 1.71]
   """
+  return _apply_sgd(
+    var,
+    momentum_buffer,
+    grad,
+    learning_rate=learning_rate,
+    momentum=momentum,
+    nesterov=nesterov,
+    use_locking=use_locking,
+    fused=fused,
+  )
+
+
+# Builds ops with no tensor-dependent Python control flow: AutoGraph, inside
+# a tf.function, has nothing to convert (and must not rewrite its checks).
+@tf.autograph.experimental.do_not_convert
+def _apply_sgd(
+  var, momentum_buffer, grad, *, learning_rate, momentum, nesterov,
+  use_locking, fused
+):  # fmt: skip
+  """`resource_apply_sgd`."""
+  fused = _inputs.check_fused(fused)
+  use_locking = _inputs.check_bool("use_locking", use_locking)
+  nesterov = _inputs.check_bool("nesterov", nesterov)
+  _inputs.check_variable_object(var, "var")
+  named = [("var", var)]
+  if momentum_buffer is not None:
+    _inputs.check_variable_object(momentum_buffer, "momentum_buffer")
+    named.append(("momentum_buffer", momentum_buffer))
+  _inputs.check_distinct(named)
+  checks = _inputs.Checks([var])
+  dtype = tf.as_dtype(var.dtype).base_dtype
+  lr = _inputs.as_scalar(learning_rate, dtype, "learning_rate", checks)
+  mu = _inputs.as_scalar(momentum, dtype, "momentum", checks)
   if momentum_buffer is None:
-    momentum_value = tf.get_static_value(tf.convert_to_tensor(momentum))
+    momentum_value = tf.get_static_value(mu)
     if momentum_value is None or momentum_value != 0:
       raise ValueError(
-          "`momentum_buffer` is required when momentum is not 0. Received: "
-          f"momentum={momentum}, momentum_buffer=None")
-  dtype = tf.as_dtype(var.dtype).base_dtype
-  lr = _inputs.as_scalar(learning_rate, dtype, "learning_rate")
-  mu = _inputs.as_scalar(momentum, dtype, "momentum")
+        "`momentum_buffer` is required when momentum is not 0. Received: "
+        f"momentum={momentum}, momentum_buffer=None"
+      )
   use_builtin = _use_builtin_kernel(fused, var)
 
   if momentum_buffer is None and isinstance(grad, tf.IndexedSlices):
-    grad = _inputs.sum_duplicate_indices(grad)
-    _inputs.check_sparse_gradient(var, grad)
-    # TF's scatter kernel runs wherever the dense kernel does (the twin path
-    # would be the same op), so there is only one sparse update.
-    return var.scatter_sub(tf.IndexedSlices(grad.values * lr, grad.indices,
-                                            grad.dense_shape))
+    # TF's scatter writes the rows before a bad index: check them first.
+    _inputs.check_sparse_indices(grad, var, checks)
+    with tf.control_dependencies(checks.ops):
+      grad = _inputs.sum_duplicate_indices(grad)
+      _inputs.check_sparse_gradient(var, grad)
+      # TF's scatter kernel runs wherever the dense kernel does (the twin
+      # path would be the same op), so there is only one sparse update.
+      return var.scatter_sub(
+        tf.IndexedSlices(grad.values * lr, grad.indices, grad.dense_shape)
+      )
 
-  grad = _inputs.as_dense_gradient(grad)
-  slots = {} if momentum_buffer is None else {"momentum_buffer": momentum_buffer}
-  _inputs.check_update_inputs(var, slots, grad)
-  if use_builtin:
-    if momentum_buffer is None:
-      return tf.raw_ops.ResourceApplyGradientDescent(
-          var=var.handle, alpha=lr, delta=grad, use_locking=use_locking)
-    return tf.raw_ops.ResourceApplyKerasMomentum(
-        var=var.handle, accum=momentum_buffer.handle, lr=lr, grad=grad,
-        momentum=mu, use_locking=use_locking, use_nesterov=nesterov)
-  return _sgd_twin(var, momentum_buffer, grad, lr=lr, momentum=mu,
-                   nesterov=nesterov)
+  grad = _inputs.as_dense_gradient(grad, var, checks)
+  slots = (
+    {} if momentum_buffer is None else {"momentum_buffer": momentum_buffer}
+  )
+  # TF's kernels check shapes and initialisation themselves; the twin's
+  # checks come first.
+  checks.kernel_validates = use_builtin
+  grad = _inputs.check_update_inputs(var, slots, grad, checks)
+  _inputs.check_initialized(named, checks)
+  with tf.control_dependencies(checks.ops):
+    if use_builtin:
+      if momentum_buffer is None:
+        return tf.raw_ops.ResourceApplyGradientDescent(
+          var=var.handle, alpha=lr, delta=grad, use_locking=use_locking
+        )
+      return tf.raw_ops.ResourceApplyKerasMomentum(
+        var=var.handle,
+        accum=momentum_buffer.handle,
+        lr=lr,
+        grad=grad,
+        momentum=mu,
+        use_locking=use_locking,
+        use_nesterov=nesterov,
+      )
+    with _update.hold_twin_locks([v for _, v in named], use_locking):
+      return _sgd_twin(
+        var, momentum_buffer, grad, lr=lr, momentum=mu, nesterov=nesterov
+      )
 
 
 def _use_builtin_kernel(fused, var):
@@ -97,8 +162,9 @@ def _sgd_twin(var, momentum_buffer, grad, *, lr, momentum, nesterov):
   """The same step in plain TF ops (DTensor-friendly)."""
   if momentum_buffer is None:
     return var.assign_sub(grad * lr)
-  buffer = momentum_buffer.assign(momentum_buffer.read_value() * momentum
-                                  - grad * lr)
+  buffer = momentum_buffer.assign(
+    momentum_buffer.read_value() * momentum - grad * lr
+  )
   if nesterov:
     return var.assign_add(buffer * momentum - grad * lr)
   return var.assign_add(buffer)

@@ -7,8 +7,12 @@ DTensor meshes in `tf_opt_plugin.dtensor`) derives its base class from
 `AlgorithmHost` and implements the primitives marked "front end", so
 `class Adam(AdamAlgorithm, FrontEndOptimizer)` is a complete optimizer.
 
-A front-end class names its default `name` where it is defined:
-`class Adam(AdamAlgorithm, Optimizer, default_name="adam")`.
+No class names itself: with `name=None` each front end's Keras derives the
+default name from the class, as it does for its own optimizers (Keras 3:
+"adam", "adam_1", "adam_w", "sgd"; tf-keras: "Adam", "AdamW", "SGD").
+
+`checked_gradients` is the one validation of an `apply()`'s gradients that
+every front end runs before anything is written.
 """
 
 import numbers
@@ -16,21 +20,16 @@ import re
 
 import tensorflow as tf
 
+from tf_opt_plugin.ops import _dispatch
 from tf_opt_plugin.optimizers import _hyperparameters
 
 
 class AlgorithmHost:
   """Helpers shared by the front ends, and the primitives they provide."""
 
-  _default_name = None
   # Set by optimizers whose fused op applies the front end's decoupled weight
   # decay itself (Adam, AdamW, Lion), saving a pass over the variable.
   _fuses_weight_decay = False
-
-  def __init_subclass__(cls, default_name=None, **kwargs):
-    super().__init_subclass__(**kwargs)
-    if default_name is not None:
-      cls._default_name = default_name
 
   # ----------------------------------------------------------------------
   # Front end: primitives each base class implements.
@@ -90,7 +89,13 @@ class AlgorithmHost:
   # Shared helpers.
   # ----------------------------------------------------------------------
   def resolve_name(self, name):
-    return name if name is not None else self._default_name
+    """The `name` to pass to the front end: as given.
+
+    None stays None, so the front end's Keras derives the name from the
+    class, numbering repeats where it does (a fixed default would make slot
+    paths differ from those of Keras's own classes).
+    """
+    return name
 
   def check_hyperparameter(self, name, value, check):
     """Validates a float hyperparameter; schedules and callables pass as is."""
@@ -191,7 +196,7 @@ class AlgorithmHost:
     """
     # tf-keras's `update_step` takes no learning rate.
     extra = () if learning_rate is None else (learning_rate,)
-    for gradient, variable in zip(gradients, variables):
+    for gradient, variable in zip(gradients, variables, strict=True):
       self.update_step(gradient, variable, *extra)
 
   @classmethod
@@ -207,6 +212,193 @@ class AlgorithmHost:
         config[key] = cls.deserialize_hyperparameter(config[key],
                                                      custom_objects)
     return cls(**config)
+
+
+def checked_gradients(grads, variables, *, cast):
+  """`grads` for `variables`, checked whole before anything is written.
+
+  Every front end's `apply()` calls this first, so a rejected call changes
+  nothing: no variable, slot or `iterations` moves, and a retry applies one
+  step, not two. Per (gradient, variable) pair, None gradients aside:
+
+    * there are as many gradients as variables (ValueError naming both
+      lengths);
+    * with `cast` (Keras 3, which casts each gradient to its variable's
+      dtype), the gradient's dtype is real: floating-point, integer or bool
+      (TypeError otherwise); without (tf-keras, which does not cast), it is
+      the variable's (InvalidArgumentError, the error tf-keras raises);
+    * a dense gradient has the variable's shape, or one that broadcasts to
+      it (then it is broadcast: Keras's elementwise math does the same); a
+      `tf.IndexedSlices` has rows shaped like the variable's and indices in
+      [0, rows). Shapes known while tracing raise ValueError; what only the
+      values tell (an unknown shape, the indices) is an assertion,
+      InvalidArgumentError when run, returned for the caller to make every
+      write of the call depend on.
+
+  Args:
+    grads: gradients (tensors, NumPy arrays, `tf.IndexedSlices` or None).
+    variables: their variables, in the same order.
+    cast: whether the front end casts gradients to the variable's dtype.
+
+  Returns:
+    `(grads, assertions)`: the gradients as tensors in their own dtype (None
+    stays None, sparse stays sparse; `cast_gradient` casts them where the
+    update needs it), and the assertion ops (none eagerly, where they have
+    already run): run the whole update under
+    `tf.control_dependencies(assertions)`.
+  """
+  grads, variables = list(grads), list(variables)
+  if len(grads) != len(variables):
+    raise ValueError(
+        "`grads` must hold one gradient per variable. Received: "
+        f"{len(grads)} gradients and {len(variables)} variables")
+  checked, assertions = [], []
+  for i, (grad, variable) in enumerate(zip(grads, variables)):
+    if grad is None:
+      checked.append(None)
+      continue
+    name = f"`grads[{i}]`"
+    var_name = _describe(variable)
+    var_dtype = variable_dtype(variable)
+    if not isinstance(grad, tf.IndexedSlices):
+      # A NumPy array keeps its dtype (as in Keras's ops); a Python list or
+      # number takes the variable's, as it would as an op's operand.
+      grad = tf.convert_to_tensor(
+          grad, dtype_hint=None if hasattr(grad, "dtype") else var_dtype)
+    grad_dtype = tf.as_dtype(grad.dtype).base_dtype
+    if cast:
+      if not (grad_dtype.is_floating or grad_dtype.is_integer
+              or grad_dtype == tf.bool):
+        raise TypeError(
+            f"{name} must have a real dtype (floating-point, integer or "
+            f"bool), cast to the {var_dtype.name} of its variable "
+            f"{var_name}. Received: grad.dtype={grad_dtype.name}")
+    elif grad_dtype != var_dtype:
+      raise tf.errors.InvalidArgumentError(
+          None, None,
+          f"{name} must have the dtype of its variable {var_name} (tf-keras "
+          f"optimizers do not cast gradients). Received: "
+          f"var.dtype={var_dtype.name}, grad.dtype={grad_dtype.name}")
+    var_shape = tf.TensorShape(variable.shape)
+    if isinstance(grad, tf.IndexedSlices):
+      make_assertions = _check_sparse_shape(name, var_name, grad, var_shape)
+    else:
+      grad, make_assertions = _check_dense_shape(name, var_name, grad,
+                                                 var_shape)
+    # XLA drops assertions, and DTensor has no layouts for them; there the
+    # ops' own checks remain.
+    if make_assertions is not None and not (
+        _dispatch.is_dtensor(variable) or _dispatch._in_xla_context()):  # pylint: disable=protected-access
+      assertions += make_assertions()
+    checked.append(grad)
+  if tf.executing_eagerly():
+    assertions = []  # they have run
+  return checked, assertions
+
+
+def cast_gradient(gradient, variable):
+  """`gradient` (dense or `tf.IndexedSlices`) in `variable`'s dtype."""
+  dtype = variable_dtype(variable)
+  if gradient is None or tf.as_dtype(gradient.dtype).base_dtype == dtype:
+    return gradient
+  if isinstance(gradient, tf.IndexedSlices):
+    return tf.IndexedSlices(tf.cast(gradient.values, dtype), gradient.indices,
+                            gradient.dense_shape)
+  return tf.cast(gradient, dtype)
+
+
+def variable_dtype(variable):
+  """The dtype a variable stores, also while an autocast scope is active."""
+  stored = getattr(variable, "_value", None)  # a keras.Variable's tf.Variable
+  if isinstance(stored, tf.Variable):
+    variable = stored
+  return tf.as_dtype(getattr(variable, "true_dtype", None)
+                     or variable.dtype).base_dtype
+
+
+def _describe(variable):
+  name = getattr(variable, "path", None) or getattr(variable, "name", None)
+  return f"`{name}`" if name is not None else "(unnamed)"
+
+
+def _shape_text(shape):
+  shape = tf.TensorShape(shape)
+  if shape.rank is None:
+    return "<unknown>"
+  return "[" + ",".join("?" if d is None else str(d)
+                        for d in shape.as_list()) + "]"
+
+
+def _check_dense_shape(name, var_name, grad, var_shape):
+  """Checks a dense gradient's shape against its variable's.
+
+  Returns `(grad, make_assertions)`: the gradient, broadcast to the
+  variable's shape where its static shape broadcasts to it (Keras's Adam,
+  AdamW, Lamb, Lion and tf-keras's optimizers broadcast such a gradient in
+  their elementwise math; broadcasting first is the same update), and None
+  or a function making the assertion of a shape only known at run time.
+  Raises ValueError for any other static mismatch.
+  """
+  message = (f"{name} must have the shape of its variable {var_name}. "
+             f"Received: var.shape={_shape_text(var_shape)}, "
+             f"grad.shape={_shape_text(grad.shape)}")
+  if not grad.shape.is_compatible_with(var_shape):
+    if not _broadcasts_to(grad.shape, var_shape):
+      raise ValueError(message)
+    return tf.broadcast_to(grad, var_shape), None
+  if grad.shape.is_fully_defined() or not var_shape.is_fully_defined():
+    return grad, None
+  return grad, lambda: [tf.debugging.assert_equal(
+      tf.shape(grad, out_type=tf.int64),
+      tf.constant(var_shape.as_list(), tf.int64),
+      message=message + " (the shape it has when run is printed below)")]
+
+
+def _broadcasts_to(shape, target):
+  """Whether the static `shape` broadcasts to the fully known `target`."""
+  if shape.rank is None or not target.is_fully_defined():
+    return False
+  if shape.rank > target.rank:
+    return False
+  return all(d in (1, t) for d, t in zip(reversed(shape.as_list()),
+                                         reversed(target.as_list())))
+
+
+def _check_sparse_shape(name, var_name, grad, var_shape):
+  """Raises ValueError for rows statically shaped unlike the variable's;
+  returns None, or a function making the run-time assertions (row shape
+  where unknown, indices in range)."""
+  values_shape = tf.TensorShape(grad.values.shape)
+  message = (f"{name} (a tf.IndexedSlices) must have rows shaped like those "
+             f"of its variable {var_name}. Received: "
+             f"var.shape={_shape_text(var_shape)}, "
+             f"grad.values.shape={_shape_text(values_shape)}")
+  if var_shape.rank is None:
+    return None
+  if var_shape.rank == 0 or not values_shape.is_compatible_with(
+      tf.TensorShape([None]).concatenate(var_shape[1:])):
+    raise ValueError(message)
+  rows = var_shape[0]
+
+  def assertions():
+    result = []
+    if (not values_shape[1:].is_fully_defined()
+        and var_shape[1:].is_fully_defined()):
+      result.append(tf.debugging.assert_equal(
+          tf.shape(grad.values, out_type=tf.int64)[1:],
+          tf.constant(var_shape[1:].as_list(), tf.int64), message=message))
+    if rows is not None:
+      # Out of range, TF's scatter kernels raise on CPU and drop the row on
+      # GPU; either way, after other variables were written.
+      indices = tf.cast(grad.indices, tf.int64)
+      result.append(tf.debugging.Assert(
+          tf.reduce_all(tf.logical_and(indices >= 0, indices < rows)),
+          [f"{name} (a tf.IndexedSlices) must have indices in [0, {rows}), "
+           f"the rows of its variable {var_name}. Received: indices=",
+           indices], summarize=10))
+    return result
+
+  return assertions
 
 
 def without_axis(items, axis):

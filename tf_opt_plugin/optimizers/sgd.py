@@ -42,8 +42,9 @@ class SGDAlgorithm:
                      name=self.resolve_name(name), **kwargs)
     self.momentum = _hyperparameters.check_number("momentum", momentum)
     if not 0.0 <= self.momentum <= 1.0:
-      raise ValueError(
-          f"`momentum` must be in [0, 1]. Received: momentum={momentum}")
+      raise ValueError(  # Keras's message
+          "`momentum` must be a float between [0, 1]. Received: "
+          f"momentum={momentum}")
     self.nesterov = _hyperparameters.check_bool("nesterov", nesterov)
 
   def build(self, var_list):

@@ -21,33 +21,32 @@ _register = keras.saving.register_keras_serializable(package="tf_opt_plugin")
 
 
 @_register
-class SGD(sgd.SGDAlgorithm, Optimizer, default_name="SGD"):
+class SGD(sgd.SGDAlgorithm, Optimizer):
   __doc__ = sgd.SGDAlgorithm.__doc__
 
 
 @_register
-class Adam(adam.AdamAlgorithm, Optimizer, default_name="adam"):
+class Adam(adam.AdamAlgorithm, Optimizer):
   __doc__ = adam.AdamAlgorithm.__doc__
 
 
 @_register
-class AdamW(adamw.AdamWAlgorithm, Optimizer, default_name="adamw"):
+class AdamW(adamw.AdamWAlgorithm, Optimizer):
   __doc__ = adamw.AdamWAlgorithm.__doc__
 
 
 @_register
-class Lamb(lamb.LambAlgorithm, Optimizer, default_name="lamb"):
+class Lamb(lamb.LambAlgorithm, Optimizer):
   __doc__ = lamb.LambAlgorithm.__doc__
 
 
 @_register
-class Adafactor(adafactor.AdafactorAlgorithm, Optimizer,
-                default_name="adafactor"):
+class Adafactor(adafactor.AdafactorAlgorithm, Optimizer):
   __doc__ = adafactor.AdafactorAlgorithm.__doc__
 
 
 @_register
-class Lion(lion.LionAlgorithm, Optimizer, default_name="lion"):
+class Lion(lion.LionAlgorithm, Optimizer):
   __doc__ = lion.LionAlgorithm.__doc__
 
 

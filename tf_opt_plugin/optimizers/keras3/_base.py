@@ -5,11 +5,18 @@ the all-reduce, and puts a `merge_call` inside a `cond` for gradient
 accumulation and EMA overwrite (defects 1-3 in docs/keras_defects.md). Here one
 `apply()` runs:
 
-  replica context   sum the gradients over replicas
+  replica context   check every (gradient, variable) pair: lengths, dtypes,
+                      shapes (`_host.checked_gradients`); a rejected call
+                      writes nothing
+                    set aside the gradients of `overwrite_with_gradient`
+                      variables; unscale the others (loss scale)
+                    sum the gradients over replicas
                     sum repeated indices of sparse gradients
                     gate = all summed gradients finite   (LossScaleOptimizer)
+                    overwrite the `overwrite_with_gradient` variables (gated)
                     average with the accumulators        (accumulation)
-                    clip, evaluate the learning rate
+                    clip, cast to the variable's dtype (as Keras's update
+                      steps do), evaluate the learning rate
   one merge_call    per variable, on its own device:
                       a real step:  decay, update_step, accumulator
                                     reset, constraint, EMA, EMA overwrite
@@ -166,10 +173,29 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
   def apply(self, grads, trainable_variables=None):
     self.apply_with_gate(grads, trainable_variables)
 
-  def apply_with_gate(self, grads, trainable_variables=None, gate_fn=None):
-    """`apply()`; `gate_fn(summed_grads)` may veto the step (returns bool).
+  def apply_with_gate(self, grads, trainable_variables=None, gate_fn=None,
+                      loss_scale=None):
+    """`apply()`, with what `LossScaleOptimizer` needs.
 
-    Returns the gate tensor (None without `gate_fn`).
+    Args:
+      grads: the gradients, one per variable (None for none).
+      trainable_variables: the variables; None: those of `build()`.
+      gate_fn: None, or a function of the gradients summed over replicas
+        (those that overwrite their variables included) returning a bool
+        tensor; False skips the whole step: nothing is written and
+        `iterations` does not move.
+      loss_scale: None, or a scalar that divides every gradient except those
+        of variables marked `overwrite_with_gradient` (float8 scales and
+        amax histories: values to store, not derivatives of the scaled
+        loss), which Keras leaves unscaled.
+
+    Returns:
+      The gate tensor (None without `gate_fn`).
+
+    Raises:
+      ValueError, TypeError, InvalidArgumentError: for gradients that do not
+        fit their variables (`_host.checked_gradients`), before anything is
+        written or built.
     """
     grads = list(grads)
     if not grads:
@@ -180,44 +206,69 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
             "When passing `grads` without `trainable_variables`, the "
             "optimizer must already be built. Call "
             "`optimizer.build(trainable_variables)` first.")
-      if len(grads) != len(self._trainable_variables):
-        raise ValueError(
-            "`grads` must match the optimizer's variables one to one. "
-            f"Received: {len(grads)} gradients for "
-            f"{len(self._trainable_variables)} variables")
       trainable_variables = self._trainable_variables
+      known = True
     else:
       trainable_variables = list(trainable_variables)
+      known = False
+    # Everything that can reject the call runs before anything is written;
+    # what only a run can tell is an assertion every write depends on.
+    grads, assertions = _host.checked_gradients(grads, trainable_variables,
+                                                cast=True)
+    if not known:
       if not self.built:
         with keras.name_scope(self.name, caller=self):
           self.build(trainable_variables)
         self.built = True
       self._check_variables_are_known(trainable_variables)
+    with tf.control_dependencies(assertions):
+      return self._apply_checked(grads, trainable_variables, gate_fn,
+                                 loss_scale)
 
+  def _apply_checked(self, grads, trainable_variables, gate_fn, loss_scale):
     gate = None
     with keras.name_scope(self.name, caller=self):
       grads, trainable_variables = self._filter_empty_gradients(
           grads, trainable_variables)
-      grads, trainable_variables = (
-          self._overwrite_variables_directly_with_gradients(
-              grads, trainable_variables))
-      if grads:
-        if self.loss_scale_factor is not None:
-          inverse = 1.0 / self.loss_scale_factor
-          grads = [map_values(g, lambda x: x * tf.cast(inverse, x.dtype))
-                   for g in grads]
-        gate = self._backend_apply_gradients(grads, trainable_variables,
-                                             gate_fn)
+      overwrite = [self._overwrite_variable_with_gradient(v)
+                   for v in trainable_variables]
+      overwritten = ([g for g, o in zip(grads, overwrite) if o],
+                     [v for v, o in zip(trainable_variables, overwrite) if o])
+      grads = [g for g, o in zip(grads, overwrite) if not o]
+      trainable_variables = [v for v, o in zip(trainable_variables, overwrite)
+                             if not o]
+      # Only the gradients that are derivatives of the (scaled) loss.
+      if self.loss_scale_factor is not None:
+        inverse = 1.0 / self.loss_scale_factor
+        grads = [map_values(g, lambda x: x * tf.cast(inverse, x.dtype))
+                 for g in grads]
+      if loss_scale is not None:
+        grads = [map_values(g, lambda x: x / tf.cast(loss_scale, x.dtype))
+                 for g in grads]
+      gate = self._backend_apply_gradients(grads, trainable_variables,
+                                           gate_fn, overwritten)
     self._iterations.assign_add(
         1 if gate is None else tf.cast(gate, self._iterations.dtype))
     return gate
 
   def _backend_apply_gradients(self, grads, trainable_variables,
-                               gate_fn=None):
-    grads = _sum_over_replicas(grads)
+                               gate_fn=None, overwritten=((), ())):
+    overwrite_grads, overwrite_variables = (list(x) for x in overwritten)
+    # The gate sees every gradient, summed over replicas like the others so
+    # that every replica decides alike; the overwrite itself uses the local
+    # gradient, as Keras's does.
+    checked = grads + (overwrite_grads if gate_fn is not None else [])
+    checked = _sum_over_replicas(checked)
     grads = [_inputs.sum_duplicate_indices(g)
-             if isinstance(g, tf.IndexedSlices) else g for g in grads]
-    gate = gate_fn(grads) if gate_fn is not None else None
+             if isinstance(g, tf.IndexedSlices) else g
+             for g in checked[:len(grads)]]
+    gate = (gate_fn(grads + checked[len(grads):]) if gate_fn is not None
+            else None)
+    if overwrite_variables:
+      self._overwrite_with_gradients(overwrite_grads, overwrite_variables,
+                                     gate)
+    if not grads:
+      return gate
 
     is_update_step = None
     if self.gradient_accumulation_steps:
@@ -237,6 +288,10 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
                              lambda: list(grads))
     else:
       update_grads = self._clip_gradients(grads)
+    # Keras's update steps cast the (clipped) gradient to the variable's
+    # dtype first; so do we, once, for every algorithm.
+    update_grads = [_host.cast_gradient(g, tf_variable(v))
+                    for g, v in zip(update_grads, trainable_variables)]
 
     learning_rate = self.learning_rate
     tf.__internal__.distribute.interim.maybe_merge_call(
@@ -245,6 +300,19 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
         self._distribution_strategy, grads, update_grads, learning_rate,
         is_update_step, gate)
     return gate
+
+  def _overwrite_with_gradients(self, grads, variables, gate):
+    """Keras's overwrite of `overwrite_with_gradient` variables, gated."""
+    grads = [_host.cast_gradient(g, tf_variable(v))
+             for g, v in zip(grads, variables)]
+
+    def overwrite():
+      self._overwrite_variables_directly_with_gradients(grads, variables)
+
+    if gate is None:
+      overwrite()
+    else:  # a skipped step overwrites nothing either
+      tf.cond(gate, overwrite, lambda: None)
 
   def _distributed_update(self, distribution, grads, update_grads,
                           learning_rate, is_update_step, gate, *, variables):
@@ -369,7 +437,7 @@ def _sum_over_replicas(grads):
         "`apply()` / `apply_gradients()` must be called in a replica "
         "context: inside `strategy.run(...)` (as `fit()` does), not directly "
         "under `strategy.scope()`.")
-  if context.num_replicas_in_sync == 1:
+  if context.num_replicas_in_sync == 1 or not grads:
     return grads
   return context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
 

@@ -17,14 +17,22 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
 
   Keras 3 checks finiteness on each replica's local gradients, so one
   replica's overflow can skip the step on that replica only and the replicas
-  drift apart (defect 2 in docs/keras_defects.md). Here the check runs on the
-  gradients summed over all replicas, inside the inner optimizer's own
-  pipeline, so every replica skips or applies together. Being a subclass of
-  Keras's class, `model.compile()` does not wrap it a second time under a
-  `mixed_float16` policy.
+  drift apart (defect 2 in docs/keras_defects.md). With a tf_opt_plugin inner
+  optimizer the check runs on the gradients summed over all replicas, inside
+  the inner optimizer's own pipeline, so every replica skips or applies
+  together. Any other Keras optimizer is wrapped exactly as Keras's
+  `LossScaleOptimizer` wraps it (Keras's code runs), so configs written by
+  Keras's class load through this one. Being a subclass of Keras's class,
+  `model.compile()` does not wrap it a second time under a `mixed_float16`
+  policy.
+
+  As in Keras, gradients of variables marked `overwrite_with_gradient`
+  (float8 layers' scales and amax histories) are not divided by the scale,
+  and a skipped step overwrites nothing.
 
   Args:
-    inner_optimizer: a `tf_opt_plugin.optimizers` optimizer.
+    inner_optimizer: a `keras.optimizers.Optimizer`: a tf_opt_plugin
+      optimizer, or any Keras optimizer (then with Keras's own behaviour).
     initial_scale: the initial loss scale, > 0.
     dynamic_growth_steps: finite steps before the scale doubles, >= 1.
     name: the optimizer's name.
@@ -46,10 +54,10 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
 
   def __init__(self, inner_optimizer, initial_scale=2.0**15,
                dynamic_growth_steps=2000, name=None, **kwargs):
-    if not isinstance(inner_optimizer, _base.Optimizer):
+    if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
       raise TypeError(
-          "`inner_optimizer` must be a tf_opt_plugin optimizer (SGD, Adam, "
-          "AdamW, Lamb or Adafactor). Received: "
+          "`inner_optimizer` must be a Keras optimizer (a tf_opt_plugin "
+          "optimizer for the distribution-correct pipeline). Received: "
           f"inner_optimizer={inner_optimizer!r}")
     _hyperparameters.check_positive("initial_scale", initial_scale)
     if (isinstance(dynamic_growth_steps, bool)
@@ -61,29 +69,47 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
                      dynamic_growth_steps=dynamic_growth_steps, name=name,
                      **kwargs)
 
+  @property
+  def _ours(self):
+    """Whether the inner optimizer runs tf_opt_plugin's pipeline."""
+    return isinstance(self.inner_optimizer, _base.Optimizer)
+
   def build(self, var_list):
-    # Keras's two variables, but updated in replica context from a decision
-    # every replica shares, hence aggregated from the first replica.
+    if var_list is None:
+      # Keras's class fails here with "'NoneType' object is not iterable".
+      raise ValueError(
+          "When passing `grads` without `trainable_variables`, the "
+          "optimizer must already be built. Call "
+          "`optimizer.build(trainable_variables)` first.")
+    # Keras's two variables. Ours are updated in replica context from a
+    # decision every replica shares, hence aggregated from the first replica;
+    # under Keras's pipeline they are Keras's own.
+    aggregation = "only_first_replica" if self._ours else "none"
     self.step_counter = self.add_variable(
-        shape=(), dtype="int", initializer="zeros",
-        aggregation="only_first_replica", name="step_counter")
+        shape=(), dtype="int", initializer="zeros", aggregation=aggregation,
+        name="step_counter")
     self.dynamic_scale = self.add_variable(
         shape=(), dtype="float32",
         initializer=keras.initializers.Constant(self.initial_scale),
-        aggregation="only_first_replica", name="dynamic_scale")
+        aggregation=aggregation, name="dynamic_scale")
     self.inner_optimizer.build(var_list)
     keras.optimizers.Optimizer.build(self, var_list)
 
   def apply(self, grads, trainable_variables=None):
+    if not self.built and trainable_variables is None:
+      self.build(None)  # raises the error Keras's base class raises
+    if not self._ours:
+      super().apply(grads, trainable_variables)  # Keras's own pipeline
+      return
     if not self.built:
       with keras.name_scope(self.name, caller=self):
         self.build(trainable_variables)
       self.built = True
-    scale = self.dynamic_scale.value
-    unscaled = [None if g is None else _base.map_values(
-        g, lambda x: x / tf.cast(scale, x.dtype)) for g in grads]
+    # The inner pipeline divides by the scale after setting the gradients of
+    # `overwrite_with_gradient` variables aside: those are never scaled.
     finite = self.inner_optimizer.apply_with_gate(
-        unscaled, trainable_variables, gate_fn=_all_finite)
+        grads, trainable_variables, gate_fn=_all_finite,
+        loss_scale=self.dynamic_scale.value)
     if finite is None:  # no gradients at all
       return
     self._update_scale(finite)

@@ -28,33 +28,32 @@ LossScaleOptimizer = tf_keras.mixed_precision.LossScaleOptimizer
 
 
 @_register
-class SGD(sgd.SGDAlgorithm, Optimizer, default_name="SGD"):
+class SGD(sgd.SGDAlgorithm, Optimizer):
   __doc__ = sgd.SGDAlgorithm.__doc__
 
 
 @_register
-class Adam(adam.AdamAlgorithm, Optimizer, default_name="Adam"):
+class Adam(adam.AdamAlgorithm, Optimizer):
   __doc__ = adam.AdamAlgorithm.__doc__
 
 
 @_register
-class AdamW(adamw.AdamWAlgorithm, Optimizer, default_name="AdamW"):
+class AdamW(adamw.AdamWAlgorithm, Optimizer):
   __doc__ = adamw.AdamWAlgorithm.__doc__
 
 
 @_register
-class Lamb(lamb.LambAlgorithm, Optimizer, default_name="Lamb"):
+class Lamb(lamb.LambAlgorithm, Optimizer):
   __doc__ = lamb.LambAlgorithm.__doc__
 
 
 @_register
-class Adafactor(adafactor.AdafactorAlgorithm, Optimizer,
-                default_name="Adafactor"):
+class Adafactor(adafactor.AdafactorAlgorithm, Optimizer):
   __doc__ = adafactor.AdafactorAlgorithm.__doc__
 
 
 @_register
-class Lion(lion.LionAlgorithm, Optimizer, default_name="Lion"):
+class Lion(lion.LionAlgorithm, Optimizer):
   __doc__ = lion.LionAlgorithm.__doc__
 
 

@@ -23,6 +23,7 @@ four changes:
 
 import os
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
@@ -165,13 +166,19 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
     return slot
 
   def serialize_hyperparameter(self, value):
-    """Config form of a float, a variable, a schedule or a callable."""
+    """Config form of a float, a variable, a schedule or a callable.
+
+    A variable's (or a callable's) value is the shortest float that rounds
+    to it in its dtype: `Adam(1e-4)` stores 1e-4 in a float32 variable and
+    its config says 1e-4, as tf-keras's (a NumPy float32) compares, not
+    9.999999747378752e-05.
+    """
     if isinstance(value, _LearningRateSchedule):
       return tf_keras.optimizers.schedules.serialize(value)
     if isinstance(value, tf.Variable):
-      return float(value.numpy())
+      return _shortest_float(value.numpy())
     if callable(value):  # tf-keras stores a callable's current value
-      return float(value())
+      return _shortest_float(value())
     return value
 
   @classmethod
@@ -184,6 +191,24 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
   # ----------------------------------------------------------------------
   # tf-keras's pipeline, with the decay moved next to the update.
   # ----------------------------------------------------------------------
+  def apply_gradients(self, grads_and_vars, *args, **kwargs):
+    """tf-keras's `apply_gradients`, the whole call checked first.
+
+    Every (gradient, variable) pair is validated before anything is written
+    (`_host.checked_gradients`): a gradient of another dtype raises
+    InvalidArgumentError, as in tf-keras, which does not cast; a misshapen
+    one ValueError. tf-keras would have decayed and updated the variables
+    before it, leaving `iterations` behind.
+    """
+    grads_and_vars = list(grads_and_vars)
+    if not grads_and_vars:
+      return super().apply_gradients(grads_and_vars, *args, **kwargs)
+    grads, variables = zip(*grads_and_vars)
+    grads, assertions = _host.checked_gradients(grads, variables, cast=False)
+    with tf.control_dependencies(assertions):
+      return super().apply_gradients(list(zip(grads, variables)), *args,
+                                     **kwargs)
+
   def _apply_weight_decay(self, variables):
     del variables  # applied per variable in _update_step
 
@@ -279,6 +304,15 @@ def guard_stale_slots():
   first training step is enough.
   """
   os.environ.setdefault(COMBINE_ALL_REDUCES_ENV, "0")
+
+
+def _shortest_float(value):
+  """`value` as the shortest Python float that rounds back to it in its own
+  floating dtype (1e-4 for float32's 9.999999747378752e-05)."""
+  value = np.asarray(value)
+  if value.dtype.kind != "f":
+    return float(value)
+  return float(np.format_float_scientific(value[()], unique=True))
 
 
 def _dtensor():
