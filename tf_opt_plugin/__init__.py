@@ -20,5 +20,7 @@ from tf_opt_plugin.optimizers import SGD
 
 from tf_opt_plugin._version import __version__
 
-__all__ = ["Adafactor", "Adam", "AdamW", "Lamb", "Lion", "LossScaleOptimizer",
-           "SGD", "ops", "optimizers", "__version__"]
+__all__ = [
+    "Adafactor", "Adam", "AdamW", "Lamb", "Lion", "LossScaleOptimizer", "SGD",
+    "ops", "optimizers", "__version__"
+]

@@ -69,7 +69,8 @@ def stdlib_text(max_bytes=None):
   sizes = [0, 0]
   for i, path in enumerate(files):
     which = 1 if i % 10 == 9 else 0
-    if max_bytes is not None and sizes[which] >= max_bytes * (0.1 if which else 0.9):
+    if max_bytes is not None and sizes[which] >= max_bytes * (0.1 if which else
+                                                              0.9):
       continue
     with open(path, "rb") as f:
       data = f.read()
@@ -107,10 +108,13 @@ def make_model(seq_len, width, layers, heads, seed):
       keras.ops.arange(seq_len, dtype="int32")[None, :])
   x = x + positions
   for i in range(layers):
-    attention = keras.layers.MultiHeadAttention(
-        heads, width // heads, name=f"attention_{i}")(x, x, use_causal_mask=True)
+    attention = keras.layers.MultiHeadAttention(heads,
+                                                width // heads,
+                                                name=f"attention_{i}")(
+                                                    x, x, use_causal_mask=True)
     x = keras.layers.LayerNormalization(name=f"layer_norm_{i}a")(x + attention)
-    hidden = keras.layers.Dense(4 * width, activation="gelu", name=f"ffn_{i}a")(x)
+    hidden = keras.layers.Dense(4 * width, activation="gelu",
+                                name=f"ffn_{i}a")(x)
     x = keras.layers.LayerNormalization(name=f"layer_norm_{i}b")(
         x + keras.layers.Dense(width, name=f"ffn_{i}b")(hidden))
   logits = keras.layers.Dense(VOCAB, name="logits")(x)
@@ -179,28 +183,49 @@ def train_one(side, key, data, args):
   else:
     optimizer = getattr(keras.optimizers, keras_name)(**kwargs)
     label = f"keras {keras_name}"
-  model = make_model(args.seq_len, args.width, args.layers, args.heads, args.seed)
-  model.compile(optimizer=optimizer,
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"])
+  model = make_model(args.seq_len, args.width, args.layers, args.heads,
+                     args.seed)
+  model.compile(
+      optimizer=optimizer,
+      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics=["accuracy"])
   recorder = _Recorder.make(label, args.steps, not args.quiet)
   x, y, x_eval, y_eval = data
   start = time.perf_counter()
-  model.fit(x, y, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0,
+  model.fit(x,
+            y,
+            batch_size=args.batch_size,
+            epochs=1,
+            shuffle=False,
+            verbose=0,
             callbacks=[recorder])
   train_s = time.perf_counter() - start
-  eval_loss, eval_accuracy = model.evaluate(x_eval, y_eval, batch_size=args.batch_size,
+  eval_loss, eval_accuracy = model.evaluate(x_eval,
+                                            y_eval,
+                                            batch_size=args.batch_size,
                                             verbose=0)
   timed = recorder.times[args.skip_steps:] or recorder.times[-1:]
   return {
-      "side": side, "optimizer": key, "label": label,
-      "step_ms": 1e3 * statistics.median(timed),
-      "first_step_s": recorder.times[0],
-      "train_s": train_s,
+      "side":
+          side,
+      "optimizer":
+          key,
+      "label":
+          label,
+      "step_ms":
+          1e3 * statistics.median(timed),
+      "first_step_s":
+          recorder.times[0],
+      "train_s":
+          train_s,
       "losses": [float(v) for v in recorder.losses],
       "step_times_ms": [1e3 * t for t in recorder.times],
-      "eval_loss": float(eval_loss), "eval_accuracy": float(eval_accuracy),
-      "finite": bool(np.all(np.isfinite(recorder.losses)) and np.isfinite(eval_loss)),
+      "eval_loss":
+          float(eval_loss),
+      "eval_accuracy":
+          float(eval_accuracy),
+      "finite":
+          bool(np.all(np.isfinite(recorder.losses)) and np.isfinite(eval_loss)),
   }
 
 
@@ -208,9 +233,11 @@ def _warm_up(data, args):
   """A few untimed steps first, so one-time process costs (thread pools, oneDNN
   kernels) do not land on whichever run comes first."""
   import keras  # pylint: disable=g-import-not-at-top
-  model = make_model(args.seq_len, args.width, args.layers, args.heads, args.seed)
-  model.compile(optimizer=keras.optimizers.SGD(0.0),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  model = make_model(args.seq_len, args.width, args.layers, args.heads,
+                     args.seed)
+  model.compile(
+      optimizer=keras.optimizers.SGD(0.0),
+      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   n = 3 * args.batch_size
   model.fit(data[0][:n], data[1][:n], batch_size=args.batch_size, verbose=0)
 
@@ -236,21 +263,26 @@ def table_rows(runs):
         f"{theirs['step_ms'] / ours['step_ms']:.2f}x",
         f"{ours['first_step_s']:.1f}", f"{theirs['first_step_s']:.1f}",
         f"{ours['eval_loss']:.3f}", f"{theirs['eval_loss']:.3f}",
-        f"{ours['eval_accuracy']:.3f}", f"{theirs['eval_accuracy']:.3f}"])
+        f"{ours['eval_accuracy']:.3f}", f"{theirs['eval_accuracy']:.3f}"
+    ])
   return rows
 
 
 def format_text_table(rows):
-  widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+  widths = [
+      max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)
+  ]
   line = lambda cells: "  ".join(  # noqa: E731
-      c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-  return "\n".join([line(COLUMNS), "  ".join("-" * w for w in widths)]
-                   + [line(r) for r in rows])
+      c.ljust(w) if i == 0 else c.rjust(w)
+      for i, (c, w) in enumerate(zip(cells, widths)))
+  return "\n".join([line(COLUMNS), "  ".join("-" * w for w in widths)] +
+                   [line(r) for r in rows])
 
 
 def format_markdown_table(rows):
-  out = ["| " + " | ".join(COLUMNS) + " |",
-         "|---|" + "---:|" * (len(COLUMNS) - 1)]
+  out = [
+      "| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)
+  ]
   out += ["| " + " | ".join(r) + " |" for r in rows]
   return "\n".join(out)
 
@@ -264,7 +296,7 @@ def smooth(values, weight=0.9):
   out, average = [], 0.0
   for i, v in enumerate(values, 1):
     average = weight * average + (1 - weight) * v
-    out.append(average / (1 - weight ** i))
+    out.append(average / (1 - weight**i))
   return out
 
 
@@ -278,8 +310,12 @@ def plot(runs, keys, path, title):
       run = runs.get((key, side))
       if run is None:
         continue
-      left.plot(range(1, len(run["losses"]) + 1), smooth(run["losses"]), style,
-                color=colors[i % len(colors)], label=run["label"])
+      left.plot(range(1,
+                      len(run["losses"]) + 1),
+                smooth(run["losses"]),
+                style,
+                color=colors[i % len(colors)],
+                label=run["label"])
   firsts = [run["losses"][0] for run in runs.values() if run["losses"]]
   if firsts:  # an early spike (SGD) would squash every other curve; the data is in results.json
     left.set_ylim(top=1.1 * max(firsts))
@@ -290,14 +326,23 @@ def plot(runs, keys, path, title):
   left.grid(alpha=0.3)
   names = [PAIRS[k][0] for k in keys]
   xs = range(len(keys))
-  ours = [runs[(k, "ours")]["step_ms"] if (k, "ours") in runs else 0 for k in keys]
-  theirs = [runs[(k, "keras")]["step_ms"] if (k, "keras") in runs else 0 for k in keys]
+  ours = [
+      runs[(k, "ours")]["step_ms"] if (k, "ours") in runs else 0 for k in keys
+  ]
+  theirs = [
+      runs[(k, "keras")]["step_ms"] if (k, "keras") in runs else 0 for k in keys
+  ]
   bars_ours = right.bar([x - 0.2 for x in xs], ours, 0.4, label="tf_opt_plugin")
-  bars_keras = right.bar([x + 0.2 for x in xs], theirs, 0.4, label="keras.optimizers")
+  bars_keras = right.bar([x + 0.2 for x in xs],
+                         theirs,
+                         0.4,
+                         label="keras.optimizers")
   for bar in list(bars_ours) + list(bars_keras):
-    right.annotate(f"{bar.get_height():.0f}", (bar.get_x() + bar.get_width() / 2,
-                                               bar.get_height()),
-                   ha="center", va="bottom", fontsize=8)
+    right.annotate(f"{bar.get_height():.0f}",
+                   (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                   ha="center",
+                   va="bottom",
+                   fontsize=8)
   right.set_xticks(list(xs))
   right.set_xticklabels(names)
   right.set_ylabel("median time per fit() step (ms)")
@@ -313,8 +358,10 @@ def plot(runs, keys, path, title):
 def _machine_line():
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return (f"{_machine.cpu_description()}, {os.cpu_count()} logical cores; Python "
-          f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}")
+  return (
+      f"{_machine.cpu_description()}, {os.cpu_count()} logical cores; Python "
+      f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}"
+  )
 
 
 def _fused_status():
@@ -328,8 +375,9 @@ def _fused_status():
   reason = ops.dispatch_reason(tf.Variable([0.0]))
   if reason is None:
     return True, "fused custom ops loaded (CPU kernels)"
-  return False, (f"fused ops NOT in use (dispatch_reason={reason!r}): our optimizers "
-                 "run their pure-TF twins, so expect no speed-up")
+  return False, (
+      f"fused ops NOT in use (dispatch_reason={reason!r}): our optimizers "
+      "run their pure-TF twins, so expect no speed-up")
 
 
 # ------------------------------------------------------------------------------------
@@ -338,45 +386,75 @@ def _fused_status():
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(
       prog="python -m tf_opt_plugin.demo",
-      description=(
-          "Trains a byte-level transformer language model on the text of Python's "
-          "standard library with fit(), once with each chosen tf_opt_plugin optimizer "
-          "and once with its keras.optimizers counterpart (same model, initial weights, "
-          "batches and hyperparameters), then prints a table and writes results.md, "
-          "results.json and demo.png into --output-dir. The defaults take a few "
-          "minutes on 2 CPU cores."),
+      description=
+      ("Trains a byte-level transformer language model on the text of Python's "
+       "standard library with fit(), once with each chosen tf_opt_plugin optimizer "
+       "and once with its keras.optimizers counterpart (same model, initial weights, "
+       "batches and hyperparameters), then prints a table and writes results.md, "
+       "results.json and demo.png into --output-dir. The defaults take a few "
+       "minutes on 2 CPU cores."),
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--optimizers", default=",".join(OPTIMIZERS),
-                      help="comma-separated subset of: " + ", ".join(OPTIMIZERS))
-  parser.add_argument("--steps", type=int, default=200,
+  parser.add_argument("--optimizers",
+                      default=",".join(OPTIMIZERS),
+                      help="comma-separated subset of: " +
+                      ", ".join(OPTIMIZERS))
+  parser.add_argument("--steps",
+                      type=int,
+                      default=200,
                       help="training steps (batches) per run")
-  parser.add_argument("--output-dir", default="tf_opt_plugin_demo",
+  parser.add_argument("--output-dir",
+                      default="tf_opt_plugin_demo",
                       help="folder for results.md, results.json and demo.png "
-                           "(created if missing)")
-  parser.add_argument("--batch-size", type=int, default=4, help="sequences per batch")
-  parser.add_argument("--seq-len", type=int, default=64, help="characters per sequence")
-  parser.add_argument("--width", type=int, default=256, help="model width (d_model)")
-  parser.add_argument("--layers", type=int, default=2, help="transformer blocks")
+                      "(created if missing)")
+  parser.add_argument("--batch-size",
+                      type=int,
+                      default=4,
+                      help="sequences per batch")
+  parser.add_argument("--seq-len",
+                      type=int,
+                      default=64,
+                      help="characters per sequence")
+  parser.add_argument("--width",
+                      type=int,
+                      default=256,
+                      help="model width (d_model)")
+  parser.add_argument("--layers",
+                      type=int,
+                      default=2,
+                      help="transformer blocks")
   parser.add_argument("--heads", type=int, default=4, help="attention heads")
-  parser.add_argument("--eval-batches", type=int, default=32,
+  parser.add_argument("--eval-batches",
+                      type=int,
+                      default=32,
                       help="held-out batches for the final loss and accuracy")
-  parser.add_argument("--skip-steps", type=int, default=5,
-                      help="first steps left out of the median step time (the first "
-                           "traces the training function)")
-  parser.add_argument("--seed", type=int, default=0,
-                      help="seed of the initial weights and of the batch selection")
-  parser.add_argument("--max-text-mb", type=float, default=None,
-                      help="read at most this much standard-library text (default: all "
-                           "top-level modules, about 5 MB)")
-  parser.add_argument("--no-plot", action="store_true",
+  parser.add_argument(
+      "--skip-steps",
+      type=int,
+      default=5,
+      help="first steps left out of the median step time (the first "
+      "traces the training function)")
+  parser.add_argument(
+      "--seed",
+      type=int,
+      default=0,
+      help="seed of the initial weights and of the batch selection")
+  parser.add_argument(
+      "--max-text-mb",
+      type=float,
+      default=None,
+      help="read at most this much standard-library text (default: all "
+      "top-level modules, about 5 MB)")
+  parser.add_argument("--no-plot",
+                      action="store_true",
                       help="skip demo.png (no matplotlib needed)")
   parser.add_argument("--quiet", action="store_true", help="no progress bars")
   args = parser.parse_args(argv)
   keys = [k.strip().lower() for k in args.optimizers.split(",") if k.strip()]
   unknown = [k for k in keys if k not in PAIRS]
   if unknown or not keys:
-    parser.error(f"--optimizers: unknown {', '.join(unknown) or '(empty)'}; choose from "
-                 + ", ".join(OPTIMIZERS))
+    parser.error(
+        f"--optimizers: unknown {', '.join(unknown) or '(empty)'}; choose from "
+        + ", ".join(OPTIMIZERS))
   args.keys = [k for k in OPTIMIZERS if k in keys]
   if args.steps < 2:
     parser.error("--steps must be >= 2")
@@ -384,7 +462,8 @@ def parse_args(argv=None):
     parser.error("--skip-steps must be in [1, --steps)")
   if args.width % args.heads:
     parser.error("--width must be a multiple of --heads")
-  for name in ("batch_size", "seq_len", "width", "layers", "heads", "eval_batches"):
+  for name in ("batch_size", "seq_len", "width", "layers", "heads",
+               "eval_batches"):
     if getattr(args, name) < 1:
       parser.error(f"--{name.replace('_', '-')} must be >= 1")
   return args
@@ -405,19 +484,22 @@ def main(argv=None):
   machine = _machine_line()
   max_bytes = None if args.max_text_mb is None else int(args.max_text_mb * 1e6)
   train_text, eval_text = stdlib_text(max_bytes)
-  x, y = windows(train_text, args.steps * args.batch_size, args.seq_len, args.seed)
-  x_eval, y_eval = windows(eval_text, args.eval_batches * args.batch_size, args.seq_len,
-                           args.seed + 1)
+  x, y = windows(train_text, args.steps * args.batch_size, args.seq_len,
+                 args.seed)
+  x_eval, y_eval = windows(eval_text, args.eval_batches * args.batch_size,
+                           args.seq_len, args.seed + 1)
   data = (x, y, x_eval, y_eval)
   fused, fused_text = _fused_status()
-  model = make_model(args.seq_len, args.width, args.layers, args.heads, args.seed)
+  model = make_model(args.seq_len, args.width, args.layers, args.heads,
+                     args.seed)
   params = model.count_params()
-  setting = (f"byte-level transformer LM ({args.layers} blocks, width {args.width}, "
-             f"{args.heads} heads, FFN {4 * args.width}, {params:,} parameters in "
-             f"{len(model.trainable_variables)} variables), {args.steps} steps of "
-             f"{args.batch_size} x {args.seq_len} characters of Python's standard "
-             f"library ({len(train_text):,} training / {len(eval_text):,} held-out "
-             f"characters), seed {args.seed}")
+  setting = (
+      f"byte-level transformer LM ({args.layers} blocks, width {args.width}, "
+      f"{args.heads} heads, FFN {4 * args.width}, {params:,} parameters in "
+      f"{len(model.trainable_variables)} variables), {args.steps} steps of "
+      f"{args.batch_size} x {args.seq_len} characters of Python's standard "
+      f"library ({len(train_text):,} training / {len(eval_text):,} held-out "
+      f"characters), seed {args.seed}")
   del model
   print(f"tf_opt_plugin demo: {setting}")
   print(f"  machine: {machine}; load average {load_start}")
@@ -425,7 +507,8 @@ def main(argv=None):
   print(f"  output: {os.path.abspath(args.output_dir)}")
 
   if not args.quiet:
-    print("  warming up the process (a few untimed steps, not reported) ...", flush=True)
+    print("  warming up the process (a few untimed steps, not reported) ...",
+          flush=True)
   _warm_up(data, args)
   runs = {}
   for i, key in enumerate(args.keys):
@@ -439,26 +522,40 @@ def main(argv=None):
   rows = table_rows(runs)
   print()
   print(format_text_table(rows))
-  print(f"\nms/step: median over steps {args.skip_steps + 1}-{args.steps} of fit(); speed-up "
-        "= Keras ms/step / ours; 1st step = tracing + the first step; held-out = "
-        f"{args.eval_batches} batches of unseen standard-library files.")
-  print(f"Load average {load_start} at start, {load_end} at end; total {total_s:.0f} s.")
+  print(
+      f"\nms/step: median over steps {args.skip_steps + 1}-{args.steps} of fit(); speed-up "
+      "= Keras ms/step / ours; 1st step = tracing + the first step; held-out = "
+      f"{args.eval_batches} batches of unseen standard-library files.")
+  print(
+      f"Load average {load_start} at start, {load_end} at end; total {total_s:.0f} s."
+  )
   nonfinite = [r["label"] for r in runs.values() if not r["finite"]]
   if nonfinite:
     print("Non-finite losses: " + ", ".join(nonfinite))
 
-  command = "python -m tf_opt_plugin.demo " + " ".join(argv if argv is not None
-                                                        else sys.argv[1:])
+  command = "python -m tf_opt_plugin.demo " + " ".join(
+      argv if argv is not None else sys.argv[1:])
   with open(os.path.join(args.output_dir, "results.md"), "w") as f:
-    f.write(f"# tf_opt_plugin demo\n\n`{command.strip()}`\n\n{setting}.\n\n"
-            f"Machine: {machine}; load average {load_start} at start, {load_end} "
-            f"at end; {fused_text}; total {total_s:.0f} s.\n\n"
-            + format_markdown_table(rows) + "\n")
+    f.write(
+        f"# tf_opt_plugin demo\n\n`{command.strip()}`\n\n{setting}.\n\n"
+        f"Machine: {machine}; load average {load_start} at start, {load_end} "
+        f"at end; {fused_text}; total {total_s:.0f} s.\n\n" +
+        format_markdown_table(rows) + "\n")
   with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-    json.dump({"setting": setting, "machine": machine, "fused": fused,
-               "load_average": [load_start, load_end], "total_s": total_s,
-               "args": {k: v for k, v in vars(args).items()},
-               "runs": list(runs.values())}, f, indent=1)
+    json.dump(
+        {
+            "setting": setting,
+            "machine": machine,
+            "fused": fused,
+            "load_average": [load_start, load_end],
+            "total_s": total_s,
+            "args": {
+                k: v for k, v in vars(args).items()
+            },
+            "runs": list(runs.values())
+        },
+        f,
+        indent=1)
   if not args.no_plot:
     png = os.path.join(args.output_dir, "demo.png")
     plot(runs, args.keys, png, setting)

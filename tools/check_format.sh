@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks (or, with --fix, applies) the formatting of every tracked Python, C++ and CUDA file:
-# `ruff format` (ruff.toml: 2-space indentation, 80 columns) and clang-format (.clang-format:
-# Google style). The tools come from the venv tools/setup_env.sh makes, pinned there.
+# yapf (.style.yapf: Google style, 2-space indentation, 80 columns) and clang-format
+# (.clang-format: Google style). The tools come from the venv tools/setup_env.sh makes, pinned there.
 #   tools/check_format.sh          exit 1 and list the files that differ
 #   tools/check_format.sh --fix    rewrite them
 set -euo pipefail
@@ -11,17 +11,18 @@ cd "$ROOT"
 VENV=${TF_OPT_PLUGIN_VENV:-.venv}
 [[ "$VENV" = /* ]] || VENV="$ROOT/$VENV"
 
-mapfile -t python_files < <(git ls-files '*.py')
-mapfile -t cxx_files < <(git ls-files '*.cc' '*.h' '*.cu' | grep -v '^third_party/')
+mapfile -t python_files < <(git ls-files --cached --others --exclude-standard '*.py')
+mapfile -t cxx_files < <(git ls-files --cached --others --exclude-standard '*.cc' '*.h' '*.cu' | grep -v '^third_party/')
 
 if [[ "${1:-}" == "--fix" ]]; then
-  "$VENV/bin/ruff" format -q "${python_files[@]}"
+  "$VENV/bin/yapf" -i -p "${python_files[@]}"
   "$VENV/bin/clang-format" -i "${cxx_files[@]}"
   exit 0
 fi
 
 status=0
-if ! "$VENV/bin/ruff" format --check -q "${python_files[@]}"; then
+if ! "$VENV/bin/yapf" --diff -p "${python_files[@]}" >/dev/null; then
+  "$VENV/bin/yapf" --diff -p "${python_files[@]}" | sed -n 's/^--- \(.*\)\t*(original)$/\1/p' >&2 || true
   echo "[check_format] Python files above are not formatted: run tools/check_format.sh --fix" >&2
   status=1
 fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up the environment (tools/setup_env.sh), then runs pytest on tests/ against the INSTALLED
+# Sets up the environment (tools/setup_env.sh), checks the formatting (tools/check_format.sh: a
+# tree that is not formatted fails the run, after the tests), then runs pytest on tests/ against the INSTALLED
 # wheel: pytest runs from a scratch directory with --import-mode=importlib, so the source tree's
 # tf_opt_plugin/ (which has no .so) is never imported. Extra arguments go to pytest.
 # Exits non-zero on failures and when no tests were collected (pytest exit code 5).
@@ -7,6 +8,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/tools/setup_env.sh"
+format_status=0
+TF_OPT_PLUGIN_VENV="${TF_OPT_PLUGIN_VENV:-.venv}" bash "$ROOT/tools/check_format.sh" || format_status=$?
 
 VENV=${TF_OPT_PLUGIN_VENV:-.venv}
 [[ "$VENV" = /* ]] || VENV="$ROOT/$VENV"
@@ -55,6 +58,10 @@ rc=$?
 set -e
 if [[ $rc -eq 5 ]]; then
   echo "[run_tests] error: pytest collected no tests" >&2
+  exit 1
+fi
+if [[ $rc -eq 0 && $format_status -ne 0 ]]; then
+  echo "[run_tests] error: the tests passed but the tree is not formatted (tools/check_format.sh)" >&2
   exit 1
 fi
 exit $rc

@@ -56,17 +56,17 @@ PY="$VENV/bin/python"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The formatters tools/check_format.sh runs, pinned so CI and every developer format alike.
-RUFF_VERSION="0.17.6"
+YAPF_VERSION="0.43.0"
 CLANG_FORMAT_VERSION="23.1.5"
 
 # Skip pip (TensorFlow takes minutes) when every requirement is already installed.
-if ! "$PY" - "$TF_SERIES" "$RUFF_VERSION" "$CLANG_FORMAT_VERSION" <<'PYEOF'
+if ! "$PY" - "$TF_SERIES" "$YAPF_VERSION" "$CLANG_FORMAT_VERSION" <<'PYEOF'
 import sys
 from importlib import metadata
-series, ruff, clang_format = sys.argv[1:4]
+series, yapf, clang_format = sys.argv[1:4]
 want = {"tensorflow": series, "tf-keras": series, "pytest": None, "numpy": None,
         "scikit-learn": None, "matplotlib": None, "setuptools": None, "wheel": None,
-        "ruff": ruff, "clang-format": clang_format}
+        "yapf": yapf, "clang-format": clang_format}
 missing = []
 for name, prefix in want.items():
     try:
@@ -84,7 +84,7 @@ then
   log "pip install into $VENV (TensorFlow $TF_SERIES.*)"
   "$PY" -m pip install -q "tensorflow==$TF_SERIES.*" "tf-keras==$TF_SERIES.*" \
     pytest numpy scikit-learn matplotlib setuptools wheel \
-    "ruff==$RUFF_VERSION" "clang-format==$CLANG_FORMAT_VERSION"
+    "yapf==$YAPF_VERSION" "clang-format==$CLANG_FORMAT_VERSION"
 fi
 
 # --- configure, build, package, install --------------------------------------------------------

@@ -57,9 +57,8 @@ constexpr int64_t kReduceCols = 256;
 template <bool kWithPrevious, typename T, typename C>
 inline __attribute__((always_inline)) void AdafactorBandRow(
     const math::AdafactorStep<C>& s, int64_t cols, const T* __restrict g,
-    const T* __restrict w, const T* __restrict previous_g,
-    C previous_inv_root, C* __restrict col_sums,
-    C* __restrict col_u_squares, C (&row_sum)[kLanes],
+    const T* __restrict w, const T* __restrict previous_g, C previous_inv_root,
+    C* __restrict col_sums, C* __restrict col_u_squares, C (&row_sum)[kLanes],
     C (&w_squares)[kLanes]) {
   ForEachWithLanes(int64_t{0}, cols, [&](int64_t j, int lane) {
     const C square =
@@ -88,26 +87,23 @@ TFOPT_CPU_CLONES void AdafactorBandSums(
     const math::AdafactorStep<C>& s, int64_t num_rows, int64_t cols,
     const T* __restrict grad, const T* __restrict var, T* __restrict row_acc,
     C* __restrict row_inv_root, C* __restrict col_sums,
-    C* __restrict col_u_squares, double* w_sum_squares,
-    double* row_acc_sum) {
+    C* __restrict col_u_squares, double* w_sum_squares, double* row_acc_sum) {
   C w_squares[kLanes] = {};
   double acc_sum = 0.0;
   for (int64_t r = 0; r < num_rows; ++r) {
     const int64_t offset = r * cols;
     C row_sum[kLanes] = {};
     if (r == 0) {
-      AdafactorBandRow<false, T, C>(s, cols, grad, var, nullptr, C(0),
-                                    col_sums, col_u_squares, row_sum,
-                                    w_squares);
+      AdafactorBandRow<false, T, C>(s, cols, grad, var, nullptr, C(0), col_sums,
+                                    col_u_squares, row_sum, w_squares);
     } else {
       AdafactorBandRow<true, T, C>(s, cols, grad + offset, var + offset,
                                    grad + offset - cols, row_inv_root[r - 1],
-                                   col_sums, col_u_squares, row_sum,
-                                   w_squares);
+                                   col_sums, col_u_squares, row_sum, w_squares);
     }
-    const C updated = math::AdafactorAccumulate<C>(
-        s, static_cast<C>(row_acc[r]),
-        static_cast<C>(SumLanes(row_sum) / cols));
+    const C updated =
+        math::AdafactorAccumulate<C>(s, static_cast<C>(row_acc[r]),
+                                     static_cast<C>(SumLanes(row_sum) / cols));
     row_acc[r] = static_cast<T>(updated);
     acc_sum += updated;
     row_inv_root[r] = math::AdafactorInverseRoot<C>(s, updated);
@@ -182,7 +178,8 @@ struct ApplyAdafactorFactored<CPUDevice, T, C> {
         ctx, batch * bands, /*block_size=*/1,
         /*cycles_per_element=*/8 * kBandRows * cols,
         [&](int64_t band, int64_t, int64_t) {
-          const int64_t row = (band / bands) * rows + (band % bands) * kBandRows;
+          const int64_t row =
+              (band / bands) * rows + (band % bands) * kBandRows;
           const int64_t num_rows =
               std::min(kBandRows, rows - (band % bands) * kBandRows);
           AdafactorBandSums<T, C>(s, num_rows, cols, grad + row * cols,
@@ -198,9 +195,10 @@ struct ApplyAdafactorFactored<CPUDevice, T, C> {
       for (int64_t band = 0; band < bands; ++band) {
         r_total += r_partials[b * bands + band];
       }
-      sqrt_mean_r[b] = math::AdafactorSqrtMeanRow<C>(
-          s, static_cast<C>(r_total / rows));
-      for (int64_t r = 0; r < rows; ++r) row_scale[b * rows + r] *= sqrt_mean_r[b];
+      sqrt_mean_r[b] =
+          math::AdafactorSqrtMeanRow<C>(s, static_cast<C>(r_total / rows));
+      for (int64_t r = 0; r < rows; ++r)
+        row_scale[b * rows + r] *= sqrt_mean_r[b];
     }
 
     // Column accumulators and scales, and sum(u^2), in blocks of columns.
@@ -233,11 +231,11 @@ struct ApplyAdafactorFactored<CPUDevice, T, C> {
     const C step_size = math::AdafactorStepSize<C>(
         s, *hyper.epsilon_2, *hyper.clip_threshold,
         static_cast<C>(SumInOrder(w_partials)),
-        static_cast<C>(SumInOrder(u_partials)),
-        static_cast<C>(shape.size()));
+        static_cast<C>(SumInOrder(u_partials)), static_cast<C>(shape.size()));
 
     // Pass 2 walks whole rows: row `r` of matrix `b` is flat row b*rows+r.
-    const int64_t rows_per_block = std::max<int64_t>(1, kElementsPerBlock / cols);
+    const int64_t rows_per_block =
+        std::max<int64_t>(1, kElementsPerBlock / cols);
     ParallelForBlocks(
         ctx, batch * rows, rows_per_block, /*cycles_per_element=*/4 * cols,
         [&](int64_t, int64_t begin, int64_t end) {
@@ -351,19 +349,19 @@ absl::Status CheckShapes(const LockedVariables& in, const Tensor& grad) {
         expected.size() == 2
             ? " variables (row, column) for a variable of rank >= 2"
             : " variable (shaped like `var`) for a variable of rank < 2",
-        ". Received: ", received, " accumulators for var.shape=",
-        var.DebugString()));
+        ". Received: ", received,
+        " accumulators for var.shape=", var.DebugString()));
   }
-  static const char* const kRole[2][2] = {{"shaped like `var`", ""},
-                                          {"row: var.shape[:-1]",
-                                           "column: var.shape[:-2] + var.shape[-1:]"}};
+  static const char* const kRole[2][2] = {
+      {"shaped like `var`", ""},
+      {"row: var.shape[:-1]", "column: var.shape[:-2] + var.shape[-1:]"}};
   for (size_t i = 0; i < expected.size(); ++i) {
     const TensorShape& actual = in.vars[i + 1].shape();
     if (actual != expected[i]) {
       return absl::InvalidArgumentError(absl::StrCat(
           "`accumulators[", i, "]` must have shape ", expected[i].DebugString(),
-          " (", kRole[expected.size() - 1][i], "). Received: var.shape=",
-          var.DebugString(), ", accumulators[", i,
+          " (", kRole[expected.size() - 1][i],
+          "). Received: var.shape=", var.DebugString(), ", accumulators[", i,
           "].shape=", actual.DebugString()));
     }
   }

@@ -22,7 +22,8 @@ struct ApplyAdafactorFactored<GPUDevice, T, C> {
     gpu::LaunchWithScratch(
         ctx, "ResourceApplyAdafactor",
         gpu::AdafactorFactoredScratchBytes<C>(shape), [&](void* scratch) {
-          return gpu::LaunchAdafactorFactored<typename gpu::CudaType<T>::type, C>(
+          return gpu::LaunchAdafactorFactored<typename gpu::CudaType<T>::type,
+                                              C>(
               gpu::Stream(ctx), gpu::SmCount(ctx), hyper, shape,
               gpu::ToCuda(var), gpu::ToCuda(row_acc), gpu::ToCuda(col_acc),
               gpu::ToCuda(grad), scratch);
@@ -38,7 +39,8 @@ struct ApplyAdafactorUnfactored<GPUDevice, T, C> {
     gpu::LaunchWithScratch(
         ctx, "ResourceApplyAdafactor",
         gpu::AdafactorUnfactoredScratchBytes<C>(size), [&](void* scratch) {
-          return gpu::LaunchAdafactorUnfactored<typename gpu::CudaType<T>::type, C>(
+          return gpu::LaunchAdafactorUnfactored<typename gpu::CudaType<T>::type,
+                                                C>(
               gpu::Stream(ctx), hyper, size, gpu::ToCuda(var), gpu::ToCuda(acc),
               gpu::ToCuda(grad), scratch);
         });

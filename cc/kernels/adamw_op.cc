@@ -49,8 +49,8 @@ struct ApplyAdamW<CPUDevice, T, C> {
           const math::AdamWStep<C>& s =
               t.apply_weight_decay ? with_decay : without_decay;
           if (t.vhat == nullptr) {
-            AdamWRange<T, C, false>(s, b.begin, b.end, t.var, t.m, t.v,
-                                    nullptr, t.grad);
+            AdamWRange<T, C, false>(s, b.begin, b.end, t.var, t.m, t.v, nullptr,
+                                    t.grad);
           } else {
             AdamWRange<T, C, true>(s, b.begin, b.end, t.var, t.m, t.v, t.vhat,
                                    t.grad);
@@ -83,9 +83,8 @@ class ApplyAdamWOp : public TensorListOpKernel {
                                                {"m", "v", "vhat"}, &hyper)));
     std::vector<functor::AdamWTensor<T>> tensors(in.size());
     for (int i = 0; i < in.size(); ++i) {
-      tensors[i] = {in.num_elements(i), in.var<T>(i),
-                    in.slot<T>(0, i),   in.slot<T>(1, i),
-                    in.slot<T>(2, i),   in.grad<T>(i),
+      tensors[i] = {in.num_elements(i),    in.var<T>(i),     in.slot<T>(0, i),
+                    in.slot<T>(1, i),      in.slot<T>(2, i), in.grad<T>(i),
                     apply_weight_decay_[i]};
     }
     functor::ApplyAdamW<Device, T, C>()(ctx, hyper, tensors);

@@ -30,16 +30,17 @@ struct ApplyAdamW<GPUDevice, T, C> {
           {{gpu::ToCuda(t.var), gpu::ToCuda(t.m), gpu::ToCuda(t.v),
             gpu::ToCuda(t.vhat), const_cast<CT*>(gpu::ToCuda(t.grad))},
            t.size,
-           static_cast<uint8_t>(t.apply_weight_decay ? gpu::kApplyWeightDecay : 0)});
+           static_cast<uint8_t>(t.apply_weight_decay ? gpu::kApplyWeightDecay
+                                                     : 0)});
     }
     // ~27 KB: on the heap rather than an executor thread's stack.
-    auto args = std::make_unique<gpu::AdamWArgs<CT, gpu::kMultiTensorCapacity>>();
-    OP_REQUIRES_OK(
-        ctx, gpu::LaunchStatus(
-                 ctx->op_kernel().type_string().c_str(),
-                 gpu::LaunchAdamW<CT, C, gpu::kMultiTensorCapacity>(
-                     gpu::Stream(ctx), hyper, descs.data(),
-                     static_cast<int>(descs.size()), args.get())));
+    auto args =
+        std::make_unique<gpu::AdamWArgs<CT, gpu::kMultiTensorCapacity>>();
+    OP_REQUIRES_OK(ctx, gpu::LaunchStatus(
+                            ctx->op_kernel().type_string().c_str(),
+                            gpu::LaunchAdamW<CT, C, gpu::kMultiTensorCapacity>(
+                                gpu::Stream(ctx), hyper, descs.data(),
+                                static_cast<int>(descs.size()), args.get())));
   }
 };
 
@@ -52,13 +53,13 @@ namespace tensorflow {
 namespace functor {
 
 // A device-to-device copy on the op's stream (declared in variable_access.h).
-#define TFOPT_DEFINE_GPU_DENSE_ASSIGN(T, C)                                    \
-  template <>                                                                  \
-  void DenseUpdate<Eigen::GpuDevice, T, ASSIGN>::operator()(                   \
-      const Eigen::GpuDevice& d, typename TTypes<T>::Flat params,              \
-      typename TTypes<T>::ConstFlat update) {                                  \
-    cudaMemcpyAsync(params.data(), update.data(), params.size() * sizeof(T),   \
-                    cudaMemcpyDeviceToDevice, d.stream());                     \
+#define TFOPT_DEFINE_GPU_DENSE_ASSIGN(T, C)                                  \
+  template <>                                                                \
+  void DenseUpdate<Eigen::GpuDevice, T, ASSIGN>::operator()(                 \
+      const Eigen::GpuDevice& d, typename TTypes<T>::Flat params,            \
+      typename TTypes<T>::ConstFlat update) {                                \
+    cudaMemcpyAsync(params.data(), update.data(), params.size() * sizeof(T), \
+                    cudaMemcpyDeviceToDevice, d.stream());                   \
   }
 TFOPT_FOR_EACH_TYPE(TFOPT_DEFINE_GPU_DENSE_ASSIGN)
 #undef TFOPT_DEFINE_GPU_DENSE_ASSIGN

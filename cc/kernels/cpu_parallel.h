@@ -90,7 +90,8 @@ std::vector<TensorBlock> SplitIntoBlocks(size_t n, SizeOf size_of) {
     const int64_t size = size_of(t);
     for (int64_t b = 0; b < NumBlocks(size, kElementsPerBlock); ++b) {
       const int64_t begin = b * kElementsPerBlock;
-      blocks.push_back({t, b, begin, std::min(begin + kElementsPerBlock, size)});
+      blocks.push_back(
+          {t, b, begin, std::min(begin + kElementsPerBlock, size)});
     }
   }
   return blocks;
@@ -155,7 +156,9 @@ constexpr int kLanes = 16;
 // Always inlined so the loop is compiled for the caller's TFOPT_CPU_CLONES
 // target rather than called in its baseline form.
 template <typename Body>
-inline __attribute__((always_inline)) void ForEachWithLanes(int64_t begin, int64_t end, Body body) {
+inline __attribute__((always_inline)) void ForEachWithLanes(int64_t begin,
+                                                            int64_t end,
+                                                            Body body) {
   int64_t i = begin;
   for (; i + kLanes <= end; i += kLanes) {
     for (int lane = 0; lane < kLanes; ++lane) body(i + lane, lane);

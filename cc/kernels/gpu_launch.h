@@ -36,7 +36,8 @@ struct CudaType<Eigen::bfloat16> {
   using type = __nv_bfloat16;
 };
 static_assert(sizeof(Eigen::half) == sizeof(__half), "half layout");
-static_assert(sizeof(Eigen::bfloat16) == sizeof(__nv_bfloat16), "bfloat16 layout");
+static_assert(sizeof(Eigen::bfloat16) == sizeof(__nv_bfloat16),
+              "bfloat16 layout");
 
 template <typename T>
 typename CudaType<T>::type* ToCuda(T* p) {
@@ -70,9 +71,9 @@ inline absl::Status AllocateScratch(tensorflow::OpKernelContext* ctx,
 
 inline absl::Status LaunchStatus(const char* op, cudaError_t error) {
   if (error == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(op, ": CUDA kernel launch failed: ",
-                                          cudaGetErrorName(error), ": ",
-                                          cudaGetErrorString(error)));
+  return absl::InternalError(
+      absl::StrCat(op, ": CUDA kernel launch failed: ", cudaGetErrorName(error),
+                   ": ", cudaGetErrorString(error)));
 }
 
 // Launches `launch(scratch)`, which returns the cudaError_t of its launches,
@@ -83,8 +84,8 @@ void LaunchWithScratch(tensorflow::OpKernelContext* ctx, const char* op,
                        int64_t scratch_bytes, Launch launch) {
   tensorflow::Tensor scratch_holder;
   void* scratch = nullptr;
-  OP_REQUIRES_OK(ctx, AllocateScratch(ctx, scratch_bytes, &scratch_holder,
-                                      &scratch));
+  OP_REQUIRES_OK(
+      ctx, AllocateScratch(ctx, scratch_bytes, &scratch_holder, &scratch));
   OP_REQUIRES_OK(ctx, LaunchStatus(op, launch(scratch)));
 }
 

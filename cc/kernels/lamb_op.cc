@@ -23,20 +23,17 @@ namespace functor {
 // Pass 1 over [begin, end): updates m and v, and returns the sums of squares
 // of w and of the direction u over the range.
 template <typename T, typename C>
-TFOPT_CPU_CLONES void LambMomentsRange(const math::LambStep<C>& s,
-                                       int64_t begin, int64_t end,
-                                       const T* __restrict var,
-                                       T* __restrict m, T* __restrict v,
-                                       const T* __restrict grad,
-                                       double* w_sum_squares,
-                                       double* u_sum_squares) {
+TFOPT_CPU_CLONES void LambMomentsRange(
+    const math::LambStep<C>& s, int64_t begin, int64_t end,
+    const T* __restrict var, T* __restrict m, T* __restrict v,
+    const T* __restrict grad, double* w_sum_squares, double* u_sum_squares) {
   C w_squares[kLanes] = {}, u_squares[kLanes] = {};
   ForEachWithLanes(begin, end, [&](int64_t i, int lane) {
     const C w = static_cast<C>(var[i]);
     C mi = static_cast<C>(m[i]);
     C vi = static_cast<C>(v[i]);
-    const C u = math::LambMomentsAndDirection<C>(s, static_cast<C>(grad[i]), w,
-                                                 mi, vi);
+    const C u =
+        math::LambMomentsAndDirection<C>(s, static_cast<C>(grad[i]), w, mi, vi);
     m[i] = static_cast<T>(mi);
     v[i] = static_cast<T>(vi);
     w_squares[lane] += w * w;
@@ -86,7 +83,8 @@ struct ApplyLamb<CPUDevice, T, C> {
           const TensorBlock& b = blocks[index];
           const LambTensor<T>& t = tensors[b.tensor];
           LambMomentsRange<T, C>(step_for(t), b.begin, b.end, t.var, t.m, t.v,
-                                 t.grad, &w_partials[index], &u_partials[index]);
+                                 t.grad, &w_partials[index],
+                                 &u_partials[index]);
         });
     Scratch<C> step_sizes;
     OP_REQUIRES_OK(ctx, step_sizes.Allocate(ctx, tensors.size()));
@@ -98,10 +96,10 @@ struct ApplyLamb<CPUDevice, T, C> {
         w_sum += w_partials[last];
         u_sum += u_partials[last];
       }
-      step_sizes[t] = *hyper.lr * math::LambTrustRatio<C>(
-                                      static_cast<C>(w_sum),
-                                      static_cast<C>(u_sum),
-                                      tensors[t].use_layer_adaptation);
+      step_sizes[t] =
+          *hyper.lr * math::LambTrustRatio<C>(static_cast<C>(w_sum),
+                                              static_cast<C>(u_sum),
+                                              tensors[t].use_layer_adaptation);
       first = last;
     }
     ParallelForTensorBlocks(
@@ -135,13 +133,13 @@ class ApplyLambOp : public TensorListOpKernel {
   void Compute(OpKernelContext* ctx) override {
     functor::LambHyperparams<C> hyper;
     TensorListUpdate in;
-    OP_REQUIRES_OK(ctx, (in.Prepare<Device, T>(ctx, use_locking_, {"m", "v"},
-                                               &hyper)));
+    OP_REQUIRES_OK(
+        ctx, (in.Prepare<Device, T>(ctx, use_locking_, {"m", "v"}, &hyper)));
     std::vector<functor::LambTensor<T>> tensors(in.size());
     for (int i = 0; i < in.size(); ++i) {
-      tensors[i] = {in.num_elements(i), in.var<T>(i),
-                    in.slot<T>(0, i),   in.slot<T>(1, i),
-                    in.grad<T>(i),      apply_weight_decay_[i],
+      tensors[i] = {in.num_elements(i),      in.var<T>(i),
+                    in.slot<T>(0, i),        in.slot<T>(1, i),
+                    in.grad<T>(i),           apply_weight_decay_[i],
                     use_layer_adaptation_[i]};
     }
     functor::ApplyLamb<Device, T, C>()(ctx, hyper, tensors);

@@ -33,8 +33,9 @@ void LaunchLambFor(tensorflow::OpKernelContext* ctx, const char* op,
 }
 
 uint8_t LambFlags(bool apply_weight_decay, bool use_layer_adaptation) {
-  return static_cast<uint8_t>((apply_weight_decay ? gpu::kApplyWeightDecay : 0) |
-                              (use_layer_adaptation ? gpu::kLayerAdaptation : 0));
+  return static_cast<uint8_t>(
+      (apply_weight_decay ? gpu::kApplyWeightDecay : 0) |
+      (use_layer_adaptation ? gpu::kLayerAdaptation : 0));
 }
 
 }  // namespace
@@ -48,10 +49,11 @@ struct ApplyLamb<GPUDevice, T, C> {
     std::vector<gpu::LambTensorDesc<CT>> descs;
     descs.reserve(tensors.size());
     for (const LambTensor<T>& t : tensors) {
-      descs.push_back({{gpu::ToCuda(t.var), gpu::ToCuda(t.m), gpu::ToCuda(t.v),
-                        const_cast<CT*>(gpu::ToCuda(t.grad))},
-                       t.size,
-                       LambFlags(t.apply_weight_decay, t.use_layer_adaptation)});
+      descs.push_back(
+          {{gpu::ToCuda(t.var), gpu::ToCuda(t.m), gpu::ToCuda(t.v),
+            const_cast<CT*>(gpu::ToCuda(t.grad))},
+           t.size,
+           LambFlags(t.apply_weight_decay, t.use_layer_adaptation)});
     }
     LaunchLambFor<CT, C, gpu::kMultiTensorCapacity>(
         ctx, ctx->op_kernel().type_string().c_str(), hyper, descs);

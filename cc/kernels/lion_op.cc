@@ -20,8 +20,8 @@ namespace functor {
 
 template <typename T, typename C>
 TFOPT_CPU_CLONES void LionRange(const math::LionStep<C>& s, int64_t begin,
-                                int64_t end, T* __restrict var,
-                                T* __restrict m, const T* __restrict grad) {
+                                int64_t end, T* __restrict var, T* __restrict m,
+                                const T* __restrict grad) {
   for (int64_t i = begin; i < end; ++i) {
     math::LionUpdateAt<T, C>(s, i, var, m, grad);
   }
@@ -66,8 +66,8 @@ class ApplyLionOp : public TensorListOpKernel {
   void Compute(OpKernelContext* ctx) override {
     functor::LionHyperparams<C> hyper;
     TensorListUpdate in;
-    OP_REQUIRES_OK(
-        ctx, (in.Prepare<Device, T>(ctx, use_locking_, {"m"}, &hyper)));
+    OP_REQUIRES_OK(ctx,
+                   (in.Prepare<Device, T>(ctx, use_locking_, {"m"}, &hyper)));
     std::vector<functor::LionTensor<T>> tensors(in.size());
     for (int i = 0; i < in.size(); ++i) {
       tensors[i] = {in.num_elements(i), in.var<T>(i), in.slot<T>(0, i),

@@ -24,20 +24,20 @@ struct ApplyLion<GPUDevice, T, C> {
     std::vector<gpu::LionTensorDesc<CT>> descs;
     descs.reserve(tensors.size());
     for (const LionTensor<T>& t : tensors) {
-      descs.push_back(
-          {{gpu::ToCuda(t.var), gpu::ToCuda(t.m),
-            const_cast<CT*>(gpu::ToCuda(t.grad))},
-           t.size,
-           static_cast<uint8_t>(t.apply_weight_decay ? gpu::kApplyWeightDecay : 0)});
+      descs.push_back({{gpu::ToCuda(t.var), gpu::ToCuda(t.m),
+                        const_cast<CT*>(gpu::ToCuda(t.grad))},
+                       t.size,
+                       static_cast<uint8_t>(
+                           t.apply_weight_decay ? gpu::kApplyWeightDecay : 0)});
     }
     // ~17 KB: on the heap rather than an executor thread's stack.
-    auto args = std::make_unique<gpu::LionArgs<CT, gpu::kMultiTensorCapacity>>();
-    OP_REQUIRES_OK(
-        ctx, gpu::LaunchStatus(
-                 ctx->op_kernel().type_string().c_str(),
-                 gpu::LaunchLion<CT, C, gpu::kMultiTensorCapacity>(
-                     gpu::Stream(ctx), hyper, descs.data(),
-                     static_cast<int>(descs.size()), args.get())));
+    auto args =
+        std::make_unique<gpu::LionArgs<CT, gpu::kMultiTensorCapacity>>();
+    OP_REQUIRES_OK(ctx, gpu::LaunchStatus(
+                            ctx->op_kernel().type_string().c_str(),
+                            gpu::LaunchLion<CT, C, gpu::kMultiTensorCapacity>(
+                                gpu::Stream(ctx), hyper, descs.data(),
+                                static_cast<int>(descs.size()), args.get())));
   }
 };
 

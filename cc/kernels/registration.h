@@ -16,16 +16,17 @@
 
 // Registers KERNEL<DEVICE_TYPE, T, C> as the DEVICE kernel of OP_NAME.
 #define TFOPT_REGISTER_KERNEL_FOR(T, C, OP_NAME, KERNEL, DEVICE, DEVICE_TYPE) \
-  REGISTER_KERNEL_BUILDER(Name(OP_NAME)                                       \
-                              .Device(DEVICE)                                 \
-                              .TypeConstraint<T>("T")                         \
-                              .TypeConstraint<C>("Tscalar"),                  \
-                          KERNEL<DEVICE_TYPE, T, C>);
-#define TFOPT_REGISTER_KERNELS_ON(OP_NAME, KERNEL, DEVICE, DEVICE_TYPE) \
-  TFOPT_FOR_EACH_TYPE(TFOPT_REGISTER_KERNEL_FOR, OP_NAME, KERNEL, DEVICE, DEVICE_TYPE)
+  REGISTER_KERNEL_BUILDER(                                                    \
+      Name(OP_NAME).Device(DEVICE).TypeConstraint<T>("T").TypeConstraint<C>(  \
+          "Tscalar"),                                                         \
+      KERNEL<DEVICE_TYPE, T, C>);
+#define TFOPT_REGISTER_KERNELS_ON(OP_NAME, KERNEL, DEVICE, DEVICE_TYPE)   \
+  TFOPT_FOR_EACH_TYPE(TFOPT_REGISTER_KERNEL_FOR, OP_NAME, KERNEL, DEVICE, \
+                      DEVICE_TYPE)
 
-#define TFOPT_REGISTER_CPU_KERNELS(OP_NAME, KERNEL) \
-  TFOPT_REGISTER_KERNELS_ON(OP_NAME, KERNEL, tensorflow::DEVICE_CPU, Eigen::ThreadPoolDevice)
+#define TFOPT_REGISTER_CPU_KERNELS(OP_NAME, KERNEL)                  \
+  TFOPT_REGISTER_KERNELS_ON(OP_NAME, KERNEL, tensorflow::DEVICE_CPU, \
+                            Eigen::ThreadPoolDevice)
 
 // GPU kernels exist when the library is built with CUDA (configure.py found
 // nvcc): the host code here is compiled with GOOGLE_CUDA=1 and the device
@@ -38,8 +39,9 @@
 // (TFOPT_INSTANTIATE_GPU_FUNCTOR), and the host code that calls it declares
 // those instantiations (TFOPT_DECLARE_GPU_FUNCTOR) instead of making its own.
 #if GOOGLE_CUDA
-#define TFOPT_REGISTER_GPU_KERNELS(OP_NAME, KERNEL) \
-  TFOPT_REGISTER_KERNELS_ON(OP_NAME, KERNEL, tensorflow::DEVICE_GPU, Eigen::GpuDevice)
+#define TFOPT_REGISTER_GPU_KERNELS(OP_NAME, KERNEL)                  \
+  TFOPT_REGISTER_KERNELS_ON(OP_NAME, KERNEL, tensorflow::DEVICE_GPU, \
+                            Eigen::GpuDevice)
 
 #define TFOPT_EXTERN_GPU_FUNCTOR_FOR(T, C, FUNCTOR) \
   extern template struct FUNCTOR<Eigen::GpuDevice, T, C>;

@@ -8,7 +8,8 @@ namespace tf_opt_plugin {
 
 bool IsListInput(const tensorflow::OpKernel& kernel, const char* name) {
   const tensorflow::OpDef* op_def = nullptr;
-  if (!tensorflow::OpRegistry::Global()->LookUpOpDef(kernel.def().op(), &op_def)
+  if (!tensorflow::OpRegistry::Global()
+           ->LookUpOpDef(kernel.def().op(), &op_def)
            .ok()) {
     return false;
   }
@@ -83,9 +84,9 @@ absl::Status TensorListUpdate::CheckShapes(bool is_list) const {
                      const tensorflow::Tensor& tensor) -> absl::Status {
       if (tensor.shape() == var.shape()) return absl::OkStatus();
       return absl::InvalidArgumentError(absl::StrCat(
-          "`", name, "` must have the shape of `", var_name, "`. Received: ",
-          var_name, ".shape=", var.shape().DebugString(), ", ", name,
-          ".shape=", tensor.shape().DebugString()));
+          "`", name, "` must have the shape of `", var_name,
+          "`. Received: ", var_name, ".shape=", var.shape().DebugString(), ", ",
+          name, ".shape=", tensor.shape().DebugString()));
     };
     for (size_t k = 1; k <= num_slots; ++k) {
       const VariableInput& slot = locked_.variables[k * n_ + i];
@@ -108,9 +109,8 @@ absl::Status TensorListOpKernel::GetPerTensorFlags(
     tensorflow::OpKernelConstruction* ctx, const char* name,
     std::vector<bool>* flags) const {
   flags->assign(num_variables_, true);
-  const tensorflow::AttrValue* attr = ctx->def().attr().count(name)
-                                          ? &ctx->def().attr().at(name)
-                                          : nullptr;
+  const tensorflow::AttrValue* attr =
+      ctx->def().attr().count(name) ? &ctx->def().attr().at(name) : nullptr;
   if (attr == nullptr) return absl::OkStatus();
   if (attr->value_case() == tensorflow::AttrValue::kB) {
     flags->assign(num_variables_, attr->b());

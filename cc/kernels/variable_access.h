@@ -39,10 +39,10 @@
 // copy has no compute type: C goes unused).
 namespace tensorflow {
 namespace functor {
-#define TFOPT_DECLARE_GPU_DENSE_ASSIGN(T, C)                           \
-  template <>                                                          \
-  void DenseUpdate<Eigen::GpuDevice, T, ASSIGN>::operator()(           \
-      const Eigen::GpuDevice& d, typename TTypes<T>::Flat params,      \
+#define TFOPT_DECLARE_GPU_DENSE_ASSIGN(T, C)                      \
+  template <>                                                     \
+  void DenseUpdate<Eigen::GpuDevice, T, ASSIGN>::operator()(      \
+      const Eigen::GpuDevice& d, typename TTypes<T>::Flat params, \
       typename TTypes<T>::ConstFlat update);
 TFOPT_FOR_EACH_TYPE(TFOPT_DECLARE_GPU_DENSE_ASSIGN)
 #undef TFOPT_DECLARE_GPU_DENSE_ASSIGN
@@ -116,7 +116,8 @@ absl::Status LockVariables(
       return absl::FailedPreconditionError(absl::StrCat(
           "Attempting to use uninitialized variable `", input.name,
           "`: it was never created, never assigned a value, or has been "
-          "deleted. ", status.message()));
+          "deleted. ",
+          status.message()));
     }
     vars.push_back(var);
     mutexes.push_back(var->mu());
@@ -187,8 +188,8 @@ absl::Status CheckScalarValues(const tensorflow::OpKernelContext* ctx,
 template <typename C>
 absl::Status CheckPositive(const char* name, C value) {
   if (value > C(0)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "`", name, "` must be > 0. Received: ", name, "=", value));
+  return absl::InvalidArgumentError(
+      absl::StrCat("`", name, "` must be > 0. Received: ", name, "=", value));
 }
 
 // The locked inputs of one optimizer update: `variables` names each resource
@@ -294,8 +295,7 @@ class TensorListOpKernel : public tensorflow::OpKernel {
   // The optional slot list `slot` (counted by the attr `count_attr`) holds no
   // variable or one per variable.
   absl::Status CheckOptionalSlotCount(tensorflow::OpKernelConstruction* ctx,
-                                      const char* count_attr,
-                                      const char* slot,
+                                      const char* count_attr, const char* slot,
                                       const char* what) const;
 
   bool use_locking_ = true;
@@ -334,10 +334,11 @@ absl::Status GetVariablesForUpdate(tensorflow::OpKernelContext* ctx,
     }
     const tensorflow::DataType actual = var->tensor()->dtype();
     if (actual != expected) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "`", input.name, "` must have dtype ",
-          tensorflow::DataTypeString(expected), " (the dtype of `grad`). Received: ",
-          input.name, ".dtype=", tensorflow::DataTypeString(actual)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("`", input.name, "` must have dtype ",
+                       tensorflow::DataTypeString(expected),
+                       " (the dtype of `grad`). Received: ", input.name,
+                       ".dtype=", tensorflow::DataTypeString(actual)));
     }
     tensorflow::Tensor tensor;
     TF_RETURN_IF_ERROR((tensorflow::GetInputTensorFromVariable<Device, T>(

@@ -26,10 +26,11 @@ absl::Status AdafactorShapeFn(InferenceContext* c) {
   if (num_accumulators != expected) {
     return absl::InvalidArgumentError(absl::StrCat(
         "`accumulators` must hold ", expected,
-        expected == 2 ? " variables (row, column) for a variable of rank >= 2"
-                      : " variable (shaped like `var`) for a variable of rank < 2",
-        ". Received: ", num_accumulators, " accumulators for var.shape=",
-        c->DebugString(var)));
+        expected == 2
+            ? " variables (row, column) for a variable of rank >= 2"
+            : " variable (shaped like `var`) for a variable of rank < 2",
+        ". Received: ", num_accumulators,
+        " accumulators for var.shape=", c->DebugString(var)));
   }
   std::vector<ShapeHandle> wanted;
   if (rank < 2) {
@@ -51,8 +52,8 @@ absl::Status AdafactorShapeFn(InferenceContext* c) {
     if (!shape_fn::Compatible(c, actual, wanted[i], &merged)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "`accumulators[", i, "]` must have shape ", c->DebugString(wanted[i]),
-          " (", kRole[expected - 1][i], "). Received: var.shape=",
-          c->DebugString(var), ", accumulators[", i,
+          " (", kRole[expected - 1][i],
+          "). Received: var.shape=", c->DebugString(var), ", accumulators[", i,
           "].shape=", c->DebugString(actual)));
     }
   }
@@ -61,19 +62,18 @@ absl::Status AdafactorShapeFn(InferenceContext* c) {
 
 }  // namespace
 
-TFOPT_REGISTER_OP(
-    op_def::AddScalarInputs<functor::AdafactorHyperparams>(
-        op_def::OpDefBuilderWrapper("ResourceApplyAdafactor")
-            .Input("var: resource")
-            .Input("accumulators: N * resource"))
-    .Input("grad: T")
-    .Attr("T: {half, bfloat16, float, double}")
-    .Attr("Tscalar: {float, double}")
-    .Attr("N: int >= 1")
-    .Attr("relative_step: bool = true")
-    .Attr("use_locking: bool = true")
-    .SetShapeFn(AdafactorShapeFn)
-    .Doc(R"doc(
+TFOPT_REGISTER_OP(op_def::AddScalarInputs<functor::AdafactorHyperparams>(
+                      op_def::OpDefBuilderWrapper("ResourceApplyAdafactor")
+                          .Input("var: resource")
+                          .Input("accumulators: N * resource"))
+                      .Input("grad: T")
+                      .Attr("T: {half, bfloat16, float, double}")
+                      .Attr("Tscalar: {float, double}")
+                      .Attr("N: int >= 1")
+                      .Attr("relative_step: bool = true")
+                      .Attr("use_locking: bool = true")
+                      .SetShapeFn(AdafactorShapeFn)
+                      .Doc(R"doc(
 Fused Adafactor (Shazeer & Stern 2018, as Keras implements it), in place.
 
 For a variable of rank >= 2 the last two dims are factored: `accumulators`

@@ -33,10 +33,10 @@ step: the 1-based count of this update.
 grad: the gradient, shaped like var.
 )doc"));
 
-TFOPT_REGISTER_OP(
-    op_def::OptimizerOp<functor::AdamWHyperparams>(
-        "ResourceMultiTensorApplyAdamW", Form::kTensorList, kAdamWOp)
-        .Doc(R"doc(
+TFOPT_REGISTER_OP(op_def::OptimizerOp<functor::AdamWHyperparams>(
+                      "ResourceMultiTensorApplyAdamW", Form::kTensorList,
+                      kAdamWOp)
+                      .Doc(R"doc(
 ResourceApplyAdamW for N variables at once, with the same hyperparameters: on a
 GPU one kernel launch for the whole list. Variable i gets weight decay unless
 apply_weight_decay[i] is false (an empty list means all true). The results are

@@ -20,12 +20,12 @@ absl::Status OptimizerShapeFn(InferenceContext* c, Form form,
     if (slot.count_attr) {
       TF_RETURN_IF_ERROR(c->GetAttr(slot.count_attr, &count));
       if (count != 0 && count != n) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "`", slot.name, "` must hold 0 variables (", slot.feature,
-            " off) or ",
-            list ? absl::StrCat("one per variable (N=", n, ")")
-                 : absl::StrCat("1 (", slot.feature, " on)"),
-            ". Received: ", slot.count_attr, "=", count));
+        return absl::InvalidArgumentError(
+            absl::StrCat("`", slot.name, "` must hold 0 variables (",
+                         slot.feature, " off) or ",
+                         list ? absl::StrCat("one per variable (N=", n, ")")
+                              : absl::StrCat("1 (", slot.feature, " on)"),
+                         ". Received: ", slot.count_attr, "=", count));
       }
     }
     counts.push_back(count);

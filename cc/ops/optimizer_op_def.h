@@ -30,7 +30,7 @@
   TFOPT_REGISTER_OP_UNIQ_HELPER(__COUNTER__, builder)
 #define TFOPT_REGISTER_OP_UNIQ_HELPER(ctr, builder) \
   TFOPT_REGISTER_OP_UNIQ(ctr, builder)
-#define TFOPT_REGISTER_OP_UNIQ(ctr, builder)                          \
+#define TFOPT_REGISTER_OP_UNIQ(ctr, builder)                            \
   static ::tensorflow::InitOnStartupMarker const tfopt_register_op##ctr \
       TF_ATTRIBUTE_UNUSED = ::tensorflow::InitOnStartupMarker{} << builder
 
@@ -104,10 +104,10 @@ inline absl::Status MergeWithVar(InferenceContext* c, const std::string& name,
                                  ShapeHandle shape, ShapeHandle* var,
                                  const std::string& var_name = "var") {
   if (Compatible(c, *var, shape, var)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "`", name, "` must have the shape of `", var_name, "`. Received: ",
-      var_name, ".shape=", c->DebugString(*var), ", ", name,
-      ".shape=", c->DebugString(shape)));
+  return absl::InvalidArgumentError(
+      absl::StrCat("`", name, "` must have the shape of `", var_name,
+                   "`. Received: ", var_name, ".shape=", c->DebugString(*var),
+                   ", ", name, ".shape=", c->DebugString(shape)));
 }
 
 // Tscalar is the compute type: double for T=double, float for every other T.
@@ -156,8 +156,7 @@ template <template <typename> class Hyperparams>
 OpDefBuilderWrapper& AddScalarInputs(OpDefBuilderWrapper& op) {
   Hyperparams<float> hyper{};
   hyper.ForEachScalar([&](const char* name, auto* field) {
-    constexpr bool kIsStep =
-        std::is_same_v<decltype(field), const int64_t**>;
+    constexpr bool kIsStep = std::is_same_v<decltype(field), const int64_t**>;
     op.Input(absl::StrCat(name, kIsStep ? ": int64" : ": Tscalar"));
   });
   return op;
@@ -179,10 +178,10 @@ OpDefBuilderWrapper OptimizerOp(const char* name, Form form,
   OpDefBuilderWrapper op(name);
   op.Input(absl::StrCat("var: ", each, "resource"));
   for (const Slot& slot : spec.slots) {
-    op.Input(absl::StrCat(slot.name, ": ",
-                          slot.count_attr ? absl::StrCat(slot.count_attr, " * ")
-                                          : each,
-                          "resource"));
+    op.Input(absl::StrCat(
+        slot.name, ": ",
+        slot.count_attr ? absl::StrCat(slot.count_attr, " * ") : each,
+        "resource"));
   }
   AddScalarInputs<Hyperparams>(op);
   op.Input(absl::StrCat("grad: ", each, "T"))
@@ -190,7 +189,8 @@ OpDefBuilderWrapper OptimizerOp(const char* name, Form form,
       .Attr("Tscalar: {float, double}");
   if (list) op.Attr("N: int >= 1");
   for (const Slot& slot : spec.slots) {
-    if (slot.count_attr) op.Attr(absl::StrCat(slot.count_attr, ": int >= 0 = 0"));
+    if (slot.count_attr)
+      op.Attr(absl::StrCat(slot.count_attr, ": int >= 0 = 0"));
   }
   if (list) {
     for (const char* flag : spec.per_tensor_flags) {

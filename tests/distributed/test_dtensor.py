@@ -20,8 +20,9 @@ pytest.importorskip("tf_keras")
 
 # Every scenario is a worker process (10-25 s each on 2 cores), shared by the
 # tests that read its result.
-pytestmark = [pytest.mark.slow, pytest.mark.subprocess,
-              pytest.mark.needs_tf_keras]
+pytestmark = [
+    pytest.mark.slow, pytest.mark.subprocess, pytest.mark.needs_tf_keras
+]
 
 MESHES = ["2x2", "1x4"]
 OPTIMIZERS = ["sgd", "adam", "adamw", "lamb", "adafactor", "lion"]
@@ -45,7 +46,10 @@ def worker(scenario, mesh, *args, env=None, timeout=400):
   if key not in _results:
     completed = subprocess.run(
         subprocess_helpers.command("dtensor_worker.py", scenario, mesh, *args),
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         env=subprocess_helpers.environment(**(env or {})))
     result = subprocess_helpers.parse_result(completed.stdout)
     assert completed.returncode == 0 and result is not None, (
@@ -56,8 +60,11 @@ def worker(scenario, mesh, *args, env=None, timeout=400):
 
 def assert_weights_close(actual, desired):
   for name in desired:
-    np.testing.assert_allclose(np.array(actual[name]), np.array(desired[name]),
-                               rtol=RTOL, atol=ATOL, err_msg=name)
+    np.testing.assert_allclose(np.array(actual[name]),
+                               np.array(desired[name]),
+                               rtol=RTOL,
+                               atol=ATOL,
+                               err_msg=name)
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
@@ -85,8 +92,7 @@ def test_slots_are_laid_out_like_their_variables(mesh):
       elif role == "column":
         expected = expected[:-2] + expected[-1:]
       assert specs == expected, (optimizer, name, specs)
-    slots_per_variable = {"sgd": 1, "adam": 3, "adamw": 2, "lamb": 2,
-                          "lion": 1}
+    slots_per_variable = {"sgd": 1, "adam": 3, "adamw": 2, "lamb": 2, "lion": 1}
     if optimizer in slots_per_variable:
       assert len(layouts) == 1 + slots_per_variable[optimizer] * 5
     else:  # Adafactor: row + column for the 3 kernels, velocity for 2 biases
@@ -98,8 +104,10 @@ def test_slots_are_laid_out_like_their_variables(mesh):
 def test_layout_map_fit_equals_single_device(mesh, optimizer):
   result = worker("fit", mesh)[optimizer]
   for actual, desired in zip(result["mesh"], result["single"]):
-    np.testing.assert_allclose(np.array(actual), np.array(desired),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(np.array(actual),
+                               np.array(desired),
+                               rtol=RTOL,
+                               atol=ATOL)
 
 
 def test_stale_slot_defect_is_guarded():
@@ -113,13 +121,14 @@ def test_stale_slot_defect_bites_when_the_guard_is_off():
   # on, TF 2.21 reads stale momentum slots on a batch-sharded mesh, for
   # tf-keras's own DTensor SGD as for ours. If this starts passing with
   # equal weights, TensorFlow has fixed the defect and the guard can go.
-  result = worker("stale", "2x2",
+  result = worker("stale",
+                  "2x2",
                   env={"DTENSOR_ENABLE_COMBINE_ALL_REDUCES_OPTIMIZATION": "1"})
   assert result["env"] == "1"
   for key in ("ours", "tf_keras"):
-    difference = max(np.abs(np.array(result[key][n]) -
-                            np.array(result["single"][n])).max()
-                     for n in result["single"])
+    difference = max(
+        np.abs(np.array(result[key][n]) - np.array(result["single"][n])).max()
+        for n in result["single"])
     assert difference > 1e-2, (key, difference)
 
 
@@ -141,7 +150,7 @@ def test_bad_input_raises_clear_errors():
   assert ("`mesh` must be the mesh of the variables. Received: "
           "mesh=Mesh(batch=2, model=2; 4 local devices), but variable "
           "dense/kernel:0 lives on Mesh(batch=1, model=4; 4 local devices)"
-          ) == message
+         ) == message
   kind, message = errors["plain_variable"]
   assert kind == "ValueError" and "plain:0 is a ResourceVariable" in message
   kind, message = errors["no_mesh"]

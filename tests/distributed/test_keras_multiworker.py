@@ -56,15 +56,23 @@ def _run_cluster(out_dir):
   procs, logs = [], []
   try:
     for index in range(NUM_WORKERS):
-      tf_config = json.dumps({"cluster": cluster,
-                              "task": {"type": "worker", "index": index}})
+      tf_config = json.dumps({
+          "cluster": cluster,
+          "task": {
+              "type": "worker",
+              "index": index
+          }
+      })
       stdout = open(os.path.join(out_dir, f"worker{index}.out"), "w+")
       stderr = open(os.path.join(out_dir, f"worker{index}.err"), "w+")
       logs.append((stdout, stderr))
-      procs.append(subprocess.Popen(
-          subprocess_helpers.command("multiworker_worker.py"),
-          env=subprocess_helpers.environment(TF_CONFIG=tf_config),
-          stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL))
+      procs.append(
+          subprocess.Popen(
+              subprocess_helpers.command("multiworker_worker.py"),
+              env=subprocess_helpers.environment(TF_CONFIG=tf_config),
+              stdout=stdout,
+              stderr=stderr,
+              stdin=subprocess.DEVNULL))
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
       codes = [p.poll() for p in procs]
@@ -118,8 +126,9 @@ def _assert_identical_on_workers_and_single(workers, phase):
   per_worker = [_weights(r[phase]) for r in workers]
   initial = [np.asarray(w) for w in workers[0]["initial"]]
   # The weights moved.
-  moved = [float(np.max(np.abs(w - w0)))
-           for w, w0 in zip(per_worker[0], initial)]
+  moved = [
+      float(np.max(np.abs(w - w0))) for w, w0 in zip(per_worker[0], initial)
+  ]
   assert min(moved) > 1e-4 and max(moved) > 1e-2, moved
   # Bitwise the same on both workers.
   for i, (a, b) in enumerate(zip(*per_worker)):
@@ -130,7 +139,10 @@ def _assert_identical_on_workers_and_single(workers, phase):
   for a, b in zip(*single):
     np.testing.assert_array_equal(a, b)
   for i, (a, e) in enumerate(zip(per_worker[0], single[0])):
-    np.testing.assert_allclose(a, e, rtol=RTOL, atol=ATOL,
+    np.testing.assert_allclose(a,
+                               e,
+                               rtol=RTOL,
+                               atol=ATOL,
                                err_msg=f"variable {i}")
 
 

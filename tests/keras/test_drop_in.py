@@ -29,8 +29,8 @@ KERAS_EQUIVALENT = {
 
 def _state(optimizer, variables):
   """Every number an `apply()` may change: variables, slots, iterations."""
-  return ([v.numpy().copy() for v in variables]
-          + [v.numpy().copy() for v in optimizer.variables])
+  return ([v.numpy().copy() for v in variables] +
+          [v.numpy().copy() for v in optimizer.variables])
 
 
 def _assert_same_state(before, after):
@@ -43,17 +43,21 @@ def _assert_same_state(before, after):
 # 1. A gradient of another dtype is cast to the variable's, as Keras does.
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ALGORITHMS)
-@pytest.mark.parametrize("grad_dtype,var_dtype", [
-    ("float64", "float32"),  # a NumPy gradient for a float32 variable
-    ("float32", "float16"),
-    ("float16", "float32"),
-])
-def test_gradient_of_another_dtype_is_cast_as_keras_does(name, grad_dtype,
-                                                         var_dtype):
+@pytest.mark.parametrize(
+    "grad_dtype,var_dtype",
+    [
+        ("float64", "float32"),  # a NumPy gradient for a float32 variable
+        ("float32", "float16"),
+        ("float16", "float32"),
+    ])
+def test_gradient_of_another_dtype_is_cast_as_keras_does(
+    name, grad_dtype, var_dtype):
   kwargs = KERAS_EQUIVALENT[name]
   w0 = np.array([[1.0, 2.0], [3.0, -4.0]])
-  grads = [np.array([[0.1, 0.2], [-0.3, 0.4]]),
-           np.array([[0.5, -0.1], [0.2, 0.3]])]
+  grads = [
+      np.array([[0.1, 0.2], [-0.3, 0.4]]),
+      np.array([[0.5, -0.1], [0.2, 0.3]])
+  ]
   ours = keras.Variable(w0, dtype=var_dtype)
   theirs = keras.Variable(w0, dtype=var_dtype)
   ours_opt = getattr(keras3, name)(**kwargs)
@@ -73,14 +77,13 @@ def test_numpy_float64_gradient_for_adam_gives_keras_result():
   ours = keras.Variable([1.0, 2.0])
   theirs = keras.Variable([1.0, 2.0])
   keras3.Adam(0.1).apply_gradients([(np.array([0.1, 0.2]), ours)])
-  keras.optimizers.Adam(0.1).apply_gradients(
-      [(np.array([0.1, 0.2]), theirs)])
+  keras.optimizers.Adam(0.1).apply_gradients([(np.array([0.1, 0.2]), theirs)])
   # Keras's unfused float32 ops round differently from the fused kernel.
   np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)
   # The gradient is cast once, to float32, then the float32 step runs.
   cast_first = keras.Variable([1.0, 2.0])
-  keras3.Adam(0.1).apply_gradients(
-      [(np.array([0.1, 0.2]).astype(np.float32), cast_first)])
+  keras3.Adam(0.1).apply_gradients([(np.array([0.1, 0.2]).astype(np.float32),
+                                     cast_first)])
   np.testing.assert_array_equal(ours.numpy(), cast_first.numpy())
 
 
@@ -112,8 +115,8 @@ def test_a_gradient_that_cannot_be_cast_is_rejected_before_any_write():
   optimizer.build(variables)
   before = _state(optimizer, variables)
   with pytest.raises(TypeError, match=r"`grads\[1\]`.*complex64"):
-    optimizer.apply([tf.ones((2,)), tf.complex(tf.ones((3,)), tf.ones((3,)))],
-                    variables)
+    optimizer.apply([tf.ones(
+        (2,)), tf.complex(tf.ones((3,)), tf.ones((3,)))], variables)
   _assert_same_state(before, _state(optimizer, variables))
 
 
@@ -133,13 +136,14 @@ def _float8_dense_after_fit(optimizer):
 
 
 def test_float8_layer_under_loss_scaling_matches_keras():
-  ours = _float8_dense_after_fit(
-      keras3.LossScaleOptimizer(keras3.SGD(0.1)))
+  ours = _float8_dense_after_fit(keras3.LossScaleOptimizer(keras3.SGD(0.1)))
   theirs = _float8_dense_after_fit(
       keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1)))
   assert sorted(ours) == sorted(theirs)
   for path in theirs:
-    np.testing.assert_allclose(ours[path], theirs[path], rtol=1e-6,
+    np.testing.assert_allclose(ours[path],
+                               theirs[path],
+                               rtol=1e-6,
                                err_msg=path)
 
 
@@ -150,8 +154,8 @@ def test_loss_scale_optimizer_overwrites_with_the_unscaled_gradient(name):
   weight = keras.Variable([1.0, 2.0])
   optimizer = keras3.LossScaleOptimizer(getattr(keras3, name)(0.1),
                                         initial_scale=1024.0)
-  optimizer.apply([tf.constant([4.0, 5.0, 6.0]), tf.constant([1.0, 1.0])],
-                  [scale_variable, weight])
+  optimizer.apply([tf.constant([4.0, 5.0, 6.0]),
+                   tf.constant([1.0, 1.0])], [scale_variable, weight])
   np.testing.assert_array_equal(scale_variable.numpy(), [4.0, 5.0, 6.0])
   assert int(optimizer.iterations) == 1
 
@@ -164,8 +168,8 @@ def test_loss_scale_optimizer_skips_the_overwrite_of_a_skipped_step():
   weight = keras.Variable([1.0, 2.0])
   for optimizer in (keras3.LossScaleOptimizer(keras3.SGD(0.1)),
                     keras3.LossScaleOptimizer(keras3.Adam(0.1))):
-    optimizer.apply([tf.constant([np.inf, 5.0]), tf.constant([1.0, 1.0])],
-                    [scale_variable, weight])
+    optimizer.apply([tf.constant([np.inf, 5.0]),
+                     tf.constant([1.0, 1.0])], [scale_variable, weight])
     np.testing.assert_array_equal(scale_variable.numpy(), [1.0, 2.0])
     np.testing.assert_array_equal(weight.numpy(), [1.0, 2.0])
     assert int(optimizer.iterations) == 0
@@ -177,20 +181,29 @@ def test_loss_scale_optimizer_skips_the_overwrite_of_a_skipped_step():
 # ---------------------------------------------------------------------------
 def _names(module):
   keras.backend.clear_session()  # resets Keras's name counters
-  return [module.Adam().name, module.Adam().name, module.AdamW().name,
-          module.SGD().name, module.Lion().name, module.Lamb().name,
-          module.Adafactor().name,
-          module.LossScaleOptimizer(module.SGD()).name]
+  return [
+      module.Adam().name,
+      module.Adam().name,
+      module.AdamW().name,
+      module.SGD().name,
+      module.Lion().name,
+      module.Lamb().name,
+      module.Adafactor().name,
+      module.LossScaleOptimizer(module.SGD()).name
+  ]
 
 
 def test_default_names_are_those_of_keras():
   assert _names(keras3) == _names(keras.optimizers)
-  assert _names(keras3) == ["adam", "adam_1", "adam_w", "sgd", "lion", "lamb",
-                            "adafactor", "loss_scale_optimizer"]
+  assert _names(keras3) == [
+      "adam", "adam_1", "adam_w", "sgd", "lion", "lamb", "adafactor",
+      "loss_scale_optimizer"
+  ]
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Lion"])
 def test_slot_paths_are_those_of_keras(name):
+
   def paths(module):
     keras.backend.clear_session()
     variable = keras.Variable(np.ones((2,)), name="kernel")
@@ -216,12 +229,15 @@ def _loss_scaled_run(optimizer):
 
 
 def test_loss_scale_optimizer_wraps_a_keras_optimizer_as_keras_does():
-  ours = _loss_scaled_run(keras3.LossScaleOptimizer(
-      keras.optimizers.SGD(0.5, momentum=0.5), initial_scale=4.0,
-      dynamic_growth_steps=2))
-  theirs = _loss_scaled_run(keras.optimizers.LossScaleOptimizer(
-      keras.optimizers.SGD(0.5, momentum=0.5), initial_scale=4.0,
-      dynamic_growth_steps=2))
+  ours = _loss_scaled_run(
+      keras3.LossScaleOptimizer(keras.optimizers.SGD(0.5, momentum=0.5),
+                                initial_scale=4.0,
+                                dynamic_growth_steps=2))
+  theirs = _loss_scaled_run(
+      keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.5,
+                                                               momentum=0.5),
+                                          initial_scale=4.0,
+                                          dynamic_growth_steps=2))
   np.testing.assert_array_equal(ours[0], theirs[0])
   assert ours[1:] == theirs[1:]
 
@@ -238,7 +254,8 @@ def test_a_config_of_keras_loss_scale_optimizer_loads_through_ours():
 
 
 def test_loss_scale_optimizer_refuses_what_is_not_an_optimizer():
-  with pytest.raises(TypeError, match="`inner_optimizer` must be a Keras "
+  with pytest.raises(TypeError,
+                     match="`inner_optimizer` must be a Keras "
                      "optimizer"):
     keras3.LossScaleOptimizer("sgd")
 
@@ -247,9 +264,11 @@ def test_loss_scale_optimizer_refuses_what_is_not_an_optimizer():
 # 6, 7. A rejected apply() writes nothing; lengths must match.
 # ---------------------------------------------------------------------------
 def _three_variables():
-  return [keras.Variable(np.ones((2, 3)), name="a"),
-          keras.Variable(np.ones((4,)), name="b"),
-          keras.Variable(np.ones((3, 2)), name="c")]
+  return [
+      keras.Variable(np.ones((2, 3)), name="a"),
+      keras.Variable(np.ones((4,)), name="b"),
+      keras.Variable(np.ones((3, 2)), name="c")
+  ]
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
@@ -313,15 +332,18 @@ def test_a_gradient_that_broadcasts_to_its_variable_is_broadcast(
   # every algorithm.
   grad = np.linspace(0.5, 1.5, int(np.prod(grad_shape))).reshape(grad_shape)
   broadcast, explicit = (keras.Variable(np.ones((2, 3))) for _ in range(2))
-  getattr(keras3, name)(**KERAS_EQUIVALENT[name]).apply_gradients(
-      [(tf.constant(grad, tf.float32), broadcast)])
-  getattr(keras3, name)(**KERAS_EQUIVALENT[name]).apply_gradients(
-      [(tf.constant(np.broadcast_to(grad, (2, 3)), tf.float32), explicit)])
+  getattr(keras3, name)(**KERAS_EQUIVALENT[name]).apply_gradients([
+      (tf.constant(grad, tf.float32), broadcast)
+  ])
+  getattr(keras3, name)(**KERAS_EQUIVALENT[name]).apply_gradients([
+      (tf.constant(np.broadcast_to(grad, (2, 3)), tf.float32), explicit)
+  ])
   np.testing.assert_array_equal(broadcast.numpy(), explicit.numpy())
   if name in ("Adam", "AdamW", "Lamb", "Lion"):
     theirs = keras.Variable(np.ones((2, 3)))
-    getattr(keras.optimizers, name)(**KERAS_EQUIVALENT[name]).apply_gradients(
-        [(tf.constant(grad, tf.float32), theirs)])
+    getattr(keras.optimizers, name)(**KERAS_EQUIVALENT[name]).apply_gradients([
+        (tf.constant(grad, tf.float32), theirs)
+    ])
     np.testing.assert_allclose(broadcast.numpy(), theirs.numpy(), rtol=1e-6)
 
 
@@ -329,11 +351,13 @@ def test_a_gradient_that_broadcasts_to_its_variable_is_broadcast(
 def test_mismatched_lengths_raise_for_every_optimizer(name):
   variables = _three_variables()[:2]
   optimizer = getattr(keras3, name)(0.1)
-  with pytest.raises(ValueError, match="Received: 3 gradients and 2 "
+  with pytest.raises(ValueError,
+                     match="Received: 3 gradients and 2 "
                      "variables"):
-    optimizer.apply([tf.ones((2, 3)), tf.ones((4,)), tf.ones((3, 2))],
-                    variables)
-  with pytest.raises(ValueError, match="Received: 1 gradients and 2 "
+    optimizer.apply([tf.ones(
+        (2, 3)), tf.ones((4,)), tf.ones((3, 2))], variables)
+  with pytest.raises(ValueError,
+                     match="Received: 1 gradients and 2 "
                      "variables"):
     optimizer.apply([tf.ones((2, 3))], variables)
   assert not optimizer.built  # nothing happened, not even the build
@@ -372,16 +396,15 @@ def test_tf_keras_config_learning_rate_equals_the_argument(tf_keras_front):
     assert isinstance(config["learning_rate"], float)
     again = getattr(tf_keras_front, name).from_config(config)
     assert again.get_config()["learning_rate"] == 1e-4
-  assert (tf_keras.optimizers.Adam(1e-4).get_config()["learning_rate"]
-          == 1e-4)
+  assert (tf_keras.optimizers.Adam(1e-4).get_config()["learning_rate"] == 1e-4)
 
 
 @pytest.mark.needs_tf_keras
 def test_tf_keras_default_names_are_those_of_tf_keras(tf_keras_front):
   import tf_keras  # pylint: disable=g-import-not-at-top
   for name in ["SGD", "Adam", "AdamW", "Lion", "Adafactor"]:
-    assert (getattr(tf_keras_front, name)().name
-            == getattr(tf_keras.optimizers, name)().name)
+    assert (getattr(tf_keras_front,
+                    name)().name == getattr(tf_keras.optimizers, name)().name)
   assert tf_keras_front.Lamb().name == "Lamb"
 
 
@@ -391,8 +414,10 @@ def test_tf_keras_refuses_another_dtype_as_tf_keras_does_but_first(
     name, tf_keras_front):
   # tf-keras does not cast gradients (InvalidArgumentError); ours refuses the
   # same calls, before anything is written.
-  variables = [tf.Variable(np.ones((2,)), dtype=tf.float32),
-               tf.Variable(np.ones((3,)), dtype=tf.float32)]
+  variables = [
+      tf.Variable(np.ones((2,)), dtype=tf.float32),
+      tf.Variable(np.ones((3,)), dtype=tf.float32)
+  ]
   optimizer = getattr(tf_keras_front, name)(0.1)
   optimizer.build(variables)
   before = _state(optimizer, variables)
@@ -406,11 +431,10 @@ def test_tf_keras_broadcasts_a_gradient_as_tf_keras_does(tf_keras_front):
   # tf-keras's optimizer_test.py, testVariableConstraints: a (1,) gradient
   # for a (1, 1) kernel.
   import tf_keras  # pylint: disable=g-import-not-at-top
-  ours, theirs = (tf.Variable(np.full((1, 1), -2.0), dtype=tf.float32)
-                  for _ in range(2))
+  ours, theirs = (
+      tf.Variable(np.full((1, 1), -2.0), dtype=tf.float32) for _ in range(2))
   tf_keras_front.Adam(0.1).apply_gradients([(tf.constant([0.5]), ours)])
-  tf_keras.optimizers.Adam(0.1).apply_gradients(
-      [(tf.constant([0.5]), theirs)])
+  tf_keras.optimizers.Adam(0.1).apply_gradients([(tf.constant([0.5]), theirs)])
   np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)
 
 
@@ -418,12 +442,14 @@ def test_tf_keras_broadcasts_a_gradient_as_tf_keras_does(tf_keras_front):
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_tf_keras_misshapen_gradient_rejects_the_call_before_any_write(
     name, tf_keras_front):
-  variables = [tf.Variable(np.ones((2, 3)), dtype=tf.float32),
-               tf.Variable(np.ones((3, 2)), dtype=tf.float32)]
+  variables = [
+      tf.Variable(np.ones((2, 3)), dtype=tf.float32),
+      tf.Variable(np.ones((3, 2)), dtype=tf.float32)
+  ]
   optimizer = getattr(tf_keras_front, name)(0.1, weight_decay=0.1)
   optimizer.build(variables)
   before = _state(optimizer, variables)
   with pytest.raises(ValueError, match="var.shape=.3,2., grad.shape=.2,3."):
-    optimizer.apply_gradients(zip([tf.ones((2, 3)), tf.ones((2, 3))],
-                                  variables))
+    optimizer.apply_gradients(zip([tf.ones(
+        (2, 3)), tf.ones((2, 3))], variables))
   _assert_same_state(before, _state(optimizer, variables))

@@ -12,70 +12,73 @@ import tf_opt_plugin as top
 from tf_opt_plugin.ops import FusedOpUnavailableError
 
 
-@pytest.mark.parametrize("make,error,message", [
-    (lambda: top.Adam(beta_1=1.5), ValueError,
-     "`beta_1` must be in [0, 1). Received: beta_1=1.5"),
-    (lambda: top.AdamW(beta_2=-0.1), ValueError,
-     "`beta_2` must be in [0, 1). Received: beta_2=-0.1"),
-    (lambda: top.Lamb(beta_1=1.0), ValueError, "Received: beta_1=1.0"),
-    (lambda: top.Adam(epsilon=-1e-7), ValueError,
-     "`epsilon` must be >= 0. Received: epsilon=-1e-07"),
-    (lambda: top.Lamb(epsilon=float("nan")), ValueError,
-     "`epsilon` must be >= 0"),
-    (lambda: top.SGD(momentum=-0.5), ValueError,
-     "`momentum` must be a float between [0, 1]. Received: momentum=-0.5"),
-    (lambda: top.SGD(momentum="0.9"), TypeError,
-     "`momentum` must be a number. Received: momentum='0.9'"),
-    (lambda: top.Adafactor(clip_threshold=0.0), ValueError,
-     "`clip_threshold` must be > 0. Received: clip_threshold=0.0"),
-    (lambda: top.Adafactor(beta_2_decay=0.8), ValueError,
-     "`beta_2_decay` must be <= 0. Received: beta_2_decay=0.8"),
-    (lambda: top.Adafactor(epsilon_1=-1.0), ValueError,
-     "`epsilon_1` must be >= 0"),
-    (lambda: top.Adafactor(relative_step="yes"), TypeError,
-     "`relative_step` must be True or False"),
-    # Lion: Keras's rule for beta_1, 0 < beta_1 <= 1 (at 0, SignSGD).
-    (lambda: top.Lion(beta_1=0.0), ValueError,
-     "`beta_1` must be in (0, 1]: at 0 Lion degenerates to SignSGD. "
-     "Received: beta_1=0.0"),
-    (lambda: top.Lion(beta_1=1.1), ValueError, "Received: beta_1=1.1"),
-    (lambda: top.Lion(beta_1=-0.1), ValueError, "Received: beta_1=-0.1"),
-    (lambda: top.Lion(beta_2=1.0), ValueError,
-     "`beta_2` must be in [0, 1). Received: beta_2=1.0"),
-    (lambda: top.Lion(beta_1="0.9"), TypeError,
-     "`beta_1` must be a number. Received: beta_1='0.9'"),
-    (lambda: top.Adam(clipnorm=1.0, clipvalue=1.0), ValueError,
-     "Only one of `clipnorm`, `clipvalue` and `global_clipnorm`"),
-    (lambda: top.Lamb(clipnorm=-1.0), ValueError,
-     "`clipnorm` must be > 0. Received: clipnorm=-1.0"),
-    (lambda: top.Adam(learning_rte=0.1), ValueError, "learning_rte"),
-    (lambda: top.Adam(learning_rate=-0.1), ValueError,
-     "`learning_rate` must be >= 0. Received: learning_rate=-0.1"),
-    (lambda: top.Adam(learning_rate="fast"), TypeError,
-     "`learning_rate` must be a number. Received: learning_rate='fast'"),
-    (lambda: top.AdamW(weight_decay=None), ValueError,
-     "Received: weight_decay=None"),
-    (lambda: top.SGD(weight_decay=-0.1), ValueError,
-     "`weight_decay` must be >= 0. Received: weight_decay=-0.1"),
-    (lambda: top.Adam(fused="yes"), TypeError,
-     "`fused` must be None, True or False. Received: fused='yes'"),
-    (lambda: top.Lamb(exclude_from_weight_decay="bias"), TypeError,
-     "`exclude_from_weight_decay` must be a list of regular expressions"),
-    (lambda: top.Lamb(exclude_from_layer_adaptation=["(unclosed"]),
-     ValueError, "`exclude_from_layer_adaptation` holds an invalid regular"),
-    (lambda: top.Adam(gradient_accumulation_steps=1), ValueError,
-     "`gradient_accumulation_steps` must be an integer >= 2"),
-    (lambda: top.Adam(gradient_accumulation_steps=2.5), TypeError,
-     "Received: gradient_accumulation_steps=2.5"),
-    (lambda: top.Adam(use_ema=True, ema_momentum=1.5), ValueError,
-     "`ema_momentum` must be in the range [0, 1]"),
-    (lambda: top.LossScaleOptimizer("adam"), TypeError,
-     "`inner_optimizer` must be a Keras optimizer"),
-    (lambda: top.LossScaleOptimizer(top.Adam(), initial_scale=0), ValueError,
-     "`initial_scale` must be > 0"),
-    (lambda: top.LossScaleOptimizer(top.Adam(), dynamic_growth_steps=0),
-     ValueError, "`dynamic_growth_steps` must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "make,error,message",
+    [
+        (lambda: top.Adam(beta_1=1.5), ValueError,
+         "`beta_1` must be in [0, 1). Received: beta_1=1.5"),
+        (lambda: top.AdamW(beta_2=-0.1), ValueError,
+         "`beta_2` must be in [0, 1). Received: beta_2=-0.1"),
+        (lambda: top.Lamb(beta_1=1.0), ValueError, "Received: beta_1=1.0"),
+        (lambda: top.Adam(epsilon=-1e-7), ValueError,
+         "`epsilon` must be >= 0. Received: epsilon=-1e-07"),
+        (lambda: top.Lamb(epsilon=float("nan")), ValueError,
+         "`epsilon` must be >= 0"),
+        (lambda: top.SGD(momentum=-0.5), ValueError,
+         "`momentum` must be a float between [0, 1]. Received: momentum=-0.5"),
+        (lambda: top.SGD(momentum="0.9"), TypeError,
+         "`momentum` must be a number. Received: momentum='0.9'"),
+        (lambda: top.Adafactor(clip_threshold=0.0), ValueError,
+         "`clip_threshold` must be > 0. Received: clip_threshold=0.0"),
+        (lambda: top.Adafactor(beta_2_decay=0.8), ValueError,
+         "`beta_2_decay` must be <= 0. Received: beta_2_decay=0.8"),
+        (lambda: top.Adafactor(epsilon_1=-1.0), ValueError,
+         "`epsilon_1` must be >= 0"),
+        (lambda: top.Adafactor(relative_step="yes"), TypeError,
+         "`relative_step` must be True or False"),
+        # Lion: Keras's rule for beta_1, 0 < beta_1 <= 1 (at 0, SignSGD).
+        (lambda: top.Lion(beta_1=0.0), ValueError,
+         "`beta_1` must be in (0, 1]: at 0 Lion degenerates to SignSGD. "
+         "Received: beta_1=0.0"),
+        (lambda: top.Lion(beta_1=1.1), ValueError, "Received: beta_1=1.1"),
+        (lambda: top.Lion(beta_1=-0.1), ValueError, "Received: beta_1=-0.1"),
+        (lambda: top.Lion(beta_2=1.0), ValueError,
+         "`beta_2` must be in [0, 1). Received: beta_2=1.0"),
+        (lambda: top.Lion(beta_1="0.9"), TypeError,
+         "`beta_1` must be a number. Received: beta_1='0.9'"),
+        (lambda: top.Adam(clipnorm=1.0, clipvalue=1.0), ValueError,
+         "Only one of `clipnorm`, `clipvalue` and `global_clipnorm`"),
+        (lambda: top.Lamb(clipnorm=-1.0), ValueError,
+         "`clipnorm` must be > 0. Received: clipnorm=-1.0"),
+        (lambda: top.Adam(learning_rte=0.1), ValueError, "learning_rte"),
+        (lambda: top.Adam(learning_rate=-0.1), ValueError,
+         "`learning_rate` must be >= 0. Received: learning_rate=-0.1"),
+        (lambda: top.Adam(learning_rate="fast"), TypeError,
+         "`learning_rate` must be a number. Received: learning_rate='fast'"),
+        (lambda: top.AdamW(weight_decay=None), ValueError,
+         "Received: weight_decay=None"),
+        (lambda: top.SGD(weight_decay=-0.1), ValueError,
+         "`weight_decay` must be >= 0. Received: weight_decay=-0.1"),
+        (lambda: top.Adam(fused="yes"), TypeError,
+         "`fused` must be None, True or False. Received: fused='yes'"),
+        (lambda: top.Lamb(exclude_from_weight_decay="bias"), TypeError,
+         "`exclude_from_weight_decay` must be a list of regular expressions"),
+        (lambda: top.Lamb(exclude_from_layer_adaptation=["(unclosed"]),
+         ValueError,
+         "`exclude_from_layer_adaptation` holds an invalid regular"),
+        (lambda: top.Adam(gradient_accumulation_steps=1), ValueError,
+         "`gradient_accumulation_steps` must be an integer >= 2"),
+        (lambda: top.Adam(gradient_accumulation_steps=2.5), TypeError,
+         "Received: gradient_accumulation_steps=2.5"),
+        (lambda: top.Adam(use_ema=True, ema_momentum=1.5), ValueError,
+         "`ema_momentum` must be in the range [0, 1]"),
+        (lambda: top.LossScaleOptimizer("adam"), TypeError,
+         "`inner_optimizer` must be a Keras optimizer"),
+        (lambda: top.LossScaleOptimizer(top.Adam(), initial_scale=0),
+         ValueError, "`initial_scale` must be > 0"),
+        (lambda: top.LossScaleOptimizer(top.Adam(), dynamic_growth_steps=0),
+         ValueError, "`dynamic_growth_steps` must be an integer >= 1"),
+    ])
 def test_bad_arguments(make, error, message):
   with pytest.raises(error) as info:
     make()
@@ -86,7 +89,8 @@ def test_fused_true_where_the_op_cannot_run_says_why(monkeypatch):
   variable = keras.Variable(np.ones((3, 2), np.float32))
   grad = tf.ones((3, 2))
   monkeypatch.setenv("TF_OPT_PLUGIN_DISABLE_CUSTOM_OPS", "1")
-  with pytest.raises(FusedOpUnavailableError, match="dispatch_reason='disabled'"):
+  with pytest.raises(FusedOpUnavailableError,
+                     match="dispatch_reason='disabled'"):
     top.Lamb(fused=True).apply_gradients([(grad, variable)])
   np.testing.assert_array_equal(variable.numpy(), 1.0)
   monkeypatch.delenv("TF_OPT_PLUGIN_DISABLE_CUSTOM_OPS")
@@ -119,9 +123,9 @@ def test_gradient_shape_mismatch_is_a_typed_error():
   # `var[0].shape=(3, 2), grad[0].shape=(2, 3)` from the whole-call check
   # that now runs first (the Keras step updates a device's variables as one
   # multi-tensor call).
-  assert re.search(r"var(\[0\])?\.shape=[\[(]3, ?2[\])], "
-                   r"grad(\[0\])?\.shape=[\[(]2, ?3[\])]",
-                   str(info.value)), str(info.value)
+  assert re.search(
+      r"var(\[0\])?\.shape=[\[(]3, ?2[\])], "
+      r"grad(\[0\])?\.shape=[\[(]2, ?3[\])]", str(info.value)), str(info.value)
   np.testing.assert_array_equal(variable.numpy(), 1.0)
 
 

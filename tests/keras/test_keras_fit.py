@@ -35,11 +35,16 @@ def _model(seed=0):
 def _fit(optimizer, data, epochs, jit_compile=False, batch_size=32):
   (x, y), (x_test, y_test) = data
   model = _model()
-  model.compile(optimizer=optimizer,
-                loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True),
-                metrics=["accuracy"], jit_compile=jit_compile)
-  model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=False,
+  model.compile(
+      optimizer=optimizer,
+      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics=["accuracy"],
+      jit_compile=jit_compile)
+  model.fit(x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=False,
             verbose=0)
   accuracy = model.evaluate(x_test, y_test, verbose=0)[1]
   return model, accuracy
@@ -51,14 +56,14 @@ PAIRS = {
     "adam": (lambda: top.Adam(0.003), lambda: keras.optimizers.Adam(0.003)),
     "adamw": (lambda: top.AdamW(0.003, weight_decay=0.01),
               lambda: keras.optimizers.AdamW(0.003, weight_decay=0.01)),
-    "lamb": (lambda: top.Lamb(0.01, weight_decay_rate=0.01,
-                              exclude_from_weight_decay=["bias"]),
+    "lamb": (lambda: top.Lamb(
+        0.01, weight_decay_rate=0.01, exclude_from_weight_decay=["bias"]),
              lambda: keras.optimizers.Lamb(0.01)),
     # Keras's Adafactor turns the first layer's weights into NaN on digits
     # (constant-zero pixels and dead units, defect 9): it is only the bar
     # where it trains, so its accuracy floor is taken from Adam's instead.
-    "adafactor": (lambda: top.Adafactor(0.01),
-                  lambda: keras.optimizers.Adam(0.003)),
+    "adafactor":
+        (lambda: top.Adafactor(0.01), lambda: keras.optimizers.Adam(0.003)),
     "lion": (lambda: top.Lion(0.001, weight_decay=0.01),
              lambda: keras.optimizers.Lion(0.001, weight_decay=0.01)),
 }
@@ -97,8 +102,7 @@ def recorded_reasons(monkeypatch):
   return reasons
 
 
-@pytest.mark.parametrize("cls", [top.Adam, top.AdamW, top.Lamb,
-                                 top.Adafactor])
+@pytest.mark.parametrize("cls", [top.Adam, top.AdamW, top.Lamb, top.Adafactor])
 def test_fit_runs_fused_kernels_and_xla_runs_the_twin(cls, digits,
                                                       recorded_reasons):
   small = ((digits[0][0][:256], digits[0][1][:256]), digits[1])

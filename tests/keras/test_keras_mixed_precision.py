@@ -65,21 +65,29 @@ def test_our_loss_scale_optimizer_is_not_wrapped_again(policy):
 @pytest.mark.parametrize("name", ["adam", "lamb", "adafactor"])
 def test_half_precision_variables_without_a_policy(dtype, tol, name):
   cls, algorithm = {
-      "adam": (top.Adam, H.Algorithm("adam", beta_1=0.9, beta_2=0.999,
-                                     epsilon=1e-7)),
-      "lamb": (top.Lamb, H.Algorithm("lamb", beta_1=0.9, beta_2=0.999,
-                                     epsilon=1e-6)),
-      "adafactor": (top.Adafactor, H.Algorithm(
-          "adafactor", beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3,
-          clip_threshold=1.0, relative_step=True)),
+      "adam": (top.Adam,
+               H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
+      "lamb": (top.Lamb,
+               H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6)),
+      "adafactor": (top.Adafactor,
+                    H.Algorithm("adafactor",
+                                beta_2_decay=-0.8,
+                                epsilon_1=1e-30,
+                                epsilon_2=1e-3,
+                                clip_threshold=1.0,
+                                relative_step=True)),
   }[name]
   w0, grads = H.random_problem(10, seed=5)
   # Start from values the half type represents exactly.
-  w0 = {p: np.asarray(tf.cast(tf.cast(v, dtype), tf.float64)) for p, v in
-        w0.items()}
+  w0 = {
+      p: np.asarray(tf.cast(tf.cast(v, dtype), tf.float64))
+      for p, v in w0.items()
+  }
   optimizer = cls(learning_rate=0.05)
   got = H.run_optimizer(optimizer, w0, grads, "function", dtype=dtype)
-  want = H.reference_run(algorithm, w0, grads,
+  want = H.reference_run(algorithm,
+                         w0,
+                         grads,
                          learning_rate=float(np.float32(0.05)),
                          decay_in_op=(name == "adam"))
   assert all(v.dtype == dtype for v in optimizer.variables[2:])
@@ -90,7 +98,8 @@ def test_half_precision_variables_without_a_policy(dtype, tol, name):
 
 def test_loss_scale_optimizer_skips_non_finite_steps_and_adapts_the_scale():
   variable = keras.Variable(np.ones((2, 2), np.float32))
-  optimizer = top.LossScaleOptimizer(top.SGD(0.5), initial_scale=8.0,
+  optimizer = top.LossScaleOptimizer(top.SGD(0.5),
+                                     initial_scale=8.0,
                                      dynamic_growth_steps=2)
   scale = 8.0
   # The gradients reach the optimizer multiplied by the loss scale.
@@ -105,7 +114,7 @@ def test_loss_scale_optimizer_skips_non_finite_steps_and_adapts_the_scale():
     scale = float(optimizer.dynamic_scale.numpy())
   np.testing.assert_allclose(variable.numpy(), 1.0 - 2 * 0.5 * 0.25)
   assert int(optimizer.iterations) == 2
-  optimizer.apply_gradients([(tf.constant([[np.nan, 0.0], [0.0, 0.0]]),
-                              variable)])
+  optimizer.apply_gradients([(tf.constant([[np.nan, 0.0], [0.0,
+                                                           0.0]]), variable)])
   np.testing.assert_allclose(variable.numpy(), 0.75)
   assert float(optimizer.dynamic_scale.numpy()) == scale / 2

@@ -37,10 +37,11 @@ PER_VARIABLE_OPS = ("ResourceApplyAdamW", "ResourceApplyLamb",
                     "ResourceApplyLion")
 # The configurations of tests/support/optimizer_configs.py that run on the fused
 # AdamW, LAMB and Lion ops.
-MULTI_TENSOR_CONFIGS = ["adam", "adam-amsgrad", "adam-weight-decay", "adamw",
-                        "adamw-amsgrad", "lamb", "lamb-decay-exclusions",
-                        "lamb-adaptation-exclusions", "lamb-keras-weight-decay",
-                        "lion", "lion-weight-decay"]
+MULTI_TENSOR_CONFIGS = [
+    "adam", "adam-amsgrad", "adam-weight-decay", "adamw", "adamw-amsgrad",
+    "lamb", "lamb-decay-exclusions", "lamb-adaptation-exclusions",
+    "lamb-keras-weight-decay", "lion", "lion-weight-decay"
+]
 
 
 @pytest.fixture(autouse=True)
@@ -55,10 +56,12 @@ def update_ops(concrete_function):
   """The update ops of a traced function, cond branches and nested functions
   included: ([(op type, N, dtype) of multi-tensor ops], [per-variable types])."""
   graph_def = concrete_function.graph.as_graph_def()
-  nodes = list(graph_def.node) + [node for f in graph_def.library.function
-                                  for node in f.node_def]
+  nodes = list(graph_def.node) + [
+      node for f in graph_def.library.function for node in f.node_def
+  ]
   multi = [(n.op, n.attr["N"].i, tf.as_dtype(n.attr["T"].type))
-           for n in nodes if n.op.startswith("ResourceMultiTensorApply")]
+           for n in nodes
+           if n.op.startswith("ResourceMultiTensorApply")]
   single = [n.op for n in nodes if n.op in PER_VARIABLE_OPS]
   return multi, single
 
@@ -67,14 +70,17 @@ def make_variables(front_end, w0, dtypes=None):
   """Variables named by path; `dtypes` maps a path to its dtype (float32)."""
   dtypes = dtypes or {}
   if front_end == "keras3":
-    return [H.make_variables({path: value}, dtypes.get(path, "float32"))[0]
-            for path, value in w0.items()]
-  return [tf.Variable(value, dtype=dtypes.get(path, "float32"), name=path)
-          for path, value in w0.items()]
+    return [
+        H.make_variables({path: value}, dtypes.get(path, "float32"))[0]
+        for path, value in w0.items()
+    ]
+  return [
+      tf.Variable(value, dtype=dtypes.get(path, "float32"), name=path)
+      for path, value in w0.items()
+  ]
 
 
-def run_traced(optimizer, front_end, w0, grads, dtypes=None,
-               jit_compile=False):
+def run_traced(optimizer, front_end, w0, grads, dtypes=None, jit_compile=False):
   """Applies `grads` in a tf.function; returns ({path: float64}, step)."""
   variables = make_variables(front_end, w0, dtypes)
   optimizer.build(variables)
@@ -88,23 +94,29 @@ def run_traced(optimizer, front_end, w0, grads, dtypes=None,
 
   for g in grads:
     step(inputs(g))
-  weights = {path: np.asarray(tf.cast(tf.convert_to_tensor(v), tf.float64))
-             for path, v in zip(w0, variables)}
+  weights = {
+      path: np.asarray(tf.cast(tf.convert_to_tensor(v), tf.float64))
+      for path, v in zip(w0, variables)
+  }
   return weights, step.get_concrete_function(inputs(grads[0]))
 
 
 def reference(config, w0, grads):
   _, kwargs, algorithm, extra = CONFIGS[config]
-  return H.reference_run(algorithm, w0, grads,
+  return H.reference_run(algorithm,
+                         w0,
+                         grads,
                          learning_rate=reference_learning_rate(kwargs),
                          **extra)
 
 
 def op_name(class_name):
-  return {"Adam": "ResourceMultiTensorApplyAdamW",
-          "AdamW": "ResourceMultiTensorApplyAdamW",
-          "Lamb": "ResourceMultiTensorApplyLamb",
-          "Lion": "ResourceMultiTensorApplyLion"}[class_name]
+  return {
+      "Adam": "ResourceMultiTensorApplyAdamW",
+      "AdamW": "ResourceMultiTensorApplyAdamW",
+      "Lamb": "ResourceMultiTensorApplyLamb",
+      "Lion": "ResourceMultiTensorApplyLion"
+  }[class_name]
 
 
 # ----------------------------------------------------------------------------
@@ -126,22 +138,33 @@ def test_one_multi_tensor_op_for_all_variables(config, front_end):
 @pytest.mark.parametrize("front_end", sorted(FRONT_ENDS))
 def test_adamw_exclude_from_weight_decay(front_end):
   w0, grads = H.random_problem(STEPS, seed=4)
-  optimizer = FRONT_ENDS[front_end].AdamW(learning_rate=0.01,
-                                          weight_decay=0.2)
+  optimizer = FRONT_ENDS[front_end].AdamW(learning_rate=0.01, weight_decay=0.2)
   optimizer.exclude_from_weight_decay(var_names=["bias", "gamma"])
   got, step = run_traced(optimizer, front_end, w0, grads)
-  want = H.reference_run(
-      H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7), w0, grads,
-      learning_rate=0.01, weight_decay=0.2, decay_in_op=True,
-      exclude_from_weight_decay=("bias", "gamma"))
+  want = H.reference_run(H.Algorithm("adam",
+                                     beta_1=0.9,
+                                     beta_2=0.999,
+                                     epsilon=1e-7),
+                         w0,
+                         grads,
+                         learning_rate=0.01,
+                         weight_decay=0.2,
+                         decay_in_op=True,
+                         exclude_from_weight_decay=("bias", "gamma"))
   H.assert_trajectory_close(got, want)
   # The excluded variables really were spared: with decay they would differ.
-  decayed = H.reference_run(
-      H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7), w0, grads,
-      learning_rate=0.01, weight_decay=0.2, decay_in_op=True)
+  decayed = H.reference_run(H.Algorithm("adam",
+                                        beta_1=0.9,
+                                        beta_2=0.999,
+                                        epsilon=1e-7),
+                            w0,
+                            grads,
+                            learning_rate=0.01,
+                            weight_decay=0.2,
+                            decay_in_op=True)
   assert not np.allclose(got["dense/bias"], decayed["dense/bias"], rtol=1e-4)
-  assert update_ops(step) == ([("ResourceMultiTensorApplyAdamW", 4,
-                                tf.float32)], [])
+  assert update_ops(step) == ([("ResourceMultiTensorApplyAdamW", 4, tf.float32)
+                              ], [])
 
 
 @pytest.mark.parametrize("front_end", sorted(FRONT_ENDS))
@@ -154,13 +177,13 @@ def test_switched_off_by_environment(config, front_end, monkeypatch):
   got, step = run_traced(optimizer, front_end, w0, grads)
   H.assert_trajectory_close(got, reference(config, w0, grads))
   # One call per variable: a multi-tensor op of one variable each.
-  assert update_ops(step) == (
-      [(op_name(class_name), 1, tf.float32)] * len(w0), [])
+  assert update_ops(step) == ([(op_name(class_name), 1, tf.float32)] * len(w0),
+                              [])
 
 
 @pytest.mark.parametrize("front_end", sorted(FRONT_ENDS))
-@pytest.mark.parametrize("config", ["adamw", "lamb-decay-exclusions",
-                                    "lion-weight-decay"])
+@pytest.mark.parametrize(
+    "config", ["adamw", "lamb-decay-exclusions", "lion-weight-decay"])
 def test_mixed_dtypes_give_one_op_per_dtype(config, front_end):
   class_name, kwargs, _, _ = CONFIGS[config]
   w0, grads = H.random_problem(STEPS, seed=6)
@@ -170,8 +193,8 @@ def test_mixed_dtypes_give_one_op_per_dtype(config, front_end):
   H.assert_trajectory_close(got, reference(config, w0, grads))
   multi, single = update_ops(step)
   assert sorted(multi, key=lambda op: op[2].name) == [
-      (op_name(class_name), 2, tf.float32),
-      (op_name(class_name), 2, tf.float64)]
+      (op_name(class_name), 2, tf.float32), (op_name(class_name), 2, tf.float64)
+  ]
   assert single == []
 
 
@@ -185,7 +208,8 @@ def test_single_variable_of_a_dtype_gets_its_own_multi_tensor_op(front_end):
   multi, single = update_ops(step)
   assert sorted(multi, key=lambda op: op[2].name) == [
       ("ResourceMultiTensorApplyAdamW", 3, tf.float32),
-      ("ResourceMultiTensorApplyAdamW", 1, tf.float64)]
+      ("ResourceMultiTensorApplyAdamW", 1, tf.float64)
+  ]
   assert single == []
 
 
@@ -215,8 +239,8 @@ def test_fused_true_takes_the_multi_tensor_op_and_raises_under_xla(front_end):
   optimizer = FRONT_ENDS[front_end].AdamW(fused=True, **CONFIGS["adamw"][1])
   got, step = run_traced(optimizer, front_end, w0, grads)
   H.assert_trajectory_close(got, reference("adamw", w0, grads))
-  assert update_ops(step) == ([("ResourceMultiTensorApplyAdamW", 4,
-                                tf.float32)], [])
+  assert update_ops(step) == ([("ResourceMultiTensorApplyAdamW", 4, tf.float32)
+                              ], [])
   optimizer = FRONT_ENDS[front_end].Lamb(learning_rate=0.01, fused=True)
   # Raised while tracing; tf.function re-raises it wrapped in a StagingError.
   with pytest.raises(Exception, match="dispatch_reason='xla'") as info:
@@ -232,8 +256,8 @@ def test_loss_scale_optimizer_skips_a_non_finite_step(inner):
   class_name, kwargs, _, _ = CONFIGS[inner]
   w0, grads = H.random_problem(2, seed=10)
   scale = 8.0
-  optimizer = keras3.LossScaleOptimizer(
-      getattr(keras3, class_name)(**kwargs), initial_scale=scale)
+  optimizer = keras3.LossScaleOptimizer(getattr(keras3, class_name)(**kwargs),
+                                        initial_scale=scale)
   variables = H.make_variables(w0)
   optimizer.build(variables)
 
@@ -253,7 +277,8 @@ def test_loss_scale_optimizer_skips_a_non_finite_step(inner):
   weights = [np.array(v.numpy()) for v in variables]
   step(scaled(grads[1], poison=True))
   for before, variable in zip(state, optimizer.inner_optimizer.variables):
-    np.testing.assert_array_equal(variable.numpy(), before,
+    np.testing.assert_array_equal(variable.numpy(),
+                                  before,
                                   err_msg=variable.path)
   for before, variable in zip(weights, variables):
     np.testing.assert_array_equal(variable.numpy(), before)
@@ -271,16 +296,19 @@ def test_gradient_accumulation(config):
   optimizer = getattr(keras3, class_name)(gradient_accumulation_steps=3,
                                           **kwargs)
   got, step = run_traced(optimizer, "keras3", w0, grads)
-  mean_grads = [{p: np.mean([g[p] for g in grads[i:i + 3]], axis=0)
-                 for p in w0} for i in range(0, 12, 3)]
-  want = H.reference_run(algorithm, w0, mean_grads,
+  mean_grads = [{
+      p: np.mean([g[p] for g in grads[i:i + 3]], axis=0) for p in w0
+  } for i in range(0, 12, 3)]
+  want = H.reference_run(algorithm,
+                         w0,
+                         mean_grads,
                          learning_rate=reference_learning_rate(kwargs),
                          **extra)
   H.assert_trajectory_close(got, want)
   assert int(optimizer.iterations) == 4
   # Accumulation decides per variable: one update call, and op, per variable.
-  assert update_ops(step) == (
-      [(op_name(class_name), 1, tf.float32)] * len(w0), [])
+  assert update_ops(step) == ([(op_name(class_name), 1, tf.float32)] * len(w0),
+                              [])
 
 
 def test_constraint_and_ema_after_the_batched_update():
@@ -308,10 +336,13 @@ def test_constraint_and_ema_after_the_batched_update():
     index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
     np.testing.assert_allclose(
         optimizer._model_variables_moving_average[index].numpy(),  # pylint: disable=protected-access
-        average, rtol=2e-5, atol=2e-6)
-  assert update_ops(step.get_concrete_function(
-      [tf.constant(grads[0][p], tf.float32) for p in w0])) == (
-          [("ResourceMultiTensorApplyAdamW", 4, tf.float32)], [])
+        average,
+        rtol=2e-5,
+        atol=2e-6)
+  assert update_ops(
+      step.get_concrete_function([
+          tf.constant(grads[0][p], tf.float32) for p in w0
+      ])) == ([("ResourceMultiTensorApplyAdamW", 4, tf.float32)], [])
 
 
 def test_fit_of_a_linear_model():
@@ -323,7 +354,8 @@ def test_fit_of_a_linear_model():
   model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
   model.set_weights([kernel0, np.zeros(3, "float32")])
   model.compile(optimizer=keras3.AdamW(learning_rate=0.01, weight_decay=0.1),
-                loss="mse", jit_compile=False)
+                loss="mse",
+                jit_compile=False)
   model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
 
   algorithm = H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7)
@@ -358,8 +390,9 @@ def residual_size(y):
 # ----------------------------------------------------------------------------
 # MirroredStrategy over 2 logical CPUs.
 # ----------------------------------------------------------------------------
-MIRRORED_CONFIGS = ["adam", "adamw", "lamb-adaptation-exclusions",
-                    "lion-weight-decay"]
+MIRRORED_CONFIGS = [
+    "adam", "adamw", "lamb-adaptation-exclusions", "lion-weight-decay"
+]
 _mirrored = {}
 
 
@@ -367,8 +400,11 @@ def mirrored_results():
   if not _mirrored:
     cmd = subprocess_helpers.command("multi_tensor_worker.py",
                                      *MIRRORED_CONFIGS)
-    proc = subprocess.run(cmd, env=subprocess_helpers.environment(),
-                          capture_output=True, text=True, timeout=420,
+    proc = subprocess.run(cmd,
+                          env=subprocess_helpers.environment(),
+                          capture_output=True,
+                          text=True,
+                          timeout=420,
                           check=False)
     result = subprocess_helpers.parse_result(proc.stdout)
     if proc.returncode != 0 or result is None:
@@ -394,4 +430,5 @@ def test_mirrored_strategy_one_op_per_device(config, front_end):
   class_name = CONFIGS[config][0]
   assert sorted(tuple(op) for op in run["ops"]) == [
       (op_name(class_name), f"/job:localhost/replica:0/task:0/device:CPU:{i}",
-       len(w0), "float32") for i in range(2)]
+       len(w0), "float32") for i in range(2)
+  ]

@@ -24,51 +24,65 @@ def test_matches_reference(config, mode):
   w0, grads = H.random_problem(STEPS, seed=7)
   optimizer = getattr(top, class_name)(fused=H.fused_arg(mode), **kwargs)
   got = H.run_optimizer(optimizer, w0, grads, mode)
-  want = H.reference_run(algorithm, w0, grads,
-                         learning_rate=reference_learning_rate(kwargs), **extra)
+  want = H.reference_run(algorithm,
+                         w0,
+                         grads,
+                         learning_rate=reference_learning_rate(kwargs),
+                         **extra)
   H.assert_trajectory_close(got, want)
   assert not np.allclose(got["dense/kernel"], w0["dense/kernel"], atol=1e-3)
 
 
 @pytest.mark.parametrize("cls,algorithm,extra", [
-    (top.Adam, H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7),
-     dict(decay_in_op=True)),
-    (top.Lamb, H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6),
-     {}),
-    (top.Adafactor, H.Algorithm("adafactor", beta_2_decay=-0.8,
-                                epsilon_1=1e-30, epsilon_2=1e-3,
-                                clip_threshold=1.0, relative_step=False), {}),
-    (top.Lion, H.Algorithm("lion", beta_1=0.9, beta_2=0.99),
-     dict(decay_in_op=True)),
-], ids=["adam", "lamb", "adafactor", "lion"])
+    (top.Adam, H.Algorithm("adam", beta_1=0.9, beta_2=0.999,
+                           epsilon=1e-7), dict(decay_in_op=True)),
+    (top.Lamb, H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6), {}),
+    (top.Adafactor,
+     H.Algorithm("adafactor",
+                 beta_2_decay=-0.8,
+                 epsilon_1=1e-30,
+                 epsilon_2=1e-3,
+                 clip_threshold=1.0,
+                 relative_step=False), {}),
+    (top.Lion, H.Algorithm("lion", beta_1=0.9,
+                           beta_2=0.99), dict(decay_in_op=True)),
+],
+                         ids=["adam", "lamb", "adafactor", "lion"])
 @pytest.mark.parametrize("mode", ["function", "xla"])
 def test_schedules(cls, algorithm, extra, mode):
-  schedule = keras.optimizers.schedules.ExponentialDecay(
-      0.05, decay_steps=10, decay_rate=0.5)
-  wd_schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-      [20], [0.02, 0.005])
+  schedule = keras.optimizers.schedules.ExponentialDecay(0.05,
+                                                         decay_steps=10,
+                                                         decay_rate=0.5)
+  wd_schedule = keras.optimizers.schedules.PiecewiseConstantDecay([20],
+                                                                  [0.02, 0.005])
   w0, grads = H.random_problem(30, seed=11)
   kwargs = dict(learning_rate=schedule, weight_decay=wd_schedule)
   if cls is top.Adafactor:
     kwargs["relative_step"] = False
   got = H.run_optimizer(cls(**kwargs), w0, grads, mode)
   want = H.reference_run(
-      algorithm, w0, grads,
-      learning_rate=lambda t: float(np.float32(0.05 * 0.5 ** (t / 10))),
-      weight_decay=lambda t: 0.02 if t <= 20 else 0.005, **extra)
+      algorithm,
+      w0,
+      grads,
+      learning_rate=lambda t: float(np.float32(0.05 * 0.5**(t / 10))),
+      weight_decay=lambda t: 0.02 if t <= 20 else 0.005,
+      **extra)
   H.assert_trajectory_close(got, want)
 
 
 def test_lamb_weight_decay_rate_schedule_and_callable_learning_rate():
   lr = keras.Variable(0.02, dtype="float32", trainable=False)
-  optimizer = top.Lamb(learning_rate=lambda: lr * 0.5,
-                       weight_decay_rate=keras.optimizers.schedules
-                       .PiecewiseConstantDecay([5], [0.1, 0.0]))
+  optimizer = top.Lamb(
+      learning_rate=lambda: lr * 0.5,
+      weight_decay_rate=keras.optimizers.schedules.PiecewiseConstantDecay(
+          [5], [0.1, 0.0]))
   w0, grads = H.random_problem(10, seed=12)
   got = H.run_optimizer(optimizer, w0, grads, "function")
   # The schedule's boundary is inclusive: steps 0..5 decay, then none.
-  want = H.reference_run(_PerStepLamb(lambda t: 0.1 if t <= 5 else 0.0), w0,
-                         grads, learning_rate=0.01)
+  want = H.reference_run(_PerStepLamb(lambda t: 0.1 if t <= 5 else 0.0),
+                         w0,
+                         grads,
+                         learning_rate=0.01)
   H.assert_trajectory_close(got, want)
 
 
@@ -83,18 +97,27 @@ class _PerStepLamb(H.Algorithm):
     return super().step(w, slots, g, t, lr, path, fused_decay)
 
 
-@pytest.mark.parametrize("clipping", [dict(clipnorm=0.5),
-                                      dict(global_clipnorm=0.7),
-                                      dict(clipvalue=0.1)],
-                         ids=["clipnorm", "global_clipnorm", "clipvalue"])
+@pytest.mark.parametrize(
+    "clipping",
+    [dict(clipnorm=0.5),
+     dict(global_clipnorm=0.7),
+     dict(clipvalue=0.1)],
+    ids=["clipnorm", "global_clipnorm", "clipvalue"])
 @pytest.mark.parametrize("mode", ["eager", "xla"])
 def test_clipping(clipping, mode):
   w0, grads = H.random_problem(20, seed=13, scale=3.0)
   optimizer = top.AdamW(learning_rate=0.01, **clipping)
   got = H.run_optimizer(optimizer, w0, grads, mode)
-  want = H.reference_run(
-      H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7), w0, grads,
-      learning_rate=0.01, weight_decay=0.004, decay_in_op=True, **clipping)
+  want = H.reference_run(H.Algorithm("adam",
+                                     beta_1=0.9,
+                                     beta_2=0.999,
+                                     epsilon=1e-7),
+                         w0,
+                         grads,
+                         learning_rate=0.01,
+                         weight_decay=0.004,
+                         decay_in_op=True,
+                         **clipping)
   H.assert_trajectory_close(got, want)
 
 
@@ -103,10 +126,16 @@ def test_excluded_variables_get_no_decoupled_decay():
   optimizer = top.AdamW(learning_rate=0.01, weight_decay=0.2)
   optimizer.exclude_from_weight_decay(var_names=["bias", "gamma"])
   got = H.run_optimizer(optimizer, w0, grads, "function")
-  want = H.reference_run(
-      H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7), w0, grads,
-      learning_rate=0.01, weight_decay=0.2, decay_in_op=True,
-      exclude_from_weight_decay=("bias", "gamma"))
+  want = H.reference_run(H.Algorithm("adam",
+                                     beta_1=0.9,
+                                     beta_2=0.999,
+                                     epsilon=1e-7),
+                         w0,
+                         grads,
+                         learning_rate=0.01,
+                         weight_decay=0.2,
+                         decay_in_op=True,
+                         exclude_from_weight_decay=("bias", "gamma"))
   H.assert_trajectory_close(got, want)
 
 
@@ -119,17 +148,21 @@ def _single_step(optimizer, grads, values):
   return variable.numpy()
 
 
-@pytest.mark.parametrize("optimizer,expected", [
-    # keras/src/optimizers/{sgd,adam,adamw,lamb,adafactor,lion}_test.py
-    # ::test_single_step (rtol=atol=1e-4 there).
-    (lambda: top.SGD(learning_rate=0.5), [0.5, -1.0, -0.5, 3.0]),
-    (lambda: top.Adam(learning_rate=0.5), [0.5, 1.5, 2.5, 3.5]),
-    (lambda: top.AdamW(learning_rate=0.5), [0.4980, 1.4960, 2.494, 3.492]),
-    (lambda: top.Lamb(learning_rate=0.5), [-0.3693, 0.6306, 1.6306, 2.6306]),
-    (lambda: top.Adafactor(learning_rate=0.5),
-     [-0.3693, 0.6307, 1.6307, 2.6307]),
-    (lambda: top.Lion(learning_rate=0.5), [0.5, 1.5, 2.5, 3.5]),
-], ids=["sgd", "adam", "adamw", "lamb", "adafactor", "lion"])
+@pytest.mark.parametrize(
+    "optimizer,expected",
+    [
+        # keras/src/optimizers/{sgd,adam,adamw,lamb,adafactor,lion}_test.py
+        # ::test_single_step (rtol=atol=1e-4 there).
+        (lambda: top.SGD(learning_rate=0.5), [0.5, -1.0, -0.5, 3.0]),
+        (lambda: top.Adam(learning_rate=0.5), [0.5, 1.5, 2.5, 3.5]),
+        (lambda: top.AdamW(learning_rate=0.5), [0.4980, 1.4960, 2.494, 3.492]),
+        (lambda: top.Lamb(learning_rate=0.5), [-0.3693, 0.6306, 1.6306, 2.6306
+                                              ]),
+        (lambda: top.Adafactor(learning_rate=0.5),
+         [-0.3693, 0.6307, 1.6307, 2.6307]),
+        (lambda: top.Lion(learning_rate=0.5), [0.5, 1.5, 2.5, 3.5]),
+    ],
+    ids=["sgd", "adam", "adamw", "lamb", "adafactor", "lion"])
 def test_keras_single_step_values(optimizer, expected):
   got = _single_step(optimizer(), [1.0, 6.0, 7.0, 2.0], [1.0, 2.0, 3.0, 4.0])
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
@@ -137,11 +170,13 @@ def test_keras_single_step_values(optimizer, expected):
 
 def test_keras_adafactor_single_step_2d_values():
   variable = keras.Variable([[1.0, 2.0], [3.0, 4.0]])
-  top.Adafactor(learning_rate=0.5).apply_gradients(
-      [(tf.constant([[1.0, 6.0], [7.0, 2.0]]), variable)])
+  top.Adafactor(learning_rate=0.5).apply_gradients([(tf.constant([[1.0, 6.0],
+                                                                  [7.0, 2.0]]),
+                                                     variable)])
   np.testing.assert_allclose(variable.numpy(),
                              [[0.7007, -0.0081], [1.2492, 3.4407]],
-                             rtol=1e-4, atol=1e-4)
+                             rtol=1e-4,
+                             atol=1e-4)
 
 
 def test_keras_weight_decay_values():
@@ -151,8 +186,7 @@ def test_keras_weight_decay_values():
   var1 = keras.Variable(2.0)
   var2 = keras.Variable(2.0, name="exclude")
   var3 = keras.Variable(2.0)
-  top.SGD(learning_rate=1.0, weight_decay=0.004).apply_gradients(
-      [(zero, var1)])
+  top.SGD(learning_rate=1.0, weight_decay=0.004).apply_gradients([(zero, var1)])
   opt2 = top.SGD(learning_rate=1.0, weight_decay=0.004)
   opt2.exclude_from_weight_decay(var_names=["exclude"])
   opt2.apply_gradients([(zero, var1), (zero, var2)])
@@ -163,13 +197,15 @@ def test_keras_weight_decay_values():
   assert var2.numpy() == 2.0 and var3.numpy() == 2.0
 
 
-@pytest.mark.parametrize("optimizer,golden", [
-    (lambda: top.AdamW(**G.ADAMW_HP), G.ADAMW),
-    (lambda: top.Adam(amsgrad=True), G.ADAM_AMSGRAD),
-    (lambda: top.Lamb(), G.LAMB),
-    (lambda: top.Adafactor(**G.ADAFACTOR_HP), G.ADAFACTOR),
-    (lambda: top.Lion(), G.LION),
-], ids=["adamw", "adam-amsgrad", "lamb", "adafactor", "lion"])
+@pytest.mark.parametrize(
+    "optimizer,golden", [
+        (lambda: top.AdamW(**G.ADAMW_HP), G.ADAMW),
+        (lambda: top.Adam(amsgrad=True), G.ADAM_AMSGRAD),
+        (lambda: top.Lamb(), G.LAMB),
+        (lambda: top.Adafactor(**G.ADAFACTOR_HP), G.ADAFACTOR),
+        (lambda: top.Lion(), G.LION),
+    ],
+    ids=["adamw", "adam-amsgrad", "lamb", "adafactor", "lion"])
 def test_keras_golden_trajectories(optimizer, golden):
   optimizer = optimizer()
   x = keras.Variable(np.ones([10], np.float32))
@@ -189,14 +225,20 @@ def test_model_garden_lamb_sparse():
   dense0 = np.array([0.1, 0.0, 0.1])
   dense1 = np.array([0.01, 0.0, 0.01])
   indices = np.array([0, 2], np.int32)
-  grads = [tf.IndexedSlices(tf.constant(d[indices], tf.float32),
-                            tf.constant(indices), tf.constant([3]))
-           for d in (dense0, dense1)]
+  grads = [
+      tf.IndexedSlices(tf.constant(d[indices],
+                                   tf.float32), tf.constant(indices),
+                       tf.constant([3])) for d in (dense0, dense1)
+  ]
   optimizer = top.Lamb()
   algorithm = H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6)
-  want = H.reference_run(algorithm, {"a/0": [1.0, 1.0, 2.0],
-                                     "a/1": [3.0, 3.0, 4.0]},
-                         [{"a/0": dense0, "a/1": dense1}] * 3,
+  want = H.reference_run(algorithm, {
+      "a/0": [1.0, 1.0, 2.0],
+      "a/1": [3.0, 3.0, 4.0]
+  }, [{
+      "a/0": dense0,
+      "a/1": dense1
+  }] * 3,
                          learning_rate=0.001)
   for _ in range(3):
     optimizer.apply_gradients(zip(grads, [var0, var1]))
@@ -207,31 +249,52 @@ def test_model_garden_lamb_sparse():
 def test_model_garden_lamb_learning_rate_decay_with_weight_decay():
   # lr_t = 0.001 / (1 + 0.5 t) (Keras 2's `decay`), lamb_wd = 0.01,
   # epsilon = 1e-7, three steps of constant gradients.
-  schedule = keras.optimizers.schedules.InverseTimeDecay(
-      0.001, decay_steps=1, decay_rate=0.5)
-  optimizer = top.Lamb(learning_rate=schedule, epsilon=1e-7,
+  schedule = keras.optimizers.schedules.InverseTimeDecay(0.001,
+                                                         decay_steps=1,
+                                                         decay_rate=0.5)
+  optimizer = top.Lamb(learning_rate=schedule,
+                       epsilon=1e-7,
                        weight_decay_rate=0.01)
   w0 = {"a/var0": [1.0, 2.0], "a/var1": [3.0, 4.0]}
   grads = [{"a/var0": [0.1, 0.1], "a/var1": [0.01, 0.01]}] * 3
   got = H.run_optimizer(optimizer, w0, grads)
   want = H.reference_run(
-      H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                  weight_decay_rate=0.01), w0, grads,
+      H.Algorithm("lamb",
+                  beta_1=0.9,
+                  beta_2=0.999,
+                  epsilon=1e-7,
+                  weight_decay_rate=0.01),
+      w0,
+      grads,
       learning_rate=lambda t: float(np.float32(0.001 / (1 + 0.5 * t))))
   H.assert_trajectory_close(got, want, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("kwargs,decayed,adapted", [
-    # test_exclude_weight_decay: ["var1"] excludes var1 and var1_weight; the
-    # adaptation list defaults to the decay list.
-    (dict(weight_decay_rate=0.01, exclude_from_weight_decay=["var1"]),
-     {"var0": True, "var1": False, "var1_weight": False},
-     {"var0": True, "var1": False, "var1_weight": False}),
-    # test_exclude_layer_adaptation
-    (dict(exclude_from_layer_adaptation=["var1"]),
-     {"var0": False, "var1": False, "var1_weight": False},
-     {"var0": True, "var1": False, "var1_weight": False}),
-])
+@pytest.mark.parametrize(
+    "kwargs,decayed,adapted",
+    [
+        # test_exclude_weight_decay: ["var1"] excludes var1 and var1_weight; the
+        # adaptation list defaults to the decay list.
+        (dict(weight_decay_rate=0.01, exclude_from_weight_decay=["var1"]), {
+            "var0": True,
+            "var1": False,
+            "var1_weight": False
+        }, {
+            "var0": True,
+            "var1": False,
+            "var1_weight": False
+        }),
+        # test_exclude_layer_adaptation
+        (dict(exclude_from_layer_adaptation=["var1"]), {
+            "var0": False,
+            "var1": False,
+            "var1_weight": False
+        }, {
+            "var0": True,
+            "var1": False,
+            "var1_weight": False
+        }),
+    ])
 def test_model_garden_lamb_exclusions(kwargs, decayed, adapted):
   w0 = {f"layer/{name}": [3.0, -4.0] for name in decayed}
   grads = [{path: [0.5, 0.25] for path in w0}] * 2
@@ -241,10 +304,17 @@ def test_model_garden_lamb_exclusions(kwargs, decayed, adapted):
     path = f"layer/{name}"
     w, m, v = np.array(w0[path]), np.zeros(2), np.zeros(2)
     for t, g in enumerate(grads, 1):
-      w, m, v = H.R.lamb_step(
-          w, m, v, g[path], learning_rate=0.01, beta_1=0.9, beta_2=0.999,
-          epsilon=1e-6, weight_decay_rate=rate if decayed[name] else 0.0,
-          step=t, use_layer_adaptation=adapted[name])
+      w, m, v = H.R.lamb_step(w,
+                              m,
+                              v,
+                              g[path],
+                              learning_rate=0.01,
+                              beta_1=0.9,
+                              beta_2=0.999,
+                              epsilon=1e-6,
+                              weight_decay_rate=rate if decayed[name] else 0.0,
+                              step=t,
+                              use_layer_adaptation=adapted[name])
     np.testing.assert_allclose(got[path], w, rtol=1e-6, err_msg=path)
   # The three cases are distinguishable: adaptation scales the step by ~5.
   assert not np.allclose(got["layer/var0"], got["layer/var1"])
@@ -254,25 +324,27 @@ def test_model_garden_lamb_exclusions(kwargs, decayed, adapted):
 # Keras 3 parity where the math is the same (float32, 50 steps).
 # ----------------------------------------------------------------------------
 @pytest.mark.parametrize("ours,theirs", [
-    (lambda: top.Adam(learning_rate=0.01), lambda: keras.optimizers.Adam(
-        learning_rate=0.01)),
+    (lambda: top.Adam(learning_rate=0.01),
+     lambda: keras.optimizers.Adam(learning_rate=0.01)),
     (lambda: top.Adam(learning_rate=0.01, amsgrad=True),
      lambda: keras.optimizers.Adam(learning_rate=0.01, amsgrad=True)),
     (lambda: top.AdamW(learning_rate=0.01, weight_decay=0.1),
      lambda: keras.optimizers.AdamW(learning_rate=0.01, weight_decay=0.1)),
     (lambda: top.SGD(learning_rate=0.05, momentum=0.9),
      lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9)),
-    (lambda: top.SGD(learning_rate=0.05, momentum=0.9, nesterov=True),
-     lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9,
-                                  nesterov=True)),
+    (lambda: top.SGD(learning_rate=0.05, momentum=0.9, nesterov=True), lambda:
+     keras.optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True)),
     (lambda: top.Adafactor(learning_rate=0.01),
      lambda: keras.optimizers.Adafactor(learning_rate=0.01)),
     (lambda: top.Lamb(learning_rate=0.01),
      lambda: keras.optimizers.Lamb(learning_rate=0.01, epsilon=1e-6)),
     (lambda: top.Lion(learning_rate=0.01, weight_decay=0.1),
      lambda: keras.optimizers.Lion(learning_rate=0.01, weight_decay=0.1)),
-], ids=["adam", "adam-amsgrad", "adamw", "sgd-momentum", "sgd-nesterov",
-        "adafactor", "lamb", "lion"])
+],
+                         ids=[
+                             "adam", "adam-amsgrad", "adamw", "sgd-momentum",
+                             "sgd-nesterov", "adafactor", "lamb", "lion"
+                         ])
 def test_parity_with_keras(ours, theirs):
   w0, grads = H.random_problem(STEPS, seed=21)
   got = H.run_optimizer(ours(), w0, grads, "function")
@@ -282,31 +354,32 @@ def test_parity_with_keras(ours, theirs):
 
 def test_slots_have_keras_names_and_order():
   w0, grads = H.random_problem(1, seed=0)
-  for ours, theirs in [(top.Adam(amsgrad=True), keras.optimizers.Adam(
-      amsgrad=True)), (top.AdamW(), keras.optimizers.AdamW()),
-                       (top.SGD(momentum=0.5), keras.optimizers.SGD(
-                           momentum=0.5)),
-                       (top.Lamb(), keras.optimizers.Lamb()),
-                       (top.Lion(), keras.optimizers.Lion())]:
+  for ours, theirs in [
+      (top.Adam(amsgrad=True), keras.optimizers.Adam(amsgrad=True)),
+      (top.AdamW(), keras.optimizers.AdamW()),
+      (top.SGD(momentum=0.5), keras.optimizers.SGD(momentum=0.5)),
+      (top.Lamb(), keras.optimizers.Lamb()),
+      (top.Lion(), keras.optimizers.Lion())
+  ]:
     variables = H.make_variables(w0)
     ours.build(variables)
     theirs.build(variables)
-    assert ([(v.name, v.shape) for v in ours.variables]
-            == [(v.name, v.shape) for v in theirs.variables])
+    assert ([(v.name, v.shape) for v in ours.variables
+            ] == [(v.name, v.shape) for v in theirs.variables])
 
 
 def test_adafactor_slots_are_factored():
   variables = H.make_variables(H.random_problem(1, seed=0)[0])
   optimizer = top.Adafactor()
   optimizer.build(variables)
-  assert [(v.name, tuple(v.shape)) for v in optimizer.variables[2:]] == [
-      ("dense_kernel_row", (6,)), ("dense_kernel_column", (4,)),
-      ("dense_bias_velocity", (4,)), ("conv_kernel_row", (2, 3)),
-      ("conv_kernel_column", (2, 5)), ("norm_gamma_velocity", (5,))]
+  assert [(v.name, tuple(v.shape)) for v in optimizer.variables[2:]
+         ] == [("dense_kernel_row", (6,)), ("dense_kernel_column", (4,)),
+               ("dense_bias_velocity", (4,)), ("conv_kernel_row", (2, 3)),
+               ("conv_kernel_column", (2, 5)), ("norm_gamma_velocity", (5,))]
 
 
-@pytest.mark.parametrize("cls", [top.SGD, top.Adam, top.AdamW, top.Lamb,
-                                 top.Adafactor, top.Lion])
+@pytest.mark.parametrize(
+    "cls", [top.SGD, top.Adam, top.AdamW, top.Lamb, top.Adafactor, top.Lion])
 def test_fused_and_twin_paths_create_the_same_slots(cls):
   w0, grads = H.random_problem(2, seed=0)
   kwargs = dict(momentum=0.9) if cls is top.SGD else {}
@@ -315,8 +388,8 @@ def test_fused_and_twin_paths_create_the_same_slots(cls):
   twin = cls(fused=False, name="optimizer", **kwargs)
   H.run_optimizer(fused, w0, grads, "function")
   H.run_optimizer(twin, w0, grads, "xla")
-  assert ([(v.path, v.shape, v.dtype) for v in fused.variables]
-          == [(v.path, v.shape, v.dtype) for v in twin.variables])
+  assert ([(v.path, v.shape, v.dtype) for v in fused.variables
+          ] == [(v.path, v.shape, v.dtype) for v in twin.variables])
   for a, b in zip(fused.variables, twin.variables):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
 
@@ -329,15 +402,24 @@ def test_fused_and_twin_paths_create_the_same_slots(cls):
 @pytest.mark.parametrize("mode", ["eager", "function"])
 def test_gradient_accumulation_clips_and_decays_once_per_real_step(mode):
   w0, grads = H.random_problem(12, seed=31, scale=2.0)
-  optimizer = top.AdamW(learning_rate=0.01, weight_decay=0.1,
-                        global_clipnorm=0.5, gradient_accumulation_steps=3)
+  optimizer = top.AdamW(learning_rate=0.01,
+                        weight_decay=0.1,
+                        global_clipnorm=0.5,
+                        gradient_accumulation_steps=3)
   got = H.run_optimizer(optimizer, w0, grads, mode)
-  mean_grads = [{p: np.mean([g[p] for g in grads[i:i + 3]], axis=0)
-                 for p in w0} for i in range(0, 12, 3)]
-  want = H.reference_run(
-      H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7), w0,
-      mean_grads, learning_rate=0.01, weight_decay=0.1, decay_in_op=True,
-      global_clipnorm=0.5)
+  mean_grads = [{
+      p: np.mean([g[p] for g in grads[i:i + 3]], axis=0) for p in w0
+  } for i in range(0, 12, 3)]
+  want = H.reference_run(H.Algorithm("adam",
+                                     beta_1=0.9,
+                                     beta_2=0.999,
+                                     epsilon=1e-7),
+                         w0,
+                         mean_grads,
+                         learning_rate=0.01,
+                         weight_decay=0.1,
+                         decay_in_op=True,
+                         global_clipnorm=0.5)
   H.assert_trajectory_close(got, want)
   assert int(optimizer.iterations) == 4
 
@@ -353,7 +435,9 @@ def test_gradient_accumulation_holds_weights_between_real_steps():
 @pytest.mark.parametrize("overwrite_frequency", [None, 4])
 def test_ema_of_the_weights(overwrite_frequency):
   w0, grads = H.random_problem(10, seed=33)
-  optimizer = top.SGD(learning_rate=0.1, momentum=0.5, use_ema=True,
+  optimizer = top.SGD(learning_rate=0.1,
+                      momentum=0.5,
+                      use_ema=True,
                       ema_momentum=0.8,
                       ema_overwrite_frequency=overwrite_frequency)
   variables = H.make_variables(w0)
@@ -373,4 +457,6 @@ def test_ema_of_the_weights(overwrite_frequency):
     index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
     np.testing.assert_allclose(
         optimizer._model_variables_moving_average[index].numpy(),  # pylint: disable=protected-access
-        average, rtol=1e-5, atol=1e-6)
+        average,
+        rtol=1e-5,
+        atol=1e-6)

@@ -14,29 +14,59 @@ import tensorflow as tf
 import tf_opt_plugin as top
 
 SCHEDULE = keras.optimizers.schedules.CosineDecay(0.01, decay_steps=100)
-BASE = dict(clipnorm=None, global_clipnorm=0.5, clipvalue=None, use_ema=True,
-            ema_momentum=0.9, ema_overwrite_frequency=7, loss_scale_factor=4.0,
-            gradient_accumulation_steps=3, fused=False)
+BASE = dict(clipnorm=None,
+            global_clipnorm=0.5,
+            clipvalue=None,
+            use_ema=True,
+            ema_momentum=0.9,
+            ema_overwrite_frequency=7,
+            loss_scale_factor=4.0,
+            gradient_accumulation_steps=3,
+            fused=False)
 
 CONFIGURED = {
-    "sgd": lambda: top.SGD(SCHEDULE, momentum=0.7, nesterov=True,
-                           weight_decay=0.01, name="my_sgd", **BASE),
-    "adam": lambda: top.Adam(0.002, beta_1=0.8, beta_2=0.95, epsilon=1e-5,
-                             amsgrad=True, **BASE),
-    "adamw": lambda: top.AdamW(SCHEDULE, weight_decay=keras.optimizers
-                               .schedules.ExponentialDecay(0.1, 10, 0.5),
-                               beta_1=0.85, amsgrad=True, **BASE),
-    "lamb": lambda: top.Lamb(0.003, beta_1=0.7, beta_2=0.9, epsilon=1e-4,
-                             weight_decay_rate=SCHEDULE,
-                             exclude_from_weight_decay=["bias", "norm"],
-                             exclude_from_layer_adaptation=["^emb"],
-                             clipvalue=0.5, fused=True),
-    "adafactor": lambda: top.Adafactor(0.02, beta_2_decay=-0.5,
-                                       epsilon_1=1e-20, epsilon_2=1e-2,
-                                       clip_threshold=2.0, relative_step=False,
-                                       clipnorm=1.0),
-    "lion": lambda: top.Lion(SCHEDULE, beta_1=0.95, beta_2=0.98,
-                             weight_decay=0.05, name="my_lion", **BASE),
+    "sgd":
+        lambda: top.SGD(SCHEDULE,
+                        momentum=0.7,
+                        nesterov=True,
+                        weight_decay=0.01,
+                        name="my_sgd",
+                        **BASE),
+    "adam":
+        lambda: top.Adam(
+            0.002, beta_1=0.8, beta_2=0.95, epsilon=1e-5, amsgrad=True, **BASE),
+    "adamw":
+        lambda: top.AdamW(SCHEDULE,
+                          weight_decay=keras.optimizers.schedules.
+                          ExponentialDecay(0.1, 10, 0.5),
+                          beta_1=0.85,
+                          amsgrad=True,
+                          **BASE),
+    "lamb":
+        lambda: top.Lamb(0.003,
+                         beta_1=0.7,
+                         beta_2=0.9,
+                         epsilon=1e-4,
+                         weight_decay_rate=SCHEDULE,
+                         exclude_from_weight_decay=["bias", "norm"],
+                         exclude_from_layer_adaptation=["^emb"],
+                         clipvalue=0.5,
+                         fused=True),
+    "adafactor":
+        lambda: top.Adafactor(0.02,
+                              beta_2_decay=-0.5,
+                              epsilon_1=1e-20,
+                              epsilon_2=1e-2,
+                              clip_threshold=2.0,
+                              relative_step=False,
+                              clipnorm=1.0),
+    "lion":
+        lambda: top.Lion(SCHEDULE,
+                         beta_1=0.95,
+                         beta_2=0.98,
+                         weight_decay=0.05,
+                         name="my_lion",
+                         **BASE),
 }
 
 
@@ -62,7 +92,8 @@ def test_keras_serialize_round_trips(name):
 
 
 def test_loss_scale_optimizer_round_trips():
-  optimizer = top.LossScaleOptimizer(CONFIGURED["lamb"](), initial_scale=64.0,
+  optimizer = top.LossScaleOptimizer(CONFIGURED["lamb"](),
+                                     initial_scale=64.0,
                                      dynamic_growth_steps=10)
   restored = keras.optimizers.deserialize(
       json.loads(json.dumps(keras.optimizers.serialize(optimizer))))
@@ -80,9 +111,11 @@ def _data():
 
 def _compiled_model(optimizer):
   keras.utils.set_random_seed(1)
-  model = keras.Sequential([keras.Input((8,)),
-                            keras.layers.Dense(16, activation="tanh"),
-                            keras.layers.Dense(1)])
+  model = keras.Sequential([
+      keras.Input((8,)),
+      keras.layers.Dense(16, activation="tanh"),
+      keras.layers.Dense(1)
+  ])
   model.compile(optimizer=optimizer, loss="mse")
   return model
 
@@ -104,16 +137,22 @@ print(json.dumps({"class": type(model.optimizer).__name__,
 
 
 @pytest.mark.subprocess
-@pytest.mark.parametrize("name", ["adamw", "lamb", "adafactor", "sgd",
-                                  "lion"])
+@pytest.mark.parametrize("name", ["adamw", "lamb", "adafactor", "sgd", "lion"])
 def test_keras_file_loads_in_a_fresh_process_with_state(name, tmp_path):
   x, y = _data()
-  optimizer = {"adamw": lambda: top.AdamW(0.01),
-               "lamb": lambda: top.Lamb(0.01, weight_decay_rate=0.01,
-                                        exclude_from_weight_decay=["bias"]),
-               "adafactor": lambda: top.Adafactor(0.05),
-               "sgd": lambda: top.SGD(0.05, momentum=0.9),
-               "lion": lambda: top.Lion(0.005, weight_decay=0.1)}[name]()
+  optimizer = {
+      "adamw":
+          lambda: top.AdamW(0.01),
+      "lamb":
+          lambda: top.Lamb(
+              0.01, weight_decay_rate=0.01, exclude_from_weight_decay=["bias"]),
+      "adafactor":
+          lambda: top.Adafactor(0.05),
+      "sgd":
+          lambda: top.SGD(0.05, momentum=0.9),
+      "lion":
+          lambda: top.Lion(0.005, weight_decay=0.1)
+  }[name]()
   model = _compiled_model(optimizer)
   model.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
   path = str(tmp_path / "model.keras")
@@ -122,11 +161,15 @@ def test_keras_file_loads_in_a_fresh_process_with_state(name, tmp_path):
   saved_state = [v.numpy() for v in model.optimizer.variables]
   model.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
 
-  out = subprocess.run(
-      [sys.executable, "-c", _LOAD_IN_FRESH_PROCESS, path,
-       str(tmp_path / "data.npz")],
-      capture_output=True, text=True, timeout=300, env=dict(os.environ),
-      check=False)
+  out = subprocess.run([
+      sys.executable, "-c", _LOAD_IN_FRESH_PROCESS, path,
+      str(tmp_path / "data.npz")
+  ],
+                       capture_output=True,
+                       text=True,
+                       timeout=300,
+                       env=dict(os.environ),
+                       check=False)
   assert out.returncode == 0, out.stderr[-3000:]
   loaded = json.loads(out.stdout.strip().splitlines()[-1])
   assert loaded["class"] == type(optimizer).__name__
@@ -136,23 +179,28 @@ def test_keras_file_loads_in_a_fresh_process_with_state(name, tmp_path):
     np.testing.assert_array_equal(np.asarray(got, want.dtype), want)
   # Training resumed from the restored state continues the same trajectory.
   for got, want in zip(loaded["weights"], model.get_weights()):
-    np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=1e-5,
+    np.testing.assert_allclose(np.asarray(got, np.float32),
+                               want,
+                               rtol=1e-5,
                                atol=1e-6)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: top.Adam(0.01, amsgrad=True),
-    lambda: top.Lamb(0.01, weight_decay_rate=0.1),
-    lambda: top.Adafactor(0.05),
-    lambda: top.SGD(0.05, momentum=0.9),
-    lambda: top.Lion(0.005, weight_decay=0.1),
-    lambda: top.LossScaleOptimizer(top.AdamW(0.01)),
-], ids=["adam", "lamb", "adafactor", "sgd", "lion", "loss-scale"])
+@pytest.mark.parametrize(
+    "make", [
+        lambda: top.Adam(0.01, amsgrad=True),
+        lambda: top.Lamb(0.01, weight_decay_rate=0.1),
+        lambda: top.Adafactor(0.05),
+        lambda: top.SGD(0.05, momentum=0.9),
+        lambda: top.Lion(0.005, weight_decay=0.1),
+        lambda: top.LossScaleOptimizer(top.AdamW(0.01)),
+    ],
+    ids=["adam", "lamb", "adafactor", "sgd", "lion", "loss-scale"])
 def test_checkpoint_resumes_the_uninterrupted_trajectory(make, tmp_path):
   x, y = _data()
   batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 96, 16)]
 
   def train(model, optimizer, steps):
+
     @tf.function
     def step(xb, yb):
       with tf.GradientTape() as tape:
@@ -160,6 +208,7 @@ def test_checkpoint_resumes_the_uninterrupted_trajectory(make, tmp_path):
         loss = optimizer.scale_loss(loss)
       grads = tape.gradient(loss, model.trainable_variables)
       optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
     for xb, yb in steps:
       step(xb, yb)
 
@@ -179,8 +228,8 @@ def test_checkpoint_resumes_the_uninterrupted_trajectory(make, tmp_path):
   path = checkpoint.save(str(tmp_path / "ckpt"))
 
   model, optimizer = fresh()
-  tf.train.Checkpoint(model=model, optimizer=optimizer).restore(
-      path).assert_consumed()
+  tf.train.Checkpoint(model=model,
+                      optimizer=optimizer).restore(path).assert_consumed()
   train(model, optimizer, batches[3:])
   for got, want in zip(model.get_weights(), uninterrupted):
     np.testing.assert_array_equal(got, want)

@@ -26,16 +26,19 @@ def _sparse_gradients(steps, seed, rows=12, width=3):
   for _ in range(steps):
     indices = rng.integers(0, rows // 2, size=8)  # many repeats, rows untouched
     values = rng.normal(size=(8, width)).astype(np.float32)
-    grads.append(tf.IndexedSlices(tf.constant(values), tf.constant(indices),
-                                  tf.constant([rows, width])))
+    grads.append(
+        tf.IndexedSlices(tf.constant(values), tf.constant(indices),
+                         tf.constant([rows, width])))
   return grads
 
 
 def _make_step(optimizer, variable, densify):
+
   def step(grad):
     if densify:
       grad = tf.convert_to_tensor(grad)
     optimizer.apply_gradients([(grad, variable)])
+
   return step
 
 

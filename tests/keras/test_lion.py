@@ -31,29 +31,27 @@ def _run_in_function(optimizer, w0, grads):
   for g in grads:
     step([tf.constant(g[path], tf.float32) for path in w0])
   return (
-    [v.numpy() for v in variables],
-    [v.numpy() for v in optimizer.variables],
+      [v.numpy() for v in variables],
+      [v.numpy() for v in optimizer.variables],
   )
 
 
 @pytest.mark.parametrize("fused", [None, False], ids=["fused", "twin"])
 @pytest.mark.parametrize(
-  "kwargs",
-  [
-    dict(learning_rate=0.01),
-    dict(learning_rate=0.01, beta_1=0.8, beta_2=0.95, weight_decay=0.3),
-    dict(learning_rate=0.01, weight_decay=0.2, clipnorm=0.5),
-  ],
-  ids=["defaults", "weight-decay", "decay-and-clipnorm"],
+    "kwargs",
+    [
+        dict(learning_rate=0.01),
+        dict(learning_rate=0.01, beta_1=0.8, beta_2=0.95, weight_decay=0.3),
+        dict(learning_rate=0.01, weight_decay=0.2, clipnorm=0.5),
+    ],
+    ids=["defaults", "weight-decay", "decay-and-clipnorm"],
 )
 def test_equals_keras_lion_bit_for_bit(kwargs, fused):
   w0, grads = H.random_problem(STEPS, seed=41)
-  ours_w, ours_slots = _run_in_function(
-    top.Lion(fused=fused, **kwargs), w0, grads
-  )
-  keras_w, keras_slots = _run_in_function(
-    keras.optimizers.Lion(**kwargs), w0, grads
-  )
+  ours_w, ours_slots = _run_in_function(top.Lion(fused=fused, **kwargs), w0,
+                                        grads)
+  keras_w, keras_slots = _run_in_function(keras.optimizers.Lion(**kwargs), w0,
+                                          grads)
   for got, want in zip(ours_w + ours_slots, keras_w + keras_slots):
     np.testing.assert_array_equal(got, want)
   assert not np.allclose(ours_w[0], w0["dense/kernel"], atol=1e-3)
@@ -62,9 +60,8 @@ def test_equals_keras_lion_bit_for_bit(kwargs, fused):
 def test_eager_steps_equal_keras_without_weight_decay():
   w0, grads = H.random_problem(10, seed=42)
   got = H.run_optimizer(top.Lion(learning_rate=0.01), w0, grads, "eager")
-  want = H.run_optimizer(
-    keras.optimizers.Lion(learning_rate=0.01), w0, grads, "eager"
-  )
+  want = H.run_optimizer(keras.optimizers.Lion(learning_rate=0.01), w0, grads,
+                         "eager")
   for path in w0:
     np.testing.assert_array_equal(got[path], want[path])
 
@@ -79,9 +76,8 @@ def test_excluded_variables_get_no_weight_decay_as_in_keras():
   for got, want in zip(*results):
     np.testing.assert_array_equal(got, want)
   # The exclusion mattered: with decay everywhere the bias ends elsewhere.
-  decayed = _run_in_function(
-    top.Lion(learning_rate=0.01, weight_decay=0.3), w0, grads
-  )[0]
+  decayed = _run_in_function(top.Lion(learning_rate=0.01, weight_decay=0.3), w0,
+                             grads)[0]
   assert not np.allclose(decayed[1], results[0][1])
 
 
@@ -94,13 +90,11 @@ def _regression(seed=0):
 
 def _fit(optimizer, x, y, jit_compile=False):
   keras.utils.set_random_seed(0)
-  model = keras.Sequential(
-    [
+  model = keras.Sequential([
       keras.Input((8,)),
       keras.layers.Dense(16, activation="tanh"),
       keras.layers.Dense(1),
-    ]
-  )
+  ])
   model.compile(optimizer=optimizer, loss="mse", jit_compile=jit_compile)
   history = model.fit(x, y, batch_size=32, epochs=6, shuffle=False, verbose=0)
   return model, history.history["loss"]
@@ -123,37 +117,36 @@ def test_fit_under_xla_runs_the_twin_and_trains():
 
 def test_config_round_trips_and_reads_keras_lion_configs():
   optimizer = top.Lion(
-    learning_rate=0.002,
-    beta_1=0.8,
-    beta_2=0.95,
-    weight_decay=0.1,
-    clipnorm=1.0,
-    name="my_lion",
+      learning_rate=0.002,
+      beta_1=0.8,
+      beta_2=0.95,
+      weight_decay=0.1,
+      clipnorm=1.0,
+      name="my_lion",
   )
   config = optimizer.get_config()
   assert (config["beta_1"], config["beta_2"], config["name"]) == (
-    0.8,
-    0.95,
-    "my_lion",
+      0.8,
+      0.95,
+      "my_lion",
   )
   restored = top.Lion.from_config(json.loads(json.dumps(config)))
   assert restored.get_config() == config
   # Drop-in: a keras.optimizers.Lion config builds the same optimizer.
   theirs = keras.optimizers.Lion(
-    learning_rate=0.002,
-    beta_1=0.8,
-    beta_2=0.95,
-    weight_decay=0.1,
-    clipnorm=1.0,
-    name="my_lion",
+      learning_rate=0.002,
+      beta_1=0.8,
+      beta_2=0.95,
+      weight_decay=0.1,
+      clipnorm=1.0,
+      name="my_lion",
   ).get_config()
   from_keras = top.Lion.from_config(theirs).get_config()
   assert {k: from_keras[k] for k in theirs} == theirs
   # And registered: keras.optimizers.deserialize finds our class.
-  assert (
-    type(keras.optimizers.deserialize(keras.optimizers.serialize(optimizer)))
-    is top.Lion
-  )
+  assert (type(
+      keras.optimizers.deserialize(keras.optimizers.serialize(optimizer)))
+          is top.Lion)
 
 
 @pytest.mark.needs_tf_keras
@@ -165,23 +158,20 @@ def test_tf_keras_flavour_equals_tf_keras_lion_bit_for_bit(fused):
   w0, grads = H.random_problem(STEPS, seed=44)
   results = []
   for optimizer in (
-    front.Lion(0.01, weight_decay=0.1, fused=fused),
-    tf_keras.optimizers.Lion(0.01, weight_decay=0.1),
+      front.Lion(0.01, weight_decay=0.1, fused=fused),
+      tf_keras.optimizers.Lion(0.01, weight_decay=0.1),
   ):
     variables = [
-      tf.Variable(v, dtype=tf.float32, name=p) for p, v in w0.items()
+        tf.Variable(v, dtype=tf.float32, name=p) for p, v in w0.items()
     ]
     step = tf.function(
-      lambda gs, o=optimizer, vs=variables: o.apply_gradients(zip(gs, vs))
-    )
+        lambda gs, o=optimizer, vs=variables: o.apply_gradients(zip(gs, vs)))
     for g in grads:
       step([tf.constant(g[p], tf.float32) for p in w0])
-    results.append(
-      (
+    results.append((
         [v.numpy() for v in variables],
         [(v.name, v.numpy()) for v in optimizer.variables],
-      )
-    )
+    ))
   (ours_w, ours_slots), (theirs_w, theirs_slots) = results
   for got, want in zip(ours_w, theirs_w):
     np.testing.assert_array_equal(got, want)

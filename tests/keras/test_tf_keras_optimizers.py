@@ -30,8 +30,10 @@ STEPS = 30
 
 def run(optimizer, w0, grads, mode):
   """Applies `grads` to tf.Variables named by path; returns {path: float64}."""
-  variables = [tf.Variable(value, dtype=tf.float32, name=path)
-               for path, value in w0.items()]
+  variables = [
+      tf.Variable(value, dtype=tf.float32, name=path)
+      for path, value in w0.items()
+  ]
 
   def step(gs):
     optimizer.apply_gradients(zip(gs, variables))
@@ -40,8 +42,7 @@ def run(optimizer, w0, grads, mode):
     step = tf.function(step)
   for g in grads:
     step([tf.constant(g[path], tf.float32) for path in w0])
-  return {path: v.numpy().astype(np.float64)
-          for path, v in zip(w0, variables)}
+  return {path: v.numpy().astype(np.float64) for path, v in zip(w0, variables)}
 
 
 @pytest.mark.parametrize("mode", ["eager", "function", "twin"])
@@ -49,10 +50,13 @@ def run(optimizer, w0, grads, mode):
 def test_matches_reference(config, mode):
   class_name, kwargs, algorithm, extra = CONFIGS[config]
   w0, grads = H.random_problem(STEPS, seed=11)
-  optimizer = getattr(front, class_name)(
-      fused=False if mode == "twin" else None, **kwargs)
+  optimizer = getattr(front,
+                      class_name)(fused=False if mode == "twin" else None,
+                                  **kwargs)
   got = run(optimizer, w0, grads, "eager" if mode == "twin" else mode)
-  want = H.reference_run(algorithm, w0, grads,
+  want = H.reference_run(algorithm,
+                         w0,
+                         grads,
                          learning_rate=reference_learning_rate(kwargs),
                          **extra)
   H.assert_trajectory_close(got, want)
@@ -63,7 +67,7 @@ def test_matches_reference(config, mode):
 # and of the Keras 2 Adam (keras/optimizer_v2/adam.py).
 def test_seed_sgd_examples():
   var = tf.Variable(1.0)
-  loss = lambda: (var ** 2) / 2.0
+  loss = lambda: (var**2) / 2.0
   front.SGD(learning_rate=0.1).minimize(loss, [var])
   np.testing.assert_allclose(var.numpy(), 0.9, rtol=1e-7)
 
@@ -81,7 +85,7 @@ def test_seed_sgd_examples():
 def test_seed_adam_example():
   opt = front.Adam(learning_rate=0.1)
   var1 = tf.Variable(10.0)
-  opt.minimize(lambda: (var1 ** 2) / 2.0, [var1])
+  opt.minimize(lambda: (var1**2) / 2.0, [var1])
   np.testing.assert_allclose(var1.numpy(), 9.9, rtol=1e-7)
   assert int(opt.iterations.numpy()) == 1
 
@@ -102,22 +106,23 @@ def test_parity_with_tf_keras(name, ours, theirs):
   w0, grads = H.random_problem(STEPS, seed=3)
   H.assert_trajectory_close(run(ours(), w0, grads, "function"),
                             run(theirs(), w0, grads, "function"),
-                            rtol=1e-5, atol=1e-6), name
+                            rtol=1e-5,
+                            atol=1e-6), name
 
 
 def test_slots_have_tf_keras_names_and_order():
   w0, _ = H.random_problem(1, seed=0)
-  for ours, theirs in [(front.Adam(amsgrad=True),
-                        tf_keras.optimizers.Adam(amsgrad=True)),
-                       (front.AdamW(), tf_keras.optimizers.AdamW()),
-                       (front.SGD(momentum=0.5),
-                        tf_keras.optimizers.SGD(momentum=0.5)),
-                       (front.Lion(), tf_keras.optimizers.Lion())]:
+  for ours, theirs in [
+      (front.Adam(amsgrad=True), tf_keras.optimizers.Adam(amsgrad=True)),
+      (front.AdamW(), tf_keras.optimizers.AdamW()),
+      (front.SGD(momentum=0.5), tf_keras.optimizers.SGD(momentum=0.5)),
+      (front.Lion(), tf_keras.optimizers.Lion())
+  ]:
     variables = [tf.Variable(v, name=p) for p, v in w0.items()]
     ours.build(variables)
     theirs.build(variables)
-    assert ([(v.name, v.shape) for v in ours.variables]
-            == [(v.name, v.shape) for v in theirs.variables])
+    assert ([(v.name, v.shape) for v in ours.variables
+            ] == [(v.name, v.shape) for v in theirs.variables])
 
 
 def test_adafactor_keeps_only_factored_accumulators():
@@ -125,12 +130,10 @@ def test_adafactor_keeps_only_factored_accumulators():
   optimizer = front.Adafactor()
   optimizer.build([tf.Variable(v, name=p) for p, v in w0.items()])
   assert [(v.name, tuple(v.shape)) for v in optimizer.variables[1:]] == [
-      ("row/dense/kernel:0", (6,)),
-      ("column/dense/kernel:0", (4,)),
-      ("velocity/dense/bias:0", (4,)),
-      ("row/conv/kernel:0", (2, 3)),
-      ("column/conv/kernel:0", (2, 5)),
-      ("velocity/norm/gamma:0", (5,))]
+      ("row/dense/kernel:0", (6,)), ("column/dense/kernel:0", (4,)),
+      ("velocity/dense/bias:0", (4,)), ("row/conv/kernel:0", (2, 3)),
+      ("column/conv/kernel:0", (2, 5)), ("velocity/norm/gamma:0", (5,))
+  ]
 
 
 def test_exclude_from_weight_decay_by_name_and_by_variable():
@@ -159,20 +162,28 @@ def test_schedule_and_callable_hyperparameters():
   schedule = tf_keras.optimizers.schedules.ExponentialDecay(0.1, 1, 0.5)
   w0, grads = H.random_problem(4, seed=2)
   got = run(front.SGD(learning_rate=schedule), w0, grads, "function")
-  want = H.reference_run(H.Algorithm("sgd"), w0, grads,
-                         learning_rate=lambda step: 0.1 * 0.5 ** step)
+  want = H.reference_run(H.Algorithm("sgd"),
+                         w0,
+                         grads,
+                         learning_rate=lambda step: 0.1 * 0.5**step)
   H.assert_trajectory_close(got, want)
   rate = tf.Variable(0.05)
   got = run(front.Lamb(learning_rate=lambda: rate * 2.0), w0, grads, "eager")
-  want = H.reference_run(H.Algorithm("lamb", beta_1=0.9, beta_2=0.999,
-                                     epsilon=1e-6), w0, grads,
+  want = H.reference_run(H.Algorithm("lamb",
+                                     beta_1=0.9,
+                                     beta_2=0.999,
+                                     epsilon=1e-6),
+                         w0,
+                         grads,
                          learning_rate=0.1)
   H.assert_trajectory_close(got, want)
 
 
 def test_set_weights_and_config_round_trip():
-  opt = front.Lamb(0.02, weight_decay_rate=0.01,
-                   exclude_from_weight_decay=["bias"], clipnorm=1.0,
+  opt = front.Lamb(0.02,
+                   weight_decay_rate=0.01,
+                   exclude_from_weight_decay=["bias"],
+                   clipnorm=1.0,
                    fused=False)
   config = opt.get_config()
   assert config["learning_rate"] == pytest.approx(0.02)
@@ -194,7 +205,9 @@ def test_set_weights_and_config_round_trip():
 
 def test_ema_overwrite_and_finalize():
   var = tf.Variable(2.0)
-  opt = front.SGD(learning_rate=1.0, use_ema=True, ema_momentum=0.5,
+  opt = front.SGD(learning_rate=1.0,
+                  use_ema=True,
+                  ema_momentum=0.5,
                   ema_overwrite_frequency=3)
   for _ in range(3):
     opt.apply_gradients([(tf.constant(1.0), var)])
@@ -202,15 +215,16 @@ def test_ema_overwrite_and_finalize():
   np.testing.assert_allclose(var.numpy(), -0.125, rtol=1e-6)
 
 
-@pytest.mark.parametrize("class_name", ["SGD", "Adam", "AdamW", "Lamb",
-                                        "Adafactor", "Lion"])
+@pytest.mark.parametrize("class_name",
+                         ["SGD", "Adam", "AdamW", "Lamb", "Adafactor", "Lion"])
 def test_fit_trains_a_tf_keras_model(class_name):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(256, 6)).astype("float32")
   y = (x @ rng.normal(size=(6, 1))).astype("float32")
   tf_keras.utils.set_random_seed(0)
-  model = tf_keras.Sequential([tf_keras.layers.Dense(16, activation="tanh"),
-                               tf_keras.layers.Dense(1)])
+  model = tf_keras.Sequential(
+      [tf_keras.layers.Dense(16, activation="tanh"),
+       tf_keras.layers.Dense(1)])
   optimizer = getattr(front, class_name)(learning_rate=0.05)
   model.compile(optimizer=optimizer, loss="mse")
   history = model.fit(x, y, batch_size=32, epochs=8, verbose=0)
@@ -220,10 +234,12 @@ def test_fit_trains_a_tf_keras_model(class_name):
 
 
 def test_bad_arguments_raise_clear_errors():
-  with pytest.raises(ValueError, match=r"`beta_1` must be in \[0, 1\). "
+  with pytest.raises(ValueError,
+                     match=r"`beta_1` must be in \[0, 1\). "
                      r"Received: beta_1=1.5"):
     front.Adam(beta_1=1.5)
-  with pytest.raises(TypeError, match="`mesh` must be a "
+  with pytest.raises(TypeError,
+                     match="`mesh` must be a "
                      "`tf.experimental.dtensor.Mesh`. Received: mesh='x'"):
     front.SGD(mesh="x")
   with pytest.raises(TypeError, match="not a valid argument"):
@@ -260,9 +276,12 @@ sys.meta_path.insert(0, _Block())
 
 
 def _run_script(source, **env):
-  completed = subprocess.run(
-      [sys.executable, "-c", source], capture_output=True, text=True,
-      timeout=300, env=subprocess_helpers.environment(**env), check=False)
+  completed = subprocess.run([sys.executable, "-c", source],
+                             capture_output=True,
+                             text=True,
+                             timeout=300,
+                             env=subprocess_helpers.environment(**env),
+                             check=False)
   result = subprocess_helpers.parse_result(completed.stdout)
   assert result is not None, subprocess_helpers.tail(completed.stderr)
   return result

@@ -15,9 +15,9 @@ import op_harness as H
 # Not multiples of the block / tile sizes, so every ragged edge is exercised.
 ELEMENTWISE_SHAPES = [(3 * 16384 + 7,), (129, 401)]
 FACTORED_SHAPES = [
-    (300, 1030),       # 3 bands x 5 column blocks, ragged both ways
-    (2, 129, 2049),    # batch of 2, one row past a band, one column past a block
-    (5000, 3),         # many bands, narrow
+    (300, 1030),  # 3 bands x 5 column blocks, ragged both ways
+    (2, 129, 2049),  # batch of 2, one row past a band, one column past a block
+    (5000, 3),  # many bands, narrow
 ]
 MODES = ("fused-function", "twin-function")
 
@@ -38,5 +38,9 @@ def test_elementwise_ops_across_blocks(algo_cls, shape, dtype, mode):
 # every step clip, so the partial sums of u^2 across bands are checked too.
 @pytest.mark.parametrize("clip_threshold", [1.0, 0.05])
 def test_adafactor_across_tiles(shape, clip_threshold, dtype, mode):
-  H.run_and_compare(H.Adafactor(clip_threshold=clip_threshold), shape, dtype,
-                    mode, steps=5, seed=12)
+  H.run_and_compare(H.Adafactor(clip_threshold=clip_threshold),
+                    shape,
+                    dtype,
+                    mode,
+                    steps=5,
+                    seed=12)

@@ -70,17 +70,16 @@ def _run_child(env_changes, pythonpath=None):
   if pythonpath is not None:
     env["PYTHONPATH"] = os.pathsep.join([pythonpath, env["PYTHONPATH"]])
   proc = subprocess.run(
-    [sys.executable, "-c", _CHILD],
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-    check=False,
+      [sys.executable, "-c", _CHILD],
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
   )
   assert proc.returncode == 0, (
-    f"the child process died (exit status {proc.returncode}, a negative "
-    f"value is the signal):\n{subprocess_helpers.tail(proc.stderr)}"
-  )
+      f"the child process died (exit status {proc.returncode}, a negative "
+      f"value is the signal):\n{subprocess_helpers.tail(proc.stderr)}")
   result = subprocess_helpers.parse_result(proc.stdout)
   assert result is not None, subprocess_helpers.tail(proc.stdout + proc.stderr)
   return result
@@ -108,17 +107,18 @@ def _package_copy(tmp_path, library, sha256=None, size=None):
   root = tmp_path / "site"
   package = root / "tf_opt_plugin"
   shutil.copytree(
-    os.path.dirname(tf_opt_plugin.__file__),
-    package,
-    ignore=shutil.ignore_patterns("__pycache__", "*.so"),
+      os.path.dirname(tf_opt_plugin.__file__),
+      package,
+      ignore=shutil.ignore_patterns("__pycache__", "*.so"),
   )
   (package / "ops" / _library.LIBRARY_FILENAME).write_bytes(library)
   build_info = package / "ops" / "_build_info.py"
   text = build_info.read_text()
   for name, value in (("LIBRARY_SHA256", sha256), ("LIBRARY_SIZE", size)):
-    text, count = re.subn(
-      rf"^{name} = .*$", f"{name} = {value!r}", text, flags=re.M
-    )
+    text, count = re.subn(rf"^{name} = .*$",
+                          f"{name} = {value!r}",
+                          text,
+                          flags=re.M)
     assert count == 1, f"_build_info.py has no {name}"
   build_info.write_text(text)
   return str(root)
@@ -151,10 +151,10 @@ def test_packaged_library_that_fails_its_checksum(tmp_path, damage):
   data = _library_bytes()
   sha256 = hashlib.sha256(data).hexdigest()
   if damage == "truncated":
-    bad = data[: len(data) // 2]
+    bad = data[:len(data) // 2]
   else:  # one byte flipped in the middle of the code: a complete ELF file
     middle = len(data) // 2
-    bad = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+    bad = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
   site = _package_copy(tmp_path, bad, sha256=sha256, size=len(data))
   result = _run_child({}, pythonpath=site)
   _assert_twins_only(result)
@@ -164,9 +164,10 @@ def test_packaged_library_that_fails_its_checksum(tmp_path, damage):
 
 def test_packaged_library_that_matches_its_checksum_loads(tmp_path):
   data = _library_bytes()
-  site = _package_copy(
-    tmp_path, data, sha256=hashlib.sha256(data).hexdigest(), size=len(data)
-  )
+  site = _package_copy(tmp_path,
+                       data,
+                       sha256=hashlib.sha256(data).hexdigest(),
+                       size=len(data))
   result = _run_child({}, pythonpath=site)
   assert result["error"] is None, result["error"]
   assert result["reason"] is None, result
@@ -178,8 +179,8 @@ def test_installed_wheel_records_its_library():
   spec = importlib.util.find_spec("tf_opt_plugin")
   package = os.path.dirname(spec.origin)
   if os.path.basename(os.path.dirname(package)) not in (
-    "site-packages",
-    "dist-packages",
+      "site-packages",
+      "dist-packages",
   ):
     pytest.skip("tf_opt_plugin is imported from the source tree, not a wheel")
   path = os.path.join(package, "ops", _library.LIBRARY_FILENAME)
@@ -192,10 +193,10 @@ def test_installed_wheel_records_its_library():
 def test_source_tree_build_info_records_no_library():
   # pip_pkg.sh writes the values into the staged copy only.
   source = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-    "tf_opt_plugin",
-    "ops",
-    "_build_info.py",
+      os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+      "tf_opt_plugin",
+      "ops",
+      "_build_info.py",
   )
   with open(source) as f:
     text = f.read()
@@ -209,13 +210,13 @@ def test_source_tree_build_info_records_no_library():
 def _foreign_libraries():
   tf_dir = os.path.dirname(tf.__file__)
   candidates = [
-    # A TensorFlow custom-op library registering other ops.
-    os.path.join(
-      tf_dir,
-      "lite/experimental/microfrontend/python/ops/_audio_microfrontend_op.so",
-    ),
-    # A library this process has loaded already, registering none.
-    os.path.join(tf_dir, "libtensorflow_framework.so.2"),
+      # A TensorFlow custom-op library registering other ops.
+      os.path.join(
+          tf_dir,
+          "lite/experimental/microfrontend/python/ops/_audio_microfrontend_op.so",
+      ),
+      # A library this process has loaded already, registering none.
+      os.path.join(tf_dir, "libtensorflow_framework.so.2"),
   ]
   return [c for c in candidates if os.path.isfile(c)]
 
@@ -223,8 +224,8 @@ def _foreign_libraries():
 @pytest.mark.parametrize("which", ["custom-op", "framework"])
 def test_foreign_library_falls_back_to_the_twins(which):
   libraries = {
-    ("custom-op" if "microfrontend" in p else "framework"): p
-    for p in _foreign_libraries()
+      ("custom-op" if "microfrontend" in p else "framework"): p
+      for p in _foreign_libraries()
   }
   if which not in libraries:
     pytest.skip(f"no {which} library in this TensorFlow")

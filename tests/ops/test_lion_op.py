@@ -15,9 +15,9 @@ import references as R
 import tf_opt_plugin.ops as ops
 
 CASES = {
-  "rank2": (dict(), (7, 5)),
-  "rank3-no-decay": (dict(weight_decay=0.0), (3, 4, 6)),
-  "strong-decay": (dict(weight_decay=0.5, beta_1=0.5, beta_2=0.9), (11,)),
+    "rank2": (dict(), (7, 5)),
+    "rank3-no-decay": (dict(weight_decay=0.0), (3, 4, 6)),
+    "strong-decay": (dict(weight_decay=0.5, beta_1=0.5, beta_2=0.9), (11,)),
 }
 HP = dict(learning_rate=0.01, beta_1=0.9, beta_2=0.99, weight_decay=0.01)
 
@@ -28,12 +28,12 @@ HP = dict(learning_rate=0.01, beta_1=0.9, beta_2=0.99, weight_decay=0.01)
 def test_matches_reference_100_steps(case, dtype, mode):
   kwargs, shape = CASES[case]
   H.run_and_compare(
-    H.Lion(**kwargs),
-    shape,
-    dtype,
-    mode,
-    steps=100,
-    seed=list(CASES).index(case),
+      H.Lion(**kwargs),
+      shape,
+      dtype,
+      mode,
+      steps=100,
+      seed=list(CASES).index(case),
   )
 
 
@@ -44,9 +44,10 @@ def _keras_lion_trajectory(w0, grads, weight_decay):
   optimizer (eager Keras rounds `w * wd` first and can differ in the last
   bit)."""
   variable = keras.Variable(w0, dtype="float32")
-  optimizer = keras.optimizers.Lion(
-    learning_rate=0.01, beta_1=0.9, beta_2=0.99, weight_decay=weight_decay
-  )
+  optimizer = keras.optimizers.Lion(learning_rate=0.01,
+                                    beta_1=0.9,
+                                    beta_2=0.99,
+                                    weight_decay=weight_decay)
   optimizer.build([variable])
   step = tf.function(lambda g: optimizer.apply([g], [variable]))
   for g in grads:
@@ -55,8 +56,7 @@ def _keras_lion_trajectory(w0, grads, weight_decay):
 
 
 @pytest.mark.parametrize(
-  "mode", ["fused-eager", "fused-function", "twin-eager", "twin-function"]
-)
+    "mode", ["fused-eager", "fused-function", "twin-eager", "twin-function"])
 @pytest.mark.parametrize("weight_decay", [None, 0.3])
 def test_float32_equals_keras_lion_bit_for_bit(weight_decay, mode):
   rng = np.random.default_rng(5)
@@ -66,8 +66,10 @@ def test_float32_equals_keras_lion_bit_for_bit(weight_decay, mode):
   want_w, want_m = _keras_lion_trajectory(w0, grads, weight_decay)
 
   algo = H.Lion(
-    weight_decay=weight_decay or 0.0,
-    **{k: v for k, v in HP.items() if k != "weight_decay"},
+      weight_decay=weight_decay or 0.0,
+      **{
+          k: v for k, v in HP.items() if k != "weight_decay"
+      },
   )
   state = H.make_state(algo, shape, tf.float32, w0=w0)
   runner = H.make_runner(algo, state, mode)
@@ -86,11 +88,11 @@ DECAY_FLAGS = [True, False, True, False]
 def _multi_state(dtype, seed=0):
   rng = np.random.default_rng(seed)
   ws = [
-    tf.Variable(tf.constant(rng.normal(size=s), dtype)) for s in MULTI_SHAPES
+      tf.Variable(tf.constant(rng.normal(size=s), dtype)) for s in MULTI_SHAPES
   ]
   ms = [
-    tf.Variable(tf.constant(rng.normal(size=s) * 0.1, dtype))
-    for s in MULTI_SHAPES
+      tf.Variable(tf.constant(rng.normal(size=s) * 0.1, dtype))
+      for s in MULTI_SHAPES
   ]
   return ws, ms
 
@@ -107,18 +109,20 @@ def test_multi_tensor_equals_per_variable_ops_bit_for_bit(dtype, mode):
   multi, single = _multi_state(dt), _multi_state(dt)
 
   def run_multi(grads):
-    ops.multi_tensor_apply_lion(
-      *multi, grads, apply_weight_decay=DECAY_FLAGS, fused=True, **HP
-    )
+    ops.multi_tensor_apply_lion(*multi,
+                                grads,
+                                apply_weight_decay=DECAY_FLAGS,
+                                fused=True,
+                                **HP)
 
   def run_single(grads):
     for w, m, g, decay in zip(*single, grads, DECAY_FLAGS):
       ops.resource_apply_lion(
-        w,
-        m,
-        g,
-        fused=True,
-        **dict(HP, weight_decay=HP["weight_decay"] if decay else 0.0),
+          w,
+          m,
+          g,
+          fused=True,
+          **dict(HP, weight_decay=HP["weight_decay"] if decay else 0.0),
       )
 
   if mode == "tf.function":
@@ -137,17 +141,19 @@ def test_multi_tensor_matches_the_reference_with_decay_flags(fused):
   ref = [[H.to_np(w), H.to_np(m)] for w, m in zip(ws, ms)]
   for step in range(1, 6):
     grads = _multi_grads(tf.float64, step)
-    ops.multi_tensor_apply_lion(
-      ws, ms, grads, apply_weight_decay=DECAY_FLAGS, fused=fused, **HP
-    )
+    ops.multi_tensor_apply_lion(ws,
+                                ms,
+                                grads,
+                                apply_weight_decay=DECAY_FLAGS,
+                                fused=fused,
+                                **HP)
     for i, (g, decay) in enumerate(zip(grads, DECAY_FLAGS)):
       ref[i] = list(
-        R.lion_step(
-          *ref[i],
-          g.numpy(),
-          **dict(HP, weight_decay=HP["weight_decay"] if decay else 0.0),
-        )
-      )
+          R.lion_step(
+              *ref[i],
+              g.numpy(),
+              **dict(HP, weight_decay=HP["weight_decay"] if decay else 0.0),
+          ))
   for (w, m), (want_w, want_m) in zip(zip(ws, ms), ref):
     np.testing.assert_allclose(w.numpy(), want_w, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(m.numpy(), want_m, rtol=1e-12, atol=1e-14)
@@ -155,7 +161,8 @@ def test_multi_tensor_matches_the_reference_with_decay_flags(fused):
 
 def test_multi_tensor_runs_one_op_per_dtype():
   ws = [
-    tf.Variable(tf.ones([3], dt)) for dt in (tf.float32, tf.float64, tf.float32)
+      tf.Variable(tf.ones([3], dt))
+      for dt in (tf.float32, tf.float64, tf.float32)
   ]
   ms = [tf.Variable(tf.zeros_like(w)) for w in ws]
 
@@ -165,9 +172,9 @@ def test_multi_tensor_runs_one_op_per_dtype():
 
   grads = [tf.ones([3], w.dtype) for w in ws]
   types = [
-    n.op
-    for n in step.get_concrete_function(grads).graph.as_graph_def().node
-    if "Lion" in n.op
+      n.op
+      for n in step.get_concrete_function(grads).graph.as_graph_def().node
+      if "Lion" in n.op
   ]
   assert types == ["ResourceMultiTensorApplyLion"] * 2
   step(grads)
@@ -189,9 +196,8 @@ def test_indexed_slices_with_repeated_indices(fused, multi_tensor):
   indices = np.array([1, 3, 1])
   dense = np.zeros((5, 2))
   np.add.at(dense, indices, values)
-  slices = tf.IndexedSlices(
-    tf.constant(values), tf.constant(indices), tf.constant([5, 2])
-  )
+  slices = tf.IndexedSlices(tf.constant(values), tf.constant(indices),
+                            tf.constant([5, 2]))
   w, m = tf.Variable(w0), tf.Variable(m0)
   if multi_tensor:
     ops.multi_tensor_apply_lion([w], [m], [slices], fused=fused, **HP)
@@ -211,14 +217,14 @@ def test_weight_decay_is_decoupled(fused):
   w, m = tf.Variable(2.0), tf.Variable(0.0)
   for _ in range(3):
     ops.resource_apply_lion(
-      w,
-      m,
-      tf.constant(0.0),
-      learning_rate=1.0,
-      beta_1=0.9,
-      beta_2=0.99,
-      weight_decay=0.004,
-      fused=fused,
+        w,
+        m,
+        tf.constant(0.0),
+        learning_rate=1.0,
+        beta_1=0.9,
+        beta_2=0.99,
+        weight_decay=0.004,
+        fused=fused,
     )
   assert abs(float(w.numpy()) - 1.9760959) < 1e-6
 
@@ -228,16 +234,16 @@ def test_keras_golden_trajectory(fused):
   # keras/src/optimizers/lion_test.py, test_correctness_with_golden: defaults,
   # ones(10), one step of 0.01, then steps of arange(0.1, 1.1, 0.1).
   w, m = (
-    tf.Variable(np.ones(10, np.float32)),
-    tf.Variable(np.zeros(10, np.float32)),
+      tf.Variable(np.ones(10, np.float32)),
+      tf.Variable(np.zeros(10, np.float32)),
   )
   golden = [0.999, 0.998, 0.997, 0.996, 0.995]
-  defaults = dict(
-    learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=0.0
-  )
-  grads = [np.full(10, 0.01, np.float32)] + [
-    np.arange(1, 11, dtype=np.float32) / 10
-  ] * 4
+  defaults = dict(learning_rate=0.001,
+                  beta_1=0.9,
+                  beta_2=0.99,
+                  weight_decay=0.0)
+  grads = [np.full(10, 0.01, np.float32)
+          ] + [np.arange(1, 11, dtype=np.float32) / 10] * 4
   for g, want in zip(grads, golden):
     ops.resource_apply_lion(w, m, tf.constant(g), fused=fused, **defaults)
     np.testing.assert_allclose(w.numpy(), want, rtol=5e-4, atol=5e-4)
@@ -273,9 +279,9 @@ def test_scalars_as_tensors_and_variables(fused):
   for g in grads:
     want = R.lion_step(*want, g, **HP)
   for kind in (
-    float,
-    lambda x: tf.constant(x, tf.float64),
-    lambda x: tf.Variable(x, dtype=tf.float64),
+      float,
+      lambda x: tf.constant(x, tf.float64),
+      lambda x: tf.Variable(x, dtype=tf.float64),
   ):
     w, m = tf.Variable(w0), tf.Variable(np.zeros_like(w0))
     hp = {k: kind(v) for k, v in HP.items()}
@@ -290,12 +296,12 @@ def test_use_locking_false_gives_same_result():
     w, m = tf.Variable(np.linspace(-1, 1, 15)), tf.Variable(np.zeros(15))
     for t in range(1, 4):
       ops.resource_apply_lion(
-        w,
-        m,
-        tf.constant(np.full(15, 0.1 * t - 0.15)),
-        use_locking=locking,
-        fused=True,
-        **HP,
+          w,
+          m,
+          tf.constant(np.full(15, 0.1 * t - 0.15)),
+          use_locking=locking,
+          fused=True,
+          **HP,
       )
     out.append(w.numpy())
   np.testing.assert_array_equal(out[0], out[1])
@@ -306,18 +312,22 @@ def test_raw_op_matches_reference():
   g = np.array([0.5, 0.0, 1.0])
   var, m = tf.Variable(w0), tf.Variable(m0)
   ops.load_library().resource_apply_lion(
-    var=var.handle,
-    m=m.handle,
-    lr=tf.constant(0.1, tf.float64),
-    beta_1=tf.constant(0.9, tf.float64),
-    beta_2=tf.constant(0.99, tf.float64),
-    weight_decay=tf.constant(0.01, tf.float64),
-    grad=tf.constant(g),
-    use_locking=True,
+      var=var.handle,
+      m=m.handle,
+      lr=tf.constant(0.1, tf.float64),
+      beta_1=tf.constant(0.9, tf.float64),
+      beta_2=tf.constant(0.99, tf.float64),
+      weight_decay=tf.constant(0.01, tf.float64),
+      grad=tf.constant(g),
+      use_locking=True,
   )
-  want_w, want_m = R.lion_step(
-    w0, m0, g, learning_rate=0.1, beta_1=0.9, beta_2=0.99, weight_decay=0.01
-  )
+  want_w, want_m = R.lion_step(w0,
+                               m0,
+                               g,
+                               learning_rate=0.1,
+                               beta_1=0.9,
+                               beta_2=0.99,
+                               weight_decay=0.01)
   np.testing.assert_allclose(var.numpy(), want_w, rtol=1e-12)
   np.testing.assert_allclose(m.numpy(), want_m, rtol=1e-12)
 
@@ -334,15 +344,13 @@ def _assert_unchanged(state, snapshot):
 
 
 @pytest.mark.parametrize("fused", [True, False])
-@pytest.mark.parametrize(
-  "argument", ["learning_rate", "beta_1", "beta_2", "weight_decay"]
-)
+@pytest.mark.parametrize("argument",
+                         ["learning_rate", "beta_1", "beta_2", "weight_decay"])
 def test_non_scalar_hyperparameter(argument, fused):
   (w, m), before = _state_and_snapshot()
   hp = dict(HP, **{argument: tf.constant([0.1, 0.2])})
-  with pytest.raises(
-    tf.errors.InvalidArgumentError, match=f"`{argument}` must be a scalar"
-  ):
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=f"`{argument}` must be a scalar"):
     ops.resource_apply_lion(w, m, tf.ones((3, 2)), fused=fused, **hp)
   _assert_unchanged((w, m), before)
 
@@ -350,14 +358,14 @@ def test_non_scalar_hyperparameter(argument, fused):
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("multi_tensor", [False, True])
 @pytest.mark.parametrize(
-  "defect,pattern",
-  [
-    ("grad-shape", r"`grad(\[0\])?` must have the shape of `var(\[0\])?`"),
-    ("m-shape", r"`m(\[0\])?` must have the shape of `var(\[0\])?`"),
-    # The kernels print TF's dtype names, the Python checks numpy's.
-    ("grad-dtype", r"`var(\[0\])?` must have dtype (float64|double)"),
-    ("m-dtype", r"`m(\[0\])?` must have dtype float(32)? "),
-  ],
+    "defect,pattern",
+    [
+        ("grad-shape", r"`grad(\[0\])?` must have the shape of `var(\[0\])?`"),
+        ("m-shape", r"`m(\[0\])?` must have the shape of `var(\[0\])?`"),
+        # The kernels print TF's dtype names, the Python checks numpy's.
+        ("grad-dtype", r"`var(\[0\])?` must have dtype (float64|double)"),
+        ("m-dtype", r"`m(\[0\])?` must have dtype float(32)? "),
+    ],
 )
 def test_bad_shapes_and_dtypes(defect, pattern, multi_tensor, fused):
   (w, m), before = _state_and_snapshot()
@@ -383,10 +391,9 @@ def test_multi_tensor_list_lengths():
   (w, m), before = _state_and_snapshot()
   with pytest.raises(ValueError, match="`ms` must hold one entry per variable"):
     ops.multi_tensor_apply_lion([w], [], [tf.ones((3, 2))], **HP)
-  with pytest.raises(
-    ValueError, match="`apply_weight_decay` must hold one bool"
-  ):
-    ops.multi_tensor_apply_lion(
-      [w], [m], [tf.ones((3, 2))], apply_weight_decay=[True, False], **HP
-    )
+  with pytest.raises(ValueError,
+                     match="`apply_weight_decay` must hold one bool"):
+    ops.multi_tensor_apply_lion([w], [m], [tf.ones((3, 2))],
+                                apply_weight_decay=[True, False],
+                                **HP)
   _assert_unchanged((w, m), before)

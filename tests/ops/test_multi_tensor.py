@@ -13,8 +13,12 @@ import tensorflow as tf
 import references as R
 import tf_opt_plugin.ops as ops
 
-DTYPES = {"float16": tf.float16, "bfloat16": tf.bfloat16,
-          "float32": tf.float32, "float64": tf.float64}
+DTYPES = {
+    "float16": tf.float16,
+    "bfloat16": tf.bfloat16,
+    "float32": tf.float32,
+    "float64": tf.float64
+}
 # Shapes like a model's: matrices, biases, a >1-block vector, a 3-D kernel,
 # an empty variable.
 SHAPES = [(7, 5), (3,), (40000,), (2, 3, 4), (0,)]
@@ -70,16 +74,26 @@ def test_adamw_equals_per_variable_ops_bit_for_bit(dtype, amsgrad, mode):
   multi, single = _state(dt, amsgrad=amsgrad), _state(dt, amsgrad=amsgrad)
 
   def run_multi(grads, step):
-    ops.multi_tensor_apply_adamw(*multi[:3], grads, vhats=multi[3],
-                                 weight_decay=0.1, apply_weight_decay=decay,
-                                 step=step, fused=True, **ADAMW_HP)
+    ops.multi_tensor_apply_adamw(*multi[:3],
+                                 grads,
+                                 vhats=multi[3],
+                                 weight_decay=0.1,
+                                 apply_weight_decay=decay,
+                                 step=step,
+                                 fused=True,
+                                 **ADAMW_HP)
 
   def run_single(grads, step):
     for i, (w, m, v) in enumerate(zip(*single[:3])):
-      ops.resource_apply_adamw(
-          w, m, v, grads[i], weight_decay=0.1 if decay[i] else 0.0, step=step,
-          vhat=None if single[3] is None else single[3][i], fused=True,
-          **ADAMW_HP)
+      ops.resource_apply_adamw(w,
+                               m,
+                               v,
+                               grads[i],
+                               weight_decay=0.1 if decay[i] else 0.0,
+                               step=step,
+                               vhat=None if single[3] is None else single[3][i],
+                               fused=True,
+                               **ADAMW_HP)
 
   _run_both(run_multi, run_single, dt, mode)
   _assert_identical(_values(*multi), _values(*single))
@@ -94,16 +108,26 @@ def test_lamb_equals_per_variable_ops_bit_for_bit(dtype, mode):
   multi, single = _state(dt), _state(dt)
 
   def run_multi(grads, step):
-    ops.multi_tensor_apply_lamb(*multi[:3], grads, weight_decay_rate=0.1,
+    ops.multi_tensor_apply_lamb(*multi[:3],
+                                grads,
+                                weight_decay_rate=0.1,
                                 apply_weight_decay=decay,
-                                use_layer_adaptation=adapt, step=step,
-                                fused=True, **LAMB_HP)
+                                use_layer_adaptation=adapt,
+                                step=step,
+                                fused=True,
+                                **LAMB_HP)
 
   def run_single(grads, step):
     for i, (w, m, v) in enumerate(zip(*single[:3])):
-      ops.resource_apply_lamb(
-          w, m, v, grads[i], weight_decay_rate=0.1 if decay[i] else 0.0,
-          use_layer_adaptation=adapt[i], step=step, fused=True, **LAMB_HP)
+      ops.resource_apply_lamb(w,
+                              m,
+                              v,
+                              grads[i],
+                              weight_decay_rate=0.1 if decay[i] else 0.0,
+                              use_layer_adaptation=adapt[i],
+                              step=step,
+                              fused=True,
+                              **LAMB_HP)
 
   _run_both(run_multi, run_single, dt, mode)
   _assert_identical(_values(*multi[:3]), _values(*single[:3]))
@@ -117,19 +141,34 @@ def test_adamw_and_lamb_match_the_float64_references():
   ref_lamb = [list(x) for x in ref]
   for step in range(1, 6):
     grads = _grads(tf.float64, shapes, seed=step)
-    ops.multi_tensor_apply_adamw(ws, ms, vs, grads, weight_decay=0.01,
-                                 apply_weight_decay=[True, False], step=step,
+    ops.multi_tensor_apply_adamw(ws,
+                                 ms,
+                                 vs,
+                                 grads,
+                                 weight_decay=0.01,
+                                 apply_weight_decay=[True, False],
+                                 step=step,
                                  **ADAMW_HP)
-    ops.multi_tensor_apply_lamb(*lamb[:3], grads, weight_decay_rate=0.01,
-                                use_layer_adaptation=[True, False], step=step,
+    ops.multi_tensor_apply_lamb(*lamb[:3],
+                                grads,
+                                weight_decay_rate=0.01,
+                                use_layer_adaptation=[True, False],
+                                step=step,
                                 **LAMB_HP)
     for i, g in enumerate(grads):
-      ref[i] = list(R.adamw_step(*ref[i], g.numpy(), step=step,
-                                 weight_decay=0.01 if i == 0 else 0.0,
-                                 **ADAMW_HP)[:3])
-      ref_lamb[i] = list(R.lamb_step(*ref_lamb[i], g.numpy(), step=step,
-                                     weight_decay_rate=0.01,
-                                     use_layer_adaptation=i == 0, **LAMB_HP))
+      ref[i] = list(
+          R.adamw_step(*ref[i],
+                       g.numpy(),
+                       step=step,
+                       weight_decay=0.01 if i == 0 else 0.0,
+                       **ADAMW_HP)[:3])
+      ref_lamb[i] = list(
+          R.lamb_step(*ref_lamb[i],
+                      g.numpy(),
+                      step=step,
+                      weight_decay_rate=0.01,
+                      use_layer_adaptation=i == 0,
+                      **LAMB_HP))
   for got, want in zip(_values(ws, ms, vs),
                        [r[k] for k in range(3) for r in ref]):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
@@ -146,9 +185,9 @@ def test_groups_by_dtype_whatever_their_size():
   groups = ops.multi_tensor_groups([a, c, b, h, i])
   # A group of one runs the multi-tensor op too (the per-variable op is the
   # same kernel with a list of one).
-  assert [(g.dtype, g.indices, g.reason) for g in groups] == [
-      (tf.float32, (0, 2), None), (tf.float64, (1,), None),
-      (tf.float16, (3, 4), None)]
+  assert [(g.dtype, g.indices, g.reason) for g in groups
+         ] == [(tf.float32, (0, 2), None), (tf.float64, (1,), None),
+               (tf.float16, (3, 4), None)]
 
 
 def test_mixed_dtypes_update_like_per_variable_calls():
@@ -157,27 +196,45 @@ def test_mixed_dtypes_update_like_per_variable_calls():
 
   def state():
     rng = np.random.default_rng(3)
-    return [[tf.Variable(tf.constant(f(rng.normal(size=s)), d))
-             for s, d in zip(shapes, dtypes)]
+    return [[
+        tf.Variable(tf.constant(f(rng.normal(size=s)), d))
+        for s, d in zip(shapes, dtypes)
+    ]
             for f in (lambda x: x, lambda x: 0.1 * x, lambda x: 0.01 * x * x)]
 
   grads = [tf.constant(np.full(s, 0.3), d) for s, d in zip(shapes, dtypes)]
   multi, single = state(), state()
-  ops.multi_tensor_apply_adamw(*multi, grads, weight_decay=0.1, step=2,
+  ops.multi_tensor_apply_adamw(*multi,
+                               grads,
+                               weight_decay=0.1,
+                               step=2,
                                **ADAMW_HP)
   for i in range(len(shapes)):
-    ops.resource_apply_adamw(single[0][i], single[1][i], single[2][i],
-                             grads[i], weight_decay=0.1, step=2, **ADAMW_HP)
+    ops.resource_apply_adamw(single[0][i],
+                             single[1][i],
+                             single[2][i],
+                             grads[i],
+                             weight_decay=0.1,
+                             step=2,
+                             **ADAMW_HP)
   _assert_identical(_values(*multi), _values(*single))
 
 
 def test_fused_false_runs_the_twins_with_the_same_values():
   fused, twin = _state(tf.float64), _state(tf.float64)
   grads = _grads(tf.float64)
-  ops.multi_tensor_apply_lamb(*fused[:3], grads, weight_decay_rate=0.1,
-                              step=4, fused=True, **LAMB_HP)
-  ops.multi_tensor_apply_lamb(*twin[:3], grads, weight_decay_rate=0.1, step=4,
-                              fused=False, **LAMB_HP)
+  ops.multi_tensor_apply_lamb(*fused[:3],
+                              grads,
+                              weight_decay_rate=0.1,
+                              step=4,
+                              fused=True,
+                              **LAMB_HP)
+  ops.multi_tensor_apply_lamb(*twin[:3],
+                              grads,
+                              weight_decay_rate=0.1,
+                              step=4,
+                              fused=False,
+                              **LAMB_HP)
   for x, y in zip(_values(*fused[:3]), _values(*twin[:3])):
     np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
 
@@ -186,25 +243,42 @@ def test_disabled_custom_ops_fall_back(monkeypatch):
   monkeypatch.setenv("TF_OPT_PLUGIN_DISABLE_CUSTOM_OPS", "1")
   ws, ms, vs, _ = _state(tf.float32, [(3,), (2,)])
   assert [g.reason for g in ops.multi_tensor_groups(ws)] == ["disabled"]
-  ops.multi_tensor_apply_adamw(ws, ms, vs, _grads(tf.float32, [(3,), (2,)]),
-                               weight_decay=0.0, step=1, **ADAMW_HP)
+  ops.multi_tensor_apply_adamw(ws,
+                               ms,
+                               vs,
+                               _grads(tf.float32, [(3,), (2,)]),
+                               weight_decay=0.0,
+                               step=1,
+                               **ADAMW_HP)
   with pytest.raises(ops.FusedOpUnavailableError, match="disabled"):
-    ops.multi_tensor_apply_adamw(ws, ms, vs, _grads(tf.float32, [(3,), (2,)]),
-                                 weight_decay=0.0, step=1, fused=True,
+    ops.multi_tensor_apply_adamw(ws,
+                                 ms,
+                                 vs,
+                                 _grads(tf.float32, [(3,), (2,)]),
+                                 weight_decay=0.0,
+                                 step=1,
+                                 fused=True,
                                  **ADAMW_HP)
 
 
 def test_xla_falls_back_to_the_twins():
-  fused, xla = _state(tf.float32, [(4, 3), (3,)]), _state(tf.float32, [(4, 3), (3,)])
+  fused, xla = _state(tf.float32, [(4, 3),
+                                   (3,)]), _state(tf.float32, [(4, 3), (3,)])
   grads = _grads(tf.float32, [(4, 3), (3,)])
 
   @tf.function(jit_compile=True)
   def step_xla():
-    ops.multi_tensor_apply_lamb(*xla[:3], grads, weight_decay_rate=0.1,
-                                step=2, **LAMB_HP)
+    ops.multi_tensor_apply_lamb(*xla[:3],
+                                grads,
+                                weight_decay_rate=0.1,
+                                step=2,
+                                **LAMB_HP)
 
   step_xla()
-  ops.multi_tensor_apply_lamb(*fused[:3], grads, weight_decay_rate=0.1, step=2,
+  ops.multi_tensor_apply_lamb(*fused[:3],
+                              grads,
+                              weight_decay_rate=0.1,
+                              step=2,
                               **LAMB_HP)
   for x, y in zip(_values(*fused[:3]), _values(*xla[:3])):
     np.testing.assert_allclose(x, y, rtol=2e-6, atol=1e-7)
@@ -216,13 +290,19 @@ def test_indexed_slices_equal_dense():
   values = tf.constant([[1.0, 2.0], [3.0, 4.0], [0.5, 0.5]])
   slices = tf.IndexedSlices(values, tf.constant([1, 3, 1]), tf.constant([5, 2]))
   g3 = tf.constant([0.1, 0.2, 0.3])
-  ops.multi_tensor_apply_adamw(sparse[0] + extra[0][0], sparse[1] + extra[0][1],
+  ops.multi_tensor_apply_adamw(sparse[0] + extra[0][0],
+                               sparse[1] + extra[0][1],
                                sparse[2] + extra[0][2], [slices, g3],
-                               weight_decay=0.0, step=1, **ADAMW_HP)
-  ops.multi_tensor_apply_adamw(dense[0] + extra[1][0], dense[1] + extra[1][1],
+                               weight_decay=0.0,
+                               step=1,
+                               **ADAMW_HP)
+  ops.multi_tensor_apply_adamw(dense[0] + extra[1][0],
+                               dense[1] + extra[1][1],
                                dense[2] + extra[1][2],
                                [tf.convert_to_tensor(slices), g3],
-                               weight_decay=0.0, step=1, **ADAMW_HP)
+                               weight_decay=0.0,
+                               step=1,
+                               **ADAMW_HP)
   _assert_identical(_values(*sparse[:3]), _values(*dense[:3]))
 
 
@@ -237,7 +317,8 @@ def _two_groups():
   state = {dt: _state(dt, shapes) for dt, shapes in _TWO_GROUP_SHAPES.items()}
   grads = {dt: _grads(dt, shapes) for dt, shapes in _TWO_GROUP_SHAPES.items()}
   return ([x for dt in state for x in state[dt][k]] for k in range(3)), [
-      g for dt in grads for g in grads[dt]]
+      g for dt in grads for g in grads[dt]
+  ]
 
 
 def _uninitialized(shape, dtype):
@@ -251,18 +332,17 @@ _DEFECTS = {
         3, tf.Variable(tf.zeros([5], tf.float64))),
                    tf.errors.InvalidArgumentError,
                    r"`m\[3\]` must have the shape of `var\[3\]`"),
-    "grad-dtype": (lambda ws, ms, vs, gs: gs.__setitem__(
-        2, tf.zeros([4], tf.float32)),
-                   tf.errors.InvalidArgumentError, r"`var\[2\]` must have dtype"),
+    "grad-dtype":
+        (lambda ws, ms, vs, gs: gs.__setitem__(2, tf.zeros([4], tf.float32)),
+         tf.errors.InvalidArgumentError, r"`var\[2\]` must have dtype"),
     "same-variable-twice": (lambda ws, ms, vs, gs: vs.__setitem__(3, ms[2]),
                             tf.errors.InvalidArgumentError,
                             r"`m\[2\]` and `v\[3\]` must be distinct"),
     "uninitialised": (lambda ws, ms, vs, gs: vs.__setitem__(
-        3, _uninitialized([4], tf.float64)),
-                      tf.errors.FailedPreconditionError,
+        3, _uninitialized([4], tf.float64)), tf.errors.FailedPreconditionError,
                       r"uninitialized variable `v\[3\]`"),
-    "list-length": (lambda ws, ms, vs, gs: gs.pop(),
-                    ValueError, r"`grads` must hold one entry per variable"),
+    "list-length": (lambda ws, ms, vs, gs: gs.pop(), ValueError,
+                    r"`grads` must hold one entry per variable"),
 }
 
 
@@ -275,8 +355,14 @@ def test_a_defect_in_a_later_group_writes_nothing(defect, fused):
   live = [x for x in ws + ms + vs if bool(x.is_initialized())]
   before = _values(live)
   with pytest.raises(error, match=pattern):
-    ops.multi_tensor_apply_adamw(ws, ms, vs, grads, weight_decay=0.1, step=1,
-                                 fused=fused, **ADAMW_HP)
+    ops.multi_tensor_apply_adamw(ws,
+                                 ms,
+                                 vs,
+                                 grads,
+                                 weight_decay=0.1,
+                                 step=1,
+                                 fused=fused,
+                                 **ADAMW_HP)
   _assert_identical(_values(live), before)
 
 
@@ -285,12 +371,18 @@ def test_fused_true_refuses_before_any_group_runs(monkeypatch):
   before = _values(ws, ms, vs)
   real_reason = ops.dispatch_reason
   # As if float64 variables lived on a device without a kernel.
-  monkeypatch.setattr(
-      "tf_opt_plugin.ops._dispatch.dispatch_reason",
-      lambda v, g=None: "device" if v.dtype == tf.float64 else real_reason(v, g))
+  monkeypatch.setattr("tf_opt_plugin.ops._dispatch.dispatch_reason",
+                      lambda v, g=None: "device"
+                      if v.dtype == tf.float64 else real_reason(v, g))
   with pytest.raises(ops.FusedOpUnavailableError, match="'device'"):
-    ops.multi_tensor_apply_lamb(ws, ms, vs, grads, weight_decay_rate=0.1,
-                                step=1, fused=True, **LAMB_HP)
+    ops.multi_tensor_apply_lamb(ws,
+                                ms,
+                                vs,
+                                grads,
+                                weight_decay_rate=0.1,
+                                step=1,
+                                fused=True,
+                                **LAMB_HP)
   _assert_identical(_values(ws, ms, vs), before)
 
 
@@ -301,8 +393,14 @@ def test_step_known_at_run_time_below_one_writes_nothing(fused):
 
   @tf.function
   def step_fn(step):
-    ops.multi_tensor_apply_adamw(ws, ms, vs, grads, weight_decay=0.1,
-                                 step=step, fused=fused, **ADAMW_HP)
+    ops.multi_tensor_apply_adamw(ws,
+                                 ms,
+                                 vs,
+                                 grads,
+                                 weight_decay=0.1,
+                                 step=step,
+                                 fused=fused,
+                                 **ADAMW_HP)
 
   with pytest.raises(tf.errors.InvalidArgumentError, match="`step` must be"):
     step_fn(tf.constant(0, tf.int64))
@@ -314,11 +412,19 @@ def test_step_known_at_run_time_below_one_writes_nothing(fused):
 
 def _raw_adamw(ws, ms, vs, grads, step=1, **kwargs):
   lib = ops.load_library()
-  return lib.resource_multi_tensor_apply_adam_w(
-      var=[w.handle for w in ws], m=[m.handle for m in ms],
-      v=[v.handle for v in vs], vhat=kwargs.pop("vhat", []), grad=grads,
-      lr=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=0.0,
-      step=tf.constant(step, tf.int64), **kwargs)
+  return lib.resource_multi_tensor_apply_adam_w(var=[w.handle for w in ws],
+                                                m=[m.handle for m in ms],
+                                                v=[v.handle for v in vs],
+                                                vhat=kwargs.pop("vhat", []),
+                                                grad=grads,
+                                                lr=0.1,
+                                                beta_1=0.9,
+                                                beta_2=0.999,
+                                                epsilon=1e-7,
+                                                weight_decay=0.0,
+                                                step=tf.constant(
+                                                    step, tf.int64),
+                                                **kwargs)
 
 
 def test_slot_shape_mismatch_names_the_variable_and_writes_nothing():
@@ -327,7 +433,7 @@ def test_slot_shape_mismatch_names_the_variable_and_writes_nothing():
   bad_m = [ms[0], tf.Variable(tf.zeros([4]))]
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match=r"`m\[1\]` must have the shape of `var\[1\]`.*"
-                           r"var\[1\]\.shape=\[2,2\], m\[1\]\.shape=\[4\]"):
+                     r"var\[1\]\.shape=\[2,2\], m\[1\]\.shape=\[4\]"):
     _raw_adamw(ws, bad_m, vs, _grads(tf.float32, [(3,), (2, 2)]))
   _assert_identical(_values(ws, ms, vs), before)
 
@@ -342,18 +448,26 @@ def test_grad_shape_mismatch():
 def test_step_below_one_writes_nothing():
   ws, ms, vs, _ = _state(tf.float32, [(3,), (2,)])
   before = _values(ws, ms, vs)
-  with pytest.raises(tf.errors.InvalidArgumentError, match="`step` must be >= 1"):
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="`step` must be >= 1"):
     _raw_adamw(ws, ms, vs, _grads(tf.float32, [(3,), (2,)]), step=0)
   _assert_identical(_values(ws, ms, vs), before)
-  with pytest.raises(tf.errors.InvalidArgumentError, match="`step` must be >= 1"):
-    ops.multi_tensor_apply_adamw(ws, ms, vs, _grads(tf.float32, [(3,), (2,)]),
-                                 weight_decay=0.0, step=0, **ADAMW_HP)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="`step` must be >= 1"):
+    ops.multi_tensor_apply_adamw(ws,
+                                 ms,
+                                 vs,
+                                 _grads(tf.float32, [(3,), (2,)]),
+                                 weight_decay=0.0,
+                                 step=0,
+                                 **ADAMW_HP)
 
 
 def test_uninitialised_variable():
   ws, ms, vs, _ = _state(tf.float32, [(3,), (2,)])
   from tensorflow.python.ops import resource_variable_ops  # pylint: disable=g-import-not-at-top
-  uninit = resource_variable_ops.UninitializedVariable(shape=[2], dtype=tf.float32)
+  uninit = resource_variable_ops.UninitializedVariable(shape=[2],
+                                                       dtype=tf.float32)
   with pytest.raises(tf.errors.FailedPreconditionError, match=r"`v\[1\]`"):
     _raw_adamw(ws, ms, [vs[0], uninit], _grads(tf.float32, [(3,), (2,)]))
 
@@ -361,7 +475,8 @@ def test_uninitialised_variable():
 def test_same_variable_twice():
   ws, ms, vs, _ = _state(tf.float32, [(3,), (3,)])
   with pytest.raises(tf.errors.InvalidArgumentError, match="must be distinct"):
-    _raw_adamw([ws[0], ws[1]], [ms[0], ws[0]], vs, _grads(tf.float32, [(3,), (3,)]))
+    _raw_adamw([ws[0], ws[1]], [ms[0], ws[0]], vs,
+               _grads(tf.float32, [(3,), (3,)]))
 
 
 def test_dtype_mismatch():
@@ -376,19 +491,36 @@ def test_vhat_count_and_flag_length():
   ws, ms, vs, vhats = _state(tf.float32, [(3,), (2,)], amsgrad=True)
   with pytest.raises((tf.errors.InvalidArgumentError, ValueError),
                      match="`vhat` must hold 0 variables"):
-    _raw_adamw(ws, ms, vs, _grads(tf.float32, [(3,), (2,)]),
+    _raw_adamw(ws,
+               ms,
+               vs,
+               _grads(tf.float32, [(3,), (2,)]),
                vhat=[vhats[0].handle])
-  with pytest.raises((tf.errors.InvalidArgumentError, ValueError),
-                     match="`apply_weight_decay` must hold one value per variable"):
-    _raw_adamw(ws, ms, vs, _grads(tf.float32, [(3,), (2,)]),
+  with pytest.raises(
+      (tf.errors.InvalidArgumentError, ValueError),
+      match="`apply_weight_decay` must hold one value per variable"):
+    _raw_adamw(ws,
+               ms,
+               vs,
+               _grads(tf.float32, [(3,), (2,)]),
                apply_weight_decay=[True])
   with pytest.raises(ValueError, match="`apply_weight_decay` must hold one"):
-    ops.multi_tensor_apply_adamw(ws, ms, vs, _grads(tf.float32, [(3,), (2,)]),
-                                 weight_decay=0.0, step=1,
-                                 apply_weight_decay=[True], **ADAMW_HP)
+    ops.multi_tensor_apply_adamw(ws,
+                                 ms,
+                                 vs,
+                                 _grads(tf.float32, [(3,), (2,)]),
+                                 weight_decay=0.0,
+                                 step=1,
+                                 apply_weight_decay=[True],
+                                 **ADAMW_HP)
   with pytest.raises(ValueError, match="`ms` must hold one entry per variable"):
-    ops.multi_tensor_apply_lamb(ws, ms[:1], vs, _grads(tf.float32, [(3,), (2,)]),
-                                weight_decay_rate=0.0, step=1, **LAMB_HP)
+    ops.multi_tensor_apply_lamb(ws,
+                                ms[:1],
+                                vs,
+                                _grads(tf.float32, [(3,), (2,)]),
+                                weight_decay_rate=0.0,
+                                step=1,
+                                **LAMB_HP)
 
 
 def test_non_scalar_hyperparameter():
@@ -396,8 +528,13 @@ def test_non_scalar_hyperparameter():
   lib = ops.load_library()
   with pytest.raises((tf.errors.InvalidArgumentError, ValueError),
                      match="`lr` must be a scalar"):
-    lib.resource_multi_tensor_apply_lamb(
-        var=[w.handle for w in ws], m=[m.handle for m in ms],
-        v=[v.handle for v in vs], grad=_grads(tf.float32, [(3,), (2,)]),
-        lr=[0.1, 0.2], beta_1=0.9, beta_2=0.999, epsilon=1e-6,
-        weight_decay_rate=0.0, step=tf.constant(1, tf.int64))
+    lib.resource_multi_tensor_apply_lamb(var=[w.handle for w in ws],
+                                         m=[m.handle for m in ms],
+                                         v=[v.handle for v in vs],
+                                         grad=_grads(tf.float32, [(3,), (2,)]),
+                                         lr=[0.1, 0.2],
+                                         beta_1=0.9,
+                                         beta_2=0.999,
+                                         epsilon=1e-6,
+                                         weight_decay_rate=0.0,
+                                         step=tf.constant(1, tf.int64))

@@ -29,8 +29,10 @@ SIGNATURES = {
         ["T", "Tscalar", "num_vhat", "use_locking"],
     ),
     "ResourceMultiTensorApplyAdamW": (
-        ["var: N", "m: N", "v: N", "vhat: num_vhat", *_ADAMW_SCALARS, "step",
-         "grad: N"],
+        [
+            "var: N", "m: N", "v: N", "vhat: num_vhat", *_ADAMW_SCALARS, "step",
+            "grad: N"
+        ],
         ["T", "Tscalar", "N", "num_vhat", "apply_weight_decay", "use_locking"],
     ),
     "ResourceApplyLamb": (
@@ -39,8 +41,10 @@ SIGNATURES = {
     ),
     "ResourceMultiTensorApplyLamb": (
         ["var: N", "m: N", "v: N", *_LAMB_SCALARS, "step", "grad: N"],
-        ["T", "Tscalar", "N", "apply_weight_decay", "use_layer_adaptation",
-         "use_locking"],
+        [
+            "T", "Tscalar", "N", "apply_weight_decay", "use_layer_adaptation",
+            "use_locking"
+        ],
     ),
     "ResourceApplyLion": (
         ["var", "m", *_LION_SCALARS, "grad"],
@@ -89,5 +93,7 @@ def test_signature(name):
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_python_scalar_names_are_the_ops(name):
-  scalars = [a.name for a in _op_def(name).input_arg if a.type_attr == "Tscalar"]
+  scalars = [
+      a.name for a in _op_def(name).input_arg if a.type_attr == "Tscalar"
+  ]
   assert list(MODULES[name].SCALAR_NAMES) == scalars

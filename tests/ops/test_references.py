@@ -23,187 +23,214 @@ GRADS = G.GRADS
 
 
 def _golden_trajectory(step_fn, n_rows):
-    """Applies the Keras golden-test gradient sequence; yields w after each."""
-    state = step_fn.init(np.ones([10]))
-    out = []
-    for i in range(n_rows):
-        g = FIRST_GRADS if i == 0 else GRADS
-        state = step_fn(state, g, i + 1)
-        out.append(state[0].copy())
-    return np.array(out)
+  """Applies the Keras golden-test gradient sequence; yields w after each."""
+  state = step_fn.init(np.ones([10]))
+  out = []
+  for i in range(n_rows):
+    g = FIRST_GRADS if i == 0 else GRADS
+    state = step_fn(state, g, i + 1)
+    out.append(state[0].copy())
+  return np.array(out)
 
 
 class _Adam:
-    def __init__(self, amsgrad=False, **hp):
-        self.hp = hp
-        self.amsgrad = amsgrad
 
-    def init(self, w):
-        z = np.zeros_like(w)
-        return (w, z, z, z if self.amsgrad else None)
+  def __init__(self, amsgrad=False, **hp):
+    self.hp = hp
+    self.amsgrad = amsgrad
 
-    def __call__(self, state, g, t):
-        w, m, v, vhat = state
-        return R.adamw_step(w, m, v, g, step=t, vhat=vhat, **self.hp)
+  def init(self, w):
+    z = np.zeros_like(w)
+    return (w, z, z, z if self.amsgrad else None)
+
+  def __call__(self, state, g, t):
+    w, m, v, vhat = state
+    return R.adamw_step(w, m, v, g, step=t, vhat=vhat, **self.hp)
 
 
 class _Lamb:
-    def __init__(self, **hp):
-        self.hp = hp
 
-    def init(self, w):
-        return (w, np.zeros_like(w), np.zeros_like(w))
+  def __init__(self, **hp):
+    self.hp = hp
 
-    def __call__(self, state, g, t):
-        w, m, v = state
-        return R.lamb_step(w, m, v, g, step=t, **self.hp)
+  def init(self, w):
+    return (w, np.zeros_like(w), np.zeros_like(w))
+
+  def __call__(self, state, g, t):
+    w, m, v = state
+    return R.lamb_step(w, m, v, g, step=t, **self.hp)
 
 
 class _Adafactor:
-    def __init__(self, **hp):
-        self.hp = hp
 
-    def init(self, w):
-        return (w, R.adafactor_zero_accumulators(w.shape))
+  def __init__(self, **hp):
+    self.hp = hp
 
-    def __call__(self, state, g, t):
-        w, acc = state
-        return R.adafactor_step(w, acc, g, step=t, **self.hp)
+  def init(self, w):
+    return (w, R.adafactor_zero_accumulators(w.shape))
+
+  def __call__(self, state, g, t):
+    w, acc = state
+    return R.adafactor_step(w, acc, g, step=t, **self.hp)
 
 
-ADAM_DEFAULTS = dict(learning_rate=0.001, beta_1=0.9, beta_2=0.999,
+ADAM_DEFAULTS = dict(learning_rate=0.001,
+                     beta_1=0.9,
+                     beta_2=0.999,
                      epsilon=1e-7)
-LAMB_DEFAULTS = dict(learning_rate=0.001, beta_1=0.9, beta_2=0.999,
-                     epsilon=1e-6, weight_decay_rate=0.0)
-ADAFACTOR_DEFAULTS = dict(learning_rate=0.001, beta_2_decay=-0.8,
-                          epsilon_1=1e-30, epsilon_2=1e-3, clip_threshold=1.0)
+LAMB_DEFAULTS = dict(learning_rate=0.001,
+                     beta_1=0.9,
+                     beta_2=0.999,
+                     epsilon=1e-6,
+                     weight_decay_rate=0.0)
+ADAFACTOR_DEFAULTS = dict(learning_rate=0.001,
+                          beta_2_decay=-0.8,
+                          epsilon_1=1e-30,
+                          epsilon_2=1e-3,
+                          clip_threshold=1.0)
 
 
 # ---------------------------------------------------------------------------
 # Adam / AdamW
 # ---------------------------------------------------------------------------
 def test_adam_keras2_docstring_first_step():
-    # Keras 2 keras/optimizer_v2/adam.py docstring: Adam(learning_rate=0.1),
-    # var1 = 10.0, loss = var1**2/2 so grad = var1; after one minimize()
-    # "var1.numpy() 9.9" ("The first step is `-learning_rate*sign(grad)`").
-    hp = dict(ADAM_DEFAULTS, learning_rate=0.1, weight_decay=0.0)
-    w, *_ = R.adamw_step(10.0, 0.0, 0.0, 10.0, step=1, **hp)
-    np.testing.assert_allclose(w, 9.9, rtol=1e-6)
+  # Keras 2 keras/optimizer_v2/adam.py docstring: Adam(learning_rate=0.1),
+  # var1 = 10.0, loss = var1**2/2 so grad = var1; after one minimize()
+  # "var1.numpy() 9.9" ("The first step is `-learning_rate*sign(grad)`").
+  hp = dict(ADAM_DEFAULTS, learning_rate=0.1, weight_decay=0.0)
+  w, *_ = R.adamw_step(10.0, 0.0, 0.0, 10.0, step=1, **hp)
+  np.testing.assert_allclose(w, 9.9, rtol=1e-6)
 
 
 def test_adam_keras3_single_step():
-    # keras/src/optimizers/adam_test.py::test_single_step:
-    # Adam(learning_rate=0.5), grads [1,6,7,2], vars [1,2,3,4]
-    # -> [0.5, 1.5, 2.5, 3.5] (rtol=atol=1e-4).
-    hp = dict(ADAM_DEFAULTS, learning_rate=0.5, weight_decay=0.0)
-    w, *_ = R.adamw_step([1.0, 2.0, 3.0, 4.0], np.zeros(4), np.zeros(4),
-                         [1.0, 6.0, 7.0, 2.0], step=1, **hp)
-    np.testing.assert_allclose(w, [0.5, 1.5, 2.5, 3.5], rtol=1e-4, atol=1e-4)
+  # keras/src/optimizers/adam_test.py::test_single_step:
+  # Adam(learning_rate=0.5), grads [1,6,7,2], vars [1,2,3,4]
+  # -> [0.5, 1.5, 2.5, 3.5] (rtol=atol=1e-4).
+  hp = dict(ADAM_DEFAULTS, learning_rate=0.5, weight_decay=0.0)
+  w, *_ = R.adamw_step([1.0, 2.0, 3.0, 4.0],
+                       np.zeros(4),
+                       np.zeros(4), [1.0, 6.0, 7.0, 2.0],
+                       step=1,
+                       **hp)
+  np.testing.assert_allclose(w, [0.5, 1.5, 2.5, 3.5], rtol=1e-4, atol=1e-4)
 
 
 def test_adam_amsgrad_keras3_golden():
-    # keras/src/optimizers/adam_test.py::test_correctness_with_golden:
-    # Adam(amsgrad=True) (lr 1e-3, eps 1e-7).
-    golden = np.tile([[0.999], [0.9982], [0.9974], [0.9965], [0.9955]],
-                     (1, 10))
-    traj = _golden_trajectory(
-        _Adam(amsgrad=True, weight_decay=0.0, **ADAM_DEFAULTS), 5)
-    np.testing.assert_allclose(traj, golden, rtol=KERAS_GOLDEN_RTOL,
-                               atol=KERAS_GOLDEN_RTOL)
+  # keras/src/optimizers/adam_test.py::test_correctness_with_golden:
+  # Adam(amsgrad=True) (lr 1e-3, eps 1e-7).
+  golden = np.tile([[0.999], [0.9982], [0.9974], [0.9965], [0.9955]], (1, 10))
+  traj = _golden_trajectory(
+      _Adam(amsgrad=True, weight_decay=0.0, **ADAM_DEFAULTS), 5)
+  np.testing.assert_allclose(traj,
+                             golden,
+                             rtol=KERAS_GOLDEN_RTOL,
+                             atol=KERAS_GOLDEN_RTOL)
 
 
 def test_adamw_keras3_single_step():
-    # keras/src/optimizers/adamw_test.py::test_single_step:
-    # AdamW(learning_rate=0.5) (default weight_decay=0.004), grads [1,6,7,2],
-    # vars [1,2,3,4] -> [0.4980, 1.4960, 2.494, 3.492] (rtol=atol=1e-4).
-    hp = dict(ADAM_DEFAULTS, learning_rate=0.5, weight_decay=0.004)
-    w, *_ = R.adamw_step([1.0, 2.0, 3.0, 4.0], np.zeros(4), np.zeros(4),
-                         [1.0, 6.0, 7.0, 2.0], step=1, **hp)
-    np.testing.assert_allclose(w, [0.4980, 1.4960, 2.494, 3.492],
-                               rtol=1e-4, atol=1e-4)
+  # keras/src/optimizers/adamw_test.py::test_single_step:
+  # AdamW(learning_rate=0.5) (default weight_decay=0.004), grads [1,6,7,2],
+  # vars [1,2,3,4] -> [0.4980, 1.4960, 2.494, 3.492] (rtol=atol=1e-4).
+  hp = dict(ADAM_DEFAULTS, learning_rate=0.5, weight_decay=0.004)
+  w, *_ = R.adamw_step([1.0, 2.0, 3.0, 4.0],
+                       np.zeros(4),
+                       np.zeros(4), [1.0, 6.0, 7.0, 2.0],
+                       step=1,
+                       **hp)
+  np.testing.assert_allclose(w, [0.4980, 1.4960, 2.494, 3.492],
+                             rtol=1e-4,
+                             atol=1e-4)
 
 
 def test_adamw_keras3_weight_decay():
-    # keras/src/optimizers/adamw_test.py::test_weight_decay: a zero gradient,
-    # AdamW(learning_rate=1.0, weight_decay=0.004) applied by three fresh
-    # optimizers (each at step 1) to var1 = 2.0 -> 1.9760959 (decimal=6).
-    hp = dict(ADAM_DEFAULTS, learning_rate=1.0, weight_decay=0.004)
-    w = 2.0
-    for _ in range(3):
-        w, *_ = R.adamw_step(w, 0.0, 0.0, 0.0, step=1, **hp)
-    assert abs(float(w) - 1.9760959) < 1.5e-6
+  # keras/src/optimizers/adamw_test.py::test_weight_decay: a zero gradient,
+  # AdamW(learning_rate=1.0, weight_decay=0.004) applied by three fresh
+  # optimizers (each at step 1) to var1 = 2.0 -> 1.9760959 (decimal=6).
+  hp = dict(ADAM_DEFAULTS, learning_rate=1.0, weight_decay=0.004)
+  w = 2.0
+  for _ in range(3):
+    w, *_ = R.adamw_step(w, 0.0, 0.0, 0.0, step=1, **hp)
+  assert abs(float(w) - 1.9760959) < 1.5e-6
 
 
 def test_adamw_keras3_golden():
-    # keras/src/optimizers/adamw_test.py::test_correctness_with_golden:
-    # AdamW(learning_rate=1.0, weight_decay=0.5, epsilon=2).
-    golden = G.ADAMW
-    hp = dict(ADAM_DEFAULTS, **G.ADAMW_HP)
-    traj = _golden_trajectory(_Adam(**hp), 5)
-    np.testing.assert_allclose(traj, golden, rtol=KERAS_GOLDEN_RTOL,
-                               atol=KERAS_GOLDEN_RTOL)
+  # keras/src/optimizers/adamw_test.py::test_correctness_with_golden:
+  # AdamW(learning_rate=1.0, weight_decay=0.5, epsilon=2).
+  golden = G.ADAMW
+  hp = dict(ADAM_DEFAULTS, **G.ADAMW_HP)
+  traj = _golden_trajectory(_Adam(**hp), 5)
+  np.testing.assert_allclose(traj,
+                             golden,
+                             rtol=KERAS_GOLDEN_RTOL,
+                             atol=KERAS_GOLDEN_RTOL)
 
 
 # ---------------------------------------------------------------------------
 # LAMB
 # ---------------------------------------------------------------------------
 def test_lamb_keras3_single_step():
-    # keras/src/optimizers/lamb_test.py::test_single_step: Lamb(lr=0.5),
-    # grads [1,6,7,2], vars [1,2,3,4] -> [-0.3693, 0.6306, 1.6306, 2.6306]
-    # (rtol=atol=1e-4).  No weight decay, so Keras Lamb == paper LAMB.
-    hp = dict(LAMB_DEFAULTS, learning_rate=0.5)
-    w, *_ = R.lamb_step([1.0, 2.0, 3.0, 4.0], np.zeros(4), np.zeros(4),
-                        [1.0, 6.0, 7.0, 2.0], step=1, **hp)
-    np.testing.assert_allclose(w, [-0.3693, 0.6306, 1.6306, 2.6306],
-                               rtol=1e-4, atol=1e-4)
+  # keras/src/optimizers/lamb_test.py::test_single_step: Lamb(lr=0.5),
+  # grads [1,6,7,2], vars [1,2,3,4] -> [-0.3693, 0.6306, 1.6306, 2.6306]
+  # (rtol=atol=1e-4).  No weight decay, so Keras Lamb == paper LAMB.
+  hp = dict(LAMB_DEFAULTS, learning_rate=0.5)
+  w, *_ = R.lamb_step([1.0, 2.0, 3.0, 4.0],
+                      np.zeros(4),
+                      np.zeros(4), [1.0, 6.0, 7.0, 2.0],
+                      step=1,
+                      **hp)
+  np.testing.assert_allclose(w, [-0.3693, 0.6306, 1.6306, 2.6306],
+                             rtol=1e-4,
+                             atol=1e-4)
 
 
 def test_lamb_keras3_golden():
-    # keras/src/optimizers/lamb_test.py::test_correctness_with_golden:
-    # Lamb() defaults (lr 1e-3, eps 1e-6 as in the paper / Model Garden).
-    golden = np.tile([[0.999], [0.9982], [0.9974], [0.9965], [0.9955]],
-                     (1, 10))
-    traj = _golden_trajectory(_Lamb(**LAMB_DEFAULTS), 5)
-    np.testing.assert_allclose(traj, golden, rtol=KERAS_GOLDEN_RTOL,
-                               atol=KERAS_GOLDEN_RTOL)
+  # keras/src/optimizers/lamb_test.py::test_correctness_with_golden:
+  # Lamb() defaults (lr 1e-3, eps 1e-6 as in the paper / Model Garden).
+  golden = np.tile([[0.999], [0.9982], [0.9974], [0.9965], [0.9955]], (1, 10))
+  traj = _golden_trajectory(_Lamb(**LAMB_DEFAULTS), 5)
+  np.testing.assert_allclose(traj,
+                             golden,
+                             rtol=KERAS_GOLDEN_RTOL,
+                             atol=KERAS_GOLDEN_RTOL)
 
 
 def test_lamb_addons_minimize_with_weight_decay():
-    # tensorflow/addons optimizers/tests/lamb_test.py::
-    # test_minimize_mean_square_loss_with_weight_decay: w = [0.1, -0.2, -0.1],
-    # x = [0.4, 0.2, -0.5], loss = mean((x - w)^2), LAMB(0.02,
-    # weight_decay=0.01), 200 minimize steps -> w == x (rtol=atol=1e-2).
-    x = np.array([0.4, 0.2, -0.5])
-    w = np.array([0.1, -0.2, -0.1])
-    m = np.zeros(3)
-    v = np.zeros(3)
-    hp = dict(LAMB_DEFAULTS, learning_rate=0.02, weight_decay_rate=0.01)
-    for t in range(1, 201):
-        g = -2.0 * (x - w) / 3.0
-        w, m, v = R.lamb_step(w, m, v, g, step=t, **hp)
-    np.testing.assert_allclose(w, x, rtol=1e-2, atol=1e-2)
+  # tensorflow/addons optimizers/tests/lamb_test.py::
+  # test_minimize_mean_square_loss_with_weight_decay: w = [0.1, -0.2, -0.1],
+  # x = [0.4, 0.2, -0.5], loss = mean((x - w)^2), LAMB(0.02,
+  # weight_decay=0.01), 200 minimize steps -> w == x (rtol=atol=1e-2).
+  x = np.array([0.4, 0.2, -0.5])
+  w = np.array([0.1, -0.2, -0.1])
+  m = np.zeros(3)
+  v = np.zeros(3)
+  hp = dict(LAMB_DEFAULTS, learning_rate=0.02, weight_decay_rate=0.01)
+  for t in range(1, 201):
+    g = -2.0 * (x - w) / 3.0
+    w, m, v = R.lamb_step(w, m, v, g, step=t, **hp)
+  np.testing.assert_allclose(w, x, rtol=1e-2, atol=1e-2)
 
 
 def test_lamb_matches_addons_numpy_formula_trust_ratio_with_decay():
-    # The TF Addons / Model Garden numpy update (lamb_update_numpy) puts the
-    # weight decay inside the trust ratio: ratio = ||w|| / ||u + wd*w||.
-    # One step from w=[1, 2], g=[0.1, 0.1], wd=0.01, lr=1e-3, eps=1e-6 (the
-    # defaults there): m_hat/(sqrt(v_hat)+eps) = 0.1/(0.1+1e-6) per element.
-    w0 = np.array([1.0, 2.0])
-    hp = dict(LAMB_DEFAULTS, weight_decay_rate=0.01)
-    w, _, _ = R.lamb_step(w0, np.zeros(2), np.zeros(2), [0.1, 0.1], step=1,
-                          **hp)
-    u = np.full(2, 0.1 / (0.1 + 1e-6)) + 0.01 * w0
-    expected = w0 - 1e-3 * (np.linalg.norm(w0) / np.linalg.norm(u)) * u
-    np.testing.assert_allclose(w, expected, rtol=1e-14)
+  # The TF Addons / Model Garden numpy update (lamb_update_numpy) puts the
+  # weight decay inside the trust ratio: ratio = ||w|| / ||u + wd*w||.
+  # One step from w=[1, 2], g=[0.1, 0.1], wd=0.01, lr=1e-3, eps=1e-6 (the
+  # defaults there): m_hat/(sqrt(v_hat)+eps) = 0.1/(0.1+1e-6) per element.
+  w0 = np.array([1.0, 2.0])
+  hp = dict(LAMB_DEFAULTS, weight_decay_rate=0.01)
+  w, _, _ = R.lamb_step(w0, np.zeros(2), np.zeros(2), [0.1, 0.1], step=1, **hp)
+  u = np.full(2, 0.1 / (0.1 + 1e-6)) + 0.01 * w0
+  expected = w0 - 1e-3 * (np.linalg.norm(w0) / np.linalg.norm(u)) * u
+  np.testing.assert_allclose(w, expected, rtol=1e-14)
 
 
 def test_lamb_zero_weight_trust_ratio_is_one():
-    w, _, _ = R.lamb_step(np.zeros(3), np.zeros(3), np.zeros(3),
-                          [1.0, -2.0, 3.0], step=1, **LAMB_DEFAULTS)
-    # First step: u = sign(g) * 1/(1+eps/|g|) ~= sign(g); ratio 1.
-    np.testing.assert_allclose(w, -1e-3 * np.sign([1.0, -2.0, 3.0]),
-                               rtol=1e-5)
+  w, _, _ = R.lamb_step(np.zeros(3),
+                        np.zeros(3),
+                        np.zeros(3), [1.0, -2.0, 3.0],
+                        step=1,
+                        **LAMB_DEFAULTS)
+  # First step: u = sign(g) * 1/(1+eps/|g|) ~= sign(g); ratio 1.
+  np.testing.assert_allclose(w, -1e-3 * np.sign([1.0, -2.0, 3.0]), rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------
@@ -214,72 +241,83 @@ ADAFACTOR_GOLDEN_HP = G.ADAFACTOR_HP
 
 
 def test_adafactor_keras3_golden():
-    # keras/src/optimizers/adafactor_test.py::test_correctness_with_golden:
-    # Adafactor(learning_rate=0.5, beta_2_decay=-0.65, epsilon_1=1e-15,
-    # epsilon_2=1e-4, clip_threshold=0.9, relative_step=False).
-    # Keras ignores relative_step (defect 5 in docs/keras_defects.md): it always
-    # uses rho = min(lr, 1/sqrt(t)), so its golden values are those of
-    # relative_step=True.
-    traj = _golden_trajectory(
-        _Adafactor(relative_step=True, **ADAFACTOR_GOLDEN_HP), 5)
-    np.testing.assert_allclose(traj, ADAFACTOR_GOLDEN, rtol=KERAS_GOLDEN_RTOL,
-                               atol=KERAS_GOLDEN_RTOL)
+  # keras/src/optimizers/adafactor_test.py::test_correctness_with_golden:
+  # Adafactor(learning_rate=0.5, beta_2_decay=-0.65, epsilon_1=1e-15,
+  # epsilon_2=1e-4, clip_threshold=0.9, relative_step=False).
+  # Keras ignores relative_step (defect 5 in docs/keras_defects.md): it always
+  # uses rho = min(lr, 1/sqrt(t)), so its golden values are those of
+  # relative_step=True.
+  traj = _golden_trajectory(
+      _Adafactor(relative_step=True, **ADAFACTOR_GOLDEN_HP), 5)
+  np.testing.assert_allclose(traj,
+                             ADAFACTOR_GOLDEN,
+                             rtol=KERAS_GOLDEN_RTOL,
+                             atol=KERAS_GOLDEN_RTOL)
 
 
 def test_adafactor_keras3_golden_relative_step_false():
-    # With relative_step honoured, the first four rows (t <= 4, where
-    # 1/sqrt(t) >= lr = 0.5) are identical to Keras's golden values; at t = 5
-    # rho is lr = 0.5 instead of 1/sqrt(5) = 0.447, so the last row differs.
-    traj = _golden_trajectory(
-        _Adafactor(relative_step=False, **ADAFACTOR_GOLDEN_HP), 5)
-    np.testing.assert_allclose(traj[:4], ADAFACTOR_GOLDEN[:4],
-                               rtol=KERAS_GOLDEN_RTOL, atol=KERAS_GOLDEN_RTOL)
-    assert np.all(np.abs(traj[4] - ADAFACTOR_GOLDEN[4]) > 2e-3)
+  # With relative_step honoured, the first four rows (t <= 4, where
+  # 1/sqrt(t) >= lr = 0.5) are identical to Keras's golden values; at t = 5
+  # rho is lr = 0.5 instead of 1/sqrt(5) = 0.447, so the last row differs.
+  traj = _golden_trajectory(
+      _Adafactor(relative_step=False, **ADAFACTOR_GOLDEN_HP), 5)
+  np.testing.assert_allclose(traj[:4],
+                             ADAFACTOR_GOLDEN[:4],
+                             rtol=KERAS_GOLDEN_RTOL,
+                             atol=KERAS_GOLDEN_RTOL)
+  assert np.all(np.abs(traj[4] - ADAFACTOR_GOLDEN[4]) > 2e-3)
 
 
 def test_adafactor_keras3_single_step_1d():
-    # keras/src/optimizers/adafactor_test.py::test_single_step_1d:
-    # Adafactor(learning_rate=0.5), grads [1,6,7,2], vars [1,2,3,4]
-    # -> [-0.3693, 0.6307, 1.6307, 2.6307] (rtol=atol=1e-4).
-    hp = dict(ADAFACTOR_DEFAULTS, learning_rate=0.5)
-    w, _ = R.adafactor_step([1.0, 2.0, 3.0, 4.0],
-                            R.adafactor_zero_accumulators((4,)),
-                            [1.0, 6.0, 7.0, 2.0], step=1, **hp)
-    np.testing.assert_allclose(w, [-0.3693, 0.6307, 1.6307, 2.6307],
-                               rtol=1e-4, atol=1e-4)
+  # keras/src/optimizers/adafactor_test.py::test_single_step_1d:
+  # Adafactor(learning_rate=0.5), grads [1,6,7,2], vars [1,2,3,4]
+  # -> [-0.3693, 0.6307, 1.6307, 2.6307] (rtol=atol=1e-4).
+  hp = dict(ADAFACTOR_DEFAULTS, learning_rate=0.5)
+  w, _ = R.adafactor_step([1.0, 2.0, 3.0, 4.0],
+                          R.adafactor_zero_accumulators((4,)),
+                          [1.0, 6.0, 7.0, 2.0],
+                          step=1,
+                          **hp)
+  np.testing.assert_allclose(w, [-0.3693, 0.6307, 1.6307, 2.6307],
+                             rtol=1e-4,
+                             atol=1e-4)
 
 
 def test_adafactor_keras3_single_step_2d():
-    # keras/src/optimizers/adafactor_test.py::test_single_step_2d:
-    # Adafactor(learning_rate=0.5), grads [[1,6],[7,2]], vars [[1,2],[3,4]]
-    # -> [[0.7007, -0.0081], [1.2492, 3.4407]] (rtol=atol=1e-4).
-    hp = dict(ADAFACTOR_DEFAULTS, learning_rate=0.5)
-    w, (r, c) = R.adafactor_step([[1.0, 2.0], [3.0, 4.0]],
-                                 R.adafactor_zero_accumulators((2, 2)),
-                                 [[1.0, 6.0], [7.0, 2.0]], step=1, **hp)
-    np.testing.assert_allclose(w, [[0.7007, -0.0081], [1.2492, 3.4407]],
-                               rtol=1e-4, atol=1e-4)
-    assert r.shape == (2,) and c.shape == (2,)
+  # keras/src/optimizers/adafactor_test.py::test_single_step_2d:
+  # Adafactor(learning_rate=0.5), grads [[1,6],[7,2]], vars [[1,2],[3,4]]
+  # -> [[0.7007, -0.0081], [1.2492, 3.4407]] (rtol=atol=1e-4).
+  hp = dict(ADAFACTOR_DEFAULTS, learning_rate=0.5)
+  w, (r, c) = R.adafactor_step([[1.0, 2.0], [3.0, 4.0]],
+                               R.adafactor_zero_accumulators((2, 2)),
+                               [[1.0, 6.0], [7.0, 2.0]],
+                               step=1,
+                               **hp)
+  np.testing.assert_allclose(w, [[0.7007, -0.0081], [1.2492, 3.4407]],
+                             rtol=1e-4,
+                             atol=1e-4)
+  assert r.shape == (2,) and c.shape == (2,)
 
 
 def test_adafactor_accumulator_shapes():
-    assert R.adafactor_accumulator_shapes(()) == ((),)
-    assert R.adafactor_accumulator_shapes((5,)) == ((5,),)
-    assert R.adafactor_accumulator_shapes((4, 3)) == ((4,), (3,))
-    assert R.adafactor_accumulator_shapes((2, 3, 4)) == ((2, 3), (2, 4))
-    assert R.adafactor_accumulator_shapes((2, 2, 3, 4)) == ((2, 2, 3),
-                                                            (2, 2, 4))
+  assert R.adafactor_accumulator_shapes(()) == ((),)
+  assert R.adafactor_accumulator_shapes((5,)) == ((5,),)
+  assert R.adafactor_accumulator_shapes((4, 3)) == ((4,), (3,))
+  assert R.adafactor_accumulator_shapes((2, 3, 4)) == ((2, 3), (2, 4))
+  assert R.adafactor_accumulator_shapes((2, 2, 3, 4)) == ((2, 2, 3), (2, 2, 4))
 
 
 def test_adafactor_zero_row_and_column_is_finite_in_float64():
-    # Keras defect 9 (docs/keras_defects.md): the reference must stay finite.
-    g = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 2.0], [0.0, 3.0, 4.0]])
-    w, (r, c) = R.adafactor_step(np.ones((3, 3)),
-                                 R.adafactor_zero_accumulators((3, 3)), g,
-                                 step=1, **ADAFACTOR_DEFAULTS)
-    assert np.all(np.isfinite(w))
-    np.testing.assert_array_equal(w[0, :], 1.0)
-    np.testing.assert_array_equal(w[:, 0], 1.0)
+  # Keras defect 9 (docs/keras_defects.md): the reference must stay finite.
+  g = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 2.0], [0.0, 3.0, 4.0]])
+  w, (r, c) = R.adafactor_step(np.ones((3, 3)),
+                               R.adafactor_zero_accumulators((3, 3)),
+                               g,
+                               step=1,
+                               **ADAFACTOR_DEFAULTS)
+  assert np.all(np.isfinite(w))
+  np.testing.assert_array_equal(w[0, :], 1.0)
+  np.testing.assert_array_equal(w[:, 0], 1.0)
 
 
 # ---------------------------------------------------------------------------
@@ -289,129 +327,153 @@ def test_adafactor_zero_row_and_column_is_finite_in_float64():
 # exactly representable in float32 (0.875, 1 - 2**-10, powers of two).
 # ---------------------------------------------------------------------------
 def _keras_run(opt, w0, grads):
-    import keras
-    var = keras.Variable(w0, dtype="float64")
-    for g in grads:
-        opt.apply_gradients([(g, var)])
-    return np.asarray(var.numpy())
+  import keras
+  var = keras.Variable(w0, dtype="float64")
+  for g in grads:
+    opt.apply_gradients([(g, var)])
+  return np.asarray(var.numpy())
 
 
 def _random_problem(shape, steps, seed):
-    rng = np.random.default_rng(seed)
-    w0 = rng.normal(size=shape)
-    grads = [rng.normal(size=shape) for _ in range(steps)]
-    return w0, grads
+  rng = np.random.default_rng(seed)
+  w0 = rng.normal(size=shape)
+  grads = [rng.normal(size=shape) for _ in range(steps)]
+  return w0, grads
 
 
 @pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.0625])
 def test_adamw_matches_keras3(amsgrad, weight_decay):
-    import keras
-    w0, grads = _random_problem((4, 3), 10, seed=1)
-    hp = dict(learning_rate=0.125, beta_1=0.875, beta_2=1 - 2.0**-10,
-              epsilon=1e-7)
-    if weight_decay:
-        opt = keras.optimizers.AdamW(weight_decay=weight_decay,
-                                     amsgrad=amsgrad, **hp)
-    else:
-        opt = keras.optimizers.Adam(amsgrad=amsgrad, **hp)
-    got = _keras_run(opt, w0, grads)
-    w, m, v = w0, np.zeros_like(w0), np.zeros_like(w0)
-    vhat = np.zeros_like(w0) if amsgrad else None
-    for t, g in enumerate(grads, 1):
-        w, m, v, vhat = R.adamw_step(w, m, v, g, step=t, vhat=vhat,
-                                     weight_decay=weight_decay, **hp)
-    np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)
+  import keras
+  w0, grads = _random_problem((4, 3), 10, seed=1)
+  hp = dict(learning_rate=0.125,
+            beta_1=0.875,
+            beta_2=1 - 2.0**-10,
+            epsilon=1e-7)
+  if weight_decay:
+    opt = keras.optimizers.AdamW(weight_decay=weight_decay,
+                                 amsgrad=amsgrad,
+                                 **hp)
+  else:
+    opt = keras.optimizers.Adam(amsgrad=amsgrad, **hp)
+  got = _keras_run(opt, w0, grads)
+  w, m, v = w0, np.zeros_like(w0), np.zeros_like(w0)
+  vhat = np.zeros_like(w0) if amsgrad else None
+  for t, g in enumerate(grads, 1):
+    w, m, v, vhat = R.adamw_step(w,
+                                 m,
+                                 v,
+                                 g,
+                                 step=t,
+                                 vhat=vhat,
+                                 weight_decay=weight_decay,
+                                 **hp)
+  np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)
 
 
 def test_lamb_without_decay_matches_keras3():
-    import keras
-    w0, grads = _random_problem((4, 3), 10, seed=2)
-    hp = dict(learning_rate=0.125, beta_1=0.875, beta_2=1 - 2.0**-10,
-              epsilon=1e-6)
-    got = _keras_run(keras.optimizers.Lamb(**hp), w0, grads)
-    w, m, v = w0, np.zeros_like(w0), np.zeros_like(w0)
-    for t, g in enumerate(grads, 1):
-        w, m, v = R.lamb_step(w, m, v, g, step=t, weight_decay_rate=0.0, **hp)
-    np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)
+  import keras
+  w0, grads = _random_problem((4, 3), 10, seed=2)
+  hp = dict(learning_rate=0.125,
+            beta_1=0.875,
+            beta_2=1 - 2.0**-10,
+            epsilon=1e-6)
+  got = _keras_run(keras.optimizers.Lamb(**hp), w0, grads)
+  w, m, v = w0, np.zeros_like(w0), np.zeros_like(w0)
+  for t, g in enumerate(grads, 1):
+    w, m, v = R.lamb_step(w, m, v, g, step=t, weight_decay_rate=0.0, **hp)
+  np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(5,), (4, 3), (2, 3, 4)])
 def test_adafactor_relative_step_matches_keras3(shape):
-    import keras
-    w0, grads = _random_problem(shape, 10, seed=3)
-    hp = dict(learning_rate=0.5, beta_2_decay=-0.8, epsilon_1=1e-30,
-              epsilon_2=1e-3, clip_threshold=1.0)
-    got = _keras_run(keras.optimizers.Adafactor(**hp), w0, grads)
-    w, acc = w0, R.adafactor_zero_accumulators(shape)
-    for t, g in enumerate(grads, 1):
-        w, acc = R.adafactor_step(w, acc, g, step=t, relative_step=True, **hp)
-    np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)
+  import keras
+  w0, grads = _random_problem(shape, 10, seed=3)
+  hp = dict(learning_rate=0.5,
+            beta_2_decay=-0.8,
+            epsilon_1=1e-30,
+            epsilon_2=1e-3,
+            clip_threshold=1.0)
+  got = _keras_run(keras.optimizers.Adafactor(**hp), w0, grads)
+  w, acc = w0, R.adafactor_zero_accumulators(shape)
+  for t, g in enumerate(grads, 1):
+    w, acc = R.adafactor_step(w, acc, g, step=t, relative_step=True, **hp)
+  np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------
 # Lion (Chen et al., 2023)
 # ---------------------------------------------------------------------------
-LION_DEFAULTS = dict(learning_rate=0.001, beta_1=0.9, beta_2=0.99,
+LION_DEFAULTS = dict(learning_rate=0.001,
+                     beta_1=0.9,
+                     beta_2=0.99,
                      weight_decay=0.0)
 
 
 class _Lion:
-    def __init__(self, **hp):
-        self.hp = hp
 
-    def init(self, w):
-        return (w, np.zeros_like(w))
+  def __init__(self, **hp):
+    self.hp = hp
 
-    def __call__(self, state, g, t):
-        del t  # Lion has no step count
-        return R.lion_step(*state, g, **self.hp)
+  def init(self, w):
+    return (w, np.zeros_like(w))
+
+  def __call__(self, state, g, t):
+    del t  # Lion has no step count
+    return R.lion_step(*state, g, **self.hp)
 
 
 def test_lion_keras3_single_step():
-    # keras/src/optimizers/lion_test.py::test_single_step: Lion(learning_rate
-    # =0.5), grads [1,6,7,2], vars [1,2,3,4] -> [0.5, 1.5, 2.5, 3.5].
-    hp = dict(LION_DEFAULTS, learning_rate=0.5)
-    w, _ = R.lion_step([1.0, 2.0, 3.0, 4.0], np.zeros(4), [1.0, 6.0, 7.0, 2.0],
-                       **hp)
-    np.testing.assert_allclose(w, [0.5, 1.5, 2.5, 3.5], rtol=1e-4, atol=1e-4)
+  # keras/src/optimizers/lion_test.py::test_single_step: Lion(learning_rate
+  # =0.5), grads [1,6,7,2], vars [1,2,3,4] -> [0.5, 1.5, 2.5, 3.5].
+  hp = dict(LION_DEFAULTS, learning_rate=0.5)
+  w, _ = R.lion_step([1.0, 2.0, 3.0, 4.0], np.zeros(4), [1.0, 6.0, 7.0, 2.0],
+                     **hp)
+  np.testing.assert_allclose(w, [0.5, 1.5, 2.5, 3.5], rtol=1e-4, atol=1e-4)
 
 
 def test_lion_keras3_weight_decay():
-    # keras/src/optimizers/lion_test.py::test_weight_decay: a zero gradient,
-    # Lion(learning_rate=1.0, weight_decay=0.004) applied by three optimizers
-    # to var1 = 2.0 -> 1.9760959 (decimal=6).
-    hp = dict(LION_DEFAULTS, learning_rate=1.0, weight_decay=0.004)
-    w = 2.0
-    for _ in range(3):
-        w, _ = R.lion_step(w, 0.0, 0.0, **hp)
-    assert abs(float(w) - 1.9760959) < 1e-6
+  # keras/src/optimizers/lion_test.py::test_weight_decay: a zero gradient,
+  # Lion(learning_rate=1.0, weight_decay=0.004) applied by three optimizers
+  # to var1 = 2.0 -> 1.9760959 (decimal=6).
+  hp = dict(LION_DEFAULTS, learning_rate=1.0, weight_decay=0.004)
+  w = 2.0
+  for _ in range(3):
+    w, _ = R.lion_step(w, 0.0, 0.0, **hp)
+  assert abs(float(w) - 1.9760959) < 1e-6
 
 
 def test_lion_keras3_golden():
-    # keras/src/optimizers/lion_test.py::test_correctness_with_golden: Lion().
-    traj = _golden_trajectory(_Lion(**LION_DEFAULTS), 5)
-    np.testing.assert_allclose(traj, G.LION, rtol=KERAS_GOLDEN_RTOL,
-                               atol=KERAS_GOLDEN_RTOL)
+  # keras/src/optimizers/lion_test.py::test_correctness_with_golden: Lion().
+  traj = _golden_trajectory(_Lion(**LION_DEFAULTS), 5)
+  np.testing.assert_allclose(traj,
+                             G.LION,
+                             rtol=KERAS_GOLDEN_RTOL,
+                             atol=KERAS_GOLDEN_RTOL)
 
 
 def test_lion_paper_algorithm_2_by_hand():
-    # One step written out: c = 0.5 * 0.2 + 0.5 * (-1) = -0.4 -> sign -1;
-    # w = 2 - 0.1 * (-1 + 0.25 * 2) = 2.05; m = 0.75 * 0.2 + 0.25 * (-1) =
-    # -0.1.
-    w, m = R.lion_step(2.0, 0.2, -1.0, learning_rate=0.1, beta_1=0.5,
-                       beta_2=0.75, weight_decay=0.25)
-    np.testing.assert_allclose([w, m], [2.05, -0.1], rtol=1e-15)
+  # One step written out: c = 0.5 * 0.2 + 0.5 * (-1) = -0.4 -> sign -1;
+  # w = 2 - 0.1 * (-1 + 0.25 * 2) = 2.05; m = 0.75 * 0.2 + 0.25 * (-1) =
+  # -0.1.
+  w, m = R.lion_step(2.0,
+                     0.2,
+                     -1.0,
+                     learning_rate=0.1,
+                     beta_1=0.5,
+                     beta_2=0.75,
+                     weight_decay=0.25)
+  np.testing.assert_allclose([w, m], [2.05, -0.1], rtol=1e-15)
 
 
 @pytest.mark.parametrize("weight_decay", [None, 0.0625])
 def test_lion_matches_keras3(weight_decay):
-    import keras
-    w0, grads = _random_problem((4, 3), 10, seed=4)
-    hp = dict(learning_rate=0.125, beta_1=0.875, beta_2=1 - 2.0**-10)
-    got = _keras_run(keras.optimizers.Lion(weight_decay=weight_decay, **hp),
-                     w0, grads)
-    w, m = w0, np.zeros_like(w0)
-    for g in grads:
-        w, m = R.lion_step(w, m, g, weight_decay=weight_decay or 0.0, **hp)
-    np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)
+  import keras
+  w0, grads = _random_problem((4, 3), 10, seed=4)
+  hp = dict(learning_rate=0.125, beta_1=0.875, beta_2=1 - 2.0**-10)
+  got = _keras_run(keras.optimizers.Lion(weight_decay=weight_decay, **hp), w0,
+                   grads)
+  w, m = w0, np.zeros_like(w0)
+  for g in grads:
+    w, m = R.lion_step(w, m, g, weight_decay=weight_decay or 0.0, **hp)
+  np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)

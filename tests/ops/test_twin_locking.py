@@ -16,29 +16,28 @@ import tf_opt_plugin.ops as ops
 SHAPE = (128, 96)  # large enough for an eager twin step to take a while
 PER_THREAD = 25
 ADAMW_HP = dict(
-  learning_rate=0.01,
-  beta_1=0.9,
-  beta_2=0.999,
-  epsilon=1e-7,
-  weight_decay=0.01,
-  step=3,  # fixed: every update is the same map of the state
+    learning_rate=0.01,
+    beta_1=0.9,
+    beta_2=0.999,
+    epsilon=1e-7,
+    weight_decay=0.01,
+    step=3,  # fixed: every update is the same map of the state
 )
 LION_HP = dict(learning_rate=0.01, beta_1=0.9, beta_2=0.99, weight_decay=0.01)
 
 
 def _state(n_vars, rng_seed=7):
   rng = np.random.default_rng(rng_seed)
-  return [
-    [tf.Variable(rng.normal(size=SHAPE).astype(np.float32)) for _ in range(3)]
-    for _ in range(n_vars)
-  ]
+  return [[
+      tf.Variable(rng.normal(size=SHAPE).astype(np.float32)) for _ in range(3)
+  ] for _ in range(n_vars)]
 
 
 def _grads(n_vars):
   rng = np.random.default_rng(11)
   return [
-    tf.constant(rng.normal(size=SHAPE).astype(np.float32))
-    for _ in range(n_vars)
+      tf.constant(rng.normal(size=SHAPE).astype(np.float32))
+      for _ in range(n_vars)
   ]
 
 
@@ -48,21 +47,24 @@ def _update(kind, state, grads):
     ops.resource_apply_adamw(w, m, v, g, fused=False, **ADAMW_HP)
   elif kind == "multi_tensor_adamw":
     ops.multi_tensor_apply_adamw(
-      [s[0] for s in state],
-      [s[1] for s in state],
-      [s[2] for s in state],
-      grads,
-      fused=False,
-      **ADAMW_HP,
+        [s[0] for s in state],
+        [s[1] for s in state],
+        [s[2] for s in state],
+        grads,
+        fused=False,
+        **ADAMW_HP,
     )
   elif kind == "lion":
     (w, m, _), g = state[0], grads[0]
     ops.resource_apply_lion(w, m, g, fused=False, **LION_HP)
   elif kind == "sgd":
     (w, b, _), g = state[0], grads[0]
-    ops.resource_apply_sgd(
-      w, b, g, learning_rate=0.01, momentum=0.9, fused=False
-    )
+    ops.resource_apply_sgd(w,
+                           b,
+                           g,
+                           learning_rate=0.01,
+                           momentum=0.9,
+                           fused=False)
   else:
     raise ValueError(kind)
 
@@ -134,12 +136,20 @@ def test_use_locking_false_takes_no_lock():
   a, b = _state(1), _state(1)
   grads = _grads(1)
   (w, m, v), (w2, m2, v2) = a[0], b[0]
-  ops.resource_apply_adamw(
-    w, m, v, grads[0], fused=False, use_locking=False, **ADAMW_HP
-  )
-  ops.resource_apply_adamw(
-    w2, m2, v2, grads[0], fused=False, use_locking=True, **ADAMW_HP
-  )
+  ops.resource_apply_adamw(w,
+                           m,
+                           v,
+                           grads[0],
+                           fused=False,
+                           use_locking=False,
+                           **ADAMW_HP)
+  ops.resource_apply_adamw(w2,
+                           m2,
+                           v2,
+                           grads[0],
+                           fused=False,
+                           use_locking=True,
+                           **ADAMW_HP)
   for x, y in zip(_values(a), _values(b)):
     np.testing.assert_array_equal(x, y)
 

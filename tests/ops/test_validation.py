@@ -19,22 +19,24 @@ import tf_opt_plugin.ops as ops
 InvalidArgumentError = tf.errors.InvalidArgumentError
 FailedPreconditionError = tf.errors.FailedPreconditionError
 
-ADAMW_HP = dict(
-  learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=0.01
-)
+ADAMW_HP = dict(learning_rate=0.1,
+                beta_1=0.9,
+                beta_2=0.999,
+                epsilon=1e-7,
+                weight_decay=0.01)
 LAMB_HP = dict(
-  learning_rate=0.1,
-  beta_1=0.9,
-  beta_2=0.999,
-  epsilon=1e-6,
-  weight_decay_rate=0.01,
+    learning_rate=0.1,
+    beta_1=0.9,
+    beta_2=0.999,
+    epsilon=1e-6,
+    weight_decay_rate=0.01,
 )
 ADAFACTOR_HP = dict(
-  learning_rate=0.01,
-  beta_2_decay=-0.8,
-  epsilon_1=1e-30,
-  epsilon_2=1e-3,
-  clip_threshold=1.0,
+    learning_rate=0.01,
+    beta_2_decay=-0.8,
+    epsilon_1=1e-30,
+    epsilon_2=1e-3,
+    clip_threshold=1.0,
 )
 LION_HP = dict(learning_rate=0.1, beta_1=0.9, beta_2=0.99, weight_decay=0.01)
 PATHS = [True, False]  # fused: the kernel, the twin
@@ -95,17 +97,14 @@ def _two_groups():
 def test_bad_last_group_writes_no_group_eagerly(algo, fused):
   ws, ms, vs = _two_groups()
   grads = [tf.ones([2]), tf.ones([3], tf.float64)]
-  apply, hp = (
-    (ops.multi_tensor_apply_adamw, ADAMW_HP)
-    if algo == "adamw"
-    else (ops.multi_tensor_apply_lamb, LAMB_HP)
-  )
+  apply, hp = ((ops.multi_tensor_apply_adamw, ADAMW_HP) if algo == "adamw" else
+               (ops.multi_tensor_apply_lamb, LAMB_HP))
   _raises(
-    InvalidArgumentError,
-    lambda: apply(ws, ms, vs, grads, step=1, fused=fused, **hp),
-    ws + ms + vs,
-    "grad[1]",
-    "[3]",
+      InvalidArgumentError,
+      lambda: apply(ws, ms, vs, grads, step=1, fused=fused, **hp),
+      ws + ms + vs,
+      "grad[1]",
+      "[3]",
   )
 
 
@@ -116,22 +115,19 @@ def test_bad_last_gradient_known_only_at_run_time(algo, fused, bad_shape):
   # The last gradient's shape is unknown when the function is traced: the
   # first group (its own op, or its twin) must wait for the check.
   ws, ms, vs = _two_groups()
-  apply, hp = (
-    (ops.multi_tensor_apply_adamw, ADAMW_HP)
-    if algo == "adamw"
-    else (ops.multi_tensor_apply_lamb, LAMB_HP)
-  )
+  apply, hp = ((ops.multi_tensor_apply_adamw, ADAMW_HP) if algo == "adamw" else
+               (ops.multi_tensor_apply_lamb, LAMB_HP))
   f = _in_function(
-    lambda g: apply(ws, ms, vs, [tf.ones([2]), g], step=1, fused=fused, **hp),
-    tf.TensorSpec(None, tf.float64),
+      lambda g: apply(ws, ms, vs, [tf.ones([2]), g], step=1, fused=fused, **hp),
+      tf.TensorSpec(None, tf.float64),
   )
   shape = ",".join(str(d) for d in bad_shape)
   _raises(
-    InvalidArgumentError,
-    lambda: f(tf.ones(bad_shape, tf.float64)),
-    ws + ms + vs,
-    f"`grad[1]` must have the shape of `var[1]`. Received: var[1].shape=[2], "
-    f"grad[1].shape=[{shape}]",
+      InvalidArgumentError,
+      lambda: f(tf.ones(bad_shape, tf.float64)),
+      ws + ms + vs,
+      f"`grad[1]` must have the shape of `var[1]`. Received: var[1].shape=[2], "
+      f"grad[1].shape=[{shape}]",
   )
 
 
@@ -139,17 +135,16 @@ def test_bad_last_gradient_known_only_at_run_time(algo, fused, bad_shape):
 def test_twin_of_one_variable_rejects_broadcastable_gradient(fused):
   w, m, v = _adamw_state((2,))
   f = _in_function(
-    lambda g: ops.resource_apply_adamw(
-      w, m, v, g, step=1, fused=fused, **ADAMW_HP
-    ),
-    tf.TensorSpec(None, tf.float32),
+      lambda g: ops.resource_apply_adamw(
+          w, m, v, g, step=1, fused=fused, **ADAMW_HP),
+      tf.TensorSpec(None, tf.float32),
   )
   _raises(
-    InvalidArgumentError,
-    lambda: f(tf.ones([1])),
-    [w, m, v],
-    "`grad` must have the shape of `var`. Received: var.shape=[2], "
-    "grad.shape=[1]",
+      InvalidArgumentError,
+      lambda: f(tf.ones([1])),
+      [w, m, v],
+      "`grad` must have the shape of `var`. Received: var.shape=[2], "
+      "grad.shape=[1]",
   )
 
 
@@ -186,13 +181,15 @@ def test_tf1_graph_uninitialized_variable_writes_nothing(uninitialized, fused):
   with _Session() as s:
     names = ["var", "m", "v"]
     state = [
-      s.variable([1.0, 2.0], initialize=(n != uninitialized)) for n in names
+        s.variable([1.0, 2.0], initialize=(n != uninitialized)) for n in names
     ]
     live = [v for n, v in zip(names, state) if n != uninitialized]
     before = s.read(live)
-    update = ops.resource_apply_adamw(
-      *state, tf.ones([2]), step=1, fused=fused, **ADAMW_HP
-    )
+    update = ops.resource_apply_adamw(*state,
+                                      tf.ones([2]),
+                                      step=1,
+                                      fused=fused,
+                                      **ADAMW_HP)
     with pytest.raises(FailedPreconditionError):
       s.session.run(update)
     for a, b in zip(s.read(live), before):
@@ -208,13 +205,13 @@ def test_tf1_graph_multi_tensor_uninitialized_last_variable(fused):
     live = [a, ma, va, mb, vb]
     before = s.read(live)
     update = ops.multi_tensor_apply_adamw(
-      [a, b],
-      [ma, mb],
-      [va, vb],
-      [tf.ones([2]), tf.ones([2], tf.float64)],
-      step=1,
-      fused=fused,
-      **ADAMW_HP,
+        [a, b],
+        [ma, mb],
+        [va, vb],
+        [tf.ones([2]), tf.ones([2], tf.float64)],
+        step=1,
+        fused=fused,
+        **ADAMW_HP,
     )
     with pytest.raises(FailedPreconditionError):
       s.session.run(update)
@@ -227,9 +224,11 @@ def test_tf1_graph_step_fed_at_run_time(fused):
   with _Session() as s:
     state = [s.variable([1.0, 2.0]) for _ in range(3)]
     step = tf.compat.v1.placeholder(tf.int64, shape=[])
-    update = ops.resource_apply_adamw(
-      *state, tf.ones([2]), step=step, fused=fused, **ADAMW_HP
-    )
+    update = ops.resource_apply_adamw(*state,
+                                      tf.ones([2]),
+                                      step=step,
+                                      fused=fused,
+                                      **ADAMW_HP)
     before = s.read(state)
     with pytest.raises(InvalidArgumentError) as info:
       s.session.run(update, {step: 0})
@@ -248,9 +247,8 @@ def _adafactor_state():
 
 
 @pytest.mark.parametrize("fused", PATHS)
-@pytest.mark.parametrize(
-  "value,shown", [(0.0, "0"), (-1.0, "-1"), (math.nan, "nan")]
-)
+@pytest.mark.parametrize("value,shown", [(0.0, "0"), (-1.0, "-1"),
+                                         (math.nan, "nan")])
 @pytest.mark.parametrize("when", ["python", "run-time"])
 def test_adafactor_clip_threshold_must_be_positive(value, shown, when, fused):
   state = _adafactor_state()
@@ -258,12 +256,12 @@ def test_adafactor_clip_threshold_must_be_positive(value, shown, when, fused):
 
   def apply(clip_threshold):
     ops.resource_apply_adafactor(
-      state[0],
-      state[1:],
-      tf.ones([2, 2]),
-      step=1,
-      fused=fused,
-      **dict(hp, clip_threshold=clip_threshold),
+        state[0],
+        state[1:],
+        tf.ones([2, 2]),
+        step=1,
+        fused=fused,
+        **dict(hp, clip_threshold=clip_threshold),
     )
 
   if when == "python":
@@ -272,10 +270,10 @@ def test_adafactor_clip_threshold_must_be_positive(value, shown, when, fused):
     f = _in_function(apply, tf.TensorSpec([], tf.float32))
     fn = lambda: f(tf.constant(value))  # noqa: E731
   _raises(
-    InvalidArgumentError,
-    fn,
-    state,
-    f"`clip_threshold` must be > 0. Received: clip_threshold={shown}",
+      InvalidArgumentError,
+      fn,
+      state,
+      f"`clip_threshold` must be > 0. Received: clip_threshold={shown}",
   )
 
 
@@ -286,38 +284,43 @@ def test_hyperparameter_of_unknown_rank(algo, fused):
     state = _adafactor_state()
     grad = tf.ones([2, 2])
   else:
-    state = list(_adamw_state((2,)))[: 2 if algo == "lion" else 3]
+    state = list(_adamw_state((2,)))[:2 if algo == "lion" else 3]
     grad = tf.ones([2])
 
   def apply(lr):
     if algo == "adamw":
-      ops.resource_apply_adamw(
-        *state, grad, step=1, fused=fused, **dict(ADAMW_HP, learning_rate=lr)
-      )
+      ops.resource_apply_adamw(*state,
+                               grad,
+                               step=1,
+                               fused=fused,
+                               **dict(ADAMW_HP, learning_rate=lr))
     elif algo == "lamb":
-      ops.resource_apply_lamb(
-        *state, grad, step=1, fused=fused, **dict(LAMB_HP, learning_rate=lr)
-      )
+      ops.resource_apply_lamb(*state,
+                              grad,
+                              step=1,
+                              fused=fused,
+                              **dict(LAMB_HP, learning_rate=lr))
     elif algo == "lion":
-      ops.resource_apply_lion(
-        *state, grad, fused=fused, **dict(LION_HP, learning_rate=lr)
-      )
+      ops.resource_apply_lion(*state,
+                              grad,
+                              fused=fused,
+                              **dict(LION_HP, learning_rate=lr))
     else:
       ops.resource_apply_adafactor(
-        state[0],
-        state[1:],
-        grad,
-        step=1,
-        fused=fused,
-        **dict(ADAFACTOR_HP, learning_rate=lr),
+          state[0],
+          state[1:],
+          grad,
+          step=1,
+          fused=fused,
+          **dict(ADAFACTOR_HP, learning_rate=lr),
       )
 
   f = _in_function(apply, tf.TensorSpec(None, tf.float32))
   _raises(
-    InvalidArgumentError,
-    lambda: f(tf.constant([0.1, 0.1])),
-    state,
-    "`learning_rate` must be a scalar. Received: learning_rate.shape=[2]",
+      InvalidArgumentError,
+      lambda: f(tf.constant([0.1, 0.1])),
+      state,
+      "`learning_rate` must be a scalar. Received: learning_rate.shape=[2]",
   )
   f(tf.constant(0.1))  # a scalar of the same signature runs
 
@@ -326,16 +329,15 @@ def test_hyperparameter_of_unknown_rank(algo, fused):
 def test_step_of_unknown_rank(fused):
   state = _adamw_state((2,))
   f = _in_function(
-    lambda t: ops.resource_apply_adamw(
-      *state, tf.ones([2]), step=t, fused=fused, **ADAMW_HP
-    ),
-    tf.TensorSpec(None, tf.int64),
+      lambda t: ops.resource_apply_adamw(
+          *state, tf.ones([2]), step=t, fused=fused, **ADAMW_HP),
+      tf.TensorSpec(None, tf.int64),
   )
   _raises(
-    InvalidArgumentError,
-    lambda: f(tf.constant([1, 1], tf.int64)),
-    state,
-    "`step` must be a scalar. Received: step.shape=[2]",
+      InvalidArgumentError,
+      lambda: f(tf.constant([1, 1], tf.int64)),
+      state,
+      "`step` must be a scalar. Received: step.shape=[2]",
   )
 
 
@@ -345,16 +347,21 @@ def test_slot_that_is_the_variable(mode, fused):
   w, _, v = _adamw_state((2,))
 
   def apply():
-    ops.resource_apply_adamw(w, w, v, tf.ones([2]), step=1, fused=fused,
+    ops.resource_apply_adamw(w,
+                             w,
+                             v,
+                             tf.ones([2]),
+                             step=1,
+                             fused=fused,
                              **ADAMW_HP)  # fmt: skip
 
   fn = apply if mode == "eager" else _in_function(apply)
   _raises(
-    InvalidArgumentError,
-    fn,
-    [w, v],
-    "`var` and `m` must be distinct variables. Received the same variable "
-    "twice.",
+      InvalidArgumentError,
+      fn,
+      [w, v],
+      "`var` and `m` must be distinct variables. Received the same variable "
+      "twice.",
   )
 
 
@@ -365,17 +372,18 @@ def test_variable_listed_twice(mode, fused):
   m2, v2 = _variable([0.0, 0.0]), _variable([0.0, 0.0])
 
   def apply():
-    ops.multi_tensor_apply_adamw(
-      [w, w], [m, m2], [v, v2], [tf.ones([2])] * 2, step=1, fused=fused,
-      **ADAMW_HP)  # fmt: skip
+    ops.multi_tensor_apply_adamw([w, w], [m, m2], [v, v2], [tf.ones([2])] * 2,
+                                 step=1,
+                                 fused=fused,
+                                 **ADAMW_HP)  # fmt: skip
 
   fn = apply if mode == "eager" else _in_function(apply)
   _raises(
-    InvalidArgumentError,
-    fn,
-    [w, m, v, m2, v2],
-    "`var[0]` and `var[1]` must be distinct variables. Received the same "
-    "variable twice.",
+      InvalidArgumentError,
+      fn,
+      [w, m, v, m2, v2],
+      "`var[0]` and `var[1]` must be distinct variables. Received the same "
+      "variable twice.",
   )
 
 
@@ -386,12 +394,11 @@ def test_uninitialized_variable_same_message(fused):
   w = resource_variable_ops.UninitializedVariable(shape=[2], dtype=tf.float32)
   m, v = _variable([0.0, 0.0]), _variable([0.0, 0.0])
   _raises(
-    FailedPreconditionError,
-    lambda: ops.resource_apply_adamw(
-      w, m, v, tf.ones([2]), step=1, fused=fused, **ADAMW_HP
-    ),
-    [m, v],
-    "Attempting to use uninitialized variable `var`",
+      FailedPreconditionError,
+      lambda: ops.resource_apply_adamw(
+          w, m, v, tf.ones([2]), step=1, fused=fused, **ADAMW_HP),
+      [m, v],
+      "Attempting to use uninitialized variable `var`",
   )
 
 
@@ -400,33 +407,35 @@ def test_uninitialized_variable_same_message(fused):
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("fused", PATHS)
 @pytest.mark.parametrize(
-  "value,shown",
-  [
-    ("0.1", "learning_rate='0.1'"),
-    (0.1 + 0.5j, "learning_rate=(0.1+0.5j)"),
-    (True, "learning_rate=True"),
-    (None, "learning_rate=None"),
-    (tf.constant("0.1"), "dtype string"),
-    (tf.constant(0.1 + 0.5j), "dtype complex128"),
-    (tf.constant(True), "dtype bool"),
-  ],
-  ids=["str", "complex", "bool", "none", "str-tensor", "complex-tensor",
-       "bool-tensor"],
+    "value,shown",
+    [
+        ("0.1", "learning_rate='0.1'"),
+        (0.1 + 0.5j, "learning_rate=(0.1+0.5j)"),
+        (True, "learning_rate=True"),
+        (None, "learning_rate=None"),
+        (tf.constant("0.1"), "dtype string"),
+        (tf.constant(0.1 + 0.5j), "dtype complex128"),
+        (tf.constant(True), "dtype bool"),
+    ],
+    ids=[
+        "str", "complex", "bool", "none", "str-tensor", "complex-tensor",
+        "bool-tensor"
+    ],
 )  # fmt: skip
 def test_learning_rate_of_wrong_type(value, shown, fused):
   state = _adamw_state((2,))
   _raises(
-    TypeError,
-    lambda: ops.resource_apply_adamw(
-      *state,
-      tf.ones([2]),
-      step=1,
-      fused=fused,
-      **dict(ADAMW_HP, learning_rate=value),
-    ),
-    state,
-    "`learning_rate` must be a real number",
-    shown,
+      TypeError,
+      lambda: ops.resource_apply_adamw(
+          *state,
+          tf.ones([2]),
+          step=1,
+          fused=fused,
+          **dict(ADAMW_HP, learning_rate=value),
+      ),
+      state,
+      "`learning_rate` must be a real number",
+      shown,
   )
 
 
@@ -436,11 +445,11 @@ def test_integer_learning_rate_is_its_float_value(fused):
   for lr in (tf.constant(1, tf.int32), 1, 1.0, np.float64(1.0)):
     state = _adamw_state((2,))
     ops.resource_apply_adamw(
-      *state,
-      tf.ones([2]),
-      step=1,
-      fused=fused,
-      **dict(ADAMW_HP, learning_rate=lr),
+        *state,
+        tf.ones([2]),
+        step=1,
+        fused=fused,
+        **dict(ADAMW_HP, learning_rate=lr),
     )
     results.append(_snapshot(state))
   for r in results[1:]:
@@ -452,12 +461,11 @@ def test_integer_learning_rate_is_its_float_value(fused):
 def test_fused_must_be_none_true_or_false(value):
   state = _adamw_state((2,))
   _raises(
-    TypeError,
-    lambda: ops.resource_apply_adamw(
-      *state, tf.ones([2]), step=1, fused=value, **ADAMW_HP
-    ),
-    state,
-    "`fused` must be None, True or False. Received: fused=",
+      TypeError,
+      lambda: ops.resource_apply_adamw(
+          *state, tf.ones([2]), step=1, fused=value, **ADAMW_HP),
+      state,
+      "`fused` must be None, True or False. Received: fused=",
   )
 
 
@@ -465,18 +473,18 @@ def test_fused_must_be_none_true_or_false(value):
 def test_fused_of_every_function_checked(value):
   ws, ms, vs = ([_variable([1.0])] for _ in range(3))
   checks = [
-    lambda: ops.multi_tensor_apply_adamw(
-      ws, ms, vs, [tf.ones([1])], step=1, fused=value, **ADAMW_HP
-    ),
-    lambda: ops.multi_tensor_apply_lamb(
-      ws, ms, vs, [tf.ones([1])], step=1, fused=value, **LAMB_HP
-    ),
-    lambda: ops.multi_tensor_apply_lion(
-      ws, ms, [tf.ones([1])], fused=value, **LION_HP
-    ),
-    lambda: ops.resource_apply_sgd(
-      ws[0], ms[0], tf.ones([1]), learning_rate=0.1, momentum=0.9, fused=value
-    ),
+      lambda: ops.multi_tensor_apply_adamw(
+          ws, ms, vs, [tf.ones([1])], step=1, fused=value, **ADAMW_HP),
+      lambda: ops.multi_tensor_apply_lamb(
+          ws, ms, vs, [tf.ones([1])], step=1, fused=value, **LAMB_HP),
+      lambda: ops.multi_tensor_apply_lion(
+          ws, ms, [tf.ones([1])], fused=value, **LION_HP),
+      lambda: ops.resource_apply_sgd(ws[0],
+                                     ms[0],
+                                     tf.ones([1]),
+                                     learning_rate=0.1,
+                                     momentum=0.9,
+                                     fused=value),
   ]
   for check in checks:
     _raises(TypeError, check, ws + ms + vs, "`fused` must be None, True or")
@@ -484,23 +492,23 @@ def test_fused_of_every_function_checked(value):
 
 @pytest.mark.parametrize("fused", PATHS)
 @pytest.mark.parametrize(
-  "kwargs,name",
-  [
-    (dict(use_locking="no"), "use_locking"),
-    (dict(apply_weight_decay=["no"]), "apply_weight_decay"),
-    (dict(apply_weight_decay=[None]), "apply_weight_decay"),
-  ],
+    "kwargs,name",
+    [
+        (dict(use_locking="no"), "use_locking"),
+        (dict(apply_weight_decay=["no"]), "apply_weight_decay"),
+        (dict(apply_weight_decay=[None]), "apply_weight_decay"),
+    ],
 )
 def test_flags_must_be_bools(kwargs, name, fused):
   ws, ms, vs = ([_variable([1.0])] for _ in range(3))
   _raises(
-    TypeError,
-    lambda: ops.multi_tensor_apply_adamw(
-      ws, ms, vs, [tf.ones([1])], step=1, fused=fused, **ADAMW_HP, **kwargs
-    ),
-    ws + ms + vs,
-    f"`{name}",
-    "must be",
+      TypeError,
+      lambda: ops.multi_tensor_apply_adamw(
+          ws, ms, vs, [tf.ones([1])
+                      ], step=1, fused=fused, **ADAMW_HP, **kwargs),
+      ws + ms + vs,
+      f"`{name}",
+      "must be",
   )
 
 
@@ -509,18 +517,18 @@ def test_one_variable_flag_must_be_bool(fused):
   w = _variable([[1.0, 2.0], [3.0, 4.0]])
   acc = [_variable(tf.zeros(s)) for s in ops.accumulator_shapes(w.shape)]
   _raises(
-    TypeError,
-    lambda: ops.resource_apply_adafactor(
-      w,
-      acc,
-      tf.ones([2, 2]),
-      step=1,
-      relative_step="no",
-      fused=fused,
-      **ADAFACTOR_HP,
-    ),
-    [w] + acc,
-    "`relative_step` must be a bool. Received: relative_step='no'",
+      TypeError,
+      lambda: ops.resource_apply_adafactor(
+          w,
+          acc,
+          tf.ones([2, 2]),
+          step=1,
+          relative_step="no",
+          fused=fused,
+          **ADAFACTOR_HP,
+      ),
+      [w] + acc,
+      "`relative_step` must be a bool. Received: relative_step='no'",
   )
 
 
@@ -529,29 +537,28 @@ def test_one_variable_flag_must_be_bool(fused):
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("fused", PATHS)
 @pytest.mark.parametrize(
-  "step,shown",
-  [
-    (0.5, "step=0.5"),
-    (1.5, "step=1.5"),
-    (math.nan, "step=nan"),
-    (math.inf, "step=inf"),
-    (-math.inf, "step=-inf"),
-    (np.float32(2.5), "step=2.5"),
-    (tf.constant(1.5), "step=1.5"),
-    (tf.constant(math.nan, tf.float64), "step=nan"),
-  ],
-  ids=["0.5", "1.5", "nan", "inf", "-inf", "np", "tensor", "tensor-nan"],
+    "step,shown",
+    [
+        (0.5, "step=0.5"),
+        (1.5, "step=1.5"),
+        (math.nan, "step=nan"),
+        (math.inf, "step=inf"),
+        (-math.inf, "step=-inf"),
+        (np.float32(2.5), "step=2.5"),
+        (tf.constant(1.5), "step=1.5"),
+        (tf.constant(math.nan, tf.float64), "step=nan"),
+    ],
+    ids=["0.5", "1.5", "nan", "inf", "-inf", "np", "tensor", "tensor-nan"],
 )
 def test_step_must_be_a_finite_integer(step, shown, fused):
   state = _adamw_state((2,))
   _raises(
-    InvalidArgumentError,
-    lambda: ops.resource_apply_adamw(
-      *state, tf.ones([2]), step=step, fused=fused, **ADAMW_HP
-    ),
-    state,
-    "`step` must be an integer",
-    shown,
+      InvalidArgumentError,
+      lambda: ops.resource_apply_adamw(
+          *state, tf.ones([2]), step=step, fused=fused, **ADAMW_HP),
+      state,
+      "`step` must be an integer",
+      shown,
   )
 
 
@@ -559,39 +566,36 @@ def test_step_must_be_a_finite_integer(step, shown, fused):
 def test_step_fed_as_a_float_at_run_time(fused):
   state = _adamw_state((2,))
   f = _in_function(
-    lambda t: ops.resource_apply_adamw(
-      *state, tf.ones([2]), step=t, fused=fused, **ADAMW_HP
-    ),
-    tf.TensorSpec([], tf.float32),
+      lambda t: ops.resource_apply_adamw(
+          *state, tf.ones([2]), step=t, fused=fused, **ADAMW_HP),
+      tf.TensorSpec([], tf.float32),
   )
   _raises(
-    InvalidArgumentError,
-    lambda: f(tf.constant(1.5)),
-    state,
-    "`step` must be an integer",
+      InvalidArgumentError,
+      lambda: f(tf.constant(1.5)),
+      state,
+      "`step` must be an integer",
   )
   _raises(
-    InvalidArgumentError,
-    lambda: f(tf.constant(math.nan)),
-    state,
-    "`step` must be an integer",
+      InvalidArgumentError,
+      lambda: f(tf.constant(math.nan)),
+      state,
+      "`step` must be an integer",
   )
 
 
 @pytest.mark.parametrize("fused", PATHS)
-@pytest.mark.parametrize(
-  "step,shown", [("1", "step='1'"), (True, "step=True"), (None, "step=None")]
-)
+@pytest.mark.parametrize("step,shown", [("1", "step='1'"), (True, "step=True"),
+                                        (None, "step=None")])
 def test_step_of_wrong_type(step, shown, fused):
   state = _adamw_state((2,))
   _raises(
-    TypeError,
-    lambda: ops.resource_apply_adamw(
-      *state, tf.ones([2]), step=step, fused=fused, **ADAMW_HP
-    ),
-    state,
-    "`step` must be an integer",
-    shown,
+      TypeError,
+      lambda: ops.resource_apply_adamw(
+          *state, tf.ones([2]), step=step, fused=fused, **ADAMW_HP),
+      state,
+      "`step` must be an integer",
+      shown,
   )
 
 
@@ -600,9 +604,11 @@ def test_integral_float_step_is_that_step(fused):
   results = []
   for step in (2, 2.0, np.float32(2.0), tf.constant(2.0), tf.constant(2)):
     state = _adamw_state((2,))
-    ops.resource_apply_adamw(
-      *state, tf.ones([2]), step=step, fused=fused, **ADAMW_HP
-    )
+    ops.resource_apply_adamw(*state,
+                             tf.ones([2]),
+                             step=step,
+                             fused=fused,
+                             **ADAMW_HP)
     results.append(_snapshot(state))
   for r in results[1:]:
     for a, b in zip(r, results[0]):
@@ -614,8 +620,7 @@ def test_integral_float_step_is_that_step(fused):
 # ---------------------------------------------------------------------------
 def _table():
   return tf.lookup.StaticHashTable(
-    tf.lookup.KeyValueTensorInitializer([1, 2], [1.0, 2.0]), -1.0
-  )
+      tf.lookup.KeyValueTensorInitializer([1, 2], [1.0, 2.0]), -1.0)
 
 
 def _iterator_resource():
@@ -633,23 +638,23 @@ def test_raw_op_with_a_resource_that_is_not_a_variable(which):
   w, m, v = _adamw_state((2,))
   lib = ops.load_library()
   message = _raises(
-    InvalidArgumentError,
-    lambda: lib.resource_apply_adam_w(
-      var=w.handle,
-      m=handle,
-      v=v.handle,
-      vhat=[],
-      grad=tf.ones([2]),
-      lr=0.1,
-      beta_1=0.9,
-      beta_2=0.999,
-      epsilon=1e-7,
-      weight_decay=0.0,
-      step=tf.constant(1, tf.int64),
-      use_locking=True,
-    ),
-    [w, m, v],
-    "`m` must be a resource variable",
+      InvalidArgumentError,
+      lambda: lib.resource_apply_adam_w(
+          var=w.handle,
+          m=handle,
+          v=v.handle,
+          vhat=[],
+          grad=tf.ones([2]),
+          lr=0.1,
+          beta_1=0.9,
+          beta_2=0.999,
+          epsilon=1e-7,
+          weight_decay=0.0,
+          step=tf.constant(1, tf.int64),
+          use_locking=True,
+      ),
+      [w, m, v],
+      "`m` must be a resource variable",
   )
   assert "uninitialized" not in message, message
   del owner
@@ -670,12 +675,11 @@ def test_slot_that_is_not_a_variable(which, fused):
   else:
     slot = None
   message = _raises(
-    TypeError,
-    lambda: ops.resource_apply_adamw(
-      w, slot, v, tf.ones([2]), step=1, fused=fused, **ADAMW_HP
-    ),
-    [w, v],
-    "`m` must be a tf.Variable. Received: m=",
+      TypeError,
+      lambda: ops.resource_apply_adamw(
+          w, slot, v, tf.ones([2]), step=1, fused=fused, **ADAMW_HP),
+      [w, v],
+      "`m` must be a tf.Variable. Received: m=",
   )
   assert "uninitialized" not in message, message
 
@@ -683,8 +687,8 @@ def test_slot_that_is_not_a_variable(which, fused):
 @pytest.mark.parametrize("fused", [None, True, False])
 def test_empty_lists_are_a_no_op(fused):
   for apply, args, hp in (
-    (ops.multi_tensor_apply_adamw, ([], [], [], []), ADAMW_HP),
-    (ops.multi_tensor_apply_lamb, ([], [], [], []), LAMB_HP),
+      (ops.multi_tensor_apply_adamw, ([], [], [], []), ADAMW_HP),
+      (ops.multi_tensor_apply_lamb, ([], [], [], []), LAMB_HP),
   ):
     assert apply(*args, step=1, fused=fused, **hp) is None
     op = _in_function(lambda: apply(*args, step=1, fused=fused, **hp))
@@ -695,26 +699,28 @@ def test_empty_lists_are_a_no_op(fused):
 @pytest.mark.parametrize("fused", PATHS)
 def test_empty_lists_still_check_the_shared_arguments(fused):
   with pytest.raises(TypeError, match="learning_rate"):
-    ops.multi_tensor_apply_adamw(
-      [], [], [], [], step=1, fused=fused, **dict(ADAMW_HP, learning_rate="x")
-    )
+    ops.multi_tensor_apply_adamw([], [], [], [],
+                                 step=1,
+                                 fused=fused,
+                                 **dict(ADAMW_HP, learning_rate="x"))
   with pytest.raises(InvalidArgumentError, match="step"):
-    ops.multi_tensor_apply_adamw(
-      [], [], [], [], step=0, fused=fused, **ADAMW_HP
-    )
+    ops.multi_tensor_apply_adamw([], [], [], [],
+                                 step=0,
+                                 fused=fused,
+                                 **ADAMW_HP)
   with pytest.raises(ValueError, match="grads"):
-    ops.multi_tensor_apply_adamw(
-      [], [], [], [tf.ones([1])], step=1, fused=fused, **ADAMW_HP
-    )
+    ops.multi_tensor_apply_adamw([], [], [], [tf.ones([1])],
+                                 step=1,
+                                 fused=fused,
+                                 **ADAMW_HP)
 
 
 # ---------------------------------------------------------------------------
 # C10. IndexedSlices indices out of range.
 # ---------------------------------------------------------------------------
 def _slices(index, rows=1):
-  return tf.IndexedSlices(
-    tf.ones([rows, 2]), tf.constant([0] * (rows - 1) + [index]), [2, 2]
-  )
+  return tf.IndexedSlices(tf.ones([rows, 2]),
+                          tf.constant([0] * (rows - 1) + [index]), [2, 2])
 
 
 @pytest.mark.parametrize("fused", PATHS)
@@ -724,40 +730,34 @@ def test_sparse_index_out_of_range(index, mode, fused):
   state = _adamw_state((2, 2))
 
   def apply(indices):
-    grad = tf.IndexedSlices(
-      tf.ones([2, 2]), indices, tf.constant([2, 2], tf.int64)
-    )
+    grad = tf.IndexedSlices(tf.ones([2, 2]), indices,
+                            tf.constant([2, 2], tf.int64))
     ops.resource_apply_adamw(*state, grad, step=1, fused=fused, **ADAMW_HP)
 
   indices = tf.constant([0, index], tf.int64)
-  fn = (
-    (lambda: apply(indices))
-    if mode == "eager"
-    else (lambda: _in_function(apply, tf.TensorSpec([2], tf.int64))(indices))
-  )
+  fn = ((lambda: apply(indices)) if mode == "eager" else
+        (lambda: _in_function(apply, tf.TensorSpec([2], tf.int64))(indices)))
   _raises(
-    InvalidArgumentError,
-    fn,
-    state,
-    "`grad.indices` must be in [0, 2) (the first dimension of `var`). "
-    f"Received: grad.indices[1]={index}",
+      InvalidArgumentError,
+      fn,
+      state,
+      "`grad.indices` must be in [0, 2) (the first dimension of `var`). "
+      f"Received: grad.indices[1]={index}",
   )
 
 
 @pytest.mark.parametrize("fused", [None, False])
 def test_sparse_index_out_of_range_in_a_multi_tensor_call(fused):
   ws, ms, vs = _two_groups()
-  bad = tf.IndexedSlices(
-    tf.ones([1], tf.float64), tf.constant([-1]), tf.constant([2])
-  )
+  bad = tf.IndexedSlices(tf.ones([1], tf.float64), tf.constant([-1]),
+                         tf.constant([2]))
   _raises(
-    InvalidArgumentError,
-    lambda: ops.multi_tensor_apply_adamw(
-      ws, ms, vs, [tf.ones([2]), bad], step=1, fused=fused, **ADAMW_HP
-    ),
-    ws + ms + vs,
-    "`grad[1].indices` must be in [0, 2) (the first dimension of `var[1]`). "
-    "Received: grad[1].indices[0]=-1",
+      InvalidArgumentError,
+      lambda: ops.multi_tensor_apply_adamw(
+          ws, ms, vs, [tf.ones([2]), bad], step=1, fused=fused, **ADAMW_HP),
+      ws + ms + vs,
+      "`grad[1].indices` must be in [0, 2) (the first dimension of `var[1]`). "
+      "Received: grad[1].indices[0]=-1",
   )
 
 
@@ -768,9 +768,11 @@ def test_sparse_index_out_of_range_in_a_tf1_graph(index, fused):
     state = [s.variable(tf.ones([2, 2])) for _ in range(3)]
     indices = tf.compat.v1.placeholder(tf.int32, shape=[None])
     grad = tf.IndexedSlices(tf.ones([1, 2]), indices, tf.constant([2, 2]))
-    update = ops.resource_apply_adamw(
-      *state, grad, step=1, fused=fused, **ADAMW_HP
-    )
+    update = ops.resource_apply_adamw(*state,
+                                      grad,
+                                      step=1,
+                                      fused=fused,
+                                      **ADAMW_HP)
     before = s.read(state)
     with pytest.raises(InvalidArgumentError) as info:
       s.session.run(update, {indices: [index]})
@@ -785,15 +787,13 @@ def test_sparse_index_out_of_range_in_a_tf1_graph(index, fused):
 def test_sgd_sparse_index_out_of_range(index, momentum, fused):
   w = _variable([[1.0, 2.0], [3.0, 4.0]])
   buffer = _variable(tf.zeros([2, 2])) if momentum else None
-  grad = tf.IndexedSlices(
-    tf.ones([2, 2]), tf.constant([0, index]), tf.constant([2, 2])
-  )
+  grad = tf.IndexedSlices(tf.ones([2, 2]), tf.constant([0, index]),
+                          tf.constant([2, 2]))
   _raises(
-    InvalidArgumentError,
-    lambda: ops.resource_apply_sgd(
-      w, buffer, grad, learning_rate=0.1, momentum=momentum, fused=fused
-    ),
-    [w] + ([buffer] if momentum else []),
-    "`grad.indices` must be in [0, 2) (the first dimension of `var`). "
-    f"Received: grad.indices[1]={index}",
+      InvalidArgumentError,
+      lambda: ops.resource_apply_sgd(
+          w, buffer, grad, learning_rate=0.1, momentum=momentum, fused=fused),
+      [w] + ([buffer] if momentum else []),
+      "`grad.indices` must be in [0, 2) (the first dimension of `var`). "
+      f"Received: grad.indices[1]={index}",
   )

@@ -8,9 +8,12 @@ from tf_opt_plugin.benchmark import __main__ as report
 @pytest.mark.slow
 def test_benchmark_report_tiny(tmp_path, capsys):
   pytest.importorskip("matplotlib")
-  code = report.main(["--tiny", "--only", "adamw", "--ops-steps", "2", "--ops-warmup", "1",
-                      "--fit-steps", "2", "--fit-warmup", "1", "--fit-optimizers", "AdamW",
-                      "--output-dir", str(tmp_path)])
+  code = report.main([
+      "--tiny", "--only", "adamw", "--ops-steps", "2", "--ops-warmup", "1",
+      "--fit-steps", "2", "--fit-warmup", "1", "--fit-optimizers", "AdamW",
+      "--output-dir",
+      str(tmp_path)
+  ])
   assert code == 0
   out = capsys.readouterr().out
   assert "AdamW: Keras / fused" in out

@@ -10,16 +10,19 @@ import pytest
 
 from tf_opt_plugin import demo
 
-TINY = ["--steps", "16", "--width", "32", "--heads", "2", "--layers", "1",
-        "--seq-len", "16", "--batch-size", "8", "--eval-batches", "2",
-        "--skip-steps", "2", "--max-text-mb", "0.3", "--quiet"]
+TINY = [
+    "--steps", "16", "--width", "32", "--heads", "2", "--layers", "1",
+    "--seq-len", "16", "--batch-size", "8", "--eval-batches", "2",
+    "--skip-steps", "2", "--max-text-mb", "0.3", "--quiet"
+]
 
 
 @pytest.mark.slow
 def test_demo_trains_prints_table_and_writes_png(tmp_path, capsys):
   pytest.importorskip("matplotlib")
-  code, runs = demo.main(TINY + ["--optimizers", "adamw,sgd",
-                                 "--output-dir", str(tmp_path)])
+  code, runs = demo.main(
+      TINY + ["--optimizers", "adamw,sgd", "--output-dir",
+              str(tmp_path)])
   assert code == 0
   out = capsys.readouterr().out
   table = out[out.index("ms/step ours"):]
@@ -35,8 +38,8 @@ def test_demo_trains_prints_table_and_writes_png(tmp_path, capsys):
     assert run["step_ms"] > 0 and np.isfinite(run["eval_loss"])
     assert 0 <= run["eval_accuracy"] <= 1
   # AdamW is the same update on both sides (up to the embedding's sparse gradient).
-  assert abs(runs[("adamw", "ours")]["eval_loss"]
-             - runs[("adamw", "keras")]["eval_loss"]) < 0.1
+  assert abs(runs[("adamw", "ours")]["eval_loss"] -
+             runs[("adamw", "keras")]["eval_loss"]) < 0.1
   with open(tmp_path / "demo.png", "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   assert os.path.getsize(tmp_path / "demo.png") > 10_000
@@ -49,10 +52,15 @@ def test_demo_trains_prints_table_and_writes_png(tmp_path, capsys):
 @pytest.mark.subprocess
 def test_demo_help_and_bad_arguments():
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  result = subprocess.run([sys.executable, "-m", "tf_opt_plugin.demo", "--help"],
-                          capture_output=True, text=True, env=env, timeout=120,
-                          check=True)
-  for flag in ("--optimizers", "--steps", "--output-dir", "--batch-size", "--seq-len"):
+  result = subprocess.run(
+      [sys.executable, "-m", "tf_opt_plugin.demo", "--help"],
+      capture_output=True,
+      text=True,
+      env=env,
+      timeout=120,
+      check=True)
+  for flag in ("--optimizers", "--steps", "--output-dir", "--batch-size",
+               "--seq-len"):
     assert flag in result.stdout
   with pytest.raises(SystemExit):
     demo.parse_args(["--optimizers", "rmsprop"])

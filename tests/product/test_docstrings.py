@@ -17,15 +17,20 @@ from tf_opt_plugin import ops
 from tf_opt_plugin import optimizers
 
 # Modules whose docstring examples are run as a whole (each must have some).
-MODULES = ["tf_opt_plugin.ops.adamw", "tf_opt_plugin.ops.lamb",
-           "tf_opt_plugin.ops.adafactor", "tf_opt_plugin.ops.lion",
-           "tf_opt_plugin.ops.sgd",
-           "tf_opt_plugin.ops._dispatch", "tf_opt_plugin.demo",
-           "tf_opt_plugin.benchmark.bert_base_shapes",
-           # The tf-keras front end, whose names are public only under
-           # TF_USE_LEGACY_KERAS=1.
-           pytest.param("tf_opt_plugin.optimizers.tf_keras._base",
-                        marks=pytest.mark.needs_tf_keras)]
+MODULES = [
+    "tf_opt_plugin.ops.adamw",
+    "tf_opt_plugin.ops.lamb",
+    "tf_opt_plugin.ops.adafactor",
+    "tf_opt_plugin.ops.lion",
+    "tf_opt_plugin.ops.sgd",
+    "tf_opt_plugin.ops._dispatch",
+    "tf_opt_plugin.demo",
+    "tf_opt_plugin.benchmark.bert_base_shapes",
+    # The tf-keras front end, whose names are public only under
+    # TF_USE_LEGACY_KERAS=1.
+    pytest.param("tf_opt_plugin.optimizers.tf_keras._base",
+                 marks=pytest.mark.needs_tf_keras)
+]
 
 # Public names that have a docstring but no example yet. Remove a name here when
 # its example lands.
@@ -47,7 +52,9 @@ def _run_examples(obj, name):
   runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
   # The names of the object's own module, as `doctest.testmod` would see them.
   globs = dict(vars(inspect.getmodule(obj)))
-  globs.update(tf=tf, tf_opt_plugin=tf_opt_plugin, keras=importlib.import_module("keras"))
+  globs.update(tf=tf,
+               tf_opt_plugin=tf_opt_plugin,
+               keras=importlib.import_module("keras"))
   attempted = 0
   for test in finder.find(obj, name, globs=globs):
     result = runner.run(test)
@@ -59,14 +66,17 @@ def _run_examples(obj, name):
 @pytest.mark.parametrize("module_name", MODULES)
 def test_module_examples(module_name):
   module = importlib.import_module(module_name)
-  result = doctest.testmod(module, extraglobs={"tf": tf}, verbose=False,
+  result = doctest.testmod(module,
+                           extraglobs={"tf": tf},
+                           verbose=False,
                            optionflags=doctest.ELLIPSIS)
   assert result.attempted > 0, f"{module_name} has no examples"
   assert result.failed == 0
 
 
-@pytest.mark.parametrize("name,obj", _public_objects(), ids=lambda x: x
-                         if isinstance(x, str) else "")
+@pytest.mark.parametrize("name,obj",
+                         _public_objects(),
+                         ids=lambda x: x if isinstance(x, str) else "")
 def test_public_api_documented(name, obj):
   assert inspect.getdoc(obj), f"{name} has no docstring"
   if not obj.__module__.startswith("tf_opt_plugin."):

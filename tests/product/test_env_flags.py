@@ -27,10 +27,14 @@ DISABLE = "TF_OPT_PLUGIN_DISABLE_CUSTOM_OPS"
 GPU = "TF_OPT_PLUGIN_GPU_KERNELS"
 MULTI = "TF_OPT_PLUGIN_MULTI_TENSOR"
 
-TRUE_SPELLINGS = ["1", "true", "True", "TRUE", "on", "On", "ON", "yes", "Yes",
-                  "YES", " 1 ", "\ttrue\n", "  oN"]
-FALSE_SPELLINGS = ["0", "false", "False", "FALSE", "off", "Off", "OFF", "no",
-                   "No", "NO", " 0 ", "\tfalse\n", "nO  "]
+TRUE_SPELLINGS = [
+    "1", "true", "True", "TRUE", "on", "On", "ON", "yes", "Yes", "YES", " 1 ",
+    "\ttrue\n", "  oN"
+]
+FALSE_SPELLINGS = [
+    "0", "false", "False", "FALSE", "off", "Off", "OFF", "no", "No", "NO",
+    " 0 ", "\tfalse\n", "nO  "
+]
 DEFAULT_SPELLINGS = [None, "", "   "]  # None: unset
 BAD_VALUES = ["maybe", "2", "-1", "enabled", "o n", "y", "t", "none"]
 
@@ -64,33 +68,44 @@ def _set(monkeypatch, name, value):
 
 def _adamw_variables():
   """w, m, v of one AdamW update."""
-  return tf.Variable([1.0, 2.0]), tf.Variable([0.0, 0.0]), tf.Variable([0.0, 0.0])
+  return tf.Variable([1.0, 2.0]), tf.Variable([0.0,
+                                               0.0]), tf.Variable([0.0, 0.0])
 
 
 def _adamw_step(w, m, v):
-  ops.resource_apply_adamw(
-      w, m, v, tf.ones_like(w), learning_rate=0.1, beta_1=0.9, beta_2=0.999,
-      epsilon=1e-7, weight_decay=0.0, step=1)
+  ops.resource_apply_adamw(w,
+                           m,
+                           v,
+                           tf.ones_like(w),
+                           learning_rate=0.1,
+                           beta_1=0.9,
+                           beta_2=0.999,
+                           epsilon=1e-7,
+                           weight_decay=0.0,
+                           step=1)
 
 
 def _gpu_variable():
   """Stands for a float32 variable on a GPU, for the dispatch decision."""
-  return types.SimpleNamespace(device="/job:localhost/replica:0/task:0/device:GPU:0",
-                               dtype=tf.float32, handle=tf.constant(0.0))
+  return types.SimpleNamespace(
+      device="/job:localhost/replica:0/task:0/device:GPU:0",
+      dtype=tf.float32,
+      handle=tf.constant(0.0))
 
 
 def _traced_keras_step():
   """Traces one Keras 3 AdamW step over two variables; returns its update ops
   as `_update_ops` does."""
-  variables = [keras.Variable(np.ones((3, 2), np.float32), name="kernel"),
-               keras.Variable(np.ones((2,), np.float32), name="bias")]
+  variables = [
+      keras.Variable(np.ones((3, 2), np.float32), name="kernel"),
+      keras.Variable(np.ones((2,), np.float32), name="bias")
+  ]
   optimizer = keras3.AdamW(learning_rate=0.01)
   optimizer.build(variables)
 
   @tf.function
   def step():
-    optimizer.apply_gradients(
-        [(tf.ones_like(v.value), v) for v in variables])
+    optimizer.apply_gradients([(tf.ones_like(v.value), v) for v in variables])
 
   return _update_ops(step)
 
@@ -100,9 +115,11 @@ def _update_ops(function):
   cond branches included), sorted, each as the number of variables it
   updates (1 for a per-variable op)."""
   graph_def = function.get_concrete_function().graph.as_graph_def()
-  nodes = list(graph_def.node) + [n for f in graph_def.library.function
-                                  for n in f.node_def]
-  return sorted(n.attr["N"].i if "N" in n.attr else 1 for n in nodes
+  nodes = list(graph_def.node) + [
+      n for f in graph_def.library.function for n in f.node_def
+  ]
+  return sorted(n.attr["N"].i if "N" in n.attr else 1
+                for n in nodes
                 if n.op in ("ResourceMultiTensorApplyAdamW",
                             "ResourceApplyAdamW"))
 
@@ -267,8 +284,10 @@ def test_multi_tensor_off_really_gives_per_variable_ops(monkeypatch, library):
 @pytest.mark.parametrize("value", BAD_VALUES)
 def test_multi_tensor_bad_value_raises_from_apply_gradients(value, monkeypatch):
   monkeypatch.setenv(MULTI, value)
-  variables = [keras.Variable(np.ones((2,), np.float32)),
-               keras.Variable(np.ones((3,), np.float32))]
+  variables = [
+      keras.Variable(np.ones((2,), np.float32)),
+      keras.Variable(np.ones((3,), np.float32))
+  ]
   optimizer = keras3.AdamW(learning_rate=0.1)
   optimizer.build(variables)
   with pytest.raises(ValueError, match=_expected_error(MULTI, value)):

@@ -12,15 +12,16 @@ import subprocess
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "tools", "gpu_check.sh")
 
 
 def _nvcc():
   for candidate in (os.environ.get("NVCC"), shutil.which("nvcc"),
                     "/usr/local/cuda/bin/nvcc"):
-    if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+    if candidate and os.path.isfile(candidate) and os.access(
+        candidate, os.X_OK):
       return candidate
   return None
 
@@ -32,14 +33,19 @@ pytestmark = [
     pytest.mark.skipif(
         NVCC is None,
         reason="nvcc not found (set NVCC=/path/to/nvcc): the standalone GPU "
-               "check cannot be compiled here"),
-    pytest.mark.needs_nvcc, pytest.mark.subprocess, pytest.mark.slow]
+        "check cannot be compiled here"), pytest.mark.needs_nvcc,
+    pytest.mark.subprocess, pytest.mark.slow
+]
 
 
 def _run(*args, arch="sm_80"):
   env = dict(os.environ, NVCC=NVCC, GPU_CHECK_ARCH=arch)
-  return subprocess.run(["bash", SCRIPT, *args], capture_output=True, text=True,
-                        timeout=1200, env=env, check=False)
+  return subprocess.run(["bash", SCRIPT, *args],
+                        capture_output=True,
+                        text=True,
+                        timeout=1200,
+                        env=env,
+                        check=False)
 
 
 def test_self_test_compiles_and_passes():

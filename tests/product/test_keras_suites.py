@@ -12,8 +12,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+_REPO_ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _SCRIPT = os.path.join(_REPO_ROOT, "tools", "run_keras_suites.sh")
 
 # docs/semantics.md, "Keras's own optimizer tests": each a deliberate
@@ -32,10 +32,14 @@ DOCUMENTED_FAILURES = {
 @pytest.mark.subprocess
 def test_keras_suites_fail_only_where_documented(tmp_path):
   report = tmp_path / "report.xml"
-  result = subprocess.run(
-      ["bash", _SCRIPT, "--python", sys.executable, "--dir",
-       str(tmp_path / "suites"), "-q", f"--junitxml={report}"],
-      capture_output=True, text=True, timeout=900, check=False)
+  result = subprocess.run([
+      "bash", _SCRIPT, "--python", sys.executable, "--dir",
+      str(tmp_path / "suites"), "-q", f"--junitxml={report}"
+  ],
+                          capture_output=True,
+                          text=True,
+                          timeout=900,
+                          check=False)
   assert report.exists(), result.stdout[-3000:] + result.stderr[-3000:]
   failed, passed = set(), 0
   for case in ET.parse(report).iter("testcase"):

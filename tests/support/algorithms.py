@@ -80,13 +80,12 @@ class AlgorithmSpec:
 
   def zero_slots(self, shape, **options):
     """float64 zeros for every slot (the state before the first step)."""
-    return tuple(np.zeros(s, np.float64)
-                 for s in self.slot_shapes(shape, **options))
+    return tuple(
+        np.zeros(s, np.float64) for s in self.slot_shapes(shape, **options))
 
   def reference_step(self, w, slots, g, *, step, **kwargs):
     """One float64 update: (w, slots tuple) after `step` (1-based)."""
-    return self.call_reference(self.reference, w, slots, g, step=step,
-                               **kwargs)
+    return self.call_reference(self.reference, w, slots, g, step=step, **kwargs)
 
 
 # ----------------------------------------------------------------------------
@@ -97,11 +96,22 @@ def _sgd_slots(shape, momentum=0.0, nesterov=False):
   return [("momentum", shape)] if momentum != 0 else []
 
 
-def _sgd_call_reference(reference, w, slots, g, *, step, momentum=0.0,
-                        nesterov=False, **hp):
+def _sgd_call_reference(reference,
+                        w,
+                        slots,
+                        g,
+                        *,
+                        step,
+                        momentum=0.0,
+                        nesterov=False,
+                        **hp):
   del step  # SGD has no step count
-  w, b = reference(w, slots[0] if slots else None, g, momentum=momentum,
-                   nesterov=nesterov, **hp)
+  w, b = reference(w,
+                   slots[0] if slots else None,
+                   g,
+                   momentum=momentum,
+                   nesterov=nesterov,
+                   **hp)
   return w, (() if b is None else (b,))
 
 
@@ -112,14 +122,13 @@ def _sgd_keras_hp(hp, path, fused_decay):
               nesterov=hp.get("nesterov", False))
 
 
-SGD = AlgorithmSpec(
-    name="sgd",
-    reference=R.sgd_step,
-    call_reference=_sgd_call_reference,
-    slots=_sgd_slots,
-    options=dict(momentum=0.0, nesterov=False),
-    keras_hp=_sgd_keras_hp,
-    keras_classes=("SGD",))
+SGD = AlgorithmSpec(name="sgd",
+                    reference=R.sgd_step,
+                    call_reference=_sgd_call_reference,
+                    slots=_sgd_slots,
+                    options=dict(momentum=0.0, nesterov=False),
+                    keras_hp=_sgd_keras_hp,
+                    keras_classes=("SGD",))
 
 
 # ----------------------------------------------------------------------------
@@ -130,8 +139,7 @@ def _adamw_slots(shape, amsgrad=False):
   return [(name, shape) for name in names]
 
 
-def _adamw_call_reference(reference, w, slots, g, *, step, amsgrad=False,
-                          **hp):
+def _adamw_call_reference(reference, w, slots, g, *, step, amsgrad=False, **hp):
   m, v = slots[:2]
   vhat = slots[2] if amsgrad else None
   w, m, v, vhat = reference(w, m, v, g, step=step, vhat=vhat, **hp)
@@ -149,21 +157,23 @@ def _adamw_call_op(op, var, slots, grad, *, amsgrad=False, **kwargs):
   return op(var, m, v, grad, vhat=slots[2] if amsgrad else None, **kwargs)
 
 
-ADAMW = AlgorithmSpec(
-    name="adamw",
-    aliases=("adam",),
-    reference=R.adamw_step,
-    call_reference=_adamw_call_reference,
-    slots=_adamw_slots,
-    options=dict(amsgrad=False),
-    keras_hp=_adamw_keras_hp,
-    keras_classes=("Adam", "AdamW"),
-    op="resource_apply_adamw",
-    op_type="ResourceApplyAdamW",
-    op_class="AdamW",
-    call_op=_adamw_call_op,
-    op_defaults=dict(learning_rate=0.01, beta_1=0.9, beta_2=0.999,
-                     epsilon=1e-7, weight_decay=0.01))
+ADAMW = AlgorithmSpec(name="adamw",
+                      aliases=("adam",),
+                      reference=R.adamw_step,
+                      call_reference=_adamw_call_reference,
+                      slots=_adamw_slots,
+                      options=dict(amsgrad=False),
+                      keras_hp=_adamw_keras_hp,
+                      keras_classes=("Adam", "AdamW"),
+                      op="resource_apply_adamw",
+                      op_type="ResourceApplyAdamW",
+                      op_class="AdamW",
+                      call_op=_adamw_call_op,
+                      op_defaults=dict(learning_rate=0.01,
+                                       beta_1=0.9,
+                                       beta_2=0.999,
+                                       epsilon=1e-7,
+                                       weight_decay=0.01))
 
 
 # ----------------------------------------------------------------------------
@@ -174,11 +184,22 @@ def _lamb_slots(shape, use_layer_adaptation=True):
   return [("m", shape), ("v", shape)]
 
 
-def _lamb_call_reference(reference, w, slots, g, *, step,
-                         use_layer_adaptation=True, **hp):
+def _lamb_call_reference(reference,
+                         w,
+                         slots,
+                         g,
+                         *,
+                         step,
+                         use_layer_adaptation=True,
+                         **hp):
   m, v = slots
-  w, m, v = reference(w, m, v, g, step=step,
-                      use_layer_adaptation=use_layer_adaptation, **hp)
+  w, m, v = reference(w,
+                      m,
+                      v,
+                      g,
+                      step=step,
+                      use_layer_adaptation=use_layer_adaptation,
+                      **hp)
   return w, (m, v)
 
 
@@ -197,27 +218,32 @@ def _lamb_keras_hp(hp, path, fused_decay):
   return dict(**hp, use_layer_adaptation=adapt)
 
 
-def _lamb_call_op(op, var, slots, grad, *, use_layer_adaptation=True,
-                  **kwargs):
+def _lamb_call_op(op, var, slots, grad, *, use_layer_adaptation=True, **kwargs):
   m, v = slots
-  return op(var, m, v, grad, use_layer_adaptation=use_layer_adaptation,
+  return op(var,
+            m,
+            v,
+            grad,
+            use_layer_adaptation=use_layer_adaptation,
             **kwargs)
 
 
-LAMB = AlgorithmSpec(
-    name="lamb",
-    reference=R.lamb_step,
-    call_reference=_lamb_call_reference,
-    slots=_lamb_slots,
-    options=dict(use_layer_adaptation=True),
-    keras_hp=_lamb_keras_hp,
-    keras_classes=("Lamb",),
-    op="resource_apply_lamb",
-    op_type="ResourceApplyLamb",
-    op_class="Lamb",
-    call_op=_lamb_call_op,
-    op_defaults=dict(learning_rate=0.01, beta_1=0.9, beta_2=0.999,
-                     epsilon=1e-6, weight_decay_rate=0.01))
+LAMB = AlgorithmSpec(name="lamb",
+                     reference=R.lamb_step,
+                     call_reference=_lamb_call_reference,
+                     slots=_lamb_slots,
+                     options=dict(use_layer_adaptation=True),
+                     keras_hp=_lamb_keras_hp,
+                     keras_classes=("Lamb",),
+                     op="resource_apply_lamb",
+                     op_type="ResourceApplyLamb",
+                     op_class="Lamb",
+                     call_op=_lamb_call_op,
+                     op_defaults=dict(learning_rate=0.01,
+                                      beta_1=0.9,
+                                      beta_2=0.999,
+                                      epsilon=1e-6,
+                                      weight_decay_rate=0.01))
 
 
 # ----------------------------------------------------------------------------
@@ -239,25 +265,26 @@ def _adafactor_keras_hp(hp, path, fused_decay):
   return hp
 
 
-def _adafactor_call_op(op, var, slots, grad, *, relative_step=True,
-                       **kwargs):
+def _adafactor_call_op(op, var, slots, grad, *, relative_step=True, **kwargs):
   return op(var, tuple(slots), grad, relative_step=relative_step, **kwargs)
 
 
-ADAFACTOR = AlgorithmSpec(
-    name="adafactor",
-    reference=R.adafactor_step,
-    call_reference=_adafactor_call_reference,
-    slots=_adafactor_slots,
-    options=dict(relative_step=True),
-    keras_hp=_adafactor_keras_hp,
-    keras_classes=("Adafactor",),
-    op="resource_apply_adafactor",
-    op_type="ResourceApplyAdafactor",
-    op_class="Adafactor",
-    call_op=_adafactor_call_op,
-    op_defaults=dict(learning_rate=0.2, beta_2_decay=-0.8, epsilon_1=1e-30,
-                     epsilon_2=1e-3, clip_threshold=1.0))
+ADAFACTOR = AlgorithmSpec(name="adafactor",
+                          reference=R.adafactor_step,
+                          call_reference=_adafactor_call_reference,
+                          slots=_adafactor_slots,
+                          options=dict(relative_step=True),
+                          keras_hp=_adafactor_keras_hp,
+                          keras_classes=("Adafactor",),
+                          op="resource_apply_adafactor",
+                          op_type="ResourceApplyAdafactor",
+                          op_class="Adafactor",
+                          call_op=_adafactor_call_op,
+                          op_defaults=dict(learning_rate=0.2,
+                                           beta_2_decay=-0.8,
+                                           epsilon_1=1e-30,
+                                           epsilon_2=1e-3,
+                                           clip_threshold=1.0))
 
 
 # ----------------------------------------------------------------------------
@@ -283,20 +310,20 @@ def _lion_call_op(op, var, slots, grad, *, step, **kwargs):
   return op(var, slots[0], grad, **kwargs)
 
 
-LION = AlgorithmSpec(
-    name="lion",
-    reference=R.lion_step,
-    call_reference=_lion_call_reference,
-    slots=_lion_slots,
-    keras_hp=_lion_keras_hp,
-    keras_classes=("Lion",),
-    op="resource_apply_lion",
-    op_type="ResourceApplyLion",
-    op_class="Lion",
-    call_op=_lion_call_op,
-    op_defaults=dict(learning_rate=0.01, beta_1=0.9, beta_2=0.99,
-                     weight_decay=0.01))
-
+LION = AlgorithmSpec(name="lion",
+                     reference=R.lion_step,
+                     call_reference=_lion_call_reference,
+                     slots=_lion_slots,
+                     keras_hp=_lion_keras_hp,
+                     keras_classes=("Lion",),
+                     op="resource_apply_lion",
+                     op_type="ResourceApplyLion",
+                     op_class="Lion",
+                     call_op=_lion_call_op,
+                     op_defaults=dict(learning_rate=0.01,
+                                      beta_1=0.9,
+                                      beta_2=0.99,
+                                      weight_decay=0.01))
 
 # name -> entry, in the order the docs list the algorithms.
 ALGORITHMS = {a.name: a for a in (SGD, ADAMW, LAMB, ADAFACTOR, LION)}

@@ -15,8 +15,9 @@ def make_data(num_examples):
   """(X, Y): Gaussian features, labels of a noisy linear classifier."""
   rng = np.random.default_rng(0)
   x = rng.normal(size=(num_examples, FEATURES)).astype("float32")
-  y = np.argmax(x @ rng.normal(size=(FEATURES, CLASSES)) + 0.5 * rng.normal(
-      size=(num_examples, CLASSES)), axis=-1).astype("int32")
+  y = np.argmax(x @ rng.normal(size=(FEATURES, CLASSES)) +
+                0.5 * rng.normal(size=(num_examples, CLASSES)),
+                axis=-1).astype("int32")
   return x, y
 
 

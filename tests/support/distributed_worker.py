@@ -79,38 +79,46 @@ def weights_of(strategy, model):
   """The weights, and how far any replica's copy is from the first's."""
   spread = 0.0
   for variable in model.trainable_variables:
-    components = [np.asarray(c) for c in
-                  strategy.experimental_local_results(variable.value)]
+    components = [
+        np.asarray(c)
+        for c in strategy.experimental_local_results(variable.value)
+    ]
     for component in components[1:]:
       spread = max(spread, float(np.max(np.abs(component - components[0]))))
-  return {"weights": [np.asarray(v.numpy()).tolist()
-                      for v in model.trainable_variables],
-          "replica_spread": spread}
+  return {
+      "weights": [
+          np.asarray(v.numpy()).tolist() for v in model.trainable_variables
+      ],
+      "replica_spread": spread
+  }
 
 
 def fit_run(strategy, make_optimizer, epochs=EPOCHS):
   model, optimizer = build(strategy, make_optimizer)
   with strategy.scope():
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.SparseCategoricalCrossentropy(
-                      from_logits=True),
-                  jit_compile=False)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False)
   # A repeated dataset and steps_per_epoch keep one iterator for all epochs:
   # each new iterator over a distributed dataset stalls 2-20 s with 4
   # replicas on a 2-core machine (the batches are the same as fit(X, Y)).
-  dataset = tf.data.Dataset.from_tensor_slices((X, Y)).batch(
-      GLOBAL_BATCH).repeat()
-  model.fit(dataset, steps_per_epoch=NUM_EXAMPLES // GLOBAL_BATCH,
-            epochs=epochs, shuffle=False, verbose=0)
+  dataset = tf.data.Dataset.from_tensor_slices(
+      (X, Y)).batch(GLOBAL_BATCH).repeat()
+  model.fit(dataset,
+            steps_per_epoch=NUM_EXAMPLES // GLOBAL_BATCH,
+            epochs=epochs,
+            shuffle=False,
+            verbose=0)
   return weights_of(strategy, model)
 
 
 def per_replica_loss(model, x, y):
   logits = model(x, training=True)
-  per_example = keras.losses.sparse_categorical_crossentropy(
-      y, logits, from_logits=True)
-  return tf.nn.compute_average_loss(per_example,
-                                    global_batch_size=GLOBAL_BATCH)
+  per_example = keras.losses.sparse_categorical_crossentropy(y,
+                                                             logits,
+                                                             from_logits=True)
+  return tf.nn.compute_average_loss(per_example, global_batch_size=GLOBAL_BATCH)
 
 
 def replica_batch(strategy, start):
@@ -122,9 +130,11 @@ def replica_batch(strategy, start):
   per_replica = GLOBAL_BATCH // strategy.num_replicas_in_sync
 
   def part(array):
+
     def value_fn(context):
       begin = start + context.replica_id_in_sync_group * per_replica
       return tf.constant(array[begin:begin + per_replica])
+
     return strategy.experimental_distribute_values_from_function(value_fn)
 
   return part(X), part(Y)
@@ -157,20 +167,28 @@ def guarded(fn, *args, **kwargs):
     result["seconds"] = round(time.time() - start, 2)
     return result
   except Exception as e:  # pylint: disable=broad-except
-    return {"error": f"{type(e).__name__}: {e}",
-            "traceback": traceback.format_exc()[-4000:]}
+    return {
+        "error": f"{type(e).__name__}: {e}",
+        "traceback": traceback.format_exc()[-4000:]
+    }
 
 
 # ---------------------------------------------------------------------------
 # Group "optimizers": every class, fit() and a custom loop.
 # ---------------------------------------------------------------------------
 OPTIMIZERS = {
-    "sgd_momentum": lambda: top.SGD(learning_rate=0.05, momentum=0.9),
-    "adam": lambda: top.Adam(learning_rate=0.01),
-    "adamw": lambda: top.AdamW(learning_rate=0.01, weight_decay=0.1),
-    "lamb": lambda: top.Lamb(learning_rate=0.01, weight_decay_rate=0.1,
-                             exclude_from_weight_decay=[r"bias|gamma|beta"]),
-    "adafactor": lambda: top.Adafactor(learning_rate=0.01),
+    "sgd_momentum":
+        lambda: top.SGD(learning_rate=0.05, momentum=0.9),
+    "adam":
+        lambda: top.Adam(learning_rate=0.01),
+    "adamw":
+        lambda: top.AdamW(learning_rate=0.01, weight_decay=0.1),
+    "lamb":
+        lambda: top.Lamb(learning_rate=0.01,
+                         weight_decay_rate=0.1,
+                         exclude_from_weight_decay=[r"bias|gamma|beta"]),
+    "adafactor":
+        lambda: top.Adafactor(learning_rate=0.01),
 }
 
 
@@ -182,7 +200,8 @@ def optimizers_group():
     for mode, run in (("fit", fit_run), ("loop", loop_run)):
       results[f"{name}/{mode}"] = {
           strategy_name: guarded(run, strategy, make_optimizer)
-          for strategy_name, strategy in strategies([NUM_DEVICES])}
+          for strategy_name, strategy in strategies([NUM_DEVICES])
+      }
   return results
 
 
@@ -190,9 +209,15 @@ def optimizers_group():
 # Group "semantics": defects 1-3 of Keras 3, ours and Keras's classes.
 # ---------------------------------------------------------------------------
 CLIPPING = {
-    "clipnorm": {"clipnorm": 0.05},
-    "global_clipnorm": {"global_clipnorm": 0.05},
-    "clipvalue": {"clipvalue": 0.002},
+    "clipnorm": {
+        "clipnorm": 0.05
+    },
+    "global_clipnorm": {
+        "global_clipnorm": 0.05
+    },
+    "clipvalue": {
+        "clipvalue": 0.002
+    },
 }
 
 
@@ -206,11 +231,16 @@ def clipping_cases(results):
     ours = lambda clip=clip: top.SGD(learning_rate=0.5, **clip)
     results[f"clip/{clip_name}/ours"] = {
         name: guarded(fit_run, strategy, ours, epochs=1)
-        for name, strategy in strategies([2])}
-    results[f"clip/{clip_name}/keras"] = {"mirrored2": guarded(
-        fit_run, mirrored(2),
-        lambda clip=clip: keras.optimizers.SGD(learning_rate=0.5, **clip),
-        epochs=1)}
+        for name, strategy in strategies([2])
+    }
+    results[f"clip/{clip_name}/keras"] = {
+        "mirrored2":
+            guarded(fit_run,
+                    mirrored(2),
+                    lambda clip=clip: keras.optimizers.SGD(learning_rate=0.5,
+                                                           **clip),
+                    epochs=1)
+    }
 
 
 def loss_scale_run(strategy, make_optimizer, bad_replicas):
@@ -237,15 +267,18 @@ def loss_scale_run(strategy, make_optimizer, bad_replicas):
   history = []
   for bad_replica in bad_replicas:
     step(x_dist, y_dist, tf.constant(bad_replica, tf.int32))
-    replicas = [
-        [np.asarray(c).tolist()
-         for c in strategy.experimental_local_results(v.value)]
-        for v in model.trainable_variables]  # [variable][replica]
+    replicas = [[
+        np.asarray(c).tolist()
+        for c in strategy.experimental_local_results(v.value)
+    ]
+                for v in model.trainable_variables]  # [variable][replica]
     history.append({
-        "replicas": replicas,
-        "scale": float(np.asarray(optimizer.dynamic_scale.numpy())),
-        "inner_iterations": int(
-            np.asarray(optimizer.inner_optimizer.iterations.numpy())),
+        "replicas":
+            replicas,
+        "scale":
+            float(np.asarray(optimizer.dynamic_scale.numpy())),
+        "inner_iterations":
+            int(np.asarray(optimizer.inner_optimizer.iterations.numpy())),
     })
   return {"history": history}
 
@@ -254,26 +287,32 @@ def loss_scale_cases(results):
   # Step 2 has one non-finite replica (replica 1 of 2); -1: none.
   plan = [-1, 1, -1]
   ours = lambda: top.LossScaleOptimizer(  # pylint: disable=g-long-lambda
-      top.Adam(learning_rate=0.01), initial_scale=16.0)
+      top.Adam(learning_rate=0.01),
+      initial_scale=16.0)
   keras_lso = lambda: keras.optimizers.LossScaleOptimizer(  # pylint: disable=g-long-lambda
-      keras.optimizers.Adam(learning_rate=0.01), initial_scale=16.0)
+      keras.optimizers.Adam(learning_rate=0.01),
+      initial_scale=16.0)
   results["loss_scale/ours"] = {
-      "mirrored2": guarded(loss_scale_run, mirrored(2), ours, plan),
+      "mirrored2":
+          guarded(loss_scale_run, mirrored(2), ours, plan),
       # One device: step 2's only replica is non-finite.
-      "single": guarded(loss_scale_run, tf.distribute.get_strategy(), ours,
-                        [-1, 0, -1]),
+      "single":
+          guarded(loss_scale_run, tf.distribute.get_strategy(), ours,
+                  [-1, 0, -1]),
   }
   results["loss_scale/keras"] = {
-      "mirrored2": guarded(loss_scale_run, mirrored(2), keras_lso, plan)}
+      "mirrored2": guarded(loss_scale_run, mirrored(2), keras_lso, plan)
+  }
 
 
 def accumulation_reference_run(make_optimizer, steps):
   """One device, no accumulation: the mean gradient of `steps` micro-batches
   applied once per `steps` micro-steps; then the EMA finalisation fit does."""
-  model, optimizer = build(tf.distribute.get_strategy(), make_optimizer,
+  model, optimizer = build(tf.distribute.get_strategy(),
+                           make_optimizer,
                            build_optimizer=True)
-  batches = list(tf.data.Dataset.from_tensor_slices((X, Y)).batch(
-      GLOBAL_BATCH)) * EPOCHS
+  batches = list(
+      tf.data.Dataset.from_tensor_slices((X, Y)).batch(GLOBAL_BATCH)) * EPOCHS
   assert len(batches) % steps == 0
 
   def grads_of(x, y):
@@ -296,36 +335,49 @@ def accumulation_reference_run(make_optimizer, steps):
 
 ACCUMULATION = {
     # AdamW's op fuses the decay; SGD decays in a separate assign.
-    "adamw": lambda **kw: top.AdamW(learning_rate=0.01, weight_decay=0.5,
-                                    global_clipnorm=0.1, **kw),
-    "sgd_momentum": lambda **kw: top.SGD(learning_rate=0.05, momentum=0.9,
-                                         weight_decay=0.5, clipnorm=0.1,
-                                         **kw),
+    "adamw":
+        lambda **kw: top.AdamW(
+            learning_rate=0.01, weight_decay=0.5, global_clipnorm=0.1, **kw),
+    "sgd_momentum":
+        lambda **kw: top.SGD(learning_rate=0.05,
+                             momentum=0.9,
+                             weight_decay=0.5,
+                             clipnorm=0.1,
+                             **kw),
 }
-ACCUMULATION_ARGS = dict(gradient_accumulation_steps=2, use_ema=True,
-                         ema_momentum=0.9, ema_overwrite_frequency=3)
+ACCUMULATION_ARGS = dict(gradient_accumulation_steps=2,
+                         use_ema=True,
+                         ema_momentum=0.9,
+                         ema_overwrite_frequency=3)
 
 
 def accumulation_cases(results):
   for name, make in ACCUMULATION.items():
     make_accumulating = lambda make=make: make(**ACCUMULATION_ARGS)
-    runs = {strategy_name: guarded(fit_run, strategy, make_accumulating)
-            for strategy_name, strategy in strategies([2])}
-    no_accumulation = {k: v for k, v in ACCUMULATION_ARGS.items()
-                       if k != "gradient_accumulation_steps"}
+    runs = {
+        strategy_name: guarded(fit_run, strategy, make_accumulating)
+        for strategy_name, strategy in strategies([2])
+    }
+    no_accumulation = {
+        k: v
+        for k, v in ACCUMULATION_ARGS.items()
+        if k != "gradient_accumulation_steps"
+    }
     runs["reference"] = guarded(
         accumulation_reference_run,
         lambda make=make: make(**no_accumulation),
         ACCUMULATION_ARGS["gradient_accumulation_steps"])
     results[f"accumulation/{name}"] = runs
   # Keras 3's own classes under MirroredStrategy (defect 3).
-  for name, kwargs in (
-      ("accumulation", dict(gradient_accumulation_steps=2)),
-      ("ema_overwrite", dict(use_ema=True, ema_overwrite_frequency=3))):
+  for name, kwargs in (("accumulation", dict(gradient_accumulation_steps=2)),
+                       ("ema_overwrite",
+                        dict(use_ema=True, ema_overwrite_frequency=3))):
     results[f"keras_mirrored/{name}"] = guarded(
-        fit_run, mirrored(2),
+        fit_run,
+        mirrored(2),
         lambda kwargs=kwargs: keras.optimizers.AdamW(learning_rate=0.01,
-                                                     **kwargs), epochs=1)
+                                                     **kwargs),
+        epochs=1)
 
 
 def semantics_group():

@@ -48,8 +48,10 @@ OPTIMIZERS = {
     "sgd": ("SGD", dict(learning_rate=0.1, momentum=0.9, nesterov=True)),
     "adam": ("Adam", dict(learning_rate=0.01, amsgrad=True)),
     "adamw": ("AdamW", dict(learning_rate=0.01, weight_decay=0.1)),
-    "lamb": ("Lamb", dict(learning_rate=0.01, weight_decay_rate=0.01,
-                          exclude_from_weight_decay=["bias"])),
+    "lamb": ("Lamb",
+             dict(learning_rate=0.01,
+                  weight_decay_rate=0.01,
+                  exclude_from_weight_decay=["bias"])),
     "adafactor": ("Adafactor", dict(learning_rate=0.01)),
     "lion": ("Lion", dict(learning_rate=0.01, weight_decay=0.1)),
 }
@@ -72,8 +74,10 @@ def make_mesh(spec):
 
 def problem(seed=0):
   rs = np.random.RandomState(seed)
-  weights = {name: rs.normal(0, 0.5, shape).astype(np.float32)
-             for name, (shape, _) in VARIABLES.items()}
+  weights = {
+      name: rs.normal(0, 0.5, shape).astype(np.float32)
+      for name, (shape, _) in VARIABLES.items()
+  }
   batches = [(rs.normal(size=(GLOBAL_BATCH, 8)).astype(np.float32),
               rs.normal(size=(GLOBAL_BATCH, 4)).astype(np.float32))
              for _ in range(STEPS)]
@@ -81,18 +85,18 @@ def problem(seed=0):
 
 
 def loss_fn(variables, x, y):
-  hidden = tf.tanh(tf.matmul(x, variables["dense/kernel"])
-                   + variables["dense/bias"])
+  hidden = tf.tanh(
+      tf.matmul(x, variables["dense/kernel"]) + variables["dense/bias"])
   out = tf.matmul(hidden, variables["out/kernel"]) + variables["out/bias"]
   stack = variables["stack/kernel"]
-  return (tf.reduce_mean(tf.square(out - y))
-          + tf.reduce_mean(tf.square(stack - tf.reduce_mean(x))))
+  return (tf.reduce_mean(tf.square(out - y)) +
+          tf.reduce_mean(tf.square(stack - tf.reduce_mean(x))))
 
 
 def to_numpy(mesh, value):
   """The global value of a (possibly sharded) DTensor."""
-  full = dtensor.relayout(value, dtensor.Layout.replicated(mesh,
-                                                           value.shape.rank))
+  full = dtensor.relayout(value,
+                          dtensor.Layout.replicated(mesh, value.shape.rank))
   return dtensor.unpack(full)[0].numpy()
 
 
@@ -100,17 +104,16 @@ def mesh_variables(mesh, weights):
   variables = {}
   for name, (_, specs) in VARIABLES.items():
     layout = dtensor.Layout(list(specs), mesh)
-    value = dtensor.copy_to_mesh(
-        tf.constant(weights[name]),
-        dtensor.Layout.replicated(mesh, len(specs)))
+    value = dtensor.copy_to_mesh(tf.constant(weights[name]),
+                                 dtensor.Layout.replicated(mesh, len(specs)))
     variables[name] = dtensor.DVariable(dtensor.relayout(value, layout),
                                         name=name)
   return variables
 
 
 def batch_sharded(mesh, array):
-  value = dtensor.copy_to_mesh(
-      tf.constant(array), dtensor.Layout.replicated(mesh, array.ndim))
+  value = dtensor.copy_to_mesh(tf.constant(array),
+                               dtensor.Layout.replicated(mesh, array.ndim))
   return dtensor.relayout(
       value, dtensor.Layout.batch_sharded(mesh, "batch", array.ndim))
 
@@ -137,19 +140,26 @@ def scenario_loop(mesh):
     optimizer = getattr(top_dtensor, class_name)(mesh=mesh, **kwargs)
     run_loop(optimizer, on_mesh, batches, lambda a: batch_sharded(mesh, a))
 
-    single = {name: tf.Variable(value, name=name)
-              for name, value in weights.items()}
+    single = {
+        name: tf.Variable(value, name=name) for name, value in weights.items()
+    }
     reference = getattr(top_tf_keras, class_name)(**kwargs)
     run_loop(reference, single, batches, tf.constant)
 
     slot_layouts = []
     for slot in optimizer.variables:
-      slot_layouts.append([slot.name, list(slot.layout.sharding_specs),
-                           slot.shape.as_list()])
+      slot_layouts.append(
+          [slot.name,
+           list(slot.layout.sharding_specs),
+           slot.shape.as_list()])
     results[key] = dict(
-        mesh={n: to_numpy(mesh, v.read_value()).tolist()
-              for n, v in on_mesh.items()},
-        single={n: v.numpy().tolist() for n, v in single.items()},
+        mesh={
+            n: to_numpy(mesh, v.read_value()).tolist()
+            for n, v in on_mesh.items()
+        },
+        single={
+            n: v.numpy().tolist() for n, v in single.items()
+        },
         iterations=int(to_numpy(mesh, optimizer.iterations.read_value())),
         slot_layouts=slot_layouts,
         reasons=sorted({str(top_dtensor_reason(v)) for v in on_mesh.values()}))
@@ -162,11 +172,16 @@ def top_dtensor_reason(variable):
 
 
 def keras_model(layout_map=None):
+
   def build():
     return tf_keras.Sequential([
-        tf_keras.layers.Dense(16, activation="tanh", name="dense",
+        tf_keras.layers.Dense(16,
+                              activation="tanh",
+                              name="dense",
                               input_shape=(8,)),
-        tf_keras.layers.Dense(4, name="out")])
+        tf_keras.layers.Dense(4, name="out")
+    ])
+
   if layout_map is None:
     return build()
   with layout_map.scope():
@@ -182,8 +197,10 @@ def scenario_fit(mesh):
   layout_map["dense.*bias"] = dtensor.Layout(["model"], mesh)
   layout_map["out.*kernel"] = dtensor.Layout(["model", "unsharded"], mesh)
   layout_map["out.*bias"] = dtensor.Layout.replicated(mesh, 1)
-  initial = [weights["dense/kernel"], weights["dense/bias"],
-             weights["out/kernel"], weights["out/bias"]]
+  initial = [
+      weights["dense/kernel"], weights["dense/bias"], weights["out/kernel"],
+      weights["out/bias"]
+  ]
   results = {}
   for key, (class_name, kwargs) in OPTIMIZERS.items():
     model = keras_model(layout_map)
@@ -193,21 +210,30 @@ def scenario_fit(mesh):
                   loss="mse")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).repeat()
     sharded = dtensor.Layout.batch_sharded(mesh, "batch", 2)
-    model.fit(dtensor.DTensorDataset(
-        dataset=dataset, mesh=mesh, layouts=(sharded, sharded),
-        global_batch_size=GLOBAL_BATCH, batch_dim="batch"),
-              epochs=1, steps_per_epoch=STEPS, verbose=0)
+    model.fit(dtensor.DTensorDataset(dataset=dataset,
+                                     mesh=mesh,
+                                     layouts=(sharded, sharded),
+                                     global_batch_size=GLOBAL_BATCH,
+                                     batch_dim="batch"),
+              epochs=1,
+              steps_per_epoch=STEPS,
+              verbose=0)
 
     reference = keras_model()
     reference.set_weights(initial)
     reference.compile(optimizer=getattr(top_tf_keras, class_name)(**kwargs),
                       loss="mse")
-    reference.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False,
+    reference.fit(x,
+                  y,
+                  batch_size=GLOBAL_BATCH,
+                  epochs=1,
+                  shuffle=False,
                   verbose=0)
-    results[key] = dict(
-        mesh=[to_numpy(mesh, w.read_value()).tolist()
-              for w in model.trainable_variables],
-        single=[w.tolist() for w in reference.get_weights()])
+    results[key] = dict(mesh=[
+        to_numpy(mesh, w.read_value()).tolist()
+        for w in model.trainable_variables
+    ],
+                        single=[w.tolist() for w in reference.get_weights()])
   return results
 
 
@@ -217,16 +243,20 @@ def scenario_stale(mesh):
   kwargs = dict(learning_rate=0.1, momentum=0.9)
   single = {n: tf.Variable(v, name=n) for n, v in weights.items()}
   run_loop(top_tf_keras.SGD(**kwargs), single, batches, tf.constant)
-  results = {"single": {n: v.numpy().tolist() for n, v in single.items()},
-             "env": os.environ.get(top_dtensor.COMBINE_ALL_REDUCES_ENV)}
-  for key, make in (
-      ("ours", lambda: top_dtensor.SGD(mesh=mesh, **kwargs)),
-      ("tf_keras", lambda: tf_keras.dtensor.experimental.optimizers.SGD(
-          mesh=mesh, **kwargs))):
+  results = {
+      "single": {
+          n: v.numpy().tolist() for n, v in single.items()
+      },
+      "env": os.environ.get(top_dtensor.COMBINE_ALL_REDUCES_ENV)
+  }
+  for key, make in (("ours", lambda: top_dtensor.SGD(mesh=mesh, **kwargs)),
+                    ("tf_keras", lambda: tf_keras.dtensor.experimental.
+                     optimizers.SGD(mesh=mesh, **kwargs))):
     on_mesh = mesh_variables(mesh, weights)
     run_loop(make(), on_mesh, batches, lambda a: batch_sharded(mesh, a))
-    results[key] = {n: to_numpy(mesh, v.read_value()).tolist()
-                    for n, v in on_mesh.items()}
+    results[key] = {
+        n: to_numpy(mesh, v.read_value()).tolist() for n, v in on_mesh.items()
+    }
   return results
 
 
@@ -238,28 +268,39 @@ def scenario_checkpoint(mesh, directory):
     optimizer = getattr(top_dtensor, class_name)(mesh=mesh, **kwargs)
     place = lambda a: batch_sharded(mesh, a)  # pylint: disable=cell-var-from-loop
     run_loop(optimizer, variables, batches[:5], place)
-    checkpoint = tf.train.Checkpoint(optimizer=optimizer, **{
-        n.replace("/", "_"): v for n, v in variables.items()})
+    checkpoint = tf.train.Checkpoint(
+        optimizer=optimizer,
+        **{
+            n.replace("/", "_"): v for n, v in variables.items()
+        })
     path = checkpoint.write(os.path.join(directory, key))
     run_loop(optimizer, variables, batches[5:], place)
 
-    restored_variables = mesh_variables(mesh, {n: np.zeros_like(w)
-                                               for n, w in weights.items()})
+    restored_variables = mesh_variables(mesh, {
+        n: np.zeros_like(w) for n, w in weights.items()
+    })
     restored = getattr(top_dtensor, class_name)(mesh=mesh, **kwargs)
     restored.build(list(restored_variables.values()))
-    tf.train.Checkpoint(optimizer=restored, **{
-        n.replace("/", "_"): v for n, v in restored_variables.items()
-    }).read(path).assert_consumed()
+    tf.train.Checkpoint(
+        optimizer=restored,
+        **{
+            n.replace("/", "_"): v for n, v in restored_variables.items()
+        }).read(path).assert_consumed()
     restored_iterations = int(to_numpy(mesh, restored.iterations.read_value()))
     run_loop(restored, restored_variables, batches[5:], place)
     results[key] = dict(
-        continued={n: to_numpy(mesh, v.read_value()).tolist()
-                   for n, v in variables.items()},
-        restored={n: to_numpy(mesh, v.read_value()).tolist()
-                  for n, v in restored_variables.items()},
+        continued={
+            n: to_numpy(mesh, v.read_value()).tolist()
+            for n, v in variables.items()
+        },
+        restored={
+            n: to_numpy(mesh, v.read_value()).tolist()
+            for n, v in restored_variables.items()
+        },
         restored_iterations=restored_iterations,
-        restored_layouts=[list(v.layout.sharding_specs)
-                          for v in restored.variables],
+        restored_layouts=[
+            list(v.layout.sharding_specs) for v in restored.variables
+        ],
         layouts=[list(v.layout.sharding_specs) for v in optimizer.variables])
   return results
 
@@ -279,16 +320,19 @@ def scenario_errors(mesh):
   on_other = list(mesh_variables(other, weights).values())
   plain = [tf.Variable(weights["dense/kernel"], name="plain")]
   return {
-      "other_mesh": _error(lambda: top_dtensor.Adam(mesh=mesh).build(on_other)),
-      "plain_variable": _error(
-          lambda: top_dtensor.Lamb(mesh=mesh).build(plain)),
-      "no_mesh": _error(lambda: top_dtensor.SGD()),
-      "not_a_mesh": _error(lambda: top_dtensor.AdamW(mesh="mesh")),
-      "dvariables_without_mesh": _error(
-          lambda: top_tf_keras.Adafactor().build(on_mesh)),
-      "fused_true": _error(lambda: top_dtensor.AdamW(
-          mesh=mesh, fused=True).apply_gradients(
-              [(tf.zeros_like(on_mesh[0]), on_mesh[0])])),
+      "other_mesh":
+          _error(lambda: top_dtensor.Adam(mesh=mesh).build(on_other)),
+      "plain_variable":
+          _error(lambda: top_dtensor.Lamb(mesh=mesh).build(plain)),
+      "no_mesh":
+          _error(lambda: top_dtensor.SGD()),
+      "not_a_mesh":
+          _error(lambda: top_dtensor.AdamW(mesh="mesh")),
+      "dvariables_without_mesh":
+          _error(lambda: top_tf_keras.Adafactor().build(on_mesh)),
+      "fused_true":
+          _error(lambda: top_dtensor.AdamW(mesh=mesh, fused=True).
+                 apply_gradients([(tf.zeros_like(on_mesh[0]), on_mesh[0])])),
   }
 
 

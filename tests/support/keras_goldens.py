@@ -13,33 +13,41 @@ FIRST_GRADS = np.full((10,), 0.01)
 GRADS = np.arange(1, 11) / 10.0
 
 # AdamW(learning_rate=1.0, weight_decay=0.5, epsilon=2).
-ADAMW = np.array([
-    [0.4998] * 10,
-    [0.2486, 0.2475, 0.2463, 0.2451, 0.244, 0.2428, 0.2417, 0.2405, 0.2394,
-     0.2382],
-    [0.1223, 0.1198, 0.1174, 0.1149, 0.1124, 0.11, 0.1075, 0.1051, 0.1027,
-     0.1003],
-    [0.0586, 0.0549, 0.0512, 0.0475, 0.0439, 0.0402, 0.0366, 0.033, 0.0294,
-     0.0258],
-    [0.0263, 0.0215, 0.0167, 0.012, 0.0073, 0.0026, -0.0021, -0.0067,
-     -0.0113, -0.0159]])
+ADAMW = np.array([[0.4998] * 10,
+                  [
+                      0.2486, 0.2475, 0.2463, 0.2451, 0.244, 0.2428, 0.2417,
+                      0.2405, 0.2394, 0.2382
+                  ],
+                  [
+                      0.1223, 0.1198, 0.1174, 0.1149, 0.1124, 0.11, 0.1075,
+                      0.1051, 0.1027, 0.1003
+                  ],
+                  [
+                      0.0586, 0.0549, 0.0512, 0.0475, 0.0439, 0.0402, 0.0366,
+                      0.033, 0.0294, 0.0258
+                  ],
+                  [
+                      0.0263, 0.0215, 0.0167, 0.012, 0.0073, 0.0026, -0.0021,
+                      -0.0067, -0.0113, -0.0159
+                  ]])
 ADAMW_HP = dict(learning_rate=1.0, weight_decay=0.5, epsilon=2.0)
 
 # Adam(amsgrad=True) and Lamb() with their defaults share these values.
-ADAM_AMSGRAD = LAMB = np.tile([[0.999], [0.9982], [0.9974], [0.9965],
-                               [0.9955]], (1, 10))
+ADAM_AMSGRAD = LAMB = np.tile([[0.999], [0.9982], [0.9974], [0.9965], [0.9955]],
+                              (1, 10))
 
 # Adafactor(learning_rate=0.5, beta_2_decay=-0.65, epsilon_1=1e-15,
 # epsilon_2=1e-4, clip_threshold=0.9, relative_step=False): Keras ignores
 # relative_step (defect 5), so these are the values of relative_step=True.
-ADAFACTOR = np.array([
-    [0.55] * 10,
-    [0.3031, 0.3026, 0.3025] + [0.3024] * 7,
-    [0.1671, 0.1665] + [0.1663] * 8,
-    [0.0923, 0.0916, 0.0915] + [0.0914] * 7,
-    [0.0554, 0.0548] + [0.0546] * 5 + [0.0545] * 3])
-ADAFACTOR_HP = dict(learning_rate=0.5, beta_2_decay=-0.65, epsilon_1=1e-15,
-                    epsilon_2=1e-4, clip_threshold=0.9)
+ADAFACTOR = np.array([[0.55] * 10, [0.3031, 0.3026, 0.3025] + [0.3024] * 7,
+                      [0.1671, 0.1665] + [0.1663] * 8,
+                      [0.0923, 0.0916, 0.0915] + [0.0914] * 7,
+                      [0.0554, 0.0548] + [0.0546] * 5 + [0.0545] * 3])
+ADAFACTOR_HP = dict(learning_rate=0.5,
+                    beta_2_decay=-0.65,
+                    epsilon_1=1e-15,
+                    epsilon_2=1e-4,
+                    clip_threshold=0.9)
 
 # Lion() with its defaults: every step moves each element by lr = 0.001.
 LION = np.tile([[0.999], [0.998], [0.997], [0.996], [0.995]], (1, 10))

@@ -14,15 +14,20 @@ import references as R  # noqa: F401  (the tests call H.R.lamb_step, ...)
 # eager, tf.function (fused op), XLA (the twin), and the twin forced eagerly.
 MODES = ("eager", "function", "xla", "twin")
 
-SHAPES = {"dense/kernel": (6, 4), "dense/bias": (4,),
-          "conv/kernel": (2, 3, 5), "norm/gamma": (5,)}
+SHAPES = {
+    "dense/kernel": (6, 4),
+    "dense/bias": (4,),
+    "conv/kernel": (2, 3, 5),
+    "norm/gamma": (5,)
+}
 
 
 def random_problem(steps, seed, shapes=SHAPES, scale=1.0):
   rng = np.random.default_rng(seed)
   w0 = {n: rng.normal(size=s) for n, s in shapes.items()}
-  grads = [{n: scale * rng.normal(size=s) for n, s in shapes.items()}
-           for _ in range(steps)]
+  grads = [{
+      n: scale * rng.normal(size=s) for n, s in shapes.items()
+  } for _ in range(steps)]
   return w0, grads
 
 
@@ -84,25 +89,37 @@ class Algorithm:
 def clip(grads, clipnorm=None, global_clipnorm=None, clipvalue=None):
   """Keras's clipping of {path: gradient}, in float64."""
   if clipnorm:
-    return {p: g * clipnorm / max(np.linalg.norm(g), clipnorm)
-            for p, g in grads.items()}
+    return {
+        p: g * clipnorm / max(np.linalg.norm(g), clipnorm)
+        for p, g in grads.items()
+    }
   if global_clipnorm:
     norm = np.sqrt(sum(np.sum(g * g) for g in grads.values()))
-    return {p: g * global_clipnorm / max(norm, global_clipnorm)
-            for p, g in grads.items()}
+    return {
+        p: g * global_clipnorm / max(norm, global_clipnorm)
+        for p, g in grads.items()
+    }
   if clipvalue:
     return {p: np.clip(g, -clipvalue, clipvalue) for p, g in grads.items()}
   return grads
 
 
-def reference_run(algorithm, w0, grads, *, learning_rate, weight_decay=None,
-                  exclude_from_weight_decay=(), decay_in_op=False, **clipping):
+def reference_run(algorithm,
+                  w0,
+                  grads,
+                  *,
+                  learning_rate,
+                  weight_decay=None,
+                  exclude_from_weight_decay=(),
+                  decay_in_op=False,
+                  **clipping):
   """The float64 trajectory of a Keras 3 optimizer; returns {path: array}.
 
   `learning_rate` and `weight_decay` may be callables of the 0-based step.
   Keras's decoupled decay `w -= lr * wd * w` runs before the algorithm's
   step (inside it for Adam/AdamW: `decay_in_op`, the same formula).
   """
+
   def value(x, step):
     return x(step) if callable(x) else x
 
@@ -118,12 +135,20 @@ def reference_run(algorithm, w0, grads, *, learning_rate, weight_decay=None,
       if not decay_in_op:
         w[path] = w[path] - lr * wd * w[path]
       w[path], slots[path] = algorithm.step(
-          w[path], slots[path], g[path], step + 1, lr, path,
+          w[path],
+          slots[path],
+          g[path],
+          step + 1,
+          lr,
+          path,
           fused_decay=wd if decay_in_op else 0.0)
   return w
 
 
 def assert_trajectory_close(actual, desired, rtol=2e-5, atol=2e-6):
   for path in desired:
-    np.testing.assert_allclose(actual[path], desired[path], rtol=rtol,
-                               atol=atol, err_msg=path)
+    np.testing.assert_allclose(actual[path],
+                               desired[path],
+                               rtol=rtol,
+                               atol=atol,
+                               err_msg=path)

@@ -46,20 +46,25 @@ FRONT_ENDS = {"keras3": keras3, "tf_keras": tf_keras}
 def update_ops(concrete_function):
   """[op type, device, N, dtype] of each update op, nested functions too."""
   graph_def = concrete_function.graph.as_graph_def()
-  nodes = list(graph_def.node) + [node for function in graph_def.library.function
-                                  for node in function.node_def]
-  return [[n.op, n.device, int(n.attr["N"].i),
-           tf.as_dtype(n.attr["T"].type).name]
-          for n in nodes if n.op.startswith("ResourceMultiTensorApply")
-          or n.op in ("ResourceApplyAdamW", "ResourceApplyLamb",
-                      "ResourceApplyLion")]
+  nodes = list(graph_def.node) + [
+      node for function in graph_def.library.function
+      for node in function.node_def
+  ]
+  return [[
+      n.op, n.device,
+      int(n.attr["N"].i),
+      tf.as_dtype(n.attr["T"].type).name
+  ] for n in nodes if n.op.startswith("ResourceMultiTensorApply") or n.op in (
+      "ResourceApplyAdamW", "ResourceApplyLamb", "ResourceApplyLion")]
 
 
 def make_variables(front_end, w0):
   if front_end == "keras3":
     return H.make_variables(w0)
-  return [tf.Variable(value, dtype=tf.float32, name=path)
-          for path, value in w0.items()]
+  return [
+      tf.Variable(value, dtype=tf.float32, name=path)
+      for path, value in w0.items()
+  ]
 
 
 def run_case(strategy, front_end, config):
@@ -83,13 +88,18 @@ def run_case(strategy, front_end, config):
   weights, spread = {}, 0.0
   for path, variable in zip(w0, variables):
     tf_variable = getattr(variable, "_value", variable)  # keras.Variable
-    copies = [np.asarray(c, np.float64) for c in
-              strategy.experimental_local_results(tf_variable)]
-    spread = max([spread] + [float(np.max(np.abs(c - copies[0])))
-                             for c in copies[1:]])
+    copies = [
+        np.asarray(c, np.float64)
+        for c in strategy.experimental_local_results(tf_variable)
+    ]
+    spread = max([spread] +
+                 [float(np.max(np.abs(c - copies[0]))) for c in copies[1:]])
     weights[path] = copies[0].tolist()
-  return {"weights": weights, "replica_spread": spread,
-          "ops": update_ops(step.get_concrete_function(inputs[0]))}
+  return {
+      "weights": weights,
+      "replica_spread": spread,
+      "ops": update_ops(step.get_concrete_function(inputs[0]))
+  }
 
 
 def main(configs):
@@ -99,12 +109,12 @@ def main(configs):
   for front_end in FRONT_ENDS:
     for config in configs:
       try:
-        results[f"{front_end}/{config}"] = run_case(strategy, front_end,
-                                                    config)
+        results[f"{front_end}/{config}"] = run_case(strategy, front_end, config)
       except Exception as e:  # pylint: disable=broad-except
         results[f"{front_end}/{config}"] = {
             "error": f"{type(e).__name__}: {e}",
-            "traceback": traceback.format_exc()[-4000:]}
+            "traceback": traceback.format_exc()[-4000:]
+        }
   print(RESULT_PREFIX + json.dumps(results))
 
 

@@ -45,7 +45,8 @@ INITIAL_WEIGHTS = initial_weights()
 
 
 def make_optimizer():
-  return top.Lamb(learning_rate=0.01, weight_decay_rate=0.1,
+  return top.Lamb(learning_rate=0.01,
+                  weight_decay_rate=0.1,
                   exclude_from_weight_decay=[r"bias|gamma|beta"],
                   global_clipnorm=0.5)
 
@@ -67,9 +68,11 @@ def loop_run(strategy):
   per_replica = GLOBAL_BATCH // strategy.num_replicas_in_sync
 
   def part(array, start):
+
     def value_fn(context):
       begin = start + context.replica_id_in_sync_group * per_replica
       return tf.constant(array[begin:begin + per_replica])
+
     return strategy.experimental_distribute_values_from_function(value_fn)
 
   def replica_step(x, y):
@@ -97,10 +100,10 @@ def fit_run(strategy, patch_keras=False):
   of 32 into one batch of 16 per worker."""
   model, optimizer = build(strategy)
   with strategy.scope():
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.SparseCategoricalCrossentropy(
-                      from_logits=True),
-                  jit_compile=False)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False)
   dataset = tf.data.Dataset.from_tensor_slices((X, Y)).batch(GLOBAL_BATCH)
   if patch_keras:
     model._maybe_symbolic_build = functools.partial(  # pylint: disable=protected-access
@@ -151,16 +154,25 @@ def phase(result, name, fn, *args, **kwargs):
   except Exception as e:  # pylint: disable=broad-except
     result[name] = {
         # A PerReplica's repr prints every tensor of the batch.
-        "error": re.sub(r"PerReplica:\{.*?\}\)", "PerReplica:{...})",
-                        f"{type(e).__name__}: {e}", flags=re.S)[:2000],
-        "frames": [f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
-                   for f in traceback.extract_tb(e.__traceback__)]}
+        "error":
+            re.sub(r"PerReplica:\{.*?\}\)",
+                   "PerReplica:{...})",
+                   f"{type(e).__name__}: {e}",
+                   flags=re.S)[:2000],
+        "frames": [
+            f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
+            for f in traceback.extract_tb(e.__traceback__)
+        ]
+    }
 
 
 def main():
   keras.config.disable_traceback_filtering()  # report where fit() fails
-  result = {"task": TASK, "initial": [w.tolist() for w in INITIAL_WEIGHTS],
-            "num_replicas": STRATEGY.num_replicas_in_sync}
+  result = {
+      "task": TASK,
+      "initial": [w.tolist() for w in INITIAL_WEIGHTS],
+      "num_replicas": STRATEGY.num_replicas_in_sync
+  }
   # Every worker runs the same phases in the same order (their collectives
   # must match); fit() fails before its first collective.
   phase(result, "loop", loop_run, STRATEGY)

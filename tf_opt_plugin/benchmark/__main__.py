@@ -37,34 +37,64 @@ OP_RATIOS = [
 def build_parser():
   parser = argparse.ArgumentParser(
       prog="python -m tf_opt_plugin.benchmark",
-      description=("Runs the op benchmark (one optimizer step over BERT-base: fused ops vs "
-                   "keras.optimizers with and without XLA vs TF's ResourceApplyAdam, and the "
-                   "memory-bandwidth floor) and the fit() benchmark (a small transformer, "
-                   "each optimizer vs its Keras counterpart), prints the ratios and writes "
-                   "report.md and report.png into --output-dir. The defaults take about 5 "
-                   "minutes and 3 GB of memory on an idle 2-core machine."),
+      description=
+      ("Runs the op benchmark (one optimizer step over BERT-base: fused ops vs "
+       "keras.optimizers with and without XLA vs TF's ResourceApplyAdam, and the "
+       "memory-bandwidth floor) and the fit() benchmark (a small transformer, "
+       "each optimizer vs its Keras counterpart), prints the ratios and writes "
+       "report.md and report.png into --output-dir. The defaults take about 5 "
+       "minutes and 3 GB of memory on an idle 2-core machine."),
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--output-dir", default="tf_opt_plugin_benchmark",
+  parser.add_argument("--output-dir",
+                      default="tf_opt_plugin_benchmark",
                       help="folder for report.md and report.png")
-  parser.add_argument("--skip-ops", action="store_true", help="skip the op benchmark")
-  parser.add_argument("--skip-fit", action="store_true", help="skip the fit() benchmark")
-  parser.add_argument("--ops-steps", type=int, default=10, help="timed op steps per row")
-  parser.add_argument("--ops-warmup", type=int, default=3, help="untimed op calls first")
-  parser.add_argument("--only", default="",
-                      help="op rows: groups adamw,lamb,adafactor,lion, 'fused', 'keras' or row "
-                           "names (default: all)")
-  parser.add_argument("--shapes", choices=("bert-base", "tiny"), default="bert-base",
+  parser.add_argument("--skip-ops",
+                      action="store_true",
+                      help="skip the op benchmark")
+  parser.add_argument("--skip-fit",
+                      action="store_true",
+                      help="skip the fit() benchmark")
+  parser.add_argument("--ops-steps",
+                      type=int,
+                      default=10,
+                      help="timed op steps per row")
+  parser.add_argument("--ops-warmup",
+                      type=int,
+                      default=3,
+                      help="untimed op calls first")
+  parser.add_argument(
+      "--only",
+      default="",
+      help="op rows: groups adamw,lamb,adafactor,lion, 'fused', 'keras' or row "
+      "names (default: all)")
+  parser.add_argument("--shapes",
+                      choices=("bert-base", "tiny"),
+                      default="bert-base",
                       help="variable set of the op benchmark")
-  parser.add_argument("--bandwidth-mib", type=int, default=1024,
+  parser.add_argument("--bandwidth-mib",
+                      type=int,
+                      default=1024,
                       help="buffer size of the bandwidth measurement, MiB")
-  parser.add_argument("--fit-steps", type=int, default=10, help="timed fit() steps")
-  parser.add_argument("--fit-warmup", type=int, default=2, help="untimed fit() steps first")
-  parser.add_argument("--fit-batch", type=int, default=32, help="fit() batch size")
-  parser.add_argument("--fit-optimizers", default="AdamW,Adam,Lamb,Adafactor,Lion,SGD",
+  parser.add_argument("--fit-steps",
+                      type=int,
+                      default=10,
+                      help="timed fit() steps")
+  parser.add_argument("--fit-warmup",
+                      type=int,
+                      default=2,
+                      help="untimed fit() steps first")
+  parser.add_argument("--fit-batch",
+                      type=int,
+                      default=32,
+                      help="fit() batch size")
+  parser.add_argument("--fit-optimizers",
+                      default="AdamW,Adam,Lamb,Adafactor,Lion,SGD",
                       help="pairs of the fit() benchmark")
-  parser.add_argument("--tiny", action="store_true",
-                      help="tiny sizes everywhere (a smoke test, not a measurement): "
-                           "--shapes tiny, a tiny fit() model, 16 MiB bandwidth buffers")
+  parser.add_argument(
+      "--tiny",
+      action="store_true",
+      help="tiny sizes everywhere (a smoke test, not a measurement): "
+      "--shapes tiny, a tiny fit() model, 16 MiB bandwidth buffers")
   parser.add_argument("--no-plot", action="store_true", help="skip report.png")
   return parser
 
@@ -83,28 +113,40 @@ def ratio_rows(ops_report, fit_report):
   if fit_report is not None:
     for row in fit_report["rows"]:
       rows.append(("fit() step", f"{row[0]}: Keras / ours, whole step", row[3]))
-      rows.append(("fit() update", f"{row[0]}: Keras / ours, update only", row[8]))
+      rows.append(
+          ("fit() update", f"{row[0]}: Keras / ours, update only", row[8]))
   return rows
 
 
 def plot(rows, path, title):
   plt = _plotting.pyplot()
-  sections = [s for s in ("op step", "fit() step", "fit() update")
-              if any(r[0] == s and r[2] is not None for r in rows)]
+  sections = [
+      s for s in ("op step", "fit() step", "fit() update")
+      if any(r[0] == s and r[2] is not None for r in rows)
+  ]
   if not sections:
     return False
-  fig, axes = plt.subplots(1, len(sections), figsize=(5.5 * len(sections), 4.8),
+  fig, axes = plt.subplots(1,
+                           len(sections),
+                           figsize=(5.5 * len(sections), 4.8),
                            squeeze=False)
   for ax, section in zip(axes[0], sections):
-    part = [(label, ratio) for s, label, ratio in rows if s == section and ratio is not None]
+    part = [(label, ratio)
+            for s, label, ratio in rows
+            if s == section and ratio is not None]
     labels = [label.replace(": ", ":\n", 1) for label, _ in part]
     values = [ratio for _, ratio in part]
-    bars = ax.barh(range(len(part)), values,
+    bars = ax.barh(range(len(part)),
+                   values,
                    color=["tab:green" if v >= 1 else "tab:red" for v in values])
     ax.axvline(1.0, color="black", linewidth=0.8)
     for bar, v in zip(bars, values):
-      ax.annotate(f"{v:.2f}x", (bar.get_width(), bar.get_y() + bar.get_height() / 2),
-                  va="center", fontsize=8, xytext=(3, 0), textcoords="offset points")
+      ax.annotate(f"{v:.2f}x",
+                  (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+                  va="center",
+                  fontsize=8,
+                  xytext=(3, 0),
+                  textcoords="offset points")
     ax.set_yticks(range(len(part)))
     ax.set_yticklabels(labels, fontsize=7)
     ax.invert_yaxis()
@@ -135,31 +177,46 @@ def main(argv=None):
 
   ops_report = fit_report = None
   if not args.skip_ops:
-    ops_args = ops.build_parser().parse_args(
-        ["--steps", str(args.ops_steps), "--warmup", str(args.ops_warmup),
-         "--only", args.only, "--shapes", args.shapes,
-         "--bandwidth-mib", str(args.bandwidth_mib)])
+    ops_args = ops.build_parser().parse_args([
+        "--steps",
+        str(args.ops_steps), "--warmup",
+        str(args.ops_warmup), "--only", args.only, "--shapes", args.shapes,
+        "--bandwidth-mib",
+        str(args.bandwidth_mib)
+    ])
     ops_report = ops.run(ops_args)
     print(flush=True)
   if not args.skip_fit:
-    fit_args = fit.build_parser().parse_args(
-        ["--steps", str(args.fit_steps), "--warmup", str(args.fit_warmup),
-         "--batch", str(args.fit_batch), "--optimizers", args.fit_optimizers]
-        + (["--tiny"] if args.tiny else []))
+    fit_args = fit.build_parser().parse_args([
+        "--steps",
+        str(args.fit_steps), "--warmup",
+        str(args.fit_warmup), "--batch",
+        str(args.fit_batch), "--optimizers", args.fit_optimizers
+    ] + (["--tiny"] if args.tiny else []))
     fit_report = fit.run(fit_args)
 
   rows = ratio_rows(ops_report, fit_report)
-  print("\nSpeed-ups of tf_opt_plugin (time of the other / ours; > 1: ours faster):")
+  print(
+      "\nSpeed-ups of tf_opt_plugin (time of the other / ours; > 1: ours faster):"
+  )
   for section, label, ratio in rows:
-    print(f"  {section:13s} {label:48s} {'-' if ratio is None else f'{ratio:.2f}x':>7s}")
+    print(
+        f"  {section:13s} {label:48s} {'-' if ratio is None else f'{ratio:.2f}x':>7s}"
+    )
   elapsed = time.perf_counter() - started
   info = dict(ops_report["info"]) if ops_report else {}
-  machine = ", ".join(f"{k} {v}" for k, v in info.items()) or "see the fit() header"
-  md = ["# tf_opt_plugin benchmark report", "", f"Command: `{command.strip()}`", "",
-        f"Total run time {elapsed:.0f} s. Machine: {machine}.", "",
-        "## Speed-ups (time of the other / ours; > 1: ours faster)", "",
-        "| measurement | comparison | speed-up |", "|---|---|---:|"]
-  md += [f"| {s} | {label} | {'-' if r is None else f'{r:.2f}x'} |" for s, label, r in rows]
+  machine = ", ".join(
+      f"{k} {v}" for k, v in info.items()) or "see the fit() header"
+  md = [
+      "# tf_opt_plugin benchmark report", "", f"Command: `{command.strip()}`",
+      "", f"Total run time {elapsed:.0f} s. Machine: {machine}.", "",
+      "## Speed-ups (time of the other / ours; > 1: ours faster)", "",
+      "| measurement | comparison | speed-up |", "|---|---|---:|"
+  ]
+  md += [
+      f"| {s} | {label} | {'-' if r is None else f'{r:.2f}x'} |"
+      for s, label, r in rows
+  ]
   if ops_report:
     body = ops_report["markdown"].split("\n", 1)[1]  # without its own title
     md += ["", "## One optimizer step (op benchmark)", body]

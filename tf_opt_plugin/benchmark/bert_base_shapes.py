@@ -31,8 +31,8 @@ def bert_base_shapes():
   ]
   for layer in range(NUM_LAYERS):
     p = "encoder/layer_%d/" % layer
-    for proj in ("attention/self/query", "attention/self/key", "attention/self/value",
-                 "attention/output/dense"):
+    for proj in ("attention/self/query", "attention/self/key",
+                 "attention/self/value", "attention/output/dense"):
       shapes.append((p + proj + "/kernel", (h, h)))
       shapes.append((p + proj + "/bias", (h,)))
     shapes.append((p + "attention/output/LayerNorm/gamma", (h,)))
@@ -77,15 +77,17 @@ def num_params(shapes):
 
 BERT_BASE_SHAPES = bert_base_shapes()
 assert len(BERT_BASE_SHAPES) == EXPECTED_NUM_TENSORS, len(BERT_BASE_SHAPES)
-assert num_params(BERT_BASE_SHAPES) == EXPECTED_NUM_PARAMS, num_params(BERT_BASE_SHAPES)
-assert len({n for n, _ in BERT_BASE_SHAPES}) == EXPECTED_NUM_TENSORS  # names are unique
-
+assert num_params(BERT_BASE_SHAPES) == EXPECTED_NUM_PARAMS, num_params(
+    BERT_BASE_SHAPES)
+assert len({n for n, _ in BERT_BASE_SHAPES
+           }) == EXPECTED_NUM_TENSORS  # names are unique
 
 if __name__ == "__main__":
   by_rank = {}
   for _, s in BERT_BASE_SHAPES:
     n, p = by_rank.get(len(s), (0, 0))
     by_rank[len(s)] = (n + 1, p + math.prod(s))
-  print("%d tensors, %d parameters" % (len(BERT_BASE_SHAPES), num_params(BERT_BASE_SHAPES)))
+  print("%d tensors, %d parameters" %
+        (len(BERT_BASE_SHAPES), num_params(BERT_BASE_SHAPES)))
   for rank, (n, p) in sorted(by_rank.items()):
     print("  rank %d: %3d tensors, %11d parameters" % (rank, n, p))

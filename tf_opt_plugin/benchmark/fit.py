@@ -50,12 +50,13 @@ PAIRS = [
 
 
 def encoder_block(x, dims):
-  attention = keras.layers.MultiHeadAttention(
-      dims["heads"], dims["width"] // dims["heads"])(x, x)
+  attention = keras.layers.MultiHeadAttention(dims["heads"],
+                                              dims["width"] // dims["heads"])(x,
+                                                                              x)
   x = keras.layers.LayerNormalization()(x + attention)
   hidden = keras.layers.Dense(dims["ffn"], activation="gelu")(x)
-  return keras.layers.LayerNormalization()(
-      x + keras.layers.Dense(dims["width"])(hidden))
+  return keras.layers.LayerNormalization()(x + keras.layers.Dense(dims["width"])
+                                           (hidden))
 
 
 def make_model(dims=None):
@@ -89,9 +90,9 @@ def measure(make_optimizer, batch, steps, warmup, dims=None):
   dims = FULL if dims is None else dims
   model = make_model(dims)
   optimizer = make_optimizer()
-  model.compile(optimizer=optimizer,
-                loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True))
+  model.compile(
+      optimizer=optimizer,
+      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   rng = np.random.default_rng(0)
   x = rng.integers(0, dims["vocab"], size=(batch, dims["seq"])).astype("int32")
   y = rng.integers(0, 2, size=(batch,)).astype("int32")
@@ -116,15 +117,25 @@ def measure(make_optimizer, batch, steps, warmup, dims=None):
 def build_parser():
   parser = argparse.ArgumentParser(prog="python -m tf_opt_plugin.benchmark.fit",
                                    description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=20,
+  parser.add_argument("--steps",
+                      type=int,
+                      default=20,
                       help="timed steps per measurement (default 20)")
-  parser.add_argument("--warmup", type=int, default=3,
+  parser.add_argument("--warmup",
+                      type=int,
+                      default=3,
                       help="untimed steps first (default 3)")
-  parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
-  parser.add_argument("--optimizers", default=",".join(p[0] for p in PAIRS),
+  parser.add_argument("--batch",
+                      type=int,
+                      default=32,
+                      help="batch size (default 32)")
+  parser.add_argument("--optimizers",
+                      default=",".join(p[0] for p in PAIRS),
                       help="comma list of the pairs to run (default: all)")
-  parser.add_argument("--tiny", action="store_true",
-                      help="a tiny model (for quick checks), not the benchmark's")
+  parser.add_argument(
+      "--tiny",
+      action="store_true",
+      help="a tiny model (for quick checks), not the benchmark's")
   parser.add_argument("--markdown", help="also write the table here")
   return parser
 
@@ -149,39 +160,45 @@ def run(args):
   wanted = {n.strip().lower() for n in args.optimizers.split(",") if n.strip()}
   known = {p[0].lower() for p in PAIRS}
   if not wanted or wanted - known:
-    raise SystemExit("--optimizers: choose from " + ", ".join(p[0] for p in PAIRS))
+    raise SystemExit("--optimizers: choose from " +
+                     ", ".join(p[0] for p in PAIRS))
   model = make_model(dims)
   params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-  header = (f"fit() step of a {dims['layers']}-layer transformer encoder (width "
-            f"{dims['width']}, {dims['heads']} heads, FFN {dims['ffn']}, vocab "
-            f"{dims['vocab']}, sequence {dims['seq']}, batch "
-            f"{args.batch}; {len(model.trainable_variables)} variables, "
-            f"{params:,} parameters), median of {args.steps} steps after "
-            f"{args.warmup} warm-up, CPU ({os.cpu_count()} cores), "
-            f"TF {tf.__version__}, Keras {keras.__version__}, "
-            f"Python {platform.python_version()}, load average at start "
-            f"{os.getloadavg()[0]:.2f}")
+  header = (
+      f"fit() step of a {dims['layers']}-layer transformer encoder (width "
+      f"{dims['width']}, {dims['heads']} heads, FFN {dims['ffn']}, vocab "
+      f"{dims['vocab']}, sequence {dims['seq']}, batch "
+      f"{args.batch}; {len(model.trainable_variables)} variables, "
+      f"{params:,} parameters), median of {args.steps} steps after "
+      f"{args.warmup} warm-up, CPU ({os.cpu_count()} cores), "
+      f"TF {tf.__version__}, Keras {keras.__version__}, "
+      f"Python {platform.python_version()}, load average at start "
+      f"{os.getloadavg()[0]:.2f}")
   print(header, flush=True)
   rows = []
   for name, ours, theirs in PAIRS:
     if name.lower() not in wanted:
       continue
-    our_step, our_apply = measure(ours, args.batch, args.steps, args.warmup, dims)
+    our_step, our_apply = measure(ours, args.batch, args.steps, args.warmup,
+                                  dims)
     keras_step, keras_apply = measure(theirs, args.batch, args.steps,
                                       args.warmup, dims)
-    rows.append((name, our_step, keras_step, keras_step / our_step,
-                 our_apply, our_apply / our_step, keras_apply,
-                 keras_apply / keras_step, keras_apply / our_apply))
-    print(f"  {name:10s} step ours {our_step:7.1f} ms  keras {keras_step:7.1f}"
-          f" ms  (x{keras_step / our_step:.2f});  optimizer ours "
-          f"{our_apply:6.1f} ms ({100 * our_apply / our_step:4.1f}%)  keras "
-          f"{keras_apply:6.1f} ms ({100 * keras_apply / keras_step:4.1f}%)",
-          flush=True)
+    rows.append((name, our_step, keras_step, keras_step / our_step, our_apply,
+                 our_apply / our_step, keras_apply, keras_apply / keras_step,
+                 keras_apply / our_apply))
+    print(
+        f"  {name:10s} step ours {our_step:7.1f} ms  keras {keras_step:7.1f}"
+        f" ms  (x{keras_step / our_step:.2f});  optimizer ours "
+        f"{our_apply:6.1f} ms ({100 * our_apply / our_step:4.1f}%)  keras "
+        f"{keras_apply:6.1f} ms ({100 * keras_apply / keras_step:4.1f}%)",
+        flush=True)
 
-  table = ["| optimizer | fit step, ours (ms) | fit step, Keras (ms) | "
-           "end-to-end speed-up | update, ours (ms) | share of step | "
-           "update, Keras (ms) | share of step | update speed-up |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  table = [
+      "| optimizer | fit step, ours (ms) | fit step, Keras (ms) | "
+      "end-to-end speed-up | update, ours (ms) | share of step | "
+      "update, Keras (ms) | share of step | update speed-up |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  ]
   for (name, our_step, keras_step, speedup, our_apply, our_share, keras_apply,
        keras_share, apply_speedup) in rows:
     table.append(f"| {name} | {our_step:.1f} | {keras_step:.1f} | "
@@ -191,8 +208,12 @@ def run(args):
   print("\n".join(table))
   load_end = os.getloadavg()[0]
   print(f"load average at end {load_end:.2f}")
-  return {"rows": rows, "header": header, "load_average_end": load_end,
-          "markdown": header + "\n\n" + "\n".join(table) + "\n"}
+  return {
+      "rows": rows,
+      "header": header,
+      "load_average_end": load_end,
+      "markdown": header + "\n\n" + "\n".join(table) + "\n"
+  }
 
 
 if __name__ == "__main__":

@@ -66,14 +66,19 @@ ADAMW_WEIGHT_DECAY = 0.01
 LAMB_EPSILON = 1e-7  # Keras Lamb default
 LION_BETA_2 = 0.99  # Keras Lion default
 LION_WEIGHT_DECAY = 0.01
-ADAFACTOR = dict(beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3, clip_threshold=1.0,
+ADAFACTOR = dict(beta_2_decay=-0.8,
+                 epsilon_1=1e-30,
+                 epsilon_2=1e-3,
+                 clip_threshold=1.0,
                  relative_step=True)
 SEED = 1234
 
 # Compulsory DRAM traffic per float32 parameter (bytes), see the module docstring of the floor.
 BYTES_PER_PARAM = {
     "adamw": lambda rank: 7 * 4,  # read w, g, m, v; write w, m, v
-    "lamb": lambda rank: 10 * 4,  # pass 1: read w, g, m, v, write m, v; pass 2: read w, m, v, write w
+    "lamb":
+        lambda rank: 10 *
+        4,  # pass 1: read w, g, m, v, write m, v; pass 2: read w, m, v, write w
     # factored (rank >= 2): pass 1 reads g and w (the row / column sums need all of g, and the
     # step size RMS(w) and the clip RMS(u) must be known before any w is written), pass 2 reads
     # g and w and writes w (r, c negligible); rank < 2: v is a full-size slot, read and written
@@ -85,7 +90,8 @@ BYTES_PER_PARAM["adam"] = BYTES_PER_PARAM["adamw"]
 
 GROUPS = ("adamw", "lamb", "adafactor", "lion")
 ROWS = {
-    "adamw": ("fused_adamw", "fused_multi_adamw", "raw_adam", "keras_adamw", "keras_adamw_xla"),
+    "adamw": ("fused_adamw", "fused_multi_adamw", "raw_adam", "keras_adamw",
+              "keras_adamw_xla"),
     "lamb": ("fused_lamb", "fused_multi_lamb", "keras_lamb", "keras_lamb_xla"),
     "adafactor": ("fused_adafactor", "keras_adafactor", "keras_adafactor_xla"),
     "lion": ("fused_lion", "fused_multi_lion", "keras_lion", "keras_lion_xla"),
@@ -112,25 +118,31 @@ ROW_INFO = {  # row -> (label, algorithm of its bytes floor)
 # (description, numerator row, denominator row, comparison, threshold)
 TARGETS = [
     ("fused AdamW / ResourceApplyAdam", "fused_adamw", "raw_adam", "<=", 1.1),
-    ("Keras AdamW (no XLA) / fused AdamW", "keras_adamw", "fused_adamw", ">=", 3.0),
+    ("Keras AdamW (no XLA) / fused AdamW", "keras_adamw", "fused_adamw", ">=",
+     3.0),
     ("Keras Lamb (no XLA) / fused Lamb", "keras_lamb", "fused_lamb", ">=", 2.5),
     ("Keras Lamb (XLA) / fused Lamb", "keras_lamb_xla", "fused_lamb", ">", 1.0),
-    ("Keras Adafactor (no XLA) / fused Adafactor", "keras_adafactor", "fused_adafactor", ">=", 2.5),
-    ("Keras Adafactor (XLA) / fused Adafactor", "keras_adafactor_xla", "fused_adafactor", ">", 1.0),
+    ("Keras Adafactor (no XLA) / fused Adafactor", "keras_adafactor",
+     "fused_adafactor", ">=", 2.5),
+    ("Keras Adafactor (XLA) / fused Adafactor", "keras_adafactor_xla",
+     "fused_adafactor", ">", 1.0),
     ("fused AdamW / bytes floor", "fused_adamw", "floor:adamw", "<=", 1.3),
     ("fused Lamb / bytes floor", "fused_lamb", "floor:lamb", "<=", 1.3),
-    ("fused Adafactor / bytes floor", "fused_adafactor", "floor:adafactor", "<=", 1.3),
+    ("fused Adafactor / bytes floor", "fused_adafactor", "floor:adafactor",
+     "<=", 1.3),
     # The multi-tensor ops (one op for all 199 variables, what the Keras optimizers run).
-    ("multi-tensor AdamW / bytes floor", "fused_multi_adamw", "floor:adamw", "<=", 1.3),
-    ("multi-tensor Lamb / bytes floor", "fused_multi_lamb", "floor:lamb", "<=", 1.3),
+    ("multi-tensor AdamW / bytes floor", "fused_multi_adamw", "floor:adamw",
+     "<=", 1.3),
+    ("multi-tensor Lamb / bytes floor", "fused_multi_lamb", "floor:lamb", "<=",
+     1.3),
 ]
-
 
 # --------------------------------------------------------------------------------------------
 # The plugin.
 # --------------------------------------------------------------------------------------------
-FUSED_FUNCTIONS = ("resource_apply_adamw", "resource_apply_lamb", "resource_apply_adafactor",
-                   "resource_apply_lion", "multi_tensor_apply_adamw", "multi_tensor_apply_lamb",
+FUSED_FUNCTIONS = ("resource_apply_adamw", "resource_apply_lamb",
+                   "resource_apply_adafactor", "resource_apply_lion",
+                   "multi_tensor_apply_adamw", "multi_tensor_apply_lamb",
                    "multi_tensor_apply_lion")
 
 
@@ -138,6 +150,7 @@ def _one_line(e):
   """The most informative line of an exception (TF's graph errors put it last)."""
   lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
   return "%s: %s" % (type(e).__name__, lines[-1] if lines else "")
+
 
 def import_plugin():
   """Returns (tf_opt_plugin.ops module, where it came from) or (None, reason)."""
@@ -168,9 +181,9 @@ def machine_info():
       ("transparent huge pages", _huge_pages()),
       ("logical cores", str(os.cpu_count())),
       ("memory", mem),
-      ("TF intra-op / inter-op threads", "%d / %d (0 = all cores)" % (
-          tf.config.threading.get_intra_op_parallelism_threads(),
-          tf.config.threading.get_inter_op_parallelism_threads())),
+      ("TF intra-op / inter-op threads", "%d / %d (0 = all cores)" %
+       (tf.config.threading.get_intra_op_parallelism_threads(),
+        tf.config.threading.get_inter_op_parallelism_threads())),
       ("Python", platform.python_version()),
       ("TensorFlow", tf.__version__),
       ("Keras", keras.__version__),
@@ -187,7 +200,8 @@ def _huge_pages():
       text = f.read()
   except OSError:
     return "n/a"
-  mode = text[text.find("[") + 1:text.find("]")] if "[" in text else text.strip()
+  mode = text[text.find("[") +
+              1:text.find("]")] if "[" in text else text.strip()
   tunables = os.environ.get("GLIBC_TUNABLES", "")
   return "%s; GLIBC_TUNABLES=%s" % (mode, tunables or "(unset)")
 
@@ -232,13 +246,17 @@ def measure_bandwidth(mib=1024, reps=7):
   # 2. np.copyto split across all cores (numpy releases the GIL for the copy).
   if nthreads > 1:
     parts = split(nthreads)
-    t = time_best(lambda: _threaded(lambda s, e: np.copyto(b[s:e], a[s:e]), parts))
-    results.append(("np.copyto, %d threads (read+write)" % nthreads, 2 * 4 * n / t))
+    t = time_best(
+        lambda: _threaded(lambda s, e: np.copyto(b[s:e], a[s:e]), parts))
+    results.append(
+        ("np.copyto, %d threads (read+write)" % nthreads, 2 * 4 * n / t))
   # 3. In-place add b += a across all cores: read a, b; write b (the access pattern of an
   #    optimizer update: no write-allocate traffic on top of the counted bytes).
   parts = split(nthreads)
-  t = time_best(lambda: _threaded(lambda s, e: np.add(b[s:e], a[s:e], out=b[s:e]), parts))
-  results.append(("np.add in place, %d threads (2 reads+write)" % nthreads, 3 * 4 * n / t))
+  t = time_best(
+      lambda: _threaded(lambda s, e: np.add(b[s:e], a[s:e], out=b[s:e]), parts))
+  results.append(
+      ("np.add in place, %d threads (2 reads+write)" % nthreads, 3 * 4 * n / t))
   del a, b
   # 4. TF's own multi-threaded (Eigen) in-place update: dst += src inside a tf.function
   #    (a plain assign would only share the buffer, not copy it).
@@ -250,14 +268,16 @@ def measure_bandwidth(mib=1024, reps=7):
     dst.assign_add(src.read_value(), read_value=False)
 
   t = time_best(tf_add)
-  results.append(("tf Variable.assign_add, tf.function (2 reads+write)", 3 * 4 * n / t))
+  results.append(
+      ("tf Variable.assign_add, tf.function (2 reads+write)", 3 * 4 * n / t))
   del src, dst, tf_add
   gc.collect()
   return max(r for _, r in results), results
 
 
 def floor_seconds(algorithm, shapes, bandwidth):
-  total = sum(BYTES_PER_PARAM[algorithm](len(s)) * math.prod(s) for _, s in shapes)
+  total = sum(
+      BYTES_PER_PARAM[algorithm](len(s)) * math.prod(s) for _, s in shapes)
   return total / bandwidth, total
 
 
@@ -269,38 +289,60 @@ def initial_value(i, name, shape):
     return tf.ones(shape, tf.float32)
   if name.endswith("beta") or name.endswith("bias"):
     return tf.zeros(shape, tf.float32)
-  return tf.random.stateless_normal(shape, seed=[SEED, i], stddev=0.02, dtype=tf.float32)
+  return tf.random.stateless_normal(shape,
+                                    seed=[SEED, i],
+                                    stddev=0.02,
+                                    dtype=tf.float32)
 
 
 def make_gradients(shapes):
-  return [tf.random.stateless_normal(s, seed=[SEED + 1, i], stddev=1e-3, dtype=tf.float32)
-          for i, (_, s) in enumerate(shapes)]
+  return [
+      tf.random.stateless_normal(s,
+                                 seed=[SEED + 1, i],
+                                 stddev=1e-3,
+                                 dtype=tf.float32)
+      for i, (_, s) in enumerate(shapes)
+  ]
 
 
 def make_tf_variables(shapes):
-  return [tf.Variable(initial_value(i, n, s), name=n.replace("/", "_"))
-          for i, (n, s) in enumerate(shapes)]
+  return [
+      tf.Variable(initial_value(i, n, s), name=n.replace("/", "_"))
+      for i, (n, s) in enumerate(shapes)
+  ]
 
 
 def make_keras_variables(shapes):
-  return [keras.Variable(initial_value(i, n, s), name=n.replace("/", "_"))
-          for i, (n, s) in enumerate(shapes)]
+  return [
+      keras.Variable(initial_value(i, n, s), name=n.replace("/", "_"))
+      for i, (n, s) in enumerate(shapes)
+  ]
 
 
 def zeros_like_vars(variables, suffix):
-  return [tf.Variable(tf.zeros(v.shape, v.dtype), name=v.name.split(":")[0] + suffix)
-          for v in variables]
+  return [
+      tf.Variable(tf.zeros(v.shape, v.dtype),
+                  name=v.name.split(":")[0] + suffix) for v in variables
+  ]
 
 
 # --------------------------------------------------------------------------------------------
 # Step functions.  Each builder returns (step_fn, cleanup-list) where step_fn() performs one
 # optimizer step over all variables.
 # --------------------------------------------------------------------------------------------
-ADAMW_HYPERPARAMETERS = dict(learning_rate=LR, beta_1=BETA_1, beta_2=BETA_2, epsilon=EPSILON,
+ADAMW_HYPERPARAMETERS = dict(learning_rate=LR,
+                             beta_1=BETA_1,
+                             beta_2=BETA_2,
+                             epsilon=EPSILON,
                              weight_decay=ADAMW_WEIGHT_DECAY)
-LAMB_HYPERPARAMETERS = dict(learning_rate=LR, beta_1=BETA_1, beta_2=BETA_2,
-                            epsilon=LAMB_EPSILON, weight_decay_rate=0.0)
-LION_HYPERPARAMETERS = dict(learning_rate=LR, beta_1=BETA_1, beta_2=LION_BETA_2,
+LAMB_HYPERPARAMETERS = dict(learning_rate=LR,
+                            beta_1=BETA_1,
+                            beta_2=BETA_2,
+                            epsilon=LAMB_EPSILON,
+                            weight_decay_rate=0.0)
+LION_HYPERPARAMETERS = dict(learning_rate=LR,
+                            beta_1=BETA_1,
+                            beta_2=LION_BETA_2,
                             weight_decay=LION_WEIGHT_DECAY)
 
 
@@ -329,8 +371,8 @@ def build_fused_adamw(ops, variables, grads):
 
 
 def build_multi_adamw(ops, variables, grads):
-  return _build_fused_moments(ops.multi_tensor_apply_adamw, variables, grads, True,
-                              ADAMW_HYPERPARAMETERS)
+  return _build_fused_moments(ops.multi_tensor_apply_adamw, variables, grads,
+                              True, ADAMW_HYPERPARAMETERS)
 
 
 def build_fused_lamb(ops, variables, grads):
@@ -339,8 +381,8 @@ def build_fused_lamb(ops, variables, grads):
 
 
 def build_multi_lamb(ops, variables, grads):
-  return _build_fused_moments(ops.multi_tensor_apply_lamb, variables, grads, True,
-                              LAMB_HYPERPARAMETERS)
+  return _build_fused_moments(ops.multi_tensor_apply_lamb, variables, grads,
+                              True, LAMB_HYPERPARAMETERS)
 
 
 def _build_fused_lion(apply_fn, variables, grads, one_call):
@@ -377,8 +419,12 @@ def _adafactor_accumulator_shapes(shape):
 
 
 def build_fused_adafactor(ops, variables, grads):
-  slots = [tuple(tf.Variable(tf.zeros(s, tf.float32))
-                 for s in _adafactor_accumulator_shapes(w.shape)) for w in variables]
+  slots = [
+      tuple(
+          tf.Variable(tf.zeros(s, tf.float32))
+          for s in _adafactor_accumulator_shapes(w.shape))
+      for w in variables
+  ]
   step = tf.Variable(0, dtype=tf.int64)
   hp = {k: v for k, v in ADAFACTOR.items() if k != "relative_step"}
 
@@ -386,9 +432,14 @@ def build_fused_adafactor(ops, variables, grads):
   def fn():
     t = step.assign_add(1)
     for w, acc, g in zip(variables, slots, grads):
-      ops.resource_apply_adafactor(
-          w, acc, g, step=t, learning_rate=LR, relative_step=ADAFACTOR["relative_step"],
-          fused=True, **hp)
+      ops.resource_apply_adafactor(w,
+                                   acc,
+                                   g,
+                                   step=t,
+                                   learning_rate=LR,
+                                   relative_step=ADAFACTOR["relative_step"],
+                                   fused=True,
+                                   **hp)
 
   return fn, [slots]
 
@@ -408,24 +459,39 @@ def build_raw_adam(variables, grads):
     b1p = tf.pow(b1, t)
     b2p = tf.pow(b2, t)
     for w, mm, vv, g in zip(variables, m, v, grads):
-      tf.raw_ops.ResourceApplyAdam(
-          var=w.handle, m=mm.handle, v=vv.handle, beta1_power=b1p, beta2_power=b2p, lr=lr,
-          beta1=b1, beta2=b2, epsilon=eps, grad=g, use_locking=True)
+      tf.raw_ops.ResourceApplyAdam(var=w.handle,
+                                   m=mm.handle,
+                                   v=vv.handle,
+                                   beta1_power=b1p,
+                                   beta2_power=b2p,
+                                   lr=lr,
+                                   beta1=b1,
+                                   beta2=b2,
+                                   epsilon=eps,
+                                   grad=g,
+                                   use_locking=True)
 
   return fn, [m, v]
 
 
 def make_keras_optimizer(group):
   if group == "adamw":
-    return keras.optimizers.AdamW(learning_rate=LR, weight_decay=ADAMW_WEIGHT_DECAY,
-                                  beta_1=BETA_1, beta_2=BETA_2, epsilon=EPSILON)
+    return keras.optimizers.AdamW(learning_rate=LR,
+                                  weight_decay=ADAMW_WEIGHT_DECAY,
+                                  beta_1=BETA_1,
+                                  beta_2=BETA_2,
+                                  epsilon=EPSILON)
   if group == "lamb":
-    return keras.optimizers.Lamb(learning_rate=LR, beta_1=BETA_1, beta_2=BETA_2,
+    return keras.optimizers.Lamb(learning_rate=LR,
+                                 beta_1=BETA_1,
+                                 beta_2=BETA_2,
                                  epsilon=LAMB_EPSILON)
   if group == "adafactor":
     return keras.optimizers.Adafactor(learning_rate=LR, **ADAFACTOR)
   if group == "lion":
-    return keras.optimizers.Lion(learning_rate=LR, beta_1=BETA_1, beta_2=LION_BETA_2,
+    return keras.optimizers.Lion(learning_rate=LR,
+                                 beta_1=BETA_1,
+                                 beta_2=LION_BETA_2,
                                  weight_decay=LION_WEIGHT_DECAY)
   raise ValueError(group)
 
@@ -451,8 +517,13 @@ def time_steps(fn, steps, warmup):
     t0 = time.perf_counter()
     fn()
     times.append(time.perf_counter() - t0)
-  return {"median": statistics.median(times), "min": min(times), "max": max(times),
-          "first": first, "n": steps}
+  return {
+      "median": statistics.median(times),
+      "min": min(times),
+      "max": max(times),
+      "first": first,
+      "n": steps
+  }
 
 
 def check_finite(variables):
@@ -462,7 +533,8 @@ def check_finite(variables):
   return None
 
 
-def run_group(group, rows, ops, plugin_reason, shapes, grads, args, results, log):
+def run_group(group, rows, ops, plugin_reason, shapes, grads, args, results,
+              log):
   """Times the selected rows of one algorithm group on fresh variables, then frees them."""
   wanted = [r for r in ROWS[group] if r in rows]
   if not wanted:
@@ -472,34 +544,43 @@ def run_group(group, rows, ops, plugin_reason, shapes, grads, args, results, log
   for row in wanted:
     label = ROW_INFO[row][0]
     if row.startswith("fused_") and ops is None:
-      results[row] = {"skip": "tf_opt_plugin.ops not importable: " + plugin_reason}
+      results[row] = {
+          "skip": "tf_opt_plugin.ops not importable: " + plugin_reason
+      }
       log("  %-48s SKIPPED (tf_opt_plugin.ops cannot be imported)" % label)
       continue
     try:
       if row.startswith("keras_"):
         if keras_vars is None:
           keras_vars = make_keras_variables(shapes)
-        fn, keep = build_keras(group, keras_vars, grads, jit_compile=row.endswith("_xla"))
+        fn, keep = build_keras(group,
+                               keras_vars,
+                               grads,
+                               jit_compile=row.endswith("_xla"))
         checked = keras_vars
       else:
         if tf_vars is None:
           tf_vars = make_tf_variables(shapes)
-        builder = {"fused_adamw": build_fused_adamw, "fused_lamb": build_fused_lamb,
-                   "fused_multi_adamw": build_multi_adamw,
-                   "fused_multi_lamb": build_multi_lamb,
-                   "fused_adafactor": build_fused_adafactor,
-                   "fused_lion": build_fused_lion,
-                   "fused_multi_lion": build_multi_lion}.get(row)
-        fn, keep = builder(ops, tf_vars, grads) if builder else build_raw_adam(tf_vars, grads)
+        builder = {
+            "fused_adamw": build_fused_adamw,
+            "fused_lamb": build_fused_lamb,
+            "fused_multi_adamw": build_multi_adamw,
+            "fused_multi_lamb": build_multi_lamb,
+            "fused_adafactor": build_fused_adafactor,
+            "fused_lion": build_fused_lion,
+            "fused_multi_lion": build_multi_lion
+        }.get(row)
+        fn, keep = builder(ops, tf_vars, grads) if builder else build_raw_adam(
+            tf_vars, grads)
         checked = tf_vars
       r = time_steps(fn, args.steps, args.warmup)
       bad = check_finite(checked)
       if bad:
         r["note"] = bad
       results[row] = r
-      log("  %-48s median %9.1f ms  (min %.1f, max %.1f; first call %.2f s)%s" % (
-          label, 1e3 * r["median"], 1e3 * r["min"], 1e3 * r["max"], r["first"],
-          "  WARNING: " + bad if bad else ""))
+      log("  %-48s median %9.1f ms  (min %.1f, max %.1f; first call %.2f s)%s" %
+          (label, 1e3 * r["median"], 1e3 * r["min"], 1e3 * r["max"], r["first"],
+           "  WARNING: " + bad if bad else ""))
       del fn, keep
     except Exception as e:  # pylint: disable=broad-except
       msg = _one_line(e)
@@ -534,12 +615,15 @@ def format_tables(results, floors, targets, markdown, num_variables=199):
   lines = []
   title = "step over all %d variables" % num_variables
   if markdown:
-    lines += ["| %s | median ms | min ms | bytes floor ms | x floor |" % title,
-              "|---|---:|---:|---:|---:|"]
+    lines += [
+        "| %s | median ms | min ms | bytes floor ms | x floor |" % title,
+        "|---|---:|---:|---:|---:|"
+    ]
   else:
-    lines += ["%-48s %10s %10s %10s %8s" % (title, "median ms", "min ms",
-                                            "floor ms", "x floor"),
-              "-" * 90]
+    lines += [
+        "%-48s %10s %10s %10s %8s" %
+        (title, "median ms", "min ms", "floor ms", "x floor"), "-" * 90
+    ]
   for group in GROUPS:
     for row in ROWS[group]:
       if row not in results:
@@ -549,8 +633,11 @@ def format_tables(results, floors, targets, markdown, num_variables=199):
       fl = floors.get(alg)
       fl_ms = "%.1f" % (1e3 * fl[0]) if fl else "-"
       if "median" in r:
-        cells = ["%.1f" % (1e3 * r["median"]), "%.1f" % (1e3 * r["min"]), fl_ms,
-                 "%.2f" % (r["median"] / fl[0]) if fl else "-"]
+        cells = [
+            "%.1f" % (1e3 * r["median"]),
+            "%.1f" % (1e3 * r["min"]), fl_ms,
+            "%.2f" % (r["median"] / fl[0]) if fl else "-"
+        ]
       else:
         cells = ["skipped", "-", fl_ms, "-"]
       if markdown:
@@ -561,13 +648,18 @@ def format_tables(results, floors, targets, markdown, num_variables=199):
   if markdown:
     lines += ["| target | ratio | required | result |", "|---|---:|---:|---|"]
   else:
-    lines += ["%-48s %8s %10s  %s" % ("target", "ratio", "required", "result"), "-" * 78]
+    lines += [
+        "%-48s %8s %10s  %s" % ("target", "ratio", "required", "result"),
+        "-" * 78
+    ]
   for desc, ratio, op, thr, verdict in targets:
     rs = "%.2f" % ratio if ratio is not None else "-"
     if markdown:
-      lines.append("| %s | %s | %s %g | **%s** |" % (desc, rs, op, thr, verdict))
+      lines.append("| %s | %s | %s %g | **%s** |" %
+                   (desc, rs, op, thr, verdict))
     else:
-      lines.append("%-48s %8s %10s  %s" % (desc, rs, "%s %g" % (op, thr), verdict))
+      lines.append("%-48s %8s %10s  %s" % (desc, rs, "%s %g" %
+                                           (op, thr), verdict))
   return lines
 
 
@@ -586,27 +678,44 @@ def parse_only(text):
     elif item == "keras":
       rows += [r for r in ROW_INFO if r.startswith("keras_")]
     elif item:
-      raise SystemExit("--only: unknown item %r; use groups %s, 'fused', 'keras' or rows %s" % (
-          item, ",".join(GROUPS), ",".join(ROW_INFO)))
+      raise SystemExit(
+          "--only: unknown item %r; use groups %s, 'fused', 'keras' or rows %s"
+          % (item, ",".join(GROUPS), ",".join(ROW_INFO)))
   return rows
 
 
 def build_parser():
   parser = argparse.ArgumentParser(prog="python -m tf_opt_plugin.benchmark.ops",
                                    description=__doc__.split("\n\n")[0])
-  parser.add_argument("--steps", type=int, default=10, help="timed steps per row (default 10)")
-  parser.add_argument("--warmup", type=int, default=3,
-                      help="untimed calls first, the first one traces (default 3)")
-  parser.add_argument("--only", default="",
-                      help="comma list of groups (adamw,lamb,adafactor,lion), 'fused', 'keras' "
-                           "or "
-                           "row names (%s)" % ",".join(ROW_INFO))
-  parser.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
-  parser.add_argument("--bandwidth-mib", type=int, default=1024,
-                      help="size of each streaming-copy buffer in MiB (default 1024)")
-  parser.add_argument("--shapes", choices=sorted(SHAPE_SETS), default="bert-base",
-                      help="the variable set: BERT-base (199 tensors, 109M parameters, "
-                           "default) or a tiny stand-in for quick checks")
+  parser.add_argument("--steps",
+                      type=int,
+                      default=10,
+                      help="timed steps per row (default 10)")
+  parser.add_argument(
+      "--warmup",
+      type=int,
+      default=3,
+      help="untimed calls first, the first one traces (default 3)")
+  parser.add_argument(
+      "--only",
+      default="",
+      help="comma list of groups (adamw,lamb,adafactor,lion), 'fused', 'keras' "
+      "or "
+      "row names (%s)" % ",".join(ROW_INFO))
+  parser.add_argument("--markdown",
+                      metavar="PATH",
+                      help="also write the tables as markdown")
+  parser.add_argument(
+      "--bandwidth-mib",
+      type=int,
+      default=1024,
+      help="size of each streaming-copy buffer in MiB (default 1024)")
+  parser.add_argument(
+      "--shapes",
+      choices=sorted(SHAPE_SETS),
+      default="bert-base",
+      help="the variable set: BERT-base (199 tensors, 109M parameters, "
+      "default) or a tiny stand-in for quick checks")
   return parser
 
 
@@ -632,6 +741,7 @@ def run(args, log=None):
   """
   rows = parse_only(args.only)
   if log is None:
+
     def log(msg=""):
       print(msg, flush=True)
 
@@ -646,10 +756,12 @@ def run(args, log=None):
       "parameters), float32" % (args.shapes, len(shapes), num_params(shapes)))
   for k, v in info:
     log("  %-32s %s" % (k, v))
-  log("  %-32s %s" % ("tf_opt_plugin.ops", plugin_where if ops is not None else
-                      "NOT AVAILABLE (%s); fused rows are skipped" % plugin_where))
+  log("  %-32s %s" %
+      ("tf_opt_plugin.ops", plugin_where if ops is not None else
+       "NOT AVAILABLE (%s); fused rows are skipped" % plugin_where))
   log("  %-32s %s" % ("load average at start", load_before))
-  log("  %-32s steps=%d (median reported), warmup=%d" % ("timing", args.steps, args.warmup))
+  log("  %-32s steps=%d (median reported), warmup=%d" %
+      ("timing", args.steps, args.warmup))
   log()
 
   log("Memory bandwidth (buffers of %d MiB):" % args.bandwidth_mib)
@@ -661,8 +773,8 @@ def run(args, log=None):
   for alg in BYTES_PER_PARAM:
     floors[alg] = floor_seconds(alg, shapes, bandwidth)
   for alg in GROUPS:
-    log("  bytes floor %-10s %6.2f GB moved -> %7.1f ms" % (alg, floors[alg][1] / 1e9,
-                                                              1e3 * floors[alg][0]))
+    log("  bytes floor %-10s %6.2f GB moved -> %7.1f ms" %
+        (alg, floors[alg][1] / 1e9, 1e3 * floors[alg][0]))
   log()
 
   grads = make_gradients(shapes)
@@ -670,7 +782,8 @@ def run(args, log=None):
   for group in GROUPS:
     if any(r in rows for r in ROWS[group]):
       log("%s:" % group)
-      run_group(group, rows, ops, plugin_where, shapes, grads, args, results, log)
+      run_group(group, rows, ops, plugin_where, shapes, grads, args, results,
+                log)
   del grads
   gc.collect()
 
@@ -685,12 +798,16 @@ def run(args, log=None):
                                       floor_seconds(alg, shapes, copy_bw)[0]))
   sensitivity_line = None
   if sensitivity and copy_bw != bandwidth:
-    sensitivity_line = ("for reference, fused / floor with the best plain-copy bandwidth "
-                        "(%.1f GB/s) instead: %s" % (copy_bw / 1e9, ", ".join(sensitivity)))
+    sensitivity_line = (
+        "for reference, fused / floor with the best plain-copy bandwidth "
+        "(%.1f GB/s) instead: %s" % (copy_bw / 1e9, ", ".join(sensitivity)))
   load_after = _machine.load_average()
   elapsed = time.perf_counter() - t_start
   log()
-  for line in format_tables(results, floors, targets, markdown=False,
+  for line in format_tables(results,
+                            floors,
+                            targets,
+                            markdown=False,
                             num_variables=len(shapes)):
     log(line)
   if sensitivity_line:
@@ -705,26 +822,40 @@ def run(args, log=None):
     elif "note" in r:
       log("note: %s: %s" % (row, r["note"]))
 
-  md = ["# tf_opt_plugin op benchmark", "",
-        "One optimizer step over %s (%d float32 tensors, %d parameters); median of %d "
-        "steps after %d warm-up calls. Run %s." % (
-            args.shapes, len(shapes), num_params(shapes), args.steps, args.warmup,
-            datetime.datetime.now().strftime("%Y-%m-%d %H:%M")), "",
-        "| machine | |", "|---|---|"]
+  md = [
+      "# tf_opt_plugin op benchmark", "",
+      "One optimizer step over %s (%d float32 tensors, %d parameters); median of %d "
+      "steps after %d warm-up calls. Run %s." %
+      (args.shapes, len(shapes), num_params(shapes), args.steps, args.warmup,
+       datetime.datetime.now().strftime("%Y-%m-%d %H:%M")), "", "| machine | |",
+      "|---|---|"
+  ]
   md += ["| %s | %s |" % kv for kv in info]
-  md += ["| tf_opt_plugin.ops | %s |" % (plugin_where if ops is not None else
-                                         "not available: " + plugin_where),
-         "| load average start / end | %s / %s |" % (load_before, load_after), "",
-         "Memory bandwidth (read + written bytes per second, best repetition):", ""]
+  md += [
+      "| tf_opt_plugin.ops | %s |" %
+      (plugin_where if ops is not None else "not available: " + plugin_where),
+      "| load average start / end | %s / %s |" % (load_before, load_after), "",
+      "Memory bandwidth (read + written bytes per second, best repetition):", ""
+  ]
   md += ["- %s: %.1f GB/s" % (n, r / 1e9) for n, r in bw_results]
   md += ["- floor uses %.1f GB/s" % (bandwidth / 1e9), ""]
-  md += format_tables(results, floors, targets, markdown=True, num_variables=len(shapes))
+  md += format_tables(results,
+                      floors,
+                      targets,
+                      markdown=True,
+                      num_variables=len(shapes))
   if sensitivity_line:
     md += ["", sensitivity_line[0].upper() + sensitivity_line[1:] + "."]
   md.append("")
-  return {"results": results, "targets": targets, "markdown": "\n".join(md), "info": info,
-          "shapes": args.shapes, "load_average": (load_before, load_after),
-          "elapsed_s": elapsed}
+  return {
+      "results": results,
+      "targets": targets,
+      "markdown": "\n".join(md),
+      "info": info,
+      "shapes": args.shapes,
+      "load_average": (load_before, load_after),
+      "elapsed_s": elapsed
+  }
 
 
 if __name__ == "__main__":

@@ -66,5 +66,7 @@ class Lion(_OnMesh, _tf_keras.Lion):
   __doc__ = _tf_keras.Lion.__doc__
 
 
-__all__ = ["Adafactor", "Adam", "AdamW", "COMBINE_ALL_REDUCES_ENV", "Lamb",
-           "Lion", "SGD"]
+__all__ = [
+    "Adafactor", "Adam", "AdamW", "COMBINE_ALL_REDUCES_ENV", "Lamb", "Lion",
+    "SGD"
+]

@@ -19,9 +19,8 @@ def gpu_kernels_enabled():
   """True when GPU variables run the custom ops: the library registered GPU
   kernels and TF_OPT_PLUGIN_GPU_KERNELS=1 opts in to them."""
   # The flag is parsed first so that a bad value raises on any machine.
-  return (
-    _env_flags.read_flag(GPU_KERNELS_ENV, False) and _library.has_gpu_kernels()
-  )
+  return (_env_flags.read_flag(GPU_KERNELS_ENV, False) and
+          _library.has_gpu_kernels())
 
 
 def supported_device_types():
@@ -30,17 +29,17 @@ def supported_device_types():
 
 
 _REASON_TEXT = {
-  "disabled": f"the environment variable {DISABLE_ENV}=1 disables custom ops",
-  "not_loaded": "the op library could not be loaded",
-  "xla": "the update is traced inside an XLA-compiled function "
-  "(jit_compile=True), where custom ops cannot run",
-  "dtensor": "the variable is a DTensor, and custom ops have no DTensor "
-  "layout propagation",
-  "device": "the variable lives on a device without a kernel in use "
-  "(CPU always; GPU when the library was built with CUDA and "
-  f"{GPU_KERNELS_ENV}=1 opts in, see docs/gpu.md)",
-  "dtype": "the variable's dtype has no kernel (kernels exist for "
-  "float16, bfloat16, float32 and float64)",
+    "disabled": f"the environment variable {DISABLE_ENV}=1 disables custom ops",
+    "not_loaded": "the op library could not be loaded",
+    "xla": "the update is traced inside an XLA-compiled function "
+           "(jit_compile=True), where custom ops cannot run",
+    "dtensor": "the variable is a DTensor, and custom ops have no DTensor "
+               "layout propagation",
+    "device": "the variable lives on a device without a kernel in use "
+              "(CPU always; GPU when the library was built with CUDA and "
+              f"{GPU_KERNELS_ENV}=1 opts in, see docs/gpu.md)",
+    "dtype": "the variable's dtype has no kernel (kernels exist for "
+             "float16, bfloat16, float32 and float64)",
 }
 
 
@@ -65,11 +64,9 @@ class FusedOpUnavailableError(RuntimeError):
 
   def __init__(self, reason, detail=""):
     self.reason = reason
-    message = (
-      f"The fused op cannot run here: {_REASON_TEXT[reason]} "
-      f"(dispatch_reason={reason!r}). Pass fused=None to fall back "
-      "to the pure-TensorFlow update, which computes the same values."
-    )
+    message = (f"The fused op cannot run here: {_REASON_TEXT[reason]} "
+               f"(dispatch_reason={reason!r}). Pass fused=None to fall back "
+               "to the pure-TensorFlow update, which computes the same values.")
     if detail:
       message += "\n" + detail
     super().__init__(message)

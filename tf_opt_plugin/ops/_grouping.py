@@ -15,10 +15,8 @@ from tf_opt_plugin.ops import _dispatch
 
 
 class MultiTensorGroup(
-  collections.namedtuple(
-    "MultiTensorGroup", ["device", "dtype", "indices", "reason"]
-  )
-):
+    collections.namedtuple("MultiTensorGroup",
+                           ["device", "dtype", "indices", "reason"])):
   """Variables of one device and dtype, and how they are updated.
 
   `indices` index the variable list; `reason` is None when the group runs as

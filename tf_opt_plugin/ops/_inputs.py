@@ -155,9 +155,9 @@ def same_shape(a, b):
   """Whether the shape vectors `a` and `b` are equal (a scalar bool tensor;
   no string ops, so that DTensor can run it)."""
   return tf.cond(
-    tf.equal(tf.size(a), tf.size(b)),
-    lambda: tf.reduce_all(tf.equal(a, tf.cast(b, a.dtype))),
-    lambda: tf.constant(False),
+      tf.equal(tf.size(a), tf.size(b)),
+      lambda: tf.reduce_all(tf.equal(a, tf.cast(b, a.dtype))),
+      lambda: tf.constant(False),
   )
 
 
@@ -176,8 +176,7 @@ def check_fused(fused):
   if fused is None or fused is True or fused is False:
     return fused
   raise TypeError(
-    f"`fused` must be None, True or False. Received: fused={fused!r}"
-  )
+      f"`fused` must be None, True or False. Received: fused={fused!r}")
 
 
 def check_bool(name, value):
@@ -190,9 +189,8 @@ def check_bool(name, value):
 
 def compute_dtype(dtype):
   """float64 for float64 variables, float32 for every other (half types too)."""
-  return (
-    tf.float64 if tf.as_dtype(dtype).base_dtype == tf.float64 else tf.float32
-  )
+  return (tf.float64
+          if tf.as_dtype(dtype).base_dtype == tf.float64 else tf.float32)
 
 
 def _as_real_tensor(value, name, what):
@@ -204,14 +202,12 @@ def _as_real_tensor(value, name, what):
     tensor = tf.convert_to_tensor(value)
   except (TypeError, ValueError) as e:
     raise TypeError(
-      f"`{name}` must be {what}. Received: {name}={value!r}"
-    ) from e
+        f"`{name}` must be {what}. Received: {name}={value!r}") from e
   dtype = tensor.dtype.base_dtype
   if not (dtype.is_floating or dtype.is_integer):
     raise TypeError(
-      f"`{name}` must be {what}. Received: {name}={value!r} of dtype "
-      f"{dtype.name}"
-    )
+        f"`{name}` must be {what}. Received: {name}={value!r} of dtype "
+        f"{dtype.name}")
   return tensor
 
 
@@ -219,17 +215,15 @@ def _check_scalar_rank(tensor, name, checks):
   rank = tensor.shape.rank
   if rank is None:
     checks.require(
-      lambda: tf.equal(tf.rank(tensor), 0),
-      lambda: [
-        f"`{name}` must be a scalar. Received: {name}.shape=",
-        Shape(tf.shape(tensor)),
-      ],
+        lambda: tf.equal(tf.rank(tensor), 0),
+        lambda: [
+            f"`{name}` must be a scalar. Received: {name}.shape=",
+            Shape(tf.shape(tensor)),
+        ],
     )
   elif rank != 0:
-    _fail(
-      f"`{name}` must be a scalar. Received: {name}.shape="
-      f"{shape_text(tensor.shape)}"
-    )
+    _fail(f"`{name}` must be a scalar. Received: {name}.shape="
+          f"{shape_text(tensor.shape)}")
 
 
 def as_scalar(value, dtype, name, checks):
@@ -241,10 +235,8 @@ def as_scalar(value, dtype, name, checks):
   argument (a cast would give 1.0, fail with a generic error or drop the
   imaginary part).
   """
-  what = (
-    "a real number: a Python int or float, or a tensor or variable of a "
-    "floating-point or integer dtype"
-  )
+  what = ("a real number: a Python int or float, or a tensor or variable of a "
+          "floating-point or integer dtype")
   if isinstance(value, (int, float)) and not isinstance(value, bool):
     return tf.constant(value, dtype=dtype, name=name)
   tensor = _as_real_tensor(value, name, what)
@@ -261,9 +253,8 @@ def as_step(step, checks):
   TypeError. Whether it is >= 1 is `check_step_value`.
   """
   what = "an integer (the 1-based count of this update)"
-  if isinstance(step, (int, np.integer)) and not isinstance(
-    step, (bool, np.bool_)
-  ):
+  if isinstance(step,
+                (int, np.integer)) and not isinstance(step, (bool, np.bool_)):
     if not -_MAX_STEP <= int(step) <= _MAX_STEP:
       _fail(f"`step` must be {what} that fits int64. Received: step={step}")
     return tf.constant(int(step), tf.int64, name="step")
@@ -281,12 +272,11 @@ def as_step(step, checks):
         _check_integral_step(float(value), what)
     else:
       checks.require(
-        lambda: tf.reduce_all(
-          tf.logical_and(
-            tf.math.is_finite(tensor), tf.equal(tensor, tf.math.floor(tensor))
-          )
-        ),
-        lambda: [f"`step` must be {what}. Received: step=", Value(tensor)],
+          lambda: tf.reduce_all(
+              tf.logical_and(tf.math.is_finite(tensor),
+                             tf.equal(tensor, tf.math.floor(tensor)))),
+          lambda: [f"`step` must be {what}. Received: step=",
+                   Value(tensor)],
       )
   _check_scalar_rank(tensor, "step", checks)
   return tf.cast(tensor, tf.int64)
@@ -305,19 +295,17 @@ def check_step_value(step, checks):
   static = tf.get_static_value(step)
   if static is not None:
     if np.ndim(static) == 0 and static < 1:
-      _fail(
-        "`step` must be >= 1 (the 1-based count of this update). Received: "
-        f"step={int(static)}"
-      )
+      _fail("`step` must be >= 1 (the 1-based count of this update). Received: "
+            f"step={int(static)}")
     return
   if not checks.kernel_validates:
     checks.require(
-      lambda: tf.reduce_all(step >= 1),
-      lambda: [
-        "`step` must be >= 1 (the 1-based count of this update). Received: "
-        "step=",
-        Value(tf.reshape(step, [-1])[0]),
-      ],
+        lambda: tf.reduce_all(step >= 1),
+        lambda: [
+            "`step` must be >= 1 (the 1-based count of this update). Received: "
+            "step=",
+            Value(tf.reshape(step, [-1])[0]),
+        ],
     )
 
 
@@ -328,16 +316,16 @@ def check_positive(name, value, checks):
   if static is not None:
     if np.ndim(static) == 0 and not static > 0:
       _fail(
-        f"`{name}` must be > 0. Received: {name}={_number_text(float(static))}"
+          f"`{name}` must be > 0. Received: {name}={_number_text(float(static))}"
       )
     return
   if not checks.kernel_validates:
     checks.require(
-      lambda: tf.reduce_all(value > 0),
-      lambda: [
-        f"`{name}` must be > 0. Received: {name}=",
-        Value(tf.reshape(value, [-1])[0]),
-      ],
+        lambda: tf.reduce_all(value > 0),
+        lambda: [
+            f"`{name}` must be > 0. Received: {name}=",
+            Value(tf.reshape(value, [-1])[0]),
+        ],
     )
 
 
@@ -353,17 +341,13 @@ def check_variable_object(variable, name):
     return
   try:
     handle = variable.handle
-    ok = (
-      tf.as_dtype(handle.dtype) == tf.resource
-      and variable.dtype is not None
-      and variable.shape is not None
-    )
+    ok = (tf.as_dtype(handle.dtype) == tf.resource and
+          variable.dtype is not None and variable.shape is not None)
   except (AttributeError, TypeError, ValueError):
     ok = False
   if not ok:
     raise TypeError(
-      f"`{name}` must be a tf.Variable. Received: {name}={variable!r}"
-    )
+        f"`{name}` must be a tf.Variable. Received: {name}={variable!r}")
 
 
 def check_distinct(named_variables):
@@ -387,10 +371,10 @@ def check_distinct(named_variables):
     for key in keys:
       if key in first_names:
         raise tf.errors.InvalidArgumentError(
-          None,
-          None,
-          f"`{first_names[key]}` and `{name}` must be distinct variables. "
-          "Received the same variable twice.",
+            None,
+            None,
+            f"`{first_names[key]}` and `{name}` must be distinct variables. "
+            "Received the same variable twice.",
         )
     for key in keys:
       first_names[key] = name
@@ -401,10 +385,10 @@ def check_variable(variable, name, dtype, grad_name="grad"):
   actual = tf.as_dtype(variable.dtype).base_dtype
   if actual != dtype:
     raise tf.errors.InvalidArgumentError(
-      None,
-      None,
-      f"`{name}` must have dtype {dtype.name} (the dtype of `{grad_name}`). "
-      f"Received: {name}.dtype={actual.name}",
+        None,
+        None,
+        f"`{name}` must have dtype {dtype.name} (the dtype of `{grad_name}`). "
+        f"Received: {name}.dtype={actual.name}",
     )
 
 
@@ -420,34 +404,36 @@ def check_same_shape(name, value, var, checks, var_name="var"):
   where both shapes are known, else at run time unless the kernel checks it."""
   var_shape, shape = tf.TensorShape(var.shape), tf.TensorShape(value.shape)
   head = (
-    f"`{name}` must have the shape of `{var_name}`. Received: {var_name}.shape="
+      f"`{name}` must have the shape of `{var_name}`. Received: {var_name}.shape="
   )
   if not shape.is_compatible_with(var_shape):
     _fail(f"{head}{shape_text(var_shape)}, {name}.shape={shape_text(shape)}")
-  if checks.kernel_validates or (
-    shape.is_fully_defined() and var_shape.is_fully_defined()
-  ):
+  if checks.kernel_validates or (shape.is_fully_defined() and
+                                 var_shape.is_fully_defined()):
     return
   shapes = []  # [actual, expected], built where a check op is added
 
   def condition():
     shapes.append(runtime_shape(value))
     shapes.append(
-      tf.constant(var_shape.as_list(), tf.int64)
-      if var_shape.is_fully_defined()
-      else runtime_shape(var)
-    )
+        tf.constant(var_shape.as_list(), tf.int64) if var_shape.
+        is_fully_defined() else runtime_shape(var))
     return same_shape(shapes[0], shapes[1])
 
   checks.require(
-    condition,
-    lambda: [head, Shape(shapes[1]), f", {name}.shape=", Shape(shapes[0])],
+      condition,
+      lambda: [head,
+               Shape(shapes[1]), f", {name}.shape=",
+               Shape(shapes[0])],
   )
 
 
-def check_update_inputs(
-  var, slots, grad, checks, var_name="var", grad_name="grad"
-):
+def check_update_inputs(var,
+                        slots,
+                        grad,
+                        checks,
+                        var_name="var",
+                        grad_name="grad"):
   """Dtype and shape checks of a variable, its slots ({name: var}) and grad.
 
   `var_name` and `grad_name` are the names the messages use ("var[2]" for
@@ -456,9 +442,8 @@ def check_update_inputs(
   """
   if not tf.as_dtype(grad.dtype).is_floating:
     raise TypeError(
-      f"`{grad_name}` and `{var_name}` must be floating-point. Received: "
-      f"{grad_name}.dtype={tf.as_dtype(grad.dtype).name}"
-    )
+        f"`{grad_name}` and `{var_name}` must be floating-point. Received: "
+        f"{grad_name}.dtype={tf.as_dtype(grad.dtype).name}")
   check_variable(var, var_name, grad.dtype, grad_name)
   for name, slot in slots.items():
     check_variable(slot, name, grad.dtype, grad_name)
@@ -472,11 +457,8 @@ def pin_shape(tensor, var, checks):
   """Inside XLA, where no check op runs, `tensor` with the static shape of
   `var` (XLA rejects another shape when it compiles, instead of
   broadcasting)."""
-  if (
-    checks.xla
-    and not tensor.shape.is_fully_defined()
-    and var.shape.is_fully_defined()
-  ):
+  if (checks.xla and not tensor.shape.is_fully_defined() and
+      var.shape.is_fully_defined()):
     return tf.ensure_shape(tensor, var.shape)
   return tensor
 
@@ -501,14 +483,14 @@ def check_initialized(named_variables, checks):
       if not bool(variable.is_initialized()):
         _check_is_variable_resource(variable, name)
         raise tf.errors.FailedPreconditionError(
-          None,
-          None,
-          f"Attempting to use uninitialized variable `{name}`. Initialise it "
-          "(e.g. tf.Variable(initial_value)) before applying an update.",
+            None,
+            None,
+            f"Attempting to use uninitialized variable `{name}`. Initialise it "
+            "(e.g. tf.Variable(initial_value)) before applying an update.",
         )
     return
   named_variables = [
-    (name, v) for name, v in named_variables if not _dispatch.is_dtensor(v)
+      (name, v) for name, v in named_variables if not _dispatch.is_dtensor(v)
   ]
   if not checks.active or not named_variables:
     return
@@ -524,29 +506,23 @@ def check_initialized(named_variables, checks):
       for name, variable in named_variables:
         scope = name.replace("[", "_").replace("]", "")
         with tf.name_scope(f"{scope}_must_be_initialized"):
-          value = tf.raw_ops.ReadVariableOp(
-            resource=variable.handle, dtype=variable.dtype
-          )
+          value = tf.raw_ops.ReadVariableOp(resource=variable.handle,
+                                            dtype=variable.dtype)
           # The first element, as data of the assertion below: the read runs.
           values.append(
-            tf.strings.as_string(
-              tf.cast(tf.reshape(value, [-1])[:1], tf.float32)
-            )
-          )
-      message = tf.strings.join(
-        [
+              tf.strings.as_string(
+                  tf.cast(tf.reshape(value, [-1])[:1], tf.float32)))
+      message = tf.strings.join([
           "Attempting to use uninitialized variable ",
           tf.strings.reduce_join(
-            tf.boolean_mask(names, tf.logical_not(initialized)),
-            separator=", ",
+              tf.boolean_mask(names, tf.logical_not(initialized)),
+              separator=", ",
           ),
           ". Initialise it (e.g. tf.Variable(initial_value)) before applying "
           "an update.",
-        ]
-      )
+      ])
       with tf.control_dependencies(
-        [tf.debugging.Assert(False, [message] + values)]
-      ):
+          [tf.debugging.Assert(False, [message] + values)]):
         return tf.constant(False)
 
     checks.add(tf.cond(tf.reduce_all(initialized), all_initialized, some_not))
@@ -560,10 +536,10 @@ def _check_is_variable_resource(variable, name):
   except tf.errors.InvalidArgumentError as e:
     if "wrong type" in str(e):
       raise tf.errors.InvalidArgumentError(
-        None,
-        None,
-        f"`{name}` must be a resource variable. Received a handle of "
-        "another kind of resource.",
+          None,
+          None,
+          f"`{name}` must be a resource variable. Received a handle of "
+          "another kind of resource.",
       ) from None
   except tf.errors.OpError:
     pass
@@ -575,9 +551,8 @@ def _check_is_variable_resource(variable, name):
 def sum_duplicate_indices(grad):
   """`tf.IndexedSlices` with each index once, its rows summed (sorted order)."""
   unique_indices, positions = tf.unique(grad.indices)
-  values = tf.math.unsorted_segment_sum(
-    grad.values, positions, tf.shape(unique_indices)[0]
-  )
+  values = tf.math.unsorted_segment_sum(grad.values, positions,
+                                        tf.shape(unique_indices)[0])
   return tf.IndexedSlices(values, unique_indices, grad.dense_shape)
 
 
@@ -587,11 +562,11 @@ def check_sparse_gradient(var, grad):
   row_shape = tf.TensorShape(grad.values.shape)[1:]
   if not row_shape.is_compatible_with(tf.TensorShape(var.shape)[1:]):
     raise tf.errors.InvalidArgumentError(
-      None,
-      None,
-      "`grad.values` must have rows shaped like `var`'s. Received: "
-      f"var.shape={shape_text(var.shape)}, "
-      f"grad.values.shape={shape_text(grad.values.shape)}",
+        None,
+        None,
+        "`grad.values` must have rows shaped like `var`'s. Received: "
+        f"var.shape={shape_text(var.shape)}, "
+        f"grad.values.shape={shape_text(grad.values.shape)}",
     )
 
 
@@ -609,7 +584,7 @@ def check_sparse_indices(grad, var, checks, grad_name="grad", var_name="var"):
   rows = tf.compat.dimension_value(var_shape[0]) if var_shape.rank else None
   head = f"`{grad_name}.indices` must be in [0, "
   tail = (
-    f") (the first dimension of `{var_name}`). Received: {grad_name}.indices["
+      f") (the first dimension of `{var_name}`). Received: {grad_name}.indices["
   )
   if tf.executing_eagerly():
     if rows is None:
@@ -622,20 +597,19 @@ def check_sparse_indices(grad, var, checks, grad_name="grad", var_name="var"):
   if not checks.active:
     return None
   flat = tf.reshape(tf.cast(indices, tf.int64), [-1])
-  limit = (
-    tf.constant(rows, tf.int64) if rows is not None else runtime_shape(var)[0]
-  )
+  limit = (tf.constant(rows, tf.int64)
+           if rows is not None else runtime_shape(var)[0])
   in_range = tf.logical_and(flat >= 0, flat < limit)
 
   def message():
     first_bad = tf.argmin(tf.cast(in_range, tf.int32), output_type=tf.int64)
     return [
-      head,
-      Value(limit),
-      tail,
-      Value(first_bad),
-      "]=",
-      Value(tf.gather(flat, first_bad)),
+        head,
+        Value(limit),
+        tail,
+        Value(first_bad),
+        "]=",
+        Value(tf.gather(flat, first_bad)),
     ]
 
   return checks.require(lambda: tf.reduce_all(in_range), message)
@@ -657,6 +631,5 @@ def as_dense_gradient(grad, var, checks, grad_name="grad", var_name="var"):
     return tf.convert_to_tensor(grad, name="grad")
   except (TypeError, ValueError) as e:
     raise TypeError(
-      f"`{grad_name}` must be a tensor or tf.IndexedSlices. Received: "
-      f"{grad_name}={grad!r}"
-    ) from e
+        f"`{grad_name}` must be a tensor or tf.IndexedSlices. Received: "
+        f"{grad_name}={grad!r}") from e

@@ -37,13 +37,13 @@ LIBRARY_PATH_ENV = "TF_OPT_PLUGIN_LIBRARY"
 # lamb.py, adafactor.py and lion.py name them); a library lacking any is not
 # ours (tests/ops/test_library_integrity.py checks the two agree).
 REQUIRED_OPS = (
-  "resource_apply_adam_w",
-  "resource_multi_tensor_apply_adam_w",
-  "resource_apply_lamb",
-  "resource_multi_tensor_apply_lamb",
-  "resource_apply_adafactor",
-  "resource_apply_lion",
-  "resource_multi_tensor_apply_lion",
+    "resource_apply_adam_w",
+    "resource_multi_tensor_apply_adam_w",
+    "resource_apply_lamb",
+    "resource_multi_tensor_apply_lamb",
+    "resource_apply_adafactor",
+    "resource_apply_lion",
+    "resource_multi_tensor_apply_lion",
 )
 
 _lock = threading.Lock()
@@ -83,9 +83,8 @@ def library_path():
 
 
 def _packaged_path():
-  return os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), LIBRARY_FILENAME
-  )
+  return os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                      LIBRARY_FILENAME)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -113,23 +112,20 @@ def elf_problem(path):
       if wide:
         phoff, shoff = struct.unpack_from(order + "QQ", header, 32)
         phentsize, phnum, shentsize, shnum = struct.unpack_from(
-          order + "HHHH", header, 54
-        )
+            order + "HHHH", header, 54)
       else:
         phoff, shoff = struct.unpack_from(order + "II", header, 28)
         phentsize, phnum, shentsize, shnum = struct.unpack_from(
-          order + "HHHH", header, 42
-        )
+            order + "HHHH", header, 42)
       tables = [
-        ("program header table", phoff, phentsize * phnum),
-        ("section header table", shoff, shentsize * shnum),
+          ("program header table", phoff, phentsize * phnum),
+          ("section header table", shoff, shentsize * shnum),
       ]
       for what, offset, length in tables:
         if length and offset + length > size:
           return (
-            f"its {what} ends at byte {offset + length}, but the file has "
-            f"{size} bytes"
-          )
+              f"its {what} ends at byte {offset + length}, but the file has "
+              f"{size} bytes")
       for i in range(phnum):
         f.seek(phoff + i * phentsize)
         entry = f.read(phentsize)
@@ -139,9 +135,8 @@ def elf_problem(path):
           offset, filesz = struct.unpack_from(order + "I8xI", entry, 4)
         if offset + filesz > size:
           return (
-            f"its segment {i} ends at byte {offset + filesz}, but the file "
-            f"has {size} bytes"
-          )
+              f"its segment {i} ends at byte {offset + filesz}, but the file "
+              f"has {size} bytes")
       for i in range(shnum):
         f.seek(shoff + i * shentsize)
         entry = f.read(shentsize)
@@ -151,9 +146,8 @@ def elf_problem(path):
           kind, offset, length = struct.unpack_from(order + "4xI8xII", entry)
         if kind != 8 and offset + length > size:  # 8: SHT_NOBITS (.bss)
           return (
-            f"its section {i} ends at byte {offset + length}, but the file "
-            f"has {size} bytes"
-          )
+              f"its section {i} ends at byte {offset + length}, but the file "
+              f"has {size} bytes")
   except (OSError, struct.error) as e:
     return f"it cannot be read as an ELF file: {e}"
   return None
@@ -179,24 +173,22 @@ def _check_file(path):
       if digest.hexdigest() == recorded:
         return
       cause = (
-        f"its SHA-256 is {digest.hexdigest()}, the package recorded {recorded}"
+          f"its SHA-256 is {digest.hexdigest()}, the package recorded {recorded}"
       )
     raise LibraryLoadError(
-      f"The tf_opt_plugin op library {path} is damaged: {cause} (an "
-      "interrupted install or a full disk?). Reinstall the package: `pip "
-      "install --force-reinstall --no-deps "
-      f"tf_opt_plugin=={_version.__version__}` (or the wheel it came from). "
-      "Until then the optimizers run their pure-TensorFlow twins."
-    )
+        f"The tf_opt_plugin op library {path} is damaged: {cause} (an "
+        "interrupted install or a full disk?). Reinstall the package: `pip "
+        "install --force-reinstall --no-deps "
+        f"tf_opt_plugin=={_version.__version__}` (or the wheel it came from). "
+        "Until then the optimizers run their pure-TensorFlow twins.")
   problem = elf_problem(path)
   if problem is not None:
     raise LibraryLoadError(
-      _describe_failure(
-        path,
-        f"the file is not a complete ELF shared library: {problem} (an "
-        "interrupted copy or build, or a full disk?)",
-      )
-    )
+        _describe_failure(
+            path,
+            f"the file is not a complete ELF shared library: {problem} (an "
+            "interrupted copy or build, or a full disk?)",
+        ))
 
 
 @tf.autograph.experimental.do_not_convert
@@ -208,14 +200,12 @@ def _check_ops(path, module):
     return
   if len(missing) == len(REQUIRED_OPS):
     cause = (
-      "it registers none of tf_opt_plugin's ops (another library, or a copy "
-      "of this one that the process loaded from another path before)"
-    )
+        "it registers none of tf_opt_plugin's ops (another library, or a copy "
+        "of this one that the process loaded from another path before)")
   else:
     cause = "it lacks ops of this version of tf_opt_plugin (an older build?)"
   raise LibraryLoadError(
-    _describe_failure(path, f"{cause}. Missing: {', '.join(missing)}")
-  )
+      _describe_failure(path, f"{cause}. Missing: {', '.join(missing)}"))
 
 
 def _describe_failure(path, cause):
@@ -226,16 +216,14 @@ def _describe_failure(path, cause):
     lines.append("The file does not exist: this install has no compiled ops.")
   if running != built:
     lines.append(
-      f"It was built against TensorFlow {built}.x, but this process runs "
-      f"TensorFlow {tf.__version__}: install tensorflow=={built}.* or "
-      "rebuild the library."
-    )
+        f"It was built against TensorFlow {built}.x, but this process runs "
+        f"TensorFlow {tf.__version__}: install tensorflow=={built}.* or "
+        "rebuild the library.")
   lines.append(
-    "To rebuild from source: `python3 configure.py && bazel build "
-    "//:tf_opt_plugin/ops/_tf_opt_plugin_ops.so && ./pip_pkg.sh dist && "
-    "pip install dist/*.whl` (see README.md). Until then the optimizers run "
-    "their pure-TensorFlow twins."
-  )
+      "To rebuild from source: `python3 configure.py && bazel build "
+      "//:tf_opt_plugin/ops/_tf_opt_plugin_ops.so && ./pip_pkg.sh dist && "
+      "pip install dist/*.whl` (see README.md). Until then the optimizers run "
+      "their pure-TensorFlow twins.")
   return "\n".join(lines)
 
 

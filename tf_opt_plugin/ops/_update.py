@@ -108,16 +108,16 @@ class UpdateRule:
 
 @tf.autograph.experimental.do_not_convert
 def apply_update(
-  rule,
-  var,
-  slots,
-  grad,
-  *,
-  hyperparameters,
-  step=None,
-  flags=None,
-  use_locking=True,
-  fused=None,
+    rule,
+    var,
+    slots,
+    grad,
+    *,
+    hyperparameters,
+    step=None,
+    flags=None,
+    use_locking=True,
+    fused=None,
 ):
   """One update of `var` and its `slots`: the per-variable op or the twin.
 
@@ -143,8 +143,8 @@ def apply_update(
   fused = _inputs.check_fused(fused)
   use_locking = _inputs.check_bool("use_locking", use_locking)
   flags = {
-    name: _inputs.check_bool(name, value)
-    for name, value in dict(flags or {}).items()
+      name: _inputs.check_bool(name, value)
+      for name, value in dict(flags or {}).items()
   }
   _check_names("slots", slots, rule.slot_names)
   named = _named_variables(rule, var, slots)
@@ -154,45 +154,47 @@ def apply_update(
   run_fused = _dispatch.use_fused_op(fused, var, grad)
   checks.kernel_validates = run_fused
   grad = _check_inputs(rule, var, slots, grad, named, checks)
-  scalars = _scalars(
-    rule, hyperparameters, _inputs.compute_dtype(var.dtype), checks
-  )
+  scalars = _scalars(rule, hyperparameters, _inputs.compute_dtype(var.dtype),
+                     checks)
   step_input = _step_input(rule, step, checks)
   _check_values(rule, scalars, step_input, checks)
   _inputs.check_initialized(named, checks)
   with tf.control_dependencies(checks.ops):
     if run_fused:
       return _op(rule.per_variable_op)(
-        var=var.handle,
-        grad=grad,
-        use_locking=use_locking,
-        **_per_variable_slot_handles(rule, slots),
-        **scalars,
-        **step_input,
-        **flags,
+          var=var.handle,
+          grad=grad,
+          use_locking=use_locking,
+          **_per_variable_slot_handles(rule, slots),
+          **scalars,
+          **step_input,
+          **flags,
       )
     with hold_twin_locks([v for _, v in named], use_locking):
       return _run_twin(
-        rule,
-        var,
-        grad,
-        slots,
-        {**_twin_scalars(rule, scalars, step_input), **flags},
+          rule,
+          var,
+          grad,
+          slots,
+          {
+              **_twin_scalars(rule, scalars, step_input),
+              **flags
+          },
       )
 
 
 @tf.autograph.experimental.do_not_convert
 def apply_multi_tensor_update(
-  rule,
-  variables,
-  slot_lists,
-  grads,
-  *,
-  hyperparameters,
-  step=None,
-  per_tensor_flags=None,
-  use_locking=True,
-  fused=None,
+    rule,
+    variables,
+    slot_lists,
+    grads,
+    *,
+    hyperparameters,
+    step=None,
+    per_tensor_flags=None,
+    use_locking=True,
+    fused=None,
 ):
   """One update of each of `variables`, grouped by (device, dtype).
 
@@ -224,8 +226,8 @@ def apply_multi_tensor_update(
   variables, grads = list(variables), list(grads)
   n = len(variables)
   slot_lists = {
-    name: None if values is None else list(values)
-    for name, values in slot_lists.items()
+      name: None if values is None else list(values)
+      for name, values in slot_lists.items()
   }
   per_tensor_flags = dict(per_tensor_flags or {})
   _check_names("slots", slot_lists, rule.slot_names)
@@ -233,52 +235,51 @@ def apply_multi_tensor_update(
   for name, values in slot_lists.items():
     if values is None and name not in rule.list_slots:
       raise ValueError(
-        f"`{name}s` must hold one slot per variable. Received: {name}s=None"
-      )
+          f"`{name}s` must hold one slot per variable. Received: {name}s=None")
   _check_lengths(
-    n,
-    {f"{name}s": values for name, values in slot_lists.items()}
-    | {"grads": grads},
+      n,
+      {
+          f"{name}s": values for name, values in slot_lists.items()
+      } | {"grads": grads},
   )
   flag_values = {
-    name: _flags(values, n, name) for name, values in per_tensor_flags.items()
+      name: _flags(values, n, name) for name, values in per_tensor_flags.items()
   }
 
   # Variable i's slots and flags, as one variable's update takes them.
-  slots = [
-    {
+  slots = [{
       name: None if values is None else values[i]
       for name, values in slot_lists.items()
-    }
-    for i in range(n)
-  ]
-  flags = [
-    {name: values[i] for name, values in flag_values.items()} for i in range(n)
-  ]
+  }
+           for i in range(n)]
+  flags = [{
+      name: values[i] for name, values in flag_values.items()
+  } for i in range(n)]
   named = [
-    _named_variables(rule, variables[i], slots[i], index=i) for i in range(n)
+      _named_variables(rule, variables[i], slots[i], index=i) for i in range(n)
   ]
   _check_variable_objects([pair for pairs in named for pair in pairs])
   checks = _inputs.Checks(variables)
   grads = [
-    _inputs.as_dense_gradient(
-      grads[i], variables[i], checks, f"grad[{i}]", f"var[{i}]"
-    )
-    for i in range(n)
+      _inputs.as_dense_gradient(grads[i], variables[i], checks, f"grad[{i}]",
+                                f"var[{i}]") for i in range(n)
   ]
   plan = _plan(variables, grads, fused)
   # One multi-tensor op validates its variables before writing any; several
   # ops, or twins, need the run-time checks done for all of them first.
   checks.kernel_validates = len(plan) == 1 and plan[0][1]
   grads = [
-    _check_inputs(
-      rule, variables[i], slots[i], grads[i], named[i], checks, index=i
-    )
-    for i in range(n)
+      _check_inputs(rule,
+                    variables[i],
+                    slots[i],
+                    grads[i],
+                    named[i],
+                    checks,
+                    index=i) for i in range(n)
   ]
   scalars = {}  # compute dtype -> the scalar inputs converted to it
   for dtype in [_inputs.compute_dtype(v.dtype) for v in variables] or [
-    tf.float32  # no variable: the hyperparameters are still checked
+      tf.float32  # no variable: the hyperparameters are still checked
   ]:
     if dtype not in scalars:
       scalars[dtype] = _scalars(rule, hyperparameters, dtype, checks)
@@ -299,11 +300,8 @@ def apply_multi_tensor_update(
     return twin_scalars[dtype]
 
   twin_variables = [
-    v
-    for indices, run_fused in plan
-    if not run_fused
-    for i in indices
-    for _, v in named[i]
+      v for indices, run_fused in plan
+      if not run_fused for i in indices for _, v in named[i]
   ]
   if not plan:  # no variable
     return None if tf.executing_eagerly() else tf.group(*checks.ops)
@@ -313,36 +311,38 @@ def apply_multi_tensor_update(
       for indices, run_fused in plan:
         if not run_fused:
           updates.extend(
-            _run_twin(
-              rule,
-              variables[i],
-              grads[i],
-              slots[i],
-              {**twin_scalars_of(i), **flags[i]},
-            )
-            for i in indices
-          )
+              _run_twin(
+                  rule,
+                  variables[i],
+                  grads[i],
+                  slots[i],
+                  {
+                      **twin_scalars_of(i),
+                      **flags[i]
+                  },
+              ) for i in indices)
           continue
         slot_handles = {
-          name: [
-            slots[i][name].handle for i in indices if slots[i][name] is not None
-          ]  # an optional slot: none
-          for name in rule.slot_names
+            name: [
+                slots[i][name].handle
+                for i in indices
+                if slots[i][name] is not None
+            ]  # an optional slot: none
+            for name in rule.slot_names
         }
         updates.append(
-          _op(rule.multi_tensor_op)(
-            var=[variables[i].handle for i in indices],
-            grad=[grads[i] for i in indices],
-            use_locking=use_locking,
-            **slot_handles,
-            **scalars_of(indices[0]),
-            **step_input,
-            **{
-              name: [values[i] for i in indices]
-              for name, values in flag_values.items()
-            },
-          )
-        )
+            _op(rule.multi_tensor_op)(
+                var=[variables[i].handle for i in indices],
+                grad=[grads[i] for i in indices],
+                use_locking=use_locking,
+                **slot_handles,
+                **scalars_of(indices[0]),
+                **step_input,
+                **{
+                    name: [values[i] for i in indices]
+                    for name, values in flag_values.items()
+                },
+            ))
   if tf.executing_eagerly():
     return None
   return tf.group(*[u for u in updates if u is not None])
@@ -354,20 +354,18 @@ def apply_multi_tensor_update(
 def _check_names(what, given, expected):
   """The algorithm module passes exactly the op's names (a wiring check)."""
   if set(given) != set(expected):
-    raise TypeError(
-      f"The {what} of this update are {tuple(expected)}. "
-      f"Received: {tuple(given)}"
-    )
+    raise TypeError(f"The {what} of this update are {tuple(expected)}. "
+                    f"Received: {tuple(given)}")
 
 
 def _scalars(rule, hyperparameters, dtype, checks):
   """{op input: scalar tensor of `dtype`}, each checked to be a real scalar."""
   _check_names("hyperparameters", hyperparameters, rule.scalar_names)
   return {
-    name: _inputs.as_scalar(
-      hyperparameters[name], dtype, _ARGUMENT_NAMES.get(name, name), checks
-    )
-    for name in rule.scalar_names
+      name:
+          _inputs.as_scalar(hyperparameters[name], dtype,
+                            _ARGUMENT_NAMES.get(name, name), checks)
+      for name in rule.scalar_names
   }
 
 
@@ -393,18 +391,16 @@ def _check_values(rule, scalars, step_input, checks):
   if "step" in step_input:
     _inputs.check_step_value(step_input["step"], checks)
   for name in rule.positive_scalars:
-    _inputs.check_positive(
-      _ARGUMENT_NAMES.get(name, name), scalars[name], checks
-    )
+    _inputs.check_positive(_ARGUMENT_NAMES.get(name, name), scalars[name],
+                           checks)
 
 
 def _check_lengths(n, named_lists):
   for name, values in named_lists.items():
     if values is not None and len(values) != n:
       raise ValueError(
-        f"`{name}` must hold one entry per variable ({n}). Received "
-        f"{len(values)}."
-      )
+          f"`{name}` must hold one entry per variable ({n}). Received "
+          f"{len(values)}.")
 
 
 def _flags(values, n, name):
@@ -413,7 +409,7 @@ def _flags(values, n, name):
   values = list(values)
   if len(values) != n:
     raise ValueError(
-      f"`{name}` must hold one bool per variable ({n}). Received {len(values)}."
+        f"`{name}` must hold one bool per variable ({n}). Received {len(values)}."
     )
   return [_inputs.check_bool(f"{name}[{i}]", x) for i, x in enumerate(values)]
 
@@ -434,19 +430,15 @@ def _named_variables(rule, var, slots, index=None):
     named = [("var", var)]
     for name in rule.slot_names:
       if name in rule.list_slots:
-        named.extend(
-          (f"{name}[{k}]", slot)
-          for k, slot in enumerate(_as_list(slots.get(name)))
-        )
+        named.extend((f"{name}[{k}]", slot)
+                     for k, slot in enumerate(_as_list(slots.get(name))))
       else:
         named.append((name, slots[name]))
     return named
   named = [(f"var[{index}]", var)]
-  named.extend(
-    (f"{name}[{index}]", slots[name])
-    for name in rule.slot_names
-    if name not in rule.list_slots or slots.get(name) is not None
-  )
+  named.extend((f"{name}[{index}]", slots[name])
+               for name in rule.slot_names
+               if name not in rule.list_slots or slots.get(name) is not None)
   return named
 
 
@@ -465,12 +457,12 @@ def _check_inputs(rule, var, slots, grad, named, checks, index=None):
     return rule.check_slots(var, slots, grad, checks)
   suffix = "" if index is None else f"[{index}]"
   return _inputs.check_update_inputs(
-    var,
-    dict(named[1:]),
-    grad,
-    checks,
-    var_name=named[0][0],
-    grad_name=f"grad{suffix}",
+      var,
+      dict(named[1:]),
+      grad,
+      checks,
+      var_name=named[0][0],
+      grad_name=f"grad{suffix}",
   )
 
 
@@ -606,12 +598,9 @@ def _op(name):
 
 def _per_variable_slot_handles(rule, slots):
   return {
-    name: (
-      [slot.handle for slot in _as_list(slots.get(name))]
-      if name in rule.list_slots
-      else slots[name].handle
-    )
-    for name in rule.slot_names
+      name: ([slot.handle
+              for slot in _as_list(slots.get(name))] if name in rule.list_slots
+             else slots[name].handle) for name in rule.slot_names
   }
 
 

@@ -26,11 +26,11 @@ from tf_opt_plugin.ops import _update
 # The op's scalar hyperparameter inputs, in op order (`learning_rate` feeds
 # "lr"); the op also takes `step`.
 SCALAR_NAMES = (
-  "lr",
-  "beta_2_decay",
-  "epsilon_1",
-  "epsilon_2",
-  "clip_threshold",
+    "lr",
+    "beta_2_decay",
+    "epsilon_1",
+    "epsilon_2",
+    "clip_threshold",
 )
 
 
@@ -49,19 +49,19 @@ def accumulator_shapes(var_shape):
 
 
 def resource_apply_adafactor(
-  var,
-  accumulators,
-  grad,
-  *,
-  learning_rate,
-  beta_2_decay,
-  epsilon_1,
-  epsilon_2,
-  clip_threshold,
-  step,
-  relative_step=True,
-  use_locking=True,
-  fused=None,
+    var,
+    accumulators,
+    grad,
+    *,
+    learning_rate,
+    beta_2_decay,
+    epsilon_1,
+    epsilon_2,
+    clip_threshold,
+    step,
+    relative_step=True,
+    use_locking=True,
+    fused=None,
 ):
   """Applies one Adafactor step to `var` and its `accumulators` in place.
 
@@ -94,21 +94,21 @@ def resource_apply_adafactor(
   [0.9726, 1.9726, 2.9726, 3.9726]
   """
   return _update.apply_update(
-    _RULE,
-    var,
-    {"accumulators": list(accumulators)},
-    grad,
-    hyperparameters=dict(
-      lr=learning_rate,
-      beta_2_decay=beta_2_decay,
-      epsilon_1=epsilon_1,
-      epsilon_2=epsilon_2,
-      clip_threshold=clip_threshold,
-    ),
-    step=step,
-    flags={"relative_step": relative_step},
-    use_locking=use_locking,
-    fused=fused,
+      _RULE,
+      var,
+      {"accumulators": list(accumulators)},
+      grad,
+      hyperparameters=dict(
+          lr=learning_rate,
+          beta_2_decay=beta_2_decay,
+          epsilon_1=epsilon_1,
+          epsilon_2=epsilon_2,
+          clip_threshold=clip_threshold,
+      ),
+      step=step,
+      flags={"relative_step": relative_step},
+      use_locking=use_locking,
+      fused=fused,
   )
 
 
@@ -120,53 +120,40 @@ def _check_accumulators(var, slots, grad, checks):
   expected = accumulator_shapes(var.shape)
   var_shape = _inputs.shape_text(var.shape)
   if len(accumulators) != len(expected):
-    kind = (
-      " variables (row, column) for a variable of rank >= 2"
-      if len(expected) == 2
-      else " variable (shaped like `var`) for a variable of rank < 2"
-    )
+    kind = (" variables (row, column) for a variable of rank >= 2"
+            if len(expected) == 2 else
+            " variable (shaped like `var`) for a variable of rank < 2")
     raise tf.errors.InvalidArgumentError(
-      None,
-      None,
-      f"`accumulators` must hold {len(expected)}{kind}. Received: "
-      f"{len(accumulators)} accumulators for var.shape={var_shape}",
+        None,
+        None,
+        f"`accumulators` must hold {len(expected)}{kind}. Received: "
+        f"{len(accumulators)} accumulators for var.shape={var_shape}",
     )
-  roles = (
-    ["shaped like `var`"]
-    if len(expected) == 1
-    else ["row: var.shape[:-1]", "column: var.shape[:-2] + var.shape[-1:]"]
-  )
-  for i, (accumulator, shape, role) in enumerate(
-    zip(accumulators, expected, roles)
-  ):
+  roles = (["shaped like `var`"] if len(expected) == 1 else
+           ["row: var.shape[:-1]", "column: var.shape[:-2] + var.shape[-1:]"])
+  for i, (accumulator, shape,
+          role) in enumerate(zip(accumulators, expected, roles)):
     _inputs.check_variable(accumulator, f"accumulators[{i}]", grad.dtype)
     if not accumulator.shape.is_compatible_with(shape):
       raise tf.errors.InvalidArgumentError(
-        None,
-        None,
-        f"`accumulators[{i}]` must have shape {_inputs.shape_text(shape)} "
-        f"({role}). Received: var.shape={var_shape}, accumulators[{i}].shape="
-        f"{_inputs.shape_text(accumulator.shape)}",
+          None,
+          None,
+          f"`accumulators[{i}]` must have shape {_inputs.shape_text(shape)} "
+          f"({role}). Received: var.shape={var_shape}, accumulators[{i}].shape="
+          f"{_inputs.shape_text(accumulator.shape)}",
       )
-  if (
-    checks.kernel_validates
-    or not checks.active
-    or all(
-      a.shape.is_fully_defined() and var.shape.is_fully_defined()
-      for a in accumulators
-    )
-  ):
+  if (checks.kernel_validates or not checks.active or
+      all(a.shape.is_fully_defined() and var.shape.is_fully_defined()
+          for a in accumulators)):
     return grad
   # A shape known only at run time (a variable of unknown shape).
   var_runtime = _inputs.runtime_shape(var)
-  expected_shapes = (
-    [var_runtime]
-    if len(expected) == 1
-    else [var_runtime[:-1], tf.concat([var_runtime[:-2], var_runtime[-1:]], 0)]
-  )
-  for i, (accumulator, shape, role) in enumerate(
-    zip(accumulators, expected_shapes, roles)
-  ):
+  expected_shapes = ([var_runtime] if len(expected) == 1 else [
+      var_runtime[:-1],
+      tf.concat([var_runtime[:-2], var_runtime[-1:]], 0)
+  ])
+  for i, (accumulator, shape,
+          role) in enumerate(zip(accumulators, expected_shapes, roles)):
     shapes = {}
 
     def condition(accumulator=accumulator, shape=shape, shapes=shapes):
@@ -176,12 +163,12 @@ def _check_accumulators(var, slots, grad, checks):
 
     def message(i=i, role=role, shapes=shapes):
       return [
-        f"`accumulators[{i}]` must have shape ",
-        _inputs.Shape(shapes["expected"]),
-        f" ({role}). Received: var.shape=",
-        _inputs.Shape(var_runtime),
-        f", accumulators[{i}].shape=",
-        _inputs.Shape(shapes["actual"]),
+          f"`accumulators[{i}]` must have shape ",
+          _inputs.Shape(shapes["expected"]),
+          f" ({role}). Received: var.shape=",
+          _inputs.Shape(var_runtime),
+          f", accumulators[{i}].shape=",
+          _inputs.Shape(shapes["actual"]),
       ]
 
     checks.require(condition, message)
@@ -192,38 +179,37 @@ def _rms(x):
   return tf.sqrt(tf.reduce_mean(tf.square(x)))
 
 
-def _adafactor_twin_scalars(
-  *, lr, beta_2_decay, epsilon_1, epsilon_2, clip_threshold, step
-):
+def _adafactor_twin_scalars(*, lr, beta_2_decay, epsilon_1, epsilon_2,
+                            clip_threshold, step):
   """The twin's scalars, derived once per call for all of its variables."""
   t = tf.cast(step, lr.dtype)
   beta_2_t = 1 - tf.pow(t, beta_2_decay)
   return dict(
-    lr=lr,
-    epsilon_1=epsilon_1,
-    epsilon_2=epsilon_2,
-    clip_threshold=clip_threshold,
-    beta_2_t=beta_2_t,
-    one_minus_beta_2_t=1 - beta_2_t,
-    relative_rho=tf.minimum(lr, 1 / tf.sqrt(t)),
-    one=tf.constant(1, lr.dtype),
+      lr=lr,
+      epsilon_1=epsilon_1,
+      epsilon_2=epsilon_2,
+      clip_threshold=clip_threshold,
+      beta_2_t=beta_2_t,
+      one_minus_beta_2_t=1 - beta_2_t,
+      relative_rho=tf.minimum(lr, 1 / tf.sqrt(t)),
+      one=tf.constant(1, lr.dtype),
   )
 
 
 def _adafactor_twin(
-  var,
-  grad,
-  *,
-  accumulators,
-  lr,
-  epsilon_1,
-  epsilon_2,
-  clip_threshold,
-  beta_2_t,
-  one_minus_beta_2_t,
-  relative_rho,
-  one,
-  relative_step=True,
+    var,
+    grad,
+    *,
+    accumulators,
+    lr,
+    epsilon_1,
+    epsilon_2,
+    clip_threshold,
+    beta_2_t,
+    one_minus_beta_2_t,
+    relative_rho,
+    one,
+    relative_step=True,
 ):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   if var.shape.num_elements() == 0:
@@ -244,15 +230,13 @@ def _adafactor_twin(
   if var.shape.rank >= 2:
     row = accumulate(accumulators[0], tf.reduce_mean(square, axis=-1))
     col = accumulate(accumulators[1], tf.reduce_mean(square, axis=-2))
-    mean_row = tf.maximum(
-      tf.reduce_mean(row, axis=-1, keepdims=True), epsilon_1
-    )
+    mean_row = tf.maximum(tf.reduce_mean(row, axis=-1, keepdims=True),
+                          epsilon_1)
     # Applied as separate factors: r_i * c_j / mean(r) underflows to 0 in
     # float32 for an all-zero gradient row and column (Keras 3 defect 9).
     row_scale = tf.sqrt(mean_row) * inverse_root(row)
-    u = (g * row_scale[..., :, tf.newaxis]) * inverse_root(col)[
-      ..., tf.newaxis, :
-    ]
+    u = (g * row_scale[..., :, tf.newaxis]) * inverse_root(col)[...,
+                                                                tf.newaxis, :]
     new_accumulators = (row, col)
   else:
     v = accumulate(accumulators[0], square)
@@ -263,22 +247,22 @@ def _adafactor_twin(
   rho = relative_rho if relative_step else lr
   alpha = tf.maximum(epsilon_2, _rms(w)) * rho
   updates = [
-    a.assign(tf.cast(value, a.dtype))
-    for a, value in zip(accumulators, new_accumulators)
+      a.assign(tf.cast(value, a.dtype))
+      for a, value in zip(accumulators, new_accumulators)
   ]
   updates.append(var.assign(tf.cast(w - alpha * u, var.dtype)))
   return tf.group(*updates)
 
 
 _RULE = _update.UpdateRule(
-  per_variable_op="resource_apply_adafactor",
-  multi_tensor_op=None,
-  slot_names=("accumulators",),
-  list_slots=("accumulators",),
-  scalar_names=SCALAR_NAMES,
-  takes_step=True,
-  twin=_adafactor_twin,
-  twin_scalars=_adafactor_twin_scalars,
-  check_slots=_check_accumulators,
-  positive_scalars=("clip_threshold",),
+    per_variable_op="resource_apply_adafactor",
+    multi_tensor_op=None,
+    slot_names=("accumulators",),
+    list_slots=("accumulators",),
+    scalar_names=SCALAR_NAMES,
+    takes_step=True,
+    twin=_adafactor_twin,
+    twin_scalars=_adafactor_twin_scalars,
+    check_slots=_check_accumulators,
+    positive_scalars=("clip_threshold",),
 )

@@ -25,20 +25,20 @@ SCALAR_NAMES = ("lr", "beta_1", "beta_2", "epsilon", "weight_decay")
 
 
 def resource_apply_adamw(
-  var,
-  m,
-  v,
-  grad,
-  *,
-  learning_rate,
-  beta_1,
-  beta_2,
-  epsilon,
-  weight_decay,
-  step,
-  vhat=None,
-  use_locking=True,
-  fused=None,
+    var,
+    m,
+    v,
+    grad,
+    *,
+    learning_rate,
+    beta_1,
+    beta_2,
+    epsilon,
+    weight_decay,
+    step,
+    vhat=None,
+    use_locking=True,
+    fused=None,
 ):
   """Applies one AdamW step to `var` and its slots `m`, `v` (`vhat`) in place.
 
@@ -72,39 +72,43 @@ def resource_apply_adamw(
   [0.9, 1.9]
   """
   return _update.apply_update(
-    _RULE,
-    var,
-    {"m": m, "v": v, "vhat": vhat},
-    grad,
-    hyperparameters=dict(
-      lr=learning_rate,
-      beta_1=beta_1,
-      beta_2=beta_2,
-      epsilon=epsilon,
-      weight_decay=weight_decay,
-    ),
-    step=step,
-    use_locking=use_locking,
-    fused=fused,
+      _RULE,
+      var,
+      {
+          "m": m,
+          "v": v,
+          "vhat": vhat
+      },
+      grad,
+      hyperparameters=dict(
+          lr=learning_rate,
+          beta_1=beta_1,
+          beta_2=beta_2,
+          epsilon=epsilon,
+          weight_decay=weight_decay,
+      ),
+      step=step,
+      use_locking=use_locking,
+      fused=fused,
   )
 
 
 def multi_tensor_apply_adamw(
-  variables,
-  ms,
-  vs,
-  grads,
-  *,
-  learning_rate,
-  beta_1,
-  beta_2,
-  epsilon,
-  weight_decay,
-  step,
-  vhats=None,
-  apply_weight_decay=None,
-  use_locking=True,
-  fused=None,
+    variables,
+    ms,
+    vs,
+    grads,
+    *,
+    learning_rate,
+    beta_1,
+    beta_2,
+    epsilon,
+    weight_decay,
+    step,
+    vhats=None,
+    apply_weight_decay=None,
+    use_locking=True,
+    fused=None,
 ):
   """One AdamW step for every variable of `variables`, in place.
 
@@ -145,21 +149,25 @@ def multi_tensor_apply_adamw(
   [[0.9, 1.9], [2.9]]
   """
   return _update.apply_multi_tensor_update(
-    _RULE,
-    variables,
-    {"m": ms, "v": vs, "vhat": vhats},
-    grads,
-    hyperparameters=dict(
-      lr=learning_rate,
-      beta_1=beta_1,
-      beta_2=beta_2,
-      epsilon=epsilon,
-      weight_decay=weight_decay,
-    ),
-    step=step,
-    per_tensor_flags={"apply_weight_decay": apply_weight_decay},
-    use_locking=use_locking,
-    fused=fused,
+      _RULE,
+      variables,
+      {
+          "m": ms,
+          "v": vs,
+          "vhat": vhats
+      },
+      grads,
+      hyperparameters=dict(
+          lr=learning_rate,
+          beta_1=beta_1,
+          beta_2=beta_2,
+          epsilon=epsilon,
+          weight_decay=weight_decay,
+      ),
+      step=step,
+      per_tensor_flags={"apply_weight_decay": apply_weight_decay},
+      use_locking=use_locking,
+      fused=fused,
   )
 
 
@@ -167,30 +175,30 @@ def _adamw_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay, step):
   """The twin's scalars, derived once per call for all of its variables."""
   t = tf.cast(step, lr.dtype)
   return dict(
-    lr_times_decay=lr * weight_decay,
-    # apply_weight_decay=False: decay 0, as the kernel (w * 0 keeps NaNs).
-    lr_times_no_decay=lr * tf.zeros_like(weight_decay),
-    one_minus_beta_1=1 - beta_1,
-    one_minus_beta_2=1 - beta_2,
-    epsilon=epsilon,
-    lr_t=lr * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t)),
+      lr_times_decay=lr * weight_decay,
+      # apply_weight_decay=False: decay 0, as the kernel (w * 0 keeps NaNs).
+      lr_times_no_decay=lr * tf.zeros_like(weight_decay),
+      one_minus_beta_1=1 - beta_1,
+      one_minus_beta_2=1 - beta_2,
+      epsilon=epsilon,
+      lr_t=lr * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t)),
   )
 
 
 def _adamw_twin(
-  var,
-  grad,
-  *,
-  m,
-  v,
-  vhat,
-  lr_times_decay,
-  lr_times_no_decay,
-  one_minus_beta_1,
-  one_minus_beta_2,
-  epsilon,
-  lr_t,
-  apply_weight_decay=True,
+    var,
+    grad,
+    *,
+    m,
+    v,
+    vhat,
+    lr_times_decay,
+    lr_times_no_decay,
+    one_minus_beta_1,
+    one_minus_beta_2,
+    epsilon,
+    lr_t,
+    apply_weight_decay=True,
 ):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr_t.dtype
@@ -202,8 +210,8 @@ def _adamw_twin(
   v_new = tf.cast(v.read_value(), compute)
   v_new = v_new + (g * g - v_new) * one_minus_beta_2
   updates = [
-    m.assign(tf.cast(m_new, m.dtype)),
-    v.assign(tf.cast(v_new, v.dtype)),
+      m.assign(tf.cast(m_new, m.dtype)),
+      v.assign(tf.cast(v_new, v.dtype)),
   ]
   denominator_v = v_new
   if vhat is not None:
@@ -215,13 +223,13 @@ def _adamw_twin(
 
 
 _RULE = _update.UpdateRule(
-  per_variable_op="resource_apply_adam_w",
-  multi_tensor_op="resource_multi_tensor_apply_adam_w",
-  slot_names=("m", "v", "vhat"),
-  list_slots=("vhat",),
-  scalar_names=SCALAR_NAMES,
-  takes_step=True,
-  per_tensor_flags=("apply_weight_decay",),
-  twin=_adamw_twin,
-  twin_scalars=_adamw_twin_scalars,
+    per_variable_op="resource_apply_adam_w",
+    multi_tensor_op="resource_multi_tensor_apply_adam_w",
+    slot_names=("m", "v", "vhat"),
+    list_slots=("vhat",),
+    scalar_names=SCALAR_NAMES,
+    takes_step=True,
+    per_tensor_flags=("apply_weight_decay",),
+    twin=_adamw_twin,
+    twin_scalars=_adamw_twin_scalars,
 )

@@ -27,20 +27,20 @@ SCALAR_NAMES = ("lr", "beta_1", "beta_2", "epsilon", "weight_decay_rate")
 
 
 def resource_apply_lamb(
-  var,
-  m,
-  v,
-  grad,
-  *,
-  learning_rate,
-  beta_1,
-  beta_2,
-  epsilon,
-  weight_decay_rate,
-  step,
-  use_layer_adaptation=True,
-  use_locking=True,
-  fused=None,
+    var,
+    m,
+    v,
+    grad,
+    *,
+    learning_rate,
+    beta_1,
+    beta_2,
+    epsilon,
+    weight_decay_rate,
+    step,
+    use_layer_adaptation=True,
+    use_locking=True,
+    fused=None,
 ):
   """Applies one LAMB step to `var` and its slots `m`, `v` in place.
 
@@ -72,40 +72,43 @@ def resource_apply_lamb(
   [2.6464, 3.6464]
   """
   return _update.apply_update(
-    _RULE,
-    var,
-    {"m": m, "v": v},
-    grad,
-    hyperparameters=dict(
-      lr=learning_rate,
-      beta_1=beta_1,
-      beta_2=beta_2,
-      epsilon=epsilon,
-      weight_decay_rate=weight_decay_rate,
-    ),
-    step=step,
-    flags={"use_layer_adaptation": use_layer_adaptation},
-    use_locking=use_locking,
-    fused=fused,
+      _RULE,
+      var,
+      {
+          "m": m,
+          "v": v
+      },
+      grad,
+      hyperparameters=dict(
+          lr=learning_rate,
+          beta_1=beta_1,
+          beta_2=beta_2,
+          epsilon=epsilon,
+          weight_decay_rate=weight_decay_rate,
+      ),
+      step=step,
+      flags={"use_layer_adaptation": use_layer_adaptation},
+      use_locking=use_locking,
+      fused=fused,
   )
 
 
 def multi_tensor_apply_lamb(
-  variables,
-  ms,
-  vs,
-  grads,
-  *,
-  learning_rate,
-  beta_1,
-  beta_2,
-  epsilon,
-  weight_decay_rate,
-  step,
-  apply_weight_decay=None,
-  use_layer_adaptation=None,
-  use_locking=True,
-  fused=None,
+    variables,
+    ms,
+    vs,
+    grads,
+    *,
+    learning_rate,
+    beta_1,
+    beta_2,
+    epsilon,
+    weight_decay_rate,
+    step,
+    apply_weight_decay=None,
+    use_layer_adaptation=None,
+    use_locking=True,
+    fused=None,
 ):
   """One LAMB step for every variable of `variables`, in place.
 
@@ -142,24 +145,27 @@ def multi_tensor_apply_lamb(
   [[2.6464, 3.6464], [0.9]]
   """
   return _update.apply_multi_tensor_update(
-    _RULE,
-    variables,
-    {"m": ms, "v": vs},
-    grads,
-    hyperparameters=dict(
-      lr=learning_rate,
-      beta_1=beta_1,
-      beta_2=beta_2,
-      epsilon=epsilon,
-      weight_decay_rate=weight_decay_rate,
-    ),
-    step=step,
-    per_tensor_flags={
-      "apply_weight_decay": apply_weight_decay,
-      "use_layer_adaptation": use_layer_adaptation,
-    },
-    use_locking=use_locking,
-    fused=fused,
+      _RULE,
+      variables,
+      {
+          "m": ms,
+          "v": vs
+      },
+      grads,
+      hyperparameters=dict(
+          lr=learning_rate,
+          beta_1=beta_1,
+          beta_2=beta_2,
+          epsilon=epsilon,
+          weight_decay_rate=weight_decay_rate,
+      ),
+      step=step,
+      per_tensor_flags={
+          "apply_weight_decay": apply_weight_decay,
+          "use_layer_adaptation": use_layer_adaptation,
+      },
+      use_locking=use_locking,
+      fused=fused,
   )
 
 
@@ -167,40 +173,40 @@ def _lamb_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay_rate, step):
   """The twin's scalars, derived once per call for all of its variables."""
   t = tf.cast(step, lr.dtype)
   return dict(
-    lr=lr,
-    beta_1=beta_1,
-    beta_2=beta_2,
-    epsilon=epsilon,
-    one_minus_beta_1=1 - beta_1,
-    one_minus_beta_2=1 - beta_2,
-    m_correction=1 - tf.pow(beta_1, t),
-    v_correction=1 - tf.pow(beta_2, t),
-    weight_decay_rate=weight_decay_rate,
-    # apply_weight_decay=False: rate 0, as the kernel.
-    no_decay=tf.zeros_like(weight_decay_rate),
-    one=tf.constant(1, lr.dtype),
+      lr=lr,
+      beta_1=beta_1,
+      beta_2=beta_2,
+      epsilon=epsilon,
+      one_minus_beta_1=1 - beta_1,
+      one_minus_beta_2=1 - beta_2,
+      m_correction=1 - tf.pow(beta_1, t),
+      v_correction=1 - tf.pow(beta_2, t),
+      weight_decay_rate=weight_decay_rate,
+      # apply_weight_decay=False: rate 0, as the kernel.
+      no_decay=tf.zeros_like(weight_decay_rate),
+      one=tf.constant(1, lr.dtype),
   )
 
 
 def _lamb_twin(
-  var,
-  grad,
-  *,
-  m,
-  v,
-  lr,
-  beta_1,
-  beta_2,
-  epsilon,
-  one_minus_beta_1,
-  one_minus_beta_2,
-  m_correction,
-  v_correction,
-  weight_decay_rate,
-  no_decay,
-  one,
-  apply_weight_decay=True,
-  use_layer_adaptation=True,
+    var,
+    grad,
+    *,
+    m,
+    v,
+    lr,
+    beta_1,
+    beta_2,
+    epsilon,
+    one_minus_beta_1,
+    one_minus_beta_2,
+    m_correction,
+    v_correction,
+    weight_decay_rate,
+    no_decay,
+    one,
+    apply_weight_decay=True,
+    use_layer_adaptation=True,
 ):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr.dtype
@@ -217,23 +223,22 @@ def _lamb_twin(
   if use_layer_adaptation:
     w_norm = tf.norm(w)
     u_norm = tf.norm(u)
-    ratio = tf.where(
-      w_norm > 0, tf.where(u_norm > 0, w_norm / u_norm, ratio), ratio
-    )
+    ratio = tf.where(w_norm > 0, tf.where(u_norm > 0, w_norm / u_norm, ratio),
+                     ratio)
   return tf.group(
-    m.assign(tf.cast(m_new, m.dtype)),
-    v.assign(tf.cast(v_new, v.dtype)),
-    var.assign(tf.cast(w - lr * ratio * u, var.dtype)),
+      m.assign(tf.cast(m_new, m.dtype)),
+      v.assign(tf.cast(v_new, v.dtype)),
+      var.assign(tf.cast(w - lr * ratio * u, var.dtype)),
   )
 
 
 _RULE = _update.UpdateRule(
-  per_variable_op="resource_apply_lamb",
-  multi_tensor_op="resource_multi_tensor_apply_lamb",
-  slot_names=("m", "v"),
-  scalar_names=SCALAR_NAMES,
-  takes_step=True,
-  per_tensor_flags=("apply_weight_decay", "use_layer_adaptation"),
-  twin=_lamb_twin,
-  twin_scalars=_lamb_twin_scalars,
+    per_variable_op="resource_apply_lamb",
+    multi_tensor_op="resource_multi_tensor_apply_lamb",
+    slot_names=("m", "v"),
+    scalar_names=SCALAR_NAMES,
+    takes_step=True,
+    per_tensor_flags=("apply_weight_decay", "use_layer_adaptation"),
+    twin=_lamb_twin,
+    twin_scalars=_lamb_twin_scalars,
 )

@@ -33,16 +33,16 @@ SCALAR_NAMES = ("lr", "beta_1", "beta_2", "weight_decay")
 
 
 def resource_apply_lion(
-  var,
-  m,
-  grad,
-  *,
-  learning_rate,
-  beta_1,
-  beta_2,
-  weight_decay,
-  use_locking=True,
-  fused=None,
+    var,
+    m,
+    grad,
+    *,
+    learning_rate,
+    beta_1,
+    beta_2,
+    weight_decay,
+    use_locking=True,
+    fused=None,
 ):
   """Applies one Lion step to `var` and its slot `m` in place.
 
@@ -71,30 +71,31 @@ def resource_apply_lion(
   [0.005, -0.005]
   """
   return _update.apply_update(
-    _RULE,
-    var,
-    {"m": m},
-    grad,
-    hyperparameters=dict(
-      lr=learning_rate, beta_1=beta_1, beta_2=beta_2, weight_decay=weight_decay
-    ),
-    use_locking=use_locking,
-    fused=fused,
+      _RULE,
+      var,
+      {"m": m},
+      grad,
+      hyperparameters=dict(lr=learning_rate,
+                           beta_1=beta_1,
+                           beta_2=beta_2,
+                           weight_decay=weight_decay),
+      use_locking=use_locking,
+      fused=fused,
   )
 
 
 def multi_tensor_apply_lion(
-  variables,
-  ms,
-  grads,
-  *,
-  learning_rate,
-  beta_1,
-  beta_2,
-  weight_decay,
-  apply_weight_decay=None,
-  use_locking=True,
-  fused=None,
+    variables,
+    ms,
+    grads,
+    *,
+    learning_rate,
+    beta_1,
+    beta_2,
+    weight_decay,
+    apply_weight_decay=None,
+    use_locking=True,
+    fused=None,
 ):
   """One Lion step for every variable of `variables`, in place.
 
@@ -128,46 +129,47 @@ def multi_tensor_apply_lion(
   [[0.85, -1.8], [4.0]]
   """
   return _update.apply_multi_tensor_update(
-    _RULE,
-    variables,
-    {"m": ms},
-    grads,
-    hyperparameters=dict(
-      lr=learning_rate, beta_1=beta_1, beta_2=beta_2, weight_decay=weight_decay
-    ),
-    per_tensor_flags={"apply_weight_decay": apply_weight_decay},
-    use_locking=use_locking,
-    fused=fused,
+      _RULE,
+      variables,
+      {"m": ms},
+      grads,
+      hyperparameters=dict(lr=learning_rate,
+                           beta_1=beta_1,
+                           beta_2=beta_2,
+                           weight_decay=weight_decay),
+      per_tensor_flags={"apply_weight_decay": apply_weight_decay},
+      use_locking=use_locking,
+      fused=fused,
   )
 
 
 def _lion_twin_scalars(*, lr, beta_1, beta_2, weight_decay):
   """The twin's scalars, derived once per call for all of its variables."""
   return dict(
-    lr=lr,
-    beta_1=beta_1,
-    beta_2=beta_2,
-    one_minus_beta_1=1 - beta_1,
-    one_minus_beta_2=1 - beta_2,
-    lr_times_decay=lr * weight_decay,
-    # apply_weight_decay=False: decay 0, as the kernel (w * 0 keeps NaNs).
-    lr_times_no_decay=lr * tf.zeros_like(weight_decay),
+      lr=lr,
+      beta_1=beta_1,
+      beta_2=beta_2,
+      one_minus_beta_1=1 - beta_1,
+      one_minus_beta_2=1 - beta_2,
+      lr_times_decay=lr * weight_decay,
+      # apply_weight_decay=False: decay 0, as the kernel (w * 0 keeps NaNs).
+      lr_times_no_decay=lr * tf.zeros_like(weight_decay),
   )
 
 
 def _lion_twin(
-  var,
-  grad,
-  *,
-  m,
-  lr,
-  beta_1,
-  beta_2,
-  one_minus_beta_1,
-  one_minus_beta_2,
-  lr_times_decay,
-  lr_times_no_decay,
-  apply_weight_decay=True,
+    var,
+    grad,
+    *,
+    m,
+    lr,
+    beta_1,
+    beta_2,
+    one_minus_beta_1,
+    one_minus_beta_2,
+    lr_times_decay,
+    lr_times_no_decay,
+    apply_weight_decay=True,
 ):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr.dtype
@@ -178,18 +180,17 @@ def _lion_twin(
   w = w - w * (lr_times_decay if apply_weight_decay else lr_times_no_decay)
   w = w - lr * tf.sign(interpolated)
   m_new = m_old * beta_2 + g * one_minus_beta_2
-  return tf.group(
-    m.assign(tf.cast(m_new, m.dtype)), var.assign(tf.cast(w, var.dtype))
-  )
+  return tf.group(m.assign(tf.cast(m_new, m.dtype)),
+                  var.assign(tf.cast(w, var.dtype)))
 
 
 _RULE = _update.UpdateRule(
-  per_variable_op="resource_apply_lion",
-  multi_tensor_op="resource_multi_tensor_apply_lion",
-  slot_names=("m",),
-  scalar_names=SCALAR_NAMES,
-  takes_step=False,
-  per_tensor_flags=("apply_weight_decay",),
-  twin=_lion_twin,
-  twin_scalars=_lion_twin_scalars,
+    per_variable_op="resource_apply_lion",
+    multi_tensor_op="resource_multi_tensor_apply_lion",
+    slot_names=("m",),
+    scalar_names=SCALAR_NAMES,
+    takes_step=False,
+    per_tensor_flags=("apply_weight_decay",),
+    twin=_lion_twin,
+    twin_scalars=_lion_twin_scalars,
 )

@@ -26,15 +26,15 @@ from tf_opt_plugin.ops import _update
 
 
 def resource_apply_sgd(
-  var,
-  momentum_buffer,
-  grad,
-  *,
-  learning_rate,
-  momentum,
-  nesterov=False,
-  use_locking=True,
-  fused=None,
+    var,
+    momentum_buffer,
+    grad,
+    *,
+    learning_rate,
+    momentum,
+    nesterov=False,
+    use_locking=True,
+    fused=None,
 ):
   """Applies one SGD (with Keras momentum) step to `var` in place.
 
@@ -65,24 +65,22 @@ def resource_apply_sgd(
   [0.71, 1.71]
   """
   return _apply_sgd(
-    var,
-    momentum_buffer,
-    grad,
-    learning_rate=learning_rate,
-    momentum=momentum,
-    nesterov=nesterov,
-    use_locking=use_locking,
-    fused=fused,
+      var,
+      momentum_buffer,
+      grad,
+      learning_rate=learning_rate,
+      momentum=momentum,
+      nesterov=nesterov,
+      use_locking=use_locking,
+      fused=fused,
   )
 
 
 # Builds ops with no tensor-dependent Python control flow: AutoGraph, inside
 # a tf.function, has nothing to convert (and must not rewrite its checks).
 @tf.autograph.experimental.do_not_convert
-def _apply_sgd(
-  var, momentum_buffer, grad, *, learning_rate, momentum, nesterov,
-  use_locking, fused
-):  # fmt: skip
+def _apply_sgd(var, momentum_buffer, grad, *, learning_rate, momentum, nesterov,
+               use_locking, fused):  # fmt: skip
   """`resource_apply_sgd`."""
   fused = _inputs.check_fused(fused)
   use_locking = _inputs.check_bool("use_locking", use_locking)
@@ -101,9 +99,8 @@ def _apply_sgd(
     momentum_value = tf.get_static_value(mu)
     if momentum_value is None or momentum_value != 0:
       raise ValueError(
-        "`momentum_buffer` is required when momentum is not 0. Received: "
-        f"momentum={momentum}, momentum_buffer=None"
-      )
+          "`momentum_buffer` is required when momentum is not 0. Received: "
+          f"momentum={momentum}, momentum_buffer=None")
   use_builtin = _use_builtin_kernel(fused, var)
 
   if momentum_buffer is None and isinstance(grad, tf.IndexedSlices):
@@ -115,13 +112,12 @@ def _apply_sgd(
       # TF's scatter kernel runs wherever the dense kernel does (the twin
       # path would be the same op), so there is only one sparse update.
       return var.scatter_sub(
-        tf.IndexedSlices(grad.values * lr, grad.indices, grad.dense_shape)
-      )
+          tf.IndexedSlices(grad.values * lr, grad.indices, grad.dense_shape))
 
   grad = _inputs.as_dense_gradient(grad, var, checks)
-  slots = (
-    {} if momentum_buffer is None else {"momentum_buffer": momentum_buffer}
-  )
+  slots = ({} if momentum_buffer is None else {
+      "momentum_buffer": momentum_buffer
+  })
   # TF's kernels check shapes and initialisation themselves; the twin's
   # checks come first.
   checks.kernel_validates = use_builtin
@@ -130,22 +126,26 @@ def _apply_sgd(
   with tf.control_dependencies(checks.ops):
     if use_builtin:
       if momentum_buffer is None:
-        return tf.raw_ops.ResourceApplyGradientDescent(
-          var=var.handle, alpha=lr, delta=grad, use_locking=use_locking
-        )
+        return tf.raw_ops.ResourceApplyGradientDescent(var=var.handle,
+                                                       alpha=lr,
+                                                       delta=grad,
+                                                       use_locking=use_locking)
       return tf.raw_ops.ResourceApplyKerasMomentum(
-        var=var.handle,
-        accum=momentum_buffer.handle,
-        lr=lr,
-        grad=grad,
-        momentum=mu,
-        use_locking=use_locking,
-        use_nesterov=nesterov,
+          var=var.handle,
+          accum=momentum_buffer.handle,
+          lr=lr,
+          grad=grad,
+          momentum=mu,
+          use_locking=use_locking,
+          use_nesterov=nesterov,
       )
     with _update.hold_twin_locks([v for _, v in named], use_locking):
-      return _sgd_twin(
-        var, momentum_buffer, grad, lr=lr, momentum=mu, nesterov=nesterov
-      )
+      return _sgd_twin(var,
+                       momentum_buffer,
+                       grad,
+                       lr=lr,
+                       momentum=mu,
+                       nesterov=nesterov)
 
 
 def _use_builtin_kernel(fused, var):
@@ -162,9 +162,8 @@ def _sgd_twin(var, momentum_buffer, grad, *, lr, momentum, nesterov):
   """The same step in plain TF ops (DTensor-friendly)."""
   if momentum_buffer is None:
     return var.assign_sub(grad * lr)
-  buffer = momentum_buffer.assign(
-    momentum_buffer.read_value() * momentum - grad * lr
-  )
+  buffer = momentum_buffer.assign(momentum_buffer.read_value() * momentum -
+                                  grad * lr)
   if nesterov:
     return var.assign_add(buffer * momentum - grad * lr)
   return var.assign_add(buffer)

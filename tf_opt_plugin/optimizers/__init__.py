@@ -22,8 +22,8 @@ import os
 
 def _tf_keras_is_legacy():
   """Whether `tf.keras` is tf-keras, by TensorFlow's own rule (lazy_loader)."""
-  return (os.environ.get("TF_USE_LEGACY_KERAS") in ("true", "True", "1")
-          and importlib.util.find_spec("tf_keras") is not None)
+  return (os.environ.get("TF_USE_LEGACY_KERAS") in ("true", "True", "1") and
+          importlib.util.find_spec("tf_keras") is not None)
 
 
 if _tf_keras_is_legacy():
@@ -35,5 +35,7 @@ else:
   from tf_opt_plugin.optimizers.keras3 import *  # pylint: disable=wildcard-import
   from tf_opt_plugin.optimizers.keras3 import Optimizer
 
-__all__ = ["Adafactor", "Adam", "AdamW", "FLAVOUR", "Lamb", "Lion",
-           "LossScaleOptimizer", "Optimizer", "SGD"]
+__all__ = [
+    "Adafactor", "Adam", "AdamW", "FLAVOUR", "Lamb", "Lion",
+    "LossScaleOptimizer", "Optimizer", "SGD"
+]

@@ -33,8 +33,9 @@ def multi_tensor_enabled():
 
 
 def _devices(distribution, variable):
-  return tuple(component.device for component in
-               distribution.experimental_local_results(variable))
+  return tuple(
+      component.device
+      for component in distribution.experimental_local_results(variable))
 
 
 def can_update_by_device(distribution, variables):
@@ -67,12 +68,13 @@ def update_by_device(distribution, variables, gradients, fn, *args):
   def on_device(local_anchor, local_gradients, *local_args):
     # The anchor's position among its copies is the device's position.
     replica = _position(local_anchor, components[0])
-    return fn([copies[replica] for copies in components],
-              list(local_gradients), *local_args)
+    return fn([copies[replica] for copies in components], list(local_gradients),
+              *local_args)
 
-  return distribution.extended.update(
-      variables[0], on_device, args=(list(gradients),) + tuple(args),
-      group=False)
+  return distribution.extended.update(variables[0],
+                                      on_device,
+                                      args=(list(gradients),) + tuple(args),
+                                      group=False)
 
 
 def _position(component, copies):

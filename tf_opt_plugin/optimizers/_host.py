@@ -134,8 +134,8 @@ class AlgorithmHost:
     """A float, a schedule (at the real step count) or a callable's value."""
     if isinstance(hyperparameter, self.schedule_type):
       return hyperparameter(self.iterations)
-    if callable(hyperparameter) and not isinstance(
-        hyperparameter, (tf.Variable, tf.Tensor)):
+    if callable(hyperparameter) and not isinstance(hyperparameter,
+                                                   (tf.Variable, tf.Tensor)):
       return hyperparameter()
     return hyperparameter
 
@@ -160,8 +160,8 @@ class AlgorithmHost:
   def applies_weight_decay(self, variable):
     """Whether the front end's `weight_decay` is set and not excluded for
     `variable`."""
-    return (self.weight_decay is not None
-            and self._use_weight_decay(self.model_variable(variable)))
+    return (self.weight_decay is not None and
+            self._use_weight_decay(self.model_variable(variable)))
 
   def current_weight_decay(self):
     """The front end's `weight_decay` for this step (0 when unset)."""
@@ -249,9 +249,8 @@ def checked_gradients(grads, variables, *, cast):
   """
   grads, variables = list(grads), list(variables)
   if len(grads) != len(variables):
-    raise ValueError(
-        "`grads` must hold one gradient per variable. Received: "
-        f"{len(grads)} gradients and {len(variables)} variables")
+    raise ValueError("`grads` must hold one gradient per variable. Received: "
+                     f"{len(grads)} gradients and {len(variables)} variables")
   checked, assertions = [], []
   for i, (grad, variable) in enumerate(zip(grads, variables)):
     if grad is None:
@@ -267,8 +266,8 @@ def checked_gradients(grads, variables, *, cast):
           grad, dtype_hint=None if hasattr(grad, "dtype") else var_dtype)
     grad_dtype = tf.as_dtype(grad.dtype).base_dtype
     if cast:
-      if not (grad_dtype.is_floating or grad_dtype.is_integer
-              or grad_dtype == tf.bool):
+      if not (grad_dtype.is_floating or grad_dtype.is_integer or
+              grad_dtype == tf.bool):
         raise TypeError(
             f"{name} must have a real dtype (floating-point, integer or "
             f"bool), cast to the {var_dtype.name} of its variable "
@@ -287,8 +286,8 @@ def checked_gradients(grads, variables, *, cast):
                                                  var_shape)
     # XLA drops assertions, and DTensor has no layouts for them; there the
     # ops' own checks remain.
-    if make_assertions is not None and not (
-        _dispatch.is_dtensor(variable) or _dispatch._in_xla_context()):  # pylint: disable=protected-access
+    if make_assertions is not None and not (_dispatch.is_dtensor(variable) or
+                                            _dispatch._in_xla_context()):  # pylint: disable=protected-access
       assertions += make_assertions()
     checked.append(grad)
   if tf.executing_eagerly():
@@ -312,8 +311,8 @@ def variable_dtype(variable):
   stored = getattr(variable, "_value", None)  # a keras.Variable's tf.Variable
   if isinstance(stored, tf.Variable):
     variable = stored
-  return tf.as_dtype(getattr(variable, "true_dtype", None)
-                     or variable.dtype).base_dtype
+  return tf.as_dtype(getattr(variable, "true_dtype", None) or
+                     variable.dtype).base_dtype
 
 
 def _describe(variable):
@@ -325,8 +324,8 @@ def _shape_text(shape):
   shape = tf.TensorShape(shape)
   if shape.rank is None:
     return "<unknown>"
-  return "[" + ",".join("?" if d is None else str(d)
-                        for d in shape.as_list()) + "]"
+  return "[" + ",".join(
+      "?" if d is None else str(d) for d in shape.as_list()) + "]"
 
 
 def _check_dense_shape(name, var_name, grad, var_shape):
@@ -348,10 +347,12 @@ def _check_dense_shape(name, var_name, grad, var_shape):
     return tf.broadcast_to(grad, var_shape), None
   if grad.shape.is_fully_defined() or not var_shape.is_fully_defined():
     return grad, None
-  return grad, lambda: [tf.debugging.assert_equal(
-      tf.shape(grad, out_type=tf.int64),
-      tf.constant(var_shape.as_list(), tf.int64),
-      message=message + " (the shape it has when run is printed below)")]
+  return grad, lambda: [
+      tf.debugging.assert_equal(tf.shape(grad, out_type=tf.int64),
+                                tf.constant(var_shape.as_list(), tf.int64),
+                                message=message +
+                                " (the shape it has when run is printed below)")
+  ]
 
 
 def _broadcasts_to(shape, target):
@@ -360,8 +361,9 @@ def _broadcasts_to(shape, target):
     return False
   if shape.rank > target.rank:
     return False
-  return all(d in (1, t) for d, t in zip(reversed(shape.as_list()),
-                                         reversed(target.as_list())))
+  return all(
+      d in (1, t)
+      for d, t in zip(reversed(shape.as_list()), reversed(target.as_list())))
 
 
 def _check_sparse_shape(name, var_name, grad, var_shape):
@@ -382,20 +384,26 @@ def _check_sparse_shape(name, var_name, grad, var_shape):
 
   def assertions():
     result = []
-    if (not values_shape[1:].is_fully_defined()
-        and var_shape[1:].is_fully_defined()):
-      result.append(tf.debugging.assert_equal(
-          tf.shape(grad.values, out_type=tf.int64)[1:],
-          tf.constant(var_shape[1:].as_list(), tf.int64), message=message))
+    if (not values_shape[1:].is_fully_defined() and
+        var_shape[1:].is_fully_defined()):
+      result.append(
+          tf.debugging.assert_equal(tf.shape(grad.values,
+                                             out_type=tf.int64)[1:],
+                                    tf.constant(var_shape[1:].as_list(),
+                                                tf.int64),
+                                    message=message))
     if rows is not None:
       # Out of range, TF's scatter kernels raise on CPU and drop the row on
       # GPU; either way, after other variables were written.
       indices = tf.cast(grad.indices, tf.int64)
-      result.append(tf.debugging.Assert(
-          tf.reduce_all(tf.logical_and(indices >= 0, indices < rows)),
-          [f"{name} (a tf.IndexedSlices) must have indices in [0, {rows}), "
-           f"the rows of its variable {var_name}. Received: indices=",
-           indices], summarize=10))
+      result.append(
+          tf.debugging.
+          Assert(tf.reduce_all(tf.logical_and(indices >= 0, indices < rows)), [
+              f"{name} (a tf.IndexedSlices) must have indices in [0, {rows}), "
+              f"the rows of its variable {var_name}. Received: indices=",
+              indices
+          ],
+                 summarize=10))
     return result
 
   return assertions

@@ -74,9 +74,9 @@ def check_patterns(name, patterns):
     try:
       re.compile(pattern)
     except re.error as e:
-      raise ValueError(f"`{name}` holds an invalid regular expression "
-                       f"{pattern!r} ({e}). Received: {name}={patterns!r}"
-                       ) from None
+      raise ValueError(
+          f"`{name}` holds an invalid regular expression "
+          f"{pattern!r} ({e}). Received: {name}={patterns!r}") from None
   return patterns
 
 

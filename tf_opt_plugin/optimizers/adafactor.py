@@ -47,22 +47,30 @@ class AdafactorAlgorithm:
   [0.9726, 1.9726, 2.9726, 3.9726]
   """
 
-  def __init__(self, learning_rate=0.001, beta_2_decay=-0.8, epsilon_1=1e-30,
-               epsilon_2=1e-3, clip_threshold=1.0, relative_step=True, *,
-               fused=None, name=None, **kwargs):
-    super().__init__(learning_rate=learning_rate, fused=fused,
-                     name=self.resolve_name(name), **kwargs)
+  def __init__(self,
+               learning_rate=0.001,
+               beta_2_decay=-0.8,
+               epsilon_1=1e-30,
+               epsilon_2=1e-3,
+               clip_threshold=1.0,
+               relative_step=True,
+               *,
+               fused=None,
+               name=None,
+               **kwargs):
+    super().__init__(learning_rate=learning_rate,
+                     fused=fused,
+                     name=self.resolve_name(name),
+                     **kwargs)
     self.beta_2_decay = _hyperparameters.check_number("beta_2_decay",
                                                       beta_2_decay)
     if not self.beta_2_decay <= 0:
       raise ValueError("`beta_2_decay` must be <= 0. Received: "
                        f"beta_2_decay={beta_2_decay}")
-    self.epsilon_1 = _hyperparameters.check_non_negative("epsilon_1",
-                                                         epsilon_1)
-    self.epsilon_2 = _hyperparameters.check_non_negative("epsilon_2",
-                                                         epsilon_2)
-    self.clip_threshold = _hyperparameters.check_positive("clip_threshold",
-                                                          clip_threshold)
+    self.epsilon_1 = _hyperparameters.check_non_negative("epsilon_1", epsilon_1)
+    self.epsilon_2 = _hyperparameters.check_non_negative("epsilon_2", epsilon_2)
+    self.clip_threshold = _hyperparameters.check_positive(
+        "clip_threshold", clip_threshold)
     self.relative_step = _hyperparameters.check_bool("relative_step",
                                                      relative_step)
 
@@ -77,9 +85,12 @@ class AdafactorAlgorithm:
       elif len(variable.shape) >= 2:
         # The shapes of `ops.accumulator_shapes`: mean over the last axis
         # (rows), over the second to last (columns).
-        self._accumulators.append((
-            self.add_slot(variable, "row", reduced_axis=-1),
-            self.add_slot(variable, "column", reduced_axis=-2)))
+        self._accumulators.append((self.add_slot(variable,
+                                                 "row",
+                                                 reduced_axis=-1),
+                                   self.add_slot(variable,
+                                                 "column",
+                                                 reduced_axis=-2)))
       else:
         self._accumulators.append((self.add_slot(variable, "velocity"),))
 
@@ -87,16 +98,21 @@ class AdafactorAlgorithm:
     """One Adafactor step; `learning_rate` None: the current one."""
     accumulators = self._accumulators[self.variable_index(variable)]
     return ops.resource_apply_adafactor(
-        variable, [self.as_tf_variable(a) for a in accumulators], gradient,
+        variable, [self.as_tf_variable(a) for a in accumulators],
+        gradient,
         learning_rate=self.learning_rate_for_step(learning_rate),
-        beta_2_decay=self.beta_2_decay, epsilon_1=self.epsilon_1,
-        epsilon_2=self.epsilon_2, clip_threshold=self.clip_threshold,
-        step=self.step_count(), relative_step=self.relative_step,
+        beta_2_decay=self.beta_2_decay,
+        epsilon_1=self.epsilon_1,
+        epsilon_2=self.epsilon_2,
+        clip_threshold=self.clip_threshold,
+        step=self.step_count(),
+        relative_step=self.relative_step,
         fused=self.fused)
 
   def get_config(self):
     config = super().get_config()
-    config.update(beta_2_decay=self.beta_2_decay, epsilon_1=self.epsilon_1,
+    config.update(beta_2_decay=self.beta_2_decay,
+                  epsilon_1=self.epsilon_1,
                   epsilon_2=self.epsilon_2,
                   clip_threshold=self.clip_threshold,
                   relative_step=self.relative_step)

@@ -44,11 +44,20 @@ class AdamAlgorithm:
 
   _fuses_weight_decay = True
 
-  def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
-               epsilon=1e-7, amsgrad=False, *, fused=None, name=None,
+  def __init__(self,
+               learning_rate=0.001,
+               beta_1=0.9,
+               beta_2=0.999,
+               epsilon=1e-7,
+               amsgrad=False,
+               *,
+               fused=None,
+               name=None,
                **kwargs):
-    super().__init__(learning_rate=learning_rate, fused=fused,
-                     name=self.resolve_name(name), **kwargs)
+    super().__init__(learning_rate=learning_rate,
+                     fused=fused,
+                     name=self.resolve_name(name),
+                     **kwargs)
     self.beta_1 = _hyperparameters.check_unit_interval("beta_1", beta_1)
     self.beta_2 = _hyperparameters.check_unit_interval("beta_2", beta_2)
     self.epsilon = _hyperparameters.check_non_negative("epsilon", epsilon)
@@ -58,8 +67,8 @@ class AdamAlgorithm:
     if self.built:
       return
     super().build(var_list)
-    self._momentums, self._velocities = self.add_slots(
-        var_list, ("momentum", "velocity"))
+    self._momentums, self._velocities = self.add_slots(var_list,
+                                                       ("momentum", "velocity"))
     if self.amsgrad:
       self._velocity_hats, = self.add_slots(var_list, ("velocity_hat",))
 
@@ -77,10 +86,14 @@ class AdamAlgorithm:
     """
     return ops.multi_tensor_apply_adamw(
         variables, [self.slot(self._momentums, v) for v in variables],
-        [self.slot(self._velocities, v) for v in variables], gradients,
+        [self.slot(self._velocities, v) for v in variables],
+        gradients,
         learning_rate=self.learning_rate_for_step(learning_rate),
-        beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
-        weight_decay=self.current_weight_decay(), step=self.step_count(),
+        beta_1=self.beta_1,
+        beta_2=self.beta_2,
+        epsilon=self.epsilon,
+        weight_decay=self.current_weight_decay(),
+        step=self.step_count(),
         vhats=([self.slot(self._velocity_hats, v) for v in variables]
                if self.amsgrad else None),
         apply_weight_decay=[self.applies_weight_decay(v) for v in variables],
@@ -88,6 +101,8 @@ class AdamAlgorithm:
 
   def get_config(self):
     config = super().get_config()
-    config.update(beta_1=self.beta_1, beta_2=self.beta_2,
-                  epsilon=self.epsilon, amsgrad=self.amsgrad)
+    config.update(beta_1=self.beta_1,
+                  beta_2=self.beta_2,
+                  epsilon=self.epsilon,
+                  amsgrad=self.amsgrad)
     return config

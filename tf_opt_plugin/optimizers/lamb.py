@@ -45,13 +45,22 @@ class LambAlgorithm:
   [2.6464, 3.6464]
   """
 
-  def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
-               epsilon=1e-6, weight_decay_rate=0.0,
+  def __init__(self,
+               learning_rate=0.001,
+               beta_1=0.9,
+               beta_2=0.999,
+               epsilon=1e-6,
+               weight_decay_rate=0.0,
                exclude_from_weight_decay=None,
-               exclude_from_layer_adaptation=None, *, fused=None, name=None,
+               exclude_from_layer_adaptation=None,
+               *,
+               fused=None,
+               name=None,
                **kwargs):
-    super().__init__(learning_rate=learning_rate, fused=fused,
-                     name=self.resolve_name(name), **kwargs)
+    super().__init__(learning_rate=learning_rate,
+                     fused=fused,
+                     name=self.resolve_name(name),
+                     **kwargs)
     self.beta_1 = _hyperparameters.check_unit_interval("beta_1", beta_1)
     self.beta_2 = _hyperparameters.check_unit_interval("beta_2", beta_2)
     self.epsilon = _hyperparameters.check_non_negative("epsilon", epsilon)
@@ -67,8 +76,8 @@ class LambAlgorithm:
     if self.built:
       return
     super().build(var_list)
-    self._momentums, self._velocities = self.add_slots(
-        var_list, ("momentum", "velocity"))
+    self._momentums, self._velocities = self.add_slots(var_list,
+                                                       ("momentum", "velocity"))
 
   def update_step(self, gradient, variable, learning_rate=None):
     """One LAMB step of `variable`; `learning_rate` None: the current one."""
@@ -86,24 +95,30 @@ class LambAlgorithm:
                            else self.exclude_from_weight_decay_patterns)
     return ops.multi_tensor_apply_lamb(
         variables, [self.slot(self._momentums, v) for v in variables],
-        [self.slot(self._velocities, v) for v in variables], gradients,
+        [self.slot(self._velocities, v) for v in variables],
+        gradients,
         learning_rate=self.learning_rate_for_step(learning_rate),
-        beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+        beta_1=self.beta_1,
+        beta_2=self.beta_2,
+        epsilon=self.epsilon,
         weight_decay_rate=self.current_value(self.weight_decay_rate),
         step=self.step_count(),
         apply_weight_decay=[
             not self.excluded(self.exclude_from_weight_decay_patterns, v)
-            for v in variables],
-        use_layer_adaptation=[not self.excluded(adaptation_patterns, v)
-                              for v in variables],
+            for v in variables
+        ],
+        use_layer_adaptation=[
+            not self.excluded(adaptation_patterns, v) for v in variables
+        ],
         fused=self.fused)
 
   def get_config(self):
     config = super().get_config()
     config.update(
-        beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
-        weight_decay_rate=self.serialize_hyperparameter(
-            self.weight_decay_rate),
+        beta_1=self.beta_1,
+        beta_2=self.beta_2,
+        epsilon=self.epsilon,
+        weight_decay_rate=self.serialize_hyperparameter(self.weight_decay_rate),
         exclude_from_weight_decay=self.exclude_from_weight_decay_patterns,
         exclude_from_layer_adaptation=self.exclude_from_layer_adaptation)
     return config

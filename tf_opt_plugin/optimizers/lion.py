@@ -46,27 +46,26 @@ class LionAlgorithm:
   _fuses_weight_decay = True
 
   def __init__(
-    self,
-    learning_rate=0.001,
-    beta_1=0.9,
-    beta_2=0.99,
-    *,
-    fused=None,
-    name=None,
-    **kwargs,
+      self,
+      learning_rate=0.001,
+      beta_1=0.9,
+      beta_2=0.99,
+      *,
+      fused=None,
+      name=None,
+      **kwargs,
   ):
     super().__init__(
-      learning_rate=learning_rate,
-      fused=fused,
-      name=self.resolve_name(name),
-      **kwargs,
+        learning_rate=learning_rate,
+        fused=fused,
+        name=self.resolve_name(name),
+        **kwargs,
     )
     self.beta_1 = _hyperparameters.check_number("beta_1", beta_1)
     if not 0.0 < self.beta_1 <= 1.0:  # Keras's rule
       raise ValueError(
-        "`beta_1` must be in (0, 1]: at 0 Lion degenerates to SignSGD. "
-        f"Received: beta_1={beta_1}"
-      )
+          "`beta_1` must be in (0, 1]: at 0 Lion degenerates to SignSGD. "
+          f"Received: beta_1={beta_1}")
     self.beta_2 = _hyperparameters.check_unit_interval("beta_2", beta_2)
 
   def build(self, var_list):
@@ -87,15 +86,15 @@ class LionAlgorithm:
     Variables excluded from the front end's `weight_decay` get none.
     """
     return ops.multi_tensor_apply_lion(
-      variables,
-      [self.slot(self._momentums, v) for v in variables],
-      gradients,
-      learning_rate=self.learning_rate_for_step(learning_rate),
-      beta_1=self.beta_1,
-      beta_2=self.beta_2,
-      weight_decay=self.current_weight_decay(),
-      apply_weight_decay=[self.applies_weight_decay(v) for v in variables],
-      fused=self.fused,
+        variables,
+        [self.slot(self._momentums, v) for v in variables],
+        gradients,
+        learning_rate=self.learning_rate_for_step(learning_rate),
+        beta_1=self.beta_1,
+        beta_2=self.beta_2,
+        weight_decay=self.current_weight_decay(),
+        apply_weight_decay=[self.applies_weight_decay(v) for v in variables],
+        fused=self.fused,
     )
 
   def get_config(self):

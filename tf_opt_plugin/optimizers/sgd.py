@@ -36,10 +36,18 @@ class SGDAlgorithm:
   0.71
   """
 
-  def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, *,
-               fused=None, name=None, **kwargs):
-    super().__init__(learning_rate=learning_rate, fused=fused,
-                     name=self.resolve_name(name), **kwargs)
+  def __init__(self,
+               learning_rate=0.01,
+               momentum=0.0,
+               nesterov=False,
+               *,
+               fused=None,
+               name=None,
+               **kwargs):
+    super().__init__(learning_rate=learning_rate,
+                     fused=fused,
+                     name=self.resolve_name(name),
+                     **kwargs)
     self.momentum = _hyperparameters.check_number("momentum", momentum)
     if not 0.0 <= self.momentum <= 1.0:
       raise ValueError(  # Keras's message
@@ -60,8 +68,11 @@ class SGDAlgorithm:
     return ops.resource_apply_sgd(
         variable,
         self.slot(self.momentums, variable) if self.momentum != 0 else None,
-        gradient, learning_rate=self.learning_rate_for_step(learning_rate),
-        momentum=self.momentum, nesterov=self.nesterov, fused=self.fused)
+        gradient,
+        learning_rate=self.learning_rate_for_step(learning_rate),
+        momentum=self.momentum,
+        nesterov=self.nesterov,
+        fused=self.fused)
 
   def get_config(self):
     config = super().get_config()

@@ -10,7 +10,8 @@
 //   * times it with CUDA events (warm-up, median of many runs, inputs larger
 //     than L2), measures a device-to-device copy in the same run and prints
 //     GB/s and the ratio to the copy;
-//   * runs the multi-tensor AdamW, LAMB and Lion steps over the BERT-base variable
+//   * runs the multi-tensor AdamW, LAMB and Lion steps over the BERT-base
+//   variable
 //     set of tf_opt_plugin/benchmark/bert_base_shapes.py.
 // `--self-test` runs the host-only checks (no GPU needed): the reference
 // against published values and against a second formulation (the shared
@@ -65,23 +66,33 @@ template <>
 struct TypeInfo<__half> {
   using C = float;
   static const char* Name() { return "float16"; }
-  static constexpr double kRtol = 1e-3;  // ~2x the rounding of the result (2^-11)
+  static constexpr double kRtol =
+      1e-3;  // ~2x the rounding of the result (2^-11)
 };
 template <>
 struct TypeInfo<__nv_bfloat16> {
   using C = float;
   static const char* Name() { return "bfloat16"; }
-  static constexpr double kRtol = 8e-3;  // ~2x the rounding of the result (2^-8)
+  static constexpr double kRtol =
+      8e-3;  // ~2x the rounding of the result (2^-8)
 };
 
 template <typename T>
-double ToDouble(T x) { return static_cast<double>(static_cast<float>(x)); }
+double ToDouble(T x) {
+  return static_cast<double>(static_cast<float>(x));
+}
 template <>
-double ToDouble<double>(double x) { return x; }
+double ToDouble<double>(double x) {
+  return x;
+}
 template <typename T>
-T FromDouble(double x) { return static_cast<T>(static_cast<float>(x)); }
+T FromDouble(double x) {
+  return static_cast<T>(static_cast<float>(x));
+}
 template <>
-double FromDouble<double>(double x) { return x; }
+double FromDouble<double>(double x) {
+  return x;
+}
 
 // ------------------------------------------------------------------------------------------
 // Output, failures
@@ -99,14 +110,15 @@ void Fail(const char* fmt, ...) {
   ++g_failures;
 }
 
-#define CUDA_OK(expr)                                                          \
-  do {                                                                         \
-    const cudaError_t e_ = (expr);                                             \
-    if (e_ != cudaSuccess) {                                                   \
-      std::fprintf(stdout, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(e_), \
-                   __FILE__, __LINE__, cudaGetErrorString(e_));                \
-      std::exit(2);                                                            \
-    }                                                                          \
+#define CUDA_OK(expr)                                        \
+  do {                                                       \
+    const cudaError_t e_ = (expr);                           \
+    if (e_ != cudaSuccess) {                                 \
+      std::fprintf(stdout, "CUDA error %s at %s:%d: %s\n",   \
+                   cudaGetErrorName(e_), __FILE__, __LINE__, \
+                   cudaGetErrorString(e_));                  \
+      std::exit(2);                                          \
+    }                                                        \
   } while (0)
 
 // ------------------------------------------------------------------------------------------
@@ -121,8 +133,10 @@ uint64_t SplitMix(uint64_t x) {
 }
 
 // Uniform in [lo, hi).
-double Uniform(uint64_t seed, uint64_t stream, uint64_t i, double lo, double hi) {
-  const uint64_t bits = SplitMix(seed ^ SplitMix(stream * 0x100000001b3ull + i));
+double Uniform(uint64_t seed, uint64_t stream, uint64_t i, double lo,
+               double hi) {
+  const uint64_t bits =
+      SplitMix(seed ^ SplitMix(stream * 0x100000001b3ull + i));
   return lo + (hi - lo) * (static_cast<double>(bits >> 11) * 0x1.0p-53);
 }
 
@@ -132,7 +146,8 @@ void Fill(std::vector<T>* out, int64_t n, uint64_t seed, uint64_t stream,
   out->resize(n);
   T* p = out->data();
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) p[i] = FromDouble<T>(Uniform(seed, stream, i, lo, hi));
+  for (int64_t i = 0; i < n; ++i)
+    p[i] = FromDouble<T>(Uniform(seed, stream, i, lo, hi));
 }
 
 template <typename T>
@@ -157,11 +172,14 @@ struct Comparison {
   bool ok() const { return bad == 0 && non_finite == 0; }
 };
 
-Comparison CompareDoubles(const double* got, const double* ref, int64_t n, double rtol) {
+Comparison CompareDoubles(const double* got, const double* ref, int64_t n,
+                          double rtol) {
   double sum_squares = 0.0;
 #pragma omp parallel for reduction(+ : sum_squares) schedule(static)
-  for (int64_t i = 0; i < n; ++i) sum_squares += std::isfinite(ref[i]) ? ref[i] * ref[i] : 0.0;
-  const double floor_value = std::max(1e-3 * std::sqrt(sum_squares / std::max<int64_t>(n, 1)), 1e-300);
+  for (int64_t i = 0; i < n; ++i)
+    sum_squares += std::isfinite(ref[i]) ? ref[i] * ref[i] : 0.0;
+  const double floor_value =
+      std::max(1e-3 * std::sqrt(sum_squares / std::max<int64_t>(n, 1)), 1e-300);
   Comparison c;
 #pragma omp parallel
   {
@@ -197,9 +215,11 @@ Comparison CompareDoubles(const double* got, const double* ref, int64_t n, doubl
 }
 
 template <typename T>
-Comparison Compare(const std::vector<T>& got, const std::vector<double>& ref, double rtol) {
+Comparison Compare(const std::vector<T>& got, const std::vector<double>& ref,
+                   double rtol) {
   const std::vector<double> wide = Widen(got);
-  return CompareDoubles(wide.data(), ref.data(), static_cast<int64_t>(ref.size()), rtol);
+  return CompareDoubles(wide.data(), ref.data(),
+                        static_cast<int64_t>(ref.size()), rtol);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -212,8 +232,8 @@ struct AdamWParams {
 };
 
 // One element; vhat null without amsgrad.
-void AdamWReference(const AdamWParams& p, bool decay, double g, double* w, double* m,
-                    double* v, double* vhat) {
+void AdamWReference(const AdamWParams& p, bool decay, double g, double* w,
+                    double* m, double* v, double* vhat) {
   const double t = static_cast<double>(p.step);
   if (decay) *w = *w - p.lr * p.weight_decay * *w;
   *m = *m + (g - *m) * (1.0 - p.beta_1);
@@ -223,7 +243,8 @@ void AdamWReference(const AdamWParams& p, bool decay, double g, double* w, doubl
     *vhat = std::max(*vhat, *v);
     denominator = *vhat;
   }
-  const double lr_t = p.lr * std::sqrt(1.0 - std::pow(p.beta_2, t)) / (1.0 - std::pow(p.beta_1, t));
+  const double lr_t = p.lr * std::sqrt(1.0 - std::pow(p.beta_2, t)) /
+                      (1.0 - std::pow(p.beta_1, t));
   *w = *w - lr_t * *m / (std::sqrt(denominator) + p.epsilon);
 }
 
@@ -261,7 +282,8 @@ struct LionParams {
 };
 
 // One element (Chen et al. 2023, Algorithm 2, with Keras's decoupled decay).
-void LionReference(const LionParams& p, bool decay, double g, double* w, double* m) {
+void LionReference(const LionParams& p, bool decay, double g, double* w,
+                   double* m) {
   const double c = p.beta_1 * *m + (1.0 - p.beta_1) * g;
   const double sign = c > 0.0 ? 1.0 : (c < 0.0 ? -1.0 : 0.0);
   if (decay) *w = *w - p.lr * p.weight_decay * *w;
@@ -278,11 +300,13 @@ struct AdafactorParams {
 // Factored ([batch, rows, cols]; row acc [batch, rows], col acc [batch, cols])
 // when cols > 0, else unfactored over rows elements (acc shaped like w).
 // The product form v_ij = r_i c_j / mean(r) of the paper.
-void AdafactorReference(const AdafactorParams& p, int64_t batch, int64_t rows, int64_t cols,
-                        const double* g, double* w, double* row_acc, double* col_acc) {
+void AdafactorReference(const AdafactorParams& p, int64_t batch, int64_t rows,
+                        int64_t cols, const double* g, double* w,
+                        double* row_acc, double* col_acc) {
   const double t = static_cast<double>(p.step);
   const int64_t n = cols > 0 ? batch * rows * cols : rows;
-  const double rho = p.relative_step ? std::min(p.lr, 1.0 / std::sqrt(t)) : p.lr;
+  const double rho =
+      p.relative_step ? std::min(p.lr, 1.0 / std::sqrt(t)) : p.lr;
   const double beta_2_t = 1.0 - std::pow(t, p.beta_2_decay);
   double w_squares = 0.0;
 #pragma omp parallel for reduction(+ : w_squares) schedule(static)
@@ -297,7 +321,8 @@ void AdafactorReference(const AdafactorParams& p, int64_t batch, int64_t rows, i
       for (int64_t i = 0; i < rows; ++i) {
         double s = 0.0;
         for (int64_t j = 0; j < cols; ++j) {
-          const double big_g = gb[i * cols + j] * gb[i * cols + j] + p.epsilon_1;
+          const double big_g =
+              gb[i * cols + j] * gb[i * cols + j] + p.epsilon_1;
           s += big_g;
           col_sums[j] += big_g;
         }
@@ -313,22 +338,26 @@ void AdafactorReference(const AdafactorParams& p, int64_t batch, int64_t rows, i
 #pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < rows; ++i) {
         for (int64_t j = 0; j < cols; ++j) {
-          const double vhat = row_acc[b * rows + i] / mean_r * col_acc[b * cols + j];
-          u[b * rows * cols + i * cols + j] = gb[i * cols + j] / std::sqrt(vhat);
+          const double vhat =
+              row_acc[b * rows + i] / mean_r * col_acc[b * cols + j];
+          u[b * rows * cols + i * cols + j] =
+              gb[i * cols + j] / std::sqrt(vhat);
         }
       }
     }
   } else {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-      row_acc[i] = beta_2_t * row_acc[i] + (1.0 - beta_2_t) * (g[i] * g[i] + p.epsilon_1);
+      row_acc[i] = beta_2_t * row_acc[i] +
+                   (1.0 - beta_2_t) * (g[i] * g[i] + p.epsilon_1);
       u[i] = g[i] / std::sqrt(row_acc[i]);
     }
   }
   double u_squares = 0.0;
 #pragma omp parallel for reduction(+ : u_squares) schedule(static)
   for (int64_t i = 0; i < n; ++i) u_squares += u[i] * u[i];
-  const double clip = std::max(1.0, std::sqrt(u_squares / n) / p.clip_threshold);
+  const double clip =
+      std::max(1.0, std::sqrt(u_squares / n) / p.clip_threshold);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) w[i] = w[i] - alpha * (u[i] / clip);
 }
@@ -358,11 +387,13 @@ struct DeviceArray {
     data = reinterpret_cast<T*>(base + kGuardBytes) + (misalign ? 1 : 0);
   }
   void Upload(const std::vector<T>& host) {
-    CUDA_OK(cudaMemcpy(data, host.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+    CUDA_OK(
+        cudaMemcpy(data, host.data(), n * sizeof(T), cudaMemcpyHostToDevice));
   }
   std::vector<T> Download() const {
     std::vector<T> host(n);
-    CUDA_OK(cudaMemcpy(host.data(), data, n * sizeof(T), cudaMemcpyDeviceToHost));
+    CUDA_OK(
+        cudaMemcpy(host.data(), data, n * sizeof(T), cudaMemcpyDeviceToHost));
     return host;
   }
   // The guard bytes before and after the array are untouched.
@@ -370,7 +401,8 @@ struct DeviceArray {
     std::vector<unsigned char> all(bytes);
     CUDA_OK(cudaMemcpy(all.data(), base, bytes, cudaMemcpyDeviceToHost));
     const char* first = reinterpret_cast<const char*>(data);
-    const int64_t lo = first - base, hi = lo + n * static_cast<int64_t>(sizeof(T));
+    const int64_t lo = first - base,
+                  hi = lo + n * static_cast<int64_t>(sizeof(T));
     for (int64_t i = 0; i < bytes; ++i) {
       if ((i < lo || i >= hi) && all[i] != kGuardByte) return false;
     }
@@ -388,9 +420,11 @@ struct DeviceScalars {
   int64_t* step = nullptr;
   explicit DeviceScalars(const std::vector<C>& v, int64_t step_value) {
     CUDA_OK(cudaMalloc(&values, v.size() * sizeof(C)));
-    CUDA_OK(cudaMemcpy(values, v.data(), v.size() * sizeof(C), cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(values, v.data(), v.size() * sizeof(C),
+                       cudaMemcpyHostToDevice));
     CUDA_OK(cudaMalloc(&step, sizeof(int64_t)));
-    CUDA_OK(cudaMemcpy(step, &step_value, sizeof(int64_t), cudaMemcpyHostToDevice));
+    CUDA_OK(
+        cudaMemcpy(step, &step_value, sizeof(int64_t), cudaMemcpyHostToDevice));
   }
   ~DeviceScalars() {
     cudaFree(values);
@@ -404,7 +438,9 @@ struct Scratch {
   explicit Scratch(int64_t b) : bytes(std::max<int64_t>(b, 16)) {
     CUDA_OK(cudaMalloc(&ptr, bytes));
   }
-  void Poison() { CUDA_OK(cudaMemset(ptr, 0xFF, bytes)); }  // NaN in every float type
+  void Poison() {
+    CUDA_OK(cudaMemset(ptr, 0xFF, bytes));
+  }  // NaN in every float type
   ~Scratch() { cudaFree(ptr); }
 };
 
@@ -456,7 +492,9 @@ double CopyGbs(int64_t bytes) {
   CUDA_OK(cudaMalloc(&b, bytes));
   CUDA_OK(cudaMemset(a, 1, bytes));
   const double ms = MedianMs(
-      [&] { return cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, g_stream); },
+      [&] {
+        return cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, g_stream);
+      },
       g_options.repeats);
   cudaFree(a);
   cudaFree(b);
@@ -467,8 +505,9 @@ double CopyGbs(int64_t bytes) {
 // The table
 
 void PrintHeader() {
-  std::printf("\n%-10s %-9s %-26s %12s %10s %8s %10s %9s %8s\n", "kernel", "dtype", "case",
-              "elements", "max err", "check", "time us", "GB/s", "vs copy");
+  std::printf("\n%-10s %-9s %-26s %12s %10s %8s %10s %9s %8s\n", "kernel",
+              "dtype", "case", "elements", "max err", "check", "time us",
+              "GB/s", "vs copy");
   std::printf("%s\n", std::string(110, '-').c_str());
 }
 
@@ -484,11 +523,13 @@ void PrintRow(const char* kernel, const char* dtype, const std::string& label,
     const double ratio = gbs / g_copy_gbs;
     const bool below = target > 0 && ratio < target;
     if (below) ++g_target_misses;
-    std::snprintf(timing, sizeof(timing), "%10.1f %9.1f %7.1f%%%s", ms * 1e3, gbs,
-                  100.0 * ratio, below ? " BELOW TARGET" : (target > 0 ? " ok" : ""));
+    std::snprintf(timing, sizeof(timing), "%10.1f %9.1f %7.1f%%%s", ms * 1e3,
+                  gbs, 100.0 * ratio,
+                  below ? " BELOW TARGET" : (target > 0 ? " ok" : ""));
   }
-  std::printf("%-10s %-9s %-26s %12lld %10.3g %8s %s\n", kernel, dtype, label.c_str(),
-              static_cast<long long>(elements), err, ok ? "pass" : "FAIL", timing);
+  std::printf("%-10s %-9s %-26s %12lld %10.3g %8s %s\n", kernel, dtype,
+              label.c_str(), static_cast<long long>(elements), err,
+              ok ? "pass" : "FAIL", timing);
   std::fflush(stdout);
 }
 
@@ -497,10 +538,13 @@ bool Record(const char* what, const std::string& label, const char* buffer,
             const Comparison& c, double* worst) {
   *worst = std::max(*worst, c.non_finite > 0 ? INFINITY : c.worst);
   if (c.ok()) return true;
-  Fail("%s %s: %s: %lld elements beyond the bound, %lld non-finite (worst index %lld, "
-       "err/bound %.3g)",
-       what, label.c_str(), buffer, static_cast<long long>(c.bad),
-       static_cast<long long>(c.non_finite), static_cast<long long>(c.worst_index), c.worst);
+  Fail(
+      "%s %s: %s: %lld elements beyond the bound, %lld non-finite (worst index "
+      "%lld, "
+      "err/bound %.3g)",
+      what, label.c_str(), buffer, static_cast<long long>(c.bad),
+      static_cast<long long>(c.non_finite),
+      static_cast<long long>(c.worst_index), c.worst);
   return false;
 }
 
@@ -508,8 +552,8 @@ template <typename T>
 bool CheckGuards(const char* what, const std::string& label, const char* buffer,
                  const DeviceArray<T>& a) {
   if (a.GuardsIntact()) return true;
-  Fail("%s %s: %s: a kernel wrote outside the buffer (guard bytes changed)", what,
-       label.c_str(), buffer);
+  Fail("%s %s: %s: a kernel wrote outside the buffer (guard bytes changed)",
+       what, label.c_str(), buffer);
   return false;
 }
 
@@ -532,8 +576,9 @@ struct TensorSet {
 };
 
 template <typename T>
-void RandomAdamWState(int64_t n, uint64_t seed, std::vector<T>* w, std::vector<T>* m,
-                      std::vector<T>* v, std::vector<T>* vhat, std::vector<T>* g) {
+void RandomAdamWState(int64_t n, uint64_t seed, std::vector<T>* w,
+                      std::vector<T>* m, std::vector<T>* v,
+                      std::vector<T>* vhat, std::vector<T>* g) {
   Fill(w, n, seed, 1, -1.0, 1.0);
   Fill(m, n, seed, 2, -0.1, 0.1);
   Fill(v, n, seed, 3, 0.0, 0.01);
@@ -542,17 +587,19 @@ void RandomAdamWState(int64_t n, uint64_t seed, std::vector<T>* w, std::vector<T
 }
 
 AdamWParams RandomAdamWParams(uint64_t seed) {
-  return AdamWParams{0.05, 0.9, 0.999, 1e-7, 0.1,
-                     1 + static_cast<int64_t>(Uniform(seed, 99, 0, 0, 50))};
+  return AdamWParams{
+      0.05, 0.9, 0.999,
+      1e-7, 0.1, 1 + static_cast<int64_t>(Uniform(seed, 99, 0, 0, 50))};
 }
 
 // Runs AdamW over `sizes` (one launch when they fit a list: multi-tensor when
 // kCapacity > 1), checks every element, times it when `timed`.
 template <typename T, int kCapacity>
-void RunAdamW(const std::string& label, const std::vector<int64_t>& sizes, bool amsgrad,
-              bool misalign, bool timed, double target) {
+void RunAdamW(const std::string& label, const std::vector<int64_t>& sizes,
+              bool amsgrad, bool misalign, bool timed, double target) {
   using C = typename TypeInfo<T>::C;
-  const uint64_t seed = SplitMix(g_options.seed ^ std::hash<std::string>()(label + TypeInfo<T>::Name()));
+  const uint64_t seed = SplitMix(
+      g_options.seed ^ std::hash<std::string>()(label + TypeInfo<T>::Name()));
   TensorSet<T> set(sizes);
   const int64_t total = set.total;
   std::vector<T> w, m, v, vhat, g;
@@ -569,50 +616,58 @@ void RunAdamW(const std::string& label, const std::vector<int64_t>& sizes, bool 
   dg.Upload(g);
   if (amsgrad) dvhat.Upload(vhat);
   const AdamWParams p = RandomAdamWParams(seed);
-  DeviceScalars<C> scalars({C(p.lr), C(p.beta_1), C(p.beta_2), C(p.epsilon), C(p.weight_decay)},
-                           p.step);
-  const functor::AdamWHyperparams<C> hyper{scalars.values, scalars.values + 1,
-                                           scalars.values + 2, scalars.values + 3,
-                                           scalars.values + 4, scalars.step};
+  DeviceScalars<C> scalars(
+      {C(p.lr), C(p.beta_1), C(p.beta_2), C(p.epsilon), C(p.weight_decay)},
+      p.step);
+  const functor::AdamWHyperparams<C> hyper{
+      scalars.values,     scalars.values + 1, scalars.values + 2,
+      scalars.values + 3, scalars.values + 4, scalars.step};
   std::vector<gpu::AdamWTensorDesc<T>> descs;
   int64_t elements = 0;
   for (size_t i = 0; i < sizes.size(); ++i) {
     const int64_t o = set.offsets[i];
     // Weight decay off for 1-D tensors (biases, norms), as exclusion lists do.
     const bool decay = sizes.size() == 1 || i % 3 != 2;
-    descs.push_back({{dw.data + o, dm.data + o, dv.data + o, amsgrad ? dvhat.data + o : nullptr,
-                      dg.data + o},
+    descs.push_back({{dw.data + o, dm.data + o, dv.data + o,
+                      amsgrad ? dvhat.data + o : nullptr, dg.data + o},
                      sizes[i],
                      static_cast<uint8_t>(decay ? gpu::kApplyWeightDecay : 0)});
     elements += sizes[i];
   }
   auto* args = new gpu::AdamWArgs<T, kCapacity>;
   auto launch = [&] {
-    return gpu::LaunchAdamW<T, C, kCapacity>(g_stream, hyper, descs.data(),
-                                             static_cast<int>(descs.size()), args);
+    return gpu::LaunchAdamW<T, C, kCapacity>(
+        g_stream, hyper, descs.data(), static_cast<int>(descs.size()), args);
   };
   CUDA_OK(launch());
   CUDA_OK(cudaStreamSynchronize(g_stream));
 
   // Reference.
-  std::vector<double> rw = Widen(w), rm = Widen(m), rv = Widen(v), rvhat = Widen(vhat);
+  std::vector<double> rw = Widen(w), rm = Widen(m), rv = Widen(v),
+                      rvhat = Widen(vhat);
   const std::vector<double> rg = Widen(g);
   for (size_t t = 0; t < sizes.size(); ++t) {
     const bool decay = descs[t].flags & gpu::kApplyWeightDecay;
     const int64_t o = set.offsets[t];
 #pragma omp parallel for schedule(static)
     for (int64_t i = o; i < o + sizes[t]; ++i) {
-      AdamWReference(p, decay, rg[i], &rw[i], &rm[i], &rv[i], amsgrad ? &rvhat[i] : nullptr);
+      AdamWReference(p, decay, rg[i], &rw[i], &rm[i], &rv[i],
+                     amsgrad ? &rvhat[i] : nullptr);
     }
   }
   const double rtol = TypeInfo<T>::kRtol;
   double worst = 0.0;
-  bool ok = Record("AdamW", label, "var", Compare(dw.Download(), rw, rtol), &worst);
+  bool ok =
+      Record("AdamW", label, "var", Compare(dw.Download(), rw, rtol), &worst);
   ok &= Record("AdamW", label, "m", Compare(dm.Download(), rm, rtol), &worst);
   ok &= Record("AdamW", label, "v", Compare(dv.Download(), rv, rtol), &worst);
-  if (amsgrad) ok &= Record("AdamW", label, "vhat", Compare(dvhat.Download(), rvhat, rtol), &worst);
-  ok &= CheckGuards("AdamW", label, "var", dw) && CheckGuards("AdamW", label, "m", dm) &&
-        CheckGuards("AdamW", label, "v", dv) && CheckGuards("AdamW", label, "grad", dg) &&
+  if (amsgrad)
+    ok &= Record("AdamW", label, "vhat", Compare(dvhat.Download(), rvhat, rtol),
+                 &worst);
+  ok &= CheckGuards("AdamW", label, "var", dw) &&
+        CheckGuards("AdamW", label, "m", dm) &&
+        CheckGuards("AdamW", label, "v", dv) &&
+        CheckGuards("AdamW", label, "grad", dg) &&
         (!amsgrad || CheckGuards("AdamW", label, "vhat", dvhat));
   double ms = 0;
   if (timed) ms = MedianMs(launch, g_options.repeats);
@@ -625,10 +680,12 @@ void RunAdamW(const std::string& label, const std::vector<int64_t>& sizes, bool 
 // LAMB
 
 template <typename T, int kCapacity>
-void RunLamb(const std::string& label, const std::vector<int64_t>& sizes, bool misalign,
-             bool timed, double target) {
+void RunLamb(const std::string& label, const std::vector<int64_t>& sizes,
+             bool misalign, bool timed, double target) {
   using C = typename TypeInfo<T>::C;
-  const uint64_t seed = SplitMix(g_options.seed ^ std::hash<std::string>()("lamb" + label + TypeInfo<T>::Name()));
+  const uint64_t seed =
+      SplitMix(g_options.seed ^
+               std::hash<std::string>()("lamb" + label + TypeInfo<T>::Name()));
   TensorSet<T> set(sizes);
   const int64_t total = set.total;
   std::vector<T> w, m, v, unused, g;
@@ -642,31 +699,37 @@ void RunLamb(const std::string& label, const std::vector<int64_t>& sizes, bool m
   dm.Upload(m);
   dv.Upload(v);
   dg.Upload(g);
-  const LambParams p{0.05, 0.9, 0.999, 1e-6, 0.01,
-                     1 + static_cast<int64_t>(Uniform(seed, 99, 0, 0, 50))};
-  DeviceScalars<C> scalars({C(p.lr), C(p.beta_1), C(p.beta_2), C(p.epsilon),
-                            C(p.weight_decay_rate)},
-                           p.step);
-  const functor::LambHyperparams<C> hyper{scalars.values, scalars.values + 1,
-                                          scalars.values + 2, scalars.values + 3,
-                                          scalars.values + 4, scalars.step};
+  const LambParams p{
+      0.05, 0.9,  0.999,
+      1e-6, 0.01, 1 + static_cast<int64_t>(Uniform(seed, 99, 0, 0, 50))};
+  DeviceScalars<C> scalars(
+      {C(p.lr), C(p.beta_1), C(p.beta_2), C(p.epsilon), C(p.weight_decay_rate)},
+      p.step);
+  const functor::LambHyperparams<C> hyper{
+      scalars.values,     scalars.values + 1, scalars.values + 2,
+      scalars.values + 3, scalars.values + 4, scalars.step};
   std::vector<gpu::LambTensorDesc<T>> descs;
   int64_t elements = 0;
   for (size_t i = 0; i < sizes.size(); ++i) {
     const int64_t o = set.offsets[i];
-    // Decay and adaptation off for a third of the tensors, as exclusion lists do.
+    // Decay and adaptation off for a third of the tensors, as exclusion lists
+    // do.
     const bool on = sizes.size() == 1 || i % 3 != 2;
-    descs.push_back({{dw.data + o, dm.data + o, dv.data + o, dg.data + o},
-                     sizes[i],
-                     static_cast<uint8_t>(on ? gpu::kApplyWeightDecay | gpu::kLayerAdaptation : 0)});
+    descs.push_back(
+        {{dw.data + o, dm.data + o, dv.data + o, dg.data + o},
+         sizes[i],
+         static_cast<uint8_t>(
+             on ? gpu::kApplyWeightDecay | gpu::kLayerAdaptation : 0)});
     elements += sizes[i];
   }
-  Scratch scratch(gpu::LambScratchBytes<T, C>(descs.data(), static_cast<int>(descs.size())));
+  Scratch scratch(gpu::LambScratchBytes<T, C>(descs.data(),
+                                              static_cast<int>(descs.size())));
   scratch.Poison();
   auto* args = new gpu::LambArgs<T, kCapacity>;
   auto launch = [&] {
     return gpu::LaunchLamb<T, C, kCapacity>(g_stream, hyper, descs.data(),
-                                            static_cast<int>(descs.size()), scratch.ptr, args);
+                                            static_cast<int>(descs.size()),
+                                            scratch.ptr, args);
   };
   CUDA_OK(launch());
   CUDA_OK(cudaStreamSynchronize(g_stream));
@@ -680,11 +743,14 @@ void RunLamb(const std::string& label, const std::vector<int64_t>& sizes, bool m
   }
   const double rtol = TypeInfo<T>::kRtol;
   double worst = 0.0;
-  bool ok = Record("LAMB", label, "var", Compare(dw.Download(), rw, rtol), &worst);
+  bool ok =
+      Record("LAMB", label, "var", Compare(dw.Download(), rw, rtol), &worst);
   ok &= Record("LAMB", label, "m", Compare(dm.Download(), rm, rtol), &worst);
   ok &= Record("LAMB", label, "v", Compare(dv.Download(), rv, rtol), &worst);
-  ok &= CheckGuards("LAMB", label, "var", dw) && CheckGuards("LAMB", label, "m", dm) &&
-        CheckGuards("LAMB", label, "v", dv) && CheckGuards("LAMB", label, "grad", dg);
+  ok &= CheckGuards("LAMB", label, "var", dw) &&
+        CheckGuards("LAMB", label, "m", dm) &&
+        CheckGuards("LAMB", label, "v", dv) &&
+        CheckGuards("LAMB", label, "grad", dg);
   double ms = 0;
   if (timed) ms = MedianMs(launch, g_options.repeats);
   PrintRow("LAMB", TypeInfo<T>::Name(), label, elements, worst, ok, ms,
@@ -693,12 +759,13 @@ void RunLamb(const std::string& label, const std::vector<int64_t>& sizes, bool m
 }
 
 // ------------------------------------------------------------------------------------------
-// Lion. Its update is sign(c): inputs are drawn with |c| well away from 0, where the float
-// rounding of c could flip the sign, except for a few exact zeros (m = g = 0: sign 0).
+// Lion. Its update is sign(c): inputs are drawn with |c| well away from 0,
+// where the float rounding of c could flip the sign, except for a few exact
+// zeros (m = g = 0: sign 0).
 
 template <typename T>
-void RandomLionState(int64_t n, uint64_t seed, const LionParams& p, std::vector<T>* w,
-                     std::vector<T>* m, std::vector<T>* g) {
+void RandomLionState(int64_t n, uint64_t seed, const LionParams& p,
+                     std::vector<T>* w, std::vector<T>* m, std::vector<T>* g) {
   Fill(w, n, seed, 1, -1.0, 1.0);
   Fill(m, n, seed, 2, -0.1, 0.1);
   Fill(g, n, seed, 5, -0.5, 0.5);
@@ -708,17 +775,21 @@ void RandomLionState(int64_t n, uint64_t seed, const LionParams& p, std::vector<
       (*g)[i] = static_cast<T>(0.0);
       continue;
     }
-    const double mi = static_cast<double>((*m)[i]), gi = static_cast<double>((*g)[i]);
+    const double mi = static_cast<double>((*m)[i]),
+                 gi = static_cast<double>((*g)[i]);
     const double c = p.beta_1 * mi + (1.0 - p.beta_1) * gi;
-    if (std::fabs(c) < 1e-3) (*g)[i] = static_cast<T>(gi + (gi >= 0 ? 0.05 : -0.05));
+    if (std::fabs(c) < 1e-3)
+      (*g)[i] = static_cast<T>(gi + (gi >= 0 ? 0.05 : -0.05));
   }
 }
 
 template <typename T, int kCapacity>
-void RunLion(const std::string& label, const std::vector<int64_t>& sizes, bool misalign,
-             bool timed, double target) {
+void RunLion(const std::string& label, const std::vector<int64_t>& sizes,
+             bool misalign, bool timed, double target) {
   using C = typename TypeInfo<T>::C;
-  const uint64_t seed = SplitMix(g_options.seed ^ std::hash<std::string>()("lion" + label + TypeInfo<T>::Name()));
+  const uint64_t seed =
+      SplitMix(g_options.seed ^
+               std::hash<std::string>()("lion" + label + TypeInfo<T>::Name()));
   TensorSet<T> set(sizes);
   const int64_t total = set.total;
   const LionParams p{0.05, 0.9, 0.99, 0.1};
@@ -731,9 +802,11 @@ void RunLion(const std::string& label, const std::vector<int64_t>& sizes, bool m
   dw.Upload(w);
   dm.Upload(m);
   dg.Upload(g);
-  DeviceScalars<C> scalars({C(p.lr), C(p.beta_1), C(p.beta_2), C(p.weight_decay)}, 0);
+  DeviceScalars<C> scalars(
+      {C(p.lr), C(p.beta_1), C(p.beta_2), C(p.weight_decay)}, 0);
   const functor::LionHyperparams<C> hyper{scalars.values, scalars.values + 1,
-                                          scalars.values + 2, scalars.values + 3};
+                                          scalars.values + 2,
+                                          scalars.values + 3};
   std::vector<gpu::LionTensorDesc<T>> descs;
   int64_t elements = 0;
   for (size_t i = 0; i < sizes.size(); ++i) {
@@ -746,8 +819,8 @@ void RunLion(const std::string& label, const std::vector<int64_t>& sizes, bool m
   }
   auto* args = new gpu::LionArgs<T, kCapacity>;
   auto launch = [&] {
-    return gpu::LaunchLion<T, C, kCapacity>(g_stream, hyper, descs.data(),
-                                            static_cast<int>(descs.size()), args);
+    return gpu::LaunchLion<T, C, kCapacity>(
+        g_stream, hyper, descs.data(), static_cast<int>(descs.size()), args);
   };
   CUDA_OK(launch());
   CUDA_OK(cudaStreamSynchronize(g_stream));
@@ -757,13 +830,16 @@ void RunLion(const std::string& label, const std::vector<int64_t>& sizes, bool m
   for (size_t t = 0; t < sizes.size(); ++t) {
     const bool decay = descs[t].flags & gpu::kApplyWeightDecay;
     const int64_t o = set.offsets[t];
-    for (int64_t i = o; i < o + sizes[t]; ++i) LionReference(p, decay, rg[i], &rw[i], &rm[i]);
+    for (int64_t i = o; i < o + sizes[t]; ++i)
+      LionReference(p, decay, rg[i], &rw[i], &rm[i]);
   }
   const double rtol = TypeInfo<T>::kRtol;
   double worst = 0.0;
-  bool ok = Record("Lion", label, "var", Compare(dw.Download(), rw, rtol), &worst);
+  bool ok =
+      Record("Lion", label, "var", Compare(dw.Download(), rw, rtol), &worst);
   ok &= Record("Lion", label, "m", Compare(dm.Download(), rm, rtol), &worst);
-  ok &= CheckGuards("Lion", label, "var", dw) && CheckGuards("Lion", label, "m", dm) &&
+  ok &= CheckGuards("Lion", label, "var", dw) &&
+        CheckGuards("Lion", label, "m", dm) &&
         CheckGuards("Lion", label, "grad", dg);
   double ms = 0;
   if (timed) ms = MedianMs(launch, g_options.repeats);
@@ -778,13 +854,16 @@ void RunLion(const std::string& label, const std::vector<int64_t>& sizes, bool m
 // every matrix (a dead unit and a constant feature: Keras defect 9).
 
 template <typename T>
-void RunAdafactor(const std::string& label, int64_t batch, int64_t rows, int64_t cols,
-                  bool zero_row_col, bool timed, double target) {
+void RunAdafactor(const std::string& label, int64_t batch, int64_t rows,
+                  int64_t cols, bool zero_row_col, bool timed, double target) {
   using C = typename TypeInfo<T>::C;
-  const uint64_t seed = SplitMix(g_options.seed ^ std::hash<std::string>()("adafactor" + label + TypeInfo<T>::Name()));
+  const uint64_t seed =
+      SplitMix(g_options.seed ^ std::hash<std::string>()("adafactor" + label +
+                                                         TypeInfo<T>::Name()));
   const bool factored = cols > 0;
   const int64_t n = factored ? batch * rows * cols : rows;
-  const int64_t n_row = factored ? batch * rows : n, n_col = factored ? batch * cols : 0;
+  const int64_t n_row = factored ? batch * rows : n,
+                n_col = factored ? batch * cols : 0;
   std::vector<T> w, g, r, c;
   Fill(&w, n, seed, 1, -1.0, 1.0);
   Fill(&g, n, seed, 5, -0.5, 0.5);
@@ -792,8 +871,10 @@ void RunAdafactor(const std::string& label, int64_t batch, int64_t rows, int64_t
   Fill(&c, n_col, seed, 7, 0.01, 0.1);
   if (zero_row_col && factored) {
     for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t j = 0; j < cols; ++j) g[b * rows * cols + j] = FromDouble<T>(0.0);
-      for (int64_t i = 0; i < rows; ++i) g[b * rows * cols + i * cols] = FromDouble<T>(0.0);
+      for (int64_t j = 0; j < cols; ++j)
+        g[b * rows * cols + j] = FromDouble<T>(0.0);
+      for (int64_t i = 0; i < rows; ++i)
+        g[b * rows * cols + i * cols] = FromDouble<T>(0.0);
     }
   }
   DeviceArray<T> dw, dg, dr, dc;
@@ -805,39 +886,48 @@ void RunAdafactor(const std::string& label, int64_t batch, int64_t rows, int64_t
   dg.Upload(g);
   dr.Upload(r);
   if (factored) dc.Upload(c);
-  const AdafactorParams p{0.05, -0.8, 1e-30, 1e-3, 1.0,
-                          1 + static_cast<int64_t>(Uniform(seed, 99, 0, 0, 50)), true};
-  DeviceScalars<C> scalars({C(p.lr), C(p.beta_2_decay), C(p.epsilon_1), C(p.epsilon_2),
-                            C(p.clip_threshold)},
+  const AdafactorParams p{
+      0.05, -0.8, 1e-30,
+      1e-3, 1.0,  1 + static_cast<int64_t>(Uniform(seed, 99, 0, 0, 50)),
+      true};
+  DeviceScalars<C> scalars({C(p.lr), C(p.beta_2_decay), C(p.epsilon_1),
+                            C(p.epsilon_2), C(p.clip_threshold)},
                            p.step);
-  const functor::AdafactorHyperparams<C> hyper{scalars.values, scalars.values + 1,
-                                               scalars.values + 2, scalars.values + 3,
-                                               scalars.values + 4, scalars.step};
+  const functor::AdafactorHyperparams<C> hyper{
+      scalars.values,     scalars.values + 1, scalars.values + 2,
+      scalars.values + 3, scalars.values + 4, scalars.step};
   const functor::FactoredShape shape{batch, rows, cols};
   Scratch scratch(factored ? gpu::AdafactorFactoredScratchBytes<C>(shape)
                            : gpu::AdafactorUnfactoredScratchBytes<C>(n));
   scratch.Poison();
   auto launch = [&] {
-    return factored ? gpu::LaunchAdafactorFactored<T, C>(g_stream, g_sm_count, hyper, shape,
-                                                         dw.data, dr.data, dc.data, dg.data,
-                                                         scratch.ptr)
-                    : gpu::LaunchAdafactorUnfactored<T, C>(g_stream, hyper, n, dw.data,
-                                                           dr.data, dg.data, scratch.ptr);
+    return factored ? gpu::LaunchAdafactorFactored<T, C>(
+                          g_stream, g_sm_count, hyper, shape, dw.data, dr.data,
+                          dc.data, dg.data, scratch.ptr)
+                    : gpu::LaunchAdafactorUnfactored<T, C>(
+                          g_stream, hyper, n, dw.data, dr.data, dg.data,
+                          scratch.ptr);
   };
   CUDA_OK(launch());
   CUDA_OK(cudaStreamSynchronize(g_stream));
 
   std::vector<double> rw = Widen(w), rr = Widen(r), rc = Widen(c);
   const std::vector<double> rg = Widen(g);
-  AdafactorReference(p, batch, rows, cols, rg.data(), rw.data(), rr.data(), rc.data());
+  AdafactorReference(p, batch, rows, cols, rg.data(), rw.data(), rr.data(),
+                     rc.data());
   const double rtol = TypeInfo<T>::kRtol;
   double worst = 0.0;
-  bool ok = Record("Adafactor", label, "var", Compare(dw.Download(), rw, rtol), &worst);
+  bool ok = Record("Adafactor", label, "var", Compare(dw.Download(), rw, rtol),
+                   &worst);
   ok &= Record("Adafactor", label, factored ? "row acc" : "acc",
                Compare(dr.Download(), rr, rtol), &worst);
-  if (factored) ok &= Record("Adafactor", label, "col acc", Compare(dc.Download(), rc, rtol), &worst);
-  ok &= CheckGuards("Adafactor", label, "var", dw) && CheckGuards("Adafactor", label, "grad", dg) &&
-        CheckGuards("Adafactor", label, "acc", dr) && (!factored || CheckGuards("Adafactor", label, "col acc", dc));
+  if (factored)
+    ok &= Record("Adafactor", label, "col acc",
+                 Compare(dc.Download(), rc, rtol), &worst);
+  ok &= CheckGuards("Adafactor", label, "var", dw) &&
+        CheckGuards("Adafactor", label, "grad", dg) &&
+        CheckGuards("Adafactor", label, "acc", dr) &&
+        (!factored || CheckGuards("Adafactor", label, "col acc", dc));
   double ms = 0;
   if (timed) ms = MedianMs(launch, g_options.repeats);
   PrintRow("Adafactor", TypeInfo<T>::Name(), label, n, worst, ok, ms,
@@ -845,11 +935,13 @@ void RunAdafactor(const std::string& label, int64_t batch, int64_t rows, int64_t
 }
 
 // ------------------------------------------------------------------------------------------
-// BERT-base (tf_opt_plugin/benchmark/bert_base_shapes.py): 199 tensors, 109,482,240 elements.
+// BERT-base (tf_opt_plugin/benchmark/bert_base_shapes.py): 199 tensors,
+// 109,482,240 elements.
 
 std::vector<std::vector<int64_t>> BertBaseShapes() {
   const int64_t h = 768, inter = 3072;
-  std::vector<std::vector<int64_t>> s = {{30522, h}, {512, h}, {2, h}, {h}, {h}};
+  std::vector<std::vector<int64_t>> s = {
+      {30522, h}, {512, h}, {2, h}, {h}, {h}};
   for (int layer = 0; layer < 12; ++layer) {
     for (int proj = 0; proj < 4; ++proj) {
       s.push_back({h, h});
@@ -889,16 +981,19 @@ void RunAllForType() {
   for (int64_t n : odd) {
     RunAdamW<T, 1>("n=" + std::to_string(n), {n}, false, false, false, 0);
   }
-  RunAdamW<T, 1>("amsgrad n=1048579", {(int64_t{1} << 20) + 3}, true, false, false, 0);
+  RunAdamW<T, 1>("amsgrad n=1048579", {(int64_t{1} << 20) + 3}, true, false,
+                 false, 0);
   RunAdamW<T, 1>("misaligned n=4099", {4099}, false, true, false, 0);
   RunAdamW<T, 1>("single", {big}, false, false, true, 0.85);
   RunAdamW<T, 1>("single amsgrad", {big}, true, false, true, 0.85);
 
-  for (int64_t n : odd) RunLamb<T, 1>("n=" + std::to_string(n), {n}, false, false, 0);
+  for (int64_t n : odd)
+    RunLamb<T, 1>("n=" + std::to_string(n), {n}, false, false, 0);
   RunLamb<T, 1>("misaligned n=4099", {4099}, true, false, 0);
   RunLamb<T, 1>("single", {big}, false, true, 0.85);
 
-  for (int64_t n : odd) RunLion<T, 1>("n=" + std::to_string(n), {n}, false, false, 0);
+  for (int64_t n : odd)
+    RunLion<T, 1>("n=" + std::to_string(n), {n}, false, false, 0);
   RunLion<T, 1>("misaligned n=4099", {4099}, true, false, 0);
   RunLion<T, 1>("single", {big}, false, true, 0.85);
 
@@ -909,17 +1004,20 @@ void RunAllForType() {
   RunAdafactor<T>("[4099] unfactored", 1, 4099, 0, false, false, 0);
   int64_t side = 1;
   while (side * side < big) side *= 2;
-  RunAdafactor<T>("[" + std::to_string(side) + "," + std::to_string(side) + "]", 1, side,
-                  side, false, true, 0.85);
+  RunAdafactor<T>("[" + std::to_string(side) + "," + std::to_string(side) + "]",
+                  1, side, side, false, true, 0.85);
   RunAdafactor<T>("unfactored", 1, big, 0, false, true, 0.85);
 
   if (g_options.bert) {
     const std::vector<int64_t> bert = BertBaseSizes();
-    RunAdamW<T, gpu::kMultiTensorCapacity>("BERT-base multi-tensor", bert, false, false, true, 0.75);
+    RunAdamW<T, gpu::kMultiTensorCapacity>("BERT-base multi-tensor", bert,
+                                           false, false, true, 0.75);
     RunAdamW<T, 1>("BERT-base per-tensor", bert, false, false, true, 0);
-    RunLamb<T, gpu::kMultiTensorCapacity>("BERT-base multi-tensor", bert, false, true, 0.75);
+    RunLamb<T, gpu::kMultiTensorCapacity>("BERT-base multi-tensor", bert, false,
+                                          true, 0.75);
     RunLamb<T, 1>("BERT-base per-tensor", bert, false, true, 0);
-    RunLion<T, gpu::kMultiTensorCapacity>("BERT-base multi-tensor", bert, false, true, 0.75);
+    RunLion<T, gpu::kMultiTensorCapacity>("BERT-base multi-tensor", bert, false,
+                                          true, 0.75);
   }
 }
 
@@ -927,11 +1025,14 @@ int RunGpu() {
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess || count == 0) {
-    std::printf("gpu_check: no usable CUDA GPU: %s. Nothing was run on a GPU.\n",
-                e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount() = 0");
+    std::printf(
+        "gpu_check: no usable CUDA GPU: %s. Nothing was run on a GPU.\n",
+        e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount() = 0");
     if (e == cudaErrorInsufficientDriver) {
-      std::printf("gpu_check: either there is no NVIDIA driver, or it is older than the CUDA "
-                  "runtime of this nvcc (nvcc 13 needs driver >= 580).\n");
+      std::printf(
+          "gpu_check: either there is no NVIDIA driver, or it is older than "
+          "the CUDA "
+          "runtime of this nvcc (nvcc 13 needs driver >= 580).\n");
     }
     std::printf("gpu_check: `--self-test` runs the host-only checks.\n");
     return 2;
@@ -943,23 +1044,32 @@ int RunGpu() {
   CUDA_OK(cudaRuntimeGetVersion(&runtime));
   g_sm_count = prop.multiProcessorCount;
   CUDA_OK(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
-  std::printf("device: %s (sm_%d%d, %d SMs, %.1f GiB, L2 %.0f MiB), driver CUDA %d.%d, "
-              "runtime %d.%d\n",
-              prop.name, prop.major, prop.minor, prop.multiProcessorCount,
-              prop.totalGlobalMem / 1073741824.0, prop.l2CacheSize / 1048576.0, driver / 1000,
-              (driver % 1000) / 10, runtime / 1000, (runtime % 1000) / 10);
-  std::printf("seed: %llu (rerun with --seed %llu), %d timed runs per case (median), "
-              "3 warm-up\n",
-              static_cast<unsigned long long>(g_options.seed),
-              static_cast<unsigned long long>(g_options.seed), g_options.repeats);
-  const int64_t copy_bytes = std::max<int64_t>(g_options.elements * 4, int64_t{256} << 20);
+  std::printf(
+      "device: %s (sm_%d%d, %d SMs, %.1f GiB, L2 %.0f MiB), driver CUDA %d.%d, "
+      "runtime %d.%d\n",
+      prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+      prop.totalGlobalMem / 1073741824.0, prop.l2CacheSize / 1048576.0,
+      driver / 1000, (driver % 1000) / 10, runtime / 1000,
+      (runtime % 1000) / 10);
+  std::printf(
+      "seed: %llu (rerun with --seed %llu), %d timed runs per case (median), "
+      "3 warm-up\n",
+      static_cast<unsigned long long>(g_options.seed),
+      static_cast<unsigned long long>(g_options.seed), g_options.repeats);
+  const int64_t copy_bytes =
+      std::max<int64_t>(g_options.elements * 4, int64_t{256} << 20);
   g_copy_gbs = CopyGbs(copy_bytes);
-  std::printf("device-to-device copy (cudaMemcpyAsync, %lld MiB): %.1f GB/s (read + write)\n",
-              static_cast<long long>(copy_bytes >> 20), g_copy_gbs);
-  std::printf("GB/s = bytes the kernel moves (every pass, see *Bytes() in the kernel headers) / "
-              "median time.\nTargets: single-tensor >= 85%% of copy at %lld elements, BERT-base "
-              "multi-tensor >= 75%%.\n",
-              static_cast<long long>(g_options.elements));
+  std::printf(
+      "device-to-device copy (cudaMemcpyAsync, %lld MiB): %.1f GB/s (read + "
+      "write)\n",
+      static_cast<long long>(copy_bytes >> 20), g_copy_gbs);
+  std::printf(
+      "GB/s = bytes the kernel moves (every pass, see *Bytes() in the kernel "
+      "headers) / "
+      "median time.\nTargets: single-tensor >= 85%% of copy at %lld elements, "
+      "BERT-base "
+      "multi-tensor >= 75%%.\n",
+      static_cast<long long>(g_options.elements));
   PrintHeader();
   RunAllForType<float>();
   RunAllForType<__half>();
@@ -968,11 +1078,13 @@ int RunGpu() {
   std::printf("\n%d mismatch(es), %d bandwidth target(s) missed.\n", g_failures,
               g_target_misses);
   if (g_failures > 0) {
-    std::printf("gpu_check: FAILED (results differ from the float64 reference).\n");
+    std::printf(
+        "gpu_check: FAILED (results differ from the float64 reference).\n");
     return 1;
   }
   if (g_target_misses > 0 && g_options.require_targets) {
-    std::printf("gpu_check: FAILED (--require-targets: bandwidth targets missed).\n");
+    std::printf(
+        "gpu_check: FAILED (--require-targets: bandwidth targets missed).\n");
     return 1;
   }
   std::printf("gpu_check: all results match the float64 reference.\n");
@@ -994,7 +1106,8 @@ void Expect(bool condition, const char* fmt, ...) {
 }
 
 bool Near(double got, double want, double rtol, double atol) {
-  return std::isfinite(got) && std::fabs(got - want) <= atol + rtol * std::fabs(want);
+  return std::isfinite(got) &&
+         std::fabs(got - want) <= atol + rtol * std::fabs(want);
 }
 
 // Keras 3's golden trajectories (keras/src/optimizers/*_test.py, also in
@@ -1002,29 +1115,42 @@ bool Near(double got, double want, double rtol, double atol) {
 // steps with gradients arange(0.1, 1.1, 0.1); rtol = atol = 5e-4.
 void SelfTestGoldens() {
   const double adamw_golden[5][10] = {
-      {0.4998, 0.4998, 0.4998, 0.4998, 0.4998, 0.4998, 0.4998, 0.4998, 0.4998, 0.4998},
-      {0.2486, 0.2475, 0.2463, 0.2451, 0.244, 0.2428, 0.2417, 0.2405, 0.2394, 0.2382},
-      {0.1223, 0.1198, 0.1174, 0.1149, 0.1124, 0.11, 0.1075, 0.1051, 0.1027, 0.1003},
-      {0.0586, 0.0549, 0.0512, 0.0475, 0.0439, 0.0402, 0.0366, 0.033, 0.0294, 0.0258},
-      {0.0263, 0.0215, 0.0167, 0.012, 0.0073, 0.0026, -0.0021, -0.0067, -0.0113, -0.0159}};
+      {0.4998, 0.4998, 0.4998, 0.4998, 0.4998, 0.4998, 0.4998, 0.4998, 0.4998,
+       0.4998},
+      {0.2486, 0.2475, 0.2463, 0.2451, 0.244, 0.2428, 0.2417, 0.2405, 0.2394,
+       0.2382},
+      {0.1223, 0.1198, 0.1174, 0.1149, 0.1124, 0.11, 0.1075, 0.1051, 0.1027,
+       0.1003},
+      {0.0586, 0.0549, 0.0512, 0.0475, 0.0439, 0.0402, 0.0366, 0.033, 0.0294,
+       0.0258},
+      {0.0263, 0.0215, 0.0167, 0.012, 0.0073, 0.0026, -0.0021, -0.0067, -0.0113,
+       -0.0159}};
   const double lamb_golden[5] = {0.999, 0.9982, 0.9974, 0.9965, 0.9955};
   const double adafactor_golden[5][10] = {
       {0.55, 0.55, 0.55, 0.55, 0.55, 0.55, 0.55, 0.55, 0.55, 0.55},
-      {0.3031, 0.3026, 0.3025, 0.3024, 0.3024, 0.3024, 0.3024, 0.3024, 0.3024, 0.3024},
-      {0.1671, 0.1665, 0.1663, 0.1663, 0.1663, 0.1663, 0.1663, 0.1663, 0.1663, 0.1663},
-      {0.0923, 0.0916, 0.0915, 0.0914, 0.0914, 0.0914, 0.0914, 0.0914, 0.0914, 0.0914},
-      {0.0554, 0.0548, 0.0546, 0.0546, 0.0546, 0.0546, 0.0546, 0.0545, 0.0545, 0.0545}};
-  auto grads = [](int step, int i) { return step == 1 ? 0.01 : (i + 1) / 10.0; };
+      {0.3031, 0.3026, 0.3025, 0.3024, 0.3024, 0.3024, 0.3024, 0.3024, 0.3024,
+       0.3024},
+      {0.1671, 0.1665, 0.1663, 0.1663, 0.1663, 0.1663, 0.1663, 0.1663, 0.1663,
+       0.1663},
+      {0.0923, 0.0916, 0.0915, 0.0914, 0.0914, 0.0914, 0.0914, 0.0914, 0.0914,
+       0.0914},
+      {0.0554, 0.0548, 0.0546, 0.0546, 0.0546, 0.0546, 0.0546, 0.0545, 0.0545,
+       0.0545}};
+  auto grads = [](int step, int i) {
+    return step == 1 ? 0.01 : (i + 1) / 10.0;
+  };
 
   double w[10], m[10] = {}, v[10] = {}, r[10] = {};
   std::fill(w, w + 10, 1.0);
   for (int step = 1; step <= 5; ++step) {
     const AdamWParams p{1.0, 0.9, 0.999, 2.0, 0.5, step};
-    for (int i = 0; i < 10; ++i) AdamWReference(p, true, grads(step, i), &w[i], &m[i], &v[i], nullptr);
+    for (int i = 0; i < 10; ++i)
+      AdamWReference(p, true, grads(step, i), &w[i], &m[i], &v[i], nullptr);
     for (int i = 0; i < 10; ++i) {
-      Expect(Near(w[i], adamw_golden[step - 1][i], 5e-4, 5e-4),
-             "AdamW reference vs Keras golden, step %d element %d: %.6f vs %.4f", step, i,
-             w[i], adamw_golden[step - 1][i]);
+      Expect(
+          Near(w[i], adamw_golden[step - 1][i], 5e-4, 5e-4),
+          "AdamW reference vs Keras golden, step %d element %d: %.6f vs %.4f",
+          step, i, w[i], adamw_golden[step - 1][i]);
     }
   }
   std::fill(w, w + 10, 1.0);
@@ -1037,8 +1163,8 @@ void SelfTestGoldens() {
     LambReference(p, true, true, 10, g, w, m, v);
     for (int i = 0; i < 10; ++i) {
       Expect(Near(w[i], lamb_golden[step - 1], 5e-4, 5e-4),
-             "LAMB reference vs Keras golden, step %d element %d: %.6f vs %.4f", step, i, w[i],
-             lamb_golden[step - 1]);
+             "LAMB reference vs Keras golden, step %d element %d: %.6f vs %.4f",
+             step, i, w[i], lamb_golden[step - 1]);
     }
   }
   std::fill(w, w + 10, 1.0);
@@ -1049,33 +1175,38 @@ void SelfTestGoldens() {
     AdafactorReference(p, 1, 10, 0, g, w, r, nullptr);
     for (int i = 0; i < 10; ++i) {
       Expect(Near(w[i], adafactor_golden[step - 1][i], 5e-4, 5e-4),
-             "Adafactor reference vs Keras golden, step %d element %d: %.6f vs %.4f", step, i,
-             w[i], adafactor_golden[step - 1][i]);
+             "Adafactor reference vs Keras golden, step %d element %d: %.6f vs "
+             "%.4f",
+             step, i, w[i], adafactor_golden[step - 1][i]);
     }
   }
-  // Lion: keras/src/optimizers/lion_test.py, lr 0.001 by default, w = 1 - 0.001 * step.
+  // Lion: keras/src/optimizers/lion_test.py, lr 0.001 by default, w = 1 - 0.001
+  // * step.
   std::fill(w, w + 10, 1.0);
   std::fill(m, m + 10, 0.0);
   for (int step = 1; step <= 5; ++step) {
     for (int i = 0; i < 10; ++i) {
-      LionReference(LionParams{0.001, 0.9, 0.99, 0.0}, false, grads(step, i), &w[i], &m[i]);
+      LionReference(LionParams{0.001, 0.9, 0.99, 0.0}, false, grads(step, i),
+                    &w[i], &m[i]);
       Expect(Near(w[i], 1.0 - 0.001 * step, 5e-4, 5e-4),
-             "Lion reference vs Keras golden, step %d element %d: %.6f", step, i, w[i]);
+             "Lion reference vs Keras golden, step %d element %d: %.6f", step,
+             i, w[i]);
     }
   }
   // The op docstrings' examples (tf_opt_plugin/ops/*.py), exact to 4 places.
   {
     double w2[2] = {3.0, 4.0}, m2[2] = {}, v2[2] = {}, g2[2] = {1.0, 1.0};
-    LambReference(LambParams{0.1, 0.9, 0.999, 0.0, 0.0, 1}, true, true, 2, g2, w2, m2, v2);
+    LambReference(LambParams{0.1, 0.9, 0.999, 0.0, 0.0, 1}, true, true, 2, g2,
+                  w2, m2, v2);
     Expect(Near(w2[0], 2.6464, 0, 5e-5) && Near(w2[1], 3.6464, 0, 5e-5),
            "LAMB reference vs docstring: %.5f %.5f", w2[0], w2[1]);
     double wa[4] = {1, 2, 3, 4}, ra[2] = {}, ca[2] = {}, ga[4] = {1, 1, 1, 1};
-    AdafactorReference(AdafactorParams{0.01, -0.8, 1e-30, 1e-3, 1.0, 1, true}, 1, 2, 2, ga, wa,
-                       ra, ca);
+    AdafactorReference(AdafactorParams{0.01, -0.8, 1e-30, 1e-3, 1.0, 1, true},
+                       1, 2, 2, ga, wa, ra, ca);
     const double want[4] = {0.9726, 1.9726, 2.9726, 3.9726};
     for (int i = 0; i < 4; ++i) {
-      Expect(Near(wa[i], want[i], 0, 5e-5), "Adafactor reference vs docstring [%d]: %.5f", i,
-             wa[i]);
+      Expect(Near(wa[i], want[i], 0, 5e-5),
+             "Adafactor reference vs docstring [%d]: %.5f", i, wa[i]);
     }
   }
 }
@@ -1094,33 +1225,38 @@ void SelfTestSecondFormulation() {
   double worst = 0;
   {  // AdamW, amsgrad
     const AdamWParams p = RandomAdamWParams(seed);
-    std::vector<double> w1 = w, m1 = m, v1 = v, h1 = vhat, w2 = w, m2 = m, v2 = v, h2 = vhat;
-    const math::AdamWStep<double> s =
-        math::MakeAdamWStep<double>(p.lr, p.beta_1, p.beta_2, p.epsilon, p.weight_decay, p.step);
+    std::vector<double> w1 = w, m1 = m, v1 = v, h1 = vhat, w2 = w, m2 = m,
+                        v2 = v, h2 = vhat;
+    const math::AdamWStep<double> s = math::MakeAdamWStep<double>(
+        p.lr, p.beta_1, p.beta_2, p.epsilon, p.weight_decay, p.step);
     for (int64_t i = 0; i < n; ++i) {
       AdamWReference(p, true, g[i], &w1[i], &m1[i], &v1[i], &h1[i]);
-      math::AdamWUpdateAt<double, double, true>(s, i, w2.data(), m2.data(), v2.data(),
-                                                h2.data(), g.data());
+      math::AdamWUpdateAt<double, double, true>(s, i, w2.data(), m2.data(),
+                                                v2.data(), h2.data(), g.data());
     }
     const Comparison cw = CompareDoubles(w2.data(), w1.data(), n, 1e-12);
     const Comparison ch = CompareDoubles(h2.data(), h1.data(), n, 1e-12);
-    Expect(cw.ok() && ch.ok(), "AdamW: math header vs reference (worst %.3g)", cw.worst);
+    Expect(cw.ok() && ch.ok(), "AdamW: math header vs reference (worst %.3g)",
+           cw.worst);
     worst = std::max(worst, cw.worst);
   }
   {  // LAMB
     const LambParams p{0.05, 0.9, 0.999, 1e-6, 0.01, 7};
     std::vector<double> w1 = w, m1 = m, v1 = v, w2 = w, m2 = m, v2 = v;
     LambReference(p, true, true, n, g.data(), w1.data(), m1.data(), v1.data());
-    const math::LambStep<double> s =
-        math::MakeLambStep<double>(p.beta_1, p.beta_2, p.epsilon, p.weight_decay_rate, p.step);
+    const math::LambStep<double> s = math::MakeLambStep<double>(
+        p.beta_1, p.beta_2, p.epsilon, p.weight_decay_rate, p.step);
     double w_squares = 0, u_squares = 0;
     for (int64_t i = 0; i < n; ++i) {
-      const double u = math::LambMomentsAndDirection<double>(s, g[i], w2[i], m2[i], v2[i]);
+      const double u =
+          math::LambMomentsAndDirection<double>(s, g[i], w2[i], m2[i], v2[i]);
       w_squares += w2[i] * w2[i];
       u_squares += u * u;
     }
-    const double step_size = p.lr * math::LambTrustRatio<double>(w_squares, u_squares, true);
-    for (int64_t i = 0; i < n; ++i) w2[i] -= step_size * math::LambDirection<double>(s, w2[i], m2[i], v2[i]);
+    const double step_size =
+        p.lr * math::LambTrustRatio<double>(w_squares, u_squares, true);
+    for (int64_t i = 0; i < n; ++i)
+      w2[i] -= step_size * math::LambDirection<double>(s, w2[i], m2[i], v2[i]);
     const Comparison cw = CompareDoubles(w2.data(), w1.data(), n, 1e-12);
     Expect(cw.ok(), "LAMB: math header vs reference (worst %.3g)", cw.worst);
     worst = std::max(worst, cw.worst);
@@ -1128,15 +1264,18 @@ void SelfTestSecondFormulation() {
   {  // Adafactor, factored, the kernels' arrangement
     const AdafactorParams p{0.05, -0.8, 1e-30, 1e-3, 1.0, 3, true};
     std::vector<double> w1 = w, r1 = r, c1 = c, w2 = w, r2 = r, c2 = c;
-    AdafactorReference(p, 1, rows, cols, g.data(), w1.data(), r1.data(), c1.data());
+    AdafactorReference(p, 1, rows, cols, g.data(), w1.data(), r1.data(),
+                       c1.data());
     const math::AdafactorStep<double> s = math::MakeAdafactorStep<double>(
         p.lr, p.beta_2_decay, p.epsilon_1, p.step, p.relative_step);
-    std::vector<double> inv_root(rows), col_sums(cols, 0), col_u(cols, 0), col_scale(cols);
+    std::vector<double> inv_root(rows), col_sums(cols, 0), col_u(cols, 0),
+        col_scale(cols);
     double w_squares = 0, r_sum = 0;
     for (int64_t i = 0; i < rows; ++i) {
       double sum = 0;
       for (int64_t j = 0; j < cols; ++j) {
-        const double sq = math::AdafactorRegularizedSquare<double>(s, g[i * cols + j]);
+        const double sq =
+            math::AdafactorRegularizedSquare<double>(s, g[i * cols + j]);
         sum += sq;
         col_sums[j] += sq;
         w_squares += w2[i * cols + j] * w2[i * cols + j];
@@ -1145,29 +1284,35 @@ void SelfTestSecondFormulation() {
       r_sum += r2[i];
       inv_root[i] = math::AdafactorInverseRoot<double>(s, r2[i]);
       for (int64_t j = 0; j < cols; ++j) {
-        col_u[j] += math::AdafactorRowScaledSquare<double>(g[i * cols + j], inv_root[i]);
+        col_u[j] += math::AdafactorRowScaledSquare<double>(g[i * cols + j],
+                                                           inv_root[i]);
       }
     }
-    const double sqrt_mean_r = math::AdafactorSqrtMeanRow<double>(s, r_sum / rows);
+    const double sqrt_mean_r =
+        math::AdafactorSqrtMeanRow<double>(s, r_sum / rows);
     double u_squares = 0;
     for (int64_t j = 0; j < cols; ++j) {
       c2[j] = math::AdafactorAccumulate<double>(s, c2[j], col_sums[j] / rows);
       col_scale[j] = math::AdafactorInverseRoot<double>(s, c2[j]);
-      u_squares += math::AdafactorColumnSumSquaresOfU<double>(col_u[j], col_scale[j], sqrt_mean_r);
+      u_squares += math::AdafactorColumnSumSquaresOfU<double>(
+          col_u[j], col_scale[j], sqrt_mean_r);
     }
-    const double step_size = math::AdafactorStepSize<double>(s, p.epsilon_2, p.clip_threshold,
-                                                             w_squares, u_squares, n);
+    const double step_size = math::AdafactorStepSize<double>(
+        s, p.epsilon_2, p.clip_threshold, w_squares, u_squares, n);
     for (int64_t i = 0; i < rows; ++i) {
       for (int64_t j = 0; j < cols; ++j) {
-        w2[i * cols + j] -= step_size * math::AdafactorDirection<double>(
-                                            g[i * cols + j], inv_root[i] * sqrt_mean_r, col_scale[j]);
+        w2[i * cols + j] -=
+            step_size *
+            math::AdafactorDirection<double>(
+                g[i * cols + j], inv_root[i] * sqrt_mean_r, col_scale[j]);
       }
     }
     const Comparison cw = CompareDoubles(w2.data(), w1.data(), n, 1e-12);
     const Comparison cr = CompareDoubles(r2.data(), r1.data(), rows, 1e-12);
     const Comparison cc = CompareDoubles(c2.data(), c1.data(), cols, 1e-12);
     Expect(cw.ok() && cr.ok() && cc.ok(),
-           "Adafactor: math header (split scales, sum(u^2) from column sums) vs reference "
+           "Adafactor: math header (split scales, sum(u^2) from column sums) "
+           "vs reference "
            "(product form) (worst %.3g)",
            cw.worst);
     worst = std::max(worst, cw.worst);
@@ -1183,11 +1328,14 @@ void SelfTestSecondFormulation() {
     }
     const Comparison cw = CompareDoubles(w2.data(), w1.data(), n, 1e-12);
     const Comparison cm = CompareDoubles(m2.data(), m1.data(), n, 1e-12);
-    Expect(cw.ok() && cm.ok(), "Lion: math header vs reference (worst %.3g)", cw.worst);
+    Expect(cw.ok() && cm.ok(), "Lion: math header vs reference (worst %.3g)",
+           cw.worst);
     worst = std::max(worst, cw.worst);
   }
-  std::printf("self-test: float64 reference == shared math headers (2nd formulation), "
-              "worst err/bound %.3g at rtol 1e-12\n", worst);
+  std::printf(
+      "self-test: float64 reference == shared math headers (2nd formulation), "
+      "worst err/bound %.3g at rtol 1e-12\n",
+      worst);
 }
 
 // The comparison catches what it must.
@@ -1195,18 +1343,22 @@ void SelfTestComparison() {
   std::vector<double> ref(1000), got;
   for (int i = 0; i < 1000; ++i) ref[i] = std::sin(i + 1.0);
   got = ref;
-  Expect(CompareDoubles(got.data(), ref.data(), 1000, 1e-5).ok(), "identical arrays must pass");
+  Expect(CompareDoubles(got.data(), ref.data(), 1000, 1e-5).ok(),
+         "identical arrays must pass");
   got[517] = ref[517] * (1 + 3e-5);
   Comparison c = CompareDoubles(got.data(), ref.data(), 1000, 1e-5);
-  Expect(!c.ok() && c.worst_index == 517 && c.bad == 1,
-         "an error of 3x the bound at [517] must fail there (bad=%lld, at %lld)",
-         static_cast<long long>(c.bad), static_cast<long long>(c.worst_index));
+  Expect(
+      !c.ok() && c.worst_index == 517 && c.bad == 1,
+      "an error of 3x the bound at [517] must fail there (bad=%lld, at %lld)",
+      static_cast<long long>(c.bad), static_cast<long long>(c.worst_index));
   got = ref;
   got[3] = NAN;
-  Expect(!CompareDoubles(got.data(), ref.data(), 1000, 1e-5).ok(), "NaN must never pass");
+  Expect(!CompareDoubles(got.data(), ref.data(), 1000, 1e-5).ok(),
+         "NaN must never pass");
   got = ref;
   got[999] = INFINITY;
-  Expect(!CompareDoubles(got.data(), ref.data(), 1000, 1e-5).ok(), "Inf must never pass");
+  Expect(!CompareDoubles(got.data(), ref.data(), 1000, 1e-5).ok(),
+         "Inf must never pass");
   got = ref;
   std::vector<double> ref_nan = ref;
   ref_nan[10] = NAN;
@@ -1223,12 +1375,14 @@ void SelfTestComparison() {
   Expect(std::isnan(f) && std::isnan(d), "0xFF bytes must be NaN");
   // Half types round-trip and the per-dtype bounds exceed their rounding.
   Expect(ToDouble(FromDouble<__half>(0.1)) != 0.1 &&
-             std::fabs(ToDouble(FromDouble<__half>(0.1)) - 0.1) / 0.1 < TypeInfo<__half>::kRtol,
+             std::fabs(ToDouble(FromDouble<__half>(0.1)) - 0.1) / 0.1 <
+                 TypeInfo<__half>::kRtol,
          "float16 rounding within its bound");
   Expect(std::fabs(ToDouble(FromDouble<__nv_bfloat16>(0.1)) - 0.1) / 0.1 <
              TypeInfo<__nv_bfloat16>::kRtol,
          "bfloat16 rounding within its bound");
-  std::printf("self-test: comparison catches an off-bound element, NaN and Inf\n");
+  std::printf(
+      "self-test: comparison catches an off-bound element, NaN and Inf\n");
 }
 
 // The chunk map: every chunk of every tensor is one block, in one launch for
@@ -1238,39 +1392,42 @@ void SelfTestChunkMap() {
   int64_t params = 0;
   for (int64_t n : bert) params += n;
   Expect(bert.size() == 199 && params == 109482240,
-         "BERT-base set: %zu tensors, %lld elements (want 199, 109482240)", bert.size(),
-         static_cast<long long>(params));
-  auto check = [](const std::vector<int64_t>& sizes, int want_launches, const char* what) {
+         "BERT-base set: %zu tensors, %lld elements (want 199, 109482240)",
+         bert.size(), static_cast<long long>(params));
+  auto check = [](const std::vector<int64_t>& sizes, int want_launches,
+                  const char* what) {
     std::vector<gpu::TensorDesc<float, 5>> descs;
-    for (int64_t n : sizes) descs.push_back({{nullptr, nullptr, nullptr, nullptr, nullptr}, n, 0});
+    for (int64_t n : sizes)
+      descs.push_back({{nullptr, nullptr, nullptr, nullptr, nullptr}, n, 0});
     auto* args = new gpu::TensorListArgs<float, 5, gpu::kMultiTensorCapacity>;
     int launches = 0;
     int64_t next_tensor = 0, chunks_seen = 0;
     bool ok = true;
-    gpu::ForEachTensorList(descs.data(), static_cast<int>(descs.size()), args,
-                           [&](const gpu::TensorListArgs<float, 5, gpu::kMultiTensorCapacity>& a,
-                               int chunks) {
-                             ++launches;
-                             ok &= a.first_chunk == chunks_seen;
-                             // Block b -> (tensor, chunk): every chunk of every tensor once.
-                             std::vector<int64_t> seen(a.num_tensors, 0);
-                             for (int b = 0; b < chunks; ++b) {
-                               const int t = gpu::FindTensor(a, b);
-                               const int64_t chunk = b - a.chunk_begin[t];
-                               ok &= t >= 0 && t < a.num_tensors && chunk == seen[t]++ &&
-                                     chunk * gpu::kChunkElements < a.sizes[t];
-                             }
-                             for (int t = 0; t < a.num_tensors; ++t) {
-                               ok &= seen[t] == gpu::NumChunks(a.sizes[t]);
-                             }
-                             ok &= a.first_tensor == next_tensor;
-                             next_tensor += a.num_tensors;
-                             chunks_seen += chunks;
-                             return cudaSuccess;
-                           });
+    gpu::ForEachTensorList(
+        descs.data(), static_cast<int>(descs.size()), args,
+        [&](const gpu::TensorListArgs<float, 5, gpu::kMultiTensorCapacity>& a,
+            int chunks) {
+          ++launches;
+          ok &= a.first_chunk == chunks_seen;
+          // Block b -> (tensor, chunk): every chunk of every tensor once.
+          std::vector<int64_t> seen(a.num_tensors, 0);
+          for (int b = 0; b < chunks; ++b) {
+            const int t = gpu::FindTensor(a, b);
+            const int64_t chunk = b - a.chunk_begin[t];
+            ok &= t >= 0 && t < a.num_tensors && chunk == seen[t]++ &&
+                  chunk * gpu::kChunkElements < a.sizes[t];
+          }
+          for (int t = 0; t < a.num_tensors; ++t) {
+            ok &= seen[t] == gpu::NumChunks(a.sizes[t]);
+          }
+          ok &= a.first_tensor == next_tensor;
+          next_tensor += a.num_tensors;
+          chunks_seen += chunks;
+          return cudaSuccess;
+        });
     Expect(ok && launches == want_launches,
-           "chunk map of %s: %d launch(es) (want %d), mapping %s", what, launches,
-           want_launches, ok ? "ok" : "WRONG");
+           "chunk map of %s: %d launch(es) (want %d), mapping %s", what,
+           launches, want_launches, ok ? "ok" : "WRONG");
     delete args;
   };
   check(bert, 1, "BERT-base");
@@ -1288,26 +1445,31 @@ void SelfTestPacks() {
         for (bool vector_ok : {false, true}) {
           std::vector<int> visits(begin + length, 0);
           for (int t = 0; t < threads; ++t) {
-            gpu::ForEachPack<float>(begin, begin + length, t, threads, vector_ok,
-                                    [&](int64_t i, auto width) {
+            gpu::ForEachPack<float>(begin, begin + length, t, threads,
+                                    vector_ok, [&](int64_t i, auto width) {
                                       constexpr int W = decltype(width)::value;
-                                      for (int k = 0; k < W; ++k) ++visits[i + k];
+                                      for (int k = 0; k < W; ++k)
+                                        ++visits[i + k];
                                     });
           }
-          for (int64_t i = 0; i < begin + length; ++i) ok &= visits[i] == (i >= begin ? 1 : 0);
+          for (int64_t i = 0; i < begin + length; ++i)
+            ok &= visits[i] == (i >= begin ? 1 : 0);
         }
       }
     }
   }
   Expect(ok, "ForEachPack must visit every element exactly once");
-  std::printf("self-test: 16-byte packs + scalar tail cover every element once\n");
+  std::printf(
+      "self-test: 16-byte packs + scalar tail cover every element once\n");
 }
 
 int RunSelfTest() {
   std::printf("gpu_check --self-test: host-only checks (no GPU used)\n");
   SelfTestGoldens();
-  std::printf("self-test: float64 references reproduce Keras's golden trajectories and the "
-              "docstring examples\n");
+  std::printf(
+      "self-test: float64 references reproduce Keras's golden trajectories and "
+      "the "
+      "docstring examples\n");
   SelfTestSecondFormulation();
   SelfTestComparison();
   SelfTestChunkMap();
@@ -1321,15 +1483,18 @@ int RunSelfTest() {
 }
 
 void Usage(FILE* out) {
-  std::fprintf(out,
-               "usage: gpu_check [--self-test] [--elements N] [--seed S] [--repeats R]\n"
-               "                 [--no-bert] [--require-targets]\n"
-               "  --self-test        host-only checks (reference, comparison, chunk map); no GPU\n"
-               "  --elements N       elements of the timed single-tensor cases (default 2^26)\n"
-               "  --seed S           random seed (default: time based, printed)\n"
-               "  --repeats R        timed runs per case, median reported (default 30)\n"
-               "  --no-bert          skip the BERT-base multi-tensor cases\n"
-               "  --require-targets  exit 1 when a bandwidth target is missed\n");
+  std::fprintf(
+      out,
+      "usage: gpu_check [--self-test] [--elements N] [--seed S] [--repeats R]\n"
+      "                 [--no-bert] [--require-targets]\n"
+      "  --self-test        host-only checks (reference, comparison, chunk "
+      "map); no GPU\n"
+      "  --elements N       elements of the timed single-tensor cases (default "
+      "2^26)\n"
+      "  --seed S           random seed (default: time based, printed)\n"
+      "  --repeats R        timed runs per case, median reported (default 30)\n"
+      "  --no-bert          skip the BERT-base multi-tensor cases\n"
+      "  --require-targets  exit 1 when a bandwidth target is missed\n");
 }
 
 }  // namespace

@@ -52,15 +52,16 @@ __device__ __forceinline__ bool AdafactorValuesOk(
 // Scratch of a factored update, carved out of one device buffer.
 template <typename C>
 struct AdafactorFactoredScratch {
-  C* row_acc;        // [batch * rows]  updated r_i in the compute type
-  C* row_inv_root;   // [batch * rows]  rsqrt(r_i)
+  C* row_acc;             // [batch * rows]  updated r_i in the compute type
+  C* row_inv_root;        // [batch * rows]  rsqrt(r_i)
   double* row_w_squares;  // [batch * rows]  sum_j w_ij^2
-  C* col_sums;       // [batch * bands * cols]  sum over a band of G
-  C* col_u_squares;  // [batch * bands * cols]  sum over a band of (g rsqrt(r_i))^2
-  C* col_scale;      // [batch * cols]  rsqrt(c_j)
-  C* sqrt_mean_r;    // [batch]
-  double* u_partials;  // [column blocks]
-  C* step_size;      // [1]
+  C* col_sums;            // [batch * bands * cols]  sum over a band of G
+  C* col_u_squares;       // [batch * bands * cols]  sum over a band of (g
+                          // rsqrt(r_i))^2
+  C* col_scale;           // [batch * cols]  rsqrt(c_j)
+  C* sqrt_mean_r;         // [batch]
+  double* u_partials;     // [column blocks]
+  C* step_size;           // [1]
 };
 
 __host__ __device__ inline int64_t ColumnBands(int64_t rows) {
@@ -75,9 +76,9 @@ inline int64_t Align16(int64_t bytes) { return (bytes + 15) / 16 * 16; }
 
 // Bytes of scratch a factored update of `shape` needs, and the layout.
 template <typename C>
-int64_t AdafactorFactoredScratchBytes(const functor::FactoredShape& shape,
-                                      char* base = nullptr,
-                                      AdafactorFactoredScratch<C>* out = nullptr) {
+int64_t AdafactorFactoredScratchBytes(
+    const functor::FactoredShape& shape, char* base = nullptr,
+    AdafactorFactoredScratch<C>* out = nullptr) {
   const int64_t rows = shape.batch * shape.rows;
   const int64_t band_cols = shape.batch * ColumnBands(shape.rows) * shape.cols;
   int64_t offset = 0;
@@ -92,9 +93,11 @@ int64_t AdafactorFactoredScratchBytes(const functor::FactoredShape& shape,
   s.row_w_squares = reinterpret_cast<double*>(take(rows * sizeof(double)));
   s.col_sums = reinterpret_cast<C*>(take(band_cols * sizeof(C)));
   s.col_u_squares = reinterpret_cast<C*>(take(band_cols * sizeof(C)));
-  s.col_scale = reinterpret_cast<C*>(take(shape.batch * shape.cols * sizeof(C)));
+  s.col_scale =
+      reinterpret_cast<C*>(take(shape.batch * shape.cols * sizeof(C)));
   s.sqrt_mean_r = reinterpret_cast<C*>(take(shape.batch * sizeof(C)));
-  s.u_partials = reinterpret_cast<double*>(take(ColumnBlocks(shape) * sizeof(double)));
+  s.u_partials =
+      reinterpret_cast<double*>(take(ColumnBlocks(shape) * sizeof(double)));
   s.step_size = reinterpret_cast<C*>(take(sizeof(C)));
   if (out != nullptr) *out = s;
   return offset;
@@ -106,27 +109,29 @@ __global__ void __launch_bounds__(kThreads)
                        functor::FactoredShape shape, const T* var, T* row_acc,
                        const T* grad, AdafactorFactoredScratch<C> scratch) {
   const int lane = threadIdx.x & 31;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  const int64_t row =
+      static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   if (row >= shape.batch * shape.rows) return;  // whole warps only
   const int64_t cols = shape.cols;
   const int64_t begin = row * cols;
   const math::AdafactorStep<C> s = AdafactorStepFor(hyper);
   C square_sum = C(0), w_squares = C(0);
   const bool vector_ok = Aligned16(var + begin) && Aligned16(grad + begin);
-  ForEachPack<T>(begin, begin + cols, lane, 32, vector_ok,
-                 [&](int64_t i, auto width) {
-                   constexpr int W = decltype(width)::value;
-                   const Pack<T, W> g = LoadPack<W>(grad + i);
-                   const Pack<T, W> w = LoadPack<W>(var + i);
+  ForEachPack<T>(
+      begin, begin + cols, lane, 32, vector_ok, [&](int64_t i, auto width) {
+        constexpr int W = decltype(width)::value;
+        const Pack<T, W> g = LoadPack<W>(grad + i);
+        const Pack<T, W> w = LoadPack<W>(var + i);
 #pragma unroll
-                   for (int k = 0; k < W; ++k) {
-                     square_sum += math::AdafactorRegularizedSquare<C>(
-                         s, static_cast<C>(g.v[k]));
-                     const C wk = static_cast<C>(w.v[k]);
-                     w_squares += wk * wk;
-                   }
-                 });
-  double sums[2] = {static_cast<double>(square_sum), static_cast<double>(w_squares)};
+        for (int k = 0; k < W; ++k) {
+          square_sum +=
+              math::AdafactorRegularizedSquare<C>(s, static_cast<C>(g.v[k]));
+          const C wk = static_cast<C>(w.v[k]);
+          w_squares += wk * wk;
+        }
+      });
+  double sums[2] = {static_cast<double>(square_sum),
+                    static_cast<double>(w_squares)};
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) {
     sums[0] += __shfl_down_sync(0xffffffffu, sums[0], offset);
@@ -164,7 +169,8 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t flat_row = b * shape.rows + r;
     const C g = static_cast<C>(grad[flat_row * shape.cols + col]);
     square_sum += math::AdafactorRegularizedSquare<C>(s, g);
-    u_squares += math::AdafactorRowScaledSquare<C>(g, scratch.row_inv_root[flat_row]);
+    u_squares +=
+        math::AdafactorRowScaledSquare<C>(g, scratch.row_inv_root[flat_row]);
   }
   const int64_t out = (b * bands + band) * shape.cols + col;
   scratch.col_sums[out] = square_sum;
@@ -190,8 +196,8 @@ __global__ void __launch_bounds__(kThreads)
   }
   r_sum = BlockSum(r_sum, shared);
   if (threadIdx.x == 0) {
-    sqrt_mean_r = math::AdafactorSqrtMeanRow<C>(
-        s, static_cast<C>(r_sum / shape.rows));
+    sqrt_mean_r =
+        math::AdafactorSqrtMeanRow<C>(s, static_cast<C>(r_sum / shape.rows));
     if (blockIdx.x % col_blocks == 0) scratch.sqrt_mean_r[b] = sqrt_mean_r;
   }
   __syncthreads();
@@ -245,8 +251,8 @@ __global__ void __launch_bounds__(kThreads)
                                  AdafactorFactoredScratch<C> scratch) {
   const int64_t size = shape.size(), cols = shape.cols, rows = shape.rows;
   const C step_size = *scratch.step_size;
-  const bool vector_ok = Aligned16(var) && Aligned16(grad) &&
-                         cols % VectorWidth<T>::value == 0;
+  const bool vector_ok =
+      Aligned16(var) && Aligned16(grad) && cols % VectorWidth<T>::value == 0;
   ForEachPack<T>(
       0, size, static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x,
       static_cast<int64_t>(gridDim.x) * kThreads, vector_ok,
@@ -279,7 +285,8 @@ __global__ void __launch_bounds__(kThreads)
                                   const T* grad, double2* partials) {
   __shared__ double shared[kWarps];
   const int64_t begin = static_cast<int64_t>(blockIdx.x) * kChunkElements;
-  const int64_t end = begin + kChunkElements < size ? begin + kChunkElements : size;
+  const int64_t end =
+      begin + kChunkElements < size ? begin + kChunkElements : size;
   const math::AdafactorStep<C> s = AdafactorStepFor(hyper);
   const bool write = AdafactorValuesOk(hyper);
   C w_squares = C(0), u_squares = C(0);
@@ -317,27 +324,27 @@ __global__ void __launch_bounds__(kThreads)
                                    int64_t size, T* var, const T* acc,
                                    const T* grad, const C* step_size_ptr) {
   const int64_t begin = static_cast<int64_t>(blockIdx.x) * kChunkElements;
-  const int64_t end = begin + kChunkElements < size ? begin + kChunkElements : size;
+  const int64_t end =
+      begin + kChunkElements < size ? begin + kChunkElements : size;
   const math::AdafactorStep<C> s = AdafactorStepFor(hyper);
   const C step_size = *step_size_ptr;
   const bool vector_ok = Aligned16(var + begin) && Aligned16(acc + begin) &&
                          Aligned16(grad + begin);
-  ForEachPack<T>(begin, end, threadIdx.x, kThreads, vector_ok,
-                 [&](int64_t i, auto width) {
-                   constexpr int W = decltype(width)::value;
-                   Pack<T, W> w = LoadPack<W>(var + i);
-                   const Pack<T, W> a = LoadPack<W>(acc + i);
-                   const Pack<T, W> g = LoadPack<W>(grad + i);
+  ForEachPack<T>(
+      begin, end, threadIdx.x, kThreads, vector_ok, [&](int64_t i, auto width) {
+        constexpr int W = decltype(width)::value;
+        Pack<T, W> w = LoadPack<W>(var + i);
+        const Pack<T, W> a = LoadPack<W>(acc + i);
+        const Pack<T, W> g = LoadPack<W>(grad + i);
 #pragma unroll
-                   for (int k = 0; k < W; ++k) {
-                     const C u = math::AdafactorDirection<C>(
-                         static_cast<C>(g.v[k]),
-                         math::AdafactorInverseRoot<C>(s, static_cast<C>(a.v[k])),
-                         C(1));
-                     w.v[k] = static_cast<T>(static_cast<C>(w.v[k]) - step_size * u);
-                   }
-                   StorePack<W>(var + i, w);
-                 });
+        for (int k = 0; k < W; ++k) {
+          const C u = math::AdafactorDirection<C>(
+              static_cast<C>(g.v[k]),
+              math::AdafactorInverseRoot<C>(s, static_cast<C>(a.v[k])), C(1));
+          w.v[k] = static_cast<T>(static_cast<C>(w.v[k]) - step_size * u);
+        }
+        StorePack<W>(var + i, w);
+      });
 }
 
 template <typename C>
@@ -348,51 +355,53 @@ int64_t AdafactorUnfactoredScratchBytes(int64_t size) {
 // Factored update of `shape` on `stream`; `scratch` holds
 // AdafactorFactoredScratchBytes<C>(shape) bytes (no initialisation needed).
 template <typename T, typename C>
-cudaError_t LaunchAdafactorFactored(cudaStream_t stream, int sm_count,
-                                    const functor::AdafactorHyperparams<C>& hyper,
-                                    const functor::FactoredShape& shape, T* var,
-                                    T* row_acc, T* col_acc, const T* grad,
-                                    void* scratch_buffer) {
+cudaError_t LaunchAdafactorFactored(
+    cudaStream_t stream, int sm_count,
+    const functor::AdafactorHyperparams<C>& hyper,
+    const functor::FactoredShape& shape, T* var, T* row_acc, T* col_acc,
+    const T* grad, void* scratch_buffer) {
   if (shape.size() == 0) return cudaSuccess;
   AdafactorFactoredScratch<C> scratch;
   AdafactorFactoredScratchBytes<C>(shape, static_cast<char*>(scratch_buffer),
                                    &scratch);
   const int64_t rows = shape.batch * shape.rows;
-  AdafactorRowKernel<T, C><<<(rows + kWarps - 1) / kWarps, kThreads, 0, stream>>>(
-      hyper, shape, var, row_acc, grad, scratch);
+  AdafactorRowKernel<T, C>
+      <<<(rows + kWarps - 1) / kWarps, kThreads, 0, stream>>>(
+          hyper, shape, var, row_acc, grad, scratch);
   const int64_t col_blocks = ColumnBlocks(shape);
   AdafactorColumnPartialKernel<T, C>
       <<<col_blocks * ColumnBands(shape.rows), kThreads, 0, stream>>>(
           hyper, shape, grad, scratch);
-  AdafactorColumnKernel<T, C><<<col_blocks, kThreads, 0, stream>>>(
-      hyper, shape, col_acc, scratch);
+  AdafactorColumnKernel<T, C>
+      <<<col_blocks, kThreads, 0, stream>>>(hyper, shape, col_acc, scratch);
   AdafactorStepSizeKernel<C><<<1, kThreads, 0, stream>>>(
       hyper, scratch.row_w_squares, rows, 1, scratch.u_partials, col_blocks, 1,
       shape.size(), scratch.step_size);
   const int64_t packs = shape.size() / VectorWidth<T>::value + 1;
-  AdafactorFactoredApplyKernel<T, C><<<GridFor(packs, sm_count), kThreads, 0, stream>>>(
-      shape, var, grad, scratch);
+  AdafactorFactoredApplyKernel<T, C>
+      <<<GridFor(packs, sm_count), kThreads, 0, stream>>>(shape, var, grad,
+                                                          scratch);
   return cudaGetLastError();
 }
 
 // Unfactored update of `size` elements; `scratch` holds
 // AdafactorUnfactoredScratchBytes<C>(size) bytes.
 template <typename T, typename C>
-cudaError_t LaunchAdafactorUnfactored(cudaStream_t stream,
-                                      const functor::AdafactorHyperparams<C>& hyper,
-                                      int64_t size, T* var, T* acc, const T* grad,
-                                      void* scratch) {
+cudaError_t LaunchAdafactorUnfactored(
+    cudaStream_t stream, const functor::AdafactorHyperparams<C>& hyper,
+    int64_t size, T* var, T* acc, const T* grad, void* scratch) {
   if (size == 0) return cudaSuccess;
   const int64_t chunks = NumChunks(size);
   double2* partials = static_cast<double2*>(scratch);
-  C* step_size = reinterpret_cast<C*>(static_cast<char*>(scratch) + chunks * 16);
+  C* step_size =
+      reinterpret_cast<C*>(static_cast<char*>(scratch) + chunks * 16);
   const double* sums = reinterpret_cast<const double*>(partials);
-  AdafactorUnfactoredSumsKernel<T, C><<<chunks, kThreads, 0, stream>>>(
-      hyper, size, var, acc, grad, partials);
+  AdafactorUnfactoredSumsKernel<T, C>
+      <<<chunks, kThreads, 0, stream>>>(hyper, size, var, acc, grad, partials);
   AdafactorStepSizeKernel<C><<<1, kThreads, 0, stream>>>(
       hyper, sums, chunks, 2, sums + 1, chunks, 2, size, step_size);
-  AdafactorUnfactoredApplyKernel<T, C><<<chunks, kThreads, 0, stream>>>(
-      hyper, size, var, acc, grad, step_size);
+  AdafactorUnfactoredApplyKernel<T, C>
+      <<<chunks, kThreads, 0, stream>>>(hyper, size, var, acc, grad, step_size);
   return cudaGetLastError();
 }
 

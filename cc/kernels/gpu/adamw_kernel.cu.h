@@ -28,7 +28,8 @@ using AdamWArgs = TensorListArgs<T, 5, kCapacity>;
 
 template <typename T, typename C, bool kAmsgrad, int kCapacity>
 __global__ void __launch_bounds__(kThreads)
-    AdamWKernel(functor::AdamWHyperparams<C> hyper, AdamWArgs<T, kCapacity> args) {
+    AdamWKernel(functor::AdamWHyperparams<C> hyper,
+                AdamWArgs<T, kCapacity> args) {
   const ChunkRange r = BlockChunk(args);
   T* __restrict__ var = args.ptrs[0][r.tensor];
   T* __restrict__ m = args.ptrs[1][r.tensor];
@@ -44,30 +45,29 @@ __global__ void __launch_bounds__(kThreads)
     }
     return;
   }
-  math::AdamWStep<C> s = math::MakeAdamWStep<C>(
-      *hyper.lr, *hyper.beta_1, *hyper.beta_2, *hyper.epsilon,
-      *hyper.weight_decay, step);
+  math::AdamWStep<C> s =
+      math::MakeAdamWStep<C>(*hyper.lr, *hyper.beta_1, *hyper.beta_2,
+                             *hyper.epsilon, *hyper.weight_decay, step);
   if (!(args.flags[r.tensor] & kApplyWeightDecay)) s.decay = C(0);
-  ForEachPack<T>(
-      r.begin, r.end, threadIdx.x, kThreads, VectorOk(args, r.tensor, r.begin),
-      [&](int64_t i, auto width) {
-        constexpr int W = decltype(width)::value;
-        Pack<T, W> w = LoadPack<W>(var + i);
-        Pack<T, W> mm = LoadPack<W>(m + i);
-        Pack<T, W> vv = LoadPack<W>(v + i);
-        const Pack<T, W> g = LoadPack<W>(grad + i);
-        Pack<T, W> vh;
-        if (kAmsgrad) vh = LoadPack<W>(vhat + i);
+  ForEachPack<T>(r.begin, r.end, threadIdx.x, kThreads,
+                 VectorOk(args, r.tensor, r.begin), [&](int64_t i, auto width) {
+                   constexpr int W = decltype(width)::value;
+                   Pack<T, W> w = LoadPack<W>(var + i);
+                   Pack<T, W> mm = LoadPack<W>(m + i);
+                   Pack<T, W> vv = LoadPack<W>(v + i);
+                   const Pack<T, W> g = LoadPack<W>(grad + i);
+                   Pack<T, W> vh;
+                   if (kAmsgrad) vh = LoadPack<W>(vhat + i);
 #pragma unroll
-        for (int k = 0; k < W; ++k) {
-          math::AdamWUpdateAt<T, C, kAmsgrad>(s, k, w.v, mm.v, vv.v,
-                                              kAmsgrad ? vh.v : nullptr, g.v);
-        }
-        StorePack<W>(var + i, w);
-        StorePack<W>(m + i, mm);
-        StorePack<W>(v + i, vv);
-        if (kAmsgrad) StorePack<W>(vhat + i, vh);
-      });
+                   for (int k = 0; k < W; ++k) {
+                     math::AdamWUpdateAt<T, C, kAmsgrad>(
+                         s, k, w.v, mm.v, vv.v, kAmsgrad ? vh.v : nullptr, g.v);
+                   }
+                   StorePack<W>(var + i, w);
+                   StorePack<W>(m + i, mm);
+                   StorePack<W>(v + i, vv);
+                   if (kAmsgrad) StorePack<W>(vhat + i, vh);
+                 });
 }
 
 // Updates every tensor of `tensors` (all with vhat, or all without) on
@@ -84,9 +84,11 @@ cudaError_t LaunchAdamW(cudaStream_t stream,
       tensors, n, args,
       [&](const AdamWArgs<T, kCapacity>& a, int chunks) -> cudaError_t {
         if (amsgrad) {
-          AdamWKernel<T, C, true, kCapacity><<<chunks, kThreads, 0, stream>>>(hyper, a);
+          AdamWKernel<T, C, true, kCapacity>
+              <<<chunks, kThreads, 0, stream>>>(hyper, a);
         } else {
-          AdamWKernel<T, C, false, kCapacity><<<chunks, kThreads, 0, stream>>>(hyper, a);
+          AdamWKernel<T, C, false, kCapacity>
+              <<<chunks, kThreads, 0, stream>>>(hyper, a);
         }
         return cudaGetLastError();
       });

@@ -68,8 +68,10 @@ using WidthTag = std::integral_constant<int, W>;
 // Host-callable too, so tools/gpu_check's self-test can check the coverage.
 template <typename T, typename Body>
 __host__ __device__ __forceinline__ void ForEachPack(int64_t begin, int64_t end,
-                                            int64_t thread, int64_t num_threads,
-                                            bool vector_ok, Body&& body) {
+                                                     int64_t thread,
+                                                     int64_t num_threads,
+                                                     bool vector_ok,
+                                                     Body&& body) {
   constexpr int N = VectorWidth<T>::value;
   int64_t tail = begin;
   if (vector_ok) {
@@ -121,7 +123,8 @@ __device__ __forceinline__ double BlockSumArray(const double* values,
                                                 int64_t count, int64_t stride,
                                                 double* shared) {
   double x = 0.0;
-  for (int64_t i = threadIdx.x; i < count; i += kThreads) x += values[i * stride];
+  for (int64_t i = threadIdx.x; i < count; i += kThreads)
+    x += values[i * stride];
   return BlockSum(x, shared);
 }
 

@@ -56,29 +56,29 @@ __global__ void __launch_bounds__(kThreads)
   C w_squares = C(0), u_squares = C(0);
   if (step >= 1) {  // else nothing is written; LambRatioKernel poisons var
     const math::LambStep<C> s = LambStepFor(hyper, step, args.flags[r.tensor]);
-    ForEachPack<T>(
-        r.begin, r.end, threadIdx.x, kThreads, VectorOk(args, r.tensor, r.begin),
-        [&](int64_t i, auto width) {
-          constexpr int W = decltype(width)::value;
-          const Pack<T, W> w = LoadPack<W>(var + i);
-          Pack<T, W> mm = LoadPack<W>(m + i);
-          Pack<T, W> vv = LoadPack<W>(v + i);
-          const Pack<T, W> g = LoadPack<W>(grad + i);
+    ForEachPack<T>(r.begin, r.end, threadIdx.x, kThreads,
+                   VectorOk(args, r.tensor, r.begin),
+                   [&](int64_t i, auto width) {
+                     constexpr int W = decltype(width)::value;
+                     const Pack<T, W> w = LoadPack<W>(var + i);
+                     Pack<T, W> mm = LoadPack<W>(m + i);
+                     Pack<T, W> vv = LoadPack<W>(v + i);
+                     const Pack<T, W> g = LoadPack<W>(grad + i);
 #pragma unroll
-          for (int k = 0; k < W; ++k) {
-            const C wk = static_cast<C>(w.v[k]);
-            C mk = static_cast<C>(mm.v[k]);
-            C vk = static_cast<C>(vv.v[k]);
-            const C u = math::LambMomentsAndDirection<C>(
-                s, static_cast<C>(g.v[k]), wk, mk, vk);
-            mm.v[k] = static_cast<T>(mk);
-            vv.v[k] = static_cast<T>(vk);
-            w_squares += wk * wk;
-            u_squares += u * u;
-          }
-          StorePack<W>(m + i, mm);
-          StorePack<W>(v + i, vv);
-        });
+                     for (int k = 0; k < W; ++k) {
+                       const C wk = static_cast<C>(w.v[k]);
+                       C mk = static_cast<C>(mm.v[k]);
+                       C vk = static_cast<C>(vv.v[k]);
+                       const C u = math::LambMomentsAndDirection<C>(
+                           s, static_cast<C>(g.v[k]), wk, mk, vk);
+                       mm.v[k] = static_cast<T>(mk);
+                       vv.v[k] = static_cast<T>(vk);
+                       w_squares += wk * wk;
+                       u_squares += u * u;
+                     }
+                     StorePack<W>(m + i, mm);
+                     StorePack<W>(v + i, vv);
+                   });
   }
   const double w_total = BlockSum(static_cast<double>(w_squares), shared);
   const double u_total = BlockSum(static_cast<double>(u_squares), shared);
@@ -119,22 +119,22 @@ __global__ void __launch_bounds__(kThreads)
   const math::LambStep<C> s =
       LambStepFor(hyper, *hyper.step, args.flags[r.tensor]);
   const C step_size = step_sizes[args.first_tensor + r.tensor];
-  ForEachPack<T>(
-      r.begin, r.end, threadIdx.x, kThreads, VectorOk(args, r.tensor, r.begin),
-      [&](int64_t i, auto width) {
-        constexpr int W = decltype(width)::value;
-        Pack<T, W> w = LoadPack<W>(var + i);
-        const Pack<T, W> mm = LoadPack<W>(m + i);
-        const Pack<T, W> vv = LoadPack<W>(v + i);
+  ForEachPack<T>(r.begin, r.end, threadIdx.x, kThreads,
+                 VectorOk(args, r.tensor, r.begin), [&](int64_t i, auto width) {
+                   constexpr int W = decltype(width)::value;
+                   Pack<T, W> w = LoadPack<W>(var + i);
+                   const Pack<T, W> mm = LoadPack<W>(m + i);
+                   const Pack<T, W> vv = LoadPack<W>(v + i);
 #pragma unroll
-        for (int k = 0; k < W; ++k) {
-          const C wk = static_cast<C>(w.v[k]);
-          const C u = math::LambDirection<C>(s, wk, static_cast<C>(mm.v[k]),
-                                             static_cast<C>(vv.v[k]));
-          w.v[k] = static_cast<T>(wk - step_size * u);
-        }
-        StorePack<W>(var + i, w);
-      });
+                   for (int k = 0; k < W; ++k) {
+                     const C wk = static_cast<C>(w.v[k]);
+                     const C u =
+                         math::LambDirection<C>(s, wk, static_cast<C>(mm.v[k]),
+                                                static_cast<C>(vv.v[k]));
+                     w.v[k] = static_cast<T>(wk - step_size * u);
+                   }
+                   StorePack<W>(var + i, w);
+                 });
 }
 
 // Scratch a LaunchLamb call needs, in bytes (16-byte aligned pieces):
@@ -154,17 +154,18 @@ cudaError_t LaunchLamb(cudaStream_t stream,
                        LambArgs<T, kCapacity>* args) {
   if (n == 0) return cudaSuccess;
   double2* partials = static_cast<double2*>(scratch);
-  C* step_sizes = reinterpret_cast<C*>(
-      static_cast<char*>(scratch) + TotalChunks(tensors, n) * 16);
+  C* step_sizes = reinterpret_cast<C*>(static_cast<char*>(scratch) +
+                                       TotalChunks(tensors, n) * 16);
   return ForEachTensorList(
       tensors, n, args,
       [&](const LambArgs<T, kCapacity>& a, int chunks) -> cudaError_t {
-        LambMomentsKernel<T, C, kCapacity><<<chunks, kThreads, 0, stream>>>(
-            hyper, a, partials);
-        LambRatioKernel<T, C, kCapacity><<<a.num_tensors, kThreads, 0, stream>>>(
-            hyper, a, partials, step_sizes);
-        LambApplyKernel<T, C, kCapacity><<<chunks, kThreads, 0, stream>>>(
-            hyper, a, step_sizes);
+        LambMomentsKernel<T, C, kCapacity>
+            <<<chunks, kThreads, 0, stream>>>(hyper, a, partials);
+        LambRatioKernel<T, C, kCapacity>
+            <<<a.num_tensors, kThreads, 0, stream>>>(hyper, a, partials,
+                                                     step_sizes);
+        LambApplyKernel<T, C, kCapacity>
+            <<<chunks, kThreads, 0, stream>>>(hyper, a, step_sizes);
         return cudaGetLastError();
       });
 }

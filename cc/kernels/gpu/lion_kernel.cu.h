@@ -34,23 +34,22 @@ __global__ void __launch_bounds__(kThreads)
   T* __restrict__ m = args.ptrs[1][r.tensor];
   const T* __restrict__ grad = args.ptrs[2][r.tensor];
   // The scalars stay in device memory: no host round trip per step.
-  math::LionStep<C> s = math::MakeLionStep<C>(*hyper.lr, *hyper.beta_1,
-                                              *hyper.beta_2, *hyper.weight_decay);
+  math::LionStep<C> s = math::MakeLionStep<C>(
+      *hyper.lr, *hyper.beta_1, *hyper.beta_2, *hyper.weight_decay);
   if (!(args.flags[r.tensor] & kApplyWeightDecay)) s.decay = C(0);
-  ForEachPack<T>(
-      r.begin, r.end, threadIdx.x, kThreads, VectorOk(args, r.tensor, r.begin),
-      [&](int64_t i, auto width) {
-        constexpr int W = decltype(width)::value;
-        Pack<T, W> w = LoadPack<W>(var + i);
-        Pack<T, W> mm = LoadPack<W>(m + i);
-        const Pack<T, W> g = LoadPack<W>(grad + i);
+  ForEachPack<T>(r.begin, r.end, threadIdx.x, kThreads,
+                 VectorOk(args, r.tensor, r.begin), [&](int64_t i, auto width) {
+                   constexpr int W = decltype(width)::value;
+                   Pack<T, W> w = LoadPack<W>(var + i);
+                   Pack<T, W> mm = LoadPack<W>(m + i);
+                   const Pack<T, W> g = LoadPack<W>(grad + i);
 #pragma unroll
-        for (int k = 0; k < W; ++k) {
-          math::LionUpdateAt<T, C>(s, k, w.v, mm.v, g.v);
-        }
-        StorePack<W>(var + i, w);
-        StorePack<W>(m + i, mm);
-      });
+                   for (int k = 0; k < W; ++k) {
+                     math::LionUpdateAt<T, C>(s, k, w.v, mm.v, g.v);
+                   }
+                   StorePack<W>(var + i, w);
+                   StorePack<W>(m + i, mm);
+                 });
 }
 
 // Updates every tensor of `tensors` on `stream`: one launch per kCapacity

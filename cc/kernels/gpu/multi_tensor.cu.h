@@ -82,11 +82,12 @@ struct ChunkRange {
 };
 
 template <typename T, int kDepth, int kCapacity>
-__device__ __forceinline__ ChunkRange BlockChunk(
-    const TensorListArgs<T, kDepth, kCapacity>& args) {
+__device__ __forceinline__ ChunkRange
+BlockChunk(const TensorListArgs<T, kDepth, kCapacity>& args) {
   ChunkRange r;
   r.tensor = FindTensor(args, blockIdx.x);
-  const int64_t chunk = static_cast<int64_t>(blockIdx.x) - args.chunk_begin[r.tensor];
+  const int64_t chunk =
+      static_cast<int64_t>(blockIdx.x) - args.chunk_begin[r.tensor];
   r.begin = chunk * kChunkElements;
   const int64_t size = args.sizes[r.tensor];
   r.end = r.begin + kChunkElements < size ? r.begin + kChunkElements : size;

@@ -12,15 +12,16 @@
 //     u      = g / sqrt(v)
 //   u        <- u / max(1, RMS(u) / clip_threshold)
 //   rho      = relative_step ? min(lr, 1 / sqrt(t)) : lr
-//   w        <- w - max(epsilon_2, RMS(w)) * rho * u       (RMS(w) before the step)
+//   w        <- w - max(epsilon_2, RMS(w)) * rho * u       (RMS(w) before the
+//   step)
 //
-// The factored scale is applied as g * (sqrt(mean(r)) * rsqrt(r_i)) * rsqrt(c_j)
-// rather than by forming r_i * c_j / mean(r): the product underflows to 0 in
-// float32 when a gradient row and a column are both all zero (a dead unit and
-// a constant input feature), and 0 / sqrt(0) = NaN would poison the weight
-// (Keras 3 defect 9 in docs/keras_defects.md). Accumulators are also read as
-// max(acc, epsilon_1): the exact recurrence never goes below epsilon_1, but a
-// float16 accumulator underflows to 0.
+// The factored scale is applied as g * (sqrt(mean(r)) * rsqrt(r_i)) *
+// rsqrt(c_j) rather than by forming r_i * c_j / mean(r): the product underflows
+// to 0 in float32 when a gradient row and a column are both all zero (a dead
+// unit and a constant input feature), and 0 / sqrt(0) = NaN would poison the
+// weight (Keras 3 defect 9 in docs/keras_defects.md). Accumulators are also
+// read as max(acc, epsilon_1): the exact recurrence never goes below epsilon_1,
+// but a float16 accumulator underflows to 0.
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_MATH_ADAFACTOR_MATH_H_
 #define TF_OPT_PLUGIN_CC_KERNELS_MATH_ADAFACTOR_MATH_H_
 
@@ -106,7 +107,8 @@ TFOPT_HOST_DEVICE C AdafactorColumnSumSquaresOfU(C row_scaled_squares,
          (sqrt_mean_r * sqrt_mean_r);
 }
 
-// The step multiplier applied to u: max(epsilon_2, RMS(w)) * rho / max(1, RMS(u) / d).
+// The step multiplier applied to u: max(epsilon_2, RMS(w)) * rho / max(1,
+// RMS(u) / d).
 template <typename C>
 TFOPT_HOST_DEVICE C AdafactorStepSize(const AdafactorStep<C>& s, C epsilon_2,
                                       C clip_threshold, C w_sum_squares,

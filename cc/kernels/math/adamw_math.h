@@ -26,10 +26,10 @@ namespace math {
 // the host (or by one thread) in the compute type C.
 template <typename C>
 struct AdamWStep {
-  C decay;             // lr * weight_decay
+  C decay;  // lr * weight_decay
   C one_minus_beta_1;
   C one_minus_beta_2;
-  C lr_t;              // lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+  C lr_t;  // lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
   C epsilon;
 };
 

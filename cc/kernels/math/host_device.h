@@ -31,9 +31,13 @@ TFOPT_HOST_DEVICE double Rsqrt(double x) { return 1.0 / sqrt(x); }
 // Max / Min propagate NaN from either argument, as numpy and TF do, so a NaN
 // gradient is never hidden by an amsgrad maximum or a clipping bound.
 template <typename C>
-TFOPT_HOST_DEVICE C Max(C a, C b) { return (a > b || a != a) ? a : b; }
+TFOPT_HOST_DEVICE C Max(C a, C b) {
+  return (a > b || a != a) ? a : b;
+}
 template <typename C>
-TFOPT_HOST_DEVICE C Min(C a, C b) { return (a < b || a != a) ? a : b; }
+TFOPT_HOST_DEVICE C Min(C a, C b) {
+  return (a < b || a != a) ? a : b;
+}
 
 }  // namespace math
 }  // namespace tf_opt_plugin

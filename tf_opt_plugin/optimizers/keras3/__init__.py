@@ -50,5 +50,7 @@ class Lion(lion.LionAlgorithm, Optimizer):
   __doc__ = lion.LionAlgorithm.__doc__
 
 
-__all__ = ["Adafactor", "Adam", "AdamW", "Lamb", "Lion", "LossScaleOptimizer",
-           "Optimizer", "SGD"]
+__all__ = [
+    "Adafactor", "Adam", "AdamW", "Lamb", "Lion", "LossScaleOptimizer",
+    "Optimizer", "SGD"
+]

@@ -92,21 +92,33 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
 
   schedule_type = _LearningRateSchedule
 
-  def __init__(self, learning_rate, *, fused=None, weight_decay=None,
-               clipnorm=None, clipvalue=None, global_clipnorm=None,
-               gradient_accumulation_steps=None, **kwargs):
+  def __init__(self,
+               learning_rate,
+               *,
+               fused=None,
+               weight_decay=None,
+               clipnorm=None,
+               clipvalue=None,
+               global_clipnorm=None,
+               gradient_accumulation_steps=None,
+               **kwargs):
     learning_rate, weight_decay = self.check_base_arguments(
-        fused=fused, learning_rate=learning_rate, weight_decay=weight_decay,
-        clipnorm=clipnorm, clipvalue=clipvalue,
+        fused=fused,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        clipnorm=clipnorm,
+        clipvalue=clipvalue,
         global_clipnorm=global_clipnorm)
     if gradient_accumulation_steps is not None and (
-        isinstance(gradient_accumulation_steps, bool)
-        or not isinstance(gradient_accumulation_steps, (int, np.integer))):
+        isinstance(gradient_accumulation_steps, bool) or
+        not isinstance(gradient_accumulation_steps, (int, np.integer))):
       raise TypeError(
           "`gradient_accumulation_steps` must be an integer >= 2. Received: "
           f"gradient_accumulation_steps={gradient_accumulation_steps!r}")
-    super().__init__(learning_rate=learning_rate, weight_decay=weight_decay,
-                     clipnorm=clipnorm, clipvalue=clipvalue,
+    super().__init__(learning_rate=learning_rate,
+                     weight_decay=weight_decay,
+                     clipnorm=clipnorm,
+                     clipvalue=clipvalue,
                      global_clipnorm=global_clipnorm,
                      gradient_accumulation_steps=gradient_accumulation_steps,
                      **kwargs)
@@ -141,10 +153,10 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
     if reduced_axis is None:
       return self.add_variable_from_reference(variable, name)
     # Keras's naming for reference slots, for a slot of another shape.
-    return self.add_variable(
-        tuple(_host.without_axis(variable.shape, reduced_axis)),
-        dtype=variable.dtype,
-        name=f"{_path(variable).replace('/', '_')}_{name}")
+    return self.add_variable(tuple(
+        _host.without_axis(variable.shape, reduced_axis)),
+                             dtype=variable.dtype,
+                             name=f"{_path(variable).replace('/', '_')}_{name}")
 
   def as_tf_variable(self, slot):
     return tf_variable(slot)
@@ -173,7 +185,10 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
   def apply(self, grads, trainable_variables=None):
     self.apply_with_gate(grads, trainable_variables)
 
-  def apply_with_gate(self, grads, trainable_variables=None, gate_fn=None,
+  def apply_with_gate(self,
+                      grads,
+                      trainable_variables=None,
+                      gate_fn=None,
                       loss_scale=None):
     """`apply()`, with what `LossScaleOptimizer` needs.
 
@@ -213,7 +228,8 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
       known = False
     # Everything that can reject the call runs before anything is written;
     # what only a run can tell is an assertion every write depends on.
-    grads, assertions = _host.checked_gradients(grads, trainable_variables,
+    grads, assertions = _host.checked_gradients(grads,
+                                                trainable_variables,
                                                 cast=True)
     if not known:
       if not self.built:
@@ -230,43 +246,52 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
     with keras.name_scope(self.name, caller=self):
       grads, trainable_variables = self._filter_empty_gradients(
           grads, trainable_variables)
-      overwrite = [self._overwrite_variable_with_gradient(v)
-                   for v in trainable_variables]
+      overwrite = [
+          self._overwrite_variable_with_gradient(v) for v in trainable_variables
+      ]
       overwritten = ([g for g, o in zip(grads, overwrite) if o],
                      [v for v, o in zip(trainable_variables, overwrite) if o])
       grads = [g for g, o in zip(grads, overwrite) if not o]
-      trainable_variables = [v for v, o in zip(trainable_variables, overwrite)
-                             if not o]
+      trainable_variables = [
+          v for v, o in zip(trainable_variables, overwrite) if not o
+      ]
       # Only the gradients that are derivatives of the (scaled) loss.
       if self.loss_scale_factor is not None:
         inverse = 1.0 / self.loss_scale_factor
-        grads = [map_values(g, lambda x: x * tf.cast(inverse, x.dtype))
-                 for g in grads]
+        grads = [
+            map_values(g, lambda x: x * tf.cast(inverse, x.dtype))
+            for g in grads
+        ]
       if loss_scale is not None:
-        grads = [map_values(g, lambda x: x / tf.cast(loss_scale, x.dtype))
-                 for g in grads]
-      gate = self._backend_apply_gradients(grads, trainable_variables,
-                                           gate_fn, overwritten)
-    self._iterations.assign_add(
-        1 if gate is None else tf.cast(gate, self._iterations.dtype))
+        grads = [
+            map_values(g, lambda x: x / tf.cast(loss_scale, x.dtype))
+            for g in grads
+        ]
+      gate = self._backend_apply_gradients(grads, trainable_variables, gate_fn,
+                                           overwritten)
+    self._iterations.assign_add(1 if gate is
+                                None else tf.cast(gate, self._iterations.dtype))
     return gate
 
-  def _backend_apply_gradients(self, grads, trainable_variables,
-                               gate_fn=None, overwritten=((), ())):
+  def _backend_apply_gradients(self,
+                               grads,
+                               trainable_variables,
+                               gate_fn=None,
+                               overwritten=((), ())):
     overwrite_grads, overwrite_variables = (list(x) for x in overwritten)
     # The gate sees every gradient, summed over replicas like the others so
     # that every replica decides alike; the overwrite itself uses the local
     # gradient, as Keras's does.
     checked = grads + (overwrite_grads if gate_fn is not None else [])
     checked = _sum_over_replicas(checked)
-    grads = [_inputs.sum_duplicate_indices(g)
-             if isinstance(g, tf.IndexedSlices) else g
-             for g in checked[:len(grads)]]
-    gate = (gate_fn(grads + checked[len(grads):]) if gate_fn is not None
-            else None)
+    grads = [
+        _inputs.sum_duplicate_indices(g)
+        if isinstance(g, tf.IndexedSlices) else g for g in checked[:len(grads)]
+    ]
+    gate = (gate_fn(grads +
+                    checked[len(grads):]) if gate_fn is not None else None)
     if overwrite_variables:
-      self._overwrite_with_gradients(overwrite_grads, overwrite_variables,
-                                     gate)
+      self._overwrite_with_gradients(overwrite_grads, overwrite_variables, gate)
     if not grads:
       return gate
 
@@ -277,12 +302,14 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
       grads = [tf.convert_to_tensor(g) for g in grads]
       accumulators = [
           tf_variable(self._accumulated_gradients[self._get_variable_index(v)])
-          for v in trainable_variables]
+          for v in trainable_variables
+      ]
 
       def averaged_and_clipped():
-        return self._clip_gradients(
-            [(g + tf.cast(a.read_value(), g.dtype)) / steps
-             for g, a in zip(grads, accumulators)])
+        return self._clip_gradients([
+            (g + tf.cast(a.read_value(), g.dtype)) / steps
+            for g, a in zip(grads, accumulators)
+        ])
 
       update_grads = tf.cond(is_update_step, averaged_and_clipped,
                              lambda: list(grads))
@@ -290,8 +317,10 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
       update_grads = self._clip_gradients(grads)
     # Keras's update steps cast the (clipped) gradient to the variable's
     # dtype first; so do we, once, for every algorithm.
-    update_grads = [_host.cast_gradient(g, tf_variable(v))
-                    for g, v in zip(update_grads, trainable_variables)]
+    update_grads = [
+        _host.cast_gradient(g, tf_variable(v))
+        for g, v in zip(update_grads, trainable_variables)
+    ]
 
     learning_rate = self.learning_rate
     tf.__internal__.distribute.interim.maybe_merge_call(
@@ -303,8 +332,10 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
 
   def _overwrite_with_gradients(self, grads, variables, gate):
     """Keras's overwrite of `overwrite_with_gradient` variables, gated."""
-    grads = [_host.cast_gradient(g, tf_variable(v))
-             for g, v in zip(grads, variables)]
+    grads = [
+        _host.cast_gradient(g, tf_variable(v))
+        for g, v in zip(grads, variables)
+    ]
 
     def overwrite():
       self._overwrite_variables_directly_with_gradients(grads, variables)
@@ -327,11 +358,12 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
           learning_rate, gate)
       return
     for grad, update_grad, variable in zip(grads, update_grads, variables):
-      distribution.extended.update(
-          tf_variable(variable),
-          functools.partial(self._update_variable, model_variable=variable),
-          args=(grad, update_grad, learning_rate, is_update_step, gate),
-          group=False)
+      distribution.extended.update(tf_variable(variable),
+                                   functools.partial(self._update_variable,
+                                                     model_variable=variable),
+                                   args=(grad, update_grad, learning_rate,
+                                         is_update_step, gate),
+                                   group=False)
 
   def _update_device(self, local_variables, grads, learning_rate, gate, *,
                      model_variables):
@@ -396,9 +428,9 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
     if self.ema_overwrite_frequency:
       overwrite = tf.equal((self.iterations + 1) % self.ema_overwrite_frequency,
                            0)
-      variable.assign(tf.where(overwrite,
-                               tf.cast(average.read_value(), variable.dtype),
-                               variable.read_value()))
+      variable.assign(
+          tf.where(overwrite, tf.cast(average.read_value(), variable.dtype),
+                   variable.read_value()))
 
   def _clip_gradients(self, grads):
     """Keras's clipping, on summed gradients; sparse gradients stay sparse."""
@@ -408,8 +440,12 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
       clipped, _ = tf.clip_by_global_norm(grads, self.global_clipnorm)
       return clipped
     if self.clipvalue:
-      return [map_values(g, lambda x: tf.clip_by_value(  # pylint: disable=g-long-lambda
-          x, -self.clipvalue, self.clipvalue)) for g in grads]
+      return [
+          map_values(
+              g,
+              lambda x: tf.clip_by_value(  # pylint: disable=g-long-lambda
+                  x, -self.clipvalue, self.clipvalue)) for g in grads
+      ]
     return grads
 
   # ----------------------------------------------------------------------

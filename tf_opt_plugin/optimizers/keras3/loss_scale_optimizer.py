@@ -52,21 +52,27 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
   ([0.98, 1.96], 1)
   """
 
-  def __init__(self, inner_optimizer, initial_scale=2.0**15,
-               dynamic_growth_steps=2000, name=None, **kwargs):
+  def __init__(self,
+               inner_optimizer,
+               initial_scale=2.0**15,
+               dynamic_growth_steps=2000,
+               name=None,
+               **kwargs):
     if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
       raise TypeError(
           "`inner_optimizer` must be a Keras optimizer (a tf_opt_plugin "
           "optimizer for the distribution-correct pipeline). Received: "
           f"inner_optimizer={inner_optimizer!r}")
     _hyperparameters.check_positive("initial_scale", initial_scale)
-    if (isinstance(dynamic_growth_steps, bool)
-        or not isinstance(dynamic_growth_steps, int)
-        or dynamic_growth_steps < 1):
-      raise ValueError("`dynamic_growth_steps` must be an integer >= 1. "
-                       f"Received: dynamic_growth_steps={dynamic_growth_steps!r}")
-    super().__init__(inner_optimizer, initial_scale=initial_scale,
-                     dynamic_growth_steps=dynamic_growth_steps, name=name,
+    if (isinstance(dynamic_growth_steps, bool) or
+        not isinstance(dynamic_growth_steps, int) or dynamic_growth_steps < 1):
+      raise ValueError(
+          "`dynamic_growth_steps` must be an integer >= 1. "
+          f"Received: dynamic_growth_steps={dynamic_growth_steps!r}")
+    super().__init__(inner_optimizer,
+                     initial_scale=initial_scale,
+                     dynamic_growth_steps=dynamic_growth_steps,
+                     name=name,
                      **kwargs)
 
   @property
@@ -85,13 +91,17 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
     # decision every replica shares, hence aggregated from the first replica;
     # under Keras's pipeline they are Keras's own.
     aggregation = "only_first_replica" if self._ours else "none"
-    self.step_counter = self.add_variable(
-        shape=(), dtype="int", initializer="zeros", aggregation=aggregation,
-        name="step_counter")
+    self.step_counter = self.add_variable(shape=(),
+                                          dtype="int",
+                                          initializer="zeros",
+                                          aggregation=aggregation,
+                                          name="step_counter")
     self.dynamic_scale = self.add_variable(
-        shape=(), dtype="float32",
+        shape=(),
+        dtype="float32",
         initializer=keras.initializers.Constant(self.initial_scale),
-        aggregation=aggregation, name="dynamic_scale")
+        aggregation=aggregation,
+        name="dynamic_scale")
     self.inner_optimizer.build(var_list)
     keras.optimizers.Optimizer.build(self, var_list)
 
@@ -108,7 +118,9 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
     # The inner pipeline divides by the scale after setting the gradients of
     # `overwrite_with_gradient` variables aside: those are never scaled.
     finite = self.inner_optimizer.apply_with_gate(
-        grads, trainable_variables, gate_fn=_all_finite,
+        grads,
+        trainable_variables,
+        gate_fn=_all_finite,
         loss_scale=self.dynamic_scale.value)
     if finite is None:  # no gradients at all
       return
@@ -116,15 +128,19 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
 
   def _update_scale(self, finite):
     grow = tf.logical_and(
-        finite, tf.equal(self.step_counter.value, self.dynamic_growth_steps - 1))
+        finite, tf.equal(self.step_counter.value,
+                         self.dynamic_growth_steps - 1))
     factor = tf.where(grow, 2.0, tf.where(finite, 1.0, 0.5))
     self.dynamic_scale.assign(self.dynamic_scale.value * factor)
-    self.step_counter.assign(tf.where(
-        tf.logical_and(finite, tf.logical_not(grow)),
-        self.step_counter.value + 1, tf.zeros_like(self.step_counter.value)))
+    self.step_counter.assign(
+        tf.where(tf.logical_and(finite, tf.logical_not(grow)),
+                 self.step_counter.value + 1,
+                 tf.zeros_like(self.step_counter.value)))
 
 
 def _all_finite(grads):
   return tf.reduce_all([
-      tf.reduce_all(tf.math.is_finite(g.values if isinstance(
-          g, tf.IndexedSlices) else g)) for g in grads])
+      tf.reduce_all(
+          tf.math.is_finite(g.values if isinstance(g, tf.IndexedSlices) else g))
+      for g in grads
+  ])

@@ -18,8 +18,7 @@ from tf_opt_plugin.optimizers import lion
 from tf_opt_plugin.optimizers import sgd
 from tf_opt_plugin.optimizers.tf_keras._base import Optimizer
 
-_register = tf_keras.saving.register_keras_serializable(
-    package="tf_opt_plugin")
+_register = tf_keras.saving.register_keras_serializable(package="tf_opt_plugin")
 
 # tf-keras's own dynamic loss scaling wraps these classes as it wraps its own
 # (`model.compile()` does it under a `mixed_float16` policy); it unscales and
@@ -57,5 +56,7 @@ class Lion(lion.LionAlgorithm, Optimizer):
   __doc__ = lion.LionAlgorithm.__doc__
 
 
-__all__ = ["Adafactor", "Adam", "AdamW", "Lamb", "Lion", "LossScaleOptimizer",
-           "Optimizer", "SGD"]
+__all__ = [
+    "Adafactor", "Adam", "AdamW", "Lamb", "Lion", "LossScaleOptimizer",
+    "Optimizer", "SGD"
+]

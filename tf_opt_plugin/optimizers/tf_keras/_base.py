@@ -69,12 +69,21 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
 
   schedule_type = _LearningRateSchedule
 
-  def __init__(self, learning_rate, *, fused=None, weight_decay=None,
-               clipnorm=None, clipvalue=None, global_clipnorm=None,
+  def __init__(self,
+               learning_rate,
+               *,
+               fused=None,
+               weight_decay=None,
+               clipnorm=None,
+               clipvalue=None,
+               global_clipnorm=None,
                **kwargs):
     learning_rate, weight_decay = self.check_base_arguments(
-        fused=fused, learning_rate=learning_rate, weight_decay=weight_decay,
-        clipnorm=clipnorm, clipvalue=clipvalue,
+        fused=fused,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        clipnorm=clipnorm,
+        clipvalue=clipvalue,
         global_clipnorm=global_clipnorm)
     mesh = kwargs.get("mesh")
     if mesh is not None and not isinstance(mesh, _dtensor().Mesh):
@@ -85,8 +94,10 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
     # tf-keras requires a name; a user's subclass gets its class name, as
     # tf-keras's own optimizers do ("Adam", "SGD").
     kwargs["name"] = kwargs.get("name") or type(self).__name__
-    super().__init__(weight_decay=weight_decay, clipnorm=clipnorm,
-                     clipvalue=clipvalue, global_clipnorm=global_clipnorm,
+    super().__init__(weight_decay=weight_decay,
+                     clipnorm=clipnorm,
+                     clipvalue=clipvalue,
+                     global_clipnorm=global_clipnorm,
                      **kwargs)
     if callable(learning_rate) and not isinstance(learning_rate,
                                                   _LearningRateSchedule):
@@ -140,8 +151,9 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
     slots = [[] for _ in names]
     for variable in var_list:
       for slot_list, name in zip(slots, names):
-        slot_list.append(self.add_variable_from_reference(
-            variable, _SLOT_NAMES.get(name, name)))
+        slot_list.append(
+            self.add_variable_from_reference(variable,
+                                             _SLOT_NAMES.get(name, name)))
     return slots
 
   def add_slot(self, variable, name, reduced_axis=None):
@@ -157,11 +169,15 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
         _host.without_axis(variable.layout.sharding_specs, reduced_axis),
         self._mesh)
     dtype = getattr(variable, "true_dtype", variable.dtype)
-    initial_value = dtensor.call_with_layout(
-        tf.zeros, layout, shape=shape.as_list(), dtype=dtype)
-    slot = dtensor.DVariable(initial_value,
-                             name=f"{name}/{variable._shared_name}",  # pylint: disable=protected-access
-                             dtype=dtype, trainable=False)
+    initial_value = dtensor.call_with_layout(tf.zeros,
+                                             layout,
+                                             shape=shape.as_list(),
+                                             dtype=dtype)
+    slot = dtensor.DVariable(
+        initial_value,
+        name=f"{name}/{variable._shared_name}",  # pylint: disable=protected-access
+        dtype=dtype,
+        trainable=False)
     self._variables.append(slot)
     return slot
 
@@ -220,8 +236,8 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
   def _knows(self, variable):
     # tf-keras skips variables without an id (traced by `model.save()`) and
     # raises for unknown ones: both stay on its per-variable path.
-    return (getattr(variable, "_unique_id", None) is not None
-            and self._var_key(variable) in self._index_dict)
+    return (getattr(variable, "_unique_id", None) is not None and
+            self._var_key(variable) in self._index_dict)
 
   def _distributed_apply_gradients_fn(self, distribution, grads_and_vars,
                                       **kwargs):
@@ -229,10 +245,10 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
     grads_and_vars = list(grads_and_vars)
     variables = [v for _, v in grads_and_vars]
     # jit_compile wraps each variable's step in its own XLA function.
-    if (self.jit_compile or not all(self._knows(v) for v in variables)
-        or not _by_device.can_update_by_device(distribution, variables)):
-      return super()._distributed_apply_gradients_fn(
-          distribution, grads_and_vars, **kwargs)
+    if (self.jit_compile or not all(self._knows(v) for v in variables) or
+        not _by_device.can_update_by_device(distribution, variables)):
+      return super()._distributed_apply_gradients_fn(distribution,
+                                                     grads_and_vars, **kwargs)
     _by_device.update_by_device(distribution, variables,
                                 [g for g, _ in grads_and_vars],
                                 self._update_device)
@@ -241,10 +257,10 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
       self._update_model_variables_moving_average(variables)
       if self.ema_overwrite_frequency:
         overwrite = (self.iterations + 1) % self.ema_overwrite_frequency == 0
-        tf.cond(tf.cast(overwrite, tf.bool),
-                lambda: self._overwrite_model_variables_with_average_value(
-                    variables),
-                lambda: None)
+        tf.cond(
+            tf.cast(overwrite, tf.bool),
+            lambda: self._overwrite_model_variables_with_average_value(
+                variables), lambda: None)
     return self.iterations.assign_add(1)
 
   def _update_device(self, local_variables, grads):
@@ -256,10 +272,10 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
 
   def get_config(self):
     config = super().get_config()
-    config.update(
-        learning_rate=self.serialize_hyperparameter(self._learning_rate),
-        weight_decay=self.serialize_hyperparameter(self.weight_decay),
-        fused=self.fused)
+    config.update(learning_rate=self.serialize_hyperparameter(
+        self._learning_rate),
+                  weight_decay=self.serialize_hyperparameter(self.weight_decay),
+                  fused=self.fused)
     return config
 
   # ----------------------------------------------------------------------
@@ -321,6 +337,6 @@ def _dtensor():
 
 
 def _describe_mesh(mesh):
-  dims = ", ".join(f"{name}={size}"
-                   for name, size in zip(mesh.dim_names, mesh.shape()))
+  dims = ", ".join(
+      f"{name}={size}" for name, size in zip(mesh.dim_names, mesh.shape()))
   return f"Mesh({dims}; {mesh.num_local_devices()} local devices)"
