@@ -10,17 +10,15 @@ tf-keras with TF_USE_LEGACY_KERAS=1); they are also importable from here.
 
 from tf_opt_plugin import ops
 from tf_opt_plugin import optimizers
-from tf_opt_plugin.optimizers import Adafactor
-from tf_opt_plugin.optimizers import Adam
-from tf_opt_plugin.optimizers import AdamW
-from tf_opt_plugin.optimizers import Lamb
-from tf_opt_plugin.optimizers import Lion
+from tf_opt_plugin.optimizers import _registry
 from tf_opt_plugin.optimizers import LossScaleOptimizer
-from tf_opt_plugin.optimizers import SGD
 
 from tf_opt_plugin._version import __version__
 
+# `tf_opt_plugin.Adam` and the others: one class per algorithm of the
+# registry, those of `tf_opt_plugin.optimizers`.
+globals().update((name, getattr(optimizers, name)) for name in _registry.NAMES)
+
 __all__ = [
-    "Adafactor", "Adam", "AdamW", "Lamb", "Lion", "LossScaleOptimizer", "SGD",
-    "ops", "optimizers", "__version__"
+    *_registry.NAMES, "LossScaleOptimizer", "ops", "optimizers", "__version__"
 ]

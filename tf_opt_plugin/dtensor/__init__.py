@@ -22,6 +22,7 @@ all-reduce (docs/keras_defects.md), which tf-keras's own DTensor SGD and Adam
 suffer from. Needs the `tf-keras` package.
 """
 
+from tf_opt_plugin.optimizers import _registry
 from tf_opt_plugin.optimizers import tf_keras as _tf_keras
 from tf_opt_plugin.optimizers.tf_keras._base import COMBINE_ALL_REDUCES_ENV
 from tf_opt_plugin.optimizers.tf_keras._base import guard_stale_slots
@@ -42,31 +43,8 @@ class _OnMesh:
     super().__init__(*args, mesh=mesh, **kwargs)
 
 
-class SGD(_OnMesh, _tf_keras.SGD):
-  __doc__ = _tf_keras.SGD.__doc__
+# `class Adam(_OnMesh, tf_keras.Adam)`, for every algorithm of the registry.
+_registry.define_classes(globals(), lambda name, _:
+                         (_OnMesh, getattr(_tf_keras, name)))
 
-
-class Adam(_OnMesh, _tf_keras.Adam):
-  __doc__ = _tf_keras.Adam.__doc__
-
-
-class AdamW(_OnMesh, _tf_keras.AdamW):
-  __doc__ = _tf_keras.AdamW.__doc__
-
-
-class Lamb(_OnMesh, _tf_keras.Lamb):
-  __doc__ = _tf_keras.Lamb.__doc__
-
-
-class Adafactor(_OnMesh, _tf_keras.Adafactor):
-  __doc__ = _tf_keras.Adafactor.__doc__
-
-
-class Lion(_OnMesh, _tf_keras.Lion):
-  __doc__ = _tf_keras.Lion.__doc__
-
-
-__all__ = [
-    "Adafactor", "Adam", "AdamW", "COMBINE_ALL_REDUCES_ENV", "Lamb", "Lion",
-    "SGD"
-]
+__all__ = [*_registry.NAMES, "COMBINE_ALL_REDUCES_ENV"]

@@ -4,8 +4,9 @@ Each algorithm (`sgd.py`, `adam.py`, `adamw.py`, `lamb.py`, `adafactor.py`,
 `lion.py`) is written once, as a mixin over `_host.AlgorithmHost`, and updates
 its variables with `tf_opt_plugin.ops` calls: the fused kernel where it can
 run, the pure-TF twin (same numbers, same slots) elsewhere. Constructor
-arguments are checked by `_hyperparameters.py`.
-Front ends put it on their base class:
+arguments are checked by `_hyperparameters.py`. `_registry.py` lists the
+algorithms, one line each; every front end builds one class per line on its
+base class:
 
   * `tf_opt_plugin.optimizers.keras3`: Keras 3 (`tf.keras` in TF 2.21);
   * `tf_opt_plugin.optimizers.tf_keras`: tf-keras (`TF_USE_LEGACY_KERAS=1`);
@@ -26,6 +27,8 @@ def _tf_keras_is_legacy():
           importlib.util.find_spec("tf_keras") is not None)
 
 
+from tf_opt_plugin.optimizers import _registry
+
 if _tf_keras_is_legacy():
   FLAVOUR = "tf_keras"
   from tf_opt_plugin.optimizers.tf_keras import *  # pylint: disable=wildcard-import
@@ -35,7 +38,4 @@ else:
   from tf_opt_plugin.optimizers.keras3 import *  # pylint: disable=wildcard-import
   from tf_opt_plugin.optimizers.keras3 import Optimizer
 
-__all__ = [
-    "Adafactor", "Adam", "AdamW", "FLAVOUR", "Lamb", "Lion",
-    "LossScaleOptimizer", "Optimizer", "SGD"
-]
+__all__ = [*_registry.NAMES, "FLAVOUR", "LossScaleOptimizer", "Optimizer"]

@@ -9,7 +9,8 @@ DTensor meshes in `tf_opt_plugin.dtensor`) derives its base class from
 
 No class names itself: with `name=None` each front end's Keras derives the
 default name from the class, as it does for its own optimizers (Keras 3:
-"adam", "adam_1", "adam_w", "sgd"; tf-keras: "Adam", "AdamW", "SGD").
+"adam", "adam_1", "adam_w", "sgd"; tf-keras: "Adam", "AdamW", "SGD"), so slot
+paths are those of Keras's own classes.
 
 `checked_gradients` is the one validation of an `apply()`'s gradients that
 every front end runs before anything is written.
@@ -30,6 +31,12 @@ class AlgorithmHost:
   # Set by optimizers whose fused op applies the front end's decoupled weight
   # decay itself (Adam, AdamW, Lion), saving a pass over the variable.
   _fuses_weight_decay = False
+
+  # The algorithm's own constructor arguments, in signature order: {name:
+  # check}, a `_hyperparameters` check (`check(name, value)` returns the
+  # value or raises naming it). `set_hyperparameters` checks and stores them,
+  # the front end's `get_config` returns them (`hyperparameter_config`).
+  HYPERPARAMETER_CHECKS = {}
 
   # ----------------------------------------------------------------------
   # Front end: primitives each base class implements.
@@ -88,14 +95,28 @@ class AlgorithmHost:
   # ----------------------------------------------------------------------
   # Shared helpers.
   # ----------------------------------------------------------------------
-  def resolve_name(self, name):
-    """The `name` to pass to the front end: as given.
+  def set_hyperparameters(self, **values):
+    """Checks the algorithm's constructor arguments and stores each one.
 
-    None stays None, so the front end's Keras derives the name from the
-    class, numbering repeats where it does (a fixed default would make slot
-    paths differ from those of Keras's own classes).
+    `value` of `name` is checked by `HYPERPARAMETER_CHECKS[name](name,
+    value)`, through `check_hyperparameter` where it may be a schedule
+    (`schedulable_hyperparameters`), and stored as the attribute `name`.
     """
-    return name
+    schedulable = self.schedulable_hyperparameters()
+    for name, value in values.items():
+      check = self.HYPERPARAMETER_CHECKS[name]
+      if name in schedulable:
+        value = self.check_hyperparameter(name, value, check)
+      else:
+        value = check(name, value)
+      setattr(self, name, value)
+
+  def hyperparameter_config(self):
+    """The config entries of the algorithm's `HYPERPARAMETER_CHECKS`."""
+    return {
+        name: self.serialize_hyperparameter(getattr(self, name))
+        for name in self.HYPERPARAMETER_CHECKS
+    }
 
   def check_hyperparameter(self, name, value, check):
     """Validates a float hyperparameter; schedules and callables pass as is."""

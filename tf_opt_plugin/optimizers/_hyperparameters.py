@@ -44,6 +44,23 @@ def check_positive(name, value):
   return value
 
 
+def check_range(holds, requirement):
+  """A check of a number for which `holds(number)` is true.
+
+  Its ValueError says "`name` must be <requirement>. Received: name=value",
+  with the value as given (`check_range(lambda x: x <= 0, "<= 0")`).
+  """
+
+  def check(name, value):
+    number = check_number(name, value)
+    if not holds(number):  # also rejects NaN
+      raise ValueError(
+          f"`{name}` must be {requirement}. Received: {name}={value}")
+    return number
+
+  return check
+
+
 def check_bool(name, value):
   if not isinstance(value, bool):
     raise TypeError(f"`{name}` must be True or False. Received: "

@@ -19,6 +19,9 @@ to save.
 from tf_opt_plugin.optimizers import _hyperparameters
 from tf_opt_plugin import ops
 
+_check_beta_2_decay = _hyperparameters.check_range(lambda decay: decay <= 0,
+                                                   "<= 0")
+
 
 class AdafactorAlgorithm:
   """Factored second moments with Keras's arguments and defaults.
@@ -47,6 +50,14 @@ class AdafactorAlgorithm:
   [0.9726, 1.9726, 2.9726, 3.9726]
   """
 
+  HYPERPARAMETER_CHECKS = {
+      "beta_2_decay": _check_beta_2_decay,
+      "epsilon_1": _hyperparameters.check_non_negative,
+      "epsilon_2": _hyperparameters.check_non_negative,
+      "clip_threshold": _hyperparameters.check_positive,
+      "relative_step": _hyperparameters.check_bool,
+  }
+
   def __init__(self,
                learning_rate=0.001,
                beta_2_decay=-0.8,
@@ -58,21 +69,12 @@ class AdafactorAlgorithm:
                fused=None,
                name=None,
                **kwargs):
-    super().__init__(learning_rate=learning_rate,
-                     fused=fused,
-                     name=self.resolve_name(name),
-                     **kwargs)
-    self.beta_2_decay = _hyperparameters.check_number("beta_2_decay",
-                                                      beta_2_decay)
-    if not self.beta_2_decay <= 0:
-      raise ValueError("`beta_2_decay` must be <= 0. Received: "
-                       f"beta_2_decay={beta_2_decay}")
-    self.epsilon_1 = _hyperparameters.check_non_negative("epsilon_1", epsilon_1)
-    self.epsilon_2 = _hyperparameters.check_non_negative("epsilon_2", epsilon_2)
-    self.clip_threshold = _hyperparameters.check_positive(
-        "clip_threshold", clip_threshold)
-    self.relative_step = _hyperparameters.check_bool("relative_step",
-                                                     relative_step)
+    super().__init__(learning_rate, fused=fused, name=name, **kwargs)
+    self.set_hyperparameters(beta_2_decay=beta_2_decay,
+                             epsilon_1=epsilon_1,
+                             epsilon_2=epsilon_2,
+                             clip_threshold=clip_threshold,
+                             relative_step=relative_step)
 
   def build(self, var_list):
     if self.built:
@@ -108,12 +110,3 @@ class AdafactorAlgorithm:
         step=self.step_count(),
         relative_step=self.relative_step,
         fused=self.fused)
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(beta_2_decay=self.beta_2_decay,
-                  epsilon_1=self.epsilon_1,
-                  epsilon_2=self.epsilon_2,
-                  clip_threshold=self.clip_threshold,
-                  relative_step=self.relative_step)
-    return config

@@ -43,6 +43,12 @@ class AdamAlgorithm:
   """
 
   _fuses_weight_decay = True
+  HYPERPARAMETER_CHECKS = {
+      "beta_1": _hyperparameters.check_unit_interval,
+      "beta_2": _hyperparameters.check_unit_interval,
+      "epsilon": _hyperparameters.check_non_negative,
+      "amsgrad": _hyperparameters.check_bool,
+  }
 
   def __init__(self,
                learning_rate=0.001,
@@ -54,14 +60,11 @@ class AdamAlgorithm:
                fused=None,
                name=None,
                **kwargs):
-    super().__init__(learning_rate=learning_rate,
-                     fused=fused,
-                     name=self.resolve_name(name),
-                     **kwargs)
-    self.beta_1 = _hyperparameters.check_unit_interval("beta_1", beta_1)
-    self.beta_2 = _hyperparameters.check_unit_interval("beta_2", beta_2)
-    self.epsilon = _hyperparameters.check_non_negative("epsilon", epsilon)
-    self.amsgrad = _hyperparameters.check_bool("amsgrad", amsgrad)
+    super().__init__(learning_rate, fused=fused, name=name, **kwargs)
+    self.set_hyperparameters(beta_1=beta_1,
+                             beta_2=beta_2,
+                             epsilon=epsilon,
+                             amsgrad=amsgrad)
 
   def build(self, var_list):
     if self.built:
@@ -98,11 +101,3 @@ class AdamAlgorithm:
                if self.amsgrad else None),
         apply_weight_decay=[self.applies_weight_decay(v) for v in variables],
         fused=self.fused)
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(beta_1=self.beta_1,
-                  beta_2=self.beta_2,
-                  epsilon=self.epsilon,
-                  amsgrad=self.amsgrad)
-    return config

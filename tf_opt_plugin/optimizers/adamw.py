@@ -47,11 +47,11 @@ class AdamWAlgorithm(adam.AdamAlgorithm):
           "weight_decay=None (Missing value of `weight_decay`, which AdamW "
           "requires: a float, a LearningRateSchedule or a callable; Adam is "
           "AdamW without decay)")
-    super().__init__(learning_rate=learning_rate,
-                     beta_1=beta_1,
-                     beta_2=beta_2,
-                     epsilon=epsilon,
-                     amsgrad=amsgrad,
+    super().__init__(learning_rate,
+                     beta_1,
+                     beta_2,
+                     epsilon,
+                     amsgrad,
                      weight_decay=weight_decay,
                      fused=fused,
                      name=name,

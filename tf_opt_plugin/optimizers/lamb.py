@@ -45,6 +45,13 @@ class LambAlgorithm:
   [2.6464, 3.6464]
   """
 
+  HYPERPARAMETER_CHECKS = {
+      "beta_1": _hyperparameters.check_unit_interval,
+      "beta_2": _hyperparameters.check_unit_interval,
+      "epsilon": _hyperparameters.check_non_negative,
+      "weight_decay_rate": _hyperparameters.check_non_negative,
+  }
+
   def __init__(self,
                learning_rate=0.001,
                beta_1=0.9,
@@ -57,16 +64,12 @@ class LambAlgorithm:
                fused=None,
                name=None,
                **kwargs):
-    super().__init__(learning_rate=learning_rate,
-                     fused=fused,
-                     name=self.resolve_name(name),
-                     **kwargs)
-    self.beta_1 = _hyperparameters.check_unit_interval("beta_1", beta_1)
-    self.beta_2 = _hyperparameters.check_unit_interval("beta_2", beta_2)
-    self.epsilon = _hyperparameters.check_non_negative("epsilon", epsilon)
-    self.weight_decay_rate = self.check_hyperparameter(
-        "weight_decay_rate", weight_decay_rate,
-        _hyperparameters.check_non_negative)
+    super().__init__(learning_rate, fused=fused, name=name, **kwargs)
+    self.set_hyperparameters(beta_1=beta_1,
+                             beta_2=beta_2,
+                             epsilon=epsilon,
+                             weight_decay_rate=weight_decay_rate)
+    # Not `exclude_from_weight_decay`: that is the front end's method.
     self.exclude_from_weight_decay_patterns = _hyperparameters.check_patterns(
         "exclude_from_weight_decay", exclude_from_weight_decay)
     self.exclude_from_layer_adaptation = _hyperparameters.check_patterns(
@@ -115,10 +118,6 @@ class LambAlgorithm:
   def get_config(self):
     config = super().get_config()
     config.update(
-        beta_1=self.beta_1,
-        beta_2=self.beta_2,
-        epsilon=self.epsilon,
-        weight_decay_rate=self.serialize_hyperparameter(self.weight_decay_rate),
         exclude_from_weight_decay=self.exclude_from_weight_decay_patterns,
         exclude_from_layer_adaptation=self.exclude_from_layer_adaptation)
     return config

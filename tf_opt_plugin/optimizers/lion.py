@@ -13,6 +13,11 @@ of `keras.optimizers.Lion` in a tf.function to the last bit.
 from tf_opt_plugin import ops
 from tf_opt_plugin.optimizers import _hyperparameters
 
+# Keras's rule.
+_check_beta_1 = _hyperparameters.check_range(
+    lambda beta_1: 0.0 < beta_1 <= 1.0,
+    "in (0, 1]: at 0 Lion degenerates to SignSGD")
+
 
 class LionAlgorithm:
   """The sign of an interpolated momentum, with Keras's defaults and slot.
@@ -44,6 +49,10 @@ class LionAlgorithm:
   """
 
   _fuses_weight_decay = True
+  HYPERPARAMETER_CHECKS = {
+      "beta_1": _check_beta_1,
+      "beta_2": _hyperparameters.check_unit_interval,
+  }
 
   def __init__(
       self,
@@ -55,18 +64,8 @@ class LionAlgorithm:
       name=None,
       **kwargs,
   ):
-    super().__init__(
-        learning_rate=learning_rate,
-        fused=fused,
-        name=self.resolve_name(name),
-        **kwargs,
-    )
-    self.beta_1 = _hyperparameters.check_number("beta_1", beta_1)
-    if not 0.0 < self.beta_1 <= 1.0:  # Keras's rule
-      raise ValueError(
-          "`beta_1` must be in (0, 1]: at 0 Lion degenerates to SignSGD. "
-          f"Received: beta_1={beta_1}")
-    self.beta_2 = _hyperparameters.check_unit_interval("beta_2", beta_2)
+    super().__init__(learning_rate, fused=fused, name=name, **kwargs)
+    self.set_hyperparameters(beta_1=beta_1, beta_2=beta_2)
 
   def build(self, var_list):
     if self.built:
@@ -96,8 +95,3 @@ class LionAlgorithm:
         apply_weight_decay=[self.applies_weight_decay(v) for v in variables],
         fused=self.fused,
     )
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(beta_1=self.beta_1, beta_2=self.beta_2)
-    return config

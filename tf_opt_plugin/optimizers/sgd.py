@@ -9,6 +9,10 @@
 from tf_opt_plugin.optimizers import _hyperparameters
 from tf_opt_plugin import ops
 
+# Keras's rule and message.
+_check_momentum = _hyperparameters.check_range(
+    lambda momentum: 0.0 <= momentum <= 1.0, "a float between [0, 1]")
+
 
 class SGDAlgorithm:
   """Gradient descent with (Nesterov) momentum, Keras's defaults and slots.
@@ -36,6 +40,11 @@ class SGDAlgorithm:
   0.71
   """
 
+  HYPERPARAMETER_CHECKS = {
+      "momentum": _check_momentum,
+      "nesterov": _hyperparameters.check_bool,
+  }
+
   def __init__(self,
                learning_rate=0.01,
                momentum=0.0,
@@ -44,16 +53,8 @@ class SGDAlgorithm:
                fused=None,
                name=None,
                **kwargs):
-    super().__init__(learning_rate=learning_rate,
-                     fused=fused,
-                     name=self.resolve_name(name),
-                     **kwargs)
-    self.momentum = _hyperparameters.check_number("momentum", momentum)
-    if not 0.0 <= self.momentum <= 1.0:
-      raise ValueError(  # Keras's message
-          "`momentum` must be a float between [0, 1]. Received: "
-          f"momentum={momentum}")
-    self.nesterov = _hyperparameters.check_bool("nesterov", nesterov)
+    super().__init__(learning_rate, fused=fused, name=name, **kwargs)
+    self.set_hyperparameters(momentum=momentum, nesterov=nesterov)
 
   def build(self, var_list):
     if self.built:
@@ -73,8 +74,3 @@ class SGDAlgorithm:
         momentum=self.momentum,
         nesterov=self.nesterov,
         fused=self.fused)
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(momentum=self.momentum, nesterov=self.nesterov)
-    return config

@@ -455,6 +455,7 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
     config = super().get_config()
     config["weight_decay"] = self.serialize_hyperparameter(self.weight_decay)
     config["fused"] = self.fused
+    config.update(self.hyperparameter_config())
     return config
 
 

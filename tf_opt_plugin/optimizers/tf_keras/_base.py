@@ -276,6 +276,7 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
         self._learning_rate),
                   weight_decay=self.serialize_hyperparameter(self.weight_decay),
                   fused=self.fused)
+    config.update(self.hyperparameter_config())
     return config
 
   # ----------------------------------------------------------------------
