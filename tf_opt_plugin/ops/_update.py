@@ -105,6 +105,15 @@ class UpdateRule:
   positive_scalars: Tuple[str, ...] = ()
   twin_scalars: Optional[Callable[..., dict]] = None
 
+  def scalars(self, *values):
+    """{scalar input name: value} of `values`, given in op order.
+
+    The public functions pass their hyperparameters in `scalar_names`
+    order (`learning_rate` feeding "lr") to `apply_update` and
+    `apply_multi_tensor_update` this way.
+    """
+    return dict(zip(self.scalar_names, values, strict=True))
+
 
 @tf.autograph.experimental.do_not_convert
 def apply_update(

@@ -25,13 +25,8 @@ from tf_opt_plugin.ops import _update
 
 # The op's scalar hyperparameter inputs, in op order (`learning_rate` feeds
 # "lr"); the op also takes `step`.
-SCALAR_NAMES = (
-    "lr",
-    "beta_2_decay",
-    "epsilon_1",
-    "epsilon_2",
-    "clip_threshold",
-)
+SCALAR_NAMES = ("lr", "beta_2_decay", "epsilon_1", "epsilon_2",
+                "clip_threshold")
 
 
 def accumulator_shapes(var_shape):
@@ -48,21 +43,19 @@ def accumulator_shapes(var_shape):
   return [shape[:-1], shape[:-2].concatenate(shape[-1:])]
 
 
-def resource_apply_adafactor(
-    var,
-    accumulators,
-    grad,
-    *,
-    learning_rate,
-    beta_2_decay,
-    epsilon_1,
-    epsilon_2,
-    clip_threshold,
-    step,
-    relative_step=True,
-    use_locking=True,
-    fused=None,
-):
+def resource_apply_adafactor(var,
+                             accumulators,
+                             grad,
+                             *,
+                             learning_rate,
+                             beta_2_decay,
+                             epsilon_1,
+                             epsilon_2,
+                             clip_threshold,
+                             step,
+                             relative_step=True,
+                             use_locking=True,
+                             fused=None):
   """Applies one Adafactor step to `var` and its `accumulators` in place.
 
   Args:
@@ -75,11 +68,7 @@ def resource_apply_adafactor(
     step: the 1-based count of this update.
     relative_step: True scales the step by min(lr, 1/sqrt(step)), False uses
       `learning_rate` as it is.
-    use_locking: serialise concurrent updates of the same variables: the
-      fused op holds their locks for the whole update, the twin, eagerly, a
-      lock per variable; inside a graph the twin's reads and writes are each
-      atomic, but two calls running at once may interleave them (README,
-      "Concurrent updates").
+    use_locking: as for `resource_apply_adamw`.
     fused: None, True or False, as for `resource_apply_adamw`.
 
   Returns:
@@ -93,23 +82,16 @@ def resource_apply_adafactor(
   >>> [round(float(x), 4) for x in w.numpy().ravel()]  # 0.01 * RMS(w) each
   [0.9726, 1.9726, 2.9726, 3.9726]
   """
-  return _update.apply_update(
-      _RULE,
-      var,
-      {"accumulators": list(accumulators)},
-      grad,
-      hyperparameters=dict(
-          lr=learning_rate,
-          beta_2_decay=beta_2_decay,
-          epsilon_1=epsilon_1,
-          epsilon_2=epsilon_2,
-          clip_threshold=clip_threshold,
-      ),
-      step=step,
-      flags={"relative_step": relative_step},
-      use_locking=use_locking,
-      fused=fused,
-  )
+  return _update.apply_update(_RULE,
+                              var, {"accumulators": list(accumulators)},
+                              grad,
+                              hyperparameters=_RULE.scalars(
+                                  learning_rate, beta_2_decay, epsilon_1,
+                                  epsilon_2, clip_threshold),
+                              step=step,
+                              flags=dict(relative_step=relative_step),
+                              use_locking=use_locking,
+                              fused=fused)
 
 
 def _check_accumulators(var, slots, grad, checks):
@@ -124,11 +106,9 @@ def _check_accumulators(var, slots, grad, checks):
             if len(expected) == 2 else
             " variable (shaped like `var`) for a variable of rank < 2")
     raise tf.errors.InvalidArgumentError(
-        None,
-        None,
+        None, None,
         f"`accumulators` must hold {len(expected)}{kind}. Received: "
-        f"{len(accumulators)} accumulators for var.shape={var_shape}",
-    )
+        f"{len(accumulators)} accumulators for var.shape={var_shape}")
   roles = (["shaped like `var`"] if len(expected) == 1 else
            ["row: var.shape[:-1]", "column: var.shape[:-2] + var.shape[-1:]"])
   for i, (accumulator, shape,
@@ -136,12 +116,10 @@ def _check_accumulators(var, slots, grad, checks):
     _inputs.check_variable(accumulator, f"accumulators[{i}]", grad.dtype)
     if not accumulator.shape.is_compatible_with(shape):
       raise tf.errors.InvalidArgumentError(
-          None,
-          None,
+          None, None,
           f"`accumulators[{i}]` must have shape {_inputs.shape_text(shape)} "
           f"({role}). Received: var.shape={var_shape}, accumulators[{i}].shape="
-          f"{_inputs.shape_text(accumulator.shape)}",
-      )
+          f"{_inputs.shape_text(accumulator.shape)}")
   if (checks.kernel_validates or not checks.active or
       all(a.shape.is_fully_defined() and var.shape.is_fully_defined()
           for a in accumulators)):
@@ -184,33 +162,29 @@ def _adafactor_twin_scalars(*, lr, beta_2_decay, epsilon_1, epsilon_2,
   """The twin's scalars, derived once per call for all of its variables."""
   t = tf.cast(step, lr.dtype)
   beta_2_t = 1 - tf.pow(t, beta_2_decay)
-  return dict(
-      lr=lr,
-      epsilon_1=epsilon_1,
-      epsilon_2=epsilon_2,
-      clip_threshold=clip_threshold,
-      beta_2_t=beta_2_t,
-      one_minus_beta_2_t=1 - beta_2_t,
-      relative_rho=tf.minimum(lr, 1 / tf.sqrt(t)),
-      one=tf.constant(1, lr.dtype),
-  )
+  return dict(lr=lr,
+              epsilon_1=epsilon_1,
+              epsilon_2=epsilon_2,
+              clip_threshold=clip_threshold,
+              beta_2_t=beta_2_t,
+              one_minus_beta_2_t=1 - beta_2_t,
+              relative_rho=tf.minimum(lr, 1 / tf.sqrt(t)),
+              one=tf.constant(1, lr.dtype))
 
 
-def _adafactor_twin(
-    var,
-    grad,
-    *,
-    accumulators,
-    lr,
-    epsilon_1,
-    epsilon_2,
-    clip_threshold,
-    beta_2_t,
-    one_minus_beta_2_t,
-    relative_rho,
-    one,
-    relative_step=True,
-):
+def _adafactor_twin(var,
+                    grad,
+                    *,
+                    accumulators,
+                    lr,
+                    epsilon_1,
+                    epsilon_2,
+                    clip_threshold,
+                    beta_2_t,
+                    one_minus_beta_2_t,
+                    relative_rho,
+                    one,
+                    relative_step=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   if var.shape.num_elements() == 0:
     return tf.no_op()
@@ -254,15 +228,13 @@ def _adafactor_twin(
   return tf.group(*updates)
 
 
-_RULE = _update.UpdateRule(
-    per_variable_op="resource_apply_adafactor",
-    multi_tensor_op=None,
-    slot_names=("accumulators",),
-    list_slots=("accumulators",),
-    scalar_names=SCALAR_NAMES,
-    takes_step=True,
-    twin=_adafactor_twin,
-    twin_scalars=_adafactor_twin_scalars,
-    check_slots=_check_accumulators,
-    positive_scalars=("clip_threshold",),
-)
+_RULE = _update.UpdateRule(per_variable_op="resource_apply_adafactor",
+                           multi_tensor_op=None,
+                           slot_names=("accumulators",),
+                           list_slots=("accumulators",),
+                           scalar_names=SCALAR_NAMES,
+                           takes_step=True,
+                           twin=_adafactor_twin,
+                           twin_scalars=_adafactor_twin_scalars,
+                           check_slots=_check_accumulators,
+                           positive_scalars=("clip_threshold",))

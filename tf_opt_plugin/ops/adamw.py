@@ -24,22 +24,20 @@ from tf_opt_plugin.ops import _update
 SCALAR_NAMES = ("lr", "beta_1", "beta_2", "epsilon", "weight_decay")
 
 
-def resource_apply_adamw(
-    var,
-    m,
-    v,
-    grad,
-    *,
-    learning_rate,
-    beta_1,
-    beta_2,
-    epsilon,
-    weight_decay,
-    step,
-    vhat=None,
-    use_locking=True,
-    fused=None,
-):
+def resource_apply_adamw(var,
+                         m,
+                         v,
+                         grad,
+                         *,
+                         learning_rate,
+                         beta_1,
+                         beta_2,
+                         epsilon,
+                         weight_decay,
+                         step,
+                         vhat=None,
+                         use_locking=True,
+                         fused=None):
   """Applies one AdamW step to `var` and its slots `m`, `v` (`vhat`) in place.
 
   Args:
@@ -71,45 +69,33 @@ def resource_apply_adamw(
   >>> [round(float(x), 4) for x in w.numpy()]
   [0.9, 1.9]
   """
-  return _update.apply_update(
-      _RULE,
-      var,
-      {
-          "m": m,
-          "v": v,
-          "vhat": vhat
-      },
-      grad,
-      hyperparameters=dict(
-          lr=learning_rate,
-          beta_1=beta_1,
-          beta_2=beta_2,
-          epsilon=epsilon,
-          weight_decay=weight_decay,
-      ),
-      step=step,
-      use_locking=use_locking,
-      fused=fused,
-  )
+  return _update.apply_update(_RULE,
+                              var,
+                              dict(m=m, v=v, vhat=vhat),
+                              grad,
+                              hyperparameters=_RULE.scalars(
+                                  learning_rate, beta_1, beta_2, epsilon,
+                                  weight_decay),
+                              step=step,
+                              use_locking=use_locking,
+                              fused=fused)
 
 
-def multi_tensor_apply_adamw(
-    variables,
-    ms,
-    vs,
-    grads,
-    *,
-    learning_rate,
-    beta_1,
-    beta_2,
-    epsilon,
-    weight_decay,
-    step,
-    vhats=None,
-    apply_weight_decay=None,
-    use_locking=True,
-    fused=None,
-):
+def multi_tensor_apply_adamw(variables,
+                             ms,
+                             vs,
+                             grads,
+                             *,
+                             learning_rate,
+                             beta_1,
+                             beta_2,
+                             epsilon,
+                             weight_decay,
+                             step,
+                             vhats=None,
+                             apply_weight_decay=None,
+                             use_locking=True,
+                             fused=None):
   """One AdamW step for every variable of `variables`, in place.
 
   Variables are grouped by (device, dtype) (`multi_tensor_groups`); each
@@ -126,11 +112,7 @@ def multi_tensor_apply_adamw(
     vhats: None (Adam / AdamW) or the amsgrad slots, one per variable.
     apply_weight_decay: None (decay for all) or one bool per variable; False
       updates that variable as if weight_decay were 0 (exclusion lists).
-    use_locking: serialise concurrent updates of the same variables: the
-      fused op holds their locks for the whole update, the twin, eagerly, a
-      lock per variable; inside a graph the twin's reads and writes are each
-      atomic, but two calls running at once may interleave them (README,
-      "Concurrent updates").
+    use_locking: as for `resource_apply_adamw`.
     fused: None runs the multi-tensor op where it can run and the twins
       elsewhere; True insists on fused ops (raises `FusedOpUnavailableError`
       for a variable where none can run, before any variable is updated);
@@ -151,24 +133,14 @@ def multi_tensor_apply_adamw(
   return _update.apply_multi_tensor_update(
       _RULE,
       variables,
-      {
-          "m": ms,
-          "v": vs,
-          "vhat": vhats
-      },
+      dict(m=ms, v=vs, vhat=vhats),
       grads,
-      hyperparameters=dict(
-          lr=learning_rate,
-          beta_1=beta_1,
-          beta_2=beta_2,
-          epsilon=epsilon,
-          weight_decay=weight_decay,
-      ),
+      hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2, epsilon,
+                                    weight_decay),
       step=step,
-      per_tensor_flags={"apply_weight_decay": apply_weight_decay},
+      per_tensor_flags=dict(apply_weight_decay=apply_weight_decay),
       use_locking=use_locking,
-      fused=fused,
-  )
+      fused=fused)
 
 
 def _adamw_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay, step):
@@ -181,25 +153,22 @@ def _adamw_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay, step):
       one_minus_beta_1=1 - beta_1,
       one_minus_beta_2=1 - beta_2,
       epsilon=epsilon,
-      lr_t=lr * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t)),
-  )
+      lr_t=lr * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t)))
 
 
-def _adamw_twin(
-    var,
-    grad,
-    *,
-    m,
-    v,
-    vhat,
-    lr_times_decay,
-    lr_times_no_decay,
-    one_minus_beta_1,
-    one_minus_beta_2,
-    epsilon,
-    lr_t,
-    apply_weight_decay=True,
-):
+def _adamw_twin(var,
+                grad,
+                *,
+                m,
+                v,
+                vhat,
+                lr_times_decay,
+                lr_times_no_decay,
+                one_minus_beta_1,
+                one_minus_beta_2,
+                epsilon,
+                lr_t,
+                apply_weight_decay=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr_t.dtype
   g = tf.cast(grad, compute)
@@ -222,14 +191,12 @@ def _adamw_twin(
   return tf.group(*updates)
 
 
-_RULE = _update.UpdateRule(
-    per_variable_op="resource_apply_adam_w",
-    multi_tensor_op="resource_multi_tensor_apply_adam_w",
-    slot_names=("m", "v", "vhat"),
-    list_slots=("vhat",),
-    scalar_names=SCALAR_NAMES,
-    takes_step=True,
-    per_tensor_flags=("apply_weight_decay",),
-    twin=_adamw_twin,
-    twin_scalars=_adamw_twin_scalars,
-)
+_RULE = _update.UpdateRule(per_variable_op="resource_apply_adam_w",
+                           multi_tensor_op="resource_multi_tensor_apply_adam_w",
+                           slot_names=("m", "v", "vhat"),
+                           list_slots=("vhat",),
+                           scalar_names=SCALAR_NAMES,
+                           takes_step=True,
+                           per_tensor_flags=("apply_weight_decay",),
+                           twin=_adamw_twin,
+                           twin_scalars=_adamw_twin_scalars)

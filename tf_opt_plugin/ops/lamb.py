@@ -26,22 +26,20 @@ from tf_opt_plugin.ops import _update
 SCALAR_NAMES = ("lr", "beta_1", "beta_2", "epsilon", "weight_decay_rate")
 
 
-def resource_apply_lamb(
-    var,
-    m,
-    v,
-    grad,
-    *,
-    learning_rate,
-    beta_1,
-    beta_2,
-    epsilon,
-    weight_decay_rate,
-    step,
-    use_layer_adaptation=True,
-    use_locking=True,
-    fused=None,
-):
+def resource_apply_lamb(var,
+                        m,
+                        v,
+                        grad,
+                        *,
+                        learning_rate,
+                        beta_1,
+                        beta_2,
+                        epsilon,
+                        weight_decay_rate,
+                        step,
+                        use_layer_adaptation=True,
+                        use_locking=True,
+                        fused=None):
   """Applies one LAMB step to `var` and its slots `m`, `v` in place.
 
   Args:
@@ -53,11 +51,7 @@ def resource_apply_lamb(
     step: the 1-based count of this update.
     use_layer_adaptation: False fixes the trust ratio at 1 (for variables
       excluded from layer adaptation).
-    use_locking: serialise concurrent updates of the same variables: the
-      fused op holds their locks for the whole update, the twin, eagerly, a
-      lock per variable; inside a graph the twin's reads and writes are each
-      atomic, but two calls running at once may interleave them (README,
-      "Concurrent updates").
+    use_locking: as for `resource_apply_adamw`.
     fused: None, True or False, as for `resource_apply_adamw`.
 
   Returns:
@@ -74,42 +68,31 @@ def resource_apply_lamb(
   return _update.apply_update(
       _RULE,
       var,
-      {
-          "m": m,
-          "v": v
-      },
+      dict(m=m, v=v),
       grad,
-      hyperparameters=dict(
-          lr=learning_rate,
-          beta_1=beta_1,
-          beta_2=beta_2,
-          epsilon=epsilon,
-          weight_decay_rate=weight_decay_rate,
-      ),
+      hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2, epsilon,
+                                    weight_decay_rate),
       step=step,
-      flags={"use_layer_adaptation": use_layer_adaptation},
+      flags=dict(use_layer_adaptation=use_layer_adaptation),
       use_locking=use_locking,
-      fused=fused,
-  )
+      fused=fused)
 
 
-def multi_tensor_apply_lamb(
-    variables,
-    ms,
-    vs,
-    grads,
-    *,
-    learning_rate,
-    beta_1,
-    beta_2,
-    epsilon,
-    weight_decay_rate,
-    step,
-    apply_weight_decay=None,
-    use_layer_adaptation=None,
-    use_locking=True,
-    fused=None,
-):
+def multi_tensor_apply_lamb(variables,
+                            ms,
+                            vs,
+                            grads,
+                            *,
+                            learning_rate,
+                            beta_1,
+                            beta_2,
+                            epsilon,
+                            weight_decay_rate,
+                            step,
+                            apply_weight_decay=None,
+                            use_layer_adaptation=None,
+                            use_locking=True,
+                            fused=None):
   """One LAMB step for every variable of `variables`, in place.
 
   Each variable gets its own trust ratio ||w|| / ||u||, as with
@@ -124,11 +107,7 @@ def multi_tensor_apply_lamb(
       that variable as if weight_decay_rate were 0.
     use_layer_adaptation: None (all) or one bool per variable; False fixes
       that variable's trust ratio at 1.
-    use_locking: serialise concurrent updates of the same variables: the
-      fused op holds their locks for the whole update, the twin, eagerly, a
-      lock per variable; inside a graph the twin's reads and writes are each
-      atomic, but two calls running at once may interleave them (README,
-      "Concurrent updates").
+    use_locking: as for `resource_apply_adamw`.
     fused: None, True or False, as for `multi_tensor_apply_adamw`.
 
   Returns:
@@ -147,26 +126,15 @@ def multi_tensor_apply_lamb(
   return _update.apply_multi_tensor_update(
       _RULE,
       variables,
-      {
-          "m": ms,
-          "v": vs
-      },
+      dict(m=ms, v=vs),
       grads,
-      hyperparameters=dict(
-          lr=learning_rate,
-          beta_1=beta_1,
-          beta_2=beta_2,
-          epsilon=epsilon,
-          weight_decay_rate=weight_decay_rate,
-      ),
+      hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2, epsilon,
+                                    weight_decay_rate),
       step=step,
-      per_tensor_flags={
-          "apply_weight_decay": apply_weight_decay,
-          "use_layer_adaptation": use_layer_adaptation,
-      },
+      per_tensor_flags=dict(apply_weight_decay=apply_weight_decay,
+                            use_layer_adaptation=use_layer_adaptation),
       use_locking=use_locking,
-      fused=fused,
-  )
+      fused=fused)
 
 
 def _lamb_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay_rate, step):
@@ -184,30 +152,27 @@ def _lamb_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay_rate, step):
       weight_decay_rate=weight_decay_rate,
       # apply_weight_decay=False: rate 0, as the kernel.
       no_decay=tf.zeros_like(weight_decay_rate),
-      one=tf.constant(1, lr.dtype),
-  )
+      one=tf.constant(1, lr.dtype))
 
 
-def _lamb_twin(
-    var,
-    grad,
-    *,
-    m,
-    v,
-    lr,
-    beta_1,
-    beta_2,
-    epsilon,
-    one_minus_beta_1,
-    one_minus_beta_2,
-    m_correction,
-    v_correction,
-    weight_decay_rate,
-    no_decay,
-    one,
-    apply_weight_decay=True,
-    use_layer_adaptation=True,
-):
+def _lamb_twin(var,
+               grad,
+               *,
+               m,
+               v,
+               lr,
+               beta_1,
+               beta_2,
+               epsilon,
+               one_minus_beta_1,
+               one_minus_beta_2,
+               m_correction,
+               v_correction,
+               weight_decay_rate,
+               no_decay,
+               one,
+               apply_weight_decay=True,
+               use_layer_adaptation=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr.dtype
   if not apply_weight_decay:
@@ -225,20 +190,17 @@ def _lamb_twin(
     u_norm = tf.norm(u)
     ratio = tf.where(w_norm > 0, tf.where(u_norm > 0, w_norm / u_norm, ratio),
                      ratio)
-  return tf.group(
-      m.assign(tf.cast(m_new, m.dtype)),
-      v.assign(tf.cast(v_new, v.dtype)),
-      var.assign(tf.cast(w - lr * ratio * u, var.dtype)),
-  )
+  return tf.group(m.assign(tf.cast(m_new, m.dtype)),
+                  v.assign(tf.cast(v_new, v.dtype)),
+                  var.assign(tf.cast(w - lr * ratio * u, var.dtype)))
 
 
-_RULE = _update.UpdateRule(
-    per_variable_op="resource_apply_lamb",
-    multi_tensor_op="resource_multi_tensor_apply_lamb",
-    slot_names=("m", "v"),
-    scalar_names=SCALAR_NAMES,
-    takes_step=True,
-    per_tensor_flags=("apply_weight_decay", "use_layer_adaptation"),
-    twin=_lamb_twin,
-    twin_scalars=_lamb_twin_scalars,
-)
+_RULE = _update.UpdateRule(per_variable_op="resource_apply_lamb",
+                           multi_tensor_op="resource_multi_tensor_apply_lamb",
+                           slot_names=("m", "v"),
+                           scalar_names=SCALAR_NAMES,
+                           takes_step=True,
+                           per_tensor_flags=("apply_weight_decay",
+                                             "use_layer_adaptation"),
+                           twin=_lamb_twin,
+                           twin_scalars=_lamb_twin_scalars)

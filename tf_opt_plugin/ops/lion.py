@@ -32,18 +32,16 @@ from tf_opt_plugin.ops import _update
 SCALAR_NAMES = ("lr", "beta_1", "beta_2", "weight_decay")
 
 
-def resource_apply_lion(
-    var,
-    m,
-    grad,
-    *,
-    learning_rate,
-    beta_1,
-    beta_2,
-    weight_decay,
-    use_locking=True,
-    fused=None,
-):
+def resource_apply_lion(var,
+                        m,
+                        grad,
+                        *,
+                        learning_rate,
+                        beta_1,
+                        beta_2,
+                        weight_decay,
+                        use_locking=True,
+                        fused=None):
   """Applies one Lion step to `var` and its slot `m` in place.
 
   Args:
@@ -54,10 +52,8 @@ def resource_apply_lion(
       the dense gradient).
     learning_rate, beta_1, beta_2, weight_decay: scalars (Python numbers,
       tensors or variables).
-    use_locking: hold the variables' locks during the update.
-    fused: None runs the custom op where it can run and the pure-TF twin
-      elsewhere; True insists on the op (raises `FusedOpUnavailableError`
-      saying why it cannot run); False forces the twin.
+    use_locking: as for `resource_apply_adamw`.
+    fused: None, True or False, as for `resource_apply_adamw`.
 
   Returns:
     The update op in graph mode, None eagerly.
@@ -70,33 +66,27 @@ def resource_apply_lion(
   >>> [round(float(x), 4) for x in m.numpy()]  # (1 - beta_2) * g
   [0.005, -0.005]
   """
-  return _update.apply_update(
-      _RULE,
-      var,
-      {"m": m},
-      grad,
-      hyperparameters=dict(lr=learning_rate,
-                           beta_1=beta_1,
-                           beta_2=beta_2,
-                           weight_decay=weight_decay),
-      use_locking=use_locking,
-      fused=fused,
-  )
+  return _update.apply_update(_RULE,
+                              var,
+                              dict(m=m),
+                              grad,
+                              hyperparameters=_RULE.scalars(
+                                  learning_rate, beta_1, beta_2, weight_decay),
+                              use_locking=use_locking,
+                              fused=fused)
 
 
-def multi_tensor_apply_lion(
-    variables,
-    ms,
-    grads,
-    *,
-    learning_rate,
-    beta_1,
-    beta_2,
-    weight_decay,
-    apply_weight_decay=None,
-    use_locking=True,
-    fused=None,
-):
+def multi_tensor_apply_lion(variables,
+                            ms,
+                            grads,
+                            *,
+                            learning_rate,
+                            beta_1,
+                            beta_2,
+                            weight_decay,
+                            apply_weight_decay=None,
+                            use_locking=True,
+                            fused=None):
   """One Lion step for every variable of `variables`, in place.
 
   Variables are grouped by (device, dtype) (`multi_tensor_groups`); each
@@ -112,7 +102,7 @@ def multi_tensor_apply_lion(
     learning_rate, beta_1, beta_2, weight_decay: shared by all variables.
     apply_weight_decay: None (decay for all) or one bool per variable; False
       updates that variable as if weight_decay were 0 (exclusion lists).
-    use_locking: hold the variables' locks during the update.
+    use_locking: as for `resource_apply_adamw`.
     fused: None, True or False, as for `multi_tensor_apply_adamw`.
 
   Returns:
@@ -131,16 +121,13 @@ def multi_tensor_apply_lion(
   return _update.apply_multi_tensor_update(
       _RULE,
       variables,
-      {"m": ms},
+      dict(m=ms),
       grads,
-      hyperparameters=dict(lr=learning_rate,
-                           beta_1=beta_1,
-                           beta_2=beta_2,
-                           weight_decay=weight_decay),
-      per_tensor_flags={"apply_weight_decay": apply_weight_decay},
+      hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2,
+                                    weight_decay),
+      per_tensor_flags=dict(apply_weight_decay=apply_weight_decay),
       use_locking=use_locking,
-      fused=fused,
-  )
+      fused=fused)
 
 
 def _lion_twin_scalars(*, lr, beta_1, beta_2, weight_decay):
@@ -153,24 +140,21 @@ def _lion_twin_scalars(*, lr, beta_1, beta_2, weight_decay):
       one_minus_beta_2=1 - beta_2,
       lr_times_decay=lr * weight_decay,
       # apply_weight_decay=False: decay 0, as the kernel (w * 0 keeps NaNs).
-      lr_times_no_decay=lr * tf.zeros_like(weight_decay),
-  )
+      lr_times_no_decay=lr * tf.zeros_like(weight_decay))
 
 
-def _lion_twin(
-    var,
-    grad,
-    *,
-    m,
-    lr,
-    beta_1,
-    beta_2,
-    one_minus_beta_1,
-    one_minus_beta_2,
-    lr_times_decay,
-    lr_times_no_decay,
-    apply_weight_decay=True,
-):
+def _lion_twin(var,
+               grad,
+               *,
+               m,
+               lr,
+               beta_1,
+               beta_2,
+               one_minus_beta_1,
+               one_minus_beta_2,
+               lr_times_decay,
+               lr_times_no_decay,
+               apply_weight_decay=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr.dtype
   g = tf.cast(grad, compute)
@@ -184,13 +168,11 @@ def _lion_twin(
                   var.assign(tf.cast(w, var.dtype)))
 
 
-_RULE = _update.UpdateRule(
-    per_variable_op="resource_apply_lion",
-    multi_tensor_op="resource_multi_tensor_apply_lion",
-    slot_names=("m",),
-    scalar_names=SCALAR_NAMES,
-    takes_step=False,
-    per_tensor_flags=("apply_weight_decay",),
-    twin=_lion_twin,
-    twin_scalars=_lion_twin_scalars,
-)
+_RULE = _update.UpdateRule(per_variable_op="resource_apply_lion",
+                           multi_tensor_op="resource_multi_tensor_apply_lion",
+                           slot_names=("m",),
+                           scalar_names=SCALAR_NAMES,
+                           takes_step=False,
+                           per_tensor_flags=("apply_weight_decay",),
+                           twin=_lion_twin,
+                           twin_scalars=_lion_twin_scalars)

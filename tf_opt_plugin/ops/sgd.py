@@ -25,17 +25,15 @@ from tf_opt_plugin.ops import _inputs
 from tf_opt_plugin.ops import _update
 
 
-def resource_apply_sgd(
-    var,
-    momentum_buffer,
-    grad,
-    *,
-    learning_rate,
-    momentum,
-    nesterov=False,
-    use_locking=True,
-    fused=None,
-):
+def resource_apply_sgd(var,
+                       momentum_buffer,
+                       grad,
+                       *,
+                       learning_rate,
+                       momentum,
+                       nesterov=False,
+                       use_locking=True,
+                       fused=None):
   """Applies one SGD (with Keras momentum) step to `var` in place.
 
   Args:
@@ -46,11 +44,7 @@ def resource_apply_sgd(
       are summed).
     learning_rate, momentum: scalars (Python numbers, tensors or variables).
     nesterov: use Nesterov momentum.
-    use_locking: serialise concurrent updates of the same variables: the
-      fused op holds their locks for the whole update, the twin, eagerly, a
-      lock per variable; inside a graph the twin's reads and writes are each
-      atomic, but two calls running at once may interleave them (README,
-      "Concurrent updates").
+    use_locking: as for `resource_apply_adamw`.
     fused: None uses TF's built-in kernels where they run (everywhere except
       DTensor), True insists on them, False forces the pure-TF twin.
 
@@ -64,16 +58,14 @@ def resource_apply_sgd(
   >>> [round(float(x), 4) for x in w.numpy()]  # 1 - 0.1 - (0.09 + 0.1)
   [0.71, 1.71]
   """
-  return _apply_sgd(
-      var,
-      momentum_buffer,
-      grad,
-      learning_rate=learning_rate,
-      momentum=momentum,
-      nesterov=nesterov,
-      use_locking=use_locking,
-      fused=fused,
-  )
+  return _apply_sgd(var,
+                    momentum_buffer,
+                    grad,
+                    learning_rate=learning_rate,
+                    momentum=momentum,
+                    nesterov=nesterov,
+                    use_locking=use_locking,
+                    fused=fused)
 
 
 # Builds ops with no tensor-dependent Python control flow: AutoGraph, inside
@@ -130,15 +122,13 @@ def _apply_sgd(var, momentum_buffer, grad, *, learning_rate, momentum, nesterov,
                                                        alpha=lr,
                                                        delta=grad,
                                                        use_locking=use_locking)
-      return tf.raw_ops.ResourceApplyKerasMomentum(
-          var=var.handle,
-          accum=momentum_buffer.handle,
-          lr=lr,
-          grad=grad,
-          momentum=mu,
-          use_locking=use_locking,
-          use_nesterov=nesterov,
-      )
+      return tf.raw_ops.ResourceApplyKerasMomentum(var=var.handle,
+                                                   accum=momentum_buffer.handle,
+                                                   lr=lr,
+                                                   grad=grad,
+                                                   momentum=mu,
+                                                   use_locking=use_locking,
+                                                   use_nesterov=nesterov)
     with _update.hold_twin_locks([v for _, v in named], use_locking):
       return _sgd_twin(var,
                        momentum_buffer,
