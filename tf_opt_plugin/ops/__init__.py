@@ -20,6 +20,10 @@ from tf_opt_plugin.ops._grouping import MultiTensorGroup
 from tf_opt_plugin.ops._library import library_path
 from tf_opt_plugin.ops._library import load_library
 from tf_opt_plugin.ops._library import LibraryLoadError
+from tf_opt_plugin.ops import adafactor
+from tf_opt_plugin.ops import adamw
+from tf_opt_plugin.ops import lamb
+from tf_opt_plugin.ops import lion
 from tf_opt_plugin.ops.adafactor import accumulator_shapes
 from tf_opt_plugin.ops.adafactor import resource_apply_adafactor
 from tf_opt_plugin.ops.adamw import multi_tensor_apply_adamw
@@ -29,6 +33,10 @@ from tf_opt_plugin.ops.lamb import resource_apply_lamb
 from tf_opt_plugin.ops.lion import multi_tensor_apply_lion
 from tf_opt_plugin.ops.lion import resource_apply_lion
 from tf_opt_plugin.ops.sgd import resource_apply_sgd
+
+# The `UpdateRule` of every algorithm with custom ops (SGD runs TF's own): the
+# op library must define every op they name (`_library.required_ops`).
+UPDATE_RULES = (adamw._RULE, lamb._RULE, adafactor._RULE, lion._RULE)  # pylint: disable=protected-access
 
 __all__ = [
     "DISABLE_ENV",

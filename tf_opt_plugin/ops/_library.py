@@ -15,10 +15,11 @@ What is checked, so that a bad file is refused rather than crash the process
     (`elf_problem`): the ELF header, every program header's segment and the
     section header table lie within the file;
   * after loading, that it defines every op wrapper the package calls
-    (`REQUIRED_OPS`): another TensorFlow library, or a copy of this one
+    (`required_ops()`): another TensorFlow library, or a copy of this one
     loaded under another path earlier in the process, defines none.
 """
 
+import collections
 import hashlib
 import os
 import struct
@@ -33,18 +34,26 @@ LIBRARY_FILENAME = "_tf_opt_plugin_ops.so"
 # Points at another build of the library (e.g. a development build).
 LIBRARY_PATH_ENV = "TF_OPT_PLUGIN_LIBRARY"
 
-# The raw op wrappers the package calls (the `UpdateRule`s of adamw.py,
-# lamb.py, adafactor.py and lion.py name them); a library lacking any is not
-# ours (tests/ops/test_library_integrity.py checks the two agree).
-REQUIRED_OPS = (
-    "resource_apply_adam_w",
-    "resource_multi_tensor_apply_adam_w",
-    "resource_apply_lamb",
-    "resource_multi_tensor_apply_lamb",
-    "resource_apply_adafactor",
-    "resource_apply_lion",
-    "resource_multi_tensor_apply_lion",
-)
+
+def required_ops():
+  """The raw op wrappers the package calls; a library lacking any is not ours.
+
+  Those that the algorithms' `UpdateRule`s name (`tf_opt_plugin.ops.
+  UPDATE_RULES`): each per-variable op and each multi-tensor op.
+  """
+  # The algorithm modules import this one: read their rules when asked.
+  from tf_opt_plugin import ops  # pylint: disable=g-import-not-at-top
+  return tuple(name for rule in ops.UPDATE_RULES
+               for name in (rule.per_variable_op, rule.multi_tensor_op)
+               if name is not None)
+
+
+def __getattr__(name):
+  # `REQUIRED_OPS`: `required_ops()`, by the name it has always had.
+  if name == "REQUIRED_OPS":
+    return required_ops()
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _lock = threading.Lock()
 _module = None
@@ -87,6 +96,22 @@ def _packaged_path():
                       LIBRARY_FILENAME)
 
 
+# Where an ELF file of each class (EI_CLASS: 1, 32-bit; 2, 64-bit) keeps what
+# `elf_problem` reads, as `struct` formats and byte offsets: the header's size,
+# the offsets of its program and section header tables, their entry sizes and
+# counts, and in an entry the extent of a segment (p_offset, p_filesz) and of
+# a section (sh_type, sh_offset, sh_size).
+_ElfLayout = collections.namedtuple("_ElfLayout", [
+    "header_size", "table_offsets", "table_offsets_at", "table_sizes_at",
+    "segment", "segment_at", "section"
+])
+_ELF_LAYOUTS = {
+    1: _ElfLayout(52, "II", 28, 42, "I8xI", 4, "4xI8xII"),
+    2: _ElfLayout(64, "QQ", 32, 54, "Q16xQ", 8, "4xI16xQQ"),
+}
+_SHT_NOBITS = 8  # a section with no contents in the file (.bss)
+
+
 @tf.autograph.experimental.do_not_convert
 def elf_problem(path):
   """None when `path` is a complete ELF file, else what is wrong.
@@ -103,51 +128,40 @@ def elf_problem(path):
       header = f.read(64)
       if len(header) < 16 or header[:4] != b"\x7fELF":
         return f"it is not an ELF file ({size} bytes)"
-      if header[4] not in (1, 2) or header[5] not in (1, 2):
+      if header[4] not in _ELF_LAYOUTS or header[5] not in (1, 2):
         return f"its ELF header is damaged ({size} bytes)"
-      wide = header[4] == 2  # ELFCLASS64
+      layout = _ELF_LAYOUTS[header[4]]
       order = "<" if header[5] == 1 else ">"  # ELFDATA2LSB
-      if len(header) < (64 if wide else 52):
+      if len(header) < layout.header_size:
         return f"it ends inside its ELF header ({size} bytes)"
-      if wide:
-        phoff, shoff = struct.unpack_from(order + "QQ", header, 32)
-        phentsize, phnum, shentsize, shnum = struct.unpack_from(
-            order + "HHHH", header, 54)
-      else:
-        phoff, shoff = struct.unpack_from(order + "II", header, 28)
-        phentsize, phnum, shentsize, shnum = struct.unpack_from(
-            order + "HHHH", header, 42)
+      phoff, shoff = struct.unpack_from(order + layout.table_offsets, header,
+                                        layout.table_offsets_at)
+      phentsize, phnum, shentsize, shnum = struct.unpack_from(
+          order + "HHHH", header, layout.table_sizes_at)
+
+      def past_the_end(what, end):
+        return f"its {what} ends at byte {end}, but the file has {size} bytes"
+
+      def entries(offset, entry_size, count, fmt, at=0):
+        for i in range(count):
+          f.seek(offset + i * entry_size)
+          yield i, struct.unpack_from(order + fmt, f.read(entry_size), at)
+
       tables = [
           ("program header table", phoff, phentsize * phnum),
           ("section header table", shoff, shentsize * shnum),
       ]
       for what, offset, length in tables:
         if length and offset + length > size:
-          return (
-              f"its {what} ends at byte {offset + length}, but the file has "
-              f"{size} bytes")
-      for i in range(phnum):
-        f.seek(phoff + i * phentsize)
-        entry = f.read(phentsize)
-        if wide:
-          offset, filesz = struct.unpack_from(order + "Q16xQ", entry, 8)
-        else:
-          offset, filesz = struct.unpack_from(order + "I8xI", entry, 4)
-        if offset + filesz > size:
-          return (
-              f"its segment {i} ends at byte {offset + filesz}, but the file "
-              f"has {size} bytes")
-      for i in range(shnum):
-        f.seek(shoff + i * shentsize)
-        entry = f.read(shentsize)
-        if wide:
-          kind, offset, length = struct.unpack_from(order + "4xI16xQQ", entry)
-        else:
-          kind, offset, length = struct.unpack_from(order + "4xI8xII", entry)
-        if kind != 8 and offset + length > size:  # 8: SHT_NOBITS (.bss)
-          return (
-              f"its section {i} ends at byte {offset + length}, but the file "
-              f"has {size} bytes")
+          return past_the_end(what, offset + length)
+      for i, (offset, length) in entries(phoff, phentsize, phnum,
+                                         layout.segment, layout.segment_at):
+        if offset + length > size:
+          return past_the_end(f"segment {i}", offset + length)
+      for i, (kind, offset, length) in entries(shoff, shentsize, shnum,
+                                               layout.section):
+        if kind != _SHT_NOBITS and offset + length > size:
+          return past_the_end(f"section {i}", offset + length)
   except (OSError, struct.error) as e:
     return f"it cannot be read as an ELF file: {e}"
   return None
@@ -195,10 +209,11 @@ def _check_file(path):
 def _check_ops(path, module):
   """Raises LibraryLoadError when the loaded `module` lacks an op wrapper
   the package calls."""
-  missing = [name for name in REQUIRED_OPS if not hasattr(module, name)]
+  required = required_ops()
+  missing = [name for name in required if not hasattr(module, name)]
   if not missing:
     return
-  if len(missing) == len(REQUIRED_OPS):
+  if len(missing) == len(required):
     cause = (
         "it registers none of tf_opt_plugin's ops (another library, or a copy "
         "of this one that the process loaded from another path before)")

@@ -62,7 +62,7 @@ class UpdateRule:
 
   Attributes:
     per_variable_op: the raw op wrapper in the loaded library that updates
-      one variable ("resource_apply_adam_w"); `_library.REQUIRED_OPS` lists
+      one variable ("resource_apply_adam_w"); `_library.required_ops()` lists
       every one the package uses.
     multi_tensor_op: the wrapper that updates a list of variables
       ("resource_multi_tensor_apply_adam_w"), or None.
