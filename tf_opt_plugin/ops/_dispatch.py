@@ -84,9 +84,6 @@ def in_xla_context():
   return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
 
 
-_in_xla_context = in_xla_context  # the name tf_opt_plugin.optimizers uses
-
-
 def is_dtensor(value):
   """Whether `value` (a variable or tensor) is a DTensor, as far as can be told."""
   try:

@@ -308,7 +308,7 @@ def checked_gradients(grads, variables, *, cast):
     # XLA drops assertions, and DTensor has no layouts for them; there the
     # ops' own checks remain.
     if make_assertions is not None and not (_dispatch.is_dtensor(variable) or
-                                            _dispatch._in_xla_context()):  # pylint: disable=protected-access
+                                            _dispatch.in_xla_context()):
       assertions += make_assertions()
     checked.append(grad)
   if tf.executing_eagerly():
