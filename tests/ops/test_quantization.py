@@ -90,49 +90,53 @@ def _with_absmax_one(values, signed):
        padded.reshape(blocks, 255)], axis=1).reshape(-1)
 
 
+def _every_entry_and_neighbours(signed):
+  book = ref.dynamic_map(signed)
+  around = [book, np.nextafter(book, F32(-2)), np.nextafter(book, F32(2))]
+  return _with_absmax_one(np.concatenate(around).clip(-1, 1), signed)
+
+
+def _with_element(x, index, value):
+  x = x.copy()
+  x[index] = value
+  return x
+
+
+# name -> (rng, signed) -> float32 values. Each case is used signed as is and,
+# as a second moment, unsigned with its absolute values.
+CASES = {
+    "normal_partial_last_block":
+        lambda rng, signed: rng.standard_normal(4096 + 100),
+    "lognormal_wide_range":
+        lambda rng, signed: np.exp(rng.uniform(-40, 10, 3000)) * rng.choice(
+            [-1, 1], 3000),
+    "all_zero_blocks":
+        lambda rng, signed: _with_element(np.zeros(600), 300, -0.0),
+    "single_huge_outlier":
+        lambda rng, signed: _with_element(
+            rng.uniform(-1, 1, 512) * 1e-3, 17, 1e30),
+    "nan_and_inf":
+        lambda rng, signed: _with_element(rng.standard_normal(
+            1024), [3, 300, 700], [np.nan, np.inf, -np.inf]),
+    "subnormals_and_tiny":
+        lambda rng, signed: np.concatenate([
+            [1e-45, 1e-40, FLT_MIN, -1e-42, 2e-38, 1.0],
+            rng.uniform(-1, 1, 250) * 1e-37,
+            [1e-40, 3e-41],  # a block of subnormals only
+        ]),
+    "ties_and_neighbours":
+        lambda rng, signed: _with_absmax_one(_ties(signed), signed),
+    "every_entry_and_neighbours":
+        lambda rng, signed: _every_entry_and_neighbours(signed),
+}
+
+
 def _case_values(name, signed):
   rng = np.random.default_rng(zlib.crc32(name.encode()))
-  if name == "normal_partial_last_block":
-    x = rng.standard_normal(4096 + 100).astype(F32)
-  elif name == "lognormal_wide_range":
-    x = np.exp(rng.uniform(-40, 10, 3000)).astype(F32)
-    x *= rng.choice([-1, 1], x.size) if signed else 1
-  elif name == "all_zero_blocks":
-    x = np.zeros(600, F32)
-    x[300] = -0.0 if signed else 0.0
-  elif name == "single_huge_outlier":
-    x = rng.uniform(-1, 1, 512).astype(F32) * 1e-3
-    x[17] = 1e30
-  elif name == "nan_and_inf":
-    x = rng.standard_normal(1024).astype(F32)
-    x[3], x[300], x[700] = np.nan, np.inf, -np.inf
-  elif name == "subnormals_and_tiny":
-    x = np.concatenate([
-        np.array([1e-45, 1e-40, FLT_MIN, -1e-42, 2e-38, 1.0], F32),
-        (rng.uniform(-1, 1, 250) * 1e-37).astype(F32),
-        np.array([1e-40, 3e-41], F32),  # a block of subnormals only
-    ])
-  elif name == "ties_and_neighbours":
-    x = _with_absmax_one(_ties(signed), signed)
-  elif name == "every_entry_and_neighbours":
-    book = ref.dynamic_map(signed)
-    x = _with_absmax_one(
-        np.concatenate(
-            [book,
-             np.nextafter(book, F32(-2)),
-             np.nextafter(book, F32(2))]).clip(-1, 1), signed)
-  else:
-    raise ValueError(name)
-  if not signed:
-    x = np.abs(x)  # second moments are non-negative
-  return np.asarray(x, F32)
+  x = np.asarray(CASES[name](rng, signed), F32)
+  return x if signed else np.abs(x)  # second moments are non-negative
 
 
-CASES = [
-    "normal_partial_last_block", "lognormal_wide_range", "all_zero_blocks",
-    "single_huge_outlier", "nan_and_inf", "subnormals_and_tiny",
-    "ties_and_neighbours", "every_entry_and_neighbours"
-]
 SIGNS = [pytest.param(True, id="signed"), pytest.param(False, id="unsigned")]
 
 # ----------------------------------------------------------------------------
@@ -157,7 +161,7 @@ def test_ties_round_away_from_zero(signed):
   x = _with_absmax_one(ties, signed)
   codes, _ = ref.quantize_blockwise(x, signed)
   decoded = ref.dynamic_map(signed)[codes]
-  is_tie = np.isin(x, ties) & (x != 1)
+  is_tie = np.isin(x, ties)
   assert np.all(np.abs(decoded[is_tie]) > np.abs(x[is_tie]))
 
 
@@ -254,21 +258,30 @@ def test_cc_map_is_the_reference_map(check_program, signed):
   np.testing.assert_array_equal(bits, ref.dynamic_map(signed).view(np.uint32))
 
 
+def _assert_blockwise_matches_reference(x, signed, absmax, codes, values):
+  """absmax, codes and dequantized values bit-identical to the reference."""
+  want_codes, want_absmax = ref.quantize_blockwise(x, signed)
+  np.testing.assert_array_equal(_bits(absmax), _bits(want_absmax))
+  mismatch = np.mean(np.reshape(codes, -1) != want_codes)
+  assert mismatch == 0, f"{mismatch:.2%} of the codes differ"
+  np.testing.assert_array_equal(
+      _bits(np.reshape(values, -1)),
+      _bits(ref.dequantize_blockwise(want_codes, want_absmax, signed)))
+
+
+def _floats_from_bits(bits):
+  return bits.astype(np.uint32).view(F32)
+
+
 @pytest.mark.subprocess
+@pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("signed", SIGNS)
-def test_cc_blockwise_matches_reference(check_program, signed):
-  for name in CASES:
-    x = _case_values(name, signed)
-    absmax, codes, values = check_program(
-        [f"blockwise {int(signed)} {_hex_floats(x)}"])
-    want_codes, want_absmax = ref.quantize_blockwise(x, signed)
-    np.testing.assert_array_equal(_bits(absmax.astype(np.uint32).view(F32)),
-                                  _bits(want_absmax), name)
-    mismatch = np.mean(codes != want_codes)
-    assert mismatch == 0, f"{name}: {mismatch:.2%} of codes differ"
-    np.testing.assert_array_equal(
-        _bits(values.astype(np.uint32).view(F32)),
-        _bits(ref.dequantize_blockwise(want_codes, want_absmax, signed)), name)
+def test_cc_blockwise_matches_reference(check_program, name, signed):
+  x = _case_values(name, signed)
+  absmax, codes, values = check_program(
+      [f"blockwise {int(signed)} {_hex_floats(x)}"])
+  _assert_blockwise_matches_reference(x, signed, _floats_from_bits(absmax),
+                                      codes, _floats_from_bits(values))
 
 
 def _bf16_inputs():
@@ -355,24 +368,18 @@ def test_tf_map_is_the_reference_map(signed):
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("signed", SIGNS)
-def test_tf_blockwise_matches_reference(mode, signed):
-  quantize = MODES[mode](lambda x: quant.quantize_blockwise(x, signed))
-  dequantize = MODES[mode](
-      lambda c, a: quant.dequantize_blockwise(c, a, signed))
-  for name in CASES:
-    x = _case_values(name, signed)
-    shaped = x.reshape(-1, 2) if x.size % 2 == 0 else x
-    codes, absmax = quantize(tf.constant(shaped))
-    want_codes, want_absmax = ref.quantize_blockwise(x, signed)
-    assert codes.shape == shaped.shape
-    np.testing.assert_array_equal(_bits(absmax), _bits(want_absmax), name)
-    mismatch = np.mean(codes.numpy().reshape(-1) != want_codes)
-    assert mismatch == 0, f"{name}: {mismatch:.2%} of codes differ"
-    values = dequantize(codes, absmax).numpy().reshape(-1)
-    np.testing.assert_array_equal(
-        _bits(values),
-        _bits(ref.dequantize_blockwise(want_codes, want_absmax, signed)), name)
+def test_tf_blockwise_matches_reference(mode, name, signed):
+  x = _case_values(name, signed)
+  shaped = x.reshape(-1, 2) if x.size % 2 == 0 else x  # codes keep the shape
+  codes, absmax = MODES[mode](lambda x: quant.quantize_blockwise(x, signed))(
+      tf.constant(shaped))
+  assert codes.shape == shaped.shape
+  values = MODES[mode](lambda c, a: quant.dequantize_blockwise(c, a, signed))(
+      codes, absmax)
+  _assert_blockwise_matches_reference(x, signed, absmax.numpy(), codes.numpy(),
+                                      values.numpy())
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
