@@ -46,15 +46,22 @@ class AlgorithmSpec:
       fused_decay the decay Keras passes into the step (Adam, AdamW).
     keras_classes: the classes of tf_opt_plugin.optimizers that follow the
       reference (optimizer_configs checks its configurations against them).
-    op: the name of the tf_opt_plugin.ops function that applies the fused
-      op, or None where there is no fused op.
-    op_type: the fused op's type in a graph.
-    op_class: the name of the op adapter class op_harness makes.
+    op_class: the fused op's name after "ResourceApply" (the op adapter
+      class op_harness makes has this name), or None where there is no fused
+      op. The tf_opt_plugin.ops function that applies it is
+      `resource_apply_<name>`.
     call_op: (op, var, slots, grad, **kwargs) -> the result of `op` called
       with the slots where its signature takes them; kwargs are the options,
       hyperparameters, step, use_locking and fused.
     op_defaults: the hyperparameters of the op tests unless a test says
       otherwise.
+    counts_steps: whether the update takes the step count (Lion's does not).
+    multi_tensor: whether a `ResourceMultiTensorApply<op_class>` op updates a
+      list of variables in one call.
+    raw_scalars: the scalar inputs of the raw op (the library's generated
+      wrapper), in its order.
+    call_raw_op: (raw_op, handles, grad, *, step, **scalars) -> the raw op
+      called with the variable and slot handles where it takes them.
   """
 
   name: str
@@ -65,11 +72,30 @@ class AlgorithmSpec:
   keras_classes: tuple
   aliases: tuple = ()
   options: dict = dataclasses.field(default_factory=dict)
-  op: Optional[str] = None
-  op_type: Optional[str] = None
   op_class: Optional[str] = None
   call_op: Optional[Callable[..., Any]] = None
   op_defaults: dict = dataclasses.field(default_factory=dict)
+  counts_steps: bool = True
+  multi_tensor: bool = False
+  raw_scalars: tuple = ()
+  call_raw_op: Optional[Callable[..., Any]] = None
+
+  @property
+  def op(self):
+    """The tf_opt_plugin.ops function that applies the fused op, or None."""
+    return None if self.op_class is None else f"resource_apply_{self.name}"
+
+  @property
+  def op_type(self):
+    """The fused op's type in a graph, or None."""
+    return None if self.op_class is None else f"ResourceApply{self.op_class}"
+
+  @property
+  def multi_tensor_op_type(self):
+    """The multi-tensor op's type in a graph, or None."""
+    if not self.multi_tensor:
+      return None
+    return f"ResourceMultiTensorApply{self.op_class}"
 
   def options_in(self, kwargs):
     """The options, each from `kwargs` or its default."""
@@ -86,6 +112,12 @@ class AlgorithmSpec:
   def reference_step(self, w, slots, g, *, step, **kwargs):
     """One float64 update: (w, slots tuple) after `step` (1-based)."""
     return self.call_reference(self.reference, w, slots, g, step=step, **kwargs)
+
+
+def raw_op_name(op_type):
+  """The library's generated wrapper of op `op_type` ("ResourceApplyAdamW" ->
+  "resource_apply_adam_w")."""
+  return re.sub(r"(?<!^)(?=[A-Z])", "_", op_type).lower()
 
 
 # ----------------------------------------------------------------------------
@@ -128,7 +160,8 @@ SGD = AlgorithmSpec(name="sgd",
                     slots=_sgd_slots,
                     options=dict(momentum=0.0, nesterov=False),
                     keras_hp=_sgd_keras_hp,
-                    keras_classes=("SGD",))
+                    keras_classes=("SGD",),
+                    counts_steps=False)
 
 
 # ----------------------------------------------------------------------------
@@ -157,6 +190,15 @@ def _adamw_call_op(op, var, slots, grad, *, amsgrad=False, **kwargs):
   return op(var, m, v, grad, vhat=slots[2] if amsgrad else None, **kwargs)
 
 
+def _adamw_call_raw_op(raw_op, handles, grad, **kwargs):
+  return raw_op(var=handles[0],
+                m=handles[1],
+                v=handles[2],
+                vhat=handles[3:],
+                grad=grad,
+                **kwargs)
+
+
 ADAMW = AlgorithmSpec(name="adamw",
                       aliases=("adam",),
                       reference=R.adamw_step,
@@ -165,10 +207,12 @@ ADAMW = AlgorithmSpec(name="adamw",
                       options=dict(amsgrad=False),
                       keras_hp=_adamw_keras_hp,
                       keras_classes=("Adam", "AdamW"),
-                      op="resource_apply_adamw",
-                      op_type="ResourceApplyAdamW",
                       op_class="AdamW",
                       call_op=_adamw_call_op,
+                      multi_tensor=True,
+                      raw_scalars=("lr", "beta_1", "beta_2", "epsilon",
+                                   "weight_decay"),
+                      call_raw_op=_adamw_call_raw_op,
                       op_defaults=dict(learning_rate=0.01,
                                        beta_1=0.9,
                                        beta_2=0.999,
@@ -228,6 +272,16 @@ def _lamb_call_op(op, var, slots, grad, *, use_layer_adaptation=True, **kwargs):
             **kwargs)
 
 
+def _lamb_call_raw_op(raw_op, handles, grad, **kwargs):
+  var, m, v = handles
+  return raw_op(var=var,
+                m=m,
+                v=v,
+                grad=grad,
+                use_layer_adaptation=True,
+                **kwargs)
+
+
 LAMB = AlgorithmSpec(name="lamb",
                      reference=R.lamb_step,
                      call_reference=_lamb_call_reference,
@@ -235,10 +289,12 @@ LAMB = AlgorithmSpec(name="lamb",
                      options=dict(use_layer_adaptation=True),
                      keras_hp=_lamb_keras_hp,
                      keras_classes=("Lamb",),
-                     op="resource_apply_lamb",
-                     op_type="ResourceApplyLamb",
                      op_class="Lamb",
                      call_op=_lamb_call_op,
+                     multi_tensor=True,
+                     raw_scalars=("lr", "beta_1", "beta_2", "epsilon",
+                                  "weight_decay_rate"),
+                     call_raw_op=_lamb_call_raw_op,
                      op_defaults=dict(learning_rate=0.01,
                                       beta_1=0.9,
                                       beta_2=0.999,
@@ -269,6 +325,14 @@ def _adafactor_call_op(op, var, slots, grad, *, relative_step=True, **kwargs):
   return op(var, tuple(slots), grad, relative_step=relative_step, **kwargs)
 
 
+def _adafactor_call_raw_op(raw_op, handles, grad, **kwargs):
+  return raw_op(var=handles[0],
+                accumulators=list(handles[1:]),
+                grad=grad,
+                relative_step=True,
+                **kwargs)
+
+
 ADAFACTOR = AlgorithmSpec(name="adafactor",
                           reference=R.adafactor_step,
                           call_reference=_adafactor_call_reference,
@@ -276,10 +340,11 @@ ADAFACTOR = AlgorithmSpec(name="adafactor",
                           options=dict(relative_step=True),
                           keras_hp=_adafactor_keras_hp,
                           keras_classes=("Adafactor",),
-                          op="resource_apply_adafactor",
-                          op_type="ResourceApplyAdafactor",
                           op_class="Adafactor",
                           call_op=_adafactor_call_op,
+                          raw_scalars=("lr", "beta_2_decay", "epsilon_1",
+                                       "epsilon_2", "clip_threshold"),
+                          call_raw_op=_adafactor_call_raw_op,
                           op_defaults=dict(learning_rate=0.2,
                                            beta_2_decay=-0.8,
                                            epsilon_1=1e-30,
@@ -310,16 +375,23 @@ def _lion_call_op(op, var, slots, grad, *, step, **kwargs):
   return op(var, slots[0], grad, **kwargs)
 
 
+def _lion_call_raw_op(raw_op, handles, grad, **kwargs):
+  var, m = handles
+  return raw_op(var=var, m=m, grad=grad, **kwargs)
+
+
 LION = AlgorithmSpec(name="lion",
                      reference=R.lion_step,
                      call_reference=_lion_call_reference,
                      slots=_lion_slots,
                      keras_hp=_lion_keras_hp,
                      keras_classes=("Lion",),
-                     op="resource_apply_lion",
-                     op_type="ResourceApplyLion",
                      op_class="Lion",
                      call_op=_lion_call_op,
+                     counts_steps=False,
+                     multi_tensor=True,
+                     raw_scalars=("lr", "beta_1", "beta_2", "weight_decay"),
+                     call_raw_op=_lion_call_raw_op,
                      op_defaults=dict(learning_rate=0.01,
                                       beta_1=0.9,
                                       beta_2=0.99,
