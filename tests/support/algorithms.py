@@ -62,6 +62,9 @@ class AlgorithmSpec:
       wrapper), in its order.
     call_raw_op: (raw_op, handles, grad, *, step, **scalars) -> the raw op
       called with the variable and slot handles where it takes them.
+    op_cases: case id -> (adapter keyword arguments, shape, seed): the fused
+      op and its twin run 100 steps of each against the reference, in every
+      dtype and mode (tests/ops/test_op_trajectories.py).
   """
 
   name: str
@@ -79,6 +82,7 @@ class AlgorithmSpec:
   multi_tensor: bool = False
   raw_scalars: tuple = ()
   call_raw_op: Optional[Callable[..., Any]] = None
+  op_cases: dict = dataclasses.field(default_factory=dict)
 
   @property
   def op(self):
@@ -213,6 +217,10 @@ ADAMW = AlgorithmSpec(name="adamw",
                       raw_scalars=("lr", "beta_1", "beta_2", "epsilon",
                                    "weight_decay"),
                       call_raw_op=_adamw_call_raw_op,
+                      op_cases={
+                          "rank2-adamw": (dict(amsgrad=False), (7, 5), 0),
+                          "rank3-amsgrad": (dict(amsgrad=True), (3, 4, 6), 1),
+                      },
                       op_defaults=dict(learning_rate=0.01,
                                        beta_1=0.9,
                                        beta_2=0.999,
@@ -295,6 +303,12 @@ LAMB = AlgorithmSpec(name="lamb",
                      raw_scalars=("lr", "beta_1", "beta_2", "epsilon",
                                   "weight_decay_rate"),
                      call_raw_op=_lamb_call_raw_op,
+                     op_cases={
+                         "rank2-adaptive":
+                             (dict(use_layer_adaptation=True), (7, 5), 10),
+                         "rank3-no-adaptation":
+                             (dict(use_layer_adaptation=False), (3, 4, 6), 11),
+                     },
                      op_defaults=dict(learning_rate=0.01,
                                       beta_1=0.9,
                                       beta_2=0.999,
@@ -333,23 +347,30 @@ def _adafactor_call_raw_op(raw_op, handles, grad, **kwargs):
                 **kwargs)
 
 
-ADAFACTOR = AlgorithmSpec(name="adafactor",
-                          reference=R.adafactor_step,
-                          call_reference=_adafactor_call_reference,
-                          slots=_adafactor_slots,
-                          options=dict(relative_step=True),
-                          keras_hp=_adafactor_keras_hp,
-                          keras_classes=("Adafactor",),
-                          op_class="Adafactor",
-                          call_op=_adafactor_call_op,
-                          raw_scalars=("lr", "beta_2_decay", "epsilon_1",
-                                       "epsilon_2", "clip_threshold"),
-                          call_raw_op=_adafactor_call_raw_op,
-                          op_defaults=dict(learning_rate=0.2,
-                                           beta_2_decay=-0.8,
-                                           epsilon_1=1e-30,
-                                           epsilon_2=1e-3,
-                                           clip_threshold=1.0))
+ADAFACTOR = AlgorithmSpec(
+    name="adafactor",
+    reference=R.adafactor_step,
+    call_reference=_adafactor_call_reference,
+    slots=_adafactor_slots,
+    options=dict(relative_step=True),
+    keras_hp=_adafactor_keras_hp,
+    keras_classes=("Adafactor",),
+    op_class="Adafactor",
+    call_op=_adafactor_call_op,
+    raw_scalars=("lr", "beta_2_decay", "epsilon_1", "epsilon_2",
+                 "clip_threshold"),
+    call_raw_op=_adafactor_call_raw_op,
+    op_cases={
+        # lr = 0.2: relative_step switches from lr to 1/sqrt(t) at t = 25.
+        "rank2": (dict(relative_step=True, learning_rate=0.2), (7, 5), 30),
+        "rank3": (dict(relative_step=True, learning_rate=0.2), (3, 4, 6), 31),
+        "rank1": (dict(relative_step=True, learning_rate=0.2), (11,), 32),
+    },
+    op_defaults=dict(learning_rate=0.2,
+                     beta_2_decay=-0.8,
+                     epsilon_1=1e-30,
+                     epsilon_2=1e-3,
+                     clip_threshold=1.0))
 
 
 # ----------------------------------------------------------------------------
@@ -392,6 +413,14 @@ LION = AlgorithmSpec(name="lion",
                      multi_tensor=True,
                      raw_scalars=("lr", "beta_1", "beta_2", "weight_decay"),
                      call_raw_op=_lion_call_raw_op,
+                     op_cases={
+                         "rank2": (dict(), (7, 5), 0),
+                         "rank3-no-decay":
+                             (dict(weight_decay=0.0), (3, 4, 6), 1),
+                         "strong-decay": (dict(weight_decay=0.5,
+                                               beta_1=0.5,
+                                               beta_2=0.9), (11,), 2),
+                     },
                      op_defaults=dict(learning_rate=0.01,
                                       beta_1=0.9,
                                       beta_2=0.99,
