@@ -46,6 +46,12 @@ class AlgorithmSpec:
       fused_decay the decay Keras passes into the step (Adam, AdamW).
     keras_classes: the classes of tf_opt_plugin.optimizers that follow the
       reference (optimizer_configs checks its configurations against them).
+    keras_decays_in_step: whether Keras's weight decay of these classes runs
+      inside the algorithm's step (`fused_decay` of keras_hp; Adam, AdamW and
+      Lion), not before it as `w -= lr * wd * w`.
+    keras_defaults: the hyperparameters and options of those classes (and of
+      Keras's own) at their defaults; keras_harness.Algorithm takes them
+      unless told otherwise.
     op_class: the fused op's name after "ResourceApply" (the op adapter
       class op_harness makes has this name), or None where there is no fused
       op. The tf_opt_plugin.ops function that applies it is
@@ -73,6 +79,8 @@ class AlgorithmSpec:
   slots: Callable[..., list]
   keras_hp: Callable[..., dict]
   keras_classes: tuple
+  keras_defaults: dict = dataclasses.field(default_factory=dict)
+  keras_decays_in_step: bool = False
   aliases: tuple = ()
   options: dict = dataclasses.field(default_factory=dict)
   op_class: Optional[str] = None
@@ -211,6 +219,10 @@ ADAMW = AlgorithmSpec(name="adamw",
                       options=dict(amsgrad=False),
                       keras_hp=_adamw_keras_hp,
                       keras_classes=("Adam", "AdamW"),
+                      keras_decays_in_step=True,
+                      keras_defaults=dict(beta_1=0.9,
+                                          beta_2=0.999,
+                                          epsilon=1e-7),
                       op_class="AdamW",
                       call_op=_adamw_call_op,
                       multi_tensor=True,
@@ -297,6 +309,8 @@ LAMB = AlgorithmSpec(name="lamb",
                      options=dict(use_layer_adaptation=True),
                      keras_hp=_lamb_keras_hp,
                      keras_classes=("Lamb",),
+                     keras_defaults=dict(beta_1=0.9, beta_2=0.999,
+                                         epsilon=1e-6),
                      op_class="Lamb",
                      call_op=_lamb_call_op,
                      multi_tensor=True,
@@ -355,6 +369,11 @@ ADAFACTOR = AlgorithmSpec(
     options=dict(relative_step=True),
     keras_hp=_adafactor_keras_hp,
     keras_classes=("Adafactor",),
+    keras_defaults=dict(beta_2_decay=-0.8,
+                        epsilon_1=1e-30,
+                        epsilon_2=1e-3,
+                        clip_threshold=1.0,
+                        relative_step=True),
     op_class="Adafactor",
     call_op=_adafactor_call_op,
     raw_scalars=("lr", "beta_2_decay", "epsilon_1", "epsilon_2",
@@ -407,6 +426,8 @@ LION = AlgorithmSpec(name="lion",
                      slots=_lion_slots,
                      keras_hp=_lion_keras_hp,
                      keras_classes=("Lion",),
+                     keras_decays_in_step=True,
+                     keras_defaults=dict(beta_1=0.9, beta_2=0.99),
                      op_class="Lion",
                      call_op=_lion_call_op,
                      counts_steps=False,
