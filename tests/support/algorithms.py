@@ -463,3 +463,9 @@ def get(name):
 def with_fused_op():
   """The entries with a fused op, in registry order."""
   return [a for a in ALGORITHMS.values() if a.op is not None]
+
+
+def op_hp(name, **overrides):
+  """The op tests' hyperparameters of algorithm `name` (its `op_defaults`),
+  with `overrides`."""
+  return dict(get(name).op_defaults, **overrides)
