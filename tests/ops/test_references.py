@@ -37,19 +37,26 @@ def _golden_trajectory(name, n_rows=5, **hp):
   return np.array(out)
 
 
-def _keras_single_step(name, **hp):
-  """w after the one step of Keras's test_single_step, by the float64
-  reference of the registry entry `name`: vars [1, 2, 3, 4], grads
-  [1, 6, 7, 2]."""
+def _assert_keras_single_step(name, expected, **hp):
+  """Keras's test_single_step, by the float64 reference of the registry entry
+  `name`: vars [1, 2, 3, 4], grads [1, 6, 7, 2], then vars == expected
+  (rtol=atol=1e-4, the Keras test's)."""
   spec = A.get(name)
   w = np.array([1.0, 2.0, 3.0, 4.0])
   slots = spec.zero_slots(w.shape, **spec.options_in(hp))
-  w, _ = spec.reference_step(w,
-                             slots,
-                             np.array([1.0, 6.0, 7.0, 2.0]),
-                             step=1,
-                             **hp)
-  return w
+  grads = np.array([1.0, 6.0, 7.0, 2.0])
+  w, _ = spec.reference_step(w, slots, grads, step=1, **hp)
+  np.testing.assert_allclose(w, expected, rtol=1e-4, atol=1e-4)
+
+
+def _keras_weight_decay_steps(name, **hp):
+  """var1 after Keras's test_weight_decay: three fresh optimizers (each at
+  step 1, zero slots) apply a zero gradient to var1 = 2.0."""
+  spec = A.get(name)
+  w = np.array(2.0)
+  for _ in range(3):
+    w, _ = spec.reference_step(w, spec.zero_slots(()), 0.0, step=1, **hp)
+  return float(w)
 
 
 def _assert_matches_golden(trajectory, golden):
@@ -92,10 +99,7 @@ def test_adam_keras3_single_step():
   # Adam(learning_rate=0.5), grads [1,6,7,2], vars [1,2,3,4]
   # -> [0.5, 1.5, 2.5, 3.5] (rtol=atol=1e-4).
   hp = dict(ADAM_DEFAULTS, learning_rate=0.5, weight_decay=0.0)
-  np.testing.assert_allclose(_keras_single_step("adamw", **hp),
-                             [0.5, 1.5, 2.5, 3.5],
-                             rtol=1e-4,
-                             atol=1e-4)
+  _assert_keras_single_step("adamw", [0.5, 1.5, 2.5, 3.5], **hp)
 
 
 def test_adam_amsgrad_keras3_golden():
@@ -114,10 +118,7 @@ def test_adamw_keras3_single_step():
   # AdamW(learning_rate=0.5) (default weight_decay=0.004), grads [1,6,7,2],
   # vars [1,2,3,4] -> [0.4980, 1.4960, 2.494, 3.492] (rtol=atol=1e-4).
   hp = dict(ADAM_DEFAULTS, learning_rate=0.5, weight_decay=0.004)
-  np.testing.assert_allclose(_keras_single_step("adamw", **hp),
-                             [0.4980, 1.4960, 2.494, 3.492],
-                             rtol=1e-4,
-                             atol=1e-4)
+  _assert_keras_single_step("adamw", [0.4980, 1.4960, 2.494, 3.492], **hp)
 
 
 def test_adamw_keras3_weight_decay():
@@ -125,10 +126,8 @@ def test_adamw_keras3_weight_decay():
   # AdamW(learning_rate=1.0, weight_decay=0.004) applied by three fresh
   # optimizers (each at step 1) to var1 = 2.0 -> 1.9760959 (decimal=6).
   hp = dict(ADAM_DEFAULTS, learning_rate=1.0, weight_decay=0.004)
-  w = 2.0
-  for _ in range(3):
-    w, *_ = R.adamw_step(w, 0.0, 0.0, 0.0, step=1, **hp)
-  assert abs(float(w) - 1.9760959) < 1.5e-6
+  w = _keras_weight_decay_steps("adamw", **hp)
+  assert abs(w - 1.9760959) < 1.5e-6
 
 
 def test_adamw_keras3_golden():
@@ -148,10 +147,7 @@ def test_lamb_keras3_single_step():
   # grads [1,6,7,2], vars [1,2,3,4] -> [-0.3693, 0.6306, 1.6306, 2.6306]
   # (rtol=atol=1e-4).  No weight decay, so Keras Lamb == paper LAMB.
   hp = dict(LAMB_DEFAULTS, learning_rate=0.5)
-  np.testing.assert_allclose(_keras_single_step("lamb", **hp),
-                             [-0.3693, 0.6306, 1.6306, 2.6306],
-                             rtol=1e-4,
-                             atol=1e-4)
+  _assert_keras_single_step("lamb", [-0.3693, 0.6306, 1.6306, 2.6306], **hp)
 
 
 def test_lamb_keras3_golden():
@@ -237,10 +233,8 @@ def test_adafactor_keras3_single_step_1d():
   # Adafactor(learning_rate=0.5), grads [1,6,7,2], vars [1,2,3,4]
   # -> [-0.3693, 0.6307, 1.6307, 2.6307] (rtol=atol=1e-4).
   hp = dict(ADAFACTOR_DEFAULTS, learning_rate=0.5)
-  np.testing.assert_allclose(_keras_single_step("adafactor", **hp),
-                             [-0.3693, 0.6307, 1.6307, 2.6307],
-                             rtol=1e-4,
-                             atol=1e-4)
+  _assert_keras_single_step("adafactor", [-0.3693, 0.6307, 1.6307, 2.6307],
+                            **hp)
 
 
 def test_adafactor_keras3_single_step_2d():
@@ -374,10 +368,7 @@ def test_lion_keras3_single_step():
   # keras/src/optimizers/lion_test.py::test_single_step: Lion(learning_rate
   # =0.5), grads [1,6,7,2], vars [1,2,3,4] -> [0.5, 1.5, 2.5, 3.5].
   hp = dict(LION_DEFAULTS, learning_rate=0.5)
-  np.testing.assert_allclose(_keras_single_step("lion", **hp),
-                             [0.5, 1.5, 2.5, 3.5],
-                             rtol=1e-4,
-                             atol=1e-4)
+  _assert_keras_single_step("lion", [0.5, 1.5, 2.5, 3.5], **hp)
 
 
 def test_lion_keras3_weight_decay():
@@ -385,10 +376,8 @@ def test_lion_keras3_weight_decay():
   # Lion(learning_rate=1.0, weight_decay=0.004) applied by three optimizers
   # to var1 = 2.0 -> 1.9760959 (decimal=6).
   hp = dict(LION_DEFAULTS, learning_rate=1.0, weight_decay=0.004)
-  w = 2.0
-  for _ in range(3):
-    w, _ = R.lion_step(w, 0.0, 0.0, **hp)
-  assert abs(float(w) - 1.9760959) < 1e-6
+  w = _keras_weight_decay_steps("lion", **hp)
+  assert abs(w - 1.9760959) < 1e-6
 
 
 def test_lion_keras3_golden():
