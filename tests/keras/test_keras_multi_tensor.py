@@ -305,13 +305,12 @@ def test_constraint_and_ema_after_the_batched_update():
       if path == "dense/bias":
         w = np.maximum(w, 0.0)
       average = w.copy() if t == 0 else 0.5 * average + 0.5 * w
-    np.testing.assert_allclose(variable.numpy(), w, rtol=2e-5, atol=2e-6)
-    index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
-    np.testing.assert_allclose(
-        optimizer._model_variables_moving_average[index].numpy(),  # pylint: disable=protected-access
-        average,
-        rtol=2e-5,
-        atol=2e-6)
+    H.assert_weight_and_average(optimizer,
+                                variable,
+                                w,
+                                average,
+                                rtol=2e-5,
+                                atol=2e-6)
   assert update_ops(
       step.get_concrete_function([
           tf.constant(grads[0][p], tf.float32) for p in w0

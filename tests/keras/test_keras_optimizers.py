@@ -419,10 +419,9 @@ def test_ema_of_the_weights(overwrite_frequency):
       average = w.copy() if t == 0 else 0.8 * average + 0.2 * w
       if overwrite_frequency and (t + 1) % overwrite_frequency == 0:
         w = average.copy()
-    np.testing.assert_allclose(variable.numpy(), w, rtol=1e-5, atol=1e-6)
-    index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
-    np.testing.assert_allclose(
-        optimizer._model_variables_moving_average[index].numpy(),  # pylint: disable=protected-access
-        average,
-        rtol=1e-5,
-        atol=1e-6)
+    H.assert_weight_and_average(optimizer,
+                                variable,
+                                w,
+                                average,
+                                rtol=1e-5,
+                                atol=1e-6)

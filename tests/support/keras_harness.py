@@ -170,6 +170,18 @@ def adamw_with_exclusions_reference(w0, grads):
                        exclude_from_weight_decay=EXCLUDED_FROM_DECAY)
 
 
+def assert_weight_and_average(optimizer, variable, w, average, rtol, atol):
+  """`variable` holds `w`, and `optimizer`'s exponential moving average of it
+  (use_ema=True) holds `average`."""
+  np.testing.assert_allclose(variable.numpy(), w, rtol=rtol, atol=atol)
+  index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
+  np.testing.assert_allclose(
+      optimizer._model_variables_moving_average[index].numpy(),  # pylint: disable=protected-access
+      average,
+      rtol=rtol,
+      atol=atol)
+
+
 def assert_trajectory_close(actual, desired, rtol=2e-5, atol=2e-6):
   for path in desired:
     np.testing.assert_allclose(actual[path],
