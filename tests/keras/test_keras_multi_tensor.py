@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
 import keras_harness as H
 from optimizer_configs import CONFIGS
 from optimizer_configs import reference
@@ -33,14 +34,12 @@ pytestmark = pytest.mark.needs_tf_keras
 
 STEPS = 20
 FRONT_ENDS = {"keras3": keras3, "tf_keras": tf_keras_front}
-PER_VARIABLE_OPS = ("ResourceApplyAdamW", "ResourceApplyLamb",
-                    "ResourceApplyLion")
-# The configurations of tests/support/optimizer_configs.py that run on the fused
-# AdamW, LAMB and Lion ops.
+PER_VARIABLE_OPS = tuple(a.op_type for a in A.with_fused_op())
+# The configurations of tests/support/optimizer_configs.py whose algorithm has
+# a multi-tensor op.
 MULTI_TENSOR_CONFIGS = [
-    "adam", "adam-amsgrad", "adam-weight-decay", "adamw", "adamw-amsgrad",
-    "lamb", "lamb-decay-exclusions", "lamb-adaptation-exclusions",
-    "lamb-keras-weight-decay", "lion", "lion-weight-decay"
+    config for config, (_, _, algorithm, _) in CONFIGS.items()
+    if algorithm.spec.multi_tensor
 ]
 
 
@@ -102,12 +101,7 @@ def run_traced(optimizer, front_end, w0, grads, dtypes=None, jit_compile=False):
 
 
 def op_name(class_name):
-  return {
-      "Adam": "ResourceMultiTensorApplyAdamW",
-      "AdamW": "ResourceMultiTensorApplyAdamW",
-      "Lamb": "ResourceMultiTensorApplyLamb",
-      "Lion": "ResourceMultiTensorApplyLion"
-  }[class_name]
+  return A.for_keras_class(class_name).multi_tensor_op_type
 
 
 # ----------------------------------------------------------------------------

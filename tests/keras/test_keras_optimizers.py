@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
 import keras_goldens as G
 import keras_harness as H
 from optimizer_configs import CONFIGS
@@ -348,8 +349,8 @@ def test_adafactor_slots_are_factored():
                ("conv_kernel_column", (2, 5)), ("norm_gamma_velocity", (5,))]
 
 
-@pytest.mark.parametrize(
-    "cls", [top.SGD, top.Adam, top.AdamW, top.Lamb, top.Adafactor, top.Lion])
+@pytest.mark.parametrize("cls",
+                         [getattr(top, name) for name in A.keras_classes()])
 def test_fused_and_twin_paths_create_the_same_slots(cls):
   w0, grads = H.random_problem(2, seed=0)
   kwargs = dict(momentum=0.9) if cls is top.SGD else {}

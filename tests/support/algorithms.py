@@ -469,3 +469,19 @@ def op_hp(name, **overrides):
   """The op tests' hyperparameters of algorithm `name` (its `op_defaults`),
   with `overrides`."""
   return dict(get(name).op_defaults, **overrides)
+
+
+def for_keras_class(class_name):
+  """The entry whose `keras_classes` hold `class_name` ("Adam" -> AdamW's)."""
+  for algorithm in ALGORITHMS.values():
+    if class_name in algorithm.keras_classes:
+      return algorithm
+  raise KeyError(f"no algorithm follows the Keras class {class_name!r}")
+
+
+def keras_classes():
+  """Every class name of tf_opt_plugin.optimizers the registry knows, in
+  registry order."""
+  return [
+      c for algorithm in ALGORITHMS.values() for c in algorithm.keras_classes
+  ]
