@@ -325,13 +325,7 @@ def test_parity_with_keras(ours, theirs):
 
 def test_slots_have_keras_names_and_order():
   w0, grads = H.random_problem(1, seed=0)
-  for ours, theirs in [
-      (top.Adam(amsgrad=True), keras.optimizers.Adam(amsgrad=True)),
-      (top.AdamW(), keras.optimizers.AdamW()),
-      (top.SGD(momentum=0.5), keras.optimizers.SGD(momentum=0.5)),
-      (top.Lamb(), keras.optimizers.Lamb()),
-      (top.Lion(), keras.optimizers.Lion())
-  ]:
+  for ours, theirs in H.slot_name_pairs(top, keras.optimizers):
     variables = H.make_variables(w0)
     ours.build(variables)
     theirs.build(variables)

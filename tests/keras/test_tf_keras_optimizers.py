@@ -108,12 +108,7 @@ def test_parity_with_tf_keras(name, ours, theirs):
 
 def test_slots_have_tf_keras_names_and_order():
   w0, _ = H.random_problem(1, seed=0)
-  for ours, theirs in [
-      (front.Adam(amsgrad=True), tf_keras.optimizers.Adam(amsgrad=True)),
-      (front.AdamW(), tf_keras.optimizers.AdamW()),
-      (front.SGD(momentum=0.5), tf_keras.optimizers.SGD(momentum=0.5)),
-      (front.Lion(), tf_keras.optimizers.Lion())
-  ]:
+  for ours, theirs in H.slot_name_pairs(front, tf_keras.optimizers):
     variables = [tf.Variable(v, name=p) for p, v in w0.items()]
     ours.build(variables)
     theirs.build(variables)

@@ -64,8 +64,6 @@ class AlgorithmSpec:
     counts_steps: whether the update takes the step count (Lion's does not).
     multi_tensor: whether a `ResourceMultiTensorApply<op_class>` op updates a
       list of variables in one call.
-    raw_scalars: the scalar inputs of the raw op (the library's generated
-      wrapper), in its order.
     call_raw_op: (raw_op, handles, grad, *, step, **scalars) -> the raw op
       called with the variable and slot handles where it takes them.
     op_cases: case id -> (adapter keyword arguments, shape, seed): the fused
@@ -88,7 +86,6 @@ class AlgorithmSpec:
   op_defaults: dict = dataclasses.field(default_factory=dict)
   counts_steps: bool = True
   multi_tensor: bool = False
-  raw_scalars: tuple = ()
   call_raw_op: Optional[Callable[..., Any]] = None
   op_cases: dict = dataclasses.field(default_factory=dict)
 
@@ -101,6 +98,13 @@ class AlgorithmSpec:
   def op_type(self):
     """The fused op's type in a graph, or None."""
     return None if self.op_class is None else f"ResourceApply{self.op_class}"
+
+  @property
+  def raw_scalars(self):
+    """The scalar inputs of the raw op (the library's generated wrapper): the
+    hyperparameters of `op_defaults`, in their order, the learning rate as
+    `lr`."""
+    return tuple("lr" if k == "learning_rate" else k for k in self.op_defaults)
 
   @property
   def multi_tensor_op_type(self):
@@ -226,8 +230,6 @@ ADAMW = AlgorithmSpec(name="adamw",
                       op_class="AdamW",
                       call_op=_adamw_call_op,
                       multi_tensor=True,
-                      raw_scalars=("lr", "beta_1", "beta_2", "epsilon",
-                                   "weight_decay"),
                       call_raw_op=_adamw_call_raw_op,
                       op_cases={
                           "rank2-adamw": (dict(amsgrad=False), (7, 5), 0),
@@ -314,8 +316,6 @@ LAMB = AlgorithmSpec(name="lamb",
                      op_class="Lamb",
                      call_op=_lamb_call_op,
                      multi_tensor=True,
-                     raw_scalars=("lr", "beta_1", "beta_2", "epsilon",
-                                  "weight_decay_rate"),
                      call_raw_op=_lamb_call_raw_op,
                      op_cases={
                          "rank2-adaptive":
@@ -376,8 +376,6 @@ ADAFACTOR = AlgorithmSpec(
                         relative_step=True),
     op_class="Adafactor",
     call_op=_adafactor_call_op,
-    raw_scalars=("lr", "beta_2_decay", "epsilon_1", "epsilon_2",
-                 "clip_threshold"),
     call_raw_op=_adafactor_call_raw_op,
     op_cases={
         # lr = 0.2: relative_step switches from lr to 1/sqrt(t) at t = 25.
@@ -432,7 +430,6 @@ LION = AlgorithmSpec(name="lion",
                      call_op=_lion_call_op,
                      counts_steps=False,
                      multi_tensor=True,
-                     raw_scalars=("lr", "beta_1", "beta_2", "weight_decay"),
                      call_raw_op=_lion_call_raw_op,
                      op_cases={
                          "rank2": (dict(), (7, 5), 0),

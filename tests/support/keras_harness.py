@@ -182,6 +182,21 @@ def assert_weight_and_average(optimizer, variable, w, average, rtol, atol):
       atol=atol)
 
 
+# (class name, constructor arguments) whose slots must have the names and the
+# order of Keras's class of that name (Adafactor's are factored: a test of its
+# own), with every slot switched on.
+SLOT_NAME_CASES = [("Adam", dict(amsgrad=True)), ("AdamW", {}),
+                   ("SGD", dict(momentum=0.5)), ("Lamb", {}), ("Lion", {})]
+
+
+def slot_name_pairs(ours, theirs):
+  """(our optimizer, Keras's) of each of SLOT_NAME_CASES that the Keras
+  module `theirs` has (tf-keras has no Lamb), from the front end `ours`."""
+  return [(getattr(ours, name)(**kwargs), getattr(theirs, name)(**kwargs))
+          for name, kwargs in SLOT_NAME_CASES
+          if hasattr(theirs, name)]
+
+
 def assert_trajectory_close(actual, desired, rtol=2e-5, atol=2e-6):
   for path in desired:
     np.testing.assert_allclose(actual[path],
