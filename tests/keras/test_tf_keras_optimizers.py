@@ -18,6 +18,7 @@ import tensorflow as tf
 tf_keras = pytest.importorskip("tf_keras")
 pytestmark = pytest.mark.needs_tf_keras
 
+import algorithms as A  # pylint: disable=g-import-not-at-top
 import keras_harness as H  # pylint: disable=g-import-not-at-top
 from optimizer_configs import CONFIGS  # pylint: disable=g-import-not-at-top
 from optimizer_configs import reference  # pylint: disable=g-import-not-at-top
@@ -200,8 +201,7 @@ def test_ema_overwrite_and_finalize():
   np.testing.assert_allclose(var.numpy(), -0.125, rtol=1e-6)
 
 
-@pytest.mark.parametrize("class_name",
-                         ["SGD", "Adam", "AdamW", "Lamb", "Adafactor", "Lion"])
+@pytest.mark.parametrize("class_name", A.keras_classes())
 def test_fit_trains_a_tf_keras_model(class_name):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(256, 6)).astype("float32")
