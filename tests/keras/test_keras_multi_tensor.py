@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
 import keras_harness as H
 from optimizer_configs import CONFIGS
-from optimizer_configs import reference_learning_rate
+from optimizer_configs import reference
 import subprocess_helpers
 from tf_opt_plugin.optimizers import _by_device
 from tf_opt_plugin.optimizers import keras3
@@ -33,14 +34,12 @@ pytestmark = pytest.mark.needs_tf_keras
 
 STEPS = 20
 FRONT_ENDS = {"keras3": keras3, "tf_keras": tf_keras_front}
-PER_VARIABLE_OPS = ("ResourceApplyAdamW", "ResourceApplyLamb",
-                    "ResourceApplyLion")
-# The configurations of tests/support/optimizer_configs.py that run on the fused
-# AdamW, LAMB and Lion ops.
+PER_VARIABLE_OPS = tuple(a.op_type for a in A.with_fused_op())
+# The configurations of tests/support/optimizer_configs.py whose algorithm has
+# a multi-tensor op.
 MULTI_TENSOR_CONFIGS = [
-    "adam", "adam-amsgrad", "adam-weight-decay", "adamw", "adamw-amsgrad",
-    "lamb", "lamb-decay-exclusions", "lamb-adaptation-exclusions",
-    "lamb-keras-weight-decay", "lion", "lion-weight-decay"
+    config for config, (_, _, algorithm, _) in CONFIGS.items()
+    if algorithm.spec.multi_tensor
 ]
 
 
@@ -101,22 +100,8 @@ def run_traced(optimizer, front_end, w0, grads, dtypes=None, jit_compile=False):
   return weights, step.get_concrete_function(inputs(grads[0]))
 
 
-def reference(config, w0, grads):
-  _, kwargs, algorithm, extra = CONFIGS[config]
-  return H.reference_run(algorithm,
-                         w0,
-                         grads,
-                         learning_rate=reference_learning_rate(kwargs),
-                         **extra)
-
-
 def op_name(class_name):
-  return {
-      "Adam": "ResourceMultiTensorApplyAdamW",
-      "AdamW": "ResourceMultiTensorApplyAdamW",
-      "Lamb": "ResourceMultiTensorApplyLamb",
-      "Lion": "ResourceMultiTensorApplyLion"
-  }[class_name]
+  return A.for_keras_class(class_name).multi_tensor_op_type
 
 
 # ----------------------------------------------------------------------------
@@ -138,30 +123,16 @@ def test_one_multi_tensor_op_for_all_variables(config, front_end):
 @pytest.mark.parametrize("front_end", sorted(FRONT_ENDS))
 def test_adamw_exclude_from_weight_decay(front_end):
   w0, grads = H.random_problem(STEPS, seed=4)
-  optimizer = FRONT_ENDS[front_end].AdamW(learning_rate=0.01, weight_decay=0.2)
-  optimizer.exclude_from_weight_decay(var_names=["bias", "gamma"])
+  optimizer = H.adamw_with_exclusions(FRONT_ENDS[front_end].AdamW)
   got, step = run_traced(optimizer, front_end, w0, grads)
-  want = H.reference_run(H.Algorithm("adam",
-                                     beta_1=0.9,
-                                     beta_2=0.999,
-                                     epsilon=1e-7),
-                         w0,
-                         grads,
-                         learning_rate=0.01,
-                         weight_decay=0.2,
-                         decay_in_op=True,
-                         exclude_from_weight_decay=("bias", "gamma"))
+  want = H.adamw_with_exclusions_reference(w0, grads)
   H.assert_trajectory_close(got, want)
   # The excluded variables really were spared: with decay they would differ.
-  decayed = H.reference_run(H.Algorithm("adam",
-                                        beta_1=0.9,
-                                        beta_2=0.999,
-                                        epsilon=1e-7),
+  decayed = H.reference_run(H.Algorithm("adam"),
                             w0,
                             grads,
                             learning_rate=0.01,
-                            weight_decay=0.2,
-                            decay_in_op=True)
+                            weight_decay=0.2)
   assert not np.allclose(got["dense/bias"], decayed["dense/bias"], rtol=1e-4)
   assert update_ops(step) == ([("ResourceMultiTensorApplyAdamW", 4, tf.float32)
                               ], [])
@@ -291,7 +262,7 @@ def test_loss_scale_optimizer_skips_a_non_finite_step(inner):
 
 @pytest.mark.parametrize("config", ["adamw", "lamb"])
 def test_gradient_accumulation(config):
-  class_name, kwargs, algorithm, extra = CONFIGS[config]
+  class_name, kwargs, _, _ = CONFIGS[config]
   w0, grads = H.random_problem(12, seed=11)
   optimizer = getattr(keras3, class_name)(gradient_accumulation_steps=3,
                                           **kwargs)
@@ -299,11 +270,7 @@ def test_gradient_accumulation(config):
   mean_grads = [{
       p: np.mean([g[p] for g in grads[i:i + 3]], axis=0) for p in w0
   } for i in range(0, 12, 3)]
-  want = H.reference_run(algorithm,
-                         w0,
-                         mean_grads,
-                         learning_rate=reference_learning_rate(kwargs),
-                         **extra)
+  want = reference(config, w0, mean_grads)
   H.assert_trajectory_close(got, want)
   assert int(optimizer.iterations) == 4
   # Accumulation decides per variable: one update call, and op, per variable.
@@ -324,7 +291,7 @@ def test_constraint_and_ema_after_the_batched_update():
 
   for g in grads:
     step([tf.constant(g[p], tf.float32) for p in w0])
-  algorithm = H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+  algorithm = H.Algorithm("adam")
   for path, variable in zip(w0, variables):
     w, slots, average = np.array(w0[path]), algorithm.init(w0[path]), None
     for t, g in enumerate(grads):
@@ -332,13 +299,12 @@ def test_constraint_and_ema_after_the_batched_update():
       if path == "dense/bias":
         w = np.maximum(w, 0.0)
       average = w.copy() if t == 0 else 0.5 * average + 0.5 * w
-    np.testing.assert_allclose(variable.numpy(), w, rtol=2e-5, atol=2e-6)
-    index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
-    np.testing.assert_allclose(
-        optimizer._model_variables_moving_average[index].numpy(),  # pylint: disable=protected-access
-        average,
-        rtol=2e-5,
-        atol=2e-6)
+    H.assert_weight_and_average(optimizer,
+                                variable,
+                                w,
+                                average,
+                                rtol=2e-5,
+                                atol=2e-6)
   assert update_ops(
       step.get_concrete_function([
           tf.constant(grads[0][p], tf.float32) for p in w0
@@ -358,7 +324,7 @@ def test_fit_of_a_linear_model():
                 jit_compile=False)
   model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
 
-  algorithm = H.Algorithm("adam", beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+  algorithm = H.Algorithm("adam")
   w = {"kernel": kernel0.astype(np.float64), "bias": np.zeros(3)}
   slots = {p: algorithm.init(v) for p, v in w.items()}
   t = 0

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
 import keras_goldens as G
 import keras_harness as H
 from optimizer_configs import CONFIGS
-from optimizer_configs import reference_learning_rate
+from optimizer_configs import reference
 import tf_opt_plugin as top
 
 STEPS = 50
@@ -20,32 +21,20 @@ STEPS = 50
 @pytest.mark.parametrize("mode", H.MODES)
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_matches_reference(config, mode):
-  class_name, kwargs, algorithm, extra = CONFIGS[config]
+  class_name, kwargs, _, _ = CONFIGS[config]
   w0, grads = H.random_problem(STEPS, seed=7)
   optimizer = getattr(top, class_name)(fused=H.fused_arg(mode), **kwargs)
   got = H.run_optimizer(optimizer, w0, grads, mode)
-  want = H.reference_run(algorithm,
-                         w0,
-                         grads,
-                         learning_rate=reference_learning_rate(kwargs),
-                         **extra)
+  want = reference(config, w0, grads)
   H.assert_trajectory_close(got, want)
   assert not np.allclose(got["dense/kernel"], w0["dense/kernel"], atol=1e-3)
 
 
 @pytest.mark.parametrize("cls,algorithm,extra", [
-    (top.Adam, H.Algorithm("adam", beta_1=0.9, beta_2=0.999,
-                           epsilon=1e-7), dict(decay_in_op=True)),
-    (top.Lamb, H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6), {}),
-    (top.Adafactor,
-     H.Algorithm("adafactor",
-                 beta_2_decay=-0.8,
-                 epsilon_1=1e-30,
-                 epsilon_2=1e-3,
-                 clip_threshold=1.0,
-                 relative_step=False), {}),
-    (top.Lion, H.Algorithm("lion", beta_1=0.9,
-                           beta_2=0.99), dict(decay_in_op=True)),
+    (top.Adam, H.Algorithm("adam"), {}),
+    (top.Lamb, H.Algorithm("lamb"), {}),
+    (top.Adafactor, H.Algorithm("adafactor", relative_step=False), {}),
+    (top.Lion, H.Algorithm("lion"), {}),
 ],
                          ids=["adam", "lamb", "adafactor", "lion"])
 @pytest.mark.parametrize("mode", ["function", "xla"])
@@ -108,34 +97,20 @@ def test_clipping(clipping, mode):
   w0, grads = H.random_problem(20, seed=13, scale=3.0)
   optimizer = top.AdamW(learning_rate=0.01, **clipping)
   got = H.run_optimizer(optimizer, w0, grads, mode)
-  want = H.reference_run(H.Algorithm("adam",
-                                     beta_1=0.9,
-                                     beta_2=0.999,
-                                     epsilon=1e-7),
+  want = H.reference_run(H.Algorithm("adam"),
                          w0,
                          grads,
                          learning_rate=0.01,
                          weight_decay=0.004,
-                         decay_in_op=True,
                          **clipping)
   H.assert_trajectory_close(got, want)
 
 
 def test_excluded_variables_get_no_decoupled_decay():
   w0, grads = H.random_problem(10, seed=14)
-  optimizer = top.AdamW(learning_rate=0.01, weight_decay=0.2)
-  optimizer.exclude_from_weight_decay(var_names=["bias", "gamma"])
+  optimizer = H.adamw_with_exclusions(top.AdamW)
   got = H.run_optimizer(optimizer, w0, grads, "function")
-  want = H.reference_run(H.Algorithm("adam",
-                                     beta_1=0.9,
-                                     beta_2=0.999,
-                                     epsilon=1e-7),
-                         w0,
-                         grads,
-                         learning_rate=0.01,
-                         weight_decay=0.2,
-                         decay_in_op=True,
-                         exclude_from_weight_decay=("bias", "gamma"))
+  want = H.adamw_with_exclusions_reference(w0, grads)
   H.assert_trajectory_close(got, want)
 
 
@@ -231,7 +206,7 @@ def test_model_garden_lamb_sparse():
                        tf.constant([3])) for d in (dense0, dense1)
   ]
   optimizer = top.Lamb()
-  algorithm = H.Algorithm("lamb", beta_1=0.9, beta_2=0.999, epsilon=1e-6)
+  algorithm = H.Algorithm("lamb")
   want = H.reference_run(algorithm, {
       "a/0": [1.0, 1.0, 2.0],
       "a/1": [3.0, 3.0, 4.0]
@@ -259,11 +234,7 @@ def test_model_garden_lamb_learning_rate_decay_with_weight_decay():
   grads = [{"a/var0": [0.1, 0.1], "a/var1": [0.01, 0.01]}] * 3
   got = H.run_optimizer(optimizer, w0, grads)
   want = H.reference_run(
-      H.Algorithm("lamb",
-                  beta_1=0.9,
-                  beta_2=0.999,
-                  epsilon=1e-7,
-                  weight_decay_rate=0.01),
+      H.Algorithm("lamb", epsilon=1e-7, weight_decay_rate=0.01),
       w0,
       grads,
       learning_rate=lambda t: float(np.float32(0.001 / (1 + 0.5 * t))))
@@ -354,13 +325,7 @@ def test_parity_with_keras(ours, theirs):
 
 def test_slots_have_keras_names_and_order():
   w0, grads = H.random_problem(1, seed=0)
-  for ours, theirs in [
-      (top.Adam(amsgrad=True), keras.optimizers.Adam(amsgrad=True)),
-      (top.AdamW(), keras.optimizers.AdamW()),
-      (top.SGD(momentum=0.5), keras.optimizers.SGD(momentum=0.5)),
-      (top.Lamb(), keras.optimizers.Lamb()),
-      (top.Lion(), keras.optimizers.Lion())
-  ]:
+  for ours, theirs in H.slot_name_pairs(top, keras.optimizers):
     variables = H.make_variables(w0)
     ours.build(variables)
     theirs.build(variables)
@@ -378,8 +343,8 @@ def test_adafactor_slots_are_factored():
                ("conv_kernel_column", (2, 5)), ("norm_gamma_velocity", (5,))]
 
 
-@pytest.mark.parametrize(
-    "cls", [top.SGD, top.Adam, top.AdamW, top.Lamb, top.Adafactor, top.Lion])
+@pytest.mark.parametrize("cls",
+                         [getattr(top, name) for name in A.keras_classes()])
 def test_fused_and_twin_paths_create_the_same_slots(cls):
   w0, grads = H.random_problem(2, seed=0)
   kwargs = dict(momentum=0.9) if cls is top.SGD else {}
@@ -410,15 +375,11 @@ def test_gradient_accumulation_clips_and_decays_once_per_real_step(mode):
   mean_grads = [{
       p: np.mean([g[p] for g in grads[i:i + 3]], axis=0) for p in w0
   } for i in range(0, 12, 3)]
-  want = H.reference_run(H.Algorithm("adam",
-                                     beta_1=0.9,
-                                     beta_2=0.999,
-                                     epsilon=1e-7),
+  want = H.reference_run(H.Algorithm("adam"),
                          w0,
                          mean_grads,
                          learning_rate=0.01,
                          weight_decay=0.1,
-                         decay_in_op=True,
                          global_clipnorm=0.5)
   H.assert_trajectory_close(got, want)
   assert int(optimizer.iterations) == 4
@@ -453,10 +414,9 @@ def test_ema_of_the_weights(overwrite_frequency):
       average = w.copy() if t == 0 else 0.8 * average + 0.2 * w
       if overwrite_frequency and (t + 1) % overwrite_frequency == 0:
         w = average.copy()
-    np.testing.assert_allclose(variable.numpy(), w, rtol=1e-5, atol=1e-6)
-    index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
-    np.testing.assert_allclose(
-        optimizer._model_variables_moving_average[index].numpy(),  # pylint: disable=protected-access
-        average,
-        rtol=1e-5,
-        atol=1e-6)
+    H.assert_weight_and_average(optimizer,
+                                variable,
+                                w,
+                                average,
+                                rtol=1e-5,
+                                atol=1e-6)

@@ -116,14 +116,13 @@ def test_fit_under_xla_runs_the_twin_and_trains():
 
 
 def test_config_round_trips_and_reads_keras_lion_configs():
-  optimizer = top.Lion(
-      learning_rate=0.002,
-      beta_1=0.8,
-      beta_2=0.95,
-      weight_decay=0.1,
-      clipnorm=1.0,
-      name="my_lion",
-  )
+  kwargs = dict(learning_rate=0.002,
+                beta_1=0.8,
+                beta_2=0.95,
+                weight_decay=0.1,
+                clipnorm=1.0,
+                name="my_lion")
+  optimizer = top.Lion(**kwargs)
   config = optimizer.get_config()
   assert (config["beta_1"], config["beta_2"], config["name"]) == (
       0.8,
@@ -133,14 +132,7 @@ def test_config_round_trips_and_reads_keras_lion_configs():
   restored = top.Lion.from_config(json.loads(json.dumps(config)))
   assert restored.get_config() == config
   # Drop-in: a keras.optimizers.Lion config builds the same optimizer.
-  theirs = keras.optimizers.Lion(
-      learning_rate=0.002,
-      beta_1=0.8,
-      beta_2=0.95,
-      weight_decay=0.1,
-      clipnorm=1.0,
-      name="my_lion",
-  ).get_config()
+  theirs = keras.optimizers.Lion(**kwargs).get_config()
   from_keras = top.Lion.from_config(theirs).get_config()
   assert {k: from_keras[k] for k in theirs} == theirs
   # And registered: keras.optimizers.deserialize finds our class.

@@ -8,24 +8,6 @@ import op_harness as H
 import references as R
 import tf_opt_plugin.ops as ops
 
-CASES = {
-    "rank2-adamw": (dict(amsgrad=False), (7, 5)),
-    "rank3-amsgrad": (dict(amsgrad=True), (3, 4, 6)),
-}
-
-
-@pytest.mark.parametrize("mode", H.MODES)
-@pytest.mark.parametrize("dtype", list(H.DTYPES))
-@pytest.mark.parametrize("case", list(CASES))
-def test_matches_reference_100_steps(case, dtype, mode):
-  kwargs, shape = CASES[case]
-  H.run_and_compare(H.AdamW(**kwargs),
-                    shape,
-                    dtype,
-                    mode,
-                    steps=100,
-                    seed=list(CASES).index(case))
-
 
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("amsgrad", [False, True])

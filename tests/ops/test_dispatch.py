@@ -4,15 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
 import op_harness as H
 import tf_opt_plugin.ops as ops
 
-ALGOS = {
-    "adamw": H.AdamW,
-    "lamb": H.Lamb,
-    "adafactor": H.Adafactor,
-    "lion": H.Lion
-}
+ALGOS = H.ADAPTERS
 DISABLE = "TF_OPT_PLUGIN_DISABLE_CUSTOM_OPS"
 
 
@@ -22,12 +18,11 @@ def _var_and_grad(dtype=tf.float32, shape=(3, 2)):
 
 def test_library_loads_and_has_the_raw_ops():
   lib = ops.load_library()
-  for name in ("resource_apply_adam_w", "resource_apply_lamb",
-               "resource_apply_adafactor", "resource_apply_lion",
-               "resource_multi_tensor_apply_adam_w",
-               "resource_multi_tensor_apply_lamb",
-               "resource_multi_tensor_apply_lion"):
-    assert callable(getattr(lib, name)), name
+  for algo in H.ADAPTERS.values():
+    for op_type in (algo.spec.op_type, algo.spec.multi_tensor_op_type):
+      if op_type is not None:
+        name = A.raw_op_name(op_type)
+        assert callable(getattr(lib, name)), name
   assert lib is not None
 
 
@@ -143,10 +138,8 @@ def test_fused_none_under_jit_runs_twin(algo_name):
   np.testing.assert_allclose(state[0].numpy(), expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("algo_name", list(ALGOS))
-@pytest.mark.parametrize("fused", [None, True, False])
-def test_graph_contains_custom_op_only_when_fused(algo_name, fused):
-  algo = ALGOS[algo_name]()
+def _traced_op_types(algo, fused):
+  """The op types of a tf.function that applies `algo` to a (4, 3) variable."""
   state = H.make_state(algo, (4, 3), tf.float32, w0=np.ones((4, 3)))
 
   @tf.function
@@ -154,9 +147,16 @@ def test_graph_contains_custom_op_only_when_fused(algo_name, fused):
     algo.apply(state, g, t, fused=fused)
     return tf.constant(0)
 
-  cf = f.get_concrete_function(tf.TensorSpec((4, 3), tf.float32),
-                               tf.TensorSpec((), tf.int64))
-  types = H.graph_op_types(cf)
+  return H.graph_op_types(
+      f.get_concrete_function(tf.TensorSpec((4, 3), tf.float32),
+                              tf.TensorSpec((), tf.int64)))
+
+
+@pytest.mark.parametrize("algo_name", list(ALGOS))
+@pytest.mark.parametrize("fused", [None, True, False])
+def test_graph_contains_custom_op_only_when_fused(algo_name, fused):
+  algo = ALGOS[algo_name]()
+  types = _traced_op_types(algo, fused)
   if fused is False:
     assert algo.op_type not in types
   else:
@@ -168,16 +168,7 @@ def test_fused_none_with_env_disabled_builds_no_custom_op(
     algo_name, monkeypatch):
   monkeypatch.setenv(DISABLE, "1")
   algo = ALGOS[algo_name]()
-  state = H.make_state(algo, (4, 3), tf.float32, w0=np.ones((4, 3)))
-
-  @tf.function
-  def f(g, t):
-    algo.apply(state, g, t, fused=None)
-    return tf.constant(0)
-
-  cf = f.get_concrete_function(tf.TensorSpec((4, 3), tf.float32),
-                               tf.TensorSpec((), tf.int64))
-  assert algo.op_type not in H.graph_op_types(cf)
+  assert algo.op_type not in _traced_op_types(algo, fused=None)
 
 
 @pytest.mark.parametrize("algo_name", list(ALGOS))

@@ -10,17 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
 import op_harness as H
 import tf_opt_plugin.ops as ops
 
-ALGOS = {
-    "adamw": lambda: H.AdamW(amsgrad=True),
-    "lamb": H.Lamb,
-    "adafactor": H.Adafactor,
-    "lion": H.Lion
-}
+ALGOS = H.FULL_ADAPTERS
 # The algorithms whose ops take `step` (Lion has no step count).
-STEPPED = ["adamw", "lamb", "adafactor"]
+STEPPED = [name for name, cls in H.ADAPTERS.items() if cls.spec.counts_steps]
 FUSED = [True, False]
 VAR_SHAPE = (3, 5)
 BAD_SHAPE = (5, 3)
@@ -96,18 +92,26 @@ def test_grad_shape_mismatch(algo_name, fused):
   assert_mentions_shape(msg, BAD_SHAPE)
 
 
+def _full_slots():
+  """(algorithm, slot, index in the op's state) of every slot shaped like its
+  variable (Adafactor's factored accumulators have tests of their own)."""
+  for name, make in ALGOS.items():
+    algo = make()
+    slots = algo.spec.slots(VAR_SHAPE, **algo.options)
+    for index, (slot, shape) in enumerate(slots, start=1):
+      if shape == VAR_SHAPE:
+        yield name, slot, index
+
+
+FULL_SLOTS = list(_full_slots())
+
+
 @pytest.mark.parametrize("fused", FUSED)
-@pytest.mark.parametrize(
-    "algo,slot,index", [
-        (H.AdamW(amsgrad=True), "m", 1),
-        (H.AdamW(amsgrad=True), "v", 2),
-        (H.AdamW(amsgrad=True), "vhat", 3),
-        (H.Lamb(), "m", 1),
-        (H.Lamb(), "v", 2),
-        (H.Lion(), "m", 1),
-    ],
-    ids=["adamw-m", "adamw-v", "adamw-vhat", "lamb-m", "lamb-v", "lion-m"])
-def test_slot_shape_mismatch(algo, slot, index, fused):
+@pytest.mark.parametrize("algo_name,slot,index",
+                         FULL_SLOTS,
+                         ids=[f"{name}-{slot}" for name, slot, _ in FULL_SLOTS])
+def test_slot_shape_mismatch(algo_name, slot, index, fused):
+  algo = ALGOS[algo_name]()
   state = list(_state(algo))
   state[index] = tf.Variable(tf.zeros(BAD_SHAPE))
   with _rejected(state) as info:
@@ -220,71 +224,25 @@ def test_uninitialized_variable(algo_name, which, fused):
 # ---------------------------------------------------------------------------
 # Raw ops (kernel validation, eager: shape functions do not run)
 # ---------------------------------------------------------------------------
-def _scalars(names, dtype=tf.float32, bad=None):
-  vals = dict(lr=0.01,
-              beta_1=0.9,
-              beta_2=0.999,
-              epsilon=1e-7,
-              weight_decay=0.01,
-              weight_decay_rate=0.01,
-              beta_2_decay=-0.8,
-              epsilon_1=1e-30,
-              epsilon_2=1e-3,
-              clip_threshold=1.0)
+def _scalars(spec, dtype=tf.float32, bad=None):
+  """The raw op's scalar inputs, the op tests' defaults (`bad` a vector)."""
+  vals = dict(spec.op_defaults, lr=spec.op_defaults["learning_rate"])
   out = {}
-  for n in names:
+  for n in spec.raw_scalars:
     out[n] = tf.constant(vals[n], dtype)
     if n == bad:
       out[n] = tf.constant([vals[n], vals[n]], dtype)
   return out
 
 
-RAW_SCALARS = {
-    "adamw": ["lr", "beta_1", "beta_2", "epsilon", "weight_decay"],
-    "lamb": ["lr", "beta_1", "beta_2", "epsilon", "weight_decay_rate"],
-    "adafactor": [
-        "lr", "beta_2_decay", "epsilon_1", "epsilon_2", "clip_threshold"
-    ],
-    "lion": ["lr", "beta_1", "beta_2", "weight_decay"],
-}
-
-
 def _raw_call(algo_name, handles, grad, bad=None, step=1, dtype=tf.float32):
-  lib = ops.load_library()
-  kw = _scalars(RAW_SCALARS[algo_name], dtype, bad)
-  step_t = (tf.constant([step, step], tf.int64)
-            if bad == "step" else tf.constant(step, tf.int64))
-  if algo_name == "adamw":
-    return lib.resource_apply_adam_w(var=handles[0],
-                                     m=handles[1],
-                                     v=handles[2],
-                                     vhat=handles[3:],
-                                     step=step_t,
-                                     grad=grad,
-                                     use_locking=True,
-                                     **kw)
-  if algo_name == "lamb":
-    return lib.resource_apply_lamb(var=handles[0],
-                                   m=handles[1],
-                                   v=handles[2],
-                                   step=step_t,
-                                   grad=grad,
-                                   use_layer_adaptation=True,
-                                   use_locking=True,
-                                   **kw)
-  if algo_name == "lion":  # no step
-    return lib.resource_apply_lion(var=handles[0],
-                                   m=handles[1],
-                                   grad=grad,
-                                   use_locking=True,
-                                   **kw)
-  return lib.resource_apply_adafactor(var=handles[0],
-                                      accumulators=list(handles[1:]),
-                                      step=step_t,
-                                      grad=grad,
-                                      relative_step=True,
-                                      use_locking=True,
-                                      **kw)
+  spec = H.ADAPTERS[algo_name].spec
+  kw = _scalars(spec, dtype, bad)
+  if spec.counts_steps:
+    kw["step"] = (tf.constant([step, step], tf.int64)
+                  if bad == "step" else tf.constant(step, tf.int64))
+  raw_op = getattr(ops.load_library(), A.raw_op_name(spec.op_type))
+  return spec.call_raw_op(raw_op, handles, grad, use_locking=True, **kw)
 
 
 def _raw_state(algo_name, shape=VAR_SHAPE, dtype=tf.float32):
@@ -292,10 +250,11 @@ def _raw_state(algo_name, shape=VAR_SHAPE, dtype=tf.float32):
   return list(_state(algo, shape, dtype))
 
 
-@pytest.mark.parametrize("algo_name,bad", [(a, n)
-                                           for a in RAW_SCALARS
-                                           for n in RAW_SCALARS[a] +
-                                           (["step"] if a in STEPPED else [])])
+@pytest.mark.parametrize("algo_name,bad",
+                         [(name, scalar)
+                          for name, cls in H.ADAPTERS.items()
+                          for scalar in cls.spec.raw_scalars +
+                          (("step",) if name in STEPPED else ())])
 def test_raw_non_scalar_hyperparameter(algo_name, bad):
   state = _raw_state(algo_name)
   with _rejected(state) as info:

@@ -4,27 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
 import op_harness as H
 import references as R
 import tf_opt_plugin.ops as ops
-
-CASES = {
-    "rank2-adaptive": (dict(use_layer_adaptation=True), (7, 5)),
-    "rank3-no-adaptation": (dict(use_layer_adaptation=False), (3, 4, 6)),
-}
-
-
-@pytest.mark.parametrize("mode", H.MODES)
-@pytest.mark.parametrize("dtype", list(H.DTYPES))
-@pytest.mark.parametrize("case", list(CASES))
-def test_matches_reference_100_steps(case, dtype, mode):
-  kwargs, shape = CASES[case]
-  H.run_and_compare(H.Lamb(**kwargs),
-                    shape,
-                    dtype,
-                    mode,
-                    steps=100,
-                    seed=10 + list(CASES).index(case))
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -157,12 +140,8 @@ def test_raw_op_matches_reference():
                            0,
                            0,
                            g,
-                           learning_rate=0.1,
-                           beta_1=0.9,
-                           beta_2=0.999,
-                           epsilon=1e-6,
-                           weight_decay_rate=0.01,
-                           step=1)
+                           step=1,
+                           **A.op_hp("lamb", learning_rate=0.1))
   np.testing.assert_allclose(var.numpy(), ew, rtol=1e-12)
   np.testing.assert_allclose(m.numpy(), em, rtol=1e-12)
   np.testing.assert_allclose(v.numpy(), ev, rtol=1e-12)

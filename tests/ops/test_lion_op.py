@@ -14,27 +14,7 @@ import op_harness as H
 import references as R
 import tf_opt_plugin.ops as ops
 
-CASES = {
-    "rank2": (dict(), (7, 5)),
-    "rank3-no-decay": (dict(weight_decay=0.0), (3, 4, 6)),
-    "strong-decay": (dict(weight_decay=0.5, beta_1=0.5, beta_2=0.9), (11,)),
-}
 HP = dict(learning_rate=0.01, beta_1=0.9, beta_2=0.99, weight_decay=0.01)
-
-
-@pytest.mark.parametrize("mode", H.MODES)
-@pytest.mark.parametrize("dtype", list(H.DTYPES))
-@pytest.mark.parametrize("case", list(CASES))
-def test_matches_reference_100_steps(case, dtype, mode):
-  kwargs, shape = CASES[case]
-  H.run_and_compare(
-      H.Lion(**kwargs),
-      shape,
-      dtype,
-      mode,
-      steps=100,
-      seed=list(CASES).index(case),
-  )
 
 
 # --- keras.optimizers.Lion, float32, to the last bit --------------------------

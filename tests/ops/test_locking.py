@@ -9,12 +9,7 @@ import tensorflow as tf
 
 import op_harness as H
 
-ALGOS = {
-    "adamw": lambda: H.AdamW(amsgrad=True),
-    "lamb": H.Lamb,
-    "adafactor": H.Adafactor,
-    "lion": H.Lion
-}
+ALGOS = H.FULL_ADAPTERS
 SHAPE = (256, 192)  # large enough for the kernels to take a while
 STEP = 3  # fixed step: every update is the same map of the state
 PER_THREAD = 50

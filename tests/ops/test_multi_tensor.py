@@ -26,6 +26,23 @@ ADAMW_HP = dict(learning_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 LAMB_HP = dict(learning_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-6)
 
 
+# The updates under test, with the hyperparameters above.
+def _adamw(ws, ms, vs, grads, **kwargs):
+  return ops.multi_tensor_apply_adamw(ws, ms, vs, grads, **ADAMW_HP, **kwargs)
+
+
+def _lamb(ws, ms, vs, grads, **kwargs):
+  return ops.multi_tensor_apply_lamb(ws, ms, vs, grads, **LAMB_HP, **kwargs)
+
+
+def _adamw_one(w, m, v, grad, **kwargs):
+  return ops.resource_apply_adamw(w, m, v, grad, **ADAMW_HP, **kwargs)
+
+
+def _lamb_one(w, m, v, grad, **kwargs):
+  return ops.resource_apply_lamb(w, m, v, grad, **LAMB_HP, **kwargs)
+
+
 def _state(dtype, shapes=SHAPES, seed=0, amsgrad=False):
   rng = np.random.default_rng(seed)
   ws, ms, vs, vhats = [], [], [], []
@@ -65,72 +82,71 @@ def _assert_identical(a, b):
                                   np.asarray(y, np.float64))
 
 
-@pytest.mark.parametrize("mode", ["eager", "tf.function"])
-@pytest.mark.parametrize("amsgrad", [False, True])
-@pytest.mark.parametrize("dtype", list(DTYPES))
-def test_adamw_equals_per_variable_ops_bit_for_bit(dtype, amsgrad, mode):
+def _assert_multi_equals_per_variable(multi_update,
+                                      one_update,
+                                      decay_rate,
+                                      flags,
+                                      dtype,
+                                      mode,
+                                      amsgrad=False):
+  """Steps 1-3 of one multi-tensor call over SHAPES equal one per-variable
+  call per variable, to the bit.
+
+  `decay_rate` names the decay argument: the multi-tensor call takes 0.1 with
+  `apply_weight_decay`, a per-variable call 0.1 or 0.0. `flags` maps an
+  argument to one value per variable: the multi-tensor call takes the list,
+  variable i's call its i-th value.
+  """
   dt = DTYPES[dtype]
-  decay = [True, False, True, False, True]
+  decay = flags.pop("apply_weight_decay")
   multi, single = _state(dt, amsgrad=amsgrad), _state(dt, amsgrad=amsgrad)
 
   def run_multi(grads, step):
-    ops.multi_tensor_apply_adamw(*multi[:3],
-                                 grads,
-                                 vhats=multi[3],
-                                 weight_decay=0.1,
-                                 apply_weight_decay=decay,
-                                 step=step,
-                                 fused=True,
-                                 **ADAMW_HP)
+    vhats = dict(vhats=multi[3]) if amsgrad else {}
+    multi_update(*multi[:3],
+                 grads,
+                 apply_weight_decay=decay,
+                 step=step,
+                 fused=True,
+                 **{decay_rate: 0.1},
+                 **flags,
+                 **vhats)
 
   def run_single(grads, step):
     for i, (w, m, v) in enumerate(zip(*single[:3])):
-      ops.resource_apply_adamw(w,
-                               m,
-                               v,
-                               grads[i],
-                               weight_decay=0.1 if decay[i] else 0.0,
-                               step=step,
-                               vhat=None if single[3] is None else single[3][i],
-                               fused=True,
-                               **ADAMW_HP)
+      vhat = dict(vhat=single[3][i]) if amsgrad else {}
+      one_update(w,
+                 m,
+                 v,
+                 grads[i],
+                 step=step,
+                 fused=True,
+                 **{decay_rate: 0.1 if decay[i] else 0.0},
+                 **{
+                     name: values[i] for name, values in flags.items()
+                 },
+                 **vhat)
 
   _run_both(run_multi, run_single, dt, mode)
   _assert_identical(_values(*multi), _values(*single))
 
 
 @pytest.mark.parametrize("mode", ["eager", "tf.function"])
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_adamw_equals_per_variable_ops_bit_for_bit(dtype, amsgrad, mode):
+  flags = dict(apply_weight_decay=[True, False, True, False, True])
+  _assert_multi_equals_per_variable(_adamw, _adamw_one, "weight_decay", flags,
+                                    dtype, mode, amsgrad)
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.function"])
 @pytest.mark.parametrize("dtype", list(DTYPES))
 def test_lamb_equals_per_variable_ops_bit_for_bit(dtype, mode):
-  dt = DTYPES[dtype]
-  decay = [True, False, True, True, False]
-  adapt = [True, True, False, True, False]
-  multi, single = _state(dt), _state(dt)
-
-  def run_multi(grads, step):
-    ops.multi_tensor_apply_lamb(*multi[:3],
-                                grads,
-                                weight_decay_rate=0.1,
-                                apply_weight_decay=decay,
-                                use_layer_adaptation=adapt,
-                                step=step,
-                                fused=True,
-                                **LAMB_HP)
-
-  def run_single(grads, step):
-    for i, (w, m, v) in enumerate(zip(*single[:3])):
-      ops.resource_apply_lamb(w,
-                              m,
-                              v,
-                              grads[i],
-                              weight_decay_rate=0.1 if decay[i] else 0.0,
-                              use_layer_adaptation=adapt[i],
-                              step=step,
-                              fused=True,
-                              **LAMB_HP)
-
-  _run_both(run_multi, run_single, dt, mode)
-  _assert_identical(_values(*multi[:3]), _values(*single[:3]))
+  flags = dict(apply_weight_decay=[True, False, True, True, False],
+               use_layer_adaptation=[True, True, False, True, False])
+  _assert_multi_equals_per_variable(_lamb, _lamb_one, "weight_decay_rate",
+                                    flags, dtype, mode)
 
 
 def test_adamw_and_lamb_match_the_float64_references():
@@ -141,20 +157,18 @@ def test_adamw_and_lamb_match_the_float64_references():
   ref_lamb = [list(x) for x in ref]
   for step in range(1, 6):
     grads = _grads(tf.float64, shapes, seed=step)
-    ops.multi_tensor_apply_adamw(ws,
-                                 ms,
-                                 vs,
-                                 grads,
-                                 weight_decay=0.01,
-                                 apply_weight_decay=[True, False],
-                                 step=step,
-                                 **ADAMW_HP)
-    ops.multi_tensor_apply_lamb(*lamb[:3],
-                                grads,
-                                weight_decay_rate=0.01,
-                                use_layer_adaptation=[True, False],
-                                step=step,
-                                **LAMB_HP)
+    _adamw(ws,
+           ms,
+           vs,
+           grads,
+           weight_decay=0.01,
+           apply_weight_decay=[True, False],
+           step=step)
+    _lamb(*lamb[:3],
+          grads,
+          weight_decay_rate=0.01,
+          use_layer_adaptation=[True, False],
+          step=step)
     for i, g in enumerate(grads):
       ref[i] = list(
           R.adamw_step(*ref[i],
@@ -204,37 +218,22 @@ def test_mixed_dtypes_update_like_per_variable_calls():
 
   grads = [tf.constant(np.full(s, 0.3), d) for s, d in zip(shapes, dtypes)]
   multi, single = state(), state()
-  ops.multi_tensor_apply_adamw(*multi,
-                               grads,
-                               weight_decay=0.1,
-                               step=2,
-                               **ADAMW_HP)
+  _adamw(*multi, grads, weight_decay=0.1, step=2)
   for i in range(len(shapes)):
-    ops.resource_apply_adamw(single[0][i],
-                             single[1][i],
-                             single[2][i],
-                             grads[i],
-                             weight_decay=0.1,
-                             step=2,
-                             **ADAMW_HP)
+    _adamw_one(single[0][i],
+               single[1][i],
+               single[2][i],
+               grads[i],
+               weight_decay=0.1,
+               step=2)
   _assert_identical(_values(*multi), _values(*single))
 
 
 def test_fused_false_runs_the_twins_with_the_same_values():
   fused, twin = _state(tf.float64), _state(tf.float64)
   grads = _grads(tf.float64)
-  ops.multi_tensor_apply_lamb(*fused[:3],
-                              grads,
-                              weight_decay_rate=0.1,
-                              step=4,
-                              fused=True,
-                              **LAMB_HP)
-  ops.multi_tensor_apply_lamb(*twin[:3],
-                              grads,
-                              weight_decay_rate=0.1,
-                              step=4,
-                              fused=False,
-                              **LAMB_HP)
+  _lamb(*fused[:3], grads, weight_decay_rate=0.1, step=4, fused=True)
+  _lamb(*twin[:3], grads, weight_decay_rate=0.1, step=4, fused=False)
   for x, y in zip(_values(*fused[:3]), _values(*twin[:3])):
     np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
 
@@ -242,23 +241,11 @@ def test_fused_false_runs_the_twins_with_the_same_values():
 def test_disabled_custom_ops_fall_back(monkeypatch):
   monkeypatch.setenv("TF_OPT_PLUGIN_DISABLE_CUSTOM_OPS", "1")
   ws, ms, vs, _ = _state(tf.float32, [(3,), (2,)])
+  grads = _grads(tf.float32, [(3,), (2,)])
   assert [g.reason for g in ops.multi_tensor_groups(ws)] == ["disabled"]
-  ops.multi_tensor_apply_adamw(ws,
-                               ms,
-                               vs,
-                               _grads(tf.float32, [(3,), (2,)]),
-                               weight_decay=0.0,
-                               step=1,
-                               **ADAMW_HP)
+  _adamw(ws, ms, vs, grads, weight_decay=0.0, step=1)
   with pytest.raises(ops.FusedOpUnavailableError, match="disabled"):
-    ops.multi_tensor_apply_adamw(ws,
-                                 ms,
-                                 vs,
-                                 _grads(tf.float32, [(3,), (2,)]),
-                                 weight_decay=0.0,
-                                 step=1,
-                                 fused=True,
-                                 **ADAMW_HP)
+    _adamw(ws, ms, vs, grads, weight_decay=0.0, step=1, fused=True)
 
 
 def test_xla_falls_back_to_the_twins():
@@ -268,18 +255,10 @@ def test_xla_falls_back_to_the_twins():
 
   @tf.function(jit_compile=True)
   def step_xla():
-    ops.multi_tensor_apply_lamb(*xla[:3],
-                                grads,
-                                weight_decay_rate=0.1,
-                                step=2,
-                                **LAMB_HP)
+    _lamb(*xla[:3], grads, weight_decay_rate=0.1, step=2)
 
   step_xla()
-  ops.multi_tensor_apply_lamb(*fused[:3],
-                              grads,
-                              weight_decay_rate=0.1,
-                              step=2,
-                              **LAMB_HP)
+  _lamb(*fused[:3], grads, weight_decay_rate=0.1, step=2)
   for x, y in zip(_values(*fused[:3]), _values(*xla[:3])):
     np.testing.assert_allclose(x, y, rtol=2e-6, atol=1e-7)
 
@@ -290,19 +269,16 @@ def test_indexed_slices_equal_dense():
   values = tf.constant([[1.0, 2.0], [3.0, 4.0], [0.5, 0.5]])
   slices = tf.IndexedSlices(values, tf.constant([1, 3, 1]), tf.constant([5, 2]))
   g3 = tf.constant([0.1, 0.2, 0.3])
-  ops.multi_tensor_apply_adamw(sparse[0] + extra[0][0],
-                               sparse[1] + extra[0][1],
-                               sparse[2] + extra[0][2], [slices, g3],
-                               weight_decay=0.0,
-                               step=1,
-                               **ADAMW_HP)
-  ops.multi_tensor_apply_adamw(dense[0] + extra[1][0],
-                               dense[1] + extra[1][1],
-                               dense[2] + extra[1][2],
-                               [tf.convert_to_tensor(slices), g3],
-                               weight_decay=0.0,
-                               step=1,
-                               **ADAMW_HP)
+  _adamw(sparse[0] + extra[0][0],
+         sparse[1] + extra[0][1],
+         sparse[2] + extra[0][2], [slices, g3],
+         weight_decay=0.0,
+         step=1)
+  _adamw(dense[0] + extra[1][0],
+         dense[1] + extra[1][1],
+         dense[2] + extra[1][2], [tf.convert_to_tensor(slices), g3],
+         weight_decay=0.0,
+         step=1)
   _assert_identical(_values(*sparse[:3]), _values(*dense[:3]))
 
 
@@ -355,14 +331,7 @@ def test_a_defect_in_a_later_group_writes_nothing(defect, fused):
   live = [x for x in ws + ms + vs if bool(x.is_initialized())]
   before = _values(live)
   with pytest.raises(error, match=pattern):
-    ops.multi_tensor_apply_adamw(ws,
-                                 ms,
-                                 vs,
-                                 grads,
-                                 weight_decay=0.1,
-                                 step=1,
-                                 fused=fused,
-                                 **ADAMW_HP)
+    _adamw(ws, ms, vs, grads, weight_decay=0.1, step=1, fused=fused)
   _assert_identical(_values(live), before)
 
 
@@ -375,14 +344,7 @@ def test_fused_true_refuses_before_any_group_runs(monkeypatch):
                       lambda v, g=None: "device"
                       if v.dtype == tf.float64 else real_reason(v, g))
   with pytest.raises(ops.FusedOpUnavailableError, match="'device'"):
-    ops.multi_tensor_apply_lamb(ws,
-                                ms,
-                                vs,
-                                grads,
-                                weight_decay_rate=0.1,
-                                step=1,
-                                fused=True,
-                                **LAMB_HP)
+    _lamb(ws, ms, vs, grads, weight_decay_rate=0.1, step=1, fused=True)
   _assert_identical(_values(ws, ms, vs), before)
 
 
@@ -393,14 +355,7 @@ def test_step_known_at_run_time_below_one_writes_nothing(fused):
 
   @tf.function
   def step_fn(step):
-    ops.multi_tensor_apply_adamw(ws,
-                                 ms,
-                                 vs,
-                                 grads,
-                                 weight_decay=0.1,
-                                 step=step,
-                                 fused=fused,
-                                 **ADAMW_HP)
+    _adamw(ws, ms, vs, grads, weight_decay=0.1, step=step, fused=fused)
 
   with pytest.raises(tf.errors.InvalidArgumentError, match="`step` must be"):
     step_fn(tf.constant(0, tf.int64))
@@ -447,29 +402,25 @@ def test_grad_shape_mismatch():
 
 def test_step_below_one_writes_nothing():
   ws, ms, vs, _ = _state(tf.float32, [(3,), (2,)])
+  grads = _grads(tf.float32, [(3,), (2,)])
   before = _values(ws, ms, vs)
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match="`step` must be >= 1"):
-    _raw_adamw(ws, ms, vs, _grads(tf.float32, [(3,), (2,)]), step=0)
+    _raw_adamw(ws, ms, vs, grads, step=0)
   _assert_identical(_values(ws, ms, vs), before)
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match="`step` must be >= 1"):
-    ops.multi_tensor_apply_adamw(ws,
-                                 ms,
-                                 vs,
-                                 _grads(tf.float32, [(3,), (2,)]),
-                                 weight_decay=0.0,
-                                 step=0,
-                                 **ADAMW_HP)
+    _adamw(ws, ms, vs, grads, weight_decay=0.0, step=0)
 
 
 def test_uninitialised_variable():
   ws, ms, vs, _ = _state(tf.float32, [(3,), (2,)])
+  grads = _grads(tf.float32, [(3,), (2,)])
   from tensorflow.python.ops import resource_variable_ops  # pylint: disable=g-import-not-at-top
   uninit = resource_variable_ops.UninitializedVariable(shape=[2],
                                                        dtype=tf.float32)
   with pytest.raises(tf.errors.FailedPreconditionError, match=r"`v\[1\]`"):
-    _raw_adamw(ws, ms, [vs[0], uninit], _grads(tf.float32, [(3,), (2,)]))
+    _raw_adamw(ws, ms, [vs[0], uninit], grads)
 
 
 def test_same_variable_twice():
@@ -481,57 +432,45 @@ def test_same_variable_twice():
 
 def test_dtype_mismatch():
   ws, ms, vs, _ = _state(tf.float32, [(3,), (2,)])
+  grads = _grads(tf.float32, [(3,), (2,)])
   vs[1] = tf.Variable(tf.zeros([2], tf.float64))
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match=r"`v\[1\]` must have dtype float"):
-    _raw_adamw(ws, ms, vs, _grads(tf.float32, [(3,), (2,)]))
+    _raw_adamw(ws, ms, vs, grads)
 
 
 def test_vhat_count_and_flag_length():
   ws, ms, vs, vhats = _state(tf.float32, [(3,), (2,)], amsgrad=True)
+  grads = _grads(tf.float32, [(3,), (2,)])
   with pytest.raises((tf.errors.InvalidArgumentError, ValueError),
                      match="`vhat` must hold 0 variables"):
-    _raw_adamw(ws,
-               ms,
-               vs,
-               _grads(tf.float32, [(3,), (2,)]),
-               vhat=[vhats[0].handle])
+    _raw_adamw(ws, ms, vs, grads, vhat=[vhats[0].handle])
   with pytest.raises(
       (tf.errors.InvalidArgumentError, ValueError),
       match="`apply_weight_decay` must hold one value per variable"):
-    _raw_adamw(ws,
-               ms,
-               vs,
-               _grads(tf.float32, [(3,), (2,)]),
-               apply_weight_decay=[True])
+    _raw_adamw(ws, ms, vs, grads, apply_weight_decay=[True])
   with pytest.raises(ValueError, match="`apply_weight_decay` must hold one"):
-    ops.multi_tensor_apply_adamw(ws,
-                                 ms,
-                                 vs,
-                                 _grads(tf.float32, [(3,), (2,)]),
-                                 weight_decay=0.0,
-                                 step=1,
-                                 apply_weight_decay=[True],
-                                 **ADAMW_HP)
+    _adamw(ws,
+           ms,
+           vs,
+           grads,
+           weight_decay=0.0,
+           step=1,
+           apply_weight_decay=[True])
   with pytest.raises(ValueError, match="`ms` must hold one entry per variable"):
-    ops.multi_tensor_apply_lamb(ws,
-                                ms[:1],
-                                vs,
-                                _grads(tf.float32, [(3,), (2,)]),
-                                weight_decay_rate=0.0,
-                                step=1,
-                                **LAMB_HP)
+    _lamb(ws, ms[:1], vs, grads, weight_decay_rate=0.0, step=1)
 
 
 def test_non_scalar_hyperparameter():
   ws, ms, vs, _ = _state(tf.float32, [(3,), (2,)])
+  grads = _grads(tf.float32, [(3,), (2,)])
   lib = ops.load_library()
   with pytest.raises((tf.errors.InvalidArgumentError, ValueError),
                      match="`lr` must be a scalar"):
     lib.resource_multi_tensor_apply_lamb(var=[w.handle for w in ws],
                                          m=[m.handle for m in ms],
                                          v=[v.handle for v in vs],
-                                         grad=_grads(tf.float32, [(3,), (2,)]),
+                                         grad=grads,
                                          lr=[0.1, 0.2],
                                          beta_1=0.9,
                                          beta_2=0.999,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import keras_goldens as G
+import algorithms as A
 import references as R
 
 # Keras golden tests: x = ones(10), one step with grads 0.01, then steps with
@@ -22,56 +23,47 @@ FIRST_GRADS = G.FIRST_GRADS
 GRADS = G.GRADS
 
 
-def _golden_trajectory(step_fn, n_rows):
-  """Applies the Keras golden-test gradient sequence; yields w after each."""
-  state = step_fn.init(np.ones([10]))
+def _golden_trajectory(name, n_rows=5, **hp):
+  """w after each step of the Keras golden-test gradient sequence, by the
+  float64 reference of the registry entry `name` from w = ones(10)."""
+  spec = A.get(name)
+  w = np.ones([10])
+  slots = spec.zero_slots(w.shape, **spec.options_in(hp))
   out = []
   for i in range(n_rows):
     g = FIRST_GRADS if i == 0 else GRADS
-    state = step_fn(state, g, i + 1)
-    out.append(state[0].copy())
+    w, slots = spec.reference_step(w, slots, g, step=i + 1, **hp)
+    out.append(w.copy())
   return np.array(out)
 
 
-class _Adam:
-
-  def __init__(self, amsgrad=False, **hp):
-    self.hp = hp
-    self.amsgrad = amsgrad
-
-  def init(self, w):
-    z = np.zeros_like(w)
-    return (w, z, z, z if self.amsgrad else None)
-
-  def __call__(self, state, g, t):
-    w, m, v, vhat = state
-    return R.adamw_step(w, m, v, g, step=t, vhat=vhat, **self.hp)
+def _assert_keras_single_step(name, expected, **hp):
+  """Keras's test_single_step, by the float64 reference of the registry entry
+  `name`: vars [1, 2, 3, 4], grads [1, 6, 7, 2], then vars == expected
+  (rtol=atol=1e-4, the Keras test's)."""
+  spec = A.get(name)
+  w = np.array([1.0, 2.0, 3.0, 4.0])
+  slots = spec.zero_slots(w.shape, **spec.options_in(hp))
+  grads = np.array([1.0, 6.0, 7.0, 2.0])
+  w, _ = spec.reference_step(w, slots, grads, step=1, **hp)
+  np.testing.assert_allclose(w, expected, rtol=1e-4, atol=1e-4)
 
 
-class _Lamb:
-
-  def __init__(self, **hp):
-    self.hp = hp
-
-  def init(self, w):
-    return (w, np.zeros_like(w), np.zeros_like(w))
-
-  def __call__(self, state, g, t):
-    w, m, v = state
-    return R.lamb_step(w, m, v, g, step=t, **self.hp)
+def _keras_weight_decay_steps(name, **hp):
+  """var1 after Keras's test_weight_decay: three fresh optimizers (each at
+  step 1, zero slots) apply a zero gradient to var1 = 2.0."""
+  spec = A.get(name)
+  w = np.array(2.0)
+  for _ in range(3):
+    w, _ = spec.reference_step(w, spec.zero_slots(()), 0.0, step=1, **hp)
+  return float(w)
 
 
-class _Adafactor:
-
-  def __init__(self, **hp):
-    self.hp = hp
-
-  def init(self, w):
-    return (w, R.adafactor_zero_accumulators(w.shape))
-
-  def __call__(self, state, g, t):
-    w, acc = state
-    return R.adafactor_step(w, acc, g, step=t, **self.hp)
+def _assert_matches_golden(trajectory, golden):
+  np.testing.assert_allclose(trajectory,
+                             golden,
+                             rtol=KERAS_GOLDEN_RTOL,
+                             atol=KERAS_GOLDEN_RTOL)
 
 
 ADAM_DEFAULTS = dict(learning_rate=0.001,
@@ -107,24 +99,18 @@ def test_adam_keras3_single_step():
   # Adam(learning_rate=0.5), grads [1,6,7,2], vars [1,2,3,4]
   # -> [0.5, 1.5, 2.5, 3.5] (rtol=atol=1e-4).
   hp = dict(ADAM_DEFAULTS, learning_rate=0.5, weight_decay=0.0)
-  w, *_ = R.adamw_step([1.0, 2.0, 3.0, 4.0],
-                       np.zeros(4),
-                       np.zeros(4), [1.0, 6.0, 7.0, 2.0],
-                       step=1,
-                       **hp)
-  np.testing.assert_allclose(w, [0.5, 1.5, 2.5, 3.5], rtol=1e-4, atol=1e-4)
+  _assert_keras_single_step("adamw", [0.5, 1.5, 2.5, 3.5], **hp)
 
 
 def test_adam_amsgrad_keras3_golden():
   # keras/src/optimizers/adam_test.py::test_correctness_with_golden:
   # Adam(amsgrad=True) (lr 1e-3, eps 1e-7).
   golden = np.tile([[0.999], [0.9982], [0.9974], [0.9965], [0.9955]], (1, 10))
-  traj = _golden_trajectory(
-      _Adam(amsgrad=True, weight_decay=0.0, **ADAM_DEFAULTS), 5)
-  np.testing.assert_allclose(traj,
-                             golden,
-                             rtol=KERAS_GOLDEN_RTOL,
-                             atol=KERAS_GOLDEN_RTOL)
+  traj = _golden_trajectory("adamw",
+                            amsgrad=True,
+                            weight_decay=0.0,
+                            **ADAM_DEFAULTS)
+  _assert_matches_golden(traj, golden)
 
 
 def test_adamw_keras3_single_step():
@@ -132,14 +118,7 @@ def test_adamw_keras3_single_step():
   # AdamW(learning_rate=0.5) (default weight_decay=0.004), grads [1,6,7,2],
   # vars [1,2,3,4] -> [0.4980, 1.4960, 2.494, 3.492] (rtol=atol=1e-4).
   hp = dict(ADAM_DEFAULTS, learning_rate=0.5, weight_decay=0.004)
-  w, *_ = R.adamw_step([1.0, 2.0, 3.0, 4.0],
-                       np.zeros(4),
-                       np.zeros(4), [1.0, 6.0, 7.0, 2.0],
-                       step=1,
-                       **hp)
-  np.testing.assert_allclose(w, [0.4980, 1.4960, 2.494, 3.492],
-                             rtol=1e-4,
-                             atol=1e-4)
+  _assert_keras_single_step("adamw", [0.4980, 1.4960, 2.494, 3.492], **hp)
 
 
 def test_adamw_keras3_weight_decay():
@@ -147,10 +126,8 @@ def test_adamw_keras3_weight_decay():
   # AdamW(learning_rate=1.0, weight_decay=0.004) applied by three fresh
   # optimizers (each at step 1) to var1 = 2.0 -> 1.9760959 (decimal=6).
   hp = dict(ADAM_DEFAULTS, learning_rate=1.0, weight_decay=0.004)
-  w = 2.0
-  for _ in range(3):
-    w, *_ = R.adamw_step(w, 0.0, 0.0, 0.0, step=1, **hp)
-  assert abs(float(w) - 1.9760959) < 1.5e-6
+  w = _keras_weight_decay_steps("adamw", **hp)
+  assert abs(w - 1.9760959) < 1.5e-6
 
 
 def test_adamw_keras3_golden():
@@ -158,11 +135,8 @@ def test_adamw_keras3_golden():
   # AdamW(learning_rate=1.0, weight_decay=0.5, epsilon=2).
   golden = G.ADAMW
   hp = dict(ADAM_DEFAULTS, **G.ADAMW_HP)
-  traj = _golden_trajectory(_Adam(**hp), 5)
-  np.testing.assert_allclose(traj,
-                             golden,
-                             rtol=KERAS_GOLDEN_RTOL,
-                             atol=KERAS_GOLDEN_RTOL)
+  traj = _golden_trajectory("adamw", **hp)
+  _assert_matches_golden(traj, golden)
 
 
 # ---------------------------------------------------------------------------
@@ -173,25 +147,15 @@ def test_lamb_keras3_single_step():
   # grads [1,6,7,2], vars [1,2,3,4] -> [-0.3693, 0.6306, 1.6306, 2.6306]
   # (rtol=atol=1e-4).  No weight decay, so Keras Lamb == paper LAMB.
   hp = dict(LAMB_DEFAULTS, learning_rate=0.5)
-  w, *_ = R.lamb_step([1.0, 2.0, 3.0, 4.0],
-                      np.zeros(4),
-                      np.zeros(4), [1.0, 6.0, 7.0, 2.0],
-                      step=1,
-                      **hp)
-  np.testing.assert_allclose(w, [-0.3693, 0.6306, 1.6306, 2.6306],
-                             rtol=1e-4,
-                             atol=1e-4)
+  _assert_keras_single_step("lamb", [-0.3693, 0.6306, 1.6306, 2.6306], **hp)
 
 
 def test_lamb_keras3_golden():
   # keras/src/optimizers/lamb_test.py::test_correctness_with_golden:
   # Lamb() defaults (lr 1e-3, eps 1e-6 as in the paper / Model Garden).
   golden = np.tile([[0.999], [0.9982], [0.9974], [0.9965], [0.9955]], (1, 10))
-  traj = _golden_trajectory(_Lamb(**LAMB_DEFAULTS), 5)
-  np.testing.assert_allclose(traj,
-                             golden,
-                             rtol=KERAS_GOLDEN_RTOL,
-                             atol=KERAS_GOLDEN_RTOL)
+  traj = _golden_trajectory("lamb", **LAMB_DEFAULTS)
+  _assert_matches_golden(traj, golden)
 
 
 def test_lamb_addons_minimize_with_weight_decay():
@@ -247,24 +211,20 @@ def test_adafactor_keras3_golden():
   # Keras ignores relative_step (defect 5 in docs/keras_defects.md): it always
   # uses rho = min(lr, 1/sqrt(t)), so its golden values are those of
   # relative_step=True.
-  traj = _golden_trajectory(
-      _Adafactor(relative_step=True, **ADAFACTOR_GOLDEN_HP), 5)
-  np.testing.assert_allclose(traj,
-                             ADAFACTOR_GOLDEN,
-                             rtol=KERAS_GOLDEN_RTOL,
-                             atol=KERAS_GOLDEN_RTOL)
+  traj = _golden_trajectory("adafactor",
+                            relative_step=True,
+                            **ADAFACTOR_GOLDEN_HP)
+  _assert_matches_golden(traj, ADAFACTOR_GOLDEN)
 
 
 def test_adafactor_keras3_golden_relative_step_false():
   # With relative_step honoured, the first four rows (t <= 4, where
   # 1/sqrt(t) >= lr = 0.5) are identical to Keras's golden values; at t = 5
   # rho is lr = 0.5 instead of 1/sqrt(5) = 0.447, so the last row differs.
-  traj = _golden_trajectory(
-      _Adafactor(relative_step=False, **ADAFACTOR_GOLDEN_HP), 5)
-  np.testing.assert_allclose(traj[:4],
-                             ADAFACTOR_GOLDEN[:4],
-                             rtol=KERAS_GOLDEN_RTOL,
-                             atol=KERAS_GOLDEN_RTOL)
+  traj = _golden_trajectory("adafactor",
+                            relative_step=False,
+                            **ADAFACTOR_GOLDEN_HP)
+  _assert_matches_golden(traj[:4], ADAFACTOR_GOLDEN[:4])
   assert np.all(np.abs(traj[4] - ADAFACTOR_GOLDEN[4]) > 2e-3)
 
 
@@ -273,14 +233,8 @@ def test_adafactor_keras3_single_step_1d():
   # Adafactor(learning_rate=0.5), grads [1,6,7,2], vars [1,2,3,4]
   # -> [-0.3693, 0.6307, 1.6307, 2.6307] (rtol=atol=1e-4).
   hp = dict(ADAFACTOR_DEFAULTS, learning_rate=0.5)
-  w, _ = R.adafactor_step([1.0, 2.0, 3.0, 4.0],
-                          R.adafactor_zero_accumulators((4,)),
-                          [1.0, 6.0, 7.0, 2.0],
-                          step=1,
-                          **hp)
-  np.testing.assert_allclose(w, [-0.3693, 0.6307, 1.6307, 2.6307],
-                             rtol=1e-4,
-                             atol=1e-4)
+  _assert_keras_single_step("adafactor", [-0.3693, 0.6307, 1.6307, 2.6307],
+                            **hp)
 
 
 def test_adafactor_keras3_single_step_2d():
@@ -410,26 +364,11 @@ LION_DEFAULTS = dict(learning_rate=0.001,
                      weight_decay=0.0)
 
 
-class _Lion:
-
-  def __init__(self, **hp):
-    self.hp = hp
-
-  def init(self, w):
-    return (w, np.zeros_like(w))
-
-  def __call__(self, state, g, t):
-    del t  # Lion has no step count
-    return R.lion_step(*state, g, **self.hp)
-
-
 def test_lion_keras3_single_step():
   # keras/src/optimizers/lion_test.py::test_single_step: Lion(learning_rate
   # =0.5), grads [1,6,7,2], vars [1,2,3,4] -> [0.5, 1.5, 2.5, 3.5].
   hp = dict(LION_DEFAULTS, learning_rate=0.5)
-  w, _ = R.lion_step([1.0, 2.0, 3.0, 4.0], np.zeros(4), [1.0, 6.0, 7.0, 2.0],
-                     **hp)
-  np.testing.assert_allclose(w, [0.5, 1.5, 2.5, 3.5], rtol=1e-4, atol=1e-4)
+  _assert_keras_single_step("lion", [0.5, 1.5, 2.5, 3.5], **hp)
 
 
 def test_lion_keras3_weight_decay():
@@ -437,19 +376,14 @@ def test_lion_keras3_weight_decay():
   # Lion(learning_rate=1.0, weight_decay=0.004) applied by three optimizers
   # to var1 = 2.0 -> 1.9760959 (decimal=6).
   hp = dict(LION_DEFAULTS, learning_rate=1.0, weight_decay=0.004)
-  w = 2.0
-  for _ in range(3):
-    w, _ = R.lion_step(w, 0.0, 0.0, **hp)
-  assert abs(float(w) - 1.9760959) < 1e-6
+  w = _keras_weight_decay_steps("lion", **hp)
+  assert abs(w - 1.9760959) < 1e-6
 
 
 def test_lion_keras3_golden():
   # keras/src/optimizers/lion_test.py::test_correctness_with_golden: Lion().
-  traj = _golden_trajectory(_Lion(**LION_DEFAULTS), 5)
-  np.testing.assert_allclose(traj,
-                             G.LION,
-                             rtol=KERAS_GOLDEN_RTOL,
-                             atol=KERAS_GOLDEN_RTOL)
+  traj = _golden_trajectory("lion", **LION_DEFAULTS)
+  _assert_matches_golden(traj, G.LION)
 
 
 def test_lion_paper_algorithm_2_by_hand():

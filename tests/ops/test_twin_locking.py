@@ -11,19 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
 import tf_opt_plugin.ops as ops
 
 SHAPE = (128, 96)  # large enough for an eager twin step to take a while
 PER_THREAD = 25
-ADAMW_HP = dict(
-    learning_rate=0.01,
-    beta_1=0.9,
-    beta_2=0.999,
-    epsilon=1e-7,
-    weight_decay=0.01,
-    step=3,  # fixed: every update is the same map of the state
-)
-LION_HP = dict(learning_rate=0.01, beta_1=0.9, beta_2=0.99, weight_decay=0.01)
+# step fixed: every update is the same map of the state.
+ADAMW_HP = A.op_hp("adamw", step=3)
+LION_HP = A.op_hp("lion")
 
 
 def _state(n_vars, rng_seed=7):

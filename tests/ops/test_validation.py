@@ -14,31 +14,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
 import tf_opt_plugin.ops as ops
 
 InvalidArgumentError = tf.errors.InvalidArgumentError
 FailedPreconditionError = tf.errors.FailedPreconditionError
 
-ADAMW_HP = dict(learning_rate=0.1,
-                beta_1=0.9,
-                beta_2=0.999,
-                epsilon=1e-7,
-                weight_decay=0.01)
-LAMB_HP = dict(
-    learning_rate=0.1,
-    beta_1=0.9,
-    beta_2=0.999,
-    epsilon=1e-6,
-    weight_decay_rate=0.01,
-)
-ADAFACTOR_HP = dict(
-    learning_rate=0.01,
-    beta_2_decay=-0.8,
-    epsilon_1=1e-30,
-    epsilon_2=1e-3,
-    clip_threshold=1.0,
-)
-LION_HP = dict(learning_rate=0.1, beta_1=0.9, beta_2=0.99, weight_decay=0.01)
+ADAMW_HP = A.op_hp("adamw", learning_rate=0.1)
+LAMB_HP = A.op_hp("lamb", learning_rate=0.1)
+ADAFACTOR_HP = A.op_hp("adafactor", learning_rate=0.01)
+LION_HP = A.op_hp("lion", learning_rate=0.1)
 PATHS = [True, False]  # fused: the kernel, the twin
 
 
@@ -80,6 +65,34 @@ def _in_function(fn, *specs):
 def _adamw_state(shape=(2,), dtype=tf.float32):
   w = _variable(np.arange(1, np.prod(shape) + 1).reshape(shape), dtype)
   return w, _variable(tf.zeros(shape), dtype), _variable(tf.zeros(shape), dtype)
+
+
+def _apply_adamw(state, **kwargs):
+  """resource_apply_adamw of a gradient of ones to `state` ((2,) variables:
+  var, m, v), with ADAMW_HP at step 1 unless `kwargs` say otherwise."""
+  hp = dict(ADAMW_HP, step=1)
+  hp.update(kwargs)
+  return ops.resource_apply_adamw(*state, tf.ones([2]), **hp)
+
+
+def _assert_adamw_rejects(error, *fragments, **kwargs):
+  """_apply_adamw(**kwargs) raises `error` with every fragment in its message
+  and writes nothing."""
+  state = _adamw_state((2,))
+  _raises(error, lambda: _apply_adamw(state, **kwargs), state, *fragments)
+
+
+def _assert_same_update(fused, argument, values):
+  """_apply_adamw updates a fresh state the same, to the bit, with `argument`
+  at each of `values`."""
+  results = []
+  for value in values:
+    state = _adamw_state((2,))
+    _apply_adamw(state, fused=fused, **{argument: value})
+    results.append(_snapshot(state))
+  for r in results[1:]:
+    for a, b in zip(r, results[0]):
+      np.testing.assert_array_equal(a, b)
 
 
 # ---------------------------------------------------------------------------
@@ -185,11 +198,7 @@ def test_tf1_graph_uninitialized_variable_writes_nothing(uninitialized, fused):
     ]
     live = [v for n, v in zip(names, state) if n != uninitialized]
     before = s.read(live)
-    update = ops.resource_apply_adamw(*state,
-                                      tf.ones([2]),
-                                      step=1,
-                                      fused=fused,
-                                      **ADAMW_HP)
+    update = _apply_adamw(state, fused=fused)
     with pytest.raises(FailedPreconditionError):
       s.session.run(update)
     for a, b in zip(s.read(live), before):
@@ -224,11 +233,7 @@ def test_tf1_graph_step_fed_at_run_time(fused):
   with _Session() as s:
     state = [s.variable([1.0, 2.0]) for _ in range(3)]
     step = tf.compat.v1.placeholder(tf.int64, shape=[])
-    update = ops.resource_apply_adamw(*state,
-                                      tf.ones([2]),
-                                      step=step,
-                                      fused=fused,
-                                      **ADAMW_HP)
+    update = _apply_adamw(state, step=step, fused=fused)
     before = s.read(state)
     with pytest.raises(InvalidArgumentError) as info:
       s.session.run(update, {step: 0})
@@ -329,8 +334,7 @@ def test_hyperparameter_of_unknown_rank(algo, fused):
 def test_step_of_unknown_rank(fused):
   state = _adamw_state((2,))
   f = _in_function(
-      lambda t: ops.resource_apply_adamw(
-          *state, tf.ones([2]), step=t, fused=fused, **ADAMW_HP),
+      lambda t: _apply_adamw(state, step=t, fused=fused),
       tf.TensorSpec(None, tf.int64),
   )
   _raises(
@@ -347,13 +351,7 @@ def test_slot_that_is_the_variable(mode, fused):
   w, _, v = _adamw_state((2,))
 
   def apply():
-    ops.resource_apply_adamw(w,
-                             w,
-                             v,
-                             tf.ones([2]),
-                             step=1,
-                             fused=fused,
-                             **ADAMW_HP)  # fmt: skip
+    _apply_adamw((w, w, v), fused=fused)
 
   fn = apply if mode == "eager" else _in_function(apply)
   _raises(
@@ -395,8 +393,7 @@ def test_uninitialized_variable_same_message(fused):
   m, v = _variable([0.0, 0.0]), _variable([0.0, 0.0])
   _raises(
       FailedPreconditionError,
-      lambda: ops.resource_apply_adamw(
-          w, m, v, tf.ones([2]), step=1, fused=fused, **ADAMW_HP),
+      lambda: _apply_adamw((w, m, v), fused=fused),
       [m, v],
       "Attempting to use uninitialized variable `var`",
   )
@@ -423,50 +420,24 @@ def test_uninitialized_variable_same_message(fused):
     ],
 )  # fmt: skip
 def test_learning_rate_of_wrong_type(value, shown, fused):
-  state = _adamw_state((2,))
-  _raises(
-      TypeError,
-      lambda: ops.resource_apply_adamw(
-          *state,
-          tf.ones([2]),
-          step=1,
-          fused=fused,
-          **dict(ADAMW_HP, learning_rate=value),
-      ),
-      state,
-      "`learning_rate` must be a real number",
-      shown,
-  )
+  _assert_adamw_rejects(TypeError,
+                        "`learning_rate` must be a real number",
+                        shown,
+                        fused=fused,
+                        learning_rate=value)
 
 
 @pytest.mark.parametrize("fused", PATHS)
 def test_integer_learning_rate_is_its_float_value(fused):
-  results = []
-  for lr in (tf.constant(1, tf.int32), 1, 1.0, np.float64(1.0)):
-    state = _adamw_state((2,))
-    ops.resource_apply_adamw(
-        *state,
-        tf.ones([2]),
-        step=1,
-        fused=fused,
-        **dict(ADAMW_HP, learning_rate=lr),
-    )
-    results.append(_snapshot(state))
-  for r in results[1:]:
-    for a, b in zip(r, results[0]):
-      np.testing.assert_array_equal(a, b)
+  _assert_same_update(fused, "learning_rate",
+                      (tf.constant(1, tf.int32), 1, 1.0, np.float64(1.0)))
 
 
 @pytest.mark.parametrize("value", ["no", 1, 0, "False", np.True_])
 def test_fused_must_be_none_true_or_false(value):
-  state = _adamw_state((2,))
-  _raises(
-      TypeError,
-      lambda: ops.resource_apply_adamw(
-          *state, tf.ones([2]), step=1, fused=value, **ADAMW_HP),
-      state,
-      "`fused` must be None, True or False. Received: fused=",
-  )
+  _assert_adamw_rejects(TypeError,
+                        "`fused` must be None, True or False. Received: fused=",
+                        fused=value)
 
 
 @pytest.mark.parametrize("value", ["no", 1, "False", np.True_])
@@ -551,23 +522,18 @@ def test_one_variable_flag_must_be_bool(fused):
     ids=["0.5", "1.5", "nan", "inf", "-inf", "np", "tensor", "tensor-nan"],
 )
 def test_step_must_be_a_finite_integer(step, shown, fused):
-  state = _adamw_state((2,))
-  _raises(
-      InvalidArgumentError,
-      lambda: ops.resource_apply_adamw(
-          *state, tf.ones([2]), step=step, fused=fused, **ADAMW_HP),
-      state,
-      "`step` must be an integer",
-      shown,
-  )
+  _assert_adamw_rejects(InvalidArgumentError,
+                        "`step` must be an integer",
+                        shown,
+                        step=step,
+                        fused=fused)
 
 
 @pytest.mark.parametrize("fused", PATHS)
 def test_step_fed_as_a_float_at_run_time(fused):
   state = _adamw_state((2,))
   f = _in_function(
-      lambda t: ops.resource_apply_adamw(
-          *state, tf.ones([2]), step=t, fused=fused, **ADAMW_HP),
+      lambda t: _apply_adamw(state, step=t, fused=fused),
       tf.TensorSpec([], tf.float32),
   )
   _raises(
@@ -588,31 +554,18 @@ def test_step_fed_as_a_float_at_run_time(fused):
 @pytest.mark.parametrize("step,shown", [("1", "step='1'"), (True, "step=True"),
                                         (None, "step=None")])
 def test_step_of_wrong_type(step, shown, fused):
-  state = _adamw_state((2,))
-  _raises(
-      TypeError,
-      lambda: ops.resource_apply_adamw(
-          *state, tf.ones([2]), step=step, fused=fused, **ADAMW_HP),
-      state,
-      "`step` must be an integer",
-      shown,
-  )
+  _assert_adamw_rejects(TypeError,
+                        "`step` must be an integer",
+                        shown,
+                        step=step,
+                        fused=fused)
 
 
 @pytest.mark.parametrize("fused", PATHS)
 def test_integral_float_step_is_that_step(fused):
-  results = []
-  for step in (2, 2.0, np.float32(2.0), tf.constant(2.0), tf.constant(2)):
-    state = _adamw_state((2,))
-    ops.resource_apply_adamw(*state,
-                             tf.ones([2]),
-                             step=step,
-                             fused=fused,
-                             **ADAMW_HP)
-    results.append(_snapshot(state))
-  for r in results[1:]:
-    for a, b in zip(r, results[0]):
-      np.testing.assert_array_equal(a, b)
+  _assert_same_update(
+      fused, "step",
+      (2, 2.0, np.float32(2.0), tf.constant(2.0), tf.constant(2)))
 
 
 # ---------------------------------------------------------------------------
@@ -676,8 +629,7 @@ def test_slot_that_is_not_a_variable(which, fused):
     slot = None
   message = _raises(
       TypeError,
-      lambda: ops.resource_apply_adamw(
-          w, slot, v, tf.ones([2]), step=1, fused=fused, **ADAMW_HP),
+      lambda: _apply_adamw((w, slot, v), fused=fused),
       [w, v],
       "`m` must be a tf.Variable. Received: m=",
   )

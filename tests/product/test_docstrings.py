@@ -12,17 +12,13 @@ import inspect
 import pytest
 import tensorflow as tf
 
+import algorithms as A
 import tf_opt_plugin
 from tf_opt_plugin import ops
 from tf_opt_plugin import optimizers
 
 # Modules whose docstring examples are run as a whole (each must have some).
-MODULES = [
-    "tf_opt_plugin.ops.adamw",
-    "tf_opt_plugin.ops.lamb",
-    "tf_opt_plugin.ops.adafactor",
-    "tf_opt_plugin.ops.lion",
-    "tf_opt_plugin.ops.sgd",
+MODULES = [f"tf_opt_plugin.ops.{name}" for name in A.ALGORITHMS] + [
     "tf_opt_plugin.ops._dispatch",
     "tf_opt_plugin.demo",
     "tf_opt_plugin.benchmark.bert_base_shapes",

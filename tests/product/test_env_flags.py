@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
 from tf_opt_plugin import ops
 from tf_opt_plugin.ops import _dispatch
 from tf_opt_plugin.ops import _library
@@ -73,16 +74,18 @@ def _adamw_variables():
 
 
 def _adamw_step(w, m, v):
-  ops.resource_apply_adamw(w,
-                           m,
-                           v,
-                           tf.ones_like(w),
-                           learning_rate=0.1,
-                           beta_1=0.9,
-                           beta_2=0.999,
-                           epsilon=1e-7,
-                           weight_decay=0.0,
-                           step=1)
+  hp = A.op_hp("adamw", learning_rate=0.1, weight_decay=0.0)
+  ops.resource_apply_adamw(w, m, v, tf.ones_like(w), step=1, **hp)
+
+
+def _assert_apply_gradients_raises(monkeypatch, flag):
+  """A Keras step with `flag` set to a bad value raises the flag's error."""
+  monkeypatch.setenv(flag, "maybe")
+  variable = keras.Variable(np.ones((2,), np.float32))
+  optimizer = keras3.Adam(learning_rate=0.1)
+  optimizer.build([variable])
+  with pytest.raises(ValueError, match=_expected_error(flag, "maybe")):
+    optimizer.apply_gradients([(tf.ones((2,)), variable)])
 
 
 def _gpu_variable():
@@ -198,12 +201,7 @@ def test_disable_bad_value_raises_from_the_update(value, monkeypatch):
 
 
 def test_disable_bad_value_raises_from_apply_gradients(monkeypatch):
-  monkeypatch.setenv(DISABLE, "maybe")
-  variable = keras.Variable(np.ones((2,), np.float32))
-  optimizer = keras3.Adam(learning_rate=0.1)
-  optimizer.build([variable])
-  with pytest.raises(ValueError, match=_expected_error(DISABLE, "maybe")):
-    optimizer.apply_gradients([(tf.ones((2,)), variable)])
+  _assert_apply_gradients_raises(monkeypatch, DISABLE)
 
 
 # ----------------------------------------------------------------------------
@@ -251,12 +249,7 @@ def test_gpu_bad_value_raises_from_the_update(value, has_gpu_kernels,
 
 
 def test_gpu_bad_value_raises_from_apply_gradients(monkeypatch, library):
-  monkeypatch.setenv(GPU, "maybe")
-  variable = keras.Variable(np.ones((2,), np.float32))
-  optimizer = keras3.Adam(learning_rate=0.1)
-  optimizer.build([variable])
-  with pytest.raises(ValueError, match=_expected_error(GPU, "maybe")):
-    optimizer.apply_gradients([(tf.ones((2,)), variable)])
+  _assert_apply_gradients_raises(monkeypatch, GPU)
 
 
 # ----------------------------------------------------------------------------

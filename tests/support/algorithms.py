@@ -46,15 +46,29 @@ class AlgorithmSpec:
       fused_decay the decay Keras passes into the step (Adam, AdamW).
     keras_classes: the classes of tf_opt_plugin.optimizers that follow the
       reference (optimizer_configs checks its configurations against them).
-    op: the name of the tf_opt_plugin.ops function that applies the fused
-      op, or None where there is no fused op.
-    op_type: the fused op's type in a graph.
-    op_class: the name of the op adapter class op_harness makes.
+    keras_decays_in_step: whether Keras's weight decay of these classes runs
+      inside the algorithm's step (`fused_decay` of keras_hp; Adam, AdamW and
+      Lion), not before it as `w -= lr * wd * w`.
+    keras_defaults: the hyperparameters and options of those classes (and of
+      Keras's own) at their defaults; keras_harness.Algorithm takes them
+      unless told otherwise.
+    op_class: the fused op's name after "ResourceApply" (the op adapter
+      class op_harness makes has this name), or None where there is no fused
+      op. The tf_opt_plugin.ops function that applies it is
+      `resource_apply_<name>`.
     call_op: (op, var, slots, grad, **kwargs) -> the result of `op` called
       with the slots where its signature takes them; kwargs are the options,
       hyperparameters, step, use_locking and fused.
     op_defaults: the hyperparameters of the op tests unless a test says
       otherwise.
+    counts_steps: whether the update takes the step count (Lion's does not).
+    multi_tensor: whether a `ResourceMultiTensorApply<op_class>` op updates a
+      list of variables in one call.
+    call_raw_op: (raw_op, handles, grad, *, step, **scalars) -> the raw op
+      called with the variable and slot handles where it takes them.
+    op_cases: case id -> (adapter keyword arguments, shape, seed): the fused
+      op and its twin run 100 steps of each against the reference, in every
+      dtype and mode (tests/ops/test_op_trajectories.py).
   """
 
   name: str
@@ -63,13 +77,41 @@ class AlgorithmSpec:
   slots: Callable[..., list]
   keras_hp: Callable[..., dict]
   keras_classes: tuple
+  keras_defaults: dict = dataclasses.field(default_factory=dict)
+  keras_decays_in_step: bool = False
   aliases: tuple = ()
   options: dict = dataclasses.field(default_factory=dict)
-  op: Optional[str] = None
-  op_type: Optional[str] = None
   op_class: Optional[str] = None
   call_op: Optional[Callable[..., Any]] = None
   op_defaults: dict = dataclasses.field(default_factory=dict)
+  counts_steps: bool = True
+  multi_tensor: bool = False
+  call_raw_op: Optional[Callable[..., Any]] = None
+  op_cases: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def op(self):
+    """The tf_opt_plugin.ops function that applies the fused op, or None."""
+    return None if self.op_class is None else f"resource_apply_{self.name}"
+
+  @property
+  def op_type(self):
+    """The fused op's type in a graph, or None."""
+    return None if self.op_class is None else f"ResourceApply{self.op_class}"
+
+  @property
+  def raw_scalars(self):
+    """The scalar inputs of the raw op (the library's generated wrapper): the
+    hyperparameters of `op_defaults`, in their order, the learning rate as
+    `lr`."""
+    return tuple("lr" if k == "learning_rate" else k for k in self.op_defaults)
+
+  @property
+  def multi_tensor_op_type(self):
+    """The multi-tensor op's type in a graph, or None."""
+    if not self.multi_tensor:
+      return None
+    return f"ResourceMultiTensorApply{self.op_class}"
 
   def options_in(self, kwargs):
     """The options, each from `kwargs` or its default."""
@@ -86,6 +128,12 @@ class AlgorithmSpec:
   def reference_step(self, w, slots, g, *, step, **kwargs):
     """One float64 update: (w, slots tuple) after `step` (1-based)."""
     return self.call_reference(self.reference, w, slots, g, step=step, **kwargs)
+
+
+def raw_op_name(op_type):
+  """The library's generated wrapper of op `op_type` ("ResourceApplyAdamW" ->
+  "resource_apply_adam_w")."""
+  return re.sub(r"(?<!^)(?=[A-Z])", "_", op_type).lower()
 
 
 # ----------------------------------------------------------------------------
@@ -128,7 +176,8 @@ SGD = AlgorithmSpec(name="sgd",
                     slots=_sgd_slots,
                     options=dict(momentum=0.0, nesterov=False),
                     keras_hp=_sgd_keras_hp,
-                    keras_classes=("SGD",))
+                    keras_classes=("SGD",),
+                    counts_steps=False)
 
 
 # ----------------------------------------------------------------------------
@@ -157,6 +206,15 @@ def _adamw_call_op(op, var, slots, grad, *, amsgrad=False, **kwargs):
   return op(var, m, v, grad, vhat=slots[2] if amsgrad else None, **kwargs)
 
 
+def _adamw_call_raw_op(raw_op, handles, grad, **kwargs):
+  return raw_op(var=handles[0],
+                m=handles[1],
+                v=handles[2],
+                vhat=handles[3:],
+                grad=grad,
+                **kwargs)
+
+
 ADAMW = AlgorithmSpec(name="adamw",
                       aliases=("adam",),
                       reference=R.adamw_step,
@@ -165,10 +223,18 @@ ADAMW = AlgorithmSpec(name="adamw",
                       options=dict(amsgrad=False),
                       keras_hp=_adamw_keras_hp,
                       keras_classes=("Adam", "AdamW"),
-                      op="resource_apply_adamw",
-                      op_type="ResourceApplyAdamW",
+                      keras_decays_in_step=True,
+                      keras_defaults=dict(beta_1=0.9,
+                                          beta_2=0.999,
+                                          epsilon=1e-7),
                       op_class="AdamW",
                       call_op=_adamw_call_op,
+                      multi_tensor=True,
+                      call_raw_op=_adamw_call_raw_op,
+                      op_cases={
+                          "rank2-adamw": (dict(amsgrad=False), (7, 5), 0),
+                          "rank3-amsgrad": (dict(amsgrad=True), (3, 4, 6), 1),
+                      },
                       op_defaults=dict(learning_rate=0.01,
                                        beta_1=0.9,
                                        beta_2=0.999,
@@ -228,6 +294,16 @@ def _lamb_call_op(op, var, slots, grad, *, use_layer_adaptation=True, **kwargs):
             **kwargs)
 
 
+def _lamb_call_raw_op(raw_op, handles, grad, **kwargs):
+  var, m, v = handles
+  return raw_op(var=var,
+                m=m,
+                v=v,
+                grad=grad,
+                use_layer_adaptation=True,
+                **kwargs)
+
+
 LAMB = AlgorithmSpec(name="lamb",
                      reference=R.lamb_step,
                      call_reference=_lamb_call_reference,
@@ -235,10 +311,18 @@ LAMB = AlgorithmSpec(name="lamb",
                      options=dict(use_layer_adaptation=True),
                      keras_hp=_lamb_keras_hp,
                      keras_classes=("Lamb",),
-                     op="resource_apply_lamb",
-                     op_type="ResourceApplyLamb",
+                     keras_defaults=dict(beta_1=0.9, beta_2=0.999,
+                                         epsilon=1e-6),
                      op_class="Lamb",
                      call_op=_lamb_call_op,
+                     multi_tensor=True,
+                     call_raw_op=_lamb_call_raw_op,
+                     op_cases={
+                         "rank2-adaptive":
+                             (dict(use_layer_adaptation=True), (7, 5), 10),
+                         "rank3-no-adaptation":
+                             (dict(use_layer_adaptation=False), (3, 4, 6), 11),
+                     },
                      op_defaults=dict(learning_rate=0.01,
                                       beta_1=0.9,
                                       beta_2=0.999,
@@ -269,22 +353,41 @@ def _adafactor_call_op(op, var, slots, grad, *, relative_step=True, **kwargs):
   return op(var, tuple(slots), grad, relative_step=relative_step, **kwargs)
 
 
-ADAFACTOR = AlgorithmSpec(name="adafactor",
-                          reference=R.adafactor_step,
-                          call_reference=_adafactor_call_reference,
-                          slots=_adafactor_slots,
-                          options=dict(relative_step=True),
-                          keras_hp=_adafactor_keras_hp,
-                          keras_classes=("Adafactor",),
-                          op="resource_apply_adafactor",
-                          op_type="ResourceApplyAdafactor",
-                          op_class="Adafactor",
-                          call_op=_adafactor_call_op,
-                          op_defaults=dict(learning_rate=0.2,
-                                           beta_2_decay=-0.8,
-                                           epsilon_1=1e-30,
-                                           epsilon_2=1e-3,
-                                           clip_threshold=1.0))
+def _adafactor_call_raw_op(raw_op, handles, grad, **kwargs):
+  return raw_op(var=handles[0],
+                accumulators=list(handles[1:]),
+                grad=grad,
+                relative_step=True,
+                **kwargs)
+
+
+ADAFACTOR = AlgorithmSpec(
+    name="adafactor",
+    reference=R.adafactor_step,
+    call_reference=_adafactor_call_reference,
+    slots=_adafactor_slots,
+    options=dict(relative_step=True),
+    keras_hp=_adafactor_keras_hp,
+    keras_classes=("Adafactor",),
+    keras_defaults=dict(beta_2_decay=-0.8,
+                        epsilon_1=1e-30,
+                        epsilon_2=1e-3,
+                        clip_threshold=1.0,
+                        relative_step=True),
+    op_class="Adafactor",
+    call_op=_adafactor_call_op,
+    call_raw_op=_adafactor_call_raw_op,
+    op_cases={
+        # lr = 0.2: relative_step switches from lr to 1/sqrt(t) at t = 25.
+        "rank2": (dict(relative_step=True, learning_rate=0.2), (7, 5), 30),
+        "rank3": (dict(relative_step=True, learning_rate=0.2), (3, 4, 6), 31),
+        "rank1": (dict(relative_step=True, learning_rate=0.2), (11,), 32),
+    },
+    op_defaults=dict(learning_rate=0.2,
+                     beta_2_decay=-0.8,
+                     epsilon_1=1e-30,
+                     epsilon_2=1e-3,
+                     clip_threshold=1.0))
 
 
 # ----------------------------------------------------------------------------
@@ -310,16 +413,32 @@ def _lion_call_op(op, var, slots, grad, *, step, **kwargs):
   return op(var, slots[0], grad, **kwargs)
 
 
+def _lion_call_raw_op(raw_op, handles, grad, **kwargs):
+  var, m = handles
+  return raw_op(var=var, m=m, grad=grad, **kwargs)
+
+
 LION = AlgorithmSpec(name="lion",
                      reference=R.lion_step,
                      call_reference=_lion_call_reference,
                      slots=_lion_slots,
                      keras_hp=_lion_keras_hp,
                      keras_classes=("Lion",),
-                     op="resource_apply_lion",
-                     op_type="ResourceApplyLion",
+                     keras_decays_in_step=True,
+                     keras_defaults=dict(beta_1=0.9, beta_2=0.99),
                      op_class="Lion",
                      call_op=_lion_call_op,
+                     counts_steps=False,
+                     multi_tensor=True,
+                     call_raw_op=_lion_call_raw_op,
+                     op_cases={
+                         "rank2": (dict(), (7, 5), 0),
+                         "rank3-no-decay":
+                             (dict(weight_decay=0.0), (3, 4, 6), 1),
+                         "strong-decay": (dict(weight_decay=0.5,
+                                               beta_1=0.5,
+                                               beta_2=0.9), (11,), 2),
+                     },
                      op_defaults=dict(learning_rate=0.01,
                                       beta_1=0.9,
                                       beta_2=0.99,
@@ -341,3 +460,25 @@ def get(name):
 def with_fused_op():
   """The entries with a fused op, in registry order."""
   return [a for a in ALGORITHMS.values() if a.op is not None]
+
+
+def op_hp(name, **overrides):
+  """The op tests' hyperparameters of algorithm `name` (its `op_defaults`),
+  with `overrides`."""
+  return dict(get(name).op_defaults, **overrides)
+
+
+def for_keras_class(class_name):
+  """The entry whose `keras_classes` hold `class_name` ("Adam" -> AdamW's)."""
+  for algorithm in ALGORITHMS.values():
+    if class_name in algorithm.keras_classes:
+      return algorithm
+  raise KeyError(f"no algorithm follows the Keras class {class_name!r}")
+
+
+def keras_classes():
+  """Every class name of tf_opt_plugin.optimizers the registry knows, in
+  registry order."""
+  return [
+      c for algorithm in ALGORITHMS.values() for c in algorithm.keras_classes
+  ]

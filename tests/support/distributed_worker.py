@@ -41,6 +41,8 @@ import tf_opt_plugin as top  # noqa: E402
 from distributed_problem import GLOBAL_BATCH  # noqa: E402
 from distributed_problem import make_data  # noqa: E402
 from distributed_problem import make_model  # noqa: E402
+from distributed_problem import per_replica_loss  # noqa: E402
+from distributed_problem import train_in_loop  # noqa: E402
 from distributed_problem import initial_weights  # noqa: E402
 
 NUM_EXAMPLES = 256  # 8 global batches per epoch
@@ -113,14 +115,6 @@ def fit_run(strategy, make_optimizer, epochs=EPOCHS):
   return weights_of(strategy, model)
 
 
-def per_replica_loss(model, x, y):
-  logits = model(x, training=True)
-  per_example = keras.losses.sparse_categorical_crossentropy(y,
-                                                             logits,
-                                                             from_logits=True)
-  return tf.nn.compute_average_loss(per_example, global_batch_size=GLOBAL_BATCH)
-
-
 def replica_batch(strategy, start):
   """Global batch `X[start:start + GLOBAL_BATCH]` split over the replicas.
 
@@ -143,20 +137,10 @@ def replica_batch(strategy, start):
 def loop_run(strategy, make_optimizer, epochs=EPOCHS):
   """strategy.run + optimizer.apply_gradients on the same global batches."""
   model, optimizer = build(strategy, make_optimizer, build_optimizer=True)
-
-  def replica_step(x, y):
-    with tf.GradientTape() as tape:
-      loss = per_replica_loss(model, x, y)
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-
-  @tf.function
-  def step(x, y):
-    strategy.run(replica_step, args=(x, y))
-
-  for _ in range(epochs):
-    for start in range(0, NUM_EXAMPLES, GLOBAL_BATCH):
-      step(*replica_batch(strategy, start))
+  batches = (replica_batch(strategy, start)
+             for _ in range(epochs)
+             for start in range(0, NUM_EXAMPLES, GLOBAL_BATCH))
+  train_in_loop(strategy, model, optimizer, batches)
   return weights_of(strategy, model)
 
 

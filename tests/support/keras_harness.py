@@ -69,14 +69,15 @@ class Algorithm:
   applies it.
 
   `kind` names an entry of the registry in algorithms.py ("sgd", "adam" (the
-  AdamW entry), "lamb", "adafactor"); `hp` holds its hyperparameters, options
-  and Keras-level arguments (LAMB's exclusion lists).
+  AdamW entry), "lamb", "adafactor", "lion"); `hp` holds its hyperparameters,
+  options and Keras-level arguments (LAMB's exclusion lists), each that it
+  leaves out at the Keras classes' default (the entry's `keras_defaults`).
   """
 
   def __init__(self, kind, **hp):
     self.kind = kind
     self.spec = algorithms.get(kind)
-    self.hp = hp
+    self.hp = dict(self.spec.keras_defaults, **hp)
 
   def init(self, w):
     return self.spec.zero_slots(np.shape(w), **self.spec.options_in(self.hp))
@@ -111,14 +112,15 @@ def reference_run(algorithm,
                   learning_rate,
                   weight_decay=None,
                   exclude_from_weight_decay=(),
-                  decay_in_op=False,
                   **clipping):
   """The float64 trajectory of a Keras 3 optimizer; returns {path: array}.
 
   `learning_rate` and `weight_decay` may be callables of the 0-based step.
   Keras's decoupled decay `w -= lr * wd * w` runs before the algorithm's
-  step (inside it for Adam/AdamW: `decay_in_op`, the same formula).
+  step (inside it, the same formula, where the registry entry says
+  `keras_decays_in_step`: Adam, AdamW, Lion).
   """
+  decay_in_op = algorithm.spec.keras_decays_in_step
 
   def value(x, step):
     return x(step) if callable(x) else x
@@ -143,6 +145,56 @@ def reference_run(algorithm,
           path,
           fused_decay=wd if decay_in_op else 0.0)
   return w
+
+
+# The variables AdamW is told to spare from weight decay in the exclusion
+# tests (Keras matches a name's substring).
+EXCLUDED_FROM_DECAY = ("bias", "gamma")
+
+
+def adamw_with_exclusions(cls):
+  """`cls`(learning_rate=0.01, weight_decay=0.2) that excludes
+  EXCLUDED_FROM_DECAY from its weight decay."""
+  optimizer = cls(learning_rate=0.01, weight_decay=0.2)
+  optimizer.exclude_from_weight_decay(var_names=list(EXCLUDED_FROM_DECAY))
+  return optimizer
+
+
+def adamw_with_exclusions_reference(w0, grads):
+  """The float64 trajectory adamw_with_exclusions() follows."""
+  return reference_run(Algorithm("adam"),
+                       w0,
+                       grads,
+                       learning_rate=0.01,
+                       weight_decay=0.2,
+                       exclude_from_weight_decay=EXCLUDED_FROM_DECAY)
+
+
+def assert_weight_and_average(optimizer, variable, w, average, rtol, atol):
+  """`variable` holds `w`, and `optimizer`'s exponential moving average of it
+  (use_ema=True) holds `average`."""
+  np.testing.assert_allclose(variable.numpy(), w, rtol=rtol, atol=atol)
+  index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
+  np.testing.assert_allclose(
+      optimizer._model_variables_moving_average[index].numpy(),  # pylint: disable=protected-access
+      average,
+      rtol=rtol,
+      atol=atol)
+
+
+# (class name, constructor arguments) whose slots must have the names and the
+# order of Keras's class of that name (Adafactor's are factored: a test of its
+# own), with every slot switched on.
+SLOT_NAME_CASES = [("Adam", dict(amsgrad=True)), ("AdamW", {}),
+                   ("SGD", dict(momentum=0.5)), ("Lamb", {}), ("Lion", {})]
+
+
+def slot_name_pairs(ours, theirs):
+  """(our optimizer, Keras's) of each of SLOT_NAME_CASES that the Keras
+  module `theirs` has (tf-keras has no Lamb), from the front end `ours`."""
+  return [(getattr(ours, name)(**kwargs), getattr(theirs, name)(**kwargs))
+          for name, kwargs in SLOT_NAME_CASES
+          if hasattr(theirs, name)]
 
 
 def assert_trajectory_close(actual, desired, rtol=2e-5, atol=2e-6):

@@ -34,11 +34,14 @@ tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0],
     [tf.config.LogicalDeviceConfiguration()] * NUM_DEVICES)
 
+import algorithms as A  # noqa: E402
 import keras_harness as H  # noqa: E402
 from optimizer_configs import CONFIGS  # noqa: E402
 from subprocess_helpers import RESULT_PREFIX  # noqa: E402
 from tf_opt_plugin.optimizers import keras3  # noqa: E402
 from tf_opt_plugin.optimizers import tf_keras  # noqa: E402
+
+PER_VARIABLE_OPS = tuple(a.op_type for a in A.with_fused_op())
 
 FRONT_ENDS = {"keras3": keras3, "tf_keras": tf_keras}
 
@@ -50,12 +53,13 @@ def update_ops(concrete_function):
       node for function in graph_def.library.function
       for node in function.node_def
   ]
-  return [[
-      n.op, n.device,
-      int(n.attr["N"].i),
-      tf.as_dtype(n.attr["T"].type).name
-  ] for n in nodes if n.op.startswith("ResourceMultiTensorApply") or n.op in (
-      "ResourceApplyAdamW", "ResourceApplyLamb", "ResourceApplyLion")]
+  return [
+      [n.op, n.device,
+       int(n.attr["N"].i),
+       tf.as_dtype(n.attr["T"].type).name]
+      for n in nodes
+      if n.op.startswith("ResourceMultiTensorApply") or n.op in PER_VARIABLE_OPS
+  ]
 
 
 def make_variables(front_end, w0):

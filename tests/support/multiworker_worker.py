@@ -36,6 +36,7 @@ import tf_opt_plugin as top  # noqa: E402
 from distributed_problem import GLOBAL_BATCH  # noqa: E402
 from distributed_problem import make_data  # noqa: E402
 from distributed_problem import make_model  # noqa: E402
+from distributed_problem import train_in_loop  # noqa: E402
 from distributed_problem import initial_weights  # noqa: E402
 
 NUM_EXAMPLES = 128  # 4 global batches
@@ -75,23 +76,10 @@ def loop_run(strategy):
 
     return strategy.experimental_distribute_values_from_function(value_fn)
 
-  def replica_step(x, y):
-    with tf.GradientTape() as tape:
-      logits = model(x, training=True)
-      per_example = keras.losses.sparse_categorical_crossentropy(
-          y, logits, from_logits=True)
-      loss = tf.nn.compute_average_loss(per_example,
-                                        global_batch_size=GLOBAL_BATCH)
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-
-  @tf.function
-  def step(x, y):
-    strategy.run(replica_step, args=(x, y))
-
-  for _ in range(EPOCHS):
-    for start in range(0, NUM_EXAMPLES, GLOBAL_BATCH):
-      step(part(X, start), part(Y, start))
+  batches = ((part(X, start), part(Y, start))
+             for _ in range(EPOCHS)
+             for start in range(0, NUM_EXAMPLES, GLOBAL_BATCH))
+  train_in_loop(strategy, model, optimizer, batches)
   return [np.asarray(v.numpy()).tolist() for v in model.trainable_variables]
 
 

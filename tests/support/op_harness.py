@@ -131,6 +131,16 @@ ADAPTERS = _op_adapters()
 globals().update({cls.__name__: cls for cls in ADAPTERS.values()})
 
 
+def with_every_option(adapter):
+  """A maker of `adapter` with every option switched on: the op with all its
+  inputs (AdamW's vhat too)."""
+  return lambda: adapter(**{option: True for option in adapter.spec.options})
+
+
+# name -> maker of the adapter whose op takes every input.
+FULL_ADAPTERS = {name: with_every_option(cls) for name, cls in ADAPTERS.items()}
+
+
 def make_state(algo, shape, dtype, w0=None, rng=None):
   """Model variable (random unless w0 is given) and zero slots."""
   shape = tuple(shape)
