@@ -34,7 +34,7 @@
 // GetInputTensorFromVariable copies a variable whose buffer is shared before
 // an update with DenseUpdate<GPUDevice, T, ASSIGN>, which only
 // libtensorflow_cc.so.2 defines (the library links with -z defs against
-// libtensorflow_framework.so.2 alone). adamw_op_gpu.cu.cc defines it
+// libtensorflow_framework.so.2 alone). tensor_list_op_gpu.cu.cc defines it
 // (a device-to-device copy on the op's stream) for each storage type T (a
 // copy has no compute type: C goes unused).
 namespace tensorflow {
