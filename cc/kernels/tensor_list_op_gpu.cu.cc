@@ -63,10 +63,7 @@ namespace functor {
 
 // A device-to-device copy on the op's stream (declared in variable_access.h).
 #define TFOPT_DEFINE_GPU_DENSE_ASSIGN(T, C)                                  \
-  template <>                                                                \
-  void DenseUpdate<Eigen::GpuDevice, T, ASSIGN>::operator()(                 \
-      const Eigen::GpuDevice& d, typename TTypes<T>::Flat params,            \
-      typename TTypes<T>::ConstFlat update) {                                \
+  TFOPT_GPU_DENSE_ASSIGN(T) {                                                \
     cudaMemcpyAsync(params.data(), update.data(), params.size() * sizeof(T), \
                     cudaMemcpyDeviceToDevice, d.stream());                   \
   }

@@ -39,11 +39,14 @@
 // copy has no compute type: C goes unused).
 namespace tensorflow {
 namespace functor {
-#define TFOPT_DECLARE_GPU_DENSE_ASSIGN(T, C)                      \
+// The specialization's signature, for its declaration here and its
+// definition.
+#define TFOPT_GPU_DENSE_ASSIGN(T)                                 \
   template <>                                                     \
   void DenseUpdate<Eigen::GpuDevice, T, ASSIGN>::operator()(      \
       const Eigen::GpuDevice& d, typename TTypes<T>::Flat params, \
-      typename TTypes<T>::ConstFlat update);
+      typename TTypes<T>::ConstFlat update)
+#define TFOPT_DECLARE_GPU_DENSE_ASSIGN(T, C) TFOPT_GPU_DENSE_ASSIGN(T);
 TFOPT_FOR_EACH_TYPE(TFOPT_DECLARE_GPU_DENSE_ASSIGN)
 #undef TFOPT_DECLARE_GPU_DENSE_ASSIGN
 }  // namespace functor

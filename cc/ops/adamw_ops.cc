@@ -26,13 +26,9 @@ step: the 1-based count of this update.
 grad: the gradient, shaped like var.
 )doc"));
 
-TFOPT_REGISTER_OP(op_def::OptimizerOp<AdamW>("ResourceMultiTensorApplyAdamW",
-                                             Form::kTensorList)
-                      .Doc(R"doc(
-ResourceApplyAdamW for N variables at once, with the same hyperparameters: on a
-GPU one kernel launch for the whole list. Variable i gets weight decay unless
-apply_weight_decay[i] is false (an empty list means all true). The results are
-those of N ResourceApplyAdamW ops (the same kernel runs both).
-)doc"));
+TFOPT_REGISTER_OP(
+    op_def::OptimizerOp<AdamW>("ResourceMultiTensorApplyAdamW",
+                               Form::kTensorList)
+        .Doc(op_def::OneLaunchTensorListDoc("ResourceApplyAdamW")));
 
 }  // namespace tf_opt_plugin

@@ -24,13 +24,8 @@ m: the momentum slot, shaped like var.
 grad: the gradient, shaped like var.
 )doc"));
 
-TFOPT_REGISTER_OP(op_def::OptimizerOp<Lion>("ResourceMultiTensorApplyLion",
-                                            Form::kTensorList)
-                      .Doc(R"doc(
-ResourceApplyLion for N variables at once, with the same hyperparameters: on a
-GPU one kernel launch for the whole list. Variable i gets weight decay unless
-apply_weight_decay[i] is false (an empty list means all true). The results are
-those of N ResourceApplyLion ops (the same kernel runs both).
-)doc"));
+TFOPT_REGISTER_OP(
+    op_def::OptimizerOp<Lion>("ResourceMultiTensorApplyLion", Form::kTensorList)
+        .Doc(op_def::OneLaunchTensorListDoc("ResourceApplyLion")));
 
 }  // namespace tf_opt_plugin

@@ -156,6 +156,21 @@ OpDefBuilderWrapper& AddScalarInputs(OpDefBuilderWrapper& op) {
   return op;
 }
 
+// The doc of ResourceMultiTensorApplyX for an algorithm X whose GPU kernel
+// updates the whole list in one launch and whose one per-variable flag is
+// apply_weight_decay (AdamW, Lion).
+inline std::string OneLaunchTensorListDoc(const char* one_variable_op) {
+  return absl::StrCat(
+      "\n", one_variable_op,
+      " for N variables at once, with the same hyperparameters: on a\n"
+      "GPU one kernel launch for the whole list. Variable i gets weight decay "
+      "unless\n"
+      "apply_weight_decay[i] is false (an empty list means all true). The "
+      "results are\n"
+      "those of N ",
+      one_variable_op, " ops (the same kernel runs both).\n");
+}
+
 // The shape function of an op built by OptimizerOp.
 absl::Status OptimizerShapeFn(shape_fn::InferenceContext* c, Form form,
                               const OptimizerOpSpec& spec,

@@ -78,21 +78,18 @@ struct TypeInfo<__nv_bfloat16> {
       8e-3;  // ~2x the rounding of the result (2^-8)
 };
 
+// Conversions between a storage type and double go through float, the only
+// floating type __half and __nv_bfloat16 convert to and from (double
+// converts exactly).
 template <typename T>
 double ToDouble(T x) {
+  if constexpr (std::is_same_v<T, double>) return x;
   return static_cast<double>(static_cast<float>(x));
-}
-template <>
-double ToDouble<double>(double x) {
-  return x;
 }
 template <typename T>
 T FromDouble(double x) {
+  if constexpr (std::is_same_v<T, double>) return x;
   return static_cast<T>(static_cast<float>(x));
-}
-template <>
-double FromDouble<double>(double x) {
-  return x;
 }
 
 // ------------------------------------------------------------------------------------------
