@@ -531,6 +531,13 @@ void PrintRow(const char* kernel, const char* dtype, const std::string& label,
   std::fflush(stdout);
 }
 
+// Bytes an update moves: `accesses` full-size buffers of T per element (the
+// kernel headers count them).
+template <typename T>
+int64_t TrafficBytes(int64_t elements, int accesses) {
+  return elements * static_cast<int64_t>(sizeof(T)) * accesses;
+}
+
 // Records a comparison of one buffer: fails loudly with the worst element.
 bool Record(const char* what, const std::string& label, const char* buffer,
             const Comparison& c, double* worst) {
@@ -643,9 +650,8 @@ struct CheckSpec<AdamW> {
                      b[AdamW::kVhat] ? &b[AdamW::kVhat][i] : nullptr);
     }
   }
-  template <typename T>
-  static int64_t Bytes(int64_t elements, bool amsgrad) {
-    return gpu::AdamWBytes<T>(elements, amsgrad);
+  static int Accesses(bool amsgrad) {
+    return gpu::kAdamWAccesses + (amsgrad ? gpu::kAmsgradAccesses : 0);
   }
 };
 
@@ -675,10 +681,7 @@ struct CheckSpec<Lamb> {
     LambReference(p, on, on, n, b[Lamb::kGrad], b[Lamb::kVar], b[Lamb::kM],
                   b[Lamb::kV]);
   }
-  template <typename T>
-  static int64_t Bytes(int64_t elements, bool) {
-    return gpu::LambBytes<T>(elements);
-  }
+  static int Accesses(bool) { return gpu::kLambAccesses; }
 };
 
 template <>
@@ -702,10 +705,7 @@ struct CheckSpec<Lion> {
                     &b[Lion::kM][i]);
     }
   }
-  template <typename T>
-  static int64_t Bytes(int64_t elements, bool) {
-    return gpu::LionBytes<T>(elements);
-  }
+  static int Accesses(bool) { return gpu::kLionAccesses; }
 };
 
 // Runs Algorithm over `sizes` (one launch when they fit a list: multi-tensor
@@ -804,7 +804,7 @@ void RunTensorList(const std::string& label, const std::vector<int64_t>& sizes,
   double ms = 0;
   if (timed) ms = MedianMs(launch, g_options.repeats);
   PrintRow(Spec::kName, TypeInfo<T>::Name(), label, elements, worst, ok, ms,
-           Spec::template Bytes<T>(elements, optional_slot), target);
+           TrafficBytes<T>(elements, Spec::Accesses(optional_slot)), target);
   delete args;
 }
 
@@ -918,7 +918,9 @@ void RunAdafactor(const std::string& label, int64_t batch, int64_t rows,
   double ms = 0;
   if (timed) ms = MedianMs(launch, g_options.repeats);
   PrintRow("Adafactor", TypeInfo<T>::Name(), label, n, worst, ok, ms,
-           gpu::AdafactorBytes<T>(n, factored), target);
+           TrafficBytes<T>(n, factored ? gpu::kAdafactorFactoredAccesses
+                                       : gpu::kAdafactorUnfactoredAccesses),
+           target);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1035,7 +1037,7 @@ int RunGpu() {
       "write)\n",
       static_cast<long long>(copy_bytes >> 20), g_copy_gbs);
   std::printf(
-      "GB/s = bytes the kernel moves (every pass, see *Bytes() in the kernel "
+      "GB/s = bytes the kernel moves (every pass, see k*Accesses in the kernel "
       "headers) / "
       "median time.\nTargets: single-tensor >= 85%% of copy at %lld elements, "
       "BERT-base "
@@ -1065,15 +1067,12 @@ int RunGpu() {
 // ------------------------------------------------------------------------------------------
 // Host self-test (no GPU)
 
-void Expect(bool condition, const char* fmt, ...) {
+// A failed host check: "FAIL: self-test: <message>".
+template <typename... Args>
+void Expect(bool condition, const char* fmt, Args... args) {
   if (condition) return;
-  va_list args;
-  va_start(args, fmt);
-  std::fprintf(stdout, "FAIL: self-test: ");
-  std::vfprintf(stdout, fmt, args);
-  std::fprintf(stdout, "\n");
-  va_end(args);
-  ++g_failures;
+  const std::string message = std::string("self-test: ") + fmt;
+  Fail(message.c_str(), args...);
 }
 
 bool Near(double got, double want, double rtol, double atol) {

@@ -88,12 +88,11 @@ cudaError_t LaunchUpdate(cudaStream_t stream,
                            });
 }
 
-// Global memory traffic of one update, in bytes (what the GPU check divides
-// by the time): reads var, m, v, grad (vhat), writes var, m, v (vhat).
-template <typename T>
-int64_t AdamWBytes(int64_t elements, bool amsgrad) {
-  return elements * static_cast<int64_t>(sizeof(T)) * (amsgrad ? 9 : 7);
-}
+// Global memory traffic of one update, in full-size buffer accesses (the GPU
+// check's bandwidth): reads var, m, v, grad, writes var, m, v; with amsgrad
+// reads and writes vhat too.
+constexpr int kAdamWAccesses = 7;
+constexpr int kAmsgradAccesses = 2;
 
 }  // namespace gpu
 }  // namespace tf_opt_plugin

@@ -167,12 +167,10 @@ cudaError_t LaunchUpdate(cudaStream_t stream,
       });
 }
 
-// Global memory traffic of one update in bytes: pass 1 reads var, m, v, grad
-// and writes m, v; pass 3 reads var, m, v and writes var.
-template <typename T>
-int64_t LambBytes(int64_t elements) {
-  return elements * static_cast<int64_t>(sizeof(T)) * 10;
-}
+// Global memory traffic of one update, in full-size buffer accesses: pass 1
+// reads var, m, v, grad and writes m, v; pass 3 reads var, m, v and writes
+// var.
+constexpr int kLambAccesses = 10;
 
 }  // namespace gpu
 }  // namespace tf_opt_plugin

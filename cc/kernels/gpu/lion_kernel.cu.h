@@ -64,12 +64,9 @@ cudaError_t LaunchUpdate(cudaStream_t stream,
                            });
 }
 
-// Global memory traffic of one update, in bytes (what the GPU check divides
-// by the time): reads var, m, grad, writes var, m.
-template <typename T>
-int64_t LionBytes(int64_t elements) {
-  return elements * static_cast<int64_t>(sizeof(T)) * 5;
-}
+// Global memory traffic of one update, in full-size buffer accesses (the GPU
+// check's bandwidth): reads var, m, grad, writes var, m.
+constexpr int kLionAccesses = 5;
 
 }  // namespace gpu
 }  // namespace tf_opt_plugin
