@@ -2,19 +2,20 @@
 // description of one variable of an update, the traits an algorithm declares
 // and the one device functor its two ops run.
 //
-// An algorithm is a traits struct (see adamw_op.h):
+// An algorithm is a traits struct in its <algo>_op.h:
 //
 //   struct Lion {
-//     template <typename C> using Hyperparams = LionHyperparams<C>;
-//     static constexpr Slot kSlots[] = {{"m"}};
+//     template <typename C> using Hyperparams = functor::LionHyperparams<C>;
+//     static constexpr Slot kSlots[] = {{"m"}};  // after var, in op order
 //     static constexpr const char* kPerTensorFlags[] = {"apply_weight_decay"};
+//     enum Buffer { kVar, kM, kGrad };  // TensorDesc::ptrs
 //   };
 //
 // from which the op registration (cc/ops/optimizer_op_def.h), the kernel
-// (tensor_list_op.h) and the GPU functor (gpu_launch.h) are written once; an
-// algorithm adds only its math: the CPU specialization of ApplyUpdate in
-// <algo>_op.cc and its LaunchUpdate in gpu/<algo>_kernel.cu.h. No TensorFlow
-// header: the GPU check includes this.
+// (tensor_list_op.h) and the GPU functor (tensor_list_op_gpu.cu.cc) are
+// written once; an algorithm adds only its math: the CPU specialization of
+// ApplyUpdate in <algo>_op.cc and its LaunchUpdate in gpu/<algo>_kernel.cu.h.
+// No TensorFlow header: the GPU check includes this.
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_TENSOR_LIST_H_
 #define TF_OPT_PLUGIN_CC_KERNELS_TENSOR_LIST_H_
 

@@ -8,6 +8,7 @@
 #define TF_OPT_PLUGIN_CC_KERNELS_TENSOR_LIST_OP_H_
 
 #include <cstdint>
+#include <iterator>
 #include <vector>
 
 #include "cc/kernels/registration.h"
