@@ -22,31 +22,19 @@ TFOPT_CPU_CLONES void AdamWRange(const math::AdamWStep<C>& s, int64_t begin,
 }
 
 template <typename T, typename C>
-struct ApplyUpdate<Eigen::ThreadPoolDevice, T, C, AdamW> {
-  using Tensor = TensorDesc<T, kNumBuffers<AdamW>>;
+struct CpuRange<T, C, AdamW> {
+  // A divide and a square root dominate.
+  static constexpr int64_t kCyclesPerElement = 25;
 
-  void operator()(tensorflow::OpKernelContext* ctx,
-                  const AdamWHyperparams<C>& hyper,
-                  const std::vector<Tensor>& tensors) {
-    const math::AdamWStep<C> step = math::MakeAdamWStep<C>(
-        *hyper.lr, *hyper.beta_1, *hyper.beta_2, *hyper.epsilon,
-        *hyper.weight_decay, *hyper.step);
-    // ~25 cycles per element: a divide and a square root dominate.
-    ParallelForEachBlock(
-        ctx, tensors, /*cycles_per_element=*/25,
-        [&](const Tensor& t, int64_t begin, int64_t end) {
-          const math::AdamWStep<C> s =
-              StepForFlags(step, &math::AdamWStep<C>::decay, t.flags);
-          T* const* p = t.ptrs;
-          if (p[AdamW::kVhat] == nullptr) {
-            AdamWRange<T, C, false>(s, begin, end, p[AdamW::kVar], p[AdamW::kM],
-                                    p[AdamW::kV], nullptr, p[AdamW::kGrad]);
-          } else {
-            AdamWRange<T, C, true>(s, begin, end, p[AdamW::kVar], p[AdamW::kM],
-                                   p[AdamW::kV], p[AdamW::kVhat],
-                                   p[AdamW::kGrad]);
-          }
-        });
+  static void Run(const math::AdamWStep<C>& s, int64_t begin, int64_t end,
+                  T* const* p) {
+    if (p[AdamW::kVhat] == nullptr) {
+      AdamWRange<T, C, false>(s, begin, end, p[AdamW::kVar], p[AdamW::kM],
+                              p[AdamW::kV], nullptr, p[AdamW::kGrad]);
+    } else {
+      AdamWRange<T, C, true>(s, begin, end, p[AdamW::kVar], p[AdamW::kM],
+                             p[AdamW::kV], p[AdamW::kVhat], p[AdamW::kGrad]);
+    }
   }
 };
 

@@ -48,7 +48,18 @@ struct AdamW {
       {"m"}, {"v"}, {"vhat", "num_vhat", "amsgrad"}};
   static constexpr const char* kPerTensorFlags[] = {"apply_weight_decay"};
   enum Buffer { kVar, kM, kV, kVhat, kGrad };
+
+  // The per-element constants of this step for a variable with `flags`.
+  template <typename C>
+  static TFOPT_HOST_DEVICE math::AdamWStep<C> StepFor(
+      const Hyperparams<C>& hyper, uint8_t flags) {
+    return StepForFlags(math::MakeAdamWStep<C>(
+                            *hyper.lr, *hyper.beta_1, *hyper.beta_2,
+                            *hyper.epsilon, *hyper.weight_decay, *hyper.step),
+                        &math::AdamWStep<C>::decay, flags);
+  }
 };
+
 }  // namespace tf_opt_plugin
 
 #endif  // TF_OPT_PLUGIN_CC_KERNELS_ADAMW_OP_H_

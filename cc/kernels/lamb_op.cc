@@ -59,12 +59,6 @@ struct ApplyUpdate<Eigen::ThreadPoolDevice, T, C, Lamb> {
   void operator()(tensorflow::OpKernelContext* ctx,
                   const LambHyperparams<C>& hyper,
                   const std::vector<Tensor>& tensors) {
-    const math::LambStep<C> step =
-        math::MakeLambStep<C>(*hyper.beta_1, *hyper.beta_2, *hyper.epsilon,
-                              *hyper.weight_decay_rate, *hyper.step);
-    auto step_for = [&](const Tensor& t) {
-      return StepForFlags(step, &math::LambStep<C>::weight_decay_rate, t.flags);
-    };
     // Pass 1 over the blocks of all tensors, each block's partial sums kept
     // apart, so a tensor's norms add up in block order whatever the threads
     // and whatever else is in the list.
@@ -77,7 +71,7 @@ struct ApplyUpdate<Eigen::ThreadPoolDevice, T, C, Lamb> {
         ctx, blocks, /*cycles_per_element=*/30, [&](int64_t index) {
           const TensorBlock& b = blocks[index];
           const Tensor& t = tensors[b.tensor];
-          LambMomentsRange<T, C>(step_for(t), b.begin, b.end,
+          LambMomentsRange<T, C>(Lamb::StepFor(hyper, t.flags), b.begin, b.end,
                                  t.ptrs[Lamb::kVar], t.ptrs[Lamb::kM],
                                  t.ptrs[Lamb::kV], t.ptrs[Lamb::kGrad],
                                  &w_partials[index], &u_partials[index]);
@@ -102,9 +96,9 @@ struct ApplyUpdate<Eigen::ThreadPoolDevice, T, C, Lamb> {
         ctx, blocks, /*cycles_per_element=*/25, [&](int64_t index) {
           const TensorBlock& b = blocks[index];
           const Tensor& t = tensors[b.tensor];
-          LambApplyRange<T, C>(step_for(t), step_sizes[b.tensor], b.begin,
-                               b.end, t.ptrs[Lamb::kVar], t.ptrs[Lamb::kM],
-                               t.ptrs[Lamb::kV]);
+          LambApplyRange<T, C>(
+              Lamb::StepFor(hyper, t.flags), step_sizes[b.tensor], b.begin,
+              b.end, t.ptrs[Lamb::kVar], t.ptrs[Lamb::kM], t.ptrs[Lamb::kV]);
         });
   }
 };

@@ -49,7 +49,19 @@ struct Lamb {
   static constexpr const char* kPerTensorFlags[] = {"apply_weight_decay",
                                                     "use_layer_adaptation"};
   enum Buffer { kVar, kM, kV, kGrad };
+
+  // The per-element constants of this step for a variable with `flags` (the
+  // trust ratio aside).
+  template <typename C>
+  static TFOPT_HOST_DEVICE math::LambStep<C> StepFor(
+      const Hyperparams<C>& hyper, uint8_t flags) {
+    return StepForFlags(
+        math::MakeLambStep<C>(*hyper.beta_1, *hyper.beta_2, *hyper.epsilon,
+                              *hyper.weight_decay_rate, *hyper.step),
+        &math::LambStep<C>::weight_decay_rate, flags);
+  }
 };
+
 }  // namespace tf_opt_plugin
 
 #endif  // TF_OPT_PLUGIN_CC_KERNELS_LAMB_OP_H_

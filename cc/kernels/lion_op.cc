@@ -22,22 +22,13 @@ TFOPT_CPU_CLONES void LionRange(const math::LionStep<C>& s, int64_t begin,
 }
 
 template <typename T, typename C>
-struct ApplyUpdate<Eigen::ThreadPoolDevice, T, C, Lion> {
-  using Tensor = TensorDesc<T, kNumBuffers<Lion>>;
+struct CpuRange<T, C, Lion> {
+  // No divide or square root: memory-bound.
+  static constexpr int64_t kCyclesPerElement = 8;
 
-  void operator()(tensorflow::OpKernelContext* ctx,
-                  const LionHyperparams<C>& hyper,
-                  const std::vector<Tensor>& tensors) {
-    const math::LionStep<C> step = math::MakeLionStep<C>(
-        *hyper.lr, *hyper.beta_1, *hyper.beta_2, *hyper.weight_decay);
-    // No divide or square root: a few cycles per element, memory-bound.
-    ParallelForEachBlock(
-        ctx, tensors, /*cycles_per_element=*/8,
-        [&](const Tensor& t, int64_t begin, int64_t end) {
-          LionRange<T, C>(
-              StepForFlags(step, &math::LionStep<C>::decay, t.flags), begin,
-              end, t.ptrs[Lion::kVar], t.ptrs[Lion::kM], t.ptrs[Lion::kGrad]);
-        });
+  static void Run(const math::LionStep<C>& s, int64_t begin, int64_t end,
+                  T* const* p) {
+    LionRange<T, C>(s, begin, end, p[Lion::kVar], p[Lion::kM], p[Lion::kGrad]);
   }
 };
 

@@ -40,7 +40,18 @@ struct Lion {
   static constexpr Slot kSlots[] = {{"m"}};
   static constexpr const char* kPerTensorFlags[] = {"apply_weight_decay"};
   enum Buffer { kVar, kM, kGrad };
+
+  // The per-element constants of this step for a variable with `flags`.
+  template <typename C>
+  static TFOPT_HOST_DEVICE math::LionStep<C> StepFor(
+      const Hyperparams<C>& hyper, uint8_t flags) {
+    return StepForFlags(
+        math::MakeLionStep<C>(*hyper.lr, *hyper.beta_1, *hyper.beta_2,
+                              *hyper.weight_decay),
+        &math::LionStep<C>::decay, flags);
+  }
 };
+
 }  // namespace tf_opt_plugin
 
 #endif  // TF_OPT_PLUGIN_CC_KERNELS_LION_OP_H_

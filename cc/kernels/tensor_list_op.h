@@ -11,12 +11,42 @@
 #include <iterator>
 #include <vector>
 
+#include "cc/kernels/cpu_parallel.h"
 #include "cc/kernels/registration.h"
 #include "cc/kernels/tensor_list.h"
 #include "cc/kernels/variable_access.h"
 #include "tensorflow/core/framework/op_kernel.h"
 
 namespace tf_opt_plugin {
+namespace functor {
+
+// An elementwise algorithm's update of elements [begin, end) of one tensor
+// on the CPU, `Run(step, begin, end, ptrs)`, and its kCyclesPerElement for
+// TF's cost model: specialized in its <algo>_op.cc.
+template <typename T, typename C, typename Algorithm>
+struct CpuRange;
+
+// The CPU functor of an elementwise algorithm (AdamW, Lion: element i of the
+// update reads only element i of each buffer): the blocks of all tensors in
+// one parallel loop. LAMB, whose trust ratio needs whole-tensor norms,
+// specializes ApplyUpdate itself.
+template <typename T, typename C, typename Algorithm>
+struct ApplyUpdate<Eigen::ThreadPoolDevice, T, C, Algorithm> {
+  using Tensor = TensorDesc<T, kNumBuffers<Algorithm>>;
+  using Range = CpuRange<T, C, Algorithm>;
+
+  void operator()(tensorflow::OpKernelContext* ctx,
+                  const typename Algorithm::template Hyperparams<C>& hyper,
+                  const std::vector<Tensor>& tensors) {
+    ParallelForEachBlock(ctx, tensors, Range::kCyclesPerElement,
+                         [&](const Tensor& t, int64_t begin, int64_t end) {
+                           Range::Run(Algorithm::StepFor(hyper, t.flags), begin,
+                                      end, t.ptrs);
+                         });
+  }
+};
+
+}  // namespace functor
 
 template <typename Device, typename T, typename C, typename Algorithm>
 class TensorListOp : public TensorListOpKernel {

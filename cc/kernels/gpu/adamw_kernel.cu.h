@@ -39,10 +39,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     return;
   }
-  const math::AdamWStep<C> s = StepForFlags(
-      math::MakeAdamWStep<C>(*hyper.lr, *hyper.beta_1, *hyper.beta_2,
-                             *hyper.epsilon, *hyper.weight_decay, step),
-      &math::AdamWStep<C>::decay, args.flags[r.tensor]);
+  const math::AdamWStep<C> s = AdamW::StepFor(hyper, args.flags[r.tensor]);
   ForEachPack<T>(r.begin, r.end, threadIdx.x, kThreads,
                  VectorOk(args, r.tensor, r.begin), [&](int64_t i, auto width) {
                    constexpr int W = decltype(width)::value;
@@ -74,16 +71,12 @@ cudaError_t LaunchUpdate(cudaStream_t stream,
                          TensorListArgsOf<AdamW, T, kCapacity>* args) {
   if (n == 0) return cudaSuccess;
   const bool amsgrad = tensors[0].ptrs[AdamW::kVhat] != nullptr;
+  const auto kernel = amsgrad ? &AdamWKernel<T, C, true, kCapacity>
+                              : &AdamWKernel<T, C, false, kCapacity>;
   return ForEachTensorList(tensors, n, args,
                            [&](const TensorListArgsOf<AdamW, T, kCapacity>& a,
                                int chunks) -> cudaError_t {
-                             if (amsgrad) {
-                               AdamWKernel<T, C, true, kCapacity>
-                                   <<<chunks, kThreads, 0, stream>>>(hyper, a);
-                             } else {
-                               AdamWKernel<T, C, false, kCapacity>
-                                   <<<chunks, kThreads, 0, stream>>>(hyper, a);
-                             }
+                             kernel<<<chunks, kThreads, 0, stream>>>(hyper, a);
                              return cudaGetLastError();
                            });
 }

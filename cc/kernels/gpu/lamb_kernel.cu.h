@@ -29,15 +29,6 @@ namespace gpu {
 template <typename T, int kCapacity>
 using LambArgs = TensorListArgsOf<Lamb, T, kCapacity>;
 
-template <typename C>
-__device__ __forceinline__ math::LambStep<C> LambStepFor(
-    const functor::LambHyperparams<C>& hyper, int64_t step, uint8_t flags) {
-  return StepForFlags(
-      math::MakeLambStep<C>(*hyper.beta_1, *hyper.beta_2, *hyper.epsilon,
-                            *hyper.weight_decay_rate, step),
-      &math::LambStep<C>::weight_decay_rate, flags);
-}
-
 template <typename T, typename C, int kCapacity>
 __global__ void __launch_bounds__(kThreads)
     LambMomentsKernel(functor::LambHyperparams<C> hyper,
@@ -51,7 +42,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t step = *hyper.step;
   C w_squares = C(0), u_squares = C(0);
   if (step >= 1) {  // else nothing is written; LambRatioKernel poisons var
-    const math::LambStep<C> s = LambStepFor(hyper, step, args.flags[r.tensor]);
+    const math::LambStep<C> s = Lamb::StepFor(hyper, args.flags[r.tensor]);
     ForEachPack<T>(r.begin, r.end, threadIdx.x, kThreads,
                    VectorOk(args, r.tensor, r.begin),
                    [&](int64_t i, auto width) {
@@ -112,8 +103,7 @@ __global__ void __launch_bounds__(kThreads)
   T* __restrict__ var = args.ptrs[Lamb::kVar][r.tensor];
   const T* __restrict__ m = args.ptrs[Lamb::kM][r.tensor];
   const T* __restrict__ v = args.ptrs[Lamb::kV][r.tensor];
-  const math::LambStep<C> s =
-      LambStepFor(hyper, *hyper.step, args.flags[r.tensor]);
+  const math::LambStep<C> s = Lamb::StepFor(hyper, args.flags[r.tensor]);
   const C step_size = step_sizes[args.first_tensor + r.tensor];
   ForEachPack<T>(r.begin, r.end, threadIdx.x, kThreads,
                  VectorOk(args, r.tensor, r.begin), [&](int64_t i, auto width) {

@@ -28,10 +28,7 @@ __global__ void __launch_bounds__(kThreads)
   T* __restrict__ m = args.ptrs[Lion::kM][r.tensor];
   const T* __restrict__ grad = args.ptrs[Lion::kGrad][r.tensor];
   // The scalars stay in device memory: no host round trip per step.
-  const math::LionStep<C> s =
-      StepForFlags(math::MakeLionStep<C>(*hyper.lr, *hyper.beta_1,
-                                         *hyper.beta_2, *hyper.weight_decay),
-                   &math::LionStep<C>::decay, args.flags[r.tensor]);
+  const math::LionStep<C> s = Lion::StepFor(hyper, args.flags[r.tensor]);
   ForEachPack<T>(r.begin, r.end, threadIdx.x, kThreads,
                  VectorOk(args, r.tensor, r.begin), [&](int64_t i, auto width) {
                    constexpr int W = decltype(width)::value;
