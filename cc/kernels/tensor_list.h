@@ -9,13 +9,16 @@
 //     static constexpr Slot kSlots[] = {{"m"}};  // after var, in op order
 //     static constexpr const char* kPerTensorFlags[] = {"apply_weight_decay"};
 //     enum Buffer { kVar, kM, kGrad };  // TensorDesc::ptrs
+//     // The per-element constants of a step (host and device).
+//     template <typename C> static math::LionStep<C> StepFor(hyper, flags);
 //   };
 //
 // from which the op registration (cc/ops/optimizer_op_def.h), the kernel
 // (tensor_list_op.h) and the GPU functor (tensor_list_op_gpu.cu.cc) are
-// written once; an algorithm adds only its math: the CPU specialization of
-// ApplyUpdate in <algo>_op.cc and its LaunchUpdate in gpu/<algo>_kernel.cu.h.
-// No TensorFlow header: the GPU check includes this.
+// written once; an algorithm adds only its math: in <algo>_op.cc its CPU
+// loop (a CpuRange, or its own ApplyUpdate when it is not elementwise), in
+// gpu/<algo>_kernel.cu.h its kernels and LaunchUpdate. No TensorFlow header:
+// the GPU check includes this.
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_TENSOR_LIST_H_
 #define TF_OPT_PLUGIN_CC_KERNELS_TENSOR_LIST_H_
 
