@@ -1,19 +1,14 @@
 // ResourceApplyAdamW and ResourceMultiTensorApplyAdamW: their hyperparameters
-// and the one device functor both ops run (an op of one variable is a list of
-// one). The CPU specialization lives in adamw_op.cc, the GPU one in
-// adamw_op_gpu.cu.cc (kernel: gpu/adamw_kernel.cu.h); both apply
+// and the algorithm's traits (tensor_list.h). The CPU functor lives in
+// adamw_op.cc, the GPU launch in gpu/adamw_kernel.cu.h; both apply
 // math::AdamWUpdateAt. No TensorFlow header: the GPU check includes this.
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_ADAMW_OP_H_
 #define TF_OPT_PLUGIN_CC_KERNELS_ADAMW_OP_H_
 
 #include <cstdint>
-#include <vector>
 
 #include "cc/kernels/math/adamw_math.h"
-
-namespace tensorflow {
-class OpKernelContext;
-}
+#include "cc/kernels/tensor_list.h"
 
 namespace tf_opt_plugin {
 namespace functor {
@@ -42,28 +37,29 @@ struct AdamWHyperparams {
   }
 };
 
-// One variable of an update (vhat null without amsgrad).
-template <typename T>
-struct AdamWTensor {
-  int64_t size;
-  T* var;
-  T* m;
-  T* v;
-  T* vhat;
-  const T* grad;
-  bool apply_weight_decay;  // false: weight_decay counts as 0 for it
-};
-
-// Updates every tensor of the list in place, with the same hyperparameters
-// (on a GPU: one launch for the list).
-template <typename Device, typename T, typename C>
-struct ApplyAdamW {
-  void operator()(tensorflow::OpKernelContext* ctx,
-                  const AdamWHyperparams<C>& hyper,
-                  const std::vector<AdamWTensor<T>>& tensors);
-};
-
 }  // namespace functor
+
+// Slots m, v and, with amsgrad, vhat (an empty list without). A variable
+// whose kApplyWeightDecay flag is off gets weight_decay 0.
+struct AdamW {
+  template <typename C>
+  using Hyperparams = functor::AdamWHyperparams<C>;
+  static constexpr Slot kSlots[] = {
+      {"m"}, {"v"}, {"vhat", "num_vhat", "amsgrad"}};
+  static constexpr const char* kPerTensorFlags[] = {"apply_weight_decay"};
+  enum Buffer { kVar, kM, kV, kVhat, kGrad };
+
+  // The per-element constants of this step for a variable with `flags`.
+  template <typename C>
+  static TFOPT_HOST_DEVICE math::AdamWStep<C> StepFor(
+      const Hyperparams<C>& hyper, uint8_t flags) {
+    return StepForFlags(math::MakeAdamWStep<C>(
+                            *hyper.lr, *hyper.beta_1, *hyper.beta_2,
+                            *hyper.epsilon, *hyper.weight_decay, *hyper.step),
+                        &math::AdamWStep<C>::decay, flags);
+  }
+};
+
 }  // namespace tf_opt_plugin
 
 #endif  // TF_OPT_PLUGIN_CC_KERNELS_ADAMW_OP_H_

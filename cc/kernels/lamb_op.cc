@@ -1,6 +1,7 @@
-// The kernel of ResourceApplyLamb and ResourceMultiTensorApplyLamb (CPU and,
-// with CUDA, GPU registrations) and its CPU functor. Two passes: the trust
-// ratio needs ||w|| and ||u|| over the whole variable before w can be written.
+// The CPU functor of LAMB (ResourceApplyLamb and
+// ResourceMultiTensorApplyLamb) and the ops' kernels (tensor_list_op.h). Two
+// passes: the trust ratio needs ||w|| and ||u|| over the whole variable
+// before w can be written.
 #define EIGEN_USE_THREADS
 
 #include "cc/kernels/lamb_op.h"
@@ -8,16 +9,9 @@
 #include <vector>
 
 #include "cc/kernels/cpu_parallel.h"
-#include "cc/kernels/registration.h"
-#include "cc/kernels/variable_access.h"
-#include "tensorflow/core/framework/op_kernel.h"
+#include "cc/kernels/tensor_list_op.h"
 
 namespace tf_opt_plugin {
-
-using CPUDevice = Eigen::ThreadPoolDevice;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-
 namespace functor {
 
 // Pass 1 over [begin, end): updates m and v, and returns the sums of squares
@@ -59,17 +53,12 @@ TFOPT_CPU_CLONES void LambApplyRange(const math::LambStep<C>& s, C step_size,
 }
 
 template <typename T, typename C>
-struct ApplyLamb<CPUDevice, T, C> {
-  void operator()(OpKernelContext* ctx, const LambHyperparams<C>& hyper,
-                  const std::vector<LambTensor<T>>& tensors) {
-    const math::LambStep<C> with_decay =
-        math::MakeLambStep<C>(*hyper.beta_1, *hyper.beta_2, *hyper.epsilon,
-                              *hyper.weight_decay_rate, *hyper.step);
-    math::LambStep<C> without_decay = with_decay;
-    without_decay.weight_decay_rate = C(0);
-    auto step_for = [&](const LambTensor<T>& t) -> const math::LambStep<C>& {
-      return t.apply_weight_decay ? with_decay : without_decay;
-    };
+struct ApplyUpdate<Eigen::ThreadPoolDevice, T, C, Lamb> {
+  using Tensor = TensorDesc<T, kNumBuffers<Lamb>>;
+
+  void operator()(tensorflow::OpKernelContext* ctx,
+                  const LambHyperparams<C>& hyper,
+                  const std::vector<Tensor>& tensors) {
     // Pass 1 over the blocks of all tensors, each block's partial sums kept
     // apart, so a tensor's norms add up in block order whatever the threads
     // and whatever else is in the list.
@@ -81,10 +70,11 @@ struct ApplyLamb<CPUDevice, T, C> {
     ParallelForTensorBlocks(
         ctx, blocks, /*cycles_per_element=*/30, [&](int64_t index) {
           const TensorBlock& b = blocks[index];
-          const LambTensor<T>& t = tensors[b.tensor];
-          LambMomentsRange<T, C>(step_for(t), b.begin, b.end, t.var, t.m, t.v,
-                                 t.grad, &w_partials[index],
-                                 &u_partials[index]);
+          const Tensor& t = tensors[b.tensor];
+          LambMomentsRange<T, C>(Lamb::StepFor(hyper, t.flags), b.begin, b.end,
+                                 t.ptrs[Lamb::kVar], t.ptrs[Lamb::kM],
+                                 t.ptrs[Lamb::kV], t.ptrs[Lamb::kGrad],
+                                 &w_partials[index], &u_partials[index]);
         });
     Scratch<C> step_sizes;
     OP_REQUIRES_OK(ctx, step_sizes.Allocate(ctx, tensors.size()));
@@ -97,60 +87,24 @@ struct ApplyLamb<CPUDevice, T, C> {
         u_sum += u_partials[last];
       }
       step_sizes[t] =
-          *hyper.lr * math::LambTrustRatio<C>(static_cast<C>(w_sum),
-                                              static_cast<C>(u_sum),
-                                              tensors[t].use_layer_adaptation);
+          *hyper.lr *
+          math::LambTrustRatio<C>(static_cast<C>(w_sum), static_cast<C>(u_sum),
+                                  (tensors[t].flags & kLayerAdaptation) != 0);
       first = last;
     }
     ParallelForTensorBlocks(
         ctx, blocks, /*cycles_per_element=*/25, [&](int64_t index) {
           const TensorBlock& b = blocks[index];
-          const LambTensor<T>& t = tensors[b.tensor];
-          LambApplyRange<T, C>(step_for(t), step_sizes[b.tensor], b.begin,
-                               b.end, t.var, t.m, t.v);
+          const Tensor& t = tensors[b.tensor];
+          LambApplyRange<T, C>(
+              Lamb::StepFor(hyper, t.flags), step_sizes[b.tensor], b.begin,
+              b.end, t.ptrs[Lamb::kVar], t.ptrs[Lamb::kM], t.ptrs[Lamb::kV]);
         });
   }
 };
 
 }  // namespace functor
 
-// Defined in lamb_op_gpu.cu.cc.
-TFOPT_DECLARE_GPU_FUNCTOR(functor::ApplyLamb)
-
-// N variables with the same hyperparameters (N = 1 for ResourceApplyLamb) and
-// a trust ratio each; per variable, weight decay (apply_weight_decay) and
-// layer adaptation (use_layer_adaptation) can be switched off.
-template <typename Device, typename T, typename C>
-class ApplyLambOp : public TensorListOpKernel {
- public:
-  explicit ApplyLambOp(OpKernelConstruction* ctx) : TensorListOpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, GetPerTensorFlags(ctx, "apply_weight_decay",
-                                          &apply_weight_decay_));
-    OP_REQUIRES_OK(ctx, GetPerTensorFlags(ctx, "use_layer_adaptation",
-                                          &use_layer_adaptation_));
-  }
-
-  void Compute(OpKernelContext* ctx) override {
-    functor::LambHyperparams<C> hyper;
-    TensorListUpdate in;
-    OP_REQUIRES_OK(
-        ctx, (in.Prepare<Device, T>(ctx, use_locking_, {"m", "v"}, &hyper)));
-    std::vector<functor::LambTensor<T>> tensors(in.size());
-    for (int i = 0; i < in.size(); ++i) {
-      tensors[i] = {in.num_elements(i),      in.var<T>(i),
-                    in.slot<T>(0, i),        in.slot<T>(1, i),
-                    in.grad<T>(i),           apply_weight_decay_[i],
-                    use_layer_adaptation_[i]};
-    }
-    functor::ApplyLamb<Device, T, C>()(ctx, hyper, tensors);
-  }
-
- private:
-  std::vector<bool> apply_weight_decay_;
-  std::vector<bool> use_layer_adaptation_;
-};
-
-TFOPT_REGISTER_KERNELS("ResourceApplyLamb", ApplyLambOp)
-TFOPT_REGISTER_KERNELS("ResourceMultiTensorApplyLamb", ApplyLambOp)
+TFOPT_REGISTER_TENSOR_LIST_KERNELS(Lamb)
 
 }  // namespace tf_opt_plugin

@@ -1,19 +1,14 @@
 // ResourceApplyLamb and ResourceMultiTensorApplyLamb: their hyperparameters
-// and the one device functor both ops run (an op of one variable is a list of
-// one). The CPU specialization lives in lamb_op.cc, the GPU one in
-// lamb_op_gpu.cu.cc (kernels: gpu/lamb_kernel.cu.h); both apply the math in
-// math/lamb_math.h. No TensorFlow header: the GPU check includes this.
+// and the algorithm's traits (tensor_list.h). The CPU functor lives in
+// lamb_op.cc, the GPU launches in gpu/lamb_kernel.cu.h; both apply the math
+// in math/lamb_math.h. No TensorFlow header: the GPU check includes this.
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_LAMB_OP_H_
 #define TF_OPT_PLUGIN_CC_KERNELS_LAMB_OP_H_
 
 #include <cstdint>
-#include <vector>
 
 #include "cc/kernels/math/lamb_math.h"
-
-namespace tensorflow {
-class OpKernelContext;
-}
+#include "cc/kernels/tensor_list.h"
 
 namespace tf_opt_plugin {
 namespace functor {
@@ -41,28 +36,32 @@ struct LambHyperparams {
   }
 };
 
-// One variable of an update.
-template <typename T>
-struct LambTensor {
-  int64_t size;
-  T* var;
-  T* m;
-  T* v;
-  const T* grad;
-  bool apply_weight_decay;    // false: weight_decay_rate counts as 0 for it
-  bool use_layer_adaptation;  // false: trust ratio 1 for it
-};
-
-// Updates every tensor of the list in place, each with its own trust ratio
-// (on a GPU: three launches for the list, no host synchronisation).
-template <typename Device, typename T, typename C>
-struct ApplyLamb {
-  void operator()(tensorflow::OpKernelContext* ctx,
-                  const LambHyperparams<C>& hyper,
-                  const std::vector<LambTensor<T>>& tensors);
-};
-
 }  // namespace functor
+
+// Slots m and v; each variable has its own trust ratio (on a GPU: three
+// launches per list, no host synchronisation). A variable whose
+// kApplyWeightDecay flag is off gets weight_decay_rate 0, one whose
+// kLayerAdaptation flag is off the trust ratio 1.
+struct Lamb {
+  template <typename C>
+  using Hyperparams = functor::LambHyperparams<C>;
+  static constexpr Slot kSlots[] = {{"m"}, {"v"}};
+  static constexpr const char* kPerTensorFlags[] = {"apply_weight_decay",
+                                                    "use_layer_adaptation"};
+  enum Buffer { kVar, kM, kV, kGrad };
+
+  // The per-element constants of this step for a variable with `flags` (the
+  // trust ratio aside).
+  template <typename C>
+  static TFOPT_HOST_DEVICE math::LambStep<C> StepFor(
+      const Hyperparams<C>& hyper, uint8_t flags) {
+    return StepForFlags(
+        math::MakeLambStep<C>(*hyper.beta_1, *hyper.beta_2, *hyper.epsilon,
+                              *hyper.weight_decay_rate, *hyper.step),
+        &math::LambStep<C>::weight_decay_rate, flags);
+  }
+};
+
 }  // namespace tf_opt_plugin
 
 #endif  // TF_OPT_PLUGIN_CC_KERNELS_LAMB_OP_H_

@@ -1,19 +1,12 @@
 // ResourceApplyLion and ResourceMultiTensorApplyLion: their hyperparameters
-// and the one device functor both ops run (an op of one variable is a list of
-// one). The CPU specialization lives in lion_op.cc, the GPU one in
-// lion_op_gpu.cu.cc (kernel: gpu/lion_kernel.cu.h); both apply
+// and the algorithm's traits (tensor_list.h). The CPU functor lives in
+// lion_op.cc, the GPU launch in gpu/lion_kernel.cu.h; both apply
 // math::LionUpdateAt. No TensorFlow header: the GPU check includes this.
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_LION_OP_H_
 #define TF_OPT_PLUGIN_CC_KERNELS_LION_OP_H_
 
-#include <cstdint>
-#include <vector>
-
 #include "cc/kernels/math/lion_math.h"
-
-namespace tensorflow {
-class OpKernelContext;
-}
+#include "cc/kernels/tensor_list.h"
 
 namespace tf_opt_plugin {
 namespace functor {
@@ -37,26 +30,28 @@ struct LionHyperparams {
   }
 };
 
-// One variable of an update.
-template <typename T>
-struct LionTensor {
-  int64_t size;
-  T* var;
-  T* m;
-  const T* grad;
-  bool apply_weight_decay;  // false: weight_decay counts as 0 for it
-};
-
-// Updates every tensor of the list in place, in one pass over memory (on a
-// GPU: one launch for the list).
-template <typename Device, typename T, typename C>
-struct ApplyLion {
-  void operator()(tensorflow::OpKernelContext* ctx,
-                  const LionHyperparams<C>& hyper,
-                  const std::vector<LionTensor<T>>& tensors);
-};
-
 }  // namespace functor
+
+// One slot, m; one pass over memory. A variable whose kApplyWeightDecay flag
+// is off gets weight_decay 0.
+struct Lion {
+  template <typename C>
+  using Hyperparams = functor::LionHyperparams<C>;
+  static constexpr Slot kSlots[] = {{"m"}};
+  static constexpr const char* kPerTensorFlags[] = {"apply_weight_decay"};
+  enum Buffer { kVar, kM, kGrad };
+
+  // The per-element constants of this step for a variable with `flags`.
+  template <typename C>
+  static TFOPT_HOST_DEVICE math::LionStep<C> StepFor(
+      const Hyperparams<C>& hyper, uint8_t flags) {
+    return StepForFlags(
+        math::MakeLionStep<C>(*hyper.lr, *hyper.beta_1, *hyper.beta_2,
+                              *hyper.weight_decay),
+        &math::LionStep<C>::decay, flags);
+  }
+};
+
 }  // namespace tf_opt_plugin
 
 #endif  // TF_OPT_PLUGIN_CC_KERNELS_LION_OP_H_

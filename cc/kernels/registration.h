@@ -35,26 +35,27 @@
 // no host round trip.
 //
 // A GPU functor is defined in device code that only nvcc compiles: its
-// *_op_gpu.cu.cc instantiates FUNCTOR<Eigen::GpuDevice, T, C> for every type
-// (TFOPT_INSTANTIATE_GPU_FUNCTOR), and the host code that calls it declares
-// those instantiations (TFOPT_DECLARE_GPU_FUNCTOR) instead of making its own.
+// *_op_gpu.cu.cc instantiates FUNCTOR<Eigen::GpuDevice, T, C, ARGS...> for
+// every type (TFOPT_INSTANTIATE_GPU_FUNCTOR(FUNCTOR, ARGS...)), and the host
+// code that calls it declares those instantiations
+// (TFOPT_DECLARE_GPU_FUNCTOR(FUNCTOR, ARGS...)) instead of making its own.
 #if GOOGLE_CUDA
 #define TFOPT_REGISTER_GPU_KERNELS(OP_NAME, KERNEL)                  \
   TFOPT_REGISTER_KERNELS_ON(OP_NAME, KERNEL, tensorflow::DEVICE_GPU, \
                             Eigen::GpuDevice)
 
-#define TFOPT_EXTERN_GPU_FUNCTOR_FOR(T, C, FUNCTOR) \
-  extern template struct FUNCTOR<Eigen::GpuDevice, T, C>;
-#define TFOPT_DECLARE_GPU_FUNCTOR(FUNCTOR) \
-  TFOPT_FOR_EACH_TYPE(TFOPT_EXTERN_GPU_FUNCTOR_FOR, FUNCTOR)
+#define TFOPT_EXTERN_GPU_FUNCTOR_FOR(T, C, FUNCTOR, ...) \
+  extern template struct FUNCTOR<Eigen::GpuDevice, T, C, ##__VA_ARGS__>;
+#define TFOPT_DECLARE_GPU_FUNCTOR(FUNCTOR, ...) \
+  TFOPT_FOR_EACH_TYPE(TFOPT_EXTERN_GPU_FUNCTOR_FOR, FUNCTOR, ##__VA_ARGS__)
 
-#define TFOPT_INSTANTIATE_GPU_FUNCTOR_FOR(T, C, FUNCTOR) \
-  template struct FUNCTOR<Eigen::GpuDevice, T, C>;
-#define TFOPT_INSTANTIATE_GPU_FUNCTOR(FUNCTOR) \
-  TFOPT_FOR_EACH_TYPE(TFOPT_INSTANTIATE_GPU_FUNCTOR_FOR, FUNCTOR)
+#define TFOPT_INSTANTIATE_GPU_FUNCTOR_FOR(T, C, FUNCTOR, ...) \
+  template struct FUNCTOR<Eigen::GpuDevice, T, C, ##__VA_ARGS__>;
+#define TFOPT_INSTANTIATE_GPU_FUNCTOR(FUNCTOR, ...) \
+  TFOPT_FOR_EACH_TYPE(TFOPT_INSTANTIATE_GPU_FUNCTOR_FOR, FUNCTOR, ##__VA_ARGS__)
 #else
 #define TFOPT_REGISTER_GPU_KERNELS(OP_NAME, KERNEL)
-#define TFOPT_DECLARE_GPU_FUNCTOR(FUNCTOR)
+#define TFOPT_DECLARE_GPU_FUNCTOR(FUNCTOR, ...)
 #endif
 
 // The CPU and (in a CUDA build) GPU kernels of OP_NAME.

@@ -34,16 +34,19 @@
 // GetInputTensorFromVariable copies a variable whose buffer is shared before
 // an update with DenseUpdate<GPUDevice, T, ASSIGN>, which only
 // libtensorflow_cc.so.2 defines (the library links with -z defs against
-// libtensorflow_framework.so.2 alone). adamw_op_gpu.cu.cc defines it
+// libtensorflow_framework.so.2 alone). tensor_list_op_gpu.cu.cc defines it
 // (a device-to-device copy on the op's stream) for each storage type T (a
 // copy has no compute type: C goes unused).
 namespace tensorflow {
 namespace functor {
-#define TFOPT_DECLARE_GPU_DENSE_ASSIGN(T, C)                      \
+// The specialization's signature, for its declaration here and its
+// definition.
+#define TFOPT_GPU_DENSE_ASSIGN(T)                                 \
   template <>                                                     \
   void DenseUpdate<Eigen::GpuDevice, T, ASSIGN>::operator()(      \
       const Eigen::GpuDevice& d, typename TTypes<T>::Flat params, \
-      typename TTypes<T>::ConstFlat update);
+      typename TTypes<T>::ConstFlat update)
+#define TFOPT_DECLARE_GPU_DENSE_ASSIGN(T, C) TFOPT_GPU_DENSE_ASSIGN(T);
 TFOPT_FOR_EACH_TYPE(TFOPT_DECLARE_GPU_DENSE_ASSIGN)
 #undef TFOPT_DECLARE_GPU_DENSE_ASSIGN
 }  // namespace functor

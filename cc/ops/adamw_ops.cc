@@ -3,18 +3,11 @@
 #include "cc/ops/optimizer_op_def.h"
 
 namespace tf_opt_plugin {
-namespace {
 
 using op_def::Form;
 
-const op_def::OptimizerOpSpec kAdamWOp = {
-    /*slots=*/{{"m"}, {"v"}, {"vhat", "num_vhat", "amsgrad"}},
-    /*per_tensor_flags=*/{"apply_weight_decay"}};
-
-}  // namespace
-
-TFOPT_REGISTER_OP(op_def::OptimizerOp<functor::AdamWHyperparams>(
-                      "ResourceApplyAdamW", Form::kOneVariable, kAdamWOp)
+TFOPT_REGISTER_OP(op_def::OptimizerOp<AdamW>("ResourceApplyAdamW",
+                                             Form::kOneVariable)
                       .Doc(R"doc(
 Fused AdamW (Keras semantics) on resource variables, in place, in one pass.
 
@@ -33,14 +26,9 @@ step: the 1-based count of this update.
 grad: the gradient, shaped like var.
 )doc"));
 
-TFOPT_REGISTER_OP(op_def::OptimizerOp<functor::AdamWHyperparams>(
-                      "ResourceMultiTensorApplyAdamW", Form::kTensorList,
-                      kAdamWOp)
-                      .Doc(R"doc(
-ResourceApplyAdamW for N variables at once, with the same hyperparameters: on a
-GPU one kernel launch for the whole list. Variable i gets weight decay unless
-apply_weight_decay[i] is false (an empty list means all true). The results are
-those of N ResourceApplyAdamW ops (the same kernel runs both).
-)doc"));
+TFOPT_REGISTER_OP(
+    op_def::OptimizerOp<AdamW>("ResourceMultiTensorApplyAdamW",
+                               Form::kTensorList)
+        .Doc(op_def::OneLaunchTensorListDoc("ResourceApplyAdamW")));
 
 }  // namespace tf_opt_plugin

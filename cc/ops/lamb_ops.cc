@@ -3,18 +3,11 @@
 #include "cc/ops/optimizer_op_def.h"
 
 namespace tf_opt_plugin {
-namespace {
 
 using op_def::Form;
 
-const op_def::OptimizerOpSpec kLambOp = {
-    /*slots=*/{{"m"}, {"v"}},
-    /*per_tensor_flags=*/{"apply_weight_decay", "use_layer_adaptation"}};
-
-}  // namespace
-
-TFOPT_REGISTER_OP(op_def::OptimizerOp<functor::LambHyperparams>(
-                      "ResourceApplyLamb", Form::kOneVariable, kLambOp)
+TFOPT_REGISTER_OP(op_def::OptimizerOp<Lamb>("ResourceApplyLamb",
+                                            Form::kOneVariable)
                       .Attr("use_layer_adaptation: bool = true")
                       .Doc(R"doc(
 Fused LAMB (You et al. 2019, as TF Model Garden implements it), in place.
@@ -30,9 +23,8 @@ Fused LAMB (You et al. 2019, as TF Model Garden implements it), in place.
 Half types are computed in float32; the norms are accumulated in double.
 )doc"));
 
-TFOPT_REGISTER_OP(op_def::OptimizerOp<functor::LambHyperparams>(
-                      "ResourceMultiTensorApplyLamb", Form::kTensorList,
-                      kLambOp)
+TFOPT_REGISTER_OP(op_def::OptimizerOp<Lamb>("ResourceMultiTensorApplyLamb",
+                                            Form::kTensorList)
                       .Doc(R"doc(
 ResourceApplyLamb for N variables at once, with the same hyperparameters and a
 trust ratio per variable: on a GPU three launches for the whole list (moments

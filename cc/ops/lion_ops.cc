@@ -3,18 +3,11 @@
 #include "cc/ops/optimizer_op_def.h"
 
 namespace tf_opt_plugin {
-namespace {
 
 using op_def::Form;
 
-const op_def::OptimizerOpSpec kLionOp = {
-    /*slots=*/{{"m"}},
-    /*per_tensor_flags=*/{"apply_weight_decay"}};
-
-}  // namespace
-
-TFOPT_REGISTER_OP(op_def::OptimizerOp<functor::LionHyperparams>(
-                      "ResourceApplyLion", Form::kOneVariable, kLionOp)
+TFOPT_REGISTER_OP(op_def::OptimizerOp<Lion>("ResourceApplyLion",
+                                            Form::kOneVariable)
                       .Doc(R"doc(
 Fused Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms",
 with Keras's decoupled weight decay) on resource variables, in place, in one
@@ -31,14 +24,8 @@ m: the momentum slot, shaped like var.
 grad: the gradient, shaped like var.
 )doc"));
 
-TFOPT_REGISTER_OP(op_def::OptimizerOp<functor::LionHyperparams>(
-                      "ResourceMultiTensorApplyLion", Form::kTensorList,
-                      kLionOp)
-                      .Doc(R"doc(
-ResourceApplyLion for N variables at once, with the same hyperparameters: on a
-GPU one kernel launch for the whole list. Variable i gets weight decay unless
-apply_weight_decay[i] is false (an empty list means all true). The results are
-those of N ResourceApplyLion ops (the same kernel runs both).
-)doc"));
+TFOPT_REGISTER_OP(
+    op_def::OptimizerOp<Lion>("ResourceMultiTensorApplyLion", Form::kTensorList)
+        .Doc(op_def::OneLaunchTensorListDoc("ResourceApplyLion")));
 
 }  // namespace tf_opt_plugin

@@ -3,16 +3,18 @@
 // cc/kernels/hyperparams.h), and the shape checks that make graph
 // construction fail early with the messages the kernels give at run time.
 //
-// An algorithm's ops come in two forms with one kernel: ResourceApplyX
+// A tensor-list algorithm's ops (its traits struct, see
+// cc/kernels/tensor_list.h) come in two forms with one kernel: ResourceApplyX
 // updates one variable (`var: resource`, `grad: T`), ResourceMultiTensorApplyX
 // updates N (`var: N * resource`, `grad: N * T`). OptimizerOp builds either:
 //
-//   TFOPT_REGISTER_OP(op_def::OptimizerOp<functor::LionHyperparams>(
-//       "ResourceApplyLion", op_def::Form::kOneVariable, kLionOp).Doc(...));
+//   TFOPT_REGISTER_OP(op_def::OptimizerOp<Lion>(
+//       "ResourceApplyLion", op_def::Form::kOneVariable).Doc(...));
 #ifndef TF_OPT_PLUGIN_CC_OPS_OPTIMIZER_OP_DEF_H_
 #define TF_OPT_PLUGIN_CC_OPS_OPTIMIZER_OP_DEF_H_
 
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -20,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "cc/kernels/hyperparams.h"
+#include "cc/kernels/tensor_list.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/types.h"
@@ -133,18 +136,9 @@ using tensorflow::register_op::OpDefBuilderWrapper;
 // One variable (ResourceApplyX) or N of them (ResourceMultiTensorApplyX).
 enum class Form { kOneVariable, kTensorList };
 
-// A slot input, shaped like its variable. An optional slot (amsgrad's vhat)
-// is a list of 0 or one per variable, counted by `count_attr`; `feature`
-// names what it is for in errors.
-struct Slot {
-  const char* name;
-  const char* count_attr = nullptr;
-  const char* feature = nullptr;
-};
-
-// What an algorithm's ops take besides its scalars: slots in op order, and
-// the per-variable list(bool) attrs of the multi-tensor form (empty = all
-// true; a single-variable op declares its own, if any).
+// What an algorithm's ops take besides its scalars: slots in op order
+// (tensor_list.h), and the per-variable list(bool) attrs of the multi-tensor
+// form (empty = all true; a single-variable op declares its own, if any).
 struct OptimizerOpSpec {
   std::vector<Slot> slots;
   std::vector<const char*> per_tensor_flags;
@@ -162,17 +156,36 @@ OpDefBuilderWrapper& AddScalarInputs(OpDefBuilderWrapper& op) {
   return op;
 }
 
+// The doc of ResourceMultiTensorApplyX for an algorithm X whose GPU kernel
+// updates the whole list in one launch and whose one per-variable flag is
+// apply_weight_decay (AdamW, Lion).
+inline std::string OneLaunchTensorListDoc(const char* one_variable_op) {
+  return absl::StrCat(
+      "\n", one_variable_op,
+      " for N variables at once, with the same hyperparameters: on a\n"
+      "GPU one kernel launch for the whole list. Variable i gets weight decay "
+      "unless\n"
+      "apply_weight_decay[i] is false (an empty list means all true). The "
+      "results are\n"
+      "those of N ",
+      one_variable_op, " ops (the same kernel runs both).\n");
+}
+
 // The shape function of an op built by OptimizerOp.
 absl::Status OptimizerShapeFn(shape_fn::InferenceContext* c, Form form,
                               const OptimizerOpSpec& spec,
                               const std::vector<const char*>& scalar_names);
 
-// The op `name` of `form`: inputs var, the slots, the scalars of Hyperparams,
-// grad; attrs T, Tscalar, N (tensor lists), the slot counts, the per-tensor
-// flags (tensor lists), use_locking; and its shape function.
-template <template <typename> class Hyperparams>
-OpDefBuilderWrapper OptimizerOp(const char* name, Form form,
-                                const OptimizerOpSpec& spec) {
+// The op `name` of `form` of the algorithm Algorithm: inputs var, the
+// slots, the scalars of its Hyperparams, grad; attrs T, Tscalar, N (tensor
+// lists), the slot counts, the per-tensor flags (tensor lists), use_locking;
+// and its shape function.
+template <typename Algorithm>
+OpDefBuilderWrapper OptimizerOp(const char* name, Form form) {
+  const OptimizerOpSpec spec = {
+      {std::begin(Algorithm::kSlots), std::end(Algorithm::kSlots)},
+      {std::begin(Algorithm::kPerTensorFlags),
+       std::end(Algorithm::kPerTensorFlags)}};
   const bool list = form == Form::kTensorList;
   const std::string each = list ? "N * " : "";
   OpDefBuilderWrapper op(name);
@@ -183,7 +196,7 @@ OpDefBuilderWrapper OptimizerOp(const char* name, Form form,
         slot.count_attr ? absl::StrCat(slot.count_attr, " * ") : each,
         "resource"));
   }
-  AddScalarInputs<Hyperparams>(op);
+  AddScalarInputs<Algorithm::template Hyperparams>(op);
   op.Input(absl::StrCat("grad: ", each, "T"))
       .Attr("T: {half, bfloat16, float, double}")
       .Attr("Tscalar: {float, double}");
@@ -198,7 +211,8 @@ OpDefBuilderWrapper OptimizerOp(const char* name, Form form,
     }
   }
   op.Attr("use_locking: bool = true");
-  const std::vector<const char*> scalars = ScalarInputNames<Hyperparams>();
+  const std::vector<const char*> scalars =
+      ScalarInputNames<Algorithm::template Hyperparams>();
   op.SetShapeFn([form, spec, scalars](shape_fn::InferenceContext* c) {
     return OptimizerShapeFn(c, form, spec, scalars);
   });

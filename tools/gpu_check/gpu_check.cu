@@ -34,6 +34,7 @@
 #include <ctime>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cc/kernels/gpu/adafactor_kernel.cu.h"
@@ -77,21 +78,18 @@ struct TypeInfo<__nv_bfloat16> {
       8e-3;  // ~2x the rounding of the result (2^-8)
 };
 
+// Conversions between a storage type and double go through float, the only
+// floating type __half and __nv_bfloat16 convert to and from (double
+// converts exactly).
 template <typename T>
 double ToDouble(T x) {
+  if constexpr (std::is_same_v<T, double>) return x;
   return static_cast<double>(static_cast<float>(x));
-}
-template <>
-double ToDouble<double>(double x) {
-  return x;
 }
 template <typename T>
 T FromDouble(double x) {
+  if constexpr (std::is_same_v<T, double>) return x;
   return static_cast<T>(static_cast<float>(x));
-}
-template <>
-double FromDouble<double>(double x) {
-  return x;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -533,6 +531,13 @@ void PrintRow(const char* kernel, const char* dtype, const std::string& label,
   std::fflush(stdout);
 }
 
+// Bytes an update moves: `accesses` full-size buffers of T per element (the
+// kernel headers count them).
+template <typename T>
+int64_t TrafficBytes(int64_t elements, int accesses) {
+  return elements * static_cast<int64_t>(sizeof(T)) * accesses;
+}
+
 // Records a comparison of one buffer: fails loudly with the worst element.
 bool Record(const char* what, const std::string& label, const char* buffer,
             const Comparison& c, double* worst) {
@@ -558,7 +563,9 @@ bool CheckGuards(const char* what, const std::string& label, const char* buffer,
 }
 
 // ------------------------------------------------------------------------------------------
-// AdamW
+// The tensor-list algorithms (AdamW, LAMB, Lion): one runner, RunTensorList,
+// and per algorithm a CheckSpec: its name, parameters, random state, float64
+// reference and memory traffic.
 
 // A set of tensors laid out like TF's allocations (each 256-byte aligned) in
 // arenas, with host copies of their inputs.
@@ -592,174 +599,7 @@ AdamWParams RandomAdamWParams(uint64_t seed) {
       1e-7, 0.1, 1 + static_cast<int64_t>(Uniform(seed, 99, 0, 0, 50))};
 }
 
-// Runs AdamW over `sizes` (one launch when they fit a list: multi-tensor when
-// kCapacity > 1), checks every element, times it when `timed`.
-template <typename T, int kCapacity>
-void RunAdamW(const std::string& label, const std::vector<int64_t>& sizes,
-              bool amsgrad, bool misalign, bool timed, double target) {
-  using C = typename TypeInfo<T>::C;
-  const uint64_t seed = SplitMix(
-      g_options.seed ^ std::hash<std::string>()(label + TypeInfo<T>::Name()));
-  TensorSet<T> set(sizes);
-  const int64_t total = set.total;
-  std::vector<T> w, m, v, vhat, g;
-  RandomAdamWState(total, seed, &w, &m, &v, &vhat, &g);
-  DeviceArray<T> dw, dm, dv, dvhat, dg;
-  dw.Allocate(total, misalign);
-  dm.Allocate(total, misalign);
-  dv.Allocate(total, misalign);
-  dg.Allocate(total, misalign);
-  if (amsgrad) dvhat.Allocate(total, misalign);
-  dw.Upload(w);
-  dm.Upload(m);
-  dv.Upload(v);
-  dg.Upload(g);
-  if (amsgrad) dvhat.Upload(vhat);
-  const AdamWParams p = RandomAdamWParams(seed);
-  DeviceScalars<C> scalars(
-      {C(p.lr), C(p.beta_1), C(p.beta_2), C(p.epsilon), C(p.weight_decay)},
-      p.step);
-  const functor::AdamWHyperparams<C> hyper{
-      scalars.values,     scalars.values + 1, scalars.values + 2,
-      scalars.values + 3, scalars.values + 4, scalars.step};
-  std::vector<gpu::AdamWTensorDesc<T>> descs;
-  int64_t elements = 0;
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    const int64_t o = set.offsets[i];
-    // Weight decay off for 1-D tensors (biases, norms), as exclusion lists do.
-    const bool decay = sizes.size() == 1 || i % 3 != 2;
-    descs.push_back({{dw.data + o, dm.data + o, dv.data + o,
-                      amsgrad ? dvhat.data + o : nullptr, dg.data + o},
-                     sizes[i],
-                     static_cast<uint8_t>(decay ? gpu::kApplyWeightDecay : 0)});
-    elements += sizes[i];
-  }
-  auto* args = new gpu::AdamWArgs<T, kCapacity>;
-  auto launch = [&] {
-    return gpu::LaunchAdamW<T, C, kCapacity>(
-        g_stream, hyper, descs.data(), static_cast<int>(descs.size()), args);
-  };
-  CUDA_OK(launch());
-  CUDA_OK(cudaStreamSynchronize(g_stream));
-
-  // Reference.
-  std::vector<double> rw = Widen(w), rm = Widen(m), rv = Widen(v),
-                      rvhat = Widen(vhat);
-  const std::vector<double> rg = Widen(g);
-  for (size_t t = 0; t < sizes.size(); ++t) {
-    const bool decay = descs[t].flags & gpu::kApplyWeightDecay;
-    const int64_t o = set.offsets[t];
-#pragma omp parallel for schedule(static)
-    for (int64_t i = o; i < o + sizes[t]; ++i) {
-      AdamWReference(p, decay, rg[i], &rw[i], &rm[i], &rv[i],
-                     amsgrad ? &rvhat[i] : nullptr);
-    }
-  }
-  const double rtol = TypeInfo<T>::kRtol;
-  double worst = 0.0;
-  bool ok =
-      Record("AdamW", label, "var", Compare(dw.Download(), rw, rtol), &worst);
-  ok &= Record("AdamW", label, "m", Compare(dm.Download(), rm, rtol), &worst);
-  ok &= Record("AdamW", label, "v", Compare(dv.Download(), rv, rtol), &worst);
-  if (amsgrad)
-    ok &= Record("AdamW", label, "vhat", Compare(dvhat.Download(), rvhat, rtol),
-                 &worst);
-  ok &= CheckGuards("AdamW", label, "var", dw) &&
-        CheckGuards("AdamW", label, "m", dm) &&
-        CheckGuards("AdamW", label, "v", dv) &&
-        CheckGuards("AdamW", label, "grad", dg) &&
-        (!amsgrad || CheckGuards("AdamW", label, "vhat", dvhat));
-  double ms = 0;
-  if (timed) ms = MedianMs(launch, g_options.repeats);
-  PrintRow("AdamW", TypeInfo<T>::Name(), label, elements, worst, ok, ms,
-           gpu::AdamWBytes<T>(elements, amsgrad), target);
-  delete args;
-}
-
-// ------------------------------------------------------------------------------------------
-// LAMB
-
-template <typename T, int kCapacity>
-void RunLamb(const std::string& label, const std::vector<int64_t>& sizes,
-             bool misalign, bool timed, double target) {
-  using C = typename TypeInfo<T>::C;
-  const uint64_t seed =
-      SplitMix(g_options.seed ^
-               std::hash<std::string>()("lamb" + label + TypeInfo<T>::Name()));
-  TensorSet<T> set(sizes);
-  const int64_t total = set.total;
-  std::vector<T> w, m, v, unused, g;
-  RandomAdamWState(total, seed, &w, &m, &v, &unused, &g);
-  DeviceArray<T> dw, dm, dv, dg;
-  dw.Allocate(total, misalign);
-  dm.Allocate(total, misalign);
-  dv.Allocate(total, misalign);
-  dg.Allocate(total, misalign);
-  dw.Upload(w);
-  dm.Upload(m);
-  dv.Upload(v);
-  dg.Upload(g);
-  const LambParams p{
-      0.05, 0.9,  0.999,
-      1e-6, 0.01, 1 + static_cast<int64_t>(Uniform(seed, 99, 0, 0, 50))};
-  DeviceScalars<C> scalars(
-      {C(p.lr), C(p.beta_1), C(p.beta_2), C(p.epsilon), C(p.weight_decay_rate)},
-      p.step);
-  const functor::LambHyperparams<C> hyper{
-      scalars.values,     scalars.values + 1, scalars.values + 2,
-      scalars.values + 3, scalars.values + 4, scalars.step};
-  std::vector<gpu::LambTensorDesc<T>> descs;
-  int64_t elements = 0;
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    const int64_t o = set.offsets[i];
-    // Decay and adaptation off for a third of the tensors, as exclusion lists
-    // do.
-    const bool on = sizes.size() == 1 || i % 3 != 2;
-    descs.push_back(
-        {{dw.data + o, dm.data + o, dv.data + o, dg.data + o},
-         sizes[i],
-         static_cast<uint8_t>(
-             on ? gpu::kApplyWeightDecay | gpu::kLayerAdaptation : 0)});
-    elements += sizes[i];
-  }
-  Scratch scratch(gpu::LambScratchBytes<T, C>(descs.data(),
-                                              static_cast<int>(descs.size())));
-  scratch.Poison();
-  auto* args = new gpu::LambArgs<T, kCapacity>;
-  auto launch = [&] {
-    return gpu::LaunchLamb<T, C, kCapacity>(g_stream, hyper, descs.data(),
-                                            static_cast<int>(descs.size()),
-                                            scratch.ptr, args);
-  };
-  CUDA_OK(launch());
-  CUDA_OK(cudaStreamSynchronize(g_stream));
-
-  std::vector<double> rw = Widen(w), rm = Widen(m), rv = Widen(v);
-  const std::vector<double> rg = Widen(g);
-  for (size_t t = 0; t < sizes.size(); ++t) {
-    const bool on = descs[t].flags & gpu::kApplyWeightDecay;
-    const int64_t o = set.offsets[t];
-    LambReference(p, on, on, sizes[t], &rg[o], &rw[o], &rm[o], &rv[o]);
-  }
-  const double rtol = TypeInfo<T>::kRtol;
-  double worst = 0.0;
-  bool ok =
-      Record("LAMB", label, "var", Compare(dw.Download(), rw, rtol), &worst);
-  ok &= Record("LAMB", label, "m", Compare(dm.Download(), rm, rtol), &worst);
-  ok &= Record("LAMB", label, "v", Compare(dv.Download(), rv, rtol), &worst);
-  ok &= CheckGuards("LAMB", label, "var", dw) &&
-        CheckGuards("LAMB", label, "m", dm) &&
-        CheckGuards("LAMB", label, "v", dv) &&
-        CheckGuards("LAMB", label, "grad", dg);
-  double ms = 0;
-  if (timed) ms = MedianMs(launch, g_options.repeats);
-  PrintRow("LAMB", TypeInfo<T>::Name(), label, elements, worst, ok, ms,
-           gpu::LambBytes<T>(elements), target);
-  delete args;
-}
-
-// ------------------------------------------------------------------------------------------
-// Lion. Its update is sign(c): inputs are drawn with |c| well away from 0,
+// Lion's update is sign(c): inputs are drawn with |c| well away from 0,
 // where the float rounding of c could flip the sign, except for a few exact
 // zeros (m = g = 0: sign 0).
 
@@ -783,69 +623,216 @@ void RandomLionState(int64_t n, uint64_t seed, const LionParams& p,
   }
 }
 
-template <typename T, int kCapacity>
-void RunLion(const std::string& label, const std::vector<int64_t>& sizes,
-             bool misalign, bool timed, double target) {
+template <typename Algorithm>
+struct CheckSpec;
+
+template <>
+struct CheckSpec<AdamW> {
+  static constexpr const char* kName = "AdamW";
+  static constexpr const char* kSeedPrefix = "";
+  using Params = AdamWParams;
+  static Params RandomParams(uint64_t seed) { return RandomAdamWParams(seed); }
+  static std::vector<double> Scalars(const Params& p) {
+    return {p.lr, p.beta_1, p.beta_2, p.epsilon, p.weight_decay};
+  }
+  static int64_t Step(const Params& p) { return p.step; }
+  template <typename T>
+  static void RandomState(int64_t n, uint64_t seed, const Params&,
+                          std::vector<T>* b) {
+    RandomAdamWState(n, seed, &b[AdamW::kVar], &b[AdamW::kM], &b[AdamW::kV],
+                     &b[AdamW::kVhat], &b[AdamW::kGrad]);
+  }
+  static void Reference(const Params& p, bool on, int64_t n, double* const* b) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      AdamWReference(p, on, b[AdamW::kGrad][i], &b[AdamW::kVar][i],
+                     &b[AdamW::kM][i], &b[AdamW::kV][i],
+                     b[AdamW::kVhat] ? &b[AdamW::kVhat][i] : nullptr);
+    }
+  }
+  static int Accesses(bool amsgrad) {
+    return gpu::kAdamWAccesses + (amsgrad ? gpu::kAmsgradAccesses : 0);
+  }
+};
+
+template <>
+struct CheckSpec<Lamb> {
+  static constexpr const char* kName = "LAMB";
+  static constexpr const char* kSeedPrefix = "lamb";
+  using Params = LambParams;
+  static Params RandomParams(uint64_t seed) {
+    return LambParams{
+        0.05, 0.9,  0.999,
+        1e-6, 0.01, 1 + static_cast<int64_t>(Uniform(seed, 99, 0, 0, 50))};
+  }
+  static std::vector<double> Scalars(const Params& p) {
+    return {p.lr, p.beta_1, p.beta_2, p.epsilon, p.weight_decay_rate};
+  }
+  static int64_t Step(const Params& p) { return p.step; }
+  template <typename T>
+  static void RandomState(int64_t n, uint64_t seed, const Params&,
+                          std::vector<T>* b) {
+    std::vector<T> unused;
+    RandomAdamWState(n, seed, &b[Lamb::kVar], &b[Lamb::kM], &b[Lamb::kV],
+                     &unused, &b[Lamb::kGrad]);
+  }
+  // The whole tensor: its trust ratio is over the tensor.
+  static void Reference(const Params& p, bool on, int64_t n, double* const* b) {
+    LambReference(p, on, on, n, b[Lamb::kGrad], b[Lamb::kVar], b[Lamb::kM],
+                  b[Lamb::kV]);
+  }
+  static int Accesses(bool) { return gpu::kLambAccesses; }
+};
+
+template <>
+struct CheckSpec<Lion> {
+  static constexpr const char* kName = "Lion";
+  static constexpr const char* kSeedPrefix = "lion";
+  using Params = LionParams;
+  static Params RandomParams(uint64_t) { return {0.05, 0.9, 0.99, 0.1}; }
+  static std::vector<double> Scalars(const Params& p) {
+    return {p.lr, p.beta_1, p.beta_2, p.weight_decay};
+  }
+  static int64_t Step(const Params&) { return 0; }  // Lion has none
+  template <typename T>
+  static void RandomState(int64_t n, uint64_t seed, const Params& p,
+                          std::vector<T>* b) {
+    RandomLionState(n, seed, p, &b[Lion::kVar], &b[Lion::kM], &b[Lion::kGrad]);
+  }
+  static void Reference(const Params& p, bool on, int64_t n, double* const* b) {
+    for (int64_t i = 0; i < n; ++i) {
+      LionReference(p, on, b[Lion::kGrad][i], &b[Lion::kVar][i],
+                    &b[Lion::kM][i]);
+    }
+  }
+  static int Accesses(bool) { return gpu::kLionAccesses; }
+};
+
+// Runs Algorithm over `sizes` (one launch when they fit a list: multi-tensor
+// when kCapacity > 1), with its optional slot (AdamW's vhat: amsgrad) when
+// `optional_slot`, checks every element of every buffer it updates and the
+// guards of all, times it when `timed`.
+template <typename Algorithm, typename T, int kCapacity>
+void RunTensorList(const std::string& label, const std::vector<int64_t>& sizes,
+                   bool optional_slot, bool misalign, bool timed,
+                   double target) {
+  using Spec = CheckSpec<Algorithm>;
   using C = typename TypeInfo<T>::C;
-  const uint64_t seed =
-      SplitMix(g_options.seed ^
-               std::hash<std::string>()("lion" + label + TypeInfo<T>::Name()));
+  constexpr int kDepth = kNumBuffers<Algorithm>;
+  const uint64_t seed = SplitMix(
+      g_options.seed ^ std::hash<std::string>()(Spec::kSeedPrefix + label +
+                                                TypeInfo<T>::Name()));
   TensorSet<T> set(sizes);
-  const int64_t total = set.total;
-  const LionParams p{0.05, 0.9, 0.99, 0.1};
-  std::vector<T> w, m, g;
-  RandomLionState(total, seed, p, &w, &m, &g);
-  DeviceArray<T> dw, dm, dg;
-  dw.Allocate(total, misalign);
-  dm.Allocate(total, misalign);
-  dg.Allocate(total, misalign);
-  dw.Upload(w);
-  dm.Upload(m);
-  dg.Upload(g);
-  DeviceScalars<C> scalars(
-      {C(p.lr), C(p.beta_1), C(p.beta_2), C(p.weight_decay)}, 0);
-  const functor::LionHyperparams<C> hyper{scalars.values, scalars.values + 1,
-                                          scalars.values + 2,
-                                          scalars.values + 3};
-  std::vector<gpu::LionTensorDesc<T>> descs;
+  const typename Spec::Params p = Spec::RandomParams(seed);
+  std::vector<T> host[kDepth];
+  Spec::RandomState(set.total, seed, p, host);
+  // The buffers in op order: var, the slots, grad.
+  const char* names[kDepth];
+  bool present[kDepth];
+  for (int k = 0; k < kDepth; ++k) {
+    const bool is_slot = k > 0 && k < kDepth - 1;
+    const Slot* slot = is_slot ? &Algorithm::kSlots[k - 1] : nullptr;
+    names[k] = is_slot ? slot->name : (k == 0 ? "var" : "grad");
+    present[k] = !is_slot || slot->count_attr == nullptr || optional_slot;
+  }
+  DeviceArray<T> dev[kDepth];
+  for (int k = 0; k < kDepth; ++k) {
+    if (!present[k]) continue;
+    dev[k].Allocate(set.total, misalign);
+    dev[k].Upload(host[k]);
+  }
+  std::vector<C> values;
+  for (double value : Spec::Scalars(p)) values.push_back(C(value));
+  DeviceScalars<C> scalars(values, Spec::Step(p));
+  // Points the scalar inputs, in op order, at the device scalars.
+  typename Algorithm::template Hyperparams<C> hyper{};
+  int next_value = 0;
+  hyper.ForEachScalar([&](const char*, auto* field) {
+    if constexpr (std::is_same_v<decltype(field), const int64_t**>) {
+      *field = scalars.step;
+    } else {
+      *field = scalars.values + next_value++;
+    }
+  });
+  constexpr uint8_t kAllFlags =
+      (1 << std::size(Algorithm::kPerTensorFlags)) - 1;
+  std::vector<gpu::TensorDescOf<Algorithm, T>> descs(sizes.size());
   int64_t elements = 0;
   for (size_t i = 0; i < sizes.size(); ++i) {
     const int64_t o = set.offsets[i];
-    const bool decay = sizes.size() == 1 || i % 3 != 2;
-    descs.push_back({{dw.data + o, dm.data + o, dg.data + o},
-                     sizes[i],
-                     static_cast<uint8_t>(decay ? gpu::kApplyWeightDecay : 0)});
+    for (int k = 0; k < kDepth; ++k) {
+      descs[i].ptrs[k] = present[k] ? dev[k].data + o : nullptr;
+    }
+    descs[i].size = sizes[i];
+    // Weight decay (and LAMB's adaptation) off for a third of the tensors
+    // (biases, norms), as exclusion lists do.
+    descs[i].flags = sizes.size() == 1 || i % 3 != 2 ? kAllFlags : 0;
     elements += sizes[i];
   }
-  auto* args = new gpu::LionArgs<T, kCapacity>;
+  const int n = static_cast<int>(descs.size());
+  Scratch scratch(gpu::UpdateScratchBytes(hyper, descs.data(), n));
+  scratch.Poison();
+  auto* args = new gpu::TensorListArgsOf<Algorithm, T, kCapacity>;
   auto launch = [&] {
-    return gpu::LaunchLion<T, C, kCapacity>(
-        g_stream, hyper, descs.data(), static_cast<int>(descs.size()), args);
+    return gpu::LaunchUpdate<T, C, kCapacity>(g_stream, hyper, descs.data(), n,
+                                              scratch.ptr, args);
   };
   CUDA_OK(launch());
   CUDA_OK(cudaStreamSynchronize(g_stream));
 
-  std::vector<double> rw = Widen(w), rm = Widen(m);
-  const std::vector<double> rg = Widen(g);
+  std::vector<double> ref[kDepth];
+  for (int k = 0; k < kDepth; ++k) ref[k] = Widen(host[k]);
   for (size_t t = 0; t < sizes.size(); ++t) {
-    const bool decay = descs[t].flags & gpu::kApplyWeightDecay;
     const int64_t o = set.offsets[t];
-    for (int64_t i = o; i < o + sizes[t]; ++i)
-      LionReference(p, decay, rg[i], &rw[i], &rm[i]);
+    double* buffers[kDepth];
+    for (int k = 0; k < kDepth; ++k) {
+      buffers[k] = present[k] ? ref[k].data() + o : nullptr;
+    }
+    Spec::Reference(p, descs[t].flags & kApplyWeightDecay, sizes[t], buffers);
   }
   const double rtol = TypeInfo<T>::kRtol;
   double worst = 0.0;
-  bool ok =
-      Record("Lion", label, "var", Compare(dw.Download(), rw, rtol), &worst);
-  ok &= Record("Lion", label, "m", Compare(dm.Download(), rm, rtol), &worst);
-  ok &= CheckGuards("Lion", label, "var", dw) &&
-        CheckGuards("Lion", label, "m", dm) &&
-        CheckGuards("Lion", label, "grad", dg);
+  bool ok = true;
+  for (int k = 0; k < kDepth - 1; ++k) {  // every buffer but grad
+    if (!present[k]) continue;
+    ok &= Record(Spec::kName, label, names[k],
+                 Compare(dev[k].Download(), ref[k], rtol), &worst);
+  }
+  for (int k = 0; k < kDepth; ++k) {
+    if (present[k]) ok &= CheckGuards(Spec::kName, label, names[k], dev[k]);
+  }
   double ms = 0;
   if (timed) ms = MedianMs(launch, g_options.repeats);
-  PrintRow("Lion", TypeInfo<T>::Name(), label, elements, worst, ok, ms,
-           gpu::LionBytes<T>(elements), target);
+  PrintRow(Spec::kName, TypeInfo<T>::Name(), label, elements, worst, ok, ms,
+           TrafficBytes<T>(elements, Spec::Accesses(optional_slot)), target);
   delete args;
+}
+
+// The single-tensor cases of Algorithm, with its optional slot (amsgrad)
+// where it has one.
+template <typename Algorithm, typename T>
+void RunSingleTensorCases(int64_t big) {
+  const char* optional = nullptr;  // the optional slot's feature
+  for (const Slot& slot : Algorithm::kSlots) {
+    if (slot.count_attr != nullptr) optional = slot.feature;
+  }
+  for (int64_t n :
+       {int64_t{1}, int64_t{7}, int64_t{4099}, (int64_t{1} << 20) + 3}) {
+    RunTensorList<Algorithm, T, 1>("n=" + std::to_string(n), {n}, false, false,
+                                   false, 0);
+  }
+  if (optional != nullptr) {
+    RunTensorList<Algorithm, T, 1>(std::string(optional) + " n=1048579",
+                                   {(int64_t{1} << 20) + 3}, true, false, false,
+                                   0);
+  }
+  RunTensorList<Algorithm, T, 1>("misaligned n=4099", {4099}, false, true,
+                                 false, 0);
+  RunTensorList<Algorithm, T, 1>("single", {big}, false, false, true, 0.85);
+  if (optional != nullptr) {
+    RunTensorList<Algorithm, T, 1>("single " + std::string(optional), {big},
+                                   true, false, true, 0.85);
+  }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -931,7 +918,9 @@ void RunAdafactor(const std::string& label, int64_t batch, int64_t rows,
   double ms = 0;
   if (timed) ms = MedianMs(launch, g_options.repeats);
   PrintRow("Adafactor", TypeInfo<T>::Name(), label, n, worst, ok, ms,
-           gpu::AdafactorBytes<T>(n, factored), target);
+           TrafficBytes<T>(n, factored ? gpu::kAdafactorFactoredAccesses
+                                       : gpu::kAdafactorUnfactoredAccesses),
+           target);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -977,25 +966,9 @@ std::vector<int64_t> BertBaseSizes() {
 template <typename T>
 void RunAllForType() {
   const int64_t big = g_options.elements;
-  const std::vector<int64_t> odd = {1, 7, 4099, (int64_t{1} << 20) + 3};
-  for (int64_t n : odd) {
-    RunAdamW<T, 1>("n=" + std::to_string(n), {n}, false, false, false, 0);
-  }
-  RunAdamW<T, 1>("amsgrad n=1048579", {(int64_t{1} << 20) + 3}, true, false,
-                 false, 0);
-  RunAdamW<T, 1>("misaligned n=4099", {4099}, false, true, false, 0);
-  RunAdamW<T, 1>("single", {big}, false, false, true, 0.85);
-  RunAdamW<T, 1>("single amsgrad", {big}, true, false, true, 0.85);
-
-  for (int64_t n : odd)
-    RunLamb<T, 1>("n=" + std::to_string(n), {n}, false, false, 0);
-  RunLamb<T, 1>("misaligned n=4099", {4099}, true, false, 0);
-  RunLamb<T, 1>("single", {big}, false, true, 0.85);
-
-  for (int64_t n : odd)
-    RunLion<T, 1>("n=" + std::to_string(n), {n}, false, false, 0);
-  RunLion<T, 1>("misaligned n=4099", {4099}, true, false, 0);
-  RunLion<T, 1>("single", {big}, false, true, 0.85);
+  RunSingleTensorCases<AdamW, T>(big);
+  RunSingleTensorCases<Lamb, T>(big);
+  RunSingleTensorCases<Lion, T>(big);
 
   RunAdafactor<T>("[1,1,1]", 1, 1, 1, false, false, 0);
   RunAdafactor<T>("[3,37,129]", 3, 37, 129, false, false, 0);
@@ -1010,14 +983,14 @@ void RunAllForType() {
 
   if (g_options.bert) {
     const std::vector<int64_t> bert = BertBaseSizes();
-    RunAdamW<T, gpu::kMultiTensorCapacity>("BERT-base multi-tensor", bert,
-                                           false, false, true, 0.75);
-    RunAdamW<T, 1>("BERT-base per-tensor", bert, false, false, true, 0);
-    RunLamb<T, gpu::kMultiTensorCapacity>("BERT-base multi-tensor", bert, false,
-                                          true, 0.75);
-    RunLamb<T, 1>("BERT-base per-tensor", bert, false, true, 0);
-    RunLion<T, gpu::kMultiTensorCapacity>("BERT-base multi-tensor", bert, false,
-                                          true, 0.75);
+    constexpr int kList = gpu::kMultiTensorCapacity;
+    const std::string multi = "BERT-base multi-tensor",
+                      per_tensor = "BERT-base per-tensor";
+    RunTensorList<AdamW, T, kList>(multi, bert, false, false, true, 0.75);
+    RunTensorList<AdamW, T, 1>(per_tensor, bert, false, false, true, 0);
+    RunTensorList<Lamb, T, kList>(multi, bert, false, false, true, 0.75);
+    RunTensorList<Lamb, T, 1>(per_tensor, bert, false, false, true, 0);
+    RunTensorList<Lion, T, kList>(multi, bert, false, false, true, 0.75);
   }
 }
 
@@ -1064,7 +1037,7 @@ int RunGpu() {
       "write)\n",
       static_cast<long long>(copy_bytes >> 20), g_copy_gbs);
   std::printf(
-      "GB/s = bytes the kernel moves (every pass, see *Bytes() in the kernel "
+      "GB/s = bytes the kernel moves (every pass, see k*Accesses in the kernel "
       "headers) / "
       "median time.\nTargets: single-tensor >= 85%% of copy at %lld elements, "
       "BERT-base "
@@ -1094,15 +1067,12 @@ int RunGpu() {
 // ------------------------------------------------------------------------------------------
 // Host self-test (no GPU)
 
-void Expect(bool condition, const char* fmt, ...) {
+// A failed host check: "FAIL: self-test: <message>".
+template <typename... Args>
+void Expect(bool condition, const char* fmt, Args... args) {
   if (condition) return;
-  va_list args;
-  va_start(args, fmt);
-  std::fprintf(stdout, "FAIL: self-test: ");
-  std::vfprintf(stdout, fmt, args);
-  std::fprintf(stdout, "\n");
-  va_end(args);
-  ++g_failures;
+  const std::string message = std::string("self-test: ") + fmt;
+  Fail(message.c_str(), args...);
 }
 
 bool Near(double got, double want, double rtol, double atol) {

@@ -405,14 +405,13 @@ cudaError_t LaunchAdafactorUnfactored(
   return cudaGetLastError();
 }
 
-// Global memory traffic of one update in bytes. Factored: pass 1 reads grad
-// and var, pass 2 grad, the update reads grad and var and writes var (the
-// accumulators and scratch are O(rows + cols)). Unfactored: pass 1 reads var,
-// acc, grad and writes acc; the update reads var, acc, grad, writes var.
-template <typename T>
-int64_t AdafactorBytes(int64_t elements, bool factored) {
-  return elements * static_cast<int64_t>(sizeof(T)) * (factored ? 6 : 8);
-}
+// Global memory traffic of one update, in full-size buffer accesses.
+// Factored: pass 1 reads grad and var, pass 2 grad, the update reads grad and
+// var and writes var (the accumulators and scratch are O(rows + cols)).
+// Unfactored: pass 1 reads var, acc, grad and writes acc; the update reads
+// var, acc, grad, writes var.
+constexpr int kAdafactorFactoredAccesses = 6;
+constexpr int kAdafactorUnfactoredAccesses = 8;
 
 }  // namespace gpu
 }  // namespace tf_opt_plugin

@@ -18,24 +18,18 @@
 namespace tf_opt_plugin {
 namespace gpu {
 
-// Buffers of one tensor, in this order: var, m, v, vhat (null: no amsgrad),
-// grad. Flags: kApplyWeightDecay.
-template <typename T>
-using AdamWTensorDesc = TensorDesc<T, 5>;
-
-template <typename T, int kCapacity>
-using AdamWArgs = TensorListArgs<T, 5, kCapacity>;
-
+// Buffers of one tensor: AdamW::Buffer (vhat null: no amsgrad). Flags:
+// kApplyWeightDecay.
 template <typename T, typename C, bool kAmsgrad, int kCapacity>
 __global__ void __launch_bounds__(kThreads)
     AdamWKernel(functor::AdamWHyperparams<C> hyper,
-                AdamWArgs<T, kCapacity> args) {
+                TensorListArgsOf<AdamW, T, kCapacity> args) {
   const ChunkRange r = BlockChunk(args);
-  T* __restrict__ var = args.ptrs[0][r.tensor];
-  T* __restrict__ m = args.ptrs[1][r.tensor];
-  T* __restrict__ v = args.ptrs[2][r.tensor];
-  T* __restrict__ vhat = args.ptrs[3][r.tensor];
-  const T* __restrict__ grad = args.ptrs[4][r.tensor];
+  T* __restrict__ var = args.ptrs[AdamW::kVar][r.tensor];
+  T* __restrict__ m = args.ptrs[AdamW::kM][r.tensor];
+  T* __restrict__ v = args.ptrs[AdamW::kV][r.tensor];
+  T* __restrict__ vhat = args.ptrs[AdamW::kVhat][r.tensor];
+  const T* __restrict__ grad = args.ptrs[AdamW::kGrad][r.tensor];
   // The scalars stay in device memory: no host round trip per step.
   const int64_t step = *hyper.step;
   if (step < 1) {
@@ -45,10 +39,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     return;
   }
-  math::AdamWStep<C> s =
-      math::MakeAdamWStep<C>(*hyper.lr, *hyper.beta_1, *hyper.beta_2,
-                             *hyper.epsilon, *hyper.weight_decay, step);
-  if (!(args.flags[r.tensor] & kApplyWeightDecay)) s.decay = C(0);
+  const math::AdamWStep<C> s = AdamW::StepFor(hyper, args.flags[r.tensor]);
   ForEachPack<T>(r.begin, r.end, threadIdx.x, kThreads,
                  VectorOk(args, r.tensor, r.begin), [&](int64_t i, auto width) {
                    constexpr int W = decltype(width)::value;
@@ -71,35 +62,30 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Updates every tensor of `tensors` (all with vhat, or all without) on
-// `stream`: one launch per kCapacity tensors. kCapacity = 1 is the
-// single-tensor op (a small argument block).
+// `stream`: one launch per kCapacity tensors. No scratch.
 template <typename T, typename C, int kCapacity>
-cudaError_t LaunchAdamW(cudaStream_t stream,
-                        const functor::AdamWHyperparams<C>& hyper,
-                        const AdamWTensorDesc<T>* tensors, int n,
-                        AdamWArgs<T, kCapacity>* args) {
+cudaError_t LaunchUpdate(cudaStream_t stream,
+                         const functor::AdamWHyperparams<C>& hyper,
+                         const TensorDescOf<AdamW, T>* tensors, int n,
+                         void* /*scratch*/,
+                         TensorListArgsOf<AdamW, T, kCapacity>* args) {
   if (n == 0) return cudaSuccess;
-  const bool amsgrad = tensors[0].ptrs[3] != nullptr;
-  return ForEachTensorList(
-      tensors, n, args,
-      [&](const AdamWArgs<T, kCapacity>& a, int chunks) -> cudaError_t {
-        if (amsgrad) {
-          AdamWKernel<T, C, true, kCapacity>
-              <<<chunks, kThreads, 0, stream>>>(hyper, a);
-        } else {
-          AdamWKernel<T, C, false, kCapacity>
-              <<<chunks, kThreads, 0, stream>>>(hyper, a);
-        }
-        return cudaGetLastError();
-      });
+  const bool amsgrad = tensors[0].ptrs[AdamW::kVhat] != nullptr;
+  const auto kernel = amsgrad ? &AdamWKernel<T, C, true, kCapacity>
+                              : &AdamWKernel<T, C, false, kCapacity>;
+  return ForEachTensorList(tensors, n, args,
+                           [&](const TensorListArgsOf<AdamW, T, kCapacity>& a,
+                               int chunks) -> cudaError_t {
+                             kernel<<<chunks, kThreads, 0, stream>>>(hyper, a);
+                             return cudaGetLastError();
+                           });
 }
 
-// Global memory traffic of one update, in bytes (what the GPU check divides
-// by the time): reads var, m, v, grad (vhat), writes var, m, v (vhat).
-template <typename T>
-int64_t AdamWBytes(int64_t elements, bool amsgrad) {
-  return elements * static_cast<int64_t>(sizeof(T)) * (amsgrad ? 9 : 7);
-}
+// Global memory traffic of one update, in full-size buffer accesses (the GPU
+// check's bandwidth): reads var, m, v, grad, writes var, m, v; with amsgrad
+// reads and writes vhat too.
+constexpr int kAdamWAccesses = 7;
+constexpr int kAmsgradAccesses = 2;
 
 }  // namespace gpu
 }  // namespace tf_opt_plugin

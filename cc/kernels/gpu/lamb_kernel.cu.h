@@ -24,23 +24,10 @@
 namespace tf_opt_plugin {
 namespace gpu {
 
-// Buffers of one tensor, in this order: var, m, v, grad. Flags:
-// kApplyWeightDecay, kLayerAdaptation.
-template <typename T>
-using LambTensorDesc = TensorDesc<T, 4>;
-
+// Buffers of one tensor: Lamb::Buffer. Flags: kApplyWeightDecay,
+// kLayerAdaptation.
 template <typename T, int kCapacity>
-using LambArgs = TensorListArgs<T, 4, kCapacity>;
-
-template <typename C>
-__device__ __forceinline__ math::LambStep<C> LambStepFor(
-    const functor::LambHyperparams<C>& hyper, int64_t step, uint8_t flags) {
-  math::LambStep<C> s =
-      math::MakeLambStep<C>(*hyper.beta_1, *hyper.beta_2, *hyper.epsilon,
-                            *hyper.weight_decay_rate, step);
-  if (!(flags & kApplyWeightDecay)) s.weight_decay_rate = C(0);
-  return s;
-}
+using LambArgs = TensorListArgsOf<Lamb, T, kCapacity>;
 
 template <typename T, typename C, int kCapacity>
 __global__ void __launch_bounds__(kThreads)
@@ -48,14 +35,14 @@ __global__ void __launch_bounds__(kThreads)
                       LambArgs<T, kCapacity> args, double2* partials) {
   __shared__ double shared[kWarps];
   const ChunkRange r = BlockChunk(args);
-  const T* __restrict__ var = args.ptrs[0][r.tensor];
-  T* __restrict__ m = args.ptrs[1][r.tensor];
-  T* __restrict__ v = args.ptrs[2][r.tensor];
-  const T* __restrict__ grad = args.ptrs[3][r.tensor];
+  const T* __restrict__ var = args.ptrs[Lamb::kVar][r.tensor];
+  T* __restrict__ m = args.ptrs[Lamb::kM][r.tensor];
+  T* __restrict__ v = args.ptrs[Lamb::kV][r.tensor];
+  const T* __restrict__ grad = args.ptrs[Lamb::kGrad][r.tensor];
   const int64_t step = *hyper.step;
   C w_squares = C(0), u_squares = C(0);
   if (step >= 1) {  // else nothing is written; LambRatioKernel poisons var
-    const math::LambStep<C> s = LambStepFor(hyper, step, args.flags[r.tensor]);
+    const math::LambStep<C> s = Lamb::StepFor(hyper, args.flags[r.tensor]);
     ForEachPack<T>(r.begin, r.end, threadIdx.x, kThreads,
                    VectorOk(args, r.tensor, r.begin),
                    [&](int64_t i, auto width) {
@@ -113,11 +100,10 @@ __global__ void __launch_bounds__(kThreads)
     LambApplyKernel(functor::LambHyperparams<C> hyper,
                     LambArgs<T, kCapacity> args, const C* step_sizes) {
   const ChunkRange r = BlockChunk(args);
-  T* __restrict__ var = args.ptrs[0][r.tensor];
-  const T* __restrict__ m = args.ptrs[1][r.tensor];
-  const T* __restrict__ v = args.ptrs[2][r.tensor];
-  const math::LambStep<C> s =
-      LambStepFor(hyper, *hyper.step, args.flags[r.tensor]);
+  T* __restrict__ var = args.ptrs[Lamb::kVar][r.tensor];
+  const T* __restrict__ m = args.ptrs[Lamb::kM][r.tensor];
+  const T* __restrict__ v = args.ptrs[Lamb::kV][r.tensor];
+  const math::LambStep<C> s = Lamb::StepFor(hyper, args.flags[r.tensor]);
   const C step_size = step_sizes[args.first_tensor + r.tensor];
   ForEachPack<T>(r.begin, r.end, threadIdx.x, kThreads,
                  VectorOk(args, r.tensor, r.begin), [&](int64_t i, auto width) {
@@ -137,21 +123,22 @@ __global__ void __launch_bounds__(kThreads)
                  });
 }
 
-// Scratch a LaunchLamb call needs, in bytes (16-byte aligned pieces):
+// Scratch a LaunchUpdate call needs, in bytes (16-byte aligned pieces):
 // one double2 per chunk, then one C per tensor.
 template <typename T, typename C>
-int64_t LambScratchBytes(const LambTensorDesc<T>* tensors, int n) {
+int64_t UpdateScratchBytes(const functor::LambHyperparams<C>&,
+                           const TensorDescOf<Lamb, T>* tensors, int n) {
   const int64_t partials = TotalChunks(tensors, n) * 16;
   return partials + ((static_cast<int64_t>(n) * sizeof(C) + 15) / 16) * 16;
 }
 
 // Updates every tensor of `tensors` on `stream`; `scratch` holds
-// LambScratchBytes bytes of device memory (no initialisation needed).
+// UpdateScratchBytes bytes of device memory (no initialisation needed).
 template <typename T, typename C, int kCapacity>
-cudaError_t LaunchLamb(cudaStream_t stream,
-                       const functor::LambHyperparams<C>& hyper,
-                       const LambTensorDesc<T>* tensors, int n, void* scratch,
-                       LambArgs<T, kCapacity>* args) {
+cudaError_t LaunchUpdate(cudaStream_t stream,
+                         const functor::LambHyperparams<C>& hyper,
+                         const TensorDescOf<Lamb, T>* tensors, int n,
+                         void* scratch, LambArgs<T, kCapacity>* args) {
   if (n == 0) return cudaSuccess;
   double2* partials = static_cast<double2*>(scratch);
   C* step_sizes = reinterpret_cast<C*>(static_cast<char*>(scratch) +
@@ -170,12 +157,10 @@ cudaError_t LaunchLamb(cudaStream_t stream,
       });
 }
 
-// Global memory traffic of one update in bytes: pass 1 reads var, m, v, grad
-// and writes m, v; pass 3 reads var, m, v and writes var.
-template <typename T>
-int64_t LambBytes(int64_t elements) {
-  return elements * static_cast<int64_t>(sizeof(T)) * 10;
-}
+// Global memory traffic of one update, in full-size buffer accesses: pass 1
+// reads var, m, v, grad and writes m, v; pass 3 reads var, m, v and writes
+// var.
+constexpr int kLambAccesses = 10;
 
 }  // namespace gpu
 }  // namespace tf_opt_plugin

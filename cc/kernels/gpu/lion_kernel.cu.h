@@ -18,25 +18,17 @@
 namespace tf_opt_plugin {
 namespace gpu {
 
-// Buffers of one tensor, in this order: var, m, grad. Flags:
-// kApplyWeightDecay.
-template <typename T>
-using LionTensorDesc = TensorDesc<T, 3>;
-
-template <typename T, int kCapacity>
-using LionArgs = TensorListArgs<T, 3, kCapacity>;
-
+// Buffers of one tensor: Lion::Buffer. Flags: kApplyWeightDecay.
 template <typename T, typename C, int kCapacity>
 __global__ void __launch_bounds__(kThreads)
-    LionKernel(functor::LionHyperparams<C> hyper, LionArgs<T, kCapacity> args) {
+    LionKernel(functor::LionHyperparams<C> hyper,
+               TensorListArgsOf<Lion, T, kCapacity> args) {
   const ChunkRange r = BlockChunk(args);
-  T* __restrict__ var = args.ptrs[0][r.tensor];
-  T* __restrict__ m = args.ptrs[1][r.tensor];
-  const T* __restrict__ grad = args.ptrs[2][r.tensor];
+  T* __restrict__ var = args.ptrs[Lion::kVar][r.tensor];
+  T* __restrict__ m = args.ptrs[Lion::kM][r.tensor];
+  const T* __restrict__ grad = args.ptrs[Lion::kGrad][r.tensor];
   // The scalars stay in device memory: no host round trip per step.
-  math::LionStep<C> s = math::MakeLionStep<C>(
-      *hyper.lr, *hyper.beta_1, *hyper.beta_2, *hyper.weight_decay);
-  if (!(args.flags[r.tensor] & kApplyWeightDecay)) s.decay = C(0);
+  const math::LionStep<C> s = Lion::StepFor(hyper, args.flags[r.tensor]);
   ForEachPack<T>(r.begin, r.end, threadIdx.x, kThreads,
                  VectorOk(args, r.tensor, r.begin), [&](int64_t i, auto width) {
                    constexpr int W = decltype(width)::value;
@@ -53,26 +45,25 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Updates every tensor of `tensors` on `stream`: one launch per kCapacity
-// tensors.
+// tensors. No scratch.
 template <typename T, typename C, int kCapacity>
-cudaError_t LaunchLion(cudaStream_t stream,
-                       const functor::LionHyperparams<C>& hyper,
-                       const LionTensorDesc<T>* tensors, int n,
-                       LionArgs<T, kCapacity>* args) {
-  return ForEachTensorList(
-      tensors, n, args,
-      [&](const LionArgs<T, kCapacity>& a, int chunks) -> cudaError_t {
-        LionKernel<T, C, kCapacity><<<chunks, kThreads, 0, stream>>>(hyper, a);
-        return cudaGetLastError();
-      });
+cudaError_t LaunchUpdate(cudaStream_t stream,
+                         const functor::LionHyperparams<C>& hyper,
+                         const TensorDescOf<Lion, T>* tensors, int n,
+                         void* /*scratch*/,
+                         TensorListArgsOf<Lion, T, kCapacity>* args) {
+  return ForEachTensorList(tensors, n, args,
+                           [&](const TensorListArgsOf<Lion, T, kCapacity>& a,
+                               int chunks) -> cudaError_t {
+                             LionKernel<T, C, kCapacity>
+                                 <<<chunks, kThreads, 0, stream>>>(hyper, a);
+                             return cudaGetLastError();
+                           });
 }
 
-// Global memory traffic of one update, in bytes (what the GPU check divides
-// by the time): reads var, m, grad, writes var, m.
-template <typename T>
-int64_t LionBytes(int64_t elements) {
-  return elements * static_cast<int64_t>(sizeof(T)) * 5;
-}
+// Global memory traffic of one update, in full-size buffer accesses (the GPU
+// check's bandwidth): reads var, m, grad, writes var, m.
+constexpr int kLionAccesses = 5;
 
 }  // namespace gpu
 }  // namespace tf_opt_plugin

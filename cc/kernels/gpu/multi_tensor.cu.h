@@ -15,26 +15,18 @@
 #include <cstdint>
 
 #include "cc/kernels/gpu/common.cu.h"
+#include "cc/kernels/tensor_list.h"
 
 namespace tf_opt_plugin {
 namespace gpu {
-
-// Per-tensor flags.
-constexpr uint8_t kApplyWeightDecay = 1;
-constexpr uint8_t kLayerAdaptation = 2;
 
 // Tensors per launch of a multi-tensor op: BERT-base's 199 variables take one
 // launch per dtype.
 constexpr int kMultiTensorCapacity = 512;
 
-// One tensor of a list: kDepth buffers of `size` elements (the variable, its
-// slots, the gradient, in the order the kernel documents) and its flags.
-template <typename T, int kDepth>
-struct TensorDesc {
-  T* ptrs[kDepth];
-  int64_t size;
-  uint8_t flags;
-};
+// One tensor of a list: tf_opt_plugin::TensorDesc (tensor_list.h), with
+// the buffers' CUDA types.
+using ::tf_opt_plugin::TensorDesc;
 
 // The kernel argument: up to kCapacity tensors. Block b of the launch works
 // on chunk b - chunk_begin[i] of tensor i, where i is the last tensor with
@@ -49,6 +41,21 @@ struct TensorListArgs {
   int32_t first_tensor;  // index of tensor 0 in the whole list
   int64_t first_chunk;   // index of block 0 among all chunks of the list
 };
+
+// The tensors and kernel arguments of an algorithm (tensor_list.h): its
+// variable, slots and gradient, in op order.
+template <typename Algorithm, typename T>
+using TensorDescOf = TensorDesc<T, kNumBuffers<Algorithm>>;
+template <typename Algorithm, typename T, int kCapacity>
+using TensorListArgsOf = TensorListArgs<T, kNumBuffers<Algorithm>, kCapacity>;
+
+// Device scratch, in bytes, that LaunchUpdate needs for `n` tensors: none,
+// unless the algorithm's kernel header overloads this for its Hyperparams.
+template <typename Hyperparams, typename T, int kDepth>
+int64_t UpdateScratchBytes(const Hyperparams&, const TensorDesc<T, kDepth>*,
+                           int) {
+  return 0;
+}
 
 static_assert(sizeof(TensorListArgs<double, 5, kMultiTensorCapacity>) < 30000,
               "the tensor list must fit CUDA's 32764-byte kernel parameter "
