@@ -152,11 +152,15 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
   def add_slot(self, variable, name, reduced_axis=None):
     if reduced_axis is None:
       return self.add_variable_from_reference(variable, name)
-    # Keras's naming for reference slots, for a slot of another shape.
-    return self.add_variable(tuple(
-        _host.without_axis(variable.shape, reduced_axis)),
-                             dtype=variable.dtype,
-                             name=f"{_path(variable).replace('/', '_')}_{name}")
+    # Keras's naming for reference slots, for a slot of another shape; on
+    # the variable's device, as Keras puts a reference slot (a fused op
+    # needs its variable and slots on one device).
+    with self._distribution_strategy.extended.colocate_vars_with(
+        tf_variable(variable)):
+      return self.add_variable(
+          tuple(_host.without_axis(variable.shape, reduced_axis)),
+          dtype=variable.dtype,
+          name=f"{_path(variable).replace('/', '_')}_{name}")
 
   def as_tf_variable(self, slot):
     return tf_variable(slot)
