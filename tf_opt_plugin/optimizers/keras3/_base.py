@@ -441,8 +441,7 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
     if self.clipnorm:
       return [tf.clip_by_norm(g, self.clipnorm) for g in grads]
     if self.global_clipnorm:
-      clipped, _ = tf.clip_by_global_norm(grads, self.global_clipnorm)
-      return clipped
+      return _clip_by_global_norm(grads, self.global_clipnorm)
     if self.clipvalue:
       return [
           map_values(
@@ -480,6 +479,27 @@ def _sum_over_replicas(grads):
   if context.num_replicas_in_sync == 1 or not grads:
     return grads
   return context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+
+
+def _clip_by_global_norm(grads, clip_norm):
+  """`tf.clip_by_global_norm`, also for gradients of several dtypes.
+
+  Each gradient g becomes g * clip_norm / max(global_norm, clip_norm). TF's
+  stacks the gradients' norms, which needs one dtype: with several (a
+  float64 and a float32 variable, where Keras's clipping fails) the
+  gradients are clipped in float64 if one is float64, else float32, and
+  cast back.
+  """
+  dtypes = {tf.as_dtype(g.dtype).base_dtype for g in grads}
+  if len(dtypes) <= 1:
+    return tf.clip_by_global_norm(grads, clip_norm)[0]
+  wide = tf.float64 if tf.float64 in dtypes else tf.float32
+  clipped, _ = tf.clip_by_global_norm(
+      [map_values(g, lambda x: tf.cast(x, wide)) for g in grads], clip_norm)
+  return [
+      map_values(c, functools.partial(tf.cast, dtype=g.dtype))
+      for c, g in zip(clipped, grads)
+  ]
 
 
 def map_values(grad, fn):
