@@ -55,21 +55,12 @@ def _zeros(shape):
 
 
 # The hyperparameters of each algorithm's update (any valid ones do).
+_MOMENTS = dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, step=1)
 HYPERPARAMETERS = {
     "adamw":
-        dict(learning_rate=0.1,
-             beta_1=0.9,
-             beta_2=0.999,
-             epsilon=1e-7,
-             weight_decay=0.01,
-             step=1),
+        dict(_MOMENTS, epsilon=1e-7, weight_decay=0.01),
     "lamb":
-        dict(learning_rate=0.1,
-             beta_1=0.9,
-             beta_2=0.999,
-             epsilon=1e-6,
-             weight_decay_rate=0.01,
-             step=1),
+        dict(_MOMENTS, epsilon=1e-6, weight_decay_rate=0.01),
     "lion":
         dict(learning_rate=0.1, beta_1=0.9, beta_2=0.99, weight_decay=0.01),
     "adafactor":
