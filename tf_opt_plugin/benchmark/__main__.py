@@ -1,8 +1,10 @@
 """`python -m tf_opt_plugin.benchmark`: the op and the fit() benchmarks, with a report.
 
 Runs `tf_opt_plugin.benchmark.ops` (one optimizer step over BERT-base) and
-`tf_opt_plugin.benchmark.fit` (a fit() step of a small transformer), prints the
-speed-up ratios, and writes into --output-dir:
+`tf_opt_plugin.benchmark.fit` (a fit() step of a small transformer), with
+--many-variables also `tf_opt_plugin.benchmark.many_variables` (one multi-tensor
+step over N tiny variables, N = 1000, 4000, 16000), prints the speed-up ratios,
+and writes into --output-dir:
 
   report.md   the ratios, then both benchmarks' full tables, machine and command
   report.png  bar charts of the ratios (needs matplotlib: pip install "tf_opt_plugin[demo]")
@@ -16,6 +18,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tf_opt_plugin.benchmark import _plotting  # noqa: E402  pylint: disable=g-import-not-at-top
+from tf_opt_plugin.benchmark import _timing  # noqa: E402  pylint: disable=g-import-not-at-top
 
 # (label, numerator row, denominator row): Keras (or TF) time / our time.
 OP_RATIOS = [
@@ -54,14 +57,24 @@ def build_parser():
   parser.add_argument("--skip-fit",
                       action="store_true",
                       help="skip the fit() benchmark")
-  parser.add_argument("--ops-steps",
-                      type=int,
-                      default=10,
-                      help="timed op steps per row")
-  parser.add_argument("--ops-warmup",
-                      type=int,
-                      default=3,
-                      help="untimed op calls first")
+  parser.add_argument(
+      "--many-variables",
+      action="store_true",
+      help="also time one multi-tensor AdamW step over N tiny variables "
+      "(tf_opt_plugin.benchmark.many_variables; about 3 more minutes)")
+  parser.add_argument("--many-variables-counts",
+                      default="1000,4000,16000",
+                      help="the Ns of --many-variables (--tiny: 100,400)")
+  parser.add_argument(
+      "--xla-compile",
+      action="store_true",
+      help="also time the first step under jit_compile=True with N small "
+      "variables, ours vs keras.optimizers.AdamW "
+      "(tf_opt_plugin.benchmark.xla_compile; about 10 more minutes)")
+  parser.add_argument("--xla-compile-variables",
+                      default="1000,3000",
+                      help="the Ns of --xla-compile (--tiny: 20,40)")
+  _timing.add_step_arguments(parser, steps=10, warmup=3, prefix="ops-")
   parser.add_argument(
       "--only",
       default="",
@@ -75,14 +88,7 @@ def build_parser():
                       type=int,
                       default=1024,
                       help="buffer size of the bandwidth measurement, MiB")
-  parser.add_argument("--fit-steps",
-                      type=int,
-                      default=10,
-                      help="timed fit() steps")
-  parser.add_argument("--fit-warmup",
-                      type=int,
-                      default=2,
-                      help="untimed fit() steps first")
+  _timing.add_step_arguments(parser, steps=10, warmup=2, prefix="fit-")
   parser.add_argument("--fit-batch",
                       type=int,
                       default=32,
@@ -162,12 +168,15 @@ def plot(rows, path, title):
 
 def main(argv=None):
   args = build_parser().parse_args(argv)
-  if args.skip_ops and args.skip_fit:
+  if (args.skip_ops and args.skip_fit and not args.many_variables and
+      not args.xla_compile):
     raise SystemExit("nothing to do: both --skip-ops and --skip-fit")
   if not args.no_plot:
     _plotting.pyplot()  # a missing matplotlib fails now, not after the run
   if args.tiny:
     args.shapes, args.bandwidth_mib = "tiny", min(args.bandwidth_mib, 16)
+    args.many_variables_counts = "100,400"
+    args.xla_compile_variables = "20,40"
   from tf_opt_plugin.benchmark import fit  # pylint: disable=g-import-not-at-top
   from tf_opt_plugin.benchmark import ops  # pylint: disable=g-import-not-at-top
   os.makedirs(args.output_dir, exist_ok=True)
@@ -194,6 +203,17 @@ def main(argv=None):
         str(args.fit_batch), "--optimizers", args.fit_optimizers
     ] + (["--tiny"] if args.tiny else []))
     fit_report = fit.run(fit_args)
+  many_report = xla_report = None
+  if args.many_variables:
+    from tf_opt_plugin.benchmark import many_variables  # pylint: disable=g-import-not-at-top
+    print(flush=True)
+    many_report = many_variables.run(many_variables.build_parser().parse_args(
+        ["--counts", args.many_variables_counts]))
+  if args.xla_compile:
+    from tf_opt_plugin.benchmark import xla_compile  # pylint: disable=g-import-not-at-top
+    print(flush=True)
+    xla_report = xla_compile.run(xla_compile.build_parser().parse_args(
+        ["--variables", args.xla_compile_variables]))
 
   rows = ratio_rows(ops_report, fit_report)
   print(
@@ -222,6 +242,9 @@ def main(argv=None):
     md += ["", "## One optimizer step (op benchmark)", body]
   if fit_report:
     md += ["", "## A whole fit() step", "", fit_report["markdown"]]
+  for extra in (many_report, xla_report):
+    if extra:  # its title one level down
+      md += ["", "#" + extra["markdown"]]
   md_path = os.path.join(args.output_dir, "report.md")
   with open(md_path, "w") as f:
     f.write("\n".join(md) + "\n")
