@@ -36,6 +36,23 @@ OP_RATIOS = [
     ("Lion: Keras / multi-tensor", "keras_lion", "fused_multi_lion"),
 ]
 
+# The on/off options: (flag, help).
+SWITCHES = (
+    ("--skip-ops", "skip the op benchmark"),
+    ("--skip-fit", "skip the fit() benchmark"),
+    ("--many-variables",
+     "also time one multi-tensor AdamW step over N tiny variables "
+     "(tf_opt_plugin.benchmark.many_variables; about 3 more minutes)"),
+    ("--xla-compile",
+     "also time the first step under jit_compile=True with N small "
+     "variables, ours vs keras.optimizers.AdamW "
+     "(tf_opt_plugin.benchmark.xla_compile; about 10 more minutes)"),
+    ("--tiny", "tiny sizes everywhere (a smoke test, not a measurement): "
+     "--shapes tiny, a tiny fit() model, 16 MiB bandwidth buffers, and the "
+     "--tiny Ns above"),
+    ("--no-plot", "skip report.png"),
+)
+
 
 def build_parser():
   parser = argparse.ArgumentParser(
@@ -51,29 +68,13 @@ def build_parser():
   parser.add_argument("--output-dir",
                       default="tf_opt_plugin_benchmark",
                       help="folder for report.md and report.png")
-  parser.add_argument("--skip-ops",
-                      action="store_true",
-                      help="skip the op benchmark")
-  parser.add_argument("--skip-fit",
-                      action="store_true",
-                      help="skip the fit() benchmark")
-  parser.add_argument(
-      "--many-variables",
-      action="store_true",
-      help="also time one multi-tensor AdamW step over N tiny variables "
-      "(tf_opt_plugin.benchmark.many_variables; about 3 more minutes)")
-  parser.add_argument("--many-variables-counts",
-                      default="1000,4000,16000",
-                      help="the Ns of --many-variables (--tiny: 100,400)")
-  parser.add_argument(
-      "--xla-compile",
-      action="store_true",
-      help="also time the first step under jit_compile=True with N small "
-      "variables, ours vs keras.optimizers.AdamW "
-      "(tf_opt_plugin.benchmark.xla_compile; about 10 more minutes)")
-  parser.add_argument("--xla-compile-variables",
-                      default="1000,3000",
-                      help="the Ns of --xla-compile (--tiny: 20,40)")
+  for flag, help_text in SWITCHES:
+    parser.add_argument(flag, action="store_true", help=help_text)
+  _timing.add_counts_argument(parser, "--many-variables-counts",
+                              "1000,4000,16000",
+                              "the Ns of --many-variables (--tiny: 100,400)")
+  _timing.add_counts_argument(parser, "--xla-compile-variables", "1000,3000",
+                              "the Ns of --xla-compile (--tiny: 20,40)")
   _timing.add_step_arguments(parser, steps=10, warmup=3, prefix="ops-")
   parser.add_argument(
       "--only",
@@ -85,23 +86,17 @@ def build_parser():
                       default="bert-base",
                       help="variable set of the op benchmark")
   parser.add_argument("--bandwidth-mib",
-                      type=int,
+                      type=_timing.positive_int,
                       default=1024,
                       help="buffer size of the bandwidth measurement, MiB")
   _timing.add_step_arguments(parser, steps=10, warmup=2, prefix="fit-")
   parser.add_argument("--fit-batch",
-                      type=int,
+                      type=_timing.positive_int,
                       default=32,
                       help="fit() batch size")
   parser.add_argument("--fit-optimizers",
                       default="AdamW,Adam,Lamb,Adafactor,Lion,SGD",
                       help="pairs of the fit() benchmark")
-  parser.add_argument(
-      "--tiny",
-      action="store_true",
-      help="tiny sizes everywhere (a smoke test, not a measurement): "
-      "--shapes tiny, a tiny fit() model, 16 MiB bandwidth buffers")
-  parser.add_argument("--no-plot", action="store_true", help="skip report.png")
   return parser
 
 
@@ -175,8 +170,8 @@ def main(argv=None):
     _plotting.pyplot()  # a missing matplotlib fails now, not after the run
   if args.tiny:
     args.shapes, args.bandwidth_mib = "tiny", min(args.bandwidth_mib, 16)
-    args.many_variables_counts = "100,400"
-    args.xla_compile_variables = "20,40"
+    args.many_variables_counts, args.xla_compile_variables = [100,
+                                                              400], [20, 40]
   from tf_opt_plugin.benchmark import fit  # pylint: disable=g-import-not-at-top
   from tf_opt_plugin.benchmark import ops  # pylint: disable=g-import-not-at-top
   os.makedirs(args.output_dir, exist_ok=True)
@@ -207,13 +202,15 @@ def main(argv=None):
   if args.many_variables:
     from tf_opt_plugin.benchmark import many_variables  # pylint: disable=g-import-not-at-top
     print(flush=True)
-    many_report = many_variables.run(many_variables.build_parser().parse_args(
-        ["--counts", args.many_variables_counts]))
+    many_args = many_variables.build_parser().parse_args([])
+    many_args.counts = args.many_variables_counts
+    many_report = many_variables.run(many_args)
   if args.xla_compile:
     from tf_opt_plugin.benchmark import xla_compile  # pylint: disable=g-import-not-at-top
     print(flush=True)
-    xla_report = xla_compile.run(xla_compile.build_parser().parse_args(
-        ["--variables", args.xla_compile_variables]))
+    xla_args = xla_compile.build_parser().parse_args([])
+    xla_args.variables = args.xla_compile_variables
+    xla_report = xla_compile.run(xla_args)
 
   rows = ratio_rows(ops_report, fit_report)
   print(

@@ -109,9 +109,9 @@ def build_parser():
   parser = _timing.argument_parser("tf_opt_plugin.benchmark.fit", __doc__)
   _timing.add_step_arguments(parser, steps=20, warmup=3)
   parser.add_argument("--batch",
-                      type=int,
+                      type=_timing.positive_int,
                       default=32,
-                      help="batch size (default 32)")
+                      help="batch size")
   parser.add_argument("--optimizers",
                       default=",".join(p[0] for p in PAIRS),
                       help="comma list of the pairs to run (default: all)")
@@ -119,18 +119,12 @@ def build_parser():
       "--tiny",
       action="store_true",
       help="a tiny model (for quick checks), not the benchmark's")
-  parser.add_argument("--markdown", help="also write the table here")
   return parser
 
 
 def main(argv=None):
   """The command line: runs the benchmark, prints it, writes --markdown."""
-  args = build_parser().parse_args(argv)
-  report = run(args)
-  if args.markdown:
-    with open(args.markdown, "w") as f:
-      f.write(report["markdown"])
-  return 0
+  return _timing.main(build_parser(), run, argv)
 
 
 def run(args):

@@ -166,11 +166,9 @@ def format_table(rows, markdown):
 def build_parser():
   parser = _timing.argument_parser("tf_opt_plugin.benchmark.many_variables",
                                    __doc__)
-  parser.add_argument("--counts",
-                      default="1000,4000,16000",
-                      help="numbers of variables, comma-separated")
+  _timing.add_counts_argument(parser, "--counts", "1000,4000,16000", "the Ns")
   parser.add_argument("--size",
-                      type=int,
+                      type=_timing.positive_int,
                       default=4,
                       help="elements per variable")
   _timing.add_step_arguments(parser, steps=20, warmup=3)
@@ -181,15 +179,7 @@ def build_parser():
       help="grappler's dependency optimizer (quadratic in the op's inputs "
       "when it first optimises the graph)",
   )
-  parser.add_argument("--markdown",
-                      metavar="PATH",
-                      help="also write the table as markdown")
   return parser
-
-
-def check_args(parser, args):
-  if args.steps < 1 or args.warmup < 1 or args.size < 1:
-    parser.error("--steps, --warmup and --size must be >= 1")
 
 
 def run(args, log=None):
@@ -199,14 +189,13 @@ def run(args, log=None):
     def log(msg=""):
       print(msg, flush=True)
 
-  counts = [int(c) for c in args.counts.split(",") if c.strip()]
   from tf_opt_plugin import ops  # pylint: disable=g-import-not-at-top
 
   grappler = tf.config.optimizer.get_experimental_options()
   tf.config.optimizer.set_experimental_options(
       {"dependency_optimization": args.dependency_optimizer == "on"})
   try:
-    return _run(ops, counts, args, log)
+    return _run(ops, args.counts, args, log)
   finally:  # as it was, for what runs next in this process
     tf.config.optimizer.set_experimental_options({
         "dependency_optimization": grappler.get("dependency_optimization", True)
@@ -244,15 +233,7 @@ def _run(ops, counts, args, log):
 
 
 def main(argv=None):
-  parser = build_parser()
-  args = parser.parse_args(argv)
-  check_args(parser, args)
-  report = run(args)
-  if args.markdown:
-    with open(args.markdown, "w") as f:
-      f.write(report["markdown"])
-    print("markdown written to %s" % args.markdown, flush=True)
-  return 0
+  return _timing.main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -682,35 +682,22 @@ def build_parser():
       help="comma list of groups (adamw,lamb,adafactor,lion), 'fused', 'keras' "
       "or "
       "row names (%s)" % ",".join(ROW_INFO))
-  parser.add_argument("--markdown",
-                      metavar="PATH",
-                      help="also write the tables as markdown")
-  parser.add_argument(
-      "--bandwidth-mib",
-      type=int,
-      default=1024,
-      help="size of each streaming-copy buffer in MiB (default 1024)")
+  parser.add_argument("--bandwidth-mib",
+                      type=_timing.positive_int,
+                      default=1024,
+                      help="size of each streaming-copy buffer in MiB")
   parser.add_argument(
       "--shapes",
       choices=sorted(SHAPE_SETS),
       default="bert-base",
-      help="the variable set: BERT-base (199 tensors, 109M parameters, "
-      "default) or a tiny stand-in for quick checks")
+      help="the variable set: BERT-base (199 tensors, 109M parameters) or "
+      "a tiny stand-in for quick checks")
   return parser
 
 
 def main(argv=None):
   """The command line: runs the benchmark, prints it, writes --markdown."""
-  parser = build_parser()
-  args = parser.parse_args(argv)
-  if args.steps < 1 or args.warmup < 1:
-    parser.error("--steps and --warmup must be >= 1")
-  report = run(args)
-  if args.markdown:
-    with open(args.markdown, "w") as f:
-      f.write(report["markdown"])
-    print("markdown written to %s" % args.markdown, flush=True)
-  return 0
+  return _timing.main(build_parser(), run, argv)
 
 
 def run(args, log=None):

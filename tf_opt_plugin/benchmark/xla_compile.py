@@ -81,12 +81,10 @@ def count_ops(side, count):
 def build_parser():
   parser = _timing.argument_parser("tf_opt_plugin.benchmark.xla_compile",
                                    __doc__)
-  parser.add_argument("--variables",
-                      default="1000,3000",
-                      help="numbers of variables, comma-separated")
+  _timing.add_counts_argument(parser, "--variables", "1000,3000", "the Ns")
   parser.add_argument(
       "--rounds",
-      type=int,
+      type=_timing.positive_int,
       default=1,
       help="ours / Keras pairs per N; the best of each is reported")
   parser.add_argument(
@@ -143,14 +141,13 @@ def run(args, log=None):
     def log(msg=""):
       print(msg, flush=True)
 
-  counts = [int(c) for c in args.variables.split(",") if c.strip()]
   load_before = _machine.load_average()
   title = ("First step under jit_compile=True: tf_opt_plugin.AdamW vs "
            "keras.optimizers.AdamW, N variables of shape %s" % (SHAPE,))
   log(title)
   log("  load average at start %s" % load_before)
   rows = []
-  for count in counts:
+  for count in args.variables:
     row = measure(count, args.rounds, args.count_ops)
     rows.append(row)
     log("  N=%d: ours %.1f s, Keras %.1f s" %
@@ -170,8 +167,7 @@ def run(args, log=None):
 
 
 def main(argv=None):
-  run(build_parser().parse_args(argv))
-  return 0
+  return _timing.main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":
