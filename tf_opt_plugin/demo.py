@@ -383,6 +383,17 @@ def _fused_status():
 # ------------------------------------------------------------------------------------
 # Command line.
 # ------------------------------------------------------------------------------------
+# The model's and the run's sizes, integers >= 1: (flag, default, help).
+SIZES = (
+    ("--batch-size", 4, "sequences per batch"),
+    ("--seq-len", 64, "characters per sequence"),
+    ("--width", 256, "model width (d_model)"),
+    ("--layers", 2, "transformer blocks"),
+    ("--heads", 4, "attention heads"),
+    ("--eval-batches", 32, "held-out batches for the final loss and accuracy"),
+)
+
+
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(
       prog="python -m tf_opt_plugin.demo",
@@ -406,27 +417,8 @@ def parse_args(argv=None):
                       default="tf_opt_plugin_demo",
                       help="folder for results.md, results.json and demo.png "
                       "(created if missing)")
-  parser.add_argument("--batch-size",
-                      type=int,
-                      default=4,
-                      help="sequences per batch")
-  parser.add_argument("--seq-len",
-                      type=int,
-                      default=64,
-                      help="characters per sequence")
-  parser.add_argument("--width",
-                      type=int,
-                      default=256,
-                      help="model width (d_model)")
-  parser.add_argument("--layers",
-                      type=int,
-                      default=2,
-                      help="transformer blocks")
-  parser.add_argument("--heads", type=int, default=4, help="attention heads")
-  parser.add_argument("--eval-batches",
-                      type=int,
-                      default=32,
-                      help="held-out batches for the final loss and accuracy")
+  for flag, default, help_text in SIZES:
+    parser.add_argument(flag, type=int, default=default, help=help_text)
   parser.add_argument(
       "--skip-steps",
       type=int,
@@ -462,10 +454,9 @@ def parse_args(argv=None):
     parser.error("--skip-steps must be in [1, --steps)")
   if args.width % args.heads:
     parser.error("--width must be a multiple of --heads")
-  for name in ("batch_size", "seq_len", "width", "layers", "heads",
-               "eval_batches"):
-    if getattr(args, name) < 1:
-      parser.error(f"--{name.replace('_', '-')} must be >= 1")
+  for flag, _, _ in SIZES:
+    if getattr(args, flag[2:].replace("-", "_")) < 1:
+      parser.error(f"{flag} must be >= 1")
   return args
 
 

@@ -1,8 +1,10 @@
 """`python -m tf_opt_plugin.benchmark`: the op and the fit() benchmarks, with a report.
 
 Runs `tf_opt_plugin.benchmark.ops` (one optimizer step over BERT-base) and
-`tf_opt_plugin.benchmark.fit` (a fit() step of a small transformer), prints the
-speed-up ratios, and writes into --output-dir:
+`tf_opt_plugin.benchmark.fit` (a fit() step of a small transformer), with
+--many-variables also `tf_opt_plugin.benchmark.many_variables` (one multi-tensor
+step over N tiny variables, N = 1000, 4000, 16000), prints the speed-up ratios,
+and writes into --output-dir:
 
   report.md   the ratios, then both benchmarks' full tables, machine and command
   report.png  bar charts of the ratios (needs matplotlib: pip install "tf_opt_plugin[demo]")
@@ -16,6 +18,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tf_opt_plugin.benchmark import _plotting  # noqa: E402  pylint: disable=g-import-not-at-top
+from tf_opt_plugin.benchmark import _timing  # noqa: E402  pylint: disable=g-import-not-at-top
 
 # (label, numerator row, denominator row): Keras (or TF) time / our time.
 OP_RATIOS = [
@@ -33,6 +36,23 @@ OP_RATIOS = [
     ("Lion: Keras / multi-tensor", "keras_lion", "fused_multi_lion"),
 ]
 
+# The on/off options: (flag, help).
+SWITCHES = (
+    ("--skip-ops", "skip the op benchmark"),
+    ("--skip-fit", "skip the fit() benchmark"),
+    ("--many-variables",
+     "also time one multi-tensor AdamW step over N tiny variables "
+     "(tf_opt_plugin.benchmark.many_variables; about 3 more minutes)"),
+    ("--xla-compile",
+     "also time the first step under jit_compile=True with N small "
+     "variables, ours vs keras.optimizers.AdamW "
+     "(tf_opt_plugin.benchmark.xla_compile; about 10 more minutes)"),
+    ("--tiny", "tiny sizes everywhere (a smoke test, not a measurement): "
+     "--shapes tiny, a tiny fit() model, 16 MiB bandwidth buffers, and the "
+     "--tiny Ns above"),
+    ("--no-plot", "skip report.png"),
+)
+
 
 def build_parser():
   parser = argparse.ArgumentParser(
@@ -48,20 +68,14 @@ def build_parser():
   parser.add_argument("--output-dir",
                       default="tf_opt_plugin_benchmark",
                       help="folder for report.md and report.png")
-  parser.add_argument("--skip-ops",
-                      action="store_true",
-                      help="skip the op benchmark")
-  parser.add_argument("--skip-fit",
-                      action="store_true",
-                      help="skip the fit() benchmark")
-  parser.add_argument("--ops-steps",
-                      type=int,
-                      default=10,
-                      help="timed op steps per row")
-  parser.add_argument("--ops-warmup",
-                      type=int,
-                      default=3,
-                      help="untimed op calls first")
+  for flag, help_text in SWITCHES:
+    parser.add_argument(flag, action="store_true", help=help_text)
+  _timing.add_counts_argument(parser, "--many-variables-counts",
+                              "1000,4000,16000",
+                              "the Ns of --many-variables (--tiny: 100,400)")
+  _timing.add_counts_argument(parser, "--xla-compile-variables", "1000,3000",
+                              "the Ns of --xla-compile (--tiny: 20,40)")
+  _timing.add_step_arguments(parser, steps=10, warmup=3, prefix="ops-")
   parser.add_argument(
       "--only",
       default="",
@@ -72,30 +86,17 @@ def build_parser():
                       default="bert-base",
                       help="variable set of the op benchmark")
   parser.add_argument("--bandwidth-mib",
-                      type=int,
+                      type=_timing.positive_int,
                       default=1024,
                       help="buffer size of the bandwidth measurement, MiB")
-  parser.add_argument("--fit-steps",
-                      type=int,
-                      default=10,
-                      help="timed fit() steps")
-  parser.add_argument("--fit-warmup",
-                      type=int,
-                      default=2,
-                      help="untimed fit() steps first")
+  _timing.add_step_arguments(parser, steps=10, warmup=2, prefix="fit-")
   parser.add_argument("--fit-batch",
-                      type=int,
+                      type=_timing.positive_int,
                       default=32,
                       help="fit() batch size")
   parser.add_argument("--fit-optimizers",
                       default="AdamW,Adam,Lamb,Adafactor,Lion,SGD",
                       help="pairs of the fit() benchmark")
-  parser.add_argument(
-      "--tiny",
-      action="store_true",
-      help="tiny sizes everywhere (a smoke test, not a measurement): "
-      "--shapes tiny, a tiny fit() model, 16 MiB bandwidth buffers")
-  parser.add_argument("--no-plot", action="store_true", help="skip report.png")
   return parser
 
 
@@ -162,12 +163,15 @@ def plot(rows, path, title):
 
 def main(argv=None):
   args = build_parser().parse_args(argv)
-  if args.skip_ops and args.skip_fit:
+  if (args.skip_ops and args.skip_fit and not args.many_variables and
+      not args.xla_compile):
     raise SystemExit("nothing to do: both --skip-ops and --skip-fit")
   if not args.no_plot:
     _plotting.pyplot()  # a missing matplotlib fails now, not after the run
   if args.tiny:
     args.shapes, args.bandwidth_mib = "tiny", min(args.bandwidth_mib, 16)
+    args.many_variables_counts, args.xla_compile_variables = [100,
+                                                              400], [20, 40]
   from tf_opt_plugin.benchmark import fit  # pylint: disable=g-import-not-at-top
   from tf_opt_plugin.benchmark import ops  # pylint: disable=g-import-not-at-top
   os.makedirs(args.output_dir, exist_ok=True)
@@ -194,6 +198,19 @@ def main(argv=None):
         str(args.fit_batch), "--optimizers", args.fit_optimizers
     ] + (["--tiny"] if args.tiny else []))
     fit_report = fit.run(fit_args)
+  many_report = xla_report = None
+  if args.many_variables:
+    from tf_opt_plugin.benchmark import many_variables  # pylint: disable=g-import-not-at-top
+    print(flush=True)
+    many_args = many_variables.build_parser().parse_args([])
+    many_args.counts = args.many_variables_counts
+    many_report = many_variables.run(many_args)
+  if args.xla_compile:
+    from tf_opt_plugin.benchmark import xla_compile  # pylint: disable=g-import-not-at-top
+    print(flush=True)
+    xla_args = xla_compile.build_parser().parse_args([])
+    xla_args.variables = args.xla_compile_variables
+    xla_report = xla_compile.run(xla_args)
 
   rows = ratio_rows(ops_report, fit_report)
   print(
@@ -222,6 +239,9 @@ def main(argv=None):
     md += ["", "## One optimizer step (op benchmark)", body]
   if fit_report:
     md += ["", "## A whole fit() step", "", fit_report["markdown"]]
+  for extra in (many_report, xla_report):
+    if extra:  # its title one level down
+      md += ["", "#" + extra["markdown"]]
   md_path = os.path.join(args.output_dir, "report.md")
   with open(md_path, "w") as f:
     f.write("\n".join(md) + "\n")

@@ -15,12 +15,9 @@ share of each step. Usage:
                                         [--tiny] [--markdown PATH]
 """
 
-import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,6 +26,7 @@ import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
 import tf_opt_plugin as top  # noqa: E402
+from tf_opt_plugin.benchmark import _timing  # noqa: E402
 
 # The model: vocabulary, sequence length, width, heads, FFN width, layers.
 FULL = dict(vocab=8000, seq=128, width=256, heads=4, ffn=1024, layers=2)
@@ -75,14 +73,7 @@ def make_model(dims=None):
 
 
 def median_ms(fn, steps, warmup):
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return 1e3 * statistics.median(times)
+  return 1e3 * _timing.median_seconds(fn, steps, warmup)
 
 
 def measure(make_optimizer, batch, steps, warmup, dims=None):
@@ -115,20 +106,12 @@ def measure(make_optimizer, batch, steps, warmup, dims=None):
 
 
 def build_parser():
-  parser = argparse.ArgumentParser(prog="python -m tf_opt_plugin.benchmark.fit",
-                                   description=__doc__.splitlines()[0])
-  parser.add_argument("--steps",
-                      type=int,
-                      default=20,
-                      help="timed steps per measurement (default 20)")
-  parser.add_argument("--warmup",
-                      type=int,
-                      default=3,
-                      help="untimed steps first (default 3)")
+  parser = _timing.argument_parser("tf_opt_plugin.benchmark.fit", __doc__)
+  _timing.add_step_arguments(parser, steps=20, warmup=3)
   parser.add_argument("--batch",
-                      type=int,
+                      type=_timing.positive_int,
                       default=32,
-                      help="batch size (default 32)")
+                      help="batch size")
   parser.add_argument("--optimizers",
                       default=",".join(p[0] for p in PAIRS),
                       help="comma list of the pairs to run (default: all)")
@@ -136,18 +119,12 @@ def build_parser():
       "--tiny",
       action="store_true",
       help="a tiny model (for quick checks), not the benchmark's")
-  parser.add_argument("--markdown", help="also write the table here")
   return parser
 
 
 def main(argv=None):
   """The command line: runs the benchmark, prints it, writes --markdown."""
-  args = build_parser().parse_args(argv)
-  report = run(args)
-  if args.markdown:
-    with open(args.markdown, "w") as f:
-      f.write(report["markdown"])
-  return 0
+  return _timing.main(build_parser(), run, argv)
 
 
 def run(args):

@@ -25,7 +25,6 @@ for each target.  Usage:
 If the op library cannot be loaded, the fused rows are reported as skipped, with the reason.
 """
 
-import argparse
 import datetime
 import gc
 import math
@@ -43,6 +42,7 @@ import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
 from tf_opt_plugin.benchmark import _machine  # noqa: E402
+from tf_opt_plugin.benchmark import _timing  # noqa: E402
 from tf_opt_plugin.benchmark.bert_base_shapes import BERT_BASE_SHAPES  # noqa: E402
 from tf_opt_plugin.benchmark.bert_base_shapes import EXPECTED_NUM_PARAMS  # noqa: E402
 from tf_opt_plugin.benchmark.bert_base_shapes import num_params  # noqa: E402
@@ -365,24 +365,22 @@ def _build_fused_moments(apply_fn, variables, grads, one_call, hyperparameters):
   return fn, [m, v]
 
 
-def build_fused_adamw(ops, variables, grads):
-  return _build_fused_moments(ops.resource_apply_adamw, variables, grads, False,
-                              ADAMW_HYPERPARAMETERS)
+def _moments_builder(algorithm, hyperparameters, one_call):
+  """build(ops, variables, grads) of `algorithm`'s per-variable op, or with
+  `one_call` its multi-tensor op."""
+  name = ("multi_tensor_apply_" if one_call else "resource_apply_") + algorithm
+
+  def build(ops, variables, grads):
+    return _build_fused_moments(getattr(ops, name), variables, grads, one_call,
+                                hyperparameters)
+
+  return build
 
 
-def build_multi_adamw(ops, variables, grads):
-  return _build_fused_moments(ops.multi_tensor_apply_adamw, variables, grads,
-                              True, ADAMW_HYPERPARAMETERS)
-
-
-def build_fused_lamb(ops, variables, grads):
-  return _build_fused_moments(ops.resource_apply_lamb, variables, grads, False,
-                              LAMB_HYPERPARAMETERS)
-
-
-def build_multi_lamb(ops, variables, grads):
-  return _build_fused_moments(ops.multi_tensor_apply_lamb, variables, grads,
-                              True, LAMB_HYPERPARAMETERS)
+build_fused_adamw = _moments_builder("adamw", ADAMW_HYPERPARAMETERS, False)
+build_multi_adamw = _moments_builder("adamw", ADAMW_HYPERPARAMETERS, True)
+build_fused_lamb = _moments_builder("lamb", LAMB_HYPERPARAMETERS, False)
+build_multi_lamb = _moments_builder("lamb", LAMB_HYPERPARAMETERS, True)
 
 
 def _build_fused_lion(apply_fn, variables, grads, one_call):
@@ -456,20 +454,20 @@ def build_raw_adam(variables, grads):
   @tf.function
   def fn():
     t = step.assign_add(1.0)
-    b1p = tf.pow(b1, t)
-    b2p = tf.pow(b2, t)
+    # The scalars of this step, the same for every variable.
+    scalars = dict(beta1_power=tf.pow(b1, t),
+                   beta2_power=tf.pow(b2, t),
+                   lr=lr,
+                   beta1=b1,
+                   beta2=b2,
+                   epsilon=eps)
     for w, mm, vv, g in zip(variables, m, v, grads):
       tf.raw_ops.ResourceApplyAdam(var=w.handle,
                                    m=mm.handle,
                                    v=vv.handle,
-                                   beta1_power=b1p,
-                                   beta2_power=b2p,
-                                   lr=lr,
-                                   beta1=b1,
-                                   beta2=b2,
-                                   epsilon=eps,
                                    grad=g,
-                                   use_locking=True)
+                                   use_locking=True,
+                                   **scalars)
 
   return fn, [m, v]
 
@@ -507,16 +505,7 @@ def build_keras(group, variables, grads, jit_compile):
 # Timing.
 # --------------------------------------------------------------------------------------------
 def time_steps(fn, steps, warmup):
-  t0 = time.perf_counter()
-  fn()  # traces (and compiles with XLA)
-  first = time.perf_counter() - t0
-  for _ in range(max(warmup - 1, 0)):
-    fn()
-  times = []
-  for _ in range(steps):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
+  first, times = _timing.call_times(fn, steps, warmup)
   return {
       "median": statistics.median(times),
       "min": min(times),
@@ -685,52 +674,30 @@ def parse_only(text):
 
 
 def build_parser():
-  parser = argparse.ArgumentParser(prog="python -m tf_opt_plugin.benchmark.ops",
-                                   description=__doc__.split("\n\n")[0])
-  parser.add_argument("--steps",
-                      type=int,
-                      default=10,
-                      help="timed steps per row (default 10)")
-  parser.add_argument(
-      "--warmup",
-      type=int,
-      default=3,
-      help="untimed calls first, the first one traces (default 3)")
+  parser = _timing.argument_parser("tf_opt_plugin.benchmark.ops", __doc__)
+  _timing.add_step_arguments(parser, steps=10, warmup=3)
   parser.add_argument(
       "--only",
       default="",
       help="comma list of groups (adamw,lamb,adafactor,lion), 'fused', 'keras' "
       "or "
       "row names (%s)" % ",".join(ROW_INFO))
-  parser.add_argument("--markdown",
-                      metavar="PATH",
-                      help="also write the tables as markdown")
-  parser.add_argument(
-      "--bandwidth-mib",
-      type=int,
-      default=1024,
-      help="size of each streaming-copy buffer in MiB (default 1024)")
+  parser.add_argument("--bandwidth-mib",
+                      type=_timing.positive_int,
+                      default=1024,
+                      help="size of each streaming-copy buffer in MiB")
   parser.add_argument(
       "--shapes",
       choices=sorted(SHAPE_SETS),
       default="bert-base",
-      help="the variable set: BERT-base (199 tensors, 109M parameters, "
-      "default) or a tiny stand-in for quick checks")
+      help="the variable set: BERT-base (199 tensors, 109M parameters) or "
+      "a tiny stand-in for quick checks")
   return parser
 
 
 def main(argv=None):
   """The command line: runs the benchmark, prints it, writes --markdown."""
-  parser = build_parser()
-  args = parser.parse_args(argv)
-  if args.steps < 1 or args.warmup < 1:
-    parser.error("--steps and --warmup must be >= 1")
-  report = run(args)
-  if args.markdown:
-    with open(args.markdown, "w") as f:
-      f.write(report["markdown"])
-    print("markdown written to %s" % args.markdown, flush=True)
-  return 0
+  return _timing.main(build_parser(), run, argv)
 
 
 def run(args, log=None):

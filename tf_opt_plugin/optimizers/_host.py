@@ -244,6 +244,10 @@ def checked_gradients(grads, variables, *, cast):
 
     * there are as many gradients as variables (ValueError naming both
       lengths);
+    * the variable is floating-point (TypeError: no update of an integer
+      variable exists, and clipping would fail first, naming no input);
+    * no variable is listed twice (ValueError naming both positions: the
+      multi-tensor ops refuse it, so every optimizer does);
     * with `cast` (Keras 3, which casts each gradient to its variable's
       dtype), the gradient's dtype is real: floating-point, integer or bool
       (TypeError otherwise); without (tf-keras, which does not cast), it is
@@ -272,7 +276,7 @@ def checked_gradients(grads, variables, *, cast):
   if len(grads) != len(variables):
     raise ValueError("`grads` must hold one gradient per variable. Received: "
                      f"{len(grads)} gradients and {len(variables)} variables")
-  checked, assertions = [], []
+  checked, assertions, positions = [], [], {}
   for i, (grad, variable) in enumerate(zip(grads, variables)):
     if grad is None:
       checked.append(None)
@@ -280,6 +284,15 @@ def checked_gradients(grads, variables, *, cast):
     name = f"`grads[{i}]`"
     var_name = _describe(variable)
     var_dtype = variable_dtype(variable)
+    if not var_dtype.is_floating:
+      raise TypeError(
+          f"`var[{i}]` ({var_name}) must be a floating-point variable. "
+          f"Received: var.dtype={var_dtype.name}")
+    first = positions.setdefault(id(_stored_variable(variable)), i)
+    if first != i:
+      raise ValueError(
+          f"`var[{first}]` and `var[{i}]` must be distinct variables. "
+          f"Received: the variable {var_name} twice")
     if not isinstance(grad, tf.IndexedSlices):
       # A NumPy array keeps its dtype (as in Keras's ops); a Python list or
       # number takes the variable's, as it would as an op's operand.
@@ -327,11 +340,15 @@ def cast_gradient(gradient, variable):
   return tf.cast(gradient, dtype)
 
 
+def _stored_variable(variable):
+  """A keras.Variable's tf.Variable; any other variable itself."""
+  stored = getattr(variable, "_value", None)
+  return stored if isinstance(stored, tf.Variable) else variable
+
+
 def variable_dtype(variable):
   """The dtype a variable stores, also while an autocast scope is active."""
-  stored = getattr(variable, "_value", None)  # a keras.Variable's tf.Variable
-  if isinstance(stored, tf.Variable):
-    variable = stored
+  variable = _stored_variable(variable)
   return tf.as_dtype(getattr(variable, "true_dtype", None) or
                      variable.dtype).base_dtype
 

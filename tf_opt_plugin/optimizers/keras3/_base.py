@@ -152,11 +152,15 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
   def add_slot(self, variable, name, reduced_axis=None):
     if reduced_axis is None:
       return self.add_variable_from_reference(variable, name)
-    # Keras's naming for reference slots, for a slot of another shape.
-    return self.add_variable(tuple(
-        _host.without_axis(variable.shape, reduced_axis)),
-                             dtype=variable.dtype,
-                             name=f"{_path(variable).replace('/', '_')}_{name}")
+    # Keras's naming for reference slots, for a slot of another shape; on
+    # the variable's device, as Keras puts a reference slot (a fused op
+    # needs its variable and slots on one device).
+    with self._distribution_strategy.extended.colocate_vars_with(
+        tf_variable(variable)):
+      return self.add_variable(
+          tuple(_host.without_axis(variable.shape, reduced_axis)),
+          dtype=variable.dtype,
+          name=f"{_path(variable).replace('/', '_')}_{name}")
 
   def as_tf_variable(self, slot):
     return tf_variable(slot)
@@ -437,8 +441,7 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
     if self.clipnorm:
       return [tf.clip_by_norm(g, self.clipnorm) for g in grads]
     if self.global_clipnorm:
-      clipped, _ = tf.clip_by_global_norm(grads, self.global_clipnorm)
-      return clipped
+      return _clip_by_global_norm(grads, self.global_clipnorm)
     if self.clipvalue:
       return [
           map_values(
@@ -477,6 +480,27 @@ def _sum_over_replicas(grads):
   if context.num_replicas_in_sync == 1 or not grads:
     return grads
   return context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+
+
+def _clip_by_global_norm(grads, clip_norm):
+  """`tf.clip_by_global_norm`, also for gradients of several dtypes.
+
+  Each gradient g becomes g * clip_norm / max(global_norm, clip_norm). TF's
+  stacks the gradients' norms, which needs one dtype: with several (a
+  float64 and a float32 variable, where Keras's clipping fails) the
+  gradients are clipped in float64 if one is float64, else float32, and
+  cast back.
+  """
+  dtypes = {tf.as_dtype(g.dtype).base_dtype for g in grads}
+  if len(dtypes) <= 1:
+    return tf.clip_by_global_norm(grads, clip_norm)[0]
+  wide = tf.float64 if tf.float64 in dtypes else tf.float32
+  clipped, _ = tf.clip_by_global_norm(
+      [map_values(g, lambda x: tf.cast(x, wide)) for g in grads], clip_norm)
+  return [
+      map_values(c, functools.partial(tf.cast, dtype=g.dtype))
+      for c, g in zip(clipped, grads)
+  ]
 
 
 def map_values(grad, fn):
