@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
+import keras_harness as H
 import tf_opt_plugin as top
 
 SCHEDULE = keras.optimizers.schedules.CosineDecay(0.01, decay_steps=100)
@@ -137,22 +139,10 @@ print(json.dumps({"class": type(model.optimizer).__name__,
 
 
 @pytest.mark.subprocess
-@pytest.mark.parametrize("name", ["adamw", "lamb", "adafactor", "sgd", "lion"])
+@pytest.mark.parametrize("name", sorted(A.keras_cases("keras_file")))
 def test_keras_file_loads_in_a_fresh_process_with_state(name, tmp_path):
   x, y = _data()
-  optimizer = {
-      "adamw":
-          lambda: top.AdamW(0.01),
-      "lamb":
-          lambda: top.Lamb(
-              0.01, weight_decay_rate=0.01, exclude_from_weight_decay=["bias"]),
-      "adafactor":
-          lambda: top.Adafactor(0.05),
-      "sgd":
-          lambda: top.SGD(0.05, momentum=0.9),
-      "lion":
-          lambda: top.Lion(0.005, weight_decay=0.1)
-  }[name]()
+  optimizer = H.make_optimizer(top, A.keras_cases("keras_file")[name])
   model = _compiled_model(optimizer)
   model.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
   path = str(tmp_path / "model.keras")
@@ -185,16 +175,14 @@ def test_keras_file_loads_in_a_fresh_process_with_state(name, tmp_path):
                                atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "make", [
-        lambda: top.Adam(0.01, amsgrad=True),
-        lambda: top.Lamb(0.01, weight_decay_rate=0.1),
-        lambda: top.Adafactor(0.05),
-        lambda: top.SGD(0.05, momentum=0.9),
-        lambda: top.Lion(0.005, weight_decay=0.1),
-        lambda: top.LossScaleOptimizer(top.AdamW(0.01)),
-    ],
-    ids=["adam", "lamb", "adafactor", "sgd", "lion", "loss-scale"])
+CHECKPOINTED = dict(
+    H.optimizer_factories("checkpoint", top),
+    **{"loss-scale": lambda: top.LossScaleOptimizer(top.AdamW(0.01))})
+
+
+@pytest.mark.parametrize("make",
+                         list(CHECKPOINTED.values()),
+                         ids=list(CHECKPOINTED))
 def test_checkpoint_resumes_the_uninterrupted_trajectory(make, tmp_path):
   x, y = _data()
   batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 96, 16)]

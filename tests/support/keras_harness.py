@@ -4,6 +4,8 @@ fixed gradients, and a float64 numpy model of the whole Keras step
 tests/support/references.py.
 """
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -195,6 +197,22 @@ def slot_name_pairs(ours, theirs):
   return [(getattr(ours, name)(**kwargs), getattr(theirs, name)(**kwargs))
           for name, kwargs in SLOT_NAME_CASES
           if hasattr(theirs, name)]
+
+
+def make_optimizer(front, case):
+  """The optimizer of a registry case (class name, constructor arguments,
+  ...: algorithms.keras_cases), its class taken from the front end `front`."""
+  class_name, kwargs = case[:2]
+  return getattr(front, class_name)(**kwargs)
+
+
+def optimizer_factories(table, front):
+  """{case id: () -> optimizer} of the registry's `table`
+  (algorithms.keras_cases), the classes taken from the front end `front`."""
+  return {
+      case_id: functools.partial(make_optimizer, front, case)
+      for case_id, case in algorithms.keras_cases(table).items()
+  }
 
 
 def assert_trajectory_close(actual, desired, rtol=2e-5, atol=2e-6):
