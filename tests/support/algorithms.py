@@ -4,15 +4,15 @@ Each entry holds what both harnesses need to know about an algorithm: its
 float64 reference step in references.py, its slots, the function of
 tf_opt_plugin.ops that applies its fused op (and the op's graph type), the op
 tests' default hyperparameters, and the Keras classes that follow the
-reference. op_harness builds its op adapters (op_harness.AdamW, ...) from the
-entries and keras_harness.Algorithm its float64 model of a Keras step, so an
-algorithm is added by one entry here plus its reference function in
-references.py (and, for the optimizer tests, its configurations in
-optimizer_configs.py).
+reference with the configurations each optimizer test runs them in.
+op_harness builds its op adapters (op_harness.AdamW, ...) from the entries,
+keras_harness.Algorithm its float64 model of a Keras step and the Keras-side
+test tables their parameters (`keras_cases`), so an algorithm is added by one
+entry here plus its reference function in references.py.
 
-No TensorFlow and no tf_opt_plugin here: the worker scripts import the
-harnesses only after configuring their devices, and op_harness looks the op
-function up by name when a test applies it.
+No TensorFlow and no tf_opt_plugin here (keras_goldens holds numpy arrays):
+the worker scripts import the harnesses only after configuring their devices,
+and op_harness looks the op function up by name when a test applies it.
 """
 
 import dataclasses
