@@ -142,6 +142,23 @@ def raw_op_name(op_type):
   return re.sub(r"(?<!^)(?=[A-Z])", "_", op_type).lower()
 
 
+# The "every_argument" cases set every argument away from its default (the
+# serialization round trips must carry each); a schedule is given by its Keras
+# config, which the test deserializes (no Keras here).
+_COSINE_SCHEDULE = dict(class_name="CosineDecay",
+                        config=dict(initial_learning_rate=0.01,
+                                    decay_steps=100))
+_EVERY_BASE_ARGUMENT = dict(clipnorm=None,
+                            global_clipnorm=0.5,
+                            clipvalue=None,
+                            use_ema=True,
+                            ema_momentum=0.9,
+                            ema_overwrite_frequency=7,
+                            loss_scale_factor=4.0,
+                            gradient_accumulation_steps=3,
+                            fused=False)
+
+
 # ----------------------------------------------------------------------------
 # SGD (no fused op: the Keras classes run TensorFlow's SGD update)
 # ----------------------------------------------------------------------------
@@ -186,6 +203,15 @@ SGD = AlgorithmSpec(
     keras_classes=("SGD",),
     counts_steps=False,
     keras_cases=dict(
+        every_argument={
+            "sgd": ("SGD",
+                    dict(_EVERY_BASE_ARGUMENT,
+                         learning_rate=_COSINE_SCHEDULE,
+                         momentum=0.7,
+                         nesterov=True,
+                         weight_decay=0.01,
+                         name="my_sgd")),
+        },
         configs={
             "sgd": ("SGD", dict(learning_rate=0.05), {}, {}),
             "sgd-momentum": ("SGD", dict(learning_rate=0.05,
@@ -294,6 +320,25 @@ ADAMW = AlgorithmSpec(
                      epsilon=1e-7,
                      weight_decay=0.01),
     keras_cases=dict(
+        every_argument={
+            "adam": ("Adam",
+                     dict(_EVERY_BASE_ARGUMENT,
+                          learning_rate=0.002,
+                          beta_1=0.8,
+                          beta_2=0.95,
+                          epsilon=1e-5,
+                          amsgrad=True)),
+            "adamw":
+                ("AdamW",
+                 dict(_EVERY_BASE_ARGUMENT,
+                      learning_rate=_COSINE_SCHEDULE,
+                      weight_decay=dict(class_name="ExponentialDecay",
+                                        config=dict(initial_learning_rate=0.1,
+                                                    decay_steps=10,
+                                                    decay_rate=0.5)),
+                      beta_1=0.85,
+                      amsgrad=True)),
+        },
         configs={
             "adam": ("Adam", dict(learning_rate=0.01), {}, {}),
             "adam-amsgrad": ("Adam", dict(learning_rate=0.01, amsgrad=True),
@@ -440,6 +485,18 @@ LAMB = AlgorithmSpec(
                      epsilon=1e-6,
                      weight_decay_rate=0.01),
     keras_cases=dict(
+        every_argument={
+            "lamb": ("Lamb",
+                     dict(learning_rate=0.003,
+                          beta_1=0.7,
+                          beta_2=0.9,
+                          epsilon=1e-4,
+                          weight_decay_rate=_COSINE_SCHEDULE,
+                          exclude_from_weight_decay=["bias", "norm"],
+                          exclude_from_layer_adaptation=["^emb"],
+                          clipvalue=0.5,
+                          fused=True)),
+        },
         configs={
             "lamb": ("Lamb", dict(learning_rate=0.01), {}, {}),
             "lamb-decay-exclusions":
@@ -560,6 +617,16 @@ ADAFACTOR = AlgorithmSpec(
                      epsilon_2=1e-3,
                      clip_threshold=1.0),
     keras_cases=dict(
+        every_argument={
+            "adafactor": ("Adafactor",
+                          dict(learning_rate=0.02,
+                               beta_2_decay=-0.5,
+                               epsilon_1=1e-20,
+                               epsilon_2=1e-2,
+                               clip_threshold=2.0,
+                               relative_step=False,
+                               clipnorm=1.0)),
+        },
         configs={
             "adafactor": ("Adafactor", dict(learning_rate=0.01), {}, {}),
             "adafactor-constant-step": ("Adafactor",
@@ -647,6 +714,15 @@ LION = AlgorithmSpec(
                      beta_2=0.99,
                      weight_decay=0.01),
     keras_cases=dict(
+        every_argument={
+            "lion": ("Lion",
+                     dict(_EVERY_BASE_ARGUMENT,
+                          learning_rate=_COSINE_SCHEDULE,
+                          beta_1=0.95,
+                          beta_2=0.98,
+                          weight_decay=0.05,
+                          name="my_lion")),
+        },
         configs={
             "lion": ("Lion", dict(learning_rate=0.01), {}, {}),
             "lion-weight-decay": ("Lion",
@@ -742,6 +818,8 @@ def keras_cases(table):
     tf_keras_parity: (class, kwargs): equal to tf_keras.optimizers' class.
     fit: (class, kwargs, Keras class, its kwargs): fit() reaches the Keras
       class's accuracy.
+    every_argument: (class, kwargs): every argument away from its default,
+      a schedule as its Keras config; the serialization round trips.
     sparse, mixed_precision, keras_file, checkpoint, dtensor: (class,
       kwargs): the optimizers of those tests.
   """
