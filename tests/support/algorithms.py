@@ -203,6 +203,7 @@ SGD = AlgorithmSpec(
     keras_classes=("SGD",),
     counts_steps=False,
     keras_cases=dict(
+        slot_names={"sgd": ("SGD", dict(momentum=0.5))},
         every_argument={
             "sgd": ("SGD",
                     dict(_EVERY_BASE_ARGUMENT,
@@ -320,6 +321,10 @@ ADAMW = AlgorithmSpec(
                      epsilon=1e-7,
                      weight_decay=0.01),
     keras_cases=dict(
+        slot_names={
+            "adam": ("Adam", dict(amsgrad=True)),
+            "adamw": ("AdamW", {}),
+        },
         every_argument={
             "adam": ("Adam",
                      dict(_EVERY_BASE_ARGUMENT,
@@ -485,6 +490,7 @@ LAMB = AlgorithmSpec(
                      epsilon=1e-6,
                      weight_decay_rate=0.01),
     keras_cases=dict(
+        slot_names={"lamb": ("Lamb", {})},
         every_argument={
             "lamb": ("Lamb",
                      dict(learning_rate=0.003,
@@ -714,6 +720,7 @@ LION = AlgorithmSpec(
                      beta_2=0.99,
                      weight_decay=0.01),
     keras_cases=dict(
+        slot_names={"lion": ("Lion", {})},
         every_argument={
             "lion": ("Lion",
                      dict(_EVERY_BASE_ARGUMENT,
@@ -820,6 +827,9 @@ def keras_cases(table):
       class's accuracy.
     every_argument: (class, kwargs): every argument away from its default,
       a schedule as its Keras config; the serialization round trips.
+    slot_names: (class, kwargs): slots named and ordered as in Keras's class
+      of that name, every slot switched on (Adafactor's are factored: tests
+      of their own).
     sparse, mixed_precision, keras_file, checkpoint, dtensor: (class,
       kwargs): the optimizers of those tests.
   """
