@@ -14,6 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
+import algorithms as A
 import subprocess_helpers
 
 pytest.importorskip("tf_keras")
@@ -25,17 +26,17 @@ pytestmark = [
 ]
 
 MESHES = ["2x2", "1x4"]
-OPTIMIZERS = ["sgd", "adam", "adamw", "lamb", "adafactor", "lion"]
+OPTIMIZERS = list(A.keras_cases("dtensor"))
 # float32 rounding of sums over shards (observed: at most 2.4e-7 absolute).
 RTOL, ATOL = 1e-5, 1e-6
 
-# The sharding of each variable of the worker's custom loop.
-VARIABLE_SPECS = {
-    "dense/kernel": ["unsharded", "model"],
-    "dense/bias": ["model"],
-    "out/kernel": ["model", "unsharded"],
-    "out/bias": ["unsharded"],
-    "stack/kernel": ["unsharded", "unsharded", "model"],
+# The shape and the sharding of each variable of the worker's custom loop.
+VARIABLES = {
+    "dense/kernel": ((8, 16), ["unsharded", "model"]),
+    "dense/bias": ((16,), ["model"]),
+    "out/kernel": ((16, 4), ["model", "unsharded"]),
+    "out/bias": ((4,), ["unsharded"]),
+    "stack/kernel": ((2, 4, 8), ["unsharded", "unsharded", "model"]),
 }
 
 _results = {}
@@ -86,17 +87,19 @@ def test_slots_are_laid_out_like_their_variables(mesh):
       match = re.fullmatch(r"\w+/(\w+)/(.+):0", name)
       assert match, name
       role, variable = match.groups()
-      expected = VARIABLE_SPECS[variable]
+      expected = VARIABLES[variable][1]
       if role == "row":
         expected = expected[:-1]
       elif role == "column":
         expected = expected[:-2] + expected[-1:]
       assert specs == expected, (optimizer, name, specs)
-    slots_per_variable = {"sgd": 1, "adam": 3, "adamw": 2, "lamb": 2, "lion": 1}
-    if optimizer in slots_per_variable:
-      assert len(layouts) == 1 + slots_per_variable[optimizer] * 5
-    else:  # Adafactor: row + column for the 3 kernels, velocity for 2 biases
-      assert len(layouts) == 1 + 3 * 2 + 2
+    # The iteration count, then the slots the registry gives each variable
+    # (Adafactor: row + column for the 3 kernels, velocity for 2 biases).
+    class_name, kwargs = A.keras_cases("dtensor")[optimizer]
+    spec = A.for_keras_class(class_name)
+    options = spec.options_in(kwargs)
+    slots = [spec.slots(shape, **options) for shape, _ in VARIABLES.values()]
+    assert len(layouts) == 1 + sum(len(s) for s in slots), optimizer
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+import algorithms as A
 import tf_opt_plugin as top
 from tf_opt_plugin.ops import _dispatch
 
@@ -50,30 +51,17 @@ def _fit(optimizer, data, epochs, jit_compile=False, batch_size=32):
   return model, accuracy
 
 
-PAIRS = {
-    "sgd": (lambda: top.SGD(0.1, momentum=0.9),
-            lambda: keras.optimizers.SGD(0.1, momentum=0.9)),
-    "adam": (lambda: top.Adam(0.003), lambda: keras.optimizers.Adam(0.003)),
-    "adamw": (lambda: top.AdamW(0.003, weight_decay=0.01),
-              lambda: keras.optimizers.AdamW(0.003, weight_decay=0.01)),
-    "lamb": (lambda: top.Lamb(
-        0.01, weight_decay_rate=0.01, exclude_from_weight_decay=["bias"]),
-             lambda: keras.optimizers.Lamb(0.01)),
-    # Keras's Adafactor turns the first layer's weights into NaN on digits
-    # (constant-zero pixels and dead units, defect 9): it is only the bar
-    # where it trains, so its accuracy floor is taken from Adam's instead.
-    "adafactor":
-        (lambda: top.Adafactor(0.01), lambda: keras.optimizers.Adam(0.003)),
-    "lion": (lambda: top.Lion(0.001, weight_decay=0.01),
-             lambda: keras.optimizers.Lion(0.001, weight_decay=0.01)),
-}
+PAIRS = A.keras_cases("fit")
 
 
 @pytest.mark.parametrize("name", sorted(PAIRS))
 def test_fit_reaches_keras_accuracy(name, digits):
-  ours, theirs = PAIRS[name]
-  _, our_accuracy = _fit(ours(), digits, epochs=8)
-  _, keras_accuracy = _fit(theirs(), digits, epochs=8)
+  class_name, kwargs, keras_class_name, keras_kwargs = PAIRS[name]
+  _, our_accuracy = _fit(getattr(top, class_name)(**kwargs), digits, epochs=8)
+  _, keras_accuracy = _fit(getattr(keras.optimizers,
+                                   keras_class_name)(**keras_kwargs),
+                           digits,
+                           epochs=8)
   assert keras_accuracy > 0.9, keras_accuracy
   assert our_accuracy >= keras_accuracy - 0.02, (our_accuracy, keras_accuracy)
 

@@ -9,13 +9,7 @@ import tensorflow as tf
 import keras_harness as H
 import tf_opt_plugin as top
 
-OPTIMIZERS = {
-    "sgd": lambda: top.SGD(0.05, momentum=0.9),
-    "adamw": lambda: top.AdamW(0.01),
-    "lamb": lambda: top.Lamb(0.01, weight_decay_rate=0.01),
-    "adafactor": lambda: top.Adafactor(0.05),
-    "lion": lambda: top.Lion(0.005),
-}
+OPTIMIZERS = H.optimizer_factories("mixed_precision", top)
 
 
 @pytest.fixture

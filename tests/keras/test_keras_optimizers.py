@@ -30,32 +30,26 @@ def test_matches_reference(config, mode):
   assert not np.allclose(got["dense/kernel"], w0["dense/kernel"], atol=1e-3)
 
 
-@pytest.mark.parametrize("cls,algorithm,extra", [
-    (top.Adam, H.Algorithm("adam"), {}),
-    (top.Lamb, H.Algorithm("lamb"), {}),
-    (top.Adafactor, H.Algorithm("adafactor", relative_step=False), {}),
-    (top.Lion, H.Algorithm("lion"), {}),
-],
-                         ids=["adam", "lamb", "adafactor", "lion"])
+@pytest.mark.parametrize("case", list(A.keras_cases("schedules")))
 @pytest.mark.parametrize("mode", ["function", "xla"])
-def test_schedules(cls, algorithm, extra, mode):
+def test_schedules(case, mode):
+  class_name, options = A.keras_cases("schedules")[case]
   schedule = keras.optimizers.schedules.ExponentialDecay(0.05,
                                                          decay_steps=10,
                                                          decay_rate=0.5)
   wd_schedule = keras.optimizers.schedules.PiecewiseConstantDecay([20],
                                                                   [0.02, 0.005])
   w0, grads = H.random_problem(30, seed=11)
-  kwargs = dict(learning_rate=schedule, weight_decay=wd_schedule)
-  if cls is top.Adafactor:
-    kwargs["relative_step"] = False
-  got = H.run_optimizer(cls(**kwargs), w0, grads, mode)
+  optimizer = getattr(top, class_name)(learning_rate=schedule,
+                                       weight_decay=wd_schedule,
+                                       **options)
+  got = H.run_optimizer(optimizer, w0, grads, mode)
   want = H.reference_run(
-      algorithm,
+      H.Algorithm(A.for_keras_class(class_name).name, **options),
       w0,
       grads,
       learning_rate=lambda t: float(np.float32(0.05 * 0.5**(t / 10))),
-      weight_decay=lambda t: 0.02 if t <= 20 else 0.005,
-      **extra)
+      weight_decay=lambda t: 0.02 if t <= 20 else 0.005)
   H.assert_trajectory_close(got, want)
 
 
@@ -123,23 +117,13 @@ def _single_step(optimizer, grads, values):
   return variable.numpy()
 
 
-@pytest.mark.parametrize(
-    "optimizer,expected",
-    [
-        # keras/src/optimizers/{sgd,adam,adamw,lamb,adafactor,lion}_test.py
-        # ::test_single_step (rtol=atol=1e-4 there).
-        (lambda: top.SGD(learning_rate=0.5), [0.5, -1.0, -0.5, 3.0]),
-        (lambda: top.Adam(learning_rate=0.5), [0.5, 1.5, 2.5, 3.5]),
-        (lambda: top.AdamW(learning_rate=0.5), [0.4980, 1.4960, 2.494, 3.492]),
-        (lambda: top.Lamb(learning_rate=0.5), [-0.3693, 0.6306, 1.6306, 2.6306
-                                              ]),
-        (lambda: top.Adafactor(learning_rate=0.5),
-         [-0.3693, 0.6307, 1.6307, 2.6307]),
-        (lambda: top.Lion(learning_rate=0.5), [0.5, 1.5, 2.5, 3.5]),
-    ],
-    ids=["sgd", "adam", "adamw", "lamb", "adafactor", "lion"])
-def test_keras_single_step_values(optimizer, expected):
-  got = _single_step(optimizer(), [1.0, 6.0, 7.0, 2.0], [1.0, 2.0, 3.0, 4.0])
+# keras/src/optimizers/<algorithm>_test.py::test_single_step (rtol=atol=1e-4
+# there), at learning_rate 0.5.
+@pytest.mark.parametrize("case", list(A.keras_cases("single_step")))
+def test_keras_single_step_values(case):
+  class_name, expected = A.keras_cases("single_step")[case]
+  optimizer = getattr(top, class_name)(learning_rate=0.5)
+  got = _single_step(optimizer, [1.0, 6.0, 7.0, 2.0], [1.0, 2.0, 3.0, 4.0])
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -172,17 +156,11 @@ def test_keras_weight_decay_values():
   assert var2.numpy() == 2.0 and var3.numpy() == 2.0
 
 
-@pytest.mark.parametrize(
-    "optimizer,golden", [
-        (lambda: top.AdamW(**G.ADAMW_HP), G.ADAMW),
-        (lambda: top.Adam(amsgrad=True), G.ADAM_AMSGRAD),
-        (lambda: top.Lamb(), G.LAMB),
-        (lambda: top.Adafactor(**G.ADAFACTOR_HP), G.ADAFACTOR),
-        (lambda: top.Lion(), G.LION),
-    ],
-    ids=["adamw", "adam-amsgrad", "lamb", "adafactor", "lion"])
-def test_keras_golden_trajectories(optimizer, golden):
-  optimizer = optimizer()
+# keras/src/optimizers/<algorithm>_test.py::test_correctness_with_golden.
+@pytest.mark.parametrize("case", list(A.keras_cases("goldens")))
+def test_keras_golden_trajectories(case):
+  class_name, kwargs, golden = A.keras_cases("goldens")[case]
+  optimizer = getattr(top, class_name)(**kwargs)
   x = keras.Variable(np.ones([10], np.float32))
   optimizer.apply_gradients([(tf.constant(G.FIRST_GRADS, tf.float32), x)])
   for row in golden:
@@ -294,32 +272,14 @@ def test_model_garden_lamb_exclusions(kwargs, decayed, adapted):
 # ----------------------------------------------------------------------------
 # Keras 3 parity where the math is the same (float32, 50 steps).
 # ----------------------------------------------------------------------------
-@pytest.mark.parametrize("ours,theirs", [
-    (lambda: top.Adam(learning_rate=0.01),
-     lambda: keras.optimizers.Adam(learning_rate=0.01)),
-    (lambda: top.Adam(learning_rate=0.01, amsgrad=True),
-     lambda: keras.optimizers.Adam(learning_rate=0.01, amsgrad=True)),
-    (lambda: top.AdamW(learning_rate=0.01, weight_decay=0.1),
-     lambda: keras.optimizers.AdamW(learning_rate=0.01, weight_decay=0.1)),
-    (lambda: top.SGD(learning_rate=0.05, momentum=0.9),
-     lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9)),
-    (lambda: top.SGD(learning_rate=0.05, momentum=0.9, nesterov=True), lambda:
-     keras.optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True)),
-    (lambda: top.Adafactor(learning_rate=0.01),
-     lambda: keras.optimizers.Adafactor(learning_rate=0.01)),
-    (lambda: top.Lamb(learning_rate=0.01),
-     lambda: keras.optimizers.Lamb(learning_rate=0.01, epsilon=1e-6)),
-    (lambda: top.Lion(learning_rate=0.01, weight_decay=0.1),
-     lambda: keras.optimizers.Lion(learning_rate=0.01, weight_decay=0.1)),
-],
-                         ids=[
-                             "adam", "adam-amsgrad", "adamw", "sgd-momentum",
-                             "sgd-nesterov", "adafactor", "lamb", "lion"
-                         ])
-def test_parity_with_keras(ours, theirs):
+@pytest.mark.parametrize("case", list(A.keras_cases("keras_parity")))
+def test_parity_with_keras(case):
+  class_name, kwargs, keras_extra = A.keras_cases("keras_parity")[case]
+  ours = getattr(top, class_name)(**kwargs)
+  theirs = getattr(keras.optimizers, class_name)(**kwargs, **keras_extra)
   w0, grads = H.random_problem(STEPS, seed=21)
-  got = H.run_optimizer(ours(), w0, grads, "function")
-  want = H.run_optimizer(theirs(), w0, grads, "function")
+  got = H.run_optimizer(ours, w0, grads, "function")
+  want = H.run_optimizer(theirs, w0, grads, "function")
   H.assert_trajectory_close(got, want, rtol=1e-5, atol=1e-6)
 
 

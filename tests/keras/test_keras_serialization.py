@@ -1,6 +1,7 @@
 """Serialization: get_config/from_config round-trips, .keras files with the
 optimizer state, and tf.train.Checkpoint resuming on the same trajectory."""
 
+import copy
 import json
 import os
 import subprocess
@@ -11,68 +12,28 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
+import keras_harness as H
 import tf_opt_plugin as top
 
-SCHEDULE = keras.optimizers.schedules.CosineDecay(0.01, decay_steps=100)
-BASE = dict(clipnorm=None,
-            global_clipnorm=0.5,
-            clipvalue=None,
-            use_ema=True,
-            ema_momentum=0.9,
-            ema_overwrite_frequency=7,
-            loss_scale_factor=4.0,
-            gradient_accumulation_steps=3,
-            fused=False)
+CONFIGURED = A.keras_cases("every_argument")
 
-CONFIGURED = {
-    "sgd":
-        lambda: top.SGD(SCHEDULE,
-                        momentum=0.7,
-                        nesterov=True,
-                        weight_decay=0.01,
-                        name="my_sgd",
-                        **BASE),
-    "adam":
-        lambda: top.Adam(
-            0.002, beta_1=0.8, beta_2=0.95, epsilon=1e-5, amsgrad=True, **BASE),
-    "adamw":
-        lambda: top.AdamW(SCHEDULE,
-                          weight_decay=keras.optimizers.schedules.
-                          ExponentialDecay(0.1, 10, 0.5),
-                          beta_1=0.85,
-                          amsgrad=True,
-                          **BASE),
-    "lamb":
-        lambda: top.Lamb(0.003,
-                         beta_1=0.7,
-                         beta_2=0.9,
-                         epsilon=1e-4,
-                         weight_decay_rate=SCHEDULE,
-                         exclude_from_weight_decay=["bias", "norm"],
-                         exclude_from_layer_adaptation=["^emb"],
-                         clipvalue=0.5,
-                         fused=True),
-    "adafactor":
-        lambda: top.Adafactor(0.02,
-                              beta_2_decay=-0.5,
-                              epsilon_1=1e-20,
-                              epsilon_2=1e-2,
-                              clip_threshold=2.0,
-                              relative_step=False,
-                              clipnorm=1.0),
-    "lion":
-        lambda: top.Lion(SCHEDULE,
-                         beta_1=0.95,
-                         beta_2=0.98,
-                         weight_decay=0.05,
-                         name="my_lion",
-                         **BASE),
-}
+
+def _configured(name):
+  """The optimizer of the registry's "every_argument" case `name`, its
+  schedules built from their Keras configs."""
+  class_name, kwargs = CONFIGURED[name]
+  kwargs = {
+      k:
+          keras.optimizers.schedules.deserialize(copy.deepcopy(v))
+          if isinstance(v, dict) else v for k, v in kwargs.items()
+  }
+  return getattr(top, class_name)(**kwargs)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGURED))
 def test_get_config_round_trips_every_argument(name):
-  optimizer = CONFIGURED[name]()
+  optimizer = _configured(name)
   config = optimizer.get_config()
   restored = type(optimizer).from_config(json.loads(json.dumps(config)))
   assert restored.get_config() == config
@@ -84,7 +45,7 @@ def test_get_config_round_trips_every_argument(name):
 
 @pytest.mark.parametrize("name", sorted(CONFIGURED))
 def test_keras_serialize_round_trips(name):
-  optimizer = CONFIGURED[name]()
+  optimizer = _configured(name)
   restored = keras.optimizers.deserialize(
       json.loads(json.dumps(keras.optimizers.serialize(optimizer))))
   assert type(restored) is type(optimizer)
@@ -92,7 +53,7 @@ def test_keras_serialize_round_trips(name):
 
 
 def test_loss_scale_optimizer_round_trips():
-  optimizer = top.LossScaleOptimizer(CONFIGURED["lamb"](),
+  optimizer = top.LossScaleOptimizer(_configured("lamb"),
                                      initial_scale=64.0,
                                      dynamic_growth_steps=10)
   restored = keras.optimizers.deserialize(
@@ -137,22 +98,10 @@ print(json.dumps({"class": type(model.optimizer).__name__,
 
 
 @pytest.mark.subprocess
-@pytest.mark.parametrize("name", ["adamw", "lamb", "adafactor", "sgd", "lion"])
+@pytest.mark.parametrize("name", sorted(A.keras_cases("keras_file")))
 def test_keras_file_loads_in_a_fresh_process_with_state(name, tmp_path):
   x, y = _data()
-  optimizer = {
-      "adamw":
-          lambda: top.AdamW(0.01),
-      "lamb":
-          lambda: top.Lamb(
-              0.01, weight_decay_rate=0.01, exclude_from_weight_decay=["bias"]),
-      "adafactor":
-          lambda: top.Adafactor(0.05),
-      "sgd":
-          lambda: top.SGD(0.05, momentum=0.9),
-      "lion":
-          lambda: top.Lion(0.005, weight_decay=0.1)
-  }[name]()
+  optimizer = H.make_optimizer(top, A.keras_cases("keras_file")[name])
   model = _compiled_model(optimizer)
   model.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
   path = str(tmp_path / "model.keras")
@@ -185,16 +134,14 @@ def test_keras_file_loads_in_a_fresh_process_with_state(name, tmp_path):
                                atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "make", [
-        lambda: top.Adam(0.01, amsgrad=True),
-        lambda: top.Lamb(0.01, weight_decay_rate=0.1),
-        lambda: top.Adafactor(0.05),
-        lambda: top.SGD(0.05, momentum=0.9),
-        lambda: top.Lion(0.005, weight_decay=0.1),
-        lambda: top.LossScaleOptimizer(top.AdamW(0.01)),
-    ],
-    ids=["adam", "lamb", "adafactor", "sgd", "lion", "loss-scale"])
+CHECKPOINTED = dict(
+    H.optimizer_factories("checkpoint", top),
+    **{"loss-scale": lambda: top.LossScaleOptimizer(top.AdamW(0.01))})
+
+
+@pytest.mark.parametrize("make",
+                         list(CHECKPOINTED.values()),
+                         ids=list(CHECKPOINTED))
 def test_checkpoint_resumes_the_uninterrupted_trajectory(make, tmp_path):
   x, y = _data()
   batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 96, 16)]

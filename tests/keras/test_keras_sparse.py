@@ -7,17 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_harness as H
 import tf_opt_plugin as top
 
-OPTIMIZERS = {
-    "sgd": lambda: top.SGD(0.1),
-    "sgd-momentum": lambda: top.SGD(0.1, momentum=0.9, nesterov=True),
-    "adam": lambda: top.Adam(0.01, amsgrad=True),
-    "adamw": lambda: top.AdamW(0.01, weight_decay=0.1),
-    "lamb": lambda: top.Lamb(0.01, weight_decay_rate=0.01),
-    "adafactor": lambda: top.Adafactor(0.01),
-    "lion": lambda: top.Lion(0.01, weight_decay=0.1),
-}
+OPTIMIZERS = H.optimizer_factories("sparse", top)
 
 
 def _sparse_gradients(steps, seed, rows=12, width=3):
@@ -84,7 +77,7 @@ def test_plain_sgd_leaves_rows_without_gradient_untouched():
                              [[1, 1], [1, 1], [-1, -2], [1, 1]])
 
 
-@pytest.mark.parametrize("name", ["adam", "lamb", "adafactor", "sgd", "lion"])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_fit_with_an_embedding(name):
   keras.utils.set_random_seed(0)
   tokens = np.random.default_rng(0).integers(0, 50, size=(256, 6))

@@ -23,6 +23,26 @@ import tf_opt_plugin as top
 STEPS = 30
 
 
+@pytest.mark.parametrize(
+    "make,error,message",
+    [
+        # Keras's rule for beta_1, 0 < beta_1 <= 1 (at 0, SignSGD).
+        (lambda: top.Lion(beta_1=0.0), ValueError,
+         "`beta_1` must be in (0, 1]: at 0 Lion degenerates to SignSGD. "
+         "Received: beta_1=0.0"),
+        (lambda: top.Lion(beta_1=1.1), ValueError, "Received: beta_1=1.1"),
+        (lambda: top.Lion(beta_1=-0.1), ValueError, "Received: beta_1=-0.1"),
+        (lambda: top.Lion(beta_2=1.0), ValueError,
+         "`beta_2` must be in [0, 1). Received: beta_2=1.0"),
+        (lambda: top.Lion(beta_1="0.9"), TypeError,
+         "`beta_1` must be a number. Received: beta_1='0.9'"),
+    ])
+def test_bad_arguments(make, error, message):
+  with pytest.raises(error) as info:
+    make()
+  assert message in str(info.value)
+
+
 def _run_in_function(optimizer, w0, grads):
   """`grads` applied by `optimizer` in one tf.function; weights and slots."""
   variables = H.make_variables(w0)

@@ -87,24 +87,16 @@ def test_seed_adam_example():
   assert int(opt.iterations.numpy()) == 1
 
 
-@pytest.mark.parametrize("name,ours,theirs", [
-    ("adam", lambda: front.Adam(0.01, amsgrad=True),
-     lambda: tf_keras.optimizers.Adam(0.01, amsgrad=True)),
-    ("adamw", lambda: front.AdamW(0.01, weight_decay=0.1),
-     lambda: tf_keras.optimizers.AdamW(0.01, weight_decay=0.1)),
-    ("sgd-nesterov", lambda: front.SGD(0.05, momentum=0.9, nesterov=True),
-     lambda: tf_keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)),
-    ("adafactor", lambda: front.Adafactor(0.01),
-     lambda: tf_keras.optimizers.Adafactor(0.01)),
-    ("lion", lambda: front.Lion(0.01, weight_decay=0.1),
-     lambda: tf_keras.optimizers.Lion(0.01, weight_decay=0.1)),
-])
-def test_parity_with_tf_keras(name, ours, theirs):
+@pytest.mark.parametrize("case", list(A.keras_cases("tf_keras_parity")))
+def test_parity_with_tf_keras(case):
+  ours = H.make_optimizer(front, A.keras_cases("tf_keras_parity")[case])
+  theirs = H.make_optimizer(tf_keras.optimizers,
+                            A.keras_cases("tf_keras_parity")[case])
   w0, grads = H.random_problem(STEPS, seed=3)
-  H.assert_trajectory_close(run(ours(), w0, grads, "function"),
-                            run(theirs(), w0, grads, "function"),
+  H.assert_trajectory_close(run(ours, w0, grads, "function"),
+                            run(theirs, w0, grads, "function"),
                             rtol=1e-5,
-                            atol=1e-6), name
+                            atol=1e-6)
 
 
 def test_slots_have_tf_keras_names_and_order():

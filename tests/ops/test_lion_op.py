@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
+import keras_goldens as G
 import op_harness as H
 import references as R
 import tf_opt_plugin.ops as ops
@@ -377,3 +379,65 @@ def test_multi_tensor_list_lengths():
                                 apply_weight_decay=[True, False],
                                 **HP)
   _assert_unchanged((w, m), before)
+
+
+# --- the reference against Keras 3's published Lion tests (float64) ----------
+LION_DEFAULTS = dict(learning_rate=0.001,
+                     beta_1=0.9,
+                     beta_2=0.99,
+                     weight_decay=0.0)
+
+
+def test_lion_keras3_single_step():
+  # keras/src/optimizers/lion_test.py::test_single_step: Lion(learning_rate
+  # =0.5), grads [1,6,7,2], vars [1,2,3,4] -> [0.5, 1.5, 2.5, 3.5].
+  hp = dict(LION_DEFAULTS, learning_rate=0.5)
+  G.assert_single_step(A.get("lion"), [0.5, 1.5, 2.5, 3.5], **hp)
+
+
+def test_lion_keras3_weight_decay():
+  # keras/src/optimizers/lion_test.py::test_weight_decay: a zero gradient,
+  # Lion(learning_rate=1.0, weight_decay=0.004) applied by three optimizers
+  # to var1 = 2.0 -> 1.9760959 (decimal=6).
+  hp = dict(LION_DEFAULTS, learning_rate=1.0, weight_decay=0.004)
+  w = G.weight_decay_steps(A.get("lion"), **hp)
+  assert abs(w - 1.9760959) < 1e-6
+
+
+def test_lion_keras3_golden():
+  # keras/src/optimizers/lion_test.py::test_correctness_with_golden: Lion().
+  traj = G.golden_trajectory(A.get("lion"), **LION_DEFAULTS)
+  G.assert_matches_golden(traj, G.LION)
+
+
+def test_lion_paper_algorithm_2_by_hand():
+  # One step written out: c = 0.5 * 0.2 + 0.5 * (-1) = -0.4 -> sign -1;
+  # w = 2 - 0.1 * (-1 + 0.25 * 2) = 2.05; m = 0.75 * 0.2 + 0.25 * (-1) =
+  # -0.1.
+  w, m = R.lion_step(2.0,
+                     0.2,
+                     -1.0,
+                     learning_rate=0.1,
+                     beta_1=0.5,
+                     beta_2=0.75,
+                     weight_decay=0.25)
+  np.testing.assert_allclose([w, m], [2.05, -0.1], rtol=1e-15)
+
+
+@pytest.mark.parametrize("weight_decay", [None, 0.0625])
+def test_lion_matches_keras3(weight_decay):
+  # Keras 3's Lion in float64, against the reference (hyperparameters exactly
+  # representable in float32, as Keras keeps them).
+  rng = np.random.default_rng(4)
+  w0 = rng.normal(size=(4, 3))
+  grads = [rng.normal(size=(4, 3)) for _ in range(10)]
+  hp = dict(learning_rate=0.125, beta_1=0.875, beta_2=1 - 2.0**-10)
+  variable = keras.Variable(w0, dtype="float64")
+  optimizer = keras.optimizers.Lion(weight_decay=weight_decay, **hp)
+  for g in grads:
+    optimizer.apply_gradients([(g, variable)])
+  got = np.asarray(variable.numpy())
+  w, m = w0, np.zeros_like(w0)
+  for g in grads:
+    w, m = R.lion_step(w, m, g, weight_decay=weight_decay or 0.0, **hp)
+  np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)

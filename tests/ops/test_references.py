@@ -15,57 +15,6 @@ import keras_goldens as G
 import algorithms as A
 import references as R
 
-# Keras golden tests: x = ones(10), one step with grads 0.01, then steps with
-# grads arange(0.1, 1.1, 0.1); the golden row i is checked after i+1 steps,
-# with rtol=atol=5e-4 (the tolerances of the Keras tests).
-KERAS_GOLDEN_RTOL = G.RTOL
-FIRST_GRADS = G.FIRST_GRADS
-GRADS = G.GRADS
-
-
-def _golden_trajectory(name, n_rows=5, **hp):
-  """w after each step of the Keras golden-test gradient sequence, by the
-  float64 reference of the registry entry `name` from w = ones(10)."""
-  spec = A.get(name)
-  w = np.ones([10])
-  slots = spec.zero_slots(w.shape, **spec.options_in(hp))
-  out = []
-  for i in range(n_rows):
-    g = FIRST_GRADS if i == 0 else GRADS
-    w, slots = spec.reference_step(w, slots, g, step=i + 1, **hp)
-    out.append(w.copy())
-  return np.array(out)
-
-
-def _assert_keras_single_step(name, expected, **hp):
-  """Keras's test_single_step, by the float64 reference of the registry entry
-  `name`: vars [1, 2, 3, 4], grads [1, 6, 7, 2], then vars == expected
-  (rtol=atol=1e-4, the Keras test's)."""
-  spec = A.get(name)
-  w = np.array([1.0, 2.0, 3.0, 4.0])
-  slots = spec.zero_slots(w.shape, **spec.options_in(hp))
-  grads = np.array([1.0, 6.0, 7.0, 2.0])
-  w, _ = spec.reference_step(w, slots, grads, step=1, **hp)
-  np.testing.assert_allclose(w, expected, rtol=1e-4, atol=1e-4)
-
-
-def _keras_weight_decay_steps(name, **hp):
-  """var1 after Keras's test_weight_decay: three fresh optimizers (each at
-  step 1, zero slots) apply a zero gradient to var1 = 2.0."""
-  spec = A.get(name)
-  w = np.array(2.0)
-  for _ in range(3):
-    w, _ = spec.reference_step(w, spec.zero_slots(()), 0.0, step=1, **hp)
-  return float(w)
-
-
-def _assert_matches_golden(trajectory, golden):
-  np.testing.assert_allclose(trajectory,
-                             golden,
-                             rtol=KERAS_GOLDEN_RTOL,
-                             atol=KERAS_GOLDEN_RTOL)
-
-
 ADAM_DEFAULTS = dict(learning_rate=0.001,
                      beta_1=0.9,
                      beta_2=0.999,
@@ -99,18 +48,18 @@ def test_adam_keras3_single_step():
   # Adam(learning_rate=0.5), grads [1,6,7,2], vars [1,2,3,4]
   # -> [0.5, 1.5, 2.5, 3.5] (rtol=atol=1e-4).
   hp = dict(ADAM_DEFAULTS, learning_rate=0.5, weight_decay=0.0)
-  _assert_keras_single_step("adamw", [0.5, 1.5, 2.5, 3.5], **hp)
+  G.assert_single_step(A.get("adamw"), [0.5, 1.5, 2.5, 3.5], **hp)
 
 
 def test_adam_amsgrad_keras3_golden():
   # keras/src/optimizers/adam_test.py::test_correctness_with_golden:
   # Adam(amsgrad=True) (lr 1e-3, eps 1e-7).
   golden = np.tile([[0.999], [0.9982], [0.9974], [0.9965], [0.9955]], (1, 10))
-  traj = _golden_trajectory("adamw",
-                            amsgrad=True,
-                            weight_decay=0.0,
-                            **ADAM_DEFAULTS)
-  _assert_matches_golden(traj, golden)
+  traj = G.golden_trajectory(A.get("adamw"),
+                             amsgrad=True,
+                             weight_decay=0.0,
+                             **ADAM_DEFAULTS)
+  G.assert_matches_golden(traj, golden)
 
 
 def test_adamw_keras3_single_step():
@@ -118,7 +67,7 @@ def test_adamw_keras3_single_step():
   # AdamW(learning_rate=0.5) (default weight_decay=0.004), grads [1,6,7,2],
   # vars [1,2,3,4] -> [0.4980, 1.4960, 2.494, 3.492] (rtol=atol=1e-4).
   hp = dict(ADAM_DEFAULTS, learning_rate=0.5, weight_decay=0.004)
-  _assert_keras_single_step("adamw", [0.4980, 1.4960, 2.494, 3.492], **hp)
+  G.assert_single_step(A.get("adamw"), [0.4980, 1.4960, 2.494, 3.492], **hp)
 
 
 def test_adamw_keras3_weight_decay():
@@ -126,7 +75,7 @@ def test_adamw_keras3_weight_decay():
   # AdamW(learning_rate=1.0, weight_decay=0.004) applied by three fresh
   # optimizers (each at step 1) to var1 = 2.0 -> 1.9760959 (decimal=6).
   hp = dict(ADAM_DEFAULTS, learning_rate=1.0, weight_decay=0.004)
-  w = _keras_weight_decay_steps("adamw", **hp)
+  w = G.weight_decay_steps(A.get("adamw"), **hp)
   assert abs(w - 1.9760959) < 1.5e-6
 
 
@@ -135,8 +84,8 @@ def test_adamw_keras3_golden():
   # AdamW(learning_rate=1.0, weight_decay=0.5, epsilon=2).
   golden = G.ADAMW
   hp = dict(ADAM_DEFAULTS, **G.ADAMW_HP)
-  traj = _golden_trajectory("adamw", **hp)
-  _assert_matches_golden(traj, golden)
+  traj = G.golden_trajectory(A.get("adamw"), **hp)
+  G.assert_matches_golden(traj, golden)
 
 
 # ---------------------------------------------------------------------------
@@ -147,15 +96,15 @@ def test_lamb_keras3_single_step():
   # grads [1,6,7,2], vars [1,2,3,4] -> [-0.3693, 0.6306, 1.6306, 2.6306]
   # (rtol=atol=1e-4).  No weight decay, so Keras Lamb == paper LAMB.
   hp = dict(LAMB_DEFAULTS, learning_rate=0.5)
-  _assert_keras_single_step("lamb", [-0.3693, 0.6306, 1.6306, 2.6306], **hp)
+  G.assert_single_step(A.get("lamb"), [-0.3693, 0.6306, 1.6306, 2.6306], **hp)
 
 
 def test_lamb_keras3_golden():
   # keras/src/optimizers/lamb_test.py::test_correctness_with_golden:
   # Lamb() defaults (lr 1e-3, eps 1e-6 as in the paper / Model Garden).
   golden = np.tile([[0.999], [0.9982], [0.9974], [0.9965], [0.9955]], (1, 10))
-  traj = _golden_trajectory("lamb", **LAMB_DEFAULTS)
-  _assert_matches_golden(traj, golden)
+  traj = G.golden_trajectory(A.get("lamb"), **LAMB_DEFAULTS)
+  G.assert_matches_golden(traj, golden)
 
 
 def test_lamb_addons_minimize_with_weight_decay():
@@ -211,20 +160,20 @@ def test_adafactor_keras3_golden():
   # Keras ignores relative_step (defect 5 in docs/keras_defects.md): it always
   # uses rho = min(lr, 1/sqrt(t)), so its golden values are those of
   # relative_step=True.
-  traj = _golden_trajectory("adafactor",
-                            relative_step=True,
-                            **ADAFACTOR_GOLDEN_HP)
-  _assert_matches_golden(traj, ADAFACTOR_GOLDEN)
+  traj = G.golden_trajectory(A.get("adafactor"),
+                             relative_step=True,
+                             **ADAFACTOR_GOLDEN_HP)
+  G.assert_matches_golden(traj, ADAFACTOR_GOLDEN)
 
 
 def test_adafactor_keras3_golden_relative_step_false():
   # With relative_step honoured, the first four rows (t <= 4, where
   # 1/sqrt(t) >= lr = 0.5) are identical to Keras's golden values; at t = 5
   # rho is lr = 0.5 instead of 1/sqrt(5) = 0.447, so the last row differs.
-  traj = _golden_trajectory("adafactor",
-                            relative_step=False,
-                            **ADAFACTOR_GOLDEN_HP)
-  _assert_matches_golden(traj[:4], ADAFACTOR_GOLDEN[:4])
+  traj = G.golden_trajectory(A.get("adafactor"),
+                             relative_step=False,
+                             **ADAFACTOR_GOLDEN_HP)
+  G.assert_matches_golden(traj[:4], ADAFACTOR_GOLDEN[:4])
   assert np.all(np.abs(traj[4] - ADAFACTOR_GOLDEN[4]) > 2e-3)
 
 
@@ -233,8 +182,8 @@ def test_adafactor_keras3_single_step_1d():
   # Adafactor(learning_rate=0.5), grads [1,6,7,2], vars [1,2,3,4]
   # -> [-0.3693, 0.6307, 1.6307, 2.6307] (rtol=atol=1e-4).
   hp = dict(ADAFACTOR_DEFAULTS, learning_rate=0.5)
-  _assert_keras_single_step("adafactor", [-0.3693, 0.6307, 1.6307, 2.6307],
-                            **hp)
+  G.assert_single_step(A.get("adafactor"), [-0.3693, 0.6307, 1.6307, 2.6307],
+                       **hp)
 
 
 def test_adafactor_keras3_single_step_2d():
@@ -352,62 +301,4 @@ def test_adafactor_relative_step_matches_keras3(shape):
   w, acc = w0, R.adafactor_zero_accumulators(shape)
   for t, g in enumerate(grads, 1):
     w, acc = R.adafactor_step(w, acc, g, step=t, relative_step=True, **hp)
-  np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)
-
-
-# ---------------------------------------------------------------------------
-# Lion (Chen et al., 2023)
-# ---------------------------------------------------------------------------
-LION_DEFAULTS = dict(learning_rate=0.001,
-                     beta_1=0.9,
-                     beta_2=0.99,
-                     weight_decay=0.0)
-
-
-def test_lion_keras3_single_step():
-  # keras/src/optimizers/lion_test.py::test_single_step: Lion(learning_rate
-  # =0.5), grads [1,6,7,2], vars [1,2,3,4] -> [0.5, 1.5, 2.5, 3.5].
-  hp = dict(LION_DEFAULTS, learning_rate=0.5)
-  _assert_keras_single_step("lion", [0.5, 1.5, 2.5, 3.5], **hp)
-
-
-def test_lion_keras3_weight_decay():
-  # keras/src/optimizers/lion_test.py::test_weight_decay: a zero gradient,
-  # Lion(learning_rate=1.0, weight_decay=0.004) applied by three optimizers
-  # to var1 = 2.0 -> 1.9760959 (decimal=6).
-  hp = dict(LION_DEFAULTS, learning_rate=1.0, weight_decay=0.004)
-  w = _keras_weight_decay_steps("lion", **hp)
-  assert abs(w - 1.9760959) < 1e-6
-
-
-def test_lion_keras3_golden():
-  # keras/src/optimizers/lion_test.py::test_correctness_with_golden: Lion().
-  traj = _golden_trajectory("lion", **LION_DEFAULTS)
-  _assert_matches_golden(traj, G.LION)
-
-
-def test_lion_paper_algorithm_2_by_hand():
-  # One step written out: c = 0.5 * 0.2 + 0.5 * (-1) = -0.4 -> sign -1;
-  # w = 2 - 0.1 * (-1 + 0.25 * 2) = 2.05; m = 0.75 * 0.2 + 0.25 * (-1) =
-  # -0.1.
-  w, m = R.lion_step(2.0,
-                     0.2,
-                     -1.0,
-                     learning_rate=0.1,
-                     beta_1=0.5,
-                     beta_2=0.75,
-                     weight_decay=0.25)
-  np.testing.assert_allclose([w, m], [2.05, -0.1], rtol=1e-15)
-
-
-@pytest.mark.parametrize("weight_decay", [None, 0.0625])
-def test_lion_matches_keras3(weight_decay):
-  import keras
-  w0, grads = _random_problem((4, 3), 10, seed=4)
-  hp = dict(learning_rate=0.125, beta_1=0.875, beta_2=1 - 2.0**-10)
-  got = _keras_run(keras.optimizers.Lion(weight_decay=weight_decay, **hp), w0,
-                   grads)
-  w, m = w0, np.zeros_like(w0)
-  for g in grads:
-    w, m = R.lion_step(w, m, g, weight_decay=weight_decay or 0.0, **hp)
   np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)

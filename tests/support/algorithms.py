@@ -4,15 +4,15 @@ Each entry holds what both harnesses need to know about an algorithm: its
 float64 reference step in references.py, its slots, the function of
 tf_opt_plugin.ops that applies its fused op (and the op's graph type), the op
 tests' default hyperparameters, and the Keras classes that follow the
-reference. op_harness builds its op adapters (op_harness.AdamW, ...) from the
-entries and keras_harness.Algorithm its float64 model of a Keras step, so an
-algorithm is added by one entry here plus its reference function in
-references.py (and, for the optimizer tests, its configurations in
-optimizer_configs.py).
+reference with the configurations each optimizer test runs them in.
+op_harness builds its op adapters (op_harness.AdamW, ...) from the entries,
+keras_harness.Algorithm its float64 model of a Keras step and the Keras-side
+test tables their parameters (`keras_cases`), so an algorithm is added by one
+entry here plus its reference function in references.py.
 
-No TensorFlow and no tf_opt_plugin here: the worker scripts import the
-harnesses only after configuring their devices, and op_harness looks the op
-function up by name when a test applies it.
+No TensorFlow and no tf_opt_plugin here (keras_goldens holds numpy arrays):
+the worker scripts import the harnesses only after configuring their devices,
+and op_harness looks the op function up by name when a test applies it.
 """
 
 import dataclasses
@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+import keras_goldens as G
 import references as R
 
 
@@ -69,6 +70,10 @@ class AlgorithmSpec:
     op_cases: case id -> (adapter keyword arguments, shape, seed): the fused
       op and its twin run 100 steps of each against the reference, in every
       dtype and mode (tests/ops/test_op_trajectories.py).
+    keras_cases: table -> {case id: case}: the configurations of its Keras
+      classes each optimizer test runs (see `keras_cases` below for the
+      tables); the test files build their parameters from them, so a new
+      algorithm is tested everywhere by its entry alone.
   """
 
   name: str
@@ -88,6 +93,7 @@ class AlgorithmSpec:
   multi_tensor: bool = False
   call_raw_op: Optional[Callable[..., Any]] = None
   op_cases: dict = dataclasses.field(default_factory=dict)
+  keras_cases: dict = dataclasses.field(default_factory=dict)
 
   @property
   def op(self):
@@ -136,6 +142,23 @@ def raw_op_name(op_type):
   return re.sub(r"(?<!^)(?=[A-Z])", "_", op_type).lower()
 
 
+# The "every_argument" cases set every argument away from its default (the
+# serialization round trips must carry each); a schedule is given by its Keras
+# config, which the test deserializes (no Keras here).
+_COSINE_SCHEDULE = dict(class_name="CosineDecay",
+                        config=dict(initial_learning_rate=0.01,
+                                    decay_steps=100))
+_EVERY_BASE_ARGUMENT = dict(clipnorm=None,
+                            global_clipnorm=0.5,
+                            clipvalue=None,
+                            use_ema=True,
+                            ema_momentum=0.9,
+                            ema_overwrite_frequency=7,
+                            loss_scale_factor=4.0,
+                            gradient_accumulation_steps=3,
+                            fused=False)
+
+
 # ----------------------------------------------------------------------------
 # SGD (no fused op: the Keras classes run TensorFlow's SGD update)
 # ----------------------------------------------------------------------------
@@ -170,14 +193,72 @@ def _sgd_keras_hp(hp, path, fused_decay):
               nesterov=hp.get("nesterov", False))
 
 
-SGD = AlgorithmSpec(name="sgd",
-                    reference=R.sgd_step,
-                    call_reference=_sgd_call_reference,
-                    slots=_sgd_slots,
-                    options=dict(momentum=0.0, nesterov=False),
-                    keras_hp=_sgd_keras_hp,
-                    keras_classes=("SGD",),
-                    counts_steps=False)
+SGD = AlgorithmSpec(
+    name="sgd",
+    reference=R.sgd_step,
+    call_reference=_sgd_call_reference,
+    slots=_sgd_slots,
+    options=dict(momentum=0.0, nesterov=False),
+    keras_hp=_sgd_keras_hp,
+    keras_classes=("SGD",),
+    counts_steps=False,
+    keras_cases=dict(
+        slot_names={"sgd": ("SGD", dict(momentum=0.5))},
+        every_argument={
+            "sgd": ("SGD",
+                    dict(_EVERY_BASE_ARGUMENT,
+                         learning_rate=_COSINE_SCHEDULE,
+                         momentum=0.7,
+                         nesterov=True,
+                         weight_decay=0.01,
+                         name="my_sgd")),
+        },
+        configs={
+            "sgd": ("SGD", dict(learning_rate=0.05), {}, {}),
+            "sgd-momentum": ("SGD", dict(learning_rate=0.05,
+                                         momentum=0.9), dict(momentum=0.9), {}),
+            "sgd-nesterov":
+                ("SGD", dict(learning_rate=0.05, momentum=0.9,
+                             nesterov=True), dict(momentum=0.9,
+                                                  nesterov=True), {}),
+            "sgd-weight-decay":
+                ("SGD", dict(learning_rate=0.05,
+                             weight_decay=0.1), {}, dict(weight_decay=0.1)),
+        },
+        single_step={"sgd": ("SGD", [0.5, -1.0, -0.5, 3.0])},
+        keras_parity={
+            "sgd-momentum": ("SGD", dict(learning_rate=0.05, momentum=0.9), {}),
+            "sgd-nesterov": ("SGD",
+                             dict(learning_rate=0.05,
+                                  momentum=0.9,
+                                  nesterov=True), {}),
+        },
+        tf_keras_parity={
+            "sgd-nesterov": ("SGD",
+                             dict(learning_rate=0.05,
+                                  momentum=0.9,
+                                  nesterov=True))
+        },
+        sparse={
+            "sgd": ("SGD", dict(learning_rate=0.1)),
+            "sgd-momentum": ("SGD",
+                             dict(learning_rate=0.1,
+                                  momentum=0.9,
+                                  nesterov=True)),
+        },
+        fit={
+            "sgd": ("SGD", dict(learning_rate=0.1, momentum=0.9), "SGD",
+                    dict(learning_rate=0.1, momentum=0.9))
+        },
+        mixed_precision={
+            "sgd": ("SGD", dict(learning_rate=0.05, momentum=0.9))
+        },
+        keras_file={"sgd": ("SGD", dict(learning_rate=0.05, momentum=0.9))},
+        checkpoint={"sgd": ("SGD", dict(learning_rate=0.05, momentum=0.9))},
+        dtensor={
+            "sgd": ("SGD", dict(learning_rate=0.1, momentum=0.9, nesterov=True))
+        },
+    ))
 
 
 # ----------------------------------------------------------------------------
@@ -215,31 +296,112 @@ def _adamw_call_raw_op(raw_op, handles, grad, **kwargs):
                 **kwargs)
 
 
-ADAMW = AlgorithmSpec(name="adamw",
-                      aliases=("adam",),
-                      reference=R.adamw_step,
-                      call_reference=_adamw_call_reference,
-                      slots=_adamw_slots,
-                      options=dict(amsgrad=False),
-                      keras_hp=_adamw_keras_hp,
-                      keras_classes=("Adam", "AdamW"),
-                      keras_decays_in_step=True,
-                      keras_defaults=dict(beta_1=0.9,
-                                          beta_2=0.999,
-                                          epsilon=1e-7),
-                      op_class="AdamW",
-                      call_op=_adamw_call_op,
-                      multi_tensor=True,
-                      call_raw_op=_adamw_call_raw_op,
-                      op_cases={
-                          "rank2-adamw": (dict(amsgrad=False), (7, 5), 0),
-                          "rank3-amsgrad": (dict(amsgrad=True), (3, 4, 6), 1),
-                      },
-                      op_defaults=dict(learning_rate=0.01,
-                                       beta_1=0.9,
-                                       beta_2=0.999,
-                                       epsilon=1e-7,
-                                       weight_decay=0.01))
+ADAMW = AlgorithmSpec(
+    name="adamw",
+    aliases=("adam",),
+    reference=R.adamw_step,
+    call_reference=_adamw_call_reference,
+    slots=_adamw_slots,
+    options=dict(amsgrad=False),
+    keras_hp=_adamw_keras_hp,
+    keras_classes=("Adam", "AdamW"),
+    keras_decays_in_step=True,
+    keras_defaults=dict(beta_1=0.9, beta_2=0.999, epsilon=1e-7),
+    op_class="AdamW",
+    call_op=_adamw_call_op,
+    multi_tensor=True,
+    call_raw_op=_adamw_call_raw_op,
+    op_cases={
+        "rank2-adamw": (dict(amsgrad=False), (7, 5), 0),
+        "rank3-amsgrad": (dict(amsgrad=True), (3, 4, 6), 1),
+    },
+    op_defaults=dict(learning_rate=0.01,
+                     beta_1=0.9,
+                     beta_2=0.999,
+                     epsilon=1e-7,
+                     weight_decay=0.01),
+    keras_cases=dict(
+        slot_names={
+            "adam": ("Adam", dict(amsgrad=True)),
+            "adamw": ("AdamW", {}),
+        },
+        every_argument={
+            "adam": ("Adam",
+                     dict(_EVERY_BASE_ARGUMENT,
+                          learning_rate=0.002,
+                          beta_1=0.8,
+                          beta_2=0.95,
+                          epsilon=1e-5,
+                          amsgrad=True)),
+            "adamw":
+                ("AdamW",
+                 dict(_EVERY_BASE_ARGUMENT,
+                      learning_rate=_COSINE_SCHEDULE,
+                      weight_decay=dict(class_name="ExponentialDecay",
+                                        config=dict(initial_learning_rate=0.1,
+                                                    decay_steps=10,
+                                                    decay_rate=0.5)),
+                      beta_1=0.85,
+                      amsgrad=True)),
+        },
+        configs={
+            "adam": ("Adam", dict(learning_rate=0.01), {}, {}),
+            "adam-amsgrad": ("Adam", dict(learning_rate=0.01, amsgrad=True),
+                             dict(amsgrad=True), {}),
+            "adam-weight-decay":
+                ("Adam", dict(learning_rate=0.01,
+                              weight_decay=0.05), {}, dict(weight_decay=0.05)),
+            "adamw": ("AdamW",
+                      dict(learning_rate=0.01,
+                           beta_1=0.8,
+                           beta_2=0.99,
+                           epsilon=1e-6),
+                      dict(beta_1=0.8, beta_2=0.99,
+                           epsilon=1e-6), dict(weight_decay=0.004)),
+            "adamw-amsgrad": ("AdamW",
+                              dict(learning_rate=0.01,
+                                   weight_decay=0.1,
+                                   amsgrad=True), dict(amsgrad=True),
+                              dict(weight_decay=0.1)),
+        },
+        schedules={"adam": ("Adam", {})},
+        single_step={
+            "adam": ("Adam", [0.5, 1.5, 2.5, 3.5]),
+            "adamw": ("AdamW", [0.4980, 1.4960, 2.494, 3.492]),
+        },
+        goldens={
+            "adamw": ("AdamW", G.ADAMW_HP, G.ADAMW),
+            "adam-amsgrad": ("Adam", dict(amsgrad=True), G.ADAM_AMSGRAD),
+        },
+        keras_parity={
+            "adam": ("Adam", dict(learning_rate=0.01), {}),
+            "adam-amsgrad": ("Adam", dict(learning_rate=0.01,
+                                          amsgrad=True), {}),
+            "adamw": ("AdamW", dict(learning_rate=0.01, weight_decay=0.1), {}),
+        },
+        tf_keras_parity={
+            "adam": ("Adam", dict(learning_rate=0.01, amsgrad=True)),
+            "adamw": ("AdamW", dict(learning_rate=0.01, weight_decay=0.1)),
+        },
+        sparse={
+            "adam": ("Adam", dict(learning_rate=0.01, amsgrad=True)),
+            "adamw": ("AdamW", dict(learning_rate=0.01, weight_decay=0.1)),
+        },
+        fit={
+            "adam": ("Adam", dict(learning_rate=0.003), "Adam",
+                     dict(learning_rate=0.003)),
+            "adamw": ("AdamW", dict(learning_rate=0.003,
+                                    weight_decay=0.01), "AdamW",
+                      dict(learning_rate=0.003, weight_decay=0.01)),
+        },
+        mixed_precision={"adamw": ("AdamW", dict(learning_rate=0.01))},
+        keras_file={"adamw": ("AdamW", dict(learning_rate=0.01))},
+        checkpoint={"adam": ("Adam", dict(learning_rate=0.01, amsgrad=True))},
+        dtensor={
+            "adam": ("Adam", dict(learning_rate=0.01, amsgrad=True)),
+            "adamw": ("AdamW", dict(learning_rate=0.01, weight_decay=0.1)),
+        },
+    ))
 
 
 # ----------------------------------------------------------------------------
@@ -304,30 +466,102 @@ def _lamb_call_raw_op(raw_op, handles, grad, **kwargs):
                 **kwargs)
 
 
-LAMB = AlgorithmSpec(name="lamb",
-                     reference=R.lamb_step,
-                     call_reference=_lamb_call_reference,
-                     slots=_lamb_slots,
-                     options=dict(use_layer_adaptation=True),
-                     keras_hp=_lamb_keras_hp,
-                     keras_classes=("Lamb",),
-                     keras_defaults=dict(beta_1=0.9, beta_2=0.999,
-                                         epsilon=1e-6),
-                     op_class="Lamb",
-                     call_op=_lamb_call_op,
-                     multi_tensor=True,
-                     call_raw_op=_lamb_call_raw_op,
-                     op_cases={
-                         "rank2-adaptive":
-                             (dict(use_layer_adaptation=True), (7, 5), 10),
-                         "rank3-no-adaptation":
-                             (dict(use_layer_adaptation=False), (3, 4, 6), 11),
-                     },
-                     op_defaults=dict(learning_rate=0.01,
-                                      beta_1=0.9,
-                                      beta_2=0.999,
-                                      epsilon=1e-6,
-                                      weight_decay_rate=0.01))
+LAMB = AlgorithmSpec(
+    name="lamb",
+    reference=R.lamb_step,
+    call_reference=_lamb_call_reference,
+    slots=_lamb_slots,
+    options=dict(use_layer_adaptation=True),
+    keras_hp=_lamb_keras_hp,
+    keras_classes=("Lamb",),
+    keras_defaults=dict(beta_1=0.9, beta_2=0.999, epsilon=1e-6),
+    op_class="Lamb",
+    call_op=_lamb_call_op,
+    multi_tensor=True,
+    call_raw_op=_lamb_call_raw_op,
+    op_cases={
+        "rank2-adaptive": (dict(use_layer_adaptation=True), (7, 5), 10),
+        "rank3-no-adaptation":
+            (dict(use_layer_adaptation=False), (3, 4, 6), 11),
+    },
+    op_defaults=dict(learning_rate=0.01,
+                     beta_1=0.9,
+                     beta_2=0.999,
+                     epsilon=1e-6,
+                     weight_decay_rate=0.01),
+    keras_cases=dict(
+        slot_names={"lamb": ("Lamb", {})},
+        every_argument={
+            "lamb": ("Lamb",
+                     dict(learning_rate=0.003,
+                          beta_1=0.7,
+                          beta_2=0.9,
+                          epsilon=1e-4,
+                          weight_decay_rate=_COSINE_SCHEDULE,
+                          exclude_from_weight_decay=["bias", "norm"],
+                          exclude_from_layer_adaptation=["^emb"],
+                          clipvalue=0.5,
+                          fused=True)),
+        },
+        configs={
+            "lamb": ("Lamb", dict(learning_rate=0.01), {}, {}),
+            "lamb-decay-exclusions":
+                ("Lamb",
+                 dict(learning_rate=0.01,
+                      weight_decay_rate=0.05,
+                      exclude_from_weight_decay=["bias", "gamma$"]),
+                 dict(weight_decay_rate=0.05,
+                      exclude_from_weight_decay=["bias", "gamma$"]), {}),
+            "lamb-adaptation-exclusions":
+                ("Lamb",
+                 dict(learning_rate=0.01,
+                      weight_decay_rate=0.05,
+                      exclude_from_weight_decay=["bias"],
+                      exclude_from_layer_adaptation=["^norm/", "conv"]),
+                 dict(weight_decay_rate=0.05,
+                      exclude_from_weight_decay=["bias"],
+                      exclude_from_layer_adaptation=["^norm/", "conv"]), {}),
+            "lamb-keras-weight-decay":
+                ("Lamb", dict(learning_rate=0.01,
+                              weight_decay=0.1), {}, dict(weight_decay=0.1)),
+        },
+        schedules={"lamb": ("Lamb", {})},
+        single_step={"lamb": ("Lamb", [-0.3693, 0.6306, 1.6306, 2.6306])},
+        goldens={"lamb": ("Lamb", {}, G.LAMB)},
+        # Keras's Lamb defaults to epsilon 1e-7, ours (and
+        # the Model Garden's) to 1e-6.
+        keras_parity={
+            "lamb": ("Lamb", dict(learning_rate=0.01), dict(epsilon=1e-6))
+        },
+        sparse={
+            "lamb": ("Lamb", dict(learning_rate=0.01, weight_decay_rate=0.01))
+        },
+        fit={
+            "lamb": ("Lamb",
+                     dict(learning_rate=0.01,
+                          weight_decay_rate=0.01,
+                          exclude_from_weight_decay=["bias"]), "Lamb",
+                     dict(learning_rate=0.01))
+        },
+        mixed_precision={
+            "lamb": ("Lamb", dict(learning_rate=0.01, weight_decay_rate=0.01))
+        },
+        keras_file={
+            "lamb": ("Lamb",
+                     dict(learning_rate=0.01,
+                          weight_decay_rate=0.01,
+                          exclude_from_weight_decay=["bias"]))
+        },
+        checkpoint={
+            "lamb": ("Lamb", dict(learning_rate=0.01, weight_decay_rate=0.1))
+        },
+        dtensor={
+            "lamb": ("Lamb",
+                     dict(learning_rate=0.01,
+                          weight_decay_rate=0.01,
+                          exclude_from_weight_decay=["bias"]))
+        },
+    ))
 
 
 # ----------------------------------------------------------------------------
@@ -387,7 +621,50 @@ ADAFACTOR = AlgorithmSpec(
                      beta_2_decay=-0.8,
                      epsilon_1=1e-30,
                      epsilon_2=1e-3,
-                     clip_threshold=1.0))
+                     clip_threshold=1.0),
+    keras_cases=dict(
+        every_argument={
+            "adafactor": ("Adafactor",
+                          dict(learning_rate=0.02,
+                               beta_2_decay=-0.5,
+                               epsilon_1=1e-20,
+                               epsilon_2=1e-2,
+                               clip_threshold=2.0,
+                               relative_step=False,
+                               clipnorm=1.0)),
+        },
+        configs={
+            "adafactor": ("Adafactor", dict(learning_rate=0.01), {}, {}),
+            "adafactor-constant-step": ("Adafactor",
+                                        dict(learning_rate=0.5,
+                                             relative_step=False,
+                                             clip_threshold=0.5,
+                                             beta_2_decay=-0.6),
+                                        dict(beta_2_decay=-0.6,
+                                             clip_threshold=0.5,
+                                             relative_step=False), {}),
+        },
+        # A schedule sets the learning rate only with a constant step.
+        schedules={"adafactor": ("Adafactor", dict(relative_step=False))},
+        single_step={
+            "adafactor": ("Adafactor", [-0.3693, 0.6307, 1.6307, 2.6307])
+        },
+        goldens={"adafactor": ("Adafactor", G.ADAFACTOR_HP, G.ADAFACTOR)},
+        keras_parity={"adafactor": ("Adafactor", dict(learning_rate=0.01), {})},
+        tf_keras_parity={"adafactor": ("Adafactor", dict(learning_rate=0.01))},
+        sparse={"adafactor": ("Adafactor", dict(learning_rate=0.01))},
+        # Keras's Adafactor turns the first layer's weights into NaN on digits
+        # (constant-zero pixels and dead units, defect 9): it is only the bar
+        # where it trains, so its accuracy floor is taken from Adam's instead.
+        fit={
+            "adafactor": ("Adafactor", dict(learning_rate=0.01), "Adam",
+                          dict(learning_rate=0.003))
+        },
+        mixed_precision={"adafactor": ("Adafactor", dict(learning_rate=0.05))},
+        keras_file={"adafactor": ("Adafactor", dict(learning_rate=0.05))},
+        checkpoint={"adafactor": ("Adafactor", dict(learning_rate=0.05))},
+        dtensor={"adafactor": ("Adafactor", dict(learning_rate=0.01))},
+    ))
 
 
 # ----------------------------------------------------------------------------
@@ -418,31 +695,75 @@ def _lion_call_raw_op(raw_op, handles, grad, **kwargs):
   return raw_op(var=var, m=m, grad=grad, **kwargs)
 
 
-LION = AlgorithmSpec(name="lion",
-                     reference=R.lion_step,
-                     call_reference=_lion_call_reference,
-                     slots=_lion_slots,
-                     keras_hp=_lion_keras_hp,
-                     keras_classes=("Lion",),
-                     keras_decays_in_step=True,
-                     keras_defaults=dict(beta_1=0.9, beta_2=0.99),
-                     op_class="Lion",
-                     call_op=_lion_call_op,
-                     counts_steps=False,
-                     multi_tensor=True,
-                     call_raw_op=_lion_call_raw_op,
-                     op_cases={
-                         "rank2": (dict(), (7, 5), 0),
-                         "rank3-no-decay":
-                             (dict(weight_decay=0.0), (3, 4, 6), 1),
-                         "strong-decay": (dict(weight_decay=0.5,
-                                               beta_1=0.5,
-                                               beta_2=0.9), (11,), 2),
-                     },
-                     op_defaults=dict(learning_rate=0.01,
-                                      beta_1=0.9,
-                                      beta_2=0.99,
-                                      weight_decay=0.01))
+LION = AlgorithmSpec(
+    name="lion",
+    reference=R.lion_step,
+    call_reference=_lion_call_reference,
+    slots=_lion_slots,
+    keras_hp=_lion_keras_hp,
+    keras_classes=("Lion",),
+    keras_decays_in_step=True,
+    keras_defaults=dict(beta_1=0.9, beta_2=0.99),
+    op_class="Lion",
+    call_op=_lion_call_op,
+    counts_steps=False,
+    multi_tensor=True,
+    call_raw_op=_lion_call_raw_op,
+    op_cases={
+        "rank2": (dict(), (7, 5), 0),
+        "rank3-no-decay": (dict(weight_decay=0.0), (3, 4, 6), 1),
+        "strong-decay": (dict(weight_decay=0.5, beta_1=0.5,
+                              beta_2=0.9), (11,), 2),
+    },
+    op_defaults=dict(learning_rate=0.01,
+                     beta_1=0.9,
+                     beta_2=0.99,
+                     weight_decay=0.01),
+    keras_cases=dict(
+        slot_names={"lion": ("Lion", {})},
+        every_argument={
+            "lion": ("Lion",
+                     dict(_EVERY_BASE_ARGUMENT,
+                          learning_rate=_COSINE_SCHEDULE,
+                          beta_1=0.95,
+                          beta_2=0.98,
+                          weight_decay=0.05,
+                          name="my_lion")),
+        },
+        configs={
+            "lion": ("Lion", dict(learning_rate=0.01), {}, {}),
+            "lion-weight-decay": ("Lion",
+                                  dict(learning_rate=0.01,
+                                       beta_1=0.8,
+                                       beta_2=0.95,
+                                       weight_decay=0.1),
+                                  dict(beta_1=0.8,
+                                       beta_2=0.95), dict(weight_decay=0.1)),
+        },
+        schedules={"lion": ("Lion", {})},
+        single_step={"lion": ("Lion", [0.5, 1.5, 2.5, 3.5])},
+        goldens={"lion": ("Lion", {}, G.LION)},
+        keras_parity={
+            "lion": ("Lion", dict(learning_rate=0.01, weight_decay=0.1), {})
+        },
+        tf_keras_parity={
+            "lion": ("Lion", dict(learning_rate=0.01, weight_decay=0.1))
+        },
+        sparse={"lion": ("Lion", dict(learning_rate=0.01, weight_decay=0.1))},
+        fit={
+            "lion": ("Lion", dict(learning_rate=0.001,
+                                  weight_decay=0.01), "Lion",
+                     dict(learning_rate=0.001, weight_decay=0.01))
+        },
+        mixed_precision={"lion": ("Lion", dict(learning_rate=0.005))},
+        keras_file={
+            "lion": ("Lion", dict(learning_rate=0.005, weight_decay=0.1))
+        },
+        checkpoint={
+            "lion": ("Lion", dict(learning_rate=0.005, weight_decay=0.1))
+        },
+        dtensor={"lion": ("Lion", dict(learning_rate=0.01, weight_decay=0.1))},
+    ))
 
 # name -> entry, in the order the docs list the algorithms.
 ALGORITHMS = {a.name: a for a in (SGD, ADAMW, LAMB, ADAFACTOR, LION)}
@@ -482,3 +803,44 @@ def keras_classes():
   return [
       c for algorithm in ALGORITHMS.values() for c in algorithm.keras_classes
   ]
+
+
+def keras_cases(table):
+  """{case id: case} of `table` over every entry, in registry order.
+
+  The tables (each case names a class of tf_opt_plugin.optimizers, looked up
+  in the front end under test, that is one of the entry's `keras_classes`,
+  and its constructor keyword arguments):
+    configs: (class, kwargs, reference hyperparameters, extra reference_run
+      arguments): 50 steps against the float64 reference
+      (optimizer_configs.py).
+    schedules: (class, options): learning rate and weight decay schedules,
+      with `options` passed to both the class and the reference.
+    single_step: (class, expected): Keras 3's test_single_step at
+      learning_rate 0.5.
+    goldens: (class, kwargs, trajectory): Keras 3's
+      test_correctness_with_golden (keras_goldens.py).
+    keras_parity: (class, kwargs, extra kwargs of Keras's class): equal to
+      keras.optimizers' class of the same name.
+    tf_keras_parity: (class, kwargs): equal to tf_keras.optimizers' class.
+    fit: (class, kwargs, Keras class, its kwargs): fit() reaches the Keras
+      class's accuracy.
+    every_argument: (class, kwargs): every argument away from its default,
+      a schedule as its Keras config; the serialization round trips.
+    slot_names: (class, kwargs): slots named and ordered as in Keras's class
+      of that name, every slot switched on (Adafactor's are factored: tests
+      of their own).
+    sparse, mixed_precision, keras_file, checkpoint, dtensor: (class,
+      kwargs): the optimizers of those tests.
+  """
+  cases = {}
+  for algorithm in ALGORITHMS.values():
+    for case_id, case in algorithm.keras_cases.get(table, {}).items():
+      if case_id in cases:
+        raise ValueError(f"keras_cases[{table!r}]: {case_id!r} twice")
+      # No class is held to another algorithm's reference by a slip.
+      if case[0] not in algorithm.keras_classes:
+        raise ValueError(f"keras_cases[{table!r}][{case_id!r}]: {case[0]} "
+                         f"does not follow the {algorithm.name!r} reference")
+      cases[case_id] = case
+  return cases

@@ -36,6 +36,7 @@ tf.config.set_logical_device_configuration(
 
 import tf_keras  # pylint: disable=g-import-not-at-top
 
+import algorithms  # pylint: disable=g-import-not-at-top
 from tf_opt_plugin import dtensor as top_dtensor  # pylint: disable=g-import-not-at-top
 from tf_opt_plugin.optimizers import tf_keras as top_tf_keras  # pylint: disable=g-import-not-at-top
 
@@ -43,18 +44,9 @@ RESULT_PREFIX = "RESULT_JSON "
 STEPS = 10
 GLOBAL_BATCH = 8
 
-# name -> (constructor arguments); the classes come from the front end used.
-OPTIMIZERS = {
-    "sgd": ("SGD", dict(learning_rate=0.1, momentum=0.9, nesterov=True)),
-    "adam": ("Adam", dict(learning_rate=0.01, amsgrad=True)),
-    "adamw": ("AdamW", dict(learning_rate=0.01, weight_decay=0.1)),
-    "lamb": ("Lamb",
-             dict(learning_rate=0.01,
-                  weight_decay_rate=0.01,
-                  exclude_from_weight_decay=["bias"])),
-    "adafactor": ("Adafactor", dict(learning_rate=0.01)),
-    "lion": ("Lion", dict(learning_rate=0.01, weight_decay=0.1)),
-}
+# name -> (class name, constructor arguments): the registry's "dtensor"
+# cases; the classes come from the front end used.
+OPTIMIZERS = algorithms.keras_cases("dtensor")
 
 # Variables of the custom loop: name -> (shape, sharding of each axis).
 VARIABLES = {

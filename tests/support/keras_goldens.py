@@ -51,3 +51,45 @@ ADAFACTOR_HP = dict(learning_rate=0.5,
 
 # Lion() with its defaults: every step moves each element by lr = 0.001.
 LION = np.tile([[0.999], [0.998], [0.997], [0.996], [0.995]], (1, 10))
+
+
+# ----------------------------------------------------------------------------
+# The scenarios of Keras 3's tests, run by a float64 reference (`spec`: an
+# entry of algorithms.py), for the reference tests.
+# ----------------------------------------------------------------------------
+def golden_trajectory(spec, n_rows=5, **hp):
+  """w after each step of the Keras golden-test gradient sequence, by the
+  float64 reference of the registry entry `spec` from w = ones(10)."""
+  w = np.ones([10])
+  slots = spec.zero_slots(w.shape, **spec.options_in(hp))
+  out = []
+  for i in range(n_rows):
+    g = FIRST_GRADS if i == 0 else GRADS
+    w, slots = spec.reference_step(w, slots, g, step=i + 1, **hp)
+    out.append(w.copy())
+  return np.array(out)
+
+
+def assert_single_step(spec, expected, **hp):
+  """Keras's test_single_step, by the float64 reference of the registry entry
+  `spec`: vars [1, 2, 3, 4], grads [1, 6, 7, 2], then vars == expected
+  (rtol=atol=1e-4, the Keras test's)."""
+  w = np.array([1.0, 2.0, 3.0, 4.0])
+  slots = spec.zero_slots(w.shape, **spec.options_in(hp))
+  grads = np.array([1.0, 6.0, 7.0, 2.0])
+  w, _ = spec.reference_step(w, slots, grads, step=1, **hp)
+  np.testing.assert_allclose(w, expected, rtol=1e-4, atol=1e-4)
+
+
+def weight_decay_steps(spec, **hp):
+  """Keras's test_weight_decay, by the float64 reference of the registry entry
+  `spec`: three fresh optimizers (each at step 1, zero slots) apply a zero
+  gradient to var1 = 2.0; returns var1."""
+  w = np.array(2.0)
+  for _ in range(3):
+    w, _ = spec.reference_step(w, spec.zero_slots(()), 0.0, step=1, **hp)
+  return float(w)
+
+
+def assert_matches_golden(trajectory, golden):
+  np.testing.assert_allclose(trajectory, golden, rtol=RTOL, atol=RTOL)

@@ -4,6 +4,8 @@ fixed gradients, and a float64 numpy model of the whole Keras step
 tests/support/references.py.
 """
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -68,8 +70,8 @@ class Algorithm:
   """One algorithm's reference step on a single variable, as a Keras step
   applies it.
 
-  `kind` names an entry of the registry in algorithms.py ("sgd", "adam" (the
-  AdamW entry), "lamb", "adafactor", "lion"); `hp` holds its hyperparameters,
+  `kind` names an entry of the registry in algorithms.py, or one of its
+  aliases ("adam": the AdamW entry); `hp` holds its hyperparameters,
   options and Keras-level arguments (LAMB's exclusion lists), each that it
   leaves out at the Keras classes' default (the entry's `keras_defaults`).
   """
@@ -118,7 +120,7 @@ def reference_run(algorithm,
   `learning_rate` and `weight_decay` may be callables of the 0-based step.
   Keras's decoupled decay `w -= lr * wd * w` runs before the algorithm's
   step (inside it, the same formula, where the registry entry says
-  `keras_decays_in_step`: Adam, AdamW, Lion).
+  `keras_decays_in_step`).
   """
   decay_in_op = algorithm.spec.keras_decays_in_step
 
@@ -182,19 +184,29 @@ def assert_weight_and_average(optimizer, variable, w, average, rtol, atol):
       atol=atol)
 
 
-# (class name, constructor arguments) whose slots must have the names and the
-# order of Keras's class of that name (Adafactor's are factored: a test of its
-# own), with every slot switched on.
-SLOT_NAME_CASES = [("Adam", dict(amsgrad=True)), ("AdamW", {}),
-                   ("SGD", dict(momentum=0.5)), ("Lamb", {}), ("Lion", {})]
-
-
 def slot_name_pairs(ours, theirs):
-  """(our optimizer, Keras's) of each of SLOT_NAME_CASES that the Keras
-  module `theirs` has (tf-keras has no Lamb), from the front end `ours`."""
-  return [(getattr(ours, name)(**kwargs), getattr(theirs, name)(**kwargs))
-          for name, kwargs in SLOT_NAME_CASES
-          if hasattr(theirs, name)]
+  """(our optimizer, Keras's) of each registry "slot_names" case
+  (algorithms.keras_cases) that the Keras module `theirs` has (tf-keras has no
+  Lamb), from the front end `ours`."""
+  return [(make_optimizer(ours, case), make_optimizer(theirs, case))
+          for case in algorithms.keras_cases("slot_names").values()
+          if hasattr(theirs, case[0])]
+
+
+def make_optimizer(front, case):
+  """The optimizer of a registry case (class name, constructor arguments,
+  ...: algorithms.keras_cases), its class taken from the front end `front`."""
+  class_name, kwargs = case[:2]
+  return getattr(front, class_name)(**kwargs)
+
+
+def optimizer_factories(table, front):
+  """{case id: () -> optimizer} of the registry's `table`
+  (algorithms.keras_cases), the classes taken from the front end `front`."""
+  return {
+      case_id: functools.partial(make_optimizer, front, case)
+      for case_id, case in algorithms.keras_cases(table).items()
+  }
 
 
 def assert_trajectory_close(actual, desired, rtol=2e-5, atol=2e-6):
