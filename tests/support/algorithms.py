@@ -69,6 +69,12 @@ class AlgorithmSpec:
     op_cases: case id -> (adapter keyword arguments, shape, seed): the fused
       op and its twin run 100 steps of each against the reference, in every
       dtype and mode (tests/ops/test_op_trajectories.py).
+    slot_list: the op's argument that takes all the slots as one list
+      (Adafactor's `accumulators`, whose number follows the variable's rank),
+      or None where the op takes each slot by its name.
+    fuzz_hyper: hyperparameter -> the values tests/ops/test_fuzz.py draws
+      for the fused op besides a learning rate: usual and edge values, each
+      valid.
   """
 
   name: str
@@ -88,6 +94,8 @@ class AlgorithmSpec:
   multi_tensor: bool = False
   call_raw_op: Optional[Callable[..., Any]] = None
   op_cases: dict = dataclasses.field(default_factory=dict)
+  slot_list: Optional[str] = None
+  fuzz_hyper: dict = dataclasses.field(default_factory=dict)
 
   @property
   def op(self):
@@ -239,7 +247,11 @@ ADAMW = AlgorithmSpec(name="adamw",
                                        beta_1=0.9,
                                        beta_2=0.999,
                                        epsilon=1e-7,
-                                       weight_decay=0.01))
+                                       weight_decay=0.01),
+                      fuzz_hyper=dict(beta_1=(0.9, 0.0, 0.5),
+                                      beta_2=(0.999, 0.0, 0.9),
+                                      epsilon=(1e-7, 0.0, 1e-3),
+                                      weight_decay=(0.0, 0.01, 0.5)))
 
 
 # ----------------------------------------------------------------------------
@@ -327,7 +339,11 @@ LAMB = AlgorithmSpec(name="lamb",
                                       beta_1=0.9,
                                       beta_2=0.999,
                                       epsilon=1e-6,
-                                      weight_decay_rate=0.01))
+                                      weight_decay_rate=0.01),
+                     fuzz_hyper=dict(beta_1=(0.9, 0.0),
+                                     beta_2=(0.999, 0.5),
+                                     epsilon=(1e-6, 0.0, 1e-3),
+                                     weight_decay_rate=(0.0, 0.01)))
 
 
 # ----------------------------------------------------------------------------
@@ -387,7 +403,12 @@ ADAFACTOR = AlgorithmSpec(
                      beta_2_decay=-0.8,
                      epsilon_1=1e-30,
                      epsilon_2=1e-3,
-                     clip_threshold=1.0))
+                     clip_threshold=1.0),
+    slot_list="accumulators",
+    fuzz_hyper=dict(beta_2_decay=(-0.8, -0.5),
+                    epsilon_1=(1e-30, 1e-10),
+                    epsilon_2=(1e-3, 0.0),
+                    clip_threshold=(1.0, 0.5)))
 
 
 # ----------------------------------------------------------------------------
@@ -442,10 +463,13 @@ LION = AlgorithmSpec(name="lion",
                      op_defaults=dict(learning_rate=0.01,
                                       beta_1=0.9,
                                       beta_2=0.99,
-                                      weight_decay=0.01))
+                                      weight_decay=0.01),
+                     fuzz_hyper=dict(beta_1=(0.9, 0.0),
+                                     beta_2=(0.99, 0.0),
+                                     weight_decay=(0.0, 0.01)))
 
 # name -> entry, in the order the docs list the algorithms.
-ALGORITHMS = {a.name: a for a in (SGD, ADAMW, LAMB, ADAFACTOR, LION)}
+ALGORITHMS = {a.name: a for a in (SGD, ADAMW, LAMB, LION, ADAFACTOR)}
 
 
 def get(name):
