@@ -74,6 +74,12 @@ class AlgorithmSpec:
       classes each optimizer test runs (see `keras_cases` below for the
       tables); the test files build their parameters from them, so a new
       algorithm is tested everywhere by its entry alone.
+    slot_list: the op's argument that takes all the slots as one list
+      (Adafactor's `accumulators`, whose number follows the variable's rank),
+      or None where the op takes each slot by its name.
+    fuzz_hyper: hyperparameter -> the values tests/ops/test_fuzz.py draws
+      for the fused op besides a learning rate: usual and edge values, each
+      valid.
   """
 
   name: str
@@ -94,6 +100,8 @@ class AlgorithmSpec:
   call_raw_op: Optional[Callable[..., Any]] = None
   op_cases: dict = dataclasses.field(default_factory=dict)
   keras_cases: dict = dataclasses.field(default_factory=dict)
+  slot_list: Optional[str] = None
+  fuzz_hyper: dict = dataclasses.field(default_factory=dict)
 
   @property
   def op(self):
@@ -320,6 +328,10 @@ ADAMW = AlgorithmSpec(
                      beta_2=0.999,
                      epsilon=1e-7,
                      weight_decay=0.01),
+    fuzz_hyper=dict(beta_1=(0.9, 0.0, 0.5),
+                    beta_2=(0.999, 0.0, 0.9),
+                    epsilon=(1e-7, 0.0, 1e-3),
+                    weight_decay=(0.0, 0.01, 0.5)),
     keras_cases=dict(
         slot_names={
             "adam": ("Adam", dict(amsgrad=True)),
@@ -489,6 +501,10 @@ LAMB = AlgorithmSpec(
                      beta_2=0.999,
                      epsilon=1e-6,
                      weight_decay_rate=0.01),
+    fuzz_hyper=dict(beta_1=(0.9, 0.0),
+                    beta_2=(0.999, 0.5),
+                    epsilon=(1e-6, 0.0, 1e-3),
+                    weight_decay_rate=(0.0, 0.01)),
     keras_cases=dict(
         slot_names={"lamb": ("Lamb", {})},
         every_argument={
@@ -622,6 +638,11 @@ ADAFACTOR = AlgorithmSpec(
                      epsilon_1=1e-30,
                      epsilon_2=1e-3,
                      clip_threshold=1.0),
+    slot_list="accumulators",
+    fuzz_hyper=dict(beta_2_decay=(-0.8, -0.5),
+                    epsilon_1=(1e-30, 1e-10),
+                    epsilon_2=(1e-3, 0.0),
+                    clip_threshold=(1.0, 0.5)),
     keras_cases=dict(
         every_argument={
             "adafactor": ("Adafactor",
@@ -719,6 +740,9 @@ LION = AlgorithmSpec(
                      beta_1=0.9,
                      beta_2=0.99,
                      weight_decay=0.01),
+    fuzz_hyper=dict(beta_1=(0.9, 0.0),
+                    beta_2=(0.99, 0.0),
+                    weight_decay=(0.0, 0.01)),
     keras_cases=dict(
         slot_names={"lion": ("Lion", {})},
         every_argument={
@@ -766,7 +790,7 @@ LION = AlgorithmSpec(
     ))
 
 # name -> entry, in the order the docs list the algorithms.
-ALGORITHMS = {a.name: a for a in (SGD, ADAMW, LAMB, ADAFACTOR, LION)}
+ALGORITHMS = {a.name: a for a in (SGD, ADAMW, LAMB, LION, ADAFACTOR)}
 
 
 def get(name):

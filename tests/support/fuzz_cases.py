@@ -10,7 +10,8 @@ values:
               multi_tensor_apply_*), "raw" (the op library's generated
               wrappers, called directly) or "optimizer"
               (tf_opt_plugin.optimizers.*, `apply`).
-  algorithm   adamw, lamb, lion, adafactor; for optimizers the class name.
+  algorithm   an algorithm with a fused op (algorithms.py); for optimizers
+              the class name.
   form        "single" (one variable) or "multi" (lists).
   mode        "eager", "function" (tf.function, the step a run-time tensor)
               or "xla" (jit_compile=True).
@@ -19,8 +20,8 @@ values:
               "values"}] where values is a `VALUES` kind.
   gradients   [{"shape", "dtype", "values", "sparse_rows"}], sparse_rows
               None (dense) or the row indices of an IndexedSlices gradient.
-  options     the algorithm's options (amsgrad, use_layer_adaptation,
-              relative_step, per-variable flags, optimizer arguments).
+  options     the algorithm's options (its `options` in algorithms.py,
+              per-variable flags, optimizer arguments).
   hyper       {argument: number}; the worker adds step.
   step        the 1-based step (0 or negative: a corruption).
   fault       None, or {"kind": one of `FAULTS`, ...}: the one thing wrong.
@@ -31,6 +32,8 @@ values:
 """
 
 import random
+
+import algorithms as A
 
 SEED = 20261207
 NUM_CASES = 420
@@ -47,21 +50,20 @@ VALUES = (
     "huge",
     "tiny",
 )
-ALGORITHMS = ("adamw", "lamb", "lion", "adafactor")
-MULTI_ALGORITHMS = ("adamw", "lamb", "lion")
-OPTIMIZERS = ("SGD", "Adam", "AdamW", "Lamb", "Lion", "Adafactor")
-STEPPED = ("adamw", "lamb", "adafactor")
+# The draws follow the registry's order: a new algorithm adds cases (and
+# changes the seeded list), the others' stay as they were drawn.
+ALGORITHMS = tuple(a.name for a in A.with_fused_op())
+MULTI_ALGORITHMS = tuple(a.name for a in A.with_fused_op() if a.multi_tensor)
+OPTIMIZERS = tuple(A.keras_classes())
+STEPPED = tuple(a.name for a in A.with_fused_op() if a.counts_steps)
 
 # The raw op wrappers of the loaded library, per algorithm and form.
-RAW_OPS = {
-    ("adamw", "single"): "resource_apply_adam_w",
-    ("adamw", "multi"): "resource_multi_tensor_apply_adam_w",
-    ("lamb", "single"): "resource_apply_lamb",
-    ("lamb", "multi"): "resource_multi_tensor_apply_lamb",
-    ("lion", "single"): "resource_apply_lion",
-    ("lion", "multi"): "resource_multi_tensor_apply_lion",
-    ("adafactor", "single"): "resource_apply_adafactor",
-}
+RAW_OPS = {}
+for _a in A.with_fused_op():
+  RAW_OPS[_a.name, "single"] = A.raw_op_name(_a.op_type)
+  if _a.multi_tensor:
+    RAW_OPS[_a.name, "multi"] = A.raw_op_name(_a.multi_tensor_op_type)
+del _a
 
 # fault kind -> the targets it applies to ("wrapper", "raw", "optimizer").
 FAULTS = {
@@ -78,7 +80,7 @@ FAULTS = {
     "vector_hyperparameter": ("wrapper", "raw"),
     "wrong_length": ("wrapper", "raw", "optimizer"),  # multi only
     "sparse_index_out_of_range": ("wrapper", "optimizer"),
-    "accumulator_shape": ("wrapper", "raw"),  # adafactor only
+    "accumulator_shape": ("wrapper", "raw"),  # slots in one list only
     "mixed_dtypes_in_one_op": ("raw",),  # multi only
 }
 
@@ -89,43 +91,17 @@ def _shape(rng):
   for _ in range(rank):
     dims.append(0 if rng.random() < 0.05 else rng.randint(1, 5))
   if rank == 2 and rng.random() < 0.1:
-    dims = [rng.randint(1, 3), rng.randint(60, 300)]  # wide (Adafactor)
+    dims = [rng.randint(1, 3), rng.randint(60, 300)]  # wide (factored slots)
   return dims
 
 
 def _hyper(rng, algorithm):
-  """Valid hyperparameters, now and then an edge value."""
-  lr = rng.choice((1e-3, 0.01, 0.1, 0.0, 1.0))
-  if algorithm == "adamw":
-    return dict(
-        learning_rate=lr,
-        beta_1=rng.choice((0.9, 0.0, 0.5)),
-        beta_2=rng.choice((0.999, 0.0, 0.9)),
-        epsilon=rng.choice((1e-7, 0.0, 1e-3)),
-        weight_decay=rng.choice((0.0, 0.01, 0.5)),
-    )
-  if algorithm == "lamb":
-    return dict(
-        learning_rate=lr,
-        beta_1=rng.choice((0.9, 0.0)),
-        beta_2=rng.choice((0.999, 0.5)),
-        epsilon=rng.choice((1e-6, 0.0, 1e-3)),
-        weight_decay_rate=rng.choice((0.0, 0.01)),
-    )
-  if algorithm == "lion":
-    return dict(
-        learning_rate=lr,
-        beta_1=rng.choice((0.9, 0.0)),
-        beta_2=rng.choice((0.99, 0.0)),
-        weight_decay=rng.choice((0.0, 0.01)),
-    )
-  return dict(
-      learning_rate=lr,
-      beta_2_decay=rng.choice((-0.8, -0.5)),
-      epsilon_1=rng.choice((1e-30, 1e-10)),
-      epsilon_2=rng.choice((1e-3, 0.0)),
-      clip_threshold=rng.choice((1.0, 0.5)),
-  )
+  """Valid hyperparameters (the algorithm's `fuzz_hyper`), now and then an
+  edge value."""
+  hyper = dict(learning_rate=rng.choice((1e-3, 0.01, 0.1, 0.0, 1.0)))
+  for name, values in A.get(algorithm).fuzz_hyper.items():
+    hyper[name] = rng.choice(values)
+  return hyper
 
 
 def _variable(rng, dtype=None, device=0):
@@ -154,25 +130,42 @@ def _names(form, index, *bases):
   return [f"{base}[{index}]" for base in bases]
 
 
-def _options(rng, target, algorithm, form, n):
+def slot_options(algorithm):
+  """The options of `algorithm` that change its slots (AdamW's amsgrad adds
+  vhat); the ops take the others as arguments."""
+  spec = A.get(algorithm)
+  return [
+      name for name in spec.options
+      if spec.slots((2, 3), **{name: True}) != spec.slots((2, 3))
+  ]
+
+
+def _options(rng, algorithm, form, n):
+  """The algorithm's options, each its default more often than not; in a
+  list, the ops' arguments are per variable, a slot's switch is one."""
+
+  def draw(default):
+    return rng.random() < (0.7 if default else 0.3)
+
+  spec = A.get(algorithm)
+  per_variable = {}
   options = {}
-  if algorithm == "adamw":
-    options["amsgrad"] = rng.random() < 0.3
-  if algorithm == "adafactor":
-    options["relative_step"] = rng.random() < 0.7
-  if algorithm == "lamb" and form == "single":
-    options["use_layer_adaptation"] = rng.random() < 0.7
+  for name, default in spec.options.items():
+    if form == "single" or name in slot_options(algorithm):
+      options[name] = draw(default)
+    else:
+      per_variable[name] = default
   if form == "multi":
-    options["apply_weight_decay"] = [rng.random() < 0.7 for _ in range(n)]
-    if algorithm == "lamb":
-      options["use_layer_adaptation"] = [rng.random() < 0.7 for _ in range(n)]
-  del target
+    per_variable = dict(apply_weight_decay=True, **per_variable)
+    for name, default in per_variable.items():
+      options[name] = [draw(default) for _ in range(n)]
   return options
 
 
 def _fault(rng, target, algorithm, form, variables):
   """A fault that applies to this case, with the names that must appear in
   its error, or (None, [])."""
+  slot_list = A.get(algorithm).slot_list
   kinds = []
   for kind, targets in FAULTS.items():
     if target not in targets:
@@ -192,12 +185,11 @@ def _fault(rng, target, algorithm, form, variables):
       continue
     if kind == "step_zero" and algorithm not in STEPPED:
       continue
-    if kind == "accumulator_shape" and algorithm != "adafactor":
+    if kind == "accumulator_shape" and not slot_list:
       continue
     if (kind in ("slot_shape", "slot_dtype", "slot_is_variable",
-                 "uninitialized_slot") and algorithm == "adafactor" and
-        (target == "raw")):
-      continue  # Adafactor's slots are accumulators: accumulator_shape
+                 "uninitialized_slot") and slot_list and (target == "raw")):
+      continue  # slots in one list (accumulators): accumulator_shape
     if kind == "sparse_index_out_of_range" and not variables[0]["shape"]:
       continue
     kinds.append(kind)
@@ -230,16 +222,14 @@ def _fault(rng, target, algorithm, form, variables):
     fault["step"] = rng.choice((0, -1, -(2**40)))
     names = ["step"]
   elif kind == "vector_hyperparameter":
-    fault["argument"] = rng.choice(
-        ("learning_rate",
-         "epsilon_1" if algorithm == "adafactor" else "beta_1"))
+    fault["argument"] = rng.choice(("learning_rate", _second_scalar(algorithm)))
     raw_name = {"learning_rate": "lr"}.get(fault["argument"], fault["argument"])
     names = [fault["argument"], raw_name]
   elif kind == "wrong_length":
-    fault["list"] = rng.choice(("grads", slot + "s"))
+    fault["list"] = rng.choice(("grads", slot_list_name(algorithm)))
     names = [fault["list"], fault["list"][:-1], "grads_and_vars"]
   elif kind == "accumulator_shape":
-    names = ["accumulators"]
+    names = [slot_list]
   elif kind == "mixed_dtypes_in_one_op":
     names = ["grad", "var"]
   else:
@@ -260,7 +250,26 @@ def _fault(rng, target, algorithm, form, variables):
 
 
 def _slot_name(algorithm):
-  return "accumulators" if algorithm == "adafactor" else "m"
+  """How messages name the first slot: its name, or the list's. SGD (an
+  optimizer case only) has none without momentum; "m" stands in."""
+  spec = A.get(algorithm)
+  slots = spec.slots((2, 3))
+  return spec.slot_list or (slots[0][0] if slots else "m")
+
+
+def slot_list_name(algorithm):
+  """The name the fault wrong_length gives the list of first slots."""
+  return _slot_name(algorithm) + "s"
+
+
+def _second_scalar(algorithm):
+  """The scalar argument besides the learning rate that the fault
+  vector_hyperparameter makes a vector: beta_1, or the first epsilon where
+  the op takes no beta_1."""
+  hyper = A.get(algorithm).op_defaults
+  if "beta_1" in hyper:
+    return "beta_1"
+  return next(name for name in hyper if name.startswith("epsilon"))
 
 
 def _values_hyper(rng, hyper):
@@ -317,7 +326,7 @@ def _op_case(rng, number, target):
       "fused": fused,
       "variables": variables,
       "gradients": gradients,
-      "options": _options(rng, target, algorithm, form, n),
+      "options": _options(rng, algorithm, form, n),
       "hyper": _hyper(rng, algorithm),
       "step": rng.choice((1, 2, 10**6)),
       "fault": None,
@@ -391,10 +400,11 @@ def _optimizer_case(rng, number):
     options["weight_decay"] = 0.01
   elif extra == "ema":
     options["use_ema"] = True
-  if name == "SGD":
+  switches = A.for_keras_class(name).options
+  if "momentum" in switches:
     options["momentum"] = rng.choice((0.0, 0.9))
     options["nesterov"] = options["momentum"] > 0 and rng.random() < 0.5
-  if name in ("Adam", "AdamW"):
+  if "amsgrad" in switches:
     options["amsgrad"] = rng.random() < 0.3
   case = {
       "target": "optimizer",

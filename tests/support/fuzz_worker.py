@@ -36,8 +36,8 @@ from tensorflow.python.ops import resource_variable_ops  # noqa: E402
 
 import tf_opt_plugin.ops as ops  # noqa: E402
 import tf_opt_plugin.optimizers as optimizers  # noqa: E402
-from tf_opt_plugin.ops import adafactor as adafactor_ops  # noqa: E402
 
+import algorithms as A  # noqa: E402
 import fuzz_cases  # noqa: E402
 
 RESULT_PREFIX = "RESULT_JSON "
@@ -109,24 +109,38 @@ def _compute_dtype(dtype):
 # The slots of each algorithm, and the call of each target.
 # ----------------------------------------------------------------------------
 def _slot_specs(algorithm, shape, options):
-  """[(slot name, shape, nonnegative)] in the op's order."""
-  if algorithm == "adamw":
-    specs = [("m", shape, False), ("v", shape, True)]
-    if options.get("amsgrad"):
-      specs.append(("vhat", shape, True))
-    return specs
-  if algorithm == "lamb":
-    return [("m", shape, False), ("v", shape, True)]
-  if algorithm == "lion":
-    return [("m", shape, False)]
-  return [("accumulators", list(s), True)
-          for s in adafactor_ops.accumulator_shapes(tf.TensorShape(shape))]
+  """[(slot name, shape, nonnegative)] in the op's order, named as the op's
+  argument is. Every slot but the first moment m holds squares."""
+  spec = A.get(algorithm)
+  switches = {k: options[k] for k in fuzz_cases.slot_options(algorithm)}
+  return [(spec.slot_list or name, list(s), name != "m")
+          for name, s in spec.slots(tuple(shape), **switches)]
+
+
+def _slot_names(algorithm):
+  """(the slots the op always takes, those a switch adds: AdamW's vhat) by
+  the op's argument names; ([], []) where it takes one list of them."""
+  if A.get(algorithm).slot_list:
+    return [], []
+  switches = fuzz_cases.slot_options(algorithm)
+  off = _slot_specs(algorithm, [], {k: False for k in switches})
+  on = _slot_specs(algorithm, [], {k: True for k in switches})
+  required = [name for name, _, _ in off]
+  return required, [name for name, _, _ in on if name not in required]
+
+
+def _throwaway_slot(algorithm, shape, options):
+  """One slot of the variable's shape: what the optimizer cases build and
+  leave unused (the optimizer makes its own), so the values drawn after
+  it stay as they were."""
+  del algorithm, options
+  return [("m", list(shape), False)]
 
 
 class _Case:
   """The objects of one op case: variables, slots, gradients, arguments."""
 
-  def __init__(self, case):
+  def __init__(self, case, slot_specs=_slot_specs):
     self.case = case
     self.rng = np.random.default_rng(zlib.crc32(case["id"].encode()))
     fault = case["fault"] or {}
@@ -149,7 +163,7 @@ class _Case:
                       name=f"var{i}")
       slots = []
       for k, (name, slot_shape, nonnegative) in enumerate(
-          _slot_specs(algorithm, shape, case["options"])):
+          slot_specs(algorithm, shape, case["options"])):
         slot_dtype = dtype
         if i == self.index and k == 0:
           if self.kind in ("slot_shape", "accumulator_shape"):
@@ -225,15 +239,13 @@ def _truncate(values, kind, which, name):
   return values
 
 
-# The options that are arguments of the ops (amsgrad is a vhat slot).
-_OP_OPTIONS = ("use_layer_adaptation", "relative_step", "apply_weight_decay")
-
-
 def _call(c, op, arguments):
-  """fn(step): `op(**arguments)`, with the case's options and its step for
-  the algorithms that take one."""
-  options = c.case["options"]
-  arguments.update((k, options[k]) for k in _OP_OPTIONS if k in options)
+  """fn(step): `op(**arguments)`, with the case's options (but those that
+  are slots: amsgrad is vhat) and its step for the algorithms that take
+  one."""
+  slot_options = fuzz_cases.slot_options(c.case["algorithm"])
+  arguments.update(
+      (k, v) for k, v in c.case["options"].items() if k not in slot_options)
   stepped = c.case["algorithm"] in fuzz_cases.STEPPED
 
   def call(step):
@@ -252,10 +264,11 @@ def _inputs(c, convert):
   kind, which = fault.get("kind"), fault.get("list")
   variables = [convert(v) for v in c.variables]
   slots = [[convert(s) for s in var_slots] for var_slots in c.slots]
+  slot_list = A.get(algorithm).slot_list
   if case["form"] == "single":
     inputs = {"var": variables[0], "grad": c.gradients[0]}
-    if algorithm == "adafactor":
-      inputs["accumulators"] = slots[0]
+    if slot_list:
+      inputs[slot_list] = slots[0]
       return inputs
     columns = [[s] for s in slots[0]]
   else:
@@ -264,40 +277,36 @@ def _inputs(c, convert):
         "grad": _truncate(c.gradients, kind, which, "grads"),
     }
     columns = [list(column) for column in zip(*slots)]
-    columns[0] = _truncate(columns[0], kind, which, "ms")
-  inputs["m"] = columns[0]
-  if algorithm in ("adamw", "lamb"):
-    inputs["v"] = columns[1]
-  if algorithm == "adamw":
-    inputs["vhat"] = columns[2] if case["options"].get("amsgrad") else []
+    columns[0] = _truncate(columns[0], kind, which,
+                           fuzz_cases.slot_list_name(algorithm))
+  names = _slot_specs(algorithm, [], case["options"])
+  inputs.update((name, column) for (name, _, _), column in zip(names, columns))
+  _, optional = _slot_names(algorithm)
+  inputs.update((name, []) for name in optional if name not in inputs)
   return inputs
+
+
+def _first(values):
+  return values[0] if values else None
 
 
 def wrapper_call(c):
   """fn(step) calling tf_opt_plugin.ops.*."""
   case = c.case
   inputs = _inputs(c, lambda v: v)
+  required, optional = _slot_names(case["algorithm"])
   if case["form"] == "single":
     op = getattr(ops, "resource_apply_" + case["algorithm"])
-    # The wrappers take one variable and its slots, not lists of one.
-    arguments = {
-        name: value[0] if name in ("m", "v") else value
-        for name, value in inputs.items()
-    }
-    if "vhat" in arguments:
-      arguments["vhat"] = arguments["vhat"][0] if arguments["vhat"] else None
+    # The wrappers take one variable and its slots, not lists of one; a slot
+    # the options leave out is None.
+    arguments = dict(inputs)
+    arguments.update((name, _first(inputs[name])) for name in required)
+    arguments.update((name, _first(inputs[name])) for name in optional)
   else:
     op = getattr(ops, "multi_tensor_apply_" + case["algorithm"])
-    names = {
-        "var": "variables",
-        "m": "ms",
-        "v": "vs",
-        "grad": "grads",
-        "vhat": "vhats"
-    }
-    arguments = {names[name]: value for name, value in inputs.items()}
-    if "vhats" in arguments:
-      arguments["vhats"] = arguments["vhats"] or None
+    arguments = {"variables": inputs.pop("var"), "grads": inputs.pop("grad")}
+    arguments.update((name + "s", value) for name, value in inputs.items())
+    arguments.update((name + "s", inputs[name] or None) for name in optional)
   arguments.update(c.hyper(), fused=case["fused"])
   return _call(c, op, arguments)
 
@@ -316,8 +325,9 @@ def raw_call(c):
   arguments["grad"] = tf.nest.map_structure(tf.convert_to_tensor,
                                             arguments["grad"])
   if case["form"] == "single":
-    arguments.update(
-        (name, arguments[name][0]) for name in ("m", "v") if name in arguments)
+    # The raw op takes a slot a switch adds as a list of none or one.
+    required, _ = _slot_names(case["algorithm"])
+    arguments.update((name, arguments[name][0]) for name in required)
   # Tscalar follows T, which the op takes from the gradients.
   arguments.update(
       (_RAW_SCALARS.get(k, k), v)
@@ -345,7 +355,7 @@ def run_op_case(case):
 # Optimizers.
 # ----------------------------------------------------------------------------
 def run_optimizer_case(case):
-  c = _Case(dict(case, algorithm="lion", options={}))  # vars and gradients
+  c = _Case(case, _throwaway_slot)  # the variables and gradients
   fault = case["fault"] or {}
   kind = fault.get("kind")
   variables = []
