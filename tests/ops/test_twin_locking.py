@@ -23,15 +23,11 @@ ADAMW_HP = A.op_hp("adamw", step=STEP)
 # kind -> (registry entry, number of variables per update): every fused op's
 # twin, every multi-tensor op's twin (two variables), and SGD, whose
 # resource_apply_sgd runs TensorFlow's own op under the same lock.
-KINDS = {
-    **{
-        a.name: (a, 1) for a in A.with_fused_op()
-    },
-    **{
-        f"multi_tensor_{a.name}": (a, 2) for a in A.with_fused_op() if a.multi_tensor
-    },
-    "sgd": (A.SGD, 1),
-}
+KINDS = {a.name: (a, 1) for a in A.with_fused_op()}
+KINDS.update({
+    f"multi_tensor_{a.name}": (a, 2) for a in A.with_fused_op() if a.multi_tensor
+})
+KINDS["sgd"] = (A.SGD, 1)
 SGD_HP = dict(learning_rate=0.01, momentum=0.9)
 
 
@@ -39,13 +35,17 @@ def _state(n_vars, kind="adamw", rng_seed=7):
   """`n_vars` lists [variable, *slots], random; the slots are >= 0 (valid
   second moments)."""
   spec, _ = KINDS[kind]
-  options = spec.options_in(SGD_HP if spec is A.SGD else {})
+  slot_shapes = spec.slot_shapes(
+      SHAPE, **spec.options_in(SGD_HP if spec is A.SGD else {}))
   rng = np.random.default_rng(rng_seed)
-  return [[tf.Variable(rng.normal(size=SHAPE).astype(np.float32))] + [
-      tf.Variable(rng.random(size=s).astype(np.float32))
-      for s in spec.slot_shapes(SHAPE, **options)
-  ]
-          for _ in range(n_vars)]
+
+  def variables():
+    w = tf.Variable(rng.normal(size=SHAPE).astype(np.float32))
+    return [w] + [
+        tf.Variable(rng.random(size=s).astype(np.float32)) for s in slot_shapes
+    ]
+
+  return [variables() for _ in range(n_vars)]
 
 
 def _grads(n_vars):
