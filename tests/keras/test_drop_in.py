@@ -6,25 +6,37 @@ names, a Keras inner optimizer in `LossScaleOptimizer`, configs, and what a
 rejected `apply()` leaves behind (nothing: validation runs before any write).
 """
 
+import re
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import algorithms as A
+from tf_opt_plugin.optimizers import _registry
 from tf_opt_plugin.optimizers import keras3
 
-ALGORITHMS = ["SGD", "Adam", "AdamW", "Lamb", "Lion", "Adafactor"]
+ALGORITHMS = list(_registry.NAMES)
 
-# Hyperparameters under which Keras's class computes what ours does (Lamb:
-# Keras's default epsilon is 1e-7, TF Model Garden's 1e-6).
-KERAS_EQUIVALENT = {
-    "SGD": dict(learning_rate=0.1, momentum=0.9),
-    "Adam": dict(learning_rate=0.1),
-    "AdamW": dict(learning_rate=0.1),
-    "Lamb": dict(learning_rate=0.1, epsilon=1e-7),
-    "Lion": dict(learning_rate=0.1),
-    "Adafactor": dict(learning_rate=0.1),
-}
+# Keras's classes that reject a gradient broadcastable to its variable (the
+# others broadcast it in their elementwise math).
+KERAS_REJECTS_BROADCAST = ("SGD", "Adafactor")
+
+
+def _keras_equivalent(name):
+  """(our kwargs, Keras's kwargs) under which Keras's class `name` computes
+  what ours does: the class's first `keras_parity` case of the registry
+  (Lamb's gives Keras's class our epsilon, 1e-6, TF Model Garden's, not
+  Keras's 1e-7), at learning rate 0.1."""
+  _, kwargs, keras_extra = next(
+      case for case in A.keras_cases("keras_parity").values()
+      if case[0] == name)
+  ours = dict(kwargs, learning_rate=0.1)
+  return ours, dict(ours, **keras_extra)
+
+
+KERAS_EQUIVALENT = {name: _keras_equivalent(name) for name in ALGORITHMS}
 
 
 def _state(optimizer, variables):
@@ -52,7 +64,7 @@ def _assert_same_state(before, after):
     ])
 def test_gradient_of_another_dtype_is_cast_as_keras_does(
     name, grad_dtype, var_dtype):
-  kwargs = KERAS_EQUIVALENT[name]
+  ours_kwargs, keras_kwargs = KERAS_EQUIVALENT[name]
   w0 = np.array([[1.0, 2.0], [3.0, -4.0]])
   grads = [
       np.array([[0.1, 0.2], [-0.3, 0.4]]),
@@ -60,8 +72,8 @@ def test_gradient_of_another_dtype_is_cast_as_keras_does(
   ]
   ours = keras.Variable(w0, dtype=var_dtype)
   theirs = keras.Variable(w0, dtype=var_dtype)
-  ours_opt = getattr(keras3, name)(**kwargs)
-  keras_opt = getattr(keras.optimizers, name)(**kwargs)
+  ours_opt = getattr(keras3, name)(**ours_kwargs)
+  keras_opt = getattr(keras.optimizers, name)(**keras_kwargs)
   for g in grads:
     g = g.astype(grad_dtype)  # a NumPy array: what a user may pass
     ours_opt.apply_gradients([(g, ours)])
@@ -181,33 +193,30 @@ def test_loss_scale_optimizer_skips_the_overwrite_of_a_skipped_step():
 # ---------------------------------------------------------------------------
 def _names(module):
   keras.backend.clear_session()  # resets Keras's name counters
-  return [
-      module.Adam().name,
-      module.Adam().name,
-      module.AdamW().name,
-      module.SGD().name,
-      module.Lion().name,
-      module.Lamb().name,
-      module.Adafactor().name,
-      module.LossScaleOptimizer(module.SGD()).name
-  ]
+  return [getattr(module, name)().name for name in ALGORITHMS + ["Adam"]
+         ] + [module.LossScaleOptimizer(module.SGD()).name]
+
+
+def _snake_case(class_name):
+  """Keras 3's default name of a class: "AdamW" -> "adam_w", "SGD" -> "sgd"."""
+  name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+  return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def test_default_names_are_those_of_keras():
   assert _names(keras3) == _names(keras.optimizers)
-  assert _names(keras3) == [
-      "adam", "adam_1", "adam_w", "sgd", "lion", "lamb", "adafactor",
-      "loss_scale_optimizer"
-  ]
+  # The repeated Adam is numbered.
+  assert _names(keras3) == [_snake_case(name) for name in ALGORITHMS
+                           ] + ["adam_1", "loss_scale_optimizer"]
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Lion"])
-def test_slot_paths_are_those_of_keras(name):
+@pytest.mark.parametrize("case", list(A.keras_cases("slot_names")))
+def test_slot_paths_are_those_of_keras(case):
+  name, kwargs = A.keras_cases("slot_names")[case]
 
   def paths(module):
     keras.backend.clear_session()
     variable = keras.Variable(np.ones((2,)), name="kernel")
-    kwargs = {"momentum": 0.9} if name == "SGD" else {}
     optimizer = getattr(module, name)(**kwargs)
     optimizer.build([variable])
     return [v.path for v in optimizer.variables]
@@ -327,21 +336,22 @@ def test_a_sparse_gradient_out_of_range_is_rejected_before_any_write():
 @pytest.mark.parametrize("grad_shape", [(), (3,), (1, 3)])
 def test_a_gradient_that_broadcasts_to_its_variable_is_broadcast(
     name, grad_shape):
-  # Keras's Adam, AdamW, Lamb and Lion (and tf-keras's optimizers) broadcast
-  # such a gradient in their elementwise math; ours broadcast it first, for
-  # every algorithm.
+  # Keras's classes but those of KERAS_REJECTS_BROADCAST (and tf-keras's
+  # optimizers) broadcast such a gradient in their elementwise math; ours
+  # broadcast it first, for every algorithm.
+  ours_kwargs, keras_kwargs = KERAS_EQUIVALENT[name]
   grad = np.linspace(0.5, 1.5, int(np.prod(grad_shape))).reshape(grad_shape)
   broadcast, explicit = (keras.Variable(np.ones((2, 3))) for _ in range(2))
-  getattr(keras3, name)(**KERAS_EQUIVALENT[name]).apply_gradients([
+  getattr(keras3, name)(**ours_kwargs).apply_gradients([
       (tf.constant(grad, tf.float32), broadcast)
   ])
-  getattr(keras3, name)(**KERAS_EQUIVALENT[name]).apply_gradients([
+  getattr(keras3, name)(**ours_kwargs).apply_gradients([
       (tf.constant(np.broadcast_to(grad, (2, 3)), tf.float32), explicit)
   ])
   np.testing.assert_array_equal(broadcast.numpy(), explicit.numpy())
-  if name in ("Adam", "AdamW", "Lamb", "Lion"):
+  if name not in KERAS_REJECTS_BROADCAST:
     theirs = keras.Variable(np.ones((2, 3)))
-    getattr(keras.optimizers, name)(**KERAS_EQUIVALENT[name]).apply_gradients([
+    getattr(keras.optimizers, name)(**keras_kwargs).apply_gradients([
         (tf.constant(grad, tf.float32), theirs)
     ])
     np.testing.assert_allclose(broadcast.numpy(), theirs.numpy(), rtol=1e-6)
@@ -402,10 +412,12 @@ def test_tf_keras_config_learning_rate_equals_the_argument(tf_keras_front):
 @pytest.mark.needs_tf_keras
 def test_tf_keras_default_names_are_those_of_tf_keras(tf_keras_front):
   import tf_keras  # pylint: disable=g-import-not-at-top
-  for name in ["SGD", "Adam", "AdamW", "Lion", "Adafactor"]:
-    assert (getattr(tf_keras_front,
-                    name)().name == getattr(tf_keras.optimizers, name)().name)
-  assert tf_keras_front.Lamb().name == "Lamb"
+  for name in ALGORITHMS:
+    # A class tf-keras lacks (Lamb) is named after itself, as tf-keras names
+    # its own.
+    theirs = getattr(tf_keras.optimizers, name, None)
+    assert getattr(tf_keras_front,
+                   name)().name == (theirs().name if theirs else name), name
 
 
 @pytest.mark.needs_tf_keras

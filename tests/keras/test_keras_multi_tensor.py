@@ -139,7 +139,7 @@ def test_adamw_exclude_from_weight_decay(front_end):
 
 
 @pytest.mark.parametrize("front_end", sorted(FRONT_ENDS))
-@pytest.mark.parametrize("config", ["adam", "lamb-adaptation-exclusions"])
+@pytest.mark.parametrize("config", MULTI_TENSOR_CONFIGS)
 def test_switched_off_by_environment(config, front_end, monkeypatch):
   monkeypatch.setenv(_by_device.MULTI_TENSOR_ENV, "0")
   class_name, kwargs, _, _ = CONFIGS[config]
@@ -153,8 +153,7 @@ def test_switched_off_by_environment(config, front_end, monkeypatch):
 
 
 @pytest.mark.parametrize("front_end", sorted(FRONT_ENDS))
-@pytest.mark.parametrize(
-    "config", ["adamw", "lamb-decay-exclusions", "lion-weight-decay"])
+@pytest.mark.parametrize("config", MULTI_TENSOR_CONFIGS)
 def test_mixed_dtypes_give_one_op_per_dtype(config, front_end):
   class_name, kwargs, _, _ = CONFIGS[config]
   w0, grads = H.random_problem(STEPS, seed=6)

@@ -19,6 +19,7 @@ import sys
 import pytest
 import tensorflow as tf
 
+import algorithms as A
 import subprocess_helpers
 import tf_opt_plugin
 from tf_opt_plugin.ops import _build_info
@@ -236,18 +237,22 @@ def test_foreign_library_falls_back_to_the_twins(which):
 
 
 def test_required_ops_are_those_the_package_calls():
-  from tf_opt_plugin.ops import adafactor  # pylint: disable=g-import-not-at-top
-  from tf_opt_plugin.ops import adamw  # pylint: disable=g-import-not-at-top
-  from tf_opt_plugin.ops import lamb  # pylint: disable=g-import-not-at-top
-  from tf_opt_plugin.ops import lion  # pylint: disable=g-import-not-at-top
+  from tf_opt_plugin.ops import UPDATE_RULES  # pylint: disable=g-import-not-at-top
 
   used = set()
-  for module in (adamw, lamb, adafactor, lion):
-    rule = module._RULE  # pylint: disable=protected-access
+  for rule in UPDATE_RULES:
     used.add(rule.per_variable_op)
     if rule.multi_tensor_op:
       used.add(rule.multi_tensor_op)
   assert used == set(_library.REQUIRED_OPS)
+  # REQUIRED_OPS is derived from UPDATE_RULES: the tests' registry checks
+  # that every fused op it knows is among them, and nothing else.
+  assert used == {
+      A.raw_op_name(op_type)
+      for a in A.with_fused_op()
+      for op_type in (a.op_type, a.multi_tensor_op_type)
+      if op_type
+  }
   module = _library.load_library()
   assert all(callable(getattr(module, name)) for name in used)
 

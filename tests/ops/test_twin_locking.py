@@ -12,20 +12,40 @@ import pytest
 import tensorflow as tf
 
 import algorithms as A
+import op_harness as H
 import tf_opt_plugin.ops as ops
 
 SHAPE = (128, 96)  # large enough for an eager twin step to take a while
 PER_THREAD = 25
-# step fixed: every update is the same map of the state.
-ADAMW_HP = A.op_hp("adamw", step=3)
-LION_HP = A.op_hp("lion")
+STEP = 3  # fixed: every update is the same map of the state.
+ADAMW_HP = A.op_hp("adamw", step=STEP)
+
+# kind -> (registry entry, number of variables per update): every fused op's
+# twin, every multi-tensor op's twin (two variables), and SGD, whose
+# resource_apply_sgd runs TensorFlow's own op under the same lock.
+KINDS = {a.name: (a, 1) for a in A.with_fused_op()}
+KINDS.update({
+    f"multi_tensor_{a.name}": (a, 2) for a in A.with_fused_op() if a.multi_tensor
+})
+KINDS["sgd"] = (A.SGD, 1)
+SGD_HP = dict(learning_rate=0.01, momentum=0.9)
 
 
-def _state(n_vars, rng_seed=7):
+def _state(n_vars, kind="adamw", rng_seed=7):
+  """`n_vars` lists [variable, *slots], random; the slots are >= 0 (valid
+  second moments)."""
+  spec, _ = KINDS[kind]
+  slot_shapes = spec.slot_shapes(
+      SHAPE, **spec.options_in(SGD_HP if spec is A.SGD else {}))
   rng = np.random.default_rng(rng_seed)
-  return [[
-      tf.Variable(rng.normal(size=SHAPE).astype(np.float32)) for _ in range(3)
-  ] for _ in range(n_vars)]
+
+  def variables():
+    w = tf.Variable(rng.normal(size=SHAPE).astype(np.float32))
+    return [w] + [
+        tf.Variable(rng.random(size=s).astype(np.float32)) for s in slot_shapes
+    ]
+
+  return [variables() for _ in range(n_vars)]
 
 
 def _grads(n_vars):
@@ -37,31 +57,20 @@ def _grads(n_vars):
 
 
 def _update(kind, state, grads):
-  if kind == "adamw":
-    (w, m, v), g = state[0], grads[0]
-    ops.resource_apply_adamw(w, m, v, g, fused=False, **ADAMW_HP)
-  elif kind == "multi_tensor_adamw":
-    ops.multi_tensor_apply_adamw(
-        [s[0] for s in state],
-        [s[1] for s in state],
-        [s[2] for s in state],
+  spec, n_vars = KINDS[kind]
+  if spec is A.SGD:
+    (w, b), g = state[0], grads[0]
+    ops.resource_apply_sgd(w, b, g, fused=False, **SGD_HP)
+  elif n_vars == 1:
+    H.ADAPTERS[spec.name]().apply(state[0], grads[0], step=STEP, fused=False)
+  else:
+    step = dict(step=STEP) if spec.counts_steps else {}
+    getattr(ops, f"multi_tensor_apply_{spec.name}")(
+        *[list(column) for column in zip(*state)],  # variables, each slot
         grads,
         fused=False,
-        **ADAMW_HP,
-    )
-  elif kind == "lion":
-    (w, m, _), g = state[0], grads[0]
-    ops.resource_apply_lion(w, m, g, fused=False, **LION_HP)
-  elif kind == "sgd":
-    (w, b, _), g = state[0], grads[0]
-    ops.resource_apply_sgd(w,
-                           b,
-                           g,
-                           learning_rate=0.01,
-                           momentum=0.9,
-                           fused=False)
-  else:
-    raise ValueError(kind)
+        **step,
+        **spec.op_defaults)
 
 
 def _values(state):
@@ -88,15 +97,15 @@ def _run_threads(workers, timeout=120):
   assert not errors, errors
 
 
-@pytest.mark.parametrize("kind", ["adamw", "multi_tensor_adamw", "lion", "sgd"])
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_two_threads_equal_sequential(kind):
-  n_vars = 2 if kind == "multi_tensor_adamw" else 1
+  _, n_vars = KINDS[kind]
   grads = _grads(n_vars)
-  sequential = _state(n_vars)
+  sequential = _state(n_vars, kind)
   for _ in range(2 * PER_THREAD):
     _update(kind, sequential, grads)
 
-  shared = _state(n_vars)
+  shared = _state(n_vars, kind)
 
   def work():
     for _ in range(PER_THREAD):

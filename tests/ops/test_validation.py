@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 import algorithms as A
+import op_harness as H
 import tf_opt_plugin.ops as ops
 
 InvalidArgumentError = tf.errors.InvalidArgumentError
@@ -283,42 +284,19 @@ def test_adafactor_clip_threshold_must_be_positive(value, shown, when, fused):
 
 
 @pytest.mark.parametrize("fused", PATHS)
-@pytest.mark.parametrize("algo", ["adamw", "lamb", "lion", "adafactor"])
+@pytest.mark.parametrize("algo", list(H.ADAPTERS))
 def test_hyperparameter_of_unknown_rank(algo, fused):
-  if algo == "adafactor":
-    state = _adafactor_state()
-    grad = tf.ones([2, 2])
-  else:
-    state = list(_adamw_state((2,)))[:2 if algo == "lion" else 3]
-    grad = tf.ones([2])
+  adapter = H.ADAPTERS[algo]()
+  # (2, 2): Adafactor's accumulators are factored.
+  state = H.make_state(adapter, (2, 2), tf.float32, w0=[[1.0, 2.0], [3.0, 4.0]])
+  grad = tf.ones([2, 2])
 
   def apply(lr):
-    if algo == "adamw":
-      ops.resource_apply_adamw(*state,
-                               grad,
-                               step=1,
-                               fused=fused,
-                               **dict(ADAMW_HP, learning_rate=lr))
-    elif algo == "lamb":
-      ops.resource_apply_lamb(*state,
-                              grad,
-                              step=1,
-                              fused=fused,
-                              **dict(LAMB_HP, learning_rate=lr))
-    elif algo == "lion":
-      ops.resource_apply_lion(*state,
-                              grad,
-                              fused=fused,
-                              **dict(LION_HP, learning_rate=lr))
-    else:
-      ops.resource_apply_adafactor(
-          state[0],
-          state[1:],
-          grad,
-          step=1,
-          fused=fused,
-          **dict(ADAFACTOR_HP, learning_rate=lr),
-      )
+    adapter.apply(state,
+                  grad,
+                  step=1,
+                  fused=fused,
+                  hp=dict(adapter.hp, learning_rate=lr))
 
   f = _in_function(apply, tf.TensorSpec(None, tf.float32))
   _raises(
