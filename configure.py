@@ -64,12 +64,8 @@ def query_tensorflow(python):
   env["TF_CPP_MIN_LOG_LEVEL"] = "3"
   env["CUDA_VISIBLE_DEVICES"] = env.get("CUDA_VISIBLE_DEVICES", "")
   try:
-    proc = subprocess.run([python, "-c", _TF_QUERY],
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE,
-                          env=env,
-                          cwd="/",
-                          check=False,
+    proc = subprocess.run([python, "-c", _TF_QUERY], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env, cwd="/", check=False,
                           universal_newlines=True)
   except OSError as e:
     die("cannot run %s: %s" % (python, e))
@@ -155,22 +151,16 @@ def main():
   parser = argparse.ArgumentParser(
       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument(
-      "--python",
-      default=sys.executable,
+      "--python", default=sys.executable,
       help="Python interpreter with TensorFlow installed (default: %(default)s)"
   )
   parser.add_argument(
-      "--cuda",
-      choices=("auto", "on", "off"),
-      default="auto",
+      "--cuda", choices=("auto", "on", "off"), default="auto",
       help="build the CUDA kernels: auto = when nvcc is found (default)")
-  parser.add_argument("--nvcc",
-                      default=None,
+  parser.add_argument("--nvcc", default=None,
                       help="path of nvcc (default: search PATH)")
   parser.add_argument(
-      "--offline",
-      choices=("auto", "on", "off"),
-      default="auto",
+      "--offline", choices=("auto", "on", "off"), default="auto",
       help="use the in-tree stand-ins for Bazel's rule repositories: "
       "auto = when the download hosts cannot be reached (default)")
   args = parser.parse_args()

@@ -108,10 +108,9 @@ def make_model(seq_len, width, layers, heads, seed):
       keras.ops.arange(seq_len, dtype="int32")[None, :])
   x = x + positions
   for i in range(layers):
-    attention = keras.layers.MultiHeadAttention(heads,
-                                                width // heads,
-                                                name=f"attention_{i}")(
-                                                    x, x, use_causal_mask=True)
+    attention = keras.layers.MultiHeadAttention(
+        heads, width // heads, name=f"attention_{i}")(x, x,
+                                                      use_causal_mask=True)
     x = keras.layers.LayerNormalization(name=f"layer_norm_{i}a")(x + attention)
     hidden = keras.layers.Dense(4 * width, activation="gelu",
                                 name=f"ffn_{i}a")(x)
@@ -192,16 +191,10 @@ def train_one(side, key, data, args):
   recorder = _Recorder.make(label, args.steps, not args.quiet)
   x, y, x_eval, y_eval = data
   start = time.perf_counter()
-  model.fit(x,
-            y,
-            batch_size=args.batch_size,
-            epochs=1,
-            shuffle=False,
-            verbose=0,
-            callbacks=[recorder])
+  model.fit(x, y, batch_size=args.batch_size, epochs=1, shuffle=False,
+            verbose=0, callbacks=[recorder])
   train_s = time.perf_counter() - start
-  eval_loss, eval_accuracy = model.evaluate(x_eval,
-                                            y_eval,
+  eval_loss, eval_accuracy = model.evaluate(x_eval, y_eval,
                                             batch_size=args.batch_size,
                                             verbose=0)
   timed = recorder.times[args.skip_steps:] or recorder.times[-1:]
@@ -311,11 +304,8 @@ def plot(runs, keys, path, title):
       if run is None:
         continue
       left.plot(range(1,
-                      len(run["losses"]) + 1),
-                smooth(run["losses"]),
-                style,
-                color=colors[i % len(colors)],
-                label=run["label"])
+                      len(run["losses"]) + 1), smooth(run["losses"]), style,
+                color=colors[i % len(colors)], label=run["label"])
   firsts = [run["losses"][0] for run in runs.values() if run["losses"]]
   if firsts:  # an early spike (SGD) would squash every other curve; the data is in results.json
     left.set_ylim(top=1.1 * max(firsts))
@@ -333,16 +323,12 @@ def plot(runs, keys, path, title):
       runs[(k, "keras")]["step_ms"] if (k, "keras") in runs else 0 for k in keys
   ]
   bars_ours = right.bar([x - 0.2 for x in xs], ours, 0.4, label="tf_opt_plugin")
-  bars_keras = right.bar([x + 0.2 for x in xs],
-                         theirs,
-                         0.4,
+  bars_keras = right.bar([x + 0.2 for x in xs], theirs, 0.4,
                          label="keras.optimizers")
   for bar in list(bars_ours) + list(bars_keras):
     right.annotate(f"{bar.get_height():.0f}",
                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                   ha="center",
-                   va="bottom",
-                   fontsize=8)
+                   ha="center", va="bottom", fontsize=8)
   right.set_xticks(list(xs))
   right.set_xticklabels(names)
   right.set_ylabel("median time per fit() step (ms)")
@@ -396,8 +382,7 @@ SIZES = (
 
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(
-      prog="python -m tf_opt_plugin.demo",
-      description=
+      prog="python -m tf_opt_plugin.demo", description=
       ("Trains a byte-level transformer language model on the text of Python's "
        "standard library with fit(), once with each chosen tf_opt_plugin optimizer "
        "and once with its keras.optimizers counterpart (same model, initial weights, "
@@ -405,39 +390,29 @@ def parse_args(argv=None):
        "results.json and demo.png into --output-dir. The defaults take a few "
        "minutes on 2 CPU cores."),
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--optimizers",
-                      default=",".join(OPTIMIZERS),
-                      help="comma-separated subset of: " +
-                      ", ".join(OPTIMIZERS))
-  parser.add_argument("--steps",
-                      type=int,
-                      default=200,
+  parser.add_argument(
+      "--optimizers", default=",".join(OPTIMIZERS),
+      help="comma-separated subset of: " + ", ".join(OPTIMIZERS))
+  parser.add_argument("--steps", type=int, default=200,
                       help="training steps (batches) per run")
-  parser.add_argument("--output-dir",
-                      default="tf_opt_plugin_demo",
-                      help="folder for results.md, results.json and demo.png "
-                      "(created if missing)")
+  parser.add_argument(
+      "--output-dir", default="tf_opt_plugin_demo",
+      help="folder for results.md, results.json and demo.png "
+      "(created if missing)")
   for flag, default, help_text in SIZES:
     parser.add_argument(flag, type=int, default=default, help=help_text)
   parser.add_argument(
-      "--skip-steps",
-      type=int,
-      default=5,
+      "--skip-steps", type=int, default=5,
       help="first steps left out of the median step time (the first "
       "traces the training function)")
   parser.add_argument(
-      "--seed",
-      type=int,
-      default=0,
+      "--seed", type=int, default=0,
       help="seed of the initial weights and of the batch selection")
   parser.add_argument(
-      "--max-text-mb",
-      type=float,
-      default=None,
+      "--max-text-mb", type=float, default=None,
       help="read at most this much standard-library text (default: all "
       "top-level modules, about 5 MB)")
-  parser.add_argument("--no-plot",
-                      action="store_true",
+  parser.add_argument("--no-plot", action="store_true",
                       help="skip demo.png (no matplotlib needed)")
   parser.add_argument("--quiet", action="store_true", help="no progress bars")
   args = parser.parse_args(argv)
@@ -544,9 +519,7 @@ def main(argv=None):
                 k: v for k, v in vars(args).items()
             },
             "runs": list(runs.values())
-        },
-        f,
-        indent=1)
+        }, f, indent=1)
   if not args.no_plot:
     png = os.path.join(args.output_dir, "demo.png")
     plot(runs, args.keys, png, setting)

@@ -47,10 +47,7 @@ def worker(scenario, mesh, *args, env=None, timeout=400):
   if key not in _results:
     completed = subprocess.run(
         subprocess_helpers.command("dtensor_worker.py", scenario, mesh, *args),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+        capture_output=True, text=True, timeout=timeout, check=False,
         env=subprocess_helpers.environment(**(env or {})))
     result = subprocess_helpers.parse_result(completed.stdout)
     assert completed.returncode == 0 and result is not None, (
@@ -61,11 +58,8 @@ def worker(scenario, mesh, *args, env=None, timeout=400):
 
 def assert_weights_close(actual, desired):
   for name in desired:
-    np.testing.assert_allclose(np.array(actual[name]),
-                               np.array(desired[name]),
-                               rtol=RTOL,
-                               atol=ATOL,
-                               err_msg=name)
+    np.testing.assert_allclose(np.array(actual[name]), np.array(desired[name]),
+                               rtol=RTOL, atol=ATOL, err_msg=name)
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
@@ -107,9 +101,7 @@ def test_slots_are_laid_out_like_their_variables(mesh):
 def test_layout_map_fit_equals_single_device(mesh, optimizer):
   result = worker("fit", mesh)[optimizer]
   for actual, desired in zip(result["mesh"], result["single"]):
-    np.testing.assert_allclose(np.array(actual),
-                               np.array(desired),
-                               rtol=RTOL,
+    np.testing.assert_allclose(np.array(actual), np.array(desired), rtol=RTOL,
                                atol=ATOL)
 
 
@@ -124,8 +116,7 @@ def test_stale_slot_defect_bites_when_the_guard_is_off():
   # on, TF 2.21 reads stale momentum slots on a batch-sharded mesh, for
   # tf-keras's own DTensor SGD as for ours. If this starts passing with
   # equal weights, TensorFlow has fixed the defect and the guard can go.
-  result = worker("stale",
-                  "2x2",
+  result = worker("stale", "2x2",
                   env={"DTENSOR_ENABLE_COMBINE_ALL_REDUCES_OPTIMIZATION": "1"})
   assert result["env"] == "1"
   for key in ("ours", "tf_keras"):

@@ -45,11 +45,8 @@ def worker_results(group, num_devices, timeout=420):
     cmd = subprocess_helpers.command("distributed_worker.py", group,
                                      num_devices)
     try:
-      proc = subprocess.run(cmd,
-                            env=subprocess_helpers.environment(),
-                            capture_output=True,
-                            text=True,
-                            timeout=timeout,
+      proc = subprocess.run(cmd, env=subprocess_helpers.environment(),
+                            capture_output=True, text=True, timeout=timeout,
                             check=False)
       result = subprocess_helpers.parse_result(proc.stdout)
       if proc.returncode != 0 or result is None:
@@ -82,10 +79,7 @@ def max_abs_diff(a, b):
 
 def assert_weights_close(actual, expected):
   for i, (a, e) in enumerate(zip(arrays(actual), arrays(expected))):
-    np.testing.assert_allclose(a,
-                               e,
-                               rtol=RTOL,
-                               atol=ATOL,
+    np.testing.assert_allclose(a, e, rtol=RTOL, atol=ATOL,
                                err_msg=f"trainable variable {i}")
 
 
@@ -121,10 +115,8 @@ def test_mirrored_matches_single_device(optimizer, mode, num_devices):
   """SGD(momentum), Adam, AdamW, Lamb (weight_decay_rate, an exclusion
   regex), Adafactor: 16 steps of global batch 32, split over the replicas."""
   results = worker_results("optimizers", num_devices)
-  assert_mirrored_matches(results[f"{optimizer}/{mode}"],
-                          num_devices,
-                          results["initial"],
-                          at_least=1e-2)
+  assert_mirrored_matches(results[f"{optimizer}/{mode}"], num_devices,
+                          results["initial"], at_least=1e-2)
 
 
 @pytest.mark.parametrize("num_devices", [2, 4])
@@ -156,10 +148,8 @@ def _displacement(weights, initial, clip):
 @pytest.mark.parametrize("clip", sorted(_CLIPPING))
 def test_clipping_acts_on_the_summed_gradient(clip):
   results = worker_results("semantics", 2)
-  single, mirrored = assert_mirrored_matches(results[f"clip/{clip}/ours"],
-                                             2,
-                                             results["initial"],
-                                             at_least=1e-3)
+  single, mirrored = assert_mirrored_matches(results[f"clip/{clip}/ours"], 2,
+                                             results["initial"], at_least=1e-3)
   bound = _STEPS * _LR * _CLIPPING[clip]
   # Within the bound of the global threshold, and not far below it: the
   # clipping was active (unclipped, SGD moves a variable by 0.5).
@@ -247,9 +237,7 @@ def test_accumulation_and_ema_match_single_device_and_reference(optimizer):
   """
   results = worker_results("semantics", 2)
   runs = results[f"accumulation/{optimizer}"]
-  single, _ = assert_mirrored_matches(runs,
-                                      2,
-                                      results["initial"],
+  single, _ = assert_mirrored_matches(runs, 2, results["initial"],
                                       at_least=1e-3)
   reference = ok(runs["reference"])
   assert_weights_close(single["weights"], reference["weights"])

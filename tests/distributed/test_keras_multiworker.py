@@ -70,9 +70,7 @@ def _run_cluster(out_dir):
           subprocess.Popen(
               subprocess_helpers.command("multiworker_worker.py"),
               env=subprocess_helpers.environment(TF_CONFIG=tf_config),
-              stdout=stdout,
-              stderr=stderr,
-              stdin=subprocess.DEVNULL))
+              stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL))
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
       codes = [p.poll() for p in procs]
@@ -139,10 +137,7 @@ def _assert_identical_on_workers_and_single(workers, phase):
   for a, b in zip(*single):
     np.testing.assert_array_equal(a, b)
   for i, (a, e) in enumerate(zip(per_worker[0], single[0])):
-    np.testing.assert_allclose(a,
-                               e,
-                               rtol=RTOL,
-                               atol=ATOL,
+    np.testing.assert_allclose(a, e, rtol=RTOL, atol=ATOL,
                                err_msg=f"variable {i}")
 
 

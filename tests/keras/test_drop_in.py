@@ -153,9 +153,7 @@ def test_float8_layer_under_loss_scaling_matches_keras():
       keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1)))
   assert sorted(ours) == sorted(theirs)
   for path in theirs:
-    np.testing.assert_allclose(ours[path],
-                               theirs[path],
-                               rtol=1e-6,
+    np.testing.assert_allclose(ours[path], theirs[path], rtol=1e-6,
                                err_msg=path)
 
 
@@ -164,8 +162,8 @@ def test_loss_scale_optimizer_overwrites_with_the_unscaled_gradient(name):
   scale_variable = keras.Variable([1.0, 2.0, 3.0])
   scale_variable.overwrite_with_gradient = True
   weight = keras.Variable([1.0, 2.0])
-  optimizer = keras3.LossScaleOptimizer(getattr(keras3, name)(0.1),
-                                        initial_scale=1024.0)
+  optimizer = keras3.LossScaleOptimizer(
+      getattr(keras3, name)(0.1), initial_scale=1024.0)
   optimizer.apply([tf.constant([4.0, 5.0, 6.0]),
                    tf.constant([1.0, 1.0])], [scale_variable, weight])
   np.testing.assert_array_equal(scale_variable.numpy(), [4.0, 5.0, 6.0])
@@ -240,13 +238,11 @@ def _loss_scaled_run(optimizer):
 def test_loss_scale_optimizer_wraps_a_keras_optimizer_as_keras_does():
   ours = _loss_scaled_run(
       keras3.LossScaleOptimizer(keras.optimizers.SGD(0.5, momentum=0.5),
-                                initial_scale=4.0,
-                                dynamic_growth_steps=2))
+                                initial_scale=4.0, dynamic_growth_steps=2))
   theirs = _loss_scaled_run(
-      keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.5,
-                                                               momentum=0.5),
-                                          initial_scale=4.0,
-                                          dynamic_growth_steps=2))
+      keras.optimizers.LossScaleOptimizer(
+          keras.optimizers.SGD(0.5, momentum=0.5), initial_scale=4.0,
+          dynamic_growth_steps=2))
   np.testing.assert_array_equal(ours[0], theirs[0])
   assert ours[1:] == theirs[1:]
 
@@ -263,8 +259,7 @@ def test_a_config_of_keras_loss_scale_optimizer_loads_through_ours():
 
 
 def test_loss_scale_optimizer_refuses_what_is_not_an_optimizer():
-  with pytest.raises(TypeError,
-                     match="`inner_optimizer` must be a Keras "
+  with pytest.raises(TypeError, match="`inner_optimizer` must be a Keras "
                      "optimizer"):
     keras3.LossScaleOptimizer("sgd")
 
@@ -361,13 +356,11 @@ def test_a_gradient_that_broadcasts_to_its_variable_is_broadcast(
 def test_mismatched_lengths_raise_for_every_optimizer(name):
   variables = _three_variables()[:2]
   optimizer = getattr(keras3, name)(0.1)
-  with pytest.raises(ValueError,
-                     match="Received: 3 gradients and 2 "
+  with pytest.raises(ValueError, match="Received: 3 gradients and 2 "
                      "variables"):
     optimizer.apply([tf.ones(
         (2, 3)), tf.ones((4,)), tf.ones((3, 2))], variables)
-  with pytest.raises(ValueError,
-                     match="Received: 1 gradients and 2 "
+  with pytest.raises(ValueError, match="Received: 1 gradients and 2 "
                      "variables"):
     optimizer.apply([tf.ones((2, 3))], variables)
   assert not optimizer.built  # nothing happened, not even the build

@@ -39,13 +39,8 @@ def _fit(optimizer, data, epochs, jit_compile=False, batch_size=32):
   model.compile(
       optimizer=optimizer,
       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-      metrics=["accuracy"],
-      jit_compile=jit_compile)
-  model.fit(x,
-            y,
-            epochs=epochs,
-            batch_size=batch_size,
-            shuffle=False,
+      metrics=["accuracy"], jit_compile=jit_compile)
+  model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=False,
             verbose=0)
   accuracy = model.evaluate(x_test, y_test, verbose=0)[1]
   return model, accuracy
@@ -58,10 +53,9 @@ PAIRS = A.keras_cases("fit")
 def test_fit_reaches_keras_accuracy(name, digits):
   class_name, kwargs, keras_class_name, keras_kwargs = PAIRS[name]
   _, our_accuracy = _fit(getattr(top, class_name)(**kwargs), digits, epochs=8)
-  _, keras_accuracy = _fit(getattr(keras.optimizers,
-                                   keras_class_name)(**keras_kwargs),
-                           digits,
-                           epochs=8)
+  _, keras_accuracy = _fit(
+      getattr(keras.optimizers, keras_class_name)(**keras_kwargs), digits,
+      epochs=8)
   assert keras_accuracy > 0.9, keras_accuracy
   assert our_accuracy >= keras_accuracy - 0.02, (our_accuracy, keras_accuracy)
 

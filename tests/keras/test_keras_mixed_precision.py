@@ -71,9 +71,7 @@ def test_half_precision_variables_without_a_policy(dtype, tol, name):
   }
   optimizer = cls(learning_rate=0.05)
   got = H.run_optimizer(optimizer, w0, grads, "function", dtype=dtype)
-  want = H.reference_run(algorithm,
-                         w0,
-                         grads,
+  want = H.reference_run(algorithm, w0, grads,
                          learning_rate=float(np.float32(0.05)))
   assert all(v.dtype == dtype for v in optimizer.variables[2:])
   H.assert_trajectory_close(got, want, rtol=tol, atol=tol)
@@ -83,8 +81,7 @@ def test_half_precision_variables_without_a_policy(dtype, tol, name):
 
 def test_loss_scale_optimizer_skips_non_finite_steps_and_adapts_the_scale():
   variable = keras.Variable(np.ones((2, 2), np.float32))
-  optimizer = top.LossScaleOptimizer(top.SGD(0.5),
-                                     initial_scale=8.0,
+  optimizer = top.LossScaleOptimizer(top.SGD(0.5), initial_scale=8.0,
                                      dynamic_growth_steps=2)
   scale = 8.0
   # The gradients reach the optimizer multiplied by the loss scale.

@@ -128,10 +128,7 @@ def test_adamw_exclude_from_weight_decay(front_end):
   want = H.adamw_with_exclusions_reference(w0, grads)
   H.assert_trajectory_close(got, want)
   # The excluded variables really were spared: with decay they would differ.
-  decayed = H.reference_run(H.Algorithm("adam"),
-                            w0,
-                            grads,
-                            learning_rate=0.01,
+  decayed = H.reference_run(H.Algorithm("adam"), w0, grads, learning_rate=0.01,
                             weight_decay=0.2)
   assert not np.allclose(got["dense/bias"], decayed["dense/bias"], rtol=1e-4)
   assert update_ops(step) == ([("ResourceMultiTensorApplyAdamW", 4, tf.float32)
@@ -226,8 +223,8 @@ def test_loss_scale_optimizer_skips_a_non_finite_step(inner):
   class_name, kwargs, _, _ = CONFIGS[inner]
   w0, grads = H.random_problem(2, seed=10)
   scale = 8.0
-  optimizer = keras3.LossScaleOptimizer(getattr(keras3, class_name)(**kwargs),
-                                        initial_scale=scale)
+  optimizer = keras3.LossScaleOptimizer(
+      getattr(keras3, class_name)(**kwargs), initial_scale=scale)
   variables = H.make_variables(w0)
   optimizer.build(variables)
 
@@ -247,8 +244,7 @@ def test_loss_scale_optimizer_skips_a_non_finite_step(inner):
   weights = [np.array(v.numpy()) for v in variables]
   step(scaled(grads[1], poison=True))
   for before, variable in zip(state, optimizer.inner_optimizer.variables):
-    np.testing.assert_array_equal(variable.numpy(),
-                                  before,
+    np.testing.assert_array_equal(variable.numpy(), before,
                                   err_msg=variable.path)
   for before, variable in zip(weights, variables):
     np.testing.assert_array_equal(variable.numpy(), before)
@@ -298,11 +294,7 @@ def test_constraint_and_ema_after_the_batched_update():
       if path == "dense/bias":
         w = np.maximum(w, 0.0)
       average = w.copy() if t == 0 else 0.5 * average + 0.5 * w
-    H.assert_weight_and_average(optimizer,
-                                variable,
-                                w,
-                                average,
-                                rtol=2e-5,
+    H.assert_weight_and_average(optimizer, variable, w, average, rtol=2e-5,
                                 atol=2e-6)
   assert update_ops(
       step.get_concrete_function([
@@ -319,8 +311,7 @@ def test_fit_of_a_linear_model():
   model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
   model.set_weights([kernel0, np.zeros(3, "float32")])
   model.compile(optimizer=keras3.AdamW(learning_rate=0.01, weight_decay=0.1),
-                loss="mse",
-                jit_compile=False)
+                loss="mse", jit_compile=False)
   model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
 
   algorithm = H.Algorithm("adam")
@@ -365,11 +356,8 @@ def mirrored_results():
   if not _mirrored:
     cmd = subprocess_helpers.command("multi_tensor_worker.py",
                                      *MIRRORED_CONFIGS)
-    proc = subprocess.run(cmd,
-                          env=subprocess_helpers.environment(),
-                          capture_output=True,
-                          text=True,
-                          timeout=420,
+    proc = subprocess.run(cmd, env=subprocess_helpers.environment(),
+                          capture_output=True, text=True, timeout=420,
                           check=False)
     result = subprocess_helpers.parse_result(proc.stdout)
     if proc.returncode != 0 or result is None:

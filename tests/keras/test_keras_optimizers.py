@@ -34,20 +34,16 @@ def test_matches_reference(config, mode):
 @pytest.mark.parametrize("mode", ["function", "xla"])
 def test_schedules(case, mode):
   class_name, options = A.keras_cases("schedules")[case]
-  schedule = keras.optimizers.schedules.ExponentialDecay(0.05,
-                                                         decay_steps=10,
-                                                         decay_rate=0.5)
+  schedule = keras.optimizers.schedules.ExponentialDecay(
+      0.05, decay_steps=10, decay_rate=0.5)
   wd_schedule = keras.optimizers.schedules.PiecewiseConstantDecay([20],
                                                                   [0.02, 0.005])
   w0, grads = H.random_problem(30, seed=11)
   optimizer = getattr(top, class_name)(learning_rate=schedule,
-                                       weight_decay=wd_schedule,
-                                       **options)
+                                       weight_decay=wd_schedule, **options)
   got = H.run_optimizer(optimizer, w0, grads, mode)
   want = H.reference_run(
-      H.Algorithm(A.for_keras_class(class_name).name, **options),
-      w0,
-      grads,
+      H.Algorithm(A.for_keras_class(class_name).name, **options), w0, grads,
       learning_rate=lambda t: float(np.float32(0.05 * 0.5**(t / 10))),
       weight_decay=lambda t: 0.02 if t <= 20 else 0.005)
   H.assert_trajectory_close(got, want)
@@ -62,10 +58,8 @@ def test_lamb_weight_decay_rate_schedule_and_callable_learning_rate():
   w0, grads = H.random_problem(10, seed=12)
   got = H.run_optimizer(optimizer, w0, grads, "function")
   # The schedule's boundary is inclusive: steps 0..5 decay, then none.
-  want = H.reference_run(_PerStepLamb(lambda t: 0.1 if t <= 5 else 0.0),
-                         w0,
-                         grads,
-                         learning_rate=0.01)
+  want = H.reference_run(_PerStepLamb(lambda t: 0.1 if t <= 5 else 0.0), w0,
+                         grads, learning_rate=0.01)
   H.assert_trajectory_close(got, want)
 
 
@@ -84,19 +78,14 @@ class _PerStepLamb(H.Algorithm):
     "clipping",
     [dict(clipnorm=0.5),
      dict(global_clipnorm=0.7),
-     dict(clipvalue=0.1)],
-    ids=["clipnorm", "global_clipnorm", "clipvalue"])
+     dict(clipvalue=0.1)], ids=["clipnorm", "global_clipnorm", "clipvalue"])
 @pytest.mark.parametrize("mode", ["eager", "xla"])
 def test_clipping(clipping, mode):
   w0, grads = H.random_problem(20, seed=13, scale=3.0)
   optimizer = top.AdamW(learning_rate=0.01, **clipping)
   got = H.run_optimizer(optimizer, w0, grads, mode)
-  want = H.reference_run(H.Algorithm("adam"),
-                         w0,
-                         grads,
-                         learning_rate=0.01,
-                         weight_decay=0.004,
-                         **clipping)
+  want = H.reference_run(H.Algorithm("adam"), w0, grads, learning_rate=0.01,
+                         weight_decay=0.004, **clipping)
   H.assert_trajectory_close(got, want)
 
 
@@ -133,8 +122,7 @@ def test_keras_adafactor_single_step_2d_values():
                                                                   [7.0, 2.0]]),
                                                      variable)])
   np.testing.assert_allclose(variable.numpy(),
-                             [[0.7007, -0.0081], [1.2492, 3.4407]],
-                             rtol=1e-4,
+                             [[0.7007, -0.0081], [1.2492, 3.4407]], rtol=1e-4,
                              atol=1e-4)
 
 
@@ -191,8 +179,7 @@ def test_model_garden_lamb_sparse():
   }, [{
       "a/0": dense0,
       "a/1": dense1
-  }] * 3,
-                         learning_rate=0.001)
+  }] * 3, learning_rate=0.001)
   for _ in range(3):
     optimizer.apply_gradients(zip(grads, [var0, var1]))
   np.testing.assert_allclose(var0.numpy(), want["a/0"], rtol=1e-6)
@@ -202,19 +189,15 @@ def test_model_garden_lamb_sparse():
 def test_model_garden_lamb_learning_rate_decay_with_weight_decay():
   # lr_t = 0.001 / (1 + 0.5 t) (Keras 2's `decay`), lamb_wd = 0.01,
   # epsilon = 1e-7, three steps of constant gradients.
-  schedule = keras.optimizers.schedules.InverseTimeDecay(0.001,
-                                                         decay_steps=1,
-                                                         decay_rate=0.5)
-  optimizer = top.Lamb(learning_rate=schedule,
-                       epsilon=1e-7,
+  schedule = keras.optimizers.schedules.InverseTimeDecay(
+      0.001, decay_steps=1, decay_rate=0.5)
+  optimizer = top.Lamb(learning_rate=schedule, epsilon=1e-7,
                        weight_decay_rate=0.01)
   w0 = {"a/var0": [1.0, 2.0], "a/var1": [3.0, 4.0]}
   grads = [{"a/var0": [0.1, 0.1], "a/var1": [0.01, 0.01]}] * 3
   got = H.run_optimizer(optimizer, w0, grads)
   want = H.reference_run(
-      H.Algorithm("lamb", epsilon=1e-7, weight_decay_rate=0.01),
-      w0,
-      grads,
+      H.Algorithm("lamb", epsilon=1e-7, weight_decay_rate=0.01), w0, grads,
       learning_rate=lambda t: float(np.float32(0.001 / (1 + 0.5 * t))))
   H.assert_trajectory_close(got, want, rtol=1e-6, atol=1e-7)
 
@@ -253,17 +236,10 @@ def test_model_garden_lamb_exclusions(kwargs, decayed, adapted):
     path = f"layer/{name}"
     w, m, v = np.array(w0[path]), np.zeros(2), np.zeros(2)
     for t, g in enumerate(grads, 1):
-      w, m, v = H.R.lamb_step(w,
-                              m,
-                              v,
-                              g[path],
-                              learning_rate=0.01,
-                              beta_1=0.9,
-                              beta_2=0.999,
-                              epsilon=1e-6,
+      w, m, v = H.R.lamb_step(w, m, v, g[path], learning_rate=0.01, beta_1=0.9,
+                              beta_2=0.999, epsilon=1e-6,
                               weight_decay_rate=rate if decayed[name] else 0.0,
-                              step=t,
-                              use_layer_adaptation=adapted[name])
+                              step=t, use_layer_adaptation=adapted[name])
     np.testing.assert_allclose(got[path], w, rtol=1e-6, err_msg=path)
   # The three cases are distinguishable: adaptation scales the step by ~5.
   assert not np.allclose(got["layer/var0"], got["layer/var1"])
@@ -327,19 +303,14 @@ def test_fused_and_twin_paths_create_the_same_slots(cls):
 @pytest.mark.parametrize("mode", ["eager", "function"])
 def test_gradient_accumulation_clips_and_decays_once_per_real_step(mode):
   w0, grads = H.random_problem(12, seed=31, scale=2.0)
-  optimizer = top.AdamW(learning_rate=0.01,
-                        weight_decay=0.1,
-                        global_clipnorm=0.5,
-                        gradient_accumulation_steps=3)
+  optimizer = top.AdamW(learning_rate=0.01, weight_decay=0.1,
+                        global_clipnorm=0.5, gradient_accumulation_steps=3)
   got = H.run_optimizer(optimizer, w0, grads, mode)
   mean_grads = [{
       p: np.mean([g[p] for g in grads[i:i + 3]], axis=0) for p in w0
   } for i in range(0, 12, 3)]
-  want = H.reference_run(H.Algorithm("adam"),
-                         w0,
-                         mean_grads,
-                         learning_rate=0.01,
-                         weight_decay=0.1,
+  want = H.reference_run(H.Algorithm("adam"), w0, mean_grads,
+                         learning_rate=0.01, weight_decay=0.1,
                          global_clipnorm=0.5)
   H.assert_trajectory_close(got, want)
   assert int(optimizer.iterations) == 4
@@ -356,9 +327,7 @@ def test_gradient_accumulation_holds_weights_between_real_steps():
 @pytest.mark.parametrize("overwrite_frequency", [None, 4])
 def test_ema_of_the_weights(overwrite_frequency):
   w0, grads = H.random_problem(10, seed=33)
-  optimizer = top.SGD(learning_rate=0.1,
-                      momentum=0.5,
-                      use_ema=True,
+  optimizer = top.SGD(learning_rate=0.1, momentum=0.5, use_ema=True,
                       ema_momentum=0.8,
                       ema_overwrite_frequency=overwrite_frequency)
   variables = H.make_variables(w0)
@@ -374,9 +343,5 @@ def test_ema_of_the_weights(overwrite_frequency):
       average = w.copy() if t == 0 else 0.8 * average + 0.2 * w
       if overwrite_frequency and (t + 1) % overwrite_frequency == 0:
         w = average.copy()
-    H.assert_weight_and_average(optimizer,
-                                variable,
-                                w,
-                                average,
-                                rtol=1e-5,
+    H.assert_weight_and_average(optimizer, variable, w, average, rtol=1e-5,
                                 atol=1e-6)

@@ -53,8 +53,7 @@ def test_keras_serialize_round_trips(name):
 
 
 def test_loss_scale_optimizer_round_trips():
-  optimizer = top.LossScaleOptimizer(_configured("lamb"),
-                                     initial_scale=64.0,
+  optimizer = top.LossScaleOptimizer(_configured("lamb"), initial_scale=64.0,
                                      dynamic_growth_steps=10)
   restored = keras.optimizers.deserialize(
       json.loads(json.dumps(keras.optimizers.serialize(optimizer))))
@@ -113,11 +112,7 @@ def test_keras_file_loads_in_a_fresh_process_with_state(name, tmp_path):
   out = subprocess.run([
       sys.executable, "-c", _LOAD_IN_FRESH_PROCESS, path,
       str(tmp_path / "data.npz")
-  ],
-                       capture_output=True,
-                       text=True,
-                       timeout=300,
-                       env=dict(os.environ),
+  ], capture_output=True, text=True, timeout=300, env=dict(os.environ),
                        check=False)
   assert out.returncode == 0, out.stderr[-3000:]
   loaded = json.loads(out.stdout.strip().splitlines()[-1])
@@ -128,9 +123,7 @@ def test_keras_file_loads_in_a_fresh_process_with_state(name, tmp_path):
     np.testing.assert_array_equal(np.asarray(got, want.dtype), want)
   # Training resumed from the restored state continues the same trajectory.
   for got, want in zip(loaded["weights"], model.get_weights()):
-    np.testing.assert_allclose(np.asarray(got, np.float32),
-                               want,
-                               rtol=1e-5,
+    np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=1e-5,
                                atol=1e-6)
 
 
@@ -139,8 +132,7 @@ CHECKPOINTED = dict(
     **{"loss-scale": lambda: top.LossScaleOptimizer(top.AdamW(0.01))})
 
 
-@pytest.mark.parametrize("make",
-                         list(CHECKPOINTED.values()),
+@pytest.mark.parametrize("make", list(CHECKPOINTED.values()),
                          ids=list(CHECKPOINTED))
 def test_checkpoint_resumes_the_uninterrupted_trajectory(make, tmp_path):
   x, y = _data()

@@ -136,12 +136,8 @@ def test_fit_under_xla_runs_the_twin_and_trains():
 
 
 def test_config_round_trips_and_reads_keras_lion_configs():
-  kwargs = dict(learning_rate=0.002,
-                beta_1=0.8,
-                beta_2=0.95,
-                weight_decay=0.1,
-                clipnorm=1.0,
-                name="my_lion")
+  kwargs = dict(learning_rate=0.002, beta_1=0.8, beta_2=0.95, weight_decay=0.1,
+                clipnorm=1.0, name="my_lion")
   optimizer = top.Lion(**kwargs)
   config = optimizer.get_config()
   assert (config["beta_1"], config["beta_2"], config["name"]) == (

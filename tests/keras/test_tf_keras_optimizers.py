@@ -94,8 +94,7 @@ def test_parity_with_tf_keras(case):
                             A.keras_cases("tf_keras_parity")[case])
   w0, grads = H.random_problem(STEPS, seed=3)
   H.assert_trajectory_close(run(ours, w0, grads, "function"),
-                            run(theirs, w0, grads, "function"),
-                            rtol=1e-5,
+                            run(theirs, w0, grads, "function"), rtol=1e-5,
                             atol=1e-6)
 
 
@@ -146,9 +145,7 @@ def test_schedule_and_callable_hyperparameters():
   schedule = tf_keras.optimizers.schedules.ExponentialDecay(0.1, 1, 0.5)
   w0, grads = H.random_problem(4, seed=2)
   got = run(front.SGD(learning_rate=schedule), w0, grads, "function")
-  want = H.reference_run(H.Algorithm("sgd"),
-                         w0,
-                         grads,
+  want = H.reference_run(H.Algorithm("sgd"), w0, grads,
                          learning_rate=lambda step: 0.1 * 0.5**step)
   H.assert_trajectory_close(got, want)
   rate = tf.Variable(0.05)
@@ -158,10 +155,8 @@ def test_schedule_and_callable_hyperparameters():
 
 
 def test_set_weights_and_config_round_trip():
-  opt = front.Lamb(0.02,
-                   weight_decay_rate=0.01,
-                   exclude_from_weight_decay=["bias"],
-                   clipnorm=1.0,
+  opt = front.Lamb(0.02, weight_decay_rate=0.01,
+                   exclude_from_weight_decay=["bias"], clipnorm=1.0,
                    fused=False)
   config = opt.get_config()
   assert config["learning_rate"] == pytest.approx(0.02)
@@ -183,9 +178,7 @@ def test_set_weights_and_config_round_trip():
 
 def test_ema_overwrite_and_finalize():
   var = tf.Variable(2.0)
-  opt = front.SGD(learning_rate=1.0,
-                  use_ema=True,
-                  ema_momentum=0.5,
+  opt = front.SGD(learning_rate=1.0, use_ema=True, ema_momentum=0.5,
                   ema_overwrite_frequency=3)
   for _ in range(3):
     opt.apply_gradients([(tf.constant(1.0), var)])
@@ -211,13 +204,13 @@ def test_fit_trains_a_tf_keras_model(class_name):
 
 
 def test_bad_arguments_raise_clear_errors():
-  with pytest.raises(ValueError,
-                     match=r"`beta_1` must be in \[0, 1\). "
-                     r"Received: beta_1=1.5"):
+  with pytest.raises(
+      ValueError, match=r"`beta_1` must be in \[0, 1\). "
+      r"Received: beta_1=1.5"):
     front.Adam(beta_1=1.5)
-  with pytest.raises(TypeError,
-                     match="`mesh` must be a "
-                     "`tf.experimental.dtensor.Mesh`. Received: mesh='x'"):
+  with pytest.raises(
+      TypeError, match="`mesh` must be a "
+      "`tf.experimental.dtensor.Mesh`. Received: mesh='x'"):
     front.SGD(mesh="x")
   with pytest.raises(TypeError, match="not a valid argument"):
     front.Lamb(gradient_accumulation_steps=2)
@@ -254,9 +247,7 @@ sys.meta_path.insert(0, _Block())
 
 def _run_script(source, **env):
   completed = subprocess.run([sys.executable, "-c", source],
-                             capture_output=True,
-                             text=True,
-                             timeout=300,
+                             capture_output=True, text=True, timeout=300,
                              env=subprocess_helpers.environment(**env),
                              check=False)
   result = subprocess_helpers.parse_result(completed.stdout)

@@ -136,30 +136,17 @@ def test_raw_op_matches_reference():
   var = tf.Variable(w0)
   row, col = tf.Variable(np.zeros(2)), tf.Variable(np.zeros(3))
   f64 = lambda x: tf.constant(x, tf.float64)  # noqa: E731
-  hp = dict(learning_rate=0.5,
-            beta_2_decay=-0.8,
-            epsilon_1=1e-30,
-            epsilon_2=1e-3,
-            clip_threshold=1.0)
+  hp = dict(learning_rate=0.5, beta_2_decay=-0.8, epsilon_1=1e-30,
+            epsilon_2=1e-3, clip_threshold=1.0)
   for t in (1, 2):
-    lib.resource_apply_adafactor(var=var.handle,
-                                 accumulators=[row.handle, col.handle],
-                                 lr=f64(0.5),
-                                 beta_2_decay=f64(-0.8),
-                                 epsilon_1=f64(1e-30),
-                                 epsilon_2=f64(1e-3),
-                                 clip_threshold=f64(1.0),
-                                 step=tf.constant(t, tf.int64),
-                                 grad=tf.constant(g * t),
-                                 relative_step=False,
-                                 use_locking=True)
+    lib.resource_apply_adafactor(
+        var=var.handle, accumulators=[row.handle, col.handle], lr=f64(0.5),
+        beta_2_decay=f64(-0.8), epsilon_1=f64(1e-30), epsilon_2=f64(1e-3),
+        clip_threshold=f64(1.0), step=tf.constant(t, tf.int64),
+        grad=tf.constant(g * t), relative_step=False, use_locking=True)
   ew, acc = w0, R.adafactor_zero_accumulators((2, 3))
   for t in (1, 2):
-    ew, acc = R.adafactor_step(ew,
-                               acc,
-                               g * t,
-                               step=t,
-                               relative_step=False,
+    ew, acc = R.adafactor_step(ew, acc, g * t, step=t, relative_step=False,
                                **hp)
   np.testing.assert_allclose(var.numpy(), ew, rtol=1e-12)
   np.testing.assert_allclose(row.numpy(), acc[0], rtol=1e-12)

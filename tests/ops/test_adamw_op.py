@@ -28,9 +28,7 @@ def test_weight_decay_zero_equals_keras_adam(fused, amsgrad):
   state = H.make_state(algo, shape, tf.float32, w0=w0)
   for t, g in enumerate(grads, 1):
     algo.apply(state, tf.constant(g), t, fused=fused)
-  np.testing.assert_allclose(state[0].numpy(),
-                             kvar.numpy(),
-                             rtol=1e-5,
+  np.testing.assert_allclose(state[0].numpy(), kvar.numpy(), rtol=1e-5,
                              atol=1e-6)
 
 
@@ -87,8 +85,7 @@ def test_zero_size_variable_is_a_no_op(fused, shape):
 @pytest.mark.parametrize("fused", [True, False])
 def test_zero_gradient_gives_no_nan(fused):
   algo = H.AdamW(amsgrad=True)
-  state = H.make_state(algo, (4, 3),
-                       tf.float32,
+  state = H.make_state(algo, (4, 3), tf.float32,
                        w0=np.arange(12.0).reshape(4, 3))
   for t in range(1, 4):
     algo.apply(state, tf.zeros((4, 3)), t, fused=fused)
@@ -157,10 +154,7 @@ def test_use_locking_false_gives_same_result():
     algo = H.AdamW()
     state = H.make_state(algo, (5, 3), tf.float64, w0=w0)
     for t in range(1, 4):
-      algo.apply(state,
-                 tf.constant(np.full((5, 3), 0.1 * t)),
-                 t,
-                 fused=True,
+      algo.apply(state, tf.constant(np.full((5, 3), 0.1 * t)), t, fused=True,
                  use_locking=locking)
     out.append(state[0].numpy())
   np.testing.assert_array_equal(out[0], out[1])
@@ -172,23 +166,15 @@ def test_raw_op_matches_reference():
   g = np.array([0.5, 0.25, -1.0])
   var, m, v, vhat = (
       tf.Variable(x) for x in (w0, np.zeros(3), np.zeros(3), np.zeros(3)))
-  hp = dict(learning_rate=0.1,
-            beta_1=0.9,
-            beta_2=0.999,
-            epsilon=1e-7,
+  hp = dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
             weight_decay=0.01)
-  lib.resource_apply_adam_w(var=var.handle,
-                            m=m.handle,
-                            v=v.handle,
-                            vhat=[vhat.handle],
-                            lr=tf.constant(0.1, tf.float64),
-                            beta_1=tf.constant(0.9, tf.float64),
-                            beta_2=tf.constant(0.999, tf.float64),
-                            epsilon=tf.constant(1e-7, tf.float64),
-                            weight_decay=tf.constant(0.01, tf.float64),
-                            step=tf.constant(1, tf.int64),
-                            grad=tf.constant(g),
-                            use_locking=True)
+  lib.resource_apply_adam_w(
+      var=var.handle, m=m.handle, v=v.handle, vhat=[vhat.handle],
+      lr=tf.constant(0.1, tf.float64), beta_1=tf.constant(0.9, tf.float64),
+      beta_2=tf.constant(0.999,
+                         tf.float64), epsilon=tf.constant(1e-7, tf.float64),
+      weight_decay=tf.constant(0.01, tf.float64), step=tf.constant(1, tf.int64),
+      grad=tf.constant(g), use_locking=True)
   ew, em, ev, evhat = R.adamw_step(w0, 0, 0, g, step=1, vhat=np.zeros(3), **hp)
   np.testing.assert_allclose(var.numpy(), ew, rtol=1e-12)
   np.testing.assert_allclose(m.numpy(), em, rtol=1e-12)

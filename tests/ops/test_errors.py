@@ -107,8 +107,7 @@ FULL_SLOTS = list(_full_slots())
 
 
 @pytest.mark.parametrize("fused", FUSED)
-@pytest.mark.parametrize("algo_name,slot,index",
-                         FULL_SLOTS,
+@pytest.mark.parametrize("algo_name,slot,index", FULL_SLOTS,
                          ids=[f"{name}-{slot}" for name, slot, _ in FULL_SLOTS])
 def test_slot_shape_mismatch(algo_name, slot, index, fused):
   algo = ALGOS[algo_name]()
@@ -132,8 +131,7 @@ def _adafactor_state(shape, accumulator_shapes):
     (VAR_SHAPE, [(4,), (5,)], (4,)),
     (VAR_SHAPE, [(3,), (4,)], (4,)),
     ((6,), [(7,)], (7,)),
-],
-                         ids=["row", "col", "rank1"])
+], ids=["row", "col", "rank1"])
 def test_adafactor_accumulator_shape_mismatch(shape, accumulator_shapes, bad,
                                               fused):
   state = _adafactor_state(shape, accumulator_shapes)
@@ -148,8 +146,7 @@ def test_adafactor_accumulator_shape_mismatch(shape, accumulator_shapes, bad,
 @pytest.mark.parametrize("shape,accumulator_shapes", [
     (VAR_SHAPE, [(3,)]),
     ((6,), [(6,), (6,)]),
-],
-                         ids=["one-for-matrix", "two-for-vector"])
+], ids=["one-for-matrix", "two-for-vector"])
 def test_adafactor_wrong_number_of_accumulators(shape, accumulator_shapes,
                                                 fused):
   state = _adafactor_state(shape, accumulator_shapes)
@@ -291,15 +288,13 @@ def test_raw_grad_dtype_mismatch(algo_name):
 def test_raw_uninitialized_variable(algo_name, how):
   state = _raw_state(algo_name)
   name = "tf_opt_plugin_test_" + uuid.uuid4().hex
-  handle = tf.raw_ops.VarHandleOp(dtype=tf.float32,
-                                  shape=list(VAR_SHAPE),
+  handle = tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=list(VAR_SHAPE),
                                   shared_name=name)
   if how == "created-uninitialized":
     # TF's own training ops create the Var resource (uninitialized) via
     # LookupOrCreateResource and then fail; the resource stays behind.
     with pytest.raises(tf.errors.OpError):
-      tf.raw_ops.ResourceApplyGradientDescent(var=handle,
-                                              alpha=0.1,
+      tf.raw_ops.ResourceApplyGradientDescent(var=handle, alpha=0.1,
                                               delta=tf.ones(VAR_SHAPE))
   with _rejected(state[1:], tf.errors.FailedPreconditionError) as info:
     _raw_call(algo_name, [handle] + [v.handle for v in state[1:]],
@@ -323,8 +318,7 @@ def test_raw_validation_order_shape_before_step(algo_name):
 def test_raw_validation_order_scalar_before_shape(algo_name):
   state = _raw_state(algo_name)
   with _rejected(state) as info:
-    _raw_call(algo_name, [v.handle for v in state],
-              tf.ones(BAD_SHAPE),
+    _raw_call(algo_name, [v.handle for v in state], tf.ones(BAD_SHAPE),
               bad="lr")
   assert_mentions(str(info.value), "lr")
 

@@ -300,8 +300,7 @@ def test_check_result_rejects_each_kind_of_violation():
       (bad_case, dict(error, message="something is wrong")),
       (
           bad_case,
-          dict(error,
-               type="builtins.RuntimeError",
+          dict(error, type="builtins.RuntimeError",
                mro=["builtins.RuntimeError"]),
       ),
       (bad_case, dict(error, written=["var[0]"])),

@@ -16,12 +16,9 @@ import tf_opt_plugin.ops as ops
 def test_adaptation_and_weight_decay(fused, weight_decay_rate,
                                      use_layer_adaptation):
   algo = H.Lamb(use_layer_adaptation=use_layer_adaptation,
-                weight_decay_rate=weight_decay_rate,
-                learning_rate=0.05)
-  w = H.run_and_compare(algo, (6, 3),
-                        "float64",
-                        "fused-eager" if fused else "twin-eager",
-                        steps=20,
+                weight_decay_rate=weight_decay_rate, learning_rate=0.05)
+  w = H.run_and_compare(algo, (6, 3), "float64",
+                        "fused-eager" if fused else "twin-eager", steps=20,
                         seed=20)[0]
   assert np.all(np.isfinite(w))
 
@@ -124,23 +121,12 @@ def test_raw_op_matches_reference():
   g = np.array([[0.5, 0.25], [-1.0, 2.0]])
   var, m, v = (tf.Variable(x) for x in (w0, np.zeros((2, 2)), np.zeros((2, 2))))
   f64 = lambda x: tf.constant(x, tf.float64)  # noqa: E731
-  lib.resource_apply_lamb(var=var.handle,
-                          m=m.handle,
-                          v=v.handle,
-                          lr=f64(0.1),
-                          beta_1=f64(0.9),
-                          beta_2=f64(0.999),
-                          epsilon=f64(1e-6),
+  lib.resource_apply_lamb(var=var.handle, m=m.handle, v=v.handle, lr=f64(0.1),
+                          beta_1=f64(0.9), beta_2=f64(0.999), epsilon=f64(1e-6),
                           weight_decay_rate=f64(0.01),
-                          step=tf.constant(1, tf.int64),
-                          grad=tf.constant(g),
-                          use_layer_adaptation=True,
-                          use_locking=True)
-  ew, em, ev = R.lamb_step(w0,
-                           0,
-                           0,
-                           g,
-                           step=1,
+                          step=tf.constant(1, tf.int64), grad=tf.constant(g),
+                          use_layer_adaptation=True, use_locking=True)
+  ew, em, ev = R.lamb_step(w0, 0, 0, g, step=1,
                            **A.op_hp("lamb", learning_rate=0.1))
   np.testing.assert_allclose(var.numpy(), ew, rtol=1e-12)
   np.testing.assert_allclose(m.numpy(), em, rtol=1e-12)

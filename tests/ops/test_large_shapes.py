@@ -33,8 +33,7 @@ ELEMENTWISE = {n: cls for n, cls in H.ADAPTERS.items() if _not_factored(cls)}
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES, ids=str)
-@pytest.mark.parametrize("algo_cls",
-                         list(ELEMENTWISE.values()),
+@pytest.mark.parametrize("algo_cls", list(ELEMENTWISE.values()),
                          ids=list(ELEMENTWISE))
 def test_elementwise_ops_across_blocks(algo_cls, shape, dtype, mode):
   H.run_and_compare(algo_cls(), shape, dtype, mode, steps=5, seed=11)
@@ -47,9 +46,5 @@ def test_elementwise_ops_across_blocks(algo_cls, shape, dtype, mode):
 # every step clip, so the partial sums of u^2 across bands are checked too.
 @pytest.mark.parametrize("clip_threshold", [1.0, 0.05])
 def test_adafactor_across_tiles(shape, clip_threshold, dtype, mode):
-  H.run_and_compare(H.Adafactor(clip_threshold=clip_threshold),
-                    shape,
-                    dtype,
-                    mode,
-                    steps=5,
-                    seed=12)
+  H.run_and_compare(H.Adafactor(clip_threshold=clip_threshold), shape, dtype,
+                    mode, steps=5, seed=12)

@@ -116,9 +116,7 @@ def _package_copy(tmp_path, library, sha256=None, size=None):
   build_info = package / "ops" / "_build_info.py"
   text = build_info.read_text()
   for name, value in (("LIBRARY_SHA256", sha256), ("LIBRARY_SIZE", size)):
-    text, count = re.subn(rf"^{name} = .*$",
-                          f"{name} = {value!r}",
-                          text,
+    text, count = re.subn(rf"^{name} = .*$", f"{name} = {value!r}", text,
                           flags=re.M)
     assert count == 1, f"_build_info.py has no {name}"
   build_info.write_text(text)
@@ -165,9 +163,7 @@ def test_packaged_library_that_fails_its_checksum(tmp_path, damage):
 
 def test_packaged_library_that_matches_its_checksum_loads(tmp_path):
   data = _library_bytes()
-  site = _package_copy(tmp_path,
-                       data,
-                       sha256=hashlib.sha256(data).hexdigest(),
+  site = _package_copy(tmp_path, data, sha256=hashlib.sha256(data).hexdigest(),
                        size=len(data))
   result = _run_child({}, pythonpath=site)
   assert result["error"] is None, result["error"]

@@ -26,9 +26,7 @@ def _keras_lion_trajectory(w0, grads, weight_decay):
   optimizer (eager Keras rounds `w * wd` first and can differ in the last
   bit)."""
   variable = keras.Variable(w0, dtype="float32")
-  optimizer = keras.optimizers.Lion(learning_rate=0.01,
-                                    beta_1=0.9,
-                                    beta_2=0.99,
+  optimizer = keras.optimizers.Lion(learning_rate=0.01, beta_1=0.9, beta_2=0.99,
                                     weight_decay=weight_decay)
   optimizer.build([variable])
   step = tf.function(lambda g: optimizer.apply([g], [variable]))
@@ -91,11 +89,8 @@ def test_multi_tensor_equals_per_variable_ops_bit_for_bit(dtype, mode):
   multi, single = _multi_state(dt), _multi_state(dt)
 
   def run_multi(grads):
-    ops.multi_tensor_apply_lion(*multi,
-                                grads,
-                                apply_weight_decay=DECAY_FLAGS,
-                                fused=True,
-                                **HP)
+    ops.multi_tensor_apply_lion(*multi, grads, apply_weight_decay=DECAY_FLAGS,
+                                fused=True, **HP)
 
   def run_single(grads):
     for w, m, g, decay in zip(*single, grads, DECAY_FLAGS):
@@ -123,12 +118,8 @@ def test_multi_tensor_matches_the_reference_with_decay_flags(fused):
   ref = [[H.to_np(w), H.to_np(m)] for w, m in zip(ws, ms)]
   for step in range(1, 6):
     grads = _multi_grads(tf.float64, step)
-    ops.multi_tensor_apply_lion(ws,
-                                ms,
-                                grads,
-                                apply_weight_decay=DECAY_FLAGS,
-                                fused=fused,
-                                **HP)
+    ops.multi_tensor_apply_lion(ws, ms, grads, apply_weight_decay=DECAY_FLAGS,
+                                fused=fused, **HP)
     for i, (g, decay) in enumerate(zip(grads, DECAY_FLAGS)):
       ref[i] = list(
           R.lion_step(
@@ -220,9 +211,7 @@ def test_keras_golden_trajectory(fused):
       tf.Variable(np.zeros(10, np.float32)),
   )
   golden = [0.999, 0.998, 0.997, 0.996, 0.995]
-  defaults = dict(learning_rate=0.001,
-                  beta_1=0.9,
-                  beta_2=0.99,
+  defaults = dict(learning_rate=0.001, beta_1=0.9, beta_2=0.99,
                   weight_decay=0.0)
   grads = [np.full(10, 0.01, np.float32)
           ] + [np.arange(1, 11, dtype=np.float32) / 10] * 4
@@ -303,13 +292,8 @@ def test_raw_op_matches_reference():
       grad=tf.constant(g),
       use_locking=True,
   )
-  want_w, want_m = R.lion_step(w0,
-                               m0,
-                               g,
-                               learning_rate=0.1,
-                               beta_1=0.9,
-                               beta_2=0.99,
-                               weight_decay=0.01)
+  want_w, want_m = R.lion_step(w0, m0, g, learning_rate=0.1, beta_1=0.9,
+                               beta_2=0.99, weight_decay=0.01)
   np.testing.assert_allclose(var.numpy(), want_w, rtol=1e-12)
   np.testing.assert_allclose(m.numpy(), want_m, rtol=1e-12)
 
@@ -376,15 +360,12 @@ def test_multi_tensor_list_lengths():
   with pytest.raises(ValueError,
                      match="`apply_weight_decay` must hold one bool"):
     ops.multi_tensor_apply_lion([w], [m], [tf.ones((3, 2))],
-                                apply_weight_decay=[True, False],
-                                **HP)
+                                apply_weight_decay=[True, False], **HP)
   _assert_unchanged((w, m), before)
 
 
 # --- the reference against Keras 3's published Lion tests (float64) ----------
-LION_DEFAULTS = dict(learning_rate=0.001,
-                     beta_1=0.9,
-                     beta_2=0.99,
+LION_DEFAULTS = dict(learning_rate=0.001, beta_1=0.9, beta_2=0.99,
                      weight_decay=0.0)
 
 
@@ -414,12 +395,7 @@ def test_lion_paper_algorithm_2_by_hand():
   # One step written out: c = 0.5 * 0.2 + 0.5 * (-1) = -0.4 -> sign -1;
   # w = 2 - 0.1 * (-1 + 0.25 * 2) = 2.05; m = 0.75 * 0.2 + 0.25 * (-1) =
   # -0.1.
-  w, m = R.lion_step(2.0,
-                     0.2,
-                     -1.0,
-                     learning_rate=0.1,
-                     beta_1=0.5,
-                     beta_2=0.75,
+  w, m = R.lion_step(2.0, 0.2, -1.0, learning_rate=0.1, beta_1=0.5, beta_2=0.75,
                      weight_decay=0.25)
   np.testing.assert_allclose([w, m], [2.05, -0.1], rtol=1e-15)
 

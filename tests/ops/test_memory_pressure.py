@@ -34,10 +34,7 @@ def _factored(spec):
 
 
 def _add(table, name, spec, form, shapes, hold_read):
-  table[name] = dict(name=name,
-                     algorithm=spec.name,
-                     form=form,
-                     shapes=shapes,
+  table[name] = dict(name=name, algorithm=spec.name, form=form, shapes=shapes,
                      hold_read=hold_read)
 
 

@@ -82,13 +82,8 @@ def _assert_identical(a, b):
                                   np.asarray(y, np.float64))
 
 
-def _assert_multi_equals_per_variable(multi_update,
-                                      one_update,
-                                      decay_rate,
-                                      flags,
-                                      dtype,
-                                      mode,
-                                      amsgrad=False):
+def _assert_multi_equals_per_variable(multi_update, one_update, decay_rate,
+                                      flags, dtype, mode, amsgrad=False):
   """Steps 1-3 of one multi-tensor call over SHAPES equal one per-variable
   call per variable, to the bit.
 
@@ -103,29 +98,16 @@ def _assert_multi_equals_per_variable(multi_update,
 
   def run_multi(grads, step):
     vhats = dict(vhats=multi[3]) if amsgrad else {}
-    multi_update(*multi[:3],
-                 grads,
-                 apply_weight_decay=decay,
-                 step=step,
-                 fused=True,
-                 **{decay_rate: 0.1},
-                 **flags,
-                 **vhats)
+    multi_update(*multi[:3], grads, apply_weight_decay=decay, step=step,
+                 fused=True, **{decay_rate: 0.1}, **flags, **vhats)
 
   def run_single(grads, step):
     for i, (w, m, v) in enumerate(zip(*single[:3])):
       vhat = dict(vhat=single[3][i]) if amsgrad else {}
-      one_update(w,
-                 m,
-                 v,
-                 grads[i],
-                 step=step,
-                 fused=True,
-                 **{decay_rate: 0.1 if decay[i] else 0.0},
-                 **{
+      one_update(w, m, v, grads[i], step=step, fused=True,
+                 **{decay_rate: 0.1 if decay[i] else 0.0}, **{
                      name: values[i] for name, values in flags.items()
-                 },
-                 **vhat)
+                 }, **vhat)
 
   _run_both(run_multi, run_single, dt, mode)
   _assert_identical(_values(*multi), _values(*single))
@@ -157,31 +139,17 @@ def test_adamw_and_lamb_match_the_float64_references():
   ref_lamb = [list(x) for x in ref]
   for step in range(1, 6):
     grads = _grads(tf.float64, shapes, seed=step)
-    _adamw(ws,
-           ms,
-           vs,
-           grads,
-           weight_decay=0.01,
-           apply_weight_decay=[True, False],
-           step=step)
-    _lamb(*lamb[:3],
-          grads,
-          weight_decay_rate=0.01,
-          use_layer_adaptation=[True, False],
-          step=step)
+    _adamw(ws, ms, vs, grads, weight_decay=0.01,
+           apply_weight_decay=[True, False], step=step)
+    _lamb(*lamb[:3], grads, weight_decay_rate=0.01,
+          use_layer_adaptation=[True, False], step=step)
     for i, g in enumerate(grads):
       ref[i] = list(
-          R.adamw_step(*ref[i],
-                       g.numpy(),
-                       step=step,
-                       weight_decay=0.01 if i == 0 else 0.0,
-                       **ADAMW_HP)[:3])
+          R.adamw_step(*ref[i], g.numpy(), step=step,
+                       weight_decay=0.01 if i == 0 else 0.0, **ADAMW_HP)[:3])
       ref_lamb[i] = list(
-          R.lamb_step(*ref_lamb[i],
-                      g.numpy(),
-                      step=step,
-                      weight_decay_rate=0.01,
-                      use_layer_adaptation=i == 0,
+          R.lamb_step(*ref_lamb[i], g.numpy(), step=step,
+                      weight_decay_rate=0.01, use_layer_adaptation=i == 0,
                       **LAMB_HP))
   for got, want in zip(_values(ws, ms, vs),
                        [r[k] for k in range(3) for r in ref]):
@@ -220,12 +188,8 @@ def test_mixed_dtypes_update_like_per_variable_calls():
   multi, single = state(), state()
   _adamw(*multi, grads, weight_decay=0.1, step=2)
   for i in range(len(shapes)):
-    _adamw_one(single[0][i],
-               single[1][i],
-               single[2][i],
-               grads[i],
-               weight_decay=0.1,
-               step=2)
+    _adamw_one(single[0][i], single[1][i], single[2][i], grads[i],
+               weight_decay=0.1, step=2)
   _assert_identical(_values(*multi), _values(*single))
 
 
@@ -269,16 +233,10 @@ def test_indexed_slices_equal_dense():
   values = tf.constant([[1.0, 2.0], [3.0, 4.0], [0.5, 0.5]])
   slices = tf.IndexedSlices(values, tf.constant([1, 3, 1]), tf.constant([5, 2]))
   g3 = tf.constant([0.1, 0.2, 0.3])
-  _adamw(sparse[0] + extra[0][0],
-         sparse[1] + extra[0][1],
-         sparse[2] + extra[0][2], [slices, g3],
-         weight_decay=0.0,
-         step=1)
-  _adamw(dense[0] + extra[1][0],
-         dense[1] + extra[1][1],
-         dense[2] + extra[1][2], [tf.convert_to_tensor(slices), g3],
-         weight_decay=0.0,
-         step=1)
+  _adamw(sparse[0] + extra[0][0], sparse[1] + extra[0][1],
+         sparse[2] + extra[0][2], [slices, g3], weight_decay=0.0, step=1)
+  _adamw(dense[0] + extra[1][0], dense[1] + extra[1][1], dense[2] + extra[1][2],
+         [tf.convert_to_tensor(slices), g3], weight_decay=0.0, step=1)
   _assert_identical(_values(*sparse[:3]), _values(*dense[:3]))
 
 
@@ -340,9 +298,9 @@ def test_fused_true_refuses_before_any_group_runs(monkeypatch):
   before = _values(ws, ms, vs)
   real_reason = ops.dispatch_reason
   # As if float64 variables lived on a device without a kernel.
-  monkeypatch.setattr("tf_opt_plugin.ops._dispatch.dispatch_reason",
-                      lambda v, g=None: "device"
-                      if v.dtype == tf.float64 else real_reason(v, g))
+  monkeypatch.setattr(
+      "tf_opt_plugin.ops._dispatch.dispatch_reason", lambda v, g=None: "device"
+      if v.dtype == tf.float64 else real_reason(v, g))
   with pytest.raises(ops.FusedOpUnavailableError, match="'device'"):
     _lamb(ws, ms, vs, grads, weight_decay_rate=0.1, step=1, fused=True)
   _assert_identical(_values(ws, ms, vs), before)
@@ -367,28 +325,21 @@ def test_step_known_at_run_time_below_one_writes_nothing(fused):
 
 def _raw_adamw(ws, ms, vs, grads, step=1, **kwargs):
   lib = ops.load_library()
-  return lib.resource_multi_tensor_apply_adam_w(var=[w.handle for w in ws],
-                                                m=[m.handle for m in ms],
-                                                v=[v.handle for v in vs],
-                                                vhat=kwargs.pop("vhat", []),
-                                                grad=grads,
-                                                lr=0.1,
-                                                beta_1=0.9,
-                                                beta_2=0.999,
-                                                epsilon=1e-7,
-                                                weight_decay=0.0,
-                                                step=tf.constant(
-                                                    step, tf.int64),
-                                                **kwargs)
+  return lib.resource_multi_tensor_apply_adam_w(
+      var=[w.handle for w in ws], m=[m.handle for m in ms],
+      v=[v.handle for v in vs], vhat=kwargs.pop("vhat", []), grad=grads, lr=0.1,
+      beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=0.0,
+      step=tf.constant(step, tf.int64), **kwargs)
 
 
 def test_slot_shape_mismatch_names_the_variable_and_writes_nothing():
   ws, ms, vs, _ = _state(tf.float32, [(3,), (2, 2)])
   before = _values(ws, ms, vs)
   bad_m = [ms[0], tf.Variable(tf.zeros([4]))]
-  with pytest.raises(tf.errors.InvalidArgumentError,
-                     match=r"`m\[1\]` must have the shape of `var\[1\]`.*"
-                     r"var\[1\]\.shape=\[2,2\], m\[1\]\.shape=\[4\]"):
+  with pytest.raises(
+      tf.errors.InvalidArgumentError,
+      match=r"`m\[1\]` must have the shape of `var\[1\]`.*"
+      r"var\[1\]\.shape=\[2,2\], m\[1\]\.shape=\[4\]"):
     _raw_adamw(ws, bad_m, vs, _grads(tf.float32, [(3,), (2, 2)]))
   _assert_identical(_values(ws, ms, vs), before)
 
@@ -450,12 +401,7 @@ def test_vhat_count_and_flag_length():
       match="`apply_weight_decay` must hold one value per variable"):
     _raw_adamw(ws, ms, vs, grads, apply_weight_decay=[True])
   with pytest.raises(ValueError, match="`apply_weight_decay` must hold one"):
-    _adamw(ws,
-           ms,
-           vs,
-           grads,
-           weight_decay=0.0,
-           step=1,
+    _adamw(ws, ms, vs, grads, weight_decay=0.0, step=1,
            apply_weight_decay=[True])
   with pytest.raises(ValueError, match="`ms` must hold one entry per variable"):
     _lamb(ws, ms[:1], vs, grads, weight_decay_rate=0.0, step=1)
@@ -467,13 +413,10 @@ def test_non_scalar_hyperparameter():
   lib = ops.load_library()
   with pytest.raises((tf.errors.InvalidArgumentError, ValueError),
                      match="`lr` must be a scalar"):
-    lib.resource_multi_tensor_apply_lamb(var=[w.handle for w in ws],
-                                         m=[m.handle for m in ms],
-                                         v=[v.handle for v in vs],
-                                         grad=grads,
-                                         lr=[0.1, 0.2],
-                                         beta_1=0.9,
-                                         beta_2=0.999,
-                                         epsilon=1e-6,
-                                         weight_decay_rate=0.0,
+    lib.resource_multi_tensor_apply_lamb(var=[w.handle for w in ws
+                                             ], m=[m.handle for m in ms],
+                                         v=[v.handle for v in vs], grad=grads,
+                                         lr=[0.1,
+                                             0.2], beta_1=0.9, beta_2=0.999,
+                                         epsilon=1e-6, weight_decay_rate=0.0,
                                          step=tf.constant(1, tf.int64))

@@ -17,8 +17,7 @@ CASES = [(name, case)
 
 @pytest.mark.parametrize("mode", H.MODES)
 @pytest.mark.parametrize("dtype", list(H.DTYPES))
-@pytest.mark.parametrize("algo_name,case",
-                         CASES,
+@pytest.mark.parametrize("algo_name,case", CASES,
                          ids=[f"{name}-{case}" for name, case in CASES])
 def test_matches_reference_100_steps(algo_name, case, dtype, mode):
   adapter = H.ADAPTERS[algo_name]

@@ -225,17 +225,11 @@ def check_program(tmp_path_factory):
   subprocess.run([
       compiler, "-std=c++17", "-O2", "-Wall", "-Werror", "-I", REPO,
       CHECK_SOURCE, "-o", binary
-  ],
-                 check=True,
-                 timeout=300)
+  ], check=True, timeout=300)
 
   def run(lines):
-    out = subprocess.run([binary],
-                         input="\n".join(lines) + "\n",
-                         text=True,
-                         capture_output=True,
-                         check=True,
-                         timeout=300).stdout
+    out = subprocess.run([binary], input="\n".join(lines) + "\n", text=True,
+                         capture_output=True, check=True, timeout=300).stdout
     return [
         np.array([int(v, 16)
                   for v in line.split()], np.uint64)
@@ -345,9 +339,7 @@ __global__ void Roundtrip(const float* x, float* y, uint16_t* b, int64_t n) {
       nvcc, "-std=c++17", "-x", "cu", "-c", "-I", REPO,
       str(source), "-o",
       str(tmp_path / "quantization_device.o")
-  ],
-                 check=True,
-                 timeout=600)
+  ], check=True, timeout=600)
 
 
 # ----------------------------------------------------------------------------

@@ -15,20 +15,12 @@ import keras_goldens as G
 import algorithms as A
 import references as R
 
-ADAM_DEFAULTS = dict(learning_rate=0.001,
-                     beta_1=0.9,
-                     beta_2=0.999,
+ADAM_DEFAULTS = dict(learning_rate=0.001, beta_1=0.9, beta_2=0.999,
                      epsilon=1e-7)
-LAMB_DEFAULTS = dict(learning_rate=0.001,
-                     beta_1=0.9,
-                     beta_2=0.999,
-                     epsilon=1e-6,
-                     weight_decay_rate=0.0)
-ADAFACTOR_DEFAULTS = dict(learning_rate=0.001,
-                          beta_2_decay=-0.8,
-                          epsilon_1=1e-30,
-                          epsilon_2=1e-3,
-                          clip_threshold=1.0)
+LAMB_DEFAULTS = dict(learning_rate=0.001, beta_1=0.9, beta_2=0.999,
+                     epsilon=1e-6, weight_decay_rate=0.0)
+ADAFACTOR_DEFAULTS = dict(learning_rate=0.001, beta_2_decay=-0.8,
+                          epsilon_1=1e-30, epsilon_2=1e-3, clip_threshold=1.0)
 
 
 # ---------------------------------------------------------------------------
@@ -55,9 +47,7 @@ def test_adam_amsgrad_keras3_golden():
   # keras/src/optimizers/adam_test.py::test_correctness_with_golden:
   # Adam(amsgrad=True) (lr 1e-3, eps 1e-7).
   golden = np.tile([[0.999], [0.9982], [0.9974], [0.9965], [0.9955]], (1, 10))
-  traj = G.golden_trajectory(A.get("adamw"),
-                             amsgrad=True,
-                             weight_decay=0.0,
+  traj = G.golden_trajectory(A.get("adamw"), amsgrad=True, weight_decay=0.0,
                              **ADAM_DEFAULTS)
   G.assert_matches_golden(traj, golden)
 
@@ -137,11 +127,8 @@ def test_lamb_matches_addons_numpy_formula_trust_ratio_with_decay():
 
 
 def test_lamb_zero_weight_trust_ratio_is_one():
-  w, _, _ = R.lamb_step(np.zeros(3),
-                        np.zeros(3),
-                        np.zeros(3), [1.0, -2.0, 3.0],
-                        step=1,
-                        **LAMB_DEFAULTS)
+  w, _, _ = R.lamb_step(np.zeros(3), np.zeros(3), np.zeros(3), [1.0, -2.0, 3.0],
+                        step=1, **LAMB_DEFAULTS)
   # First step: u = sign(g) * 1/(1+eps/|g|) ~= sign(g); ratio 1.
   np.testing.assert_allclose(w, -1e-3 * np.sign([1.0, -2.0, 3.0]), rtol=1e-5)
 
@@ -160,8 +147,7 @@ def test_adafactor_keras3_golden():
   # Keras ignores relative_step (defect 5 in docs/keras_defects.md): it always
   # uses rho = min(lr, 1/sqrt(t)), so its golden values are those of
   # relative_step=True.
-  traj = G.golden_trajectory(A.get("adafactor"),
-                             relative_step=True,
+  traj = G.golden_trajectory(A.get("adafactor"), relative_step=True,
                              **ADAFACTOR_GOLDEN_HP)
   G.assert_matches_golden(traj, ADAFACTOR_GOLDEN)
 
@@ -170,8 +156,7 @@ def test_adafactor_keras3_golden_relative_step_false():
   # With relative_step honoured, the first four rows (t <= 4, where
   # 1/sqrt(t) >= lr = 0.5) are identical to Keras's golden values; at t = 5
   # rho is lr = 0.5 instead of 1/sqrt(5) = 0.447, so the last row differs.
-  traj = G.golden_trajectory(A.get("adafactor"),
-                             relative_step=False,
+  traj = G.golden_trajectory(A.get("adafactor"), relative_step=False,
                              **ADAFACTOR_GOLDEN_HP)
   G.assert_matches_golden(traj[:4], ADAFACTOR_GOLDEN[:4])
   assert np.all(np.abs(traj[4] - ADAFACTOR_GOLDEN[4]) > 2e-3)
@@ -193,12 +178,9 @@ def test_adafactor_keras3_single_step_2d():
   hp = dict(ADAFACTOR_DEFAULTS, learning_rate=0.5)
   w, (r, c) = R.adafactor_step([[1.0, 2.0], [3.0, 4.0]],
                                R.adafactor_zero_accumulators((2, 2)),
-                               [[1.0, 6.0], [7.0, 2.0]],
-                               step=1,
-                               **hp)
+                               [[1.0, 6.0], [7.0, 2.0]], step=1, **hp)
   np.testing.assert_allclose(w, [[0.7007, -0.0081], [1.2492, 3.4407]],
-                             rtol=1e-4,
-                             atol=1e-4)
+                             rtol=1e-4, atol=1e-4)
   assert r.shape == (2,) and c.shape == (2,)
 
 
@@ -214,9 +196,7 @@ def test_adafactor_zero_row_and_column_is_finite_in_float64():
   # Keras defect 9 (docs/keras_defects.md): the reference must stay finite.
   g = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 2.0], [0.0, 3.0, 4.0]])
   w, (r, c) = R.adafactor_step(np.ones((3, 3)),
-                               R.adafactor_zero_accumulators((3, 3)),
-                               g,
-                               step=1,
+                               R.adafactor_zero_accumulators((3, 3)), g, step=1,
                                **ADAFACTOR_DEFAULTS)
   assert np.all(np.isfinite(w))
   np.testing.assert_array_equal(w[0, :], 1.0)
@@ -249,13 +229,10 @@ def _random_problem(shape, steps, seed):
 def test_adamw_matches_keras3(amsgrad, weight_decay):
   import keras
   w0, grads = _random_problem((4, 3), 10, seed=1)
-  hp = dict(learning_rate=0.125,
-            beta_1=0.875,
-            beta_2=1 - 2.0**-10,
+  hp = dict(learning_rate=0.125, beta_1=0.875, beta_2=1 - 2.0**-10,
             epsilon=1e-7)
   if weight_decay:
-    opt = keras.optimizers.AdamW(weight_decay=weight_decay,
-                                 amsgrad=amsgrad,
+    opt = keras.optimizers.AdamW(weight_decay=weight_decay, amsgrad=amsgrad,
                                  **hp)
   else:
     opt = keras.optimizers.Adam(amsgrad=amsgrad, **hp)
@@ -263,23 +240,15 @@ def test_adamw_matches_keras3(amsgrad, weight_decay):
   w, m, v = w0, np.zeros_like(w0), np.zeros_like(w0)
   vhat = np.zeros_like(w0) if amsgrad else None
   for t, g in enumerate(grads, 1):
-    w, m, v, vhat = R.adamw_step(w,
-                                 m,
-                                 v,
-                                 g,
-                                 step=t,
-                                 vhat=vhat,
-                                 weight_decay=weight_decay,
-                                 **hp)
+    w, m, v, vhat = R.adamw_step(w, m, v, g, step=t, vhat=vhat,
+                                 weight_decay=weight_decay, **hp)
   np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)
 
 
 def test_lamb_without_decay_matches_keras3():
   import keras
   w0, grads = _random_problem((4, 3), 10, seed=2)
-  hp = dict(learning_rate=0.125,
-            beta_1=0.875,
-            beta_2=1 - 2.0**-10,
+  hp = dict(learning_rate=0.125, beta_1=0.875, beta_2=1 - 2.0**-10,
             epsilon=1e-6)
   got = _keras_run(keras.optimizers.Lamb(**hp), w0, grads)
   w, m, v = w0, np.zeros_like(w0), np.zeros_like(w0)
@@ -292,11 +261,8 @@ def test_lamb_without_decay_matches_keras3():
 def test_adafactor_relative_step_matches_keras3(shape):
   import keras
   w0, grads = _random_problem(shape, 10, seed=3)
-  hp = dict(learning_rate=0.5,
-            beta_2_decay=-0.8,
-            epsilon_1=1e-30,
-            epsilon_2=1e-3,
-            clip_threshold=1.0)
+  hp = dict(learning_rate=0.5, beta_2_decay=-0.8, epsilon_1=1e-30,
+            epsilon_2=1e-3, clip_threshold=1.0)
   got = _keras_run(keras.optimizers.Adafactor(**hp), w0, grads)
   w, acc = w0, R.adafactor_zero_accumulators(shape)
   for t, g in enumerate(grads, 1):

@@ -140,19 +140,9 @@ def test_use_locking_false_takes_no_lock():
   a, b = _state(1), _state(1)
   grads = _grads(1)
   (w, m, v), (w2, m2, v2) = a[0], b[0]
-  ops.resource_apply_adamw(w,
-                           m,
-                           v,
-                           grads[0],
-                           fused=False,
-                           use_locking=False,
+  ops.resource_apply_adamw(w, m, v, grads[0], fused=False, use_locking=False,
                            **ADAMW_HP)
-  ops.resource_apply_adamw(w2,
-                           m2,
-                           v2,
-                           grads[0],
-                           fused=False,
-                           use_locking=True,
+  ops.resource_apply_adamw(w2, m2, v2, grads[0], fused=False, use_locking=True,
                            **ADAMW_HP)
   for x, y in zip(_values(a), _values(b)):
     np.testing.assert_array_equal(x, y)

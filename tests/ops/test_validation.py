@@ -149,8 +149,8 @@ def test_bad_last_gradient_known_only_at_run_time(algo, fused, bad_shape):
 def test_twin_of_one_variable_rejects_broadcastable_gradient(fused):
   w, m, v = _adamw_state((2,))
   f = _in_function(
-      lambda g: ops.resource_apply_adamw(
-          w, m, v, g, step=1, fused=fused, **ADAMW_HP),
+      lambda g: ops.resource_apply_adamw(w, m, v, g, step=1, fused=fused, **
+                                         ADAMW_HP),
       tf.TensorSpec(None, tf.float32),
   )
   _raises(
@@ -292,10 +292,7 @@ def test_hyperparameter_of_unknown_rank(algo, fused):
   grad = tf.ones([2, 2])
 
   def apply(lr):
-    adapter.apply(state,
-                  grad,
-                  step=1,
-                  fused=fused,
+    adapter.apply(state, grad, step=1, fused=fused,
                   hp=dict(adapter.hp, learning_rate=lr))
 
   f = _in_function(apply, tf.TensorSpec(None, tf.float32))
@@ -349,9 +346,7 @@ def test_variable_listed_twice(mode, fused):
 
   def apply():
     ops.multi_tensor_apply_adamw([w, w], [m, m2], [v, v2], [tf.ones([2])] * 2,
-                                 step=1,
-                                 fused=fused,
-                                 **ADAMW_HP)  # fmt: skip
+                                 step=1, fused=fused, **ADAMW_HP)  # fmt: skip
 
   fn = apply if mode == "eager" else _in_function(apply)
   _raises(
@@ -398,11 +393,8 @@ def test_uninitialized_variable_same_message(fused):
     ],
 )  # fmt: skip
 def test_learning_rate_of_wrong_type(value, shown, fused):
-  _assert_adamw_rejects(TypeError,
-                        "`learning_rate` must be a real number",
-                        shown,
-                        fused=fused,
-                        learning_rate=value)
+  _assert_adamw_rejects(TypeError, "`learning_rate` must be a real number",
+                        shown, fused=fused, learning_rate=value)
 
 
 @pytest.mark.parametrize("fused", PATHS)
@@ -413,27 +405,23 @@ def test_integer_learning_rate_is_its_float_value(fused):
 
 @pytest.mark.parametrize("value", ["no", 1, 0, "False", np.True_])
 def test_fused_must_be_none_true_or_false(value):
-  _assert_adamw_rejects(TypeError,
-                        "`fused` must be None, True or False. Received: fused=",
-                        fused=value)
+  _assert_adamw_rejects(
+      TypeError, "`fused` must be None, True or False. Received: fused=",
+      fused=value)
 
 
 @pytest.mark.parametrize("value", ["no", 1, "False", np.True_])
 def test_fused_of_every_function_checked(value):
   ws, ms, vs = ([_variable([1.0])] for _ in range(3))
   checks = [
-      lambda: ops.multi_tensor_apply_adamw(
-          ws, ms, vs, [tf.ones([1])], step=1, fused=value, **ADAMW_HP),
-      lambda: ops.multi_tensor_apply_lamb(
-          ws, ms, vs, [tf.ones([1])], step=1, fused=value, **LAMB_HP),
-      lambda: ops.multi_tensor_apply_lion(
-          ws, ms, [tf.ones([1])], fused=value, **LION_HP),
-      lambda: ops.resource_apply_sgd(ws[0],
-                                     ms[0],
-                                     tf.ones([1]),
-                                     learning_rate=0.1,
-                                     momentum=0.9,
-                                     fused=value),
+      lambda: ops.multi_tensor_apply_adamw(ws, ms, vs, [tf.ones([1])], step=1,
+                                           fused=value, **ADAMW_HP),
+      lambda: ops.multi_tensor_apply_lamb(ws, ms, vs, [tf.ones([1])], step=1,
+                                          fused=value, **LAMB_HP),
+      lambda: ops.multi_tensor_apply_lion(ws, ms, [tf.ones([1])], fused=value,
+                                          **LION_HP),
+      lambda: ops.resource_apply_sgd(ws[0], ms[0], tf.ones([1]), learning_rate=
+                                     0.1, momentum=0.9, fused=value),
   ]
   for check in checks:
     _raises(TypeError, check, ws + ms + vs, "`fused` must be None, True or")
@@ -452,9 +440,8 @@ def test_flags_must_be_bools(kwargs, name, fused):
   ws, ms, vs = ([_variable([1.0])] for _ in range(3))
   _raises(
       TypeError,
-      lambda: ops.multi_tensor_apply_adamw(
-          ws, ms, vs, [tf.ones([1])
-                      ], step=1, fused=fused, **ADAMW_HP, **kwargs),
+      lambda: ops.multi_tensor_apply_adamw(ws, ms, vs, [tf.ones([1])], step=1,
+                                           fused=fused, **ADAMW_HP, **kwargs),
       ws + ms + vs,
       f"`{name}",
       "must be",
@@ -500,11 +487,8 @@ def test_one_variable_flag_must_be_bool(fused):
     ids=["0.5", "1.5", "nan", "inf", "-inf", "np", "tensor", "tensor-nan"],
 )
 def test_step_must_be_a_finite_integer(step, shown, fused):
-  _assert_adamw_rejects(InvalidArgumentError,
-                        "`step` must be an integer",
-                        shown,
-                        step=step,
-                        fused=fused)
+  _assert_adamw_rejects(InvalidArgumentError, "`step` must be an integer",
+                        shown, step=step, fused=fused)
 
 
 @pytest.mark.parametrize("fused", PATHS)
@@ -532,11 +516,8 @@ def test_step_fed_as_a_float_at_run_time(fused):
 @pytest.mark.parametrize("step,shown", [("1", "step='1'"), (True, "step=True"),
                                         (None, "step=None")])
 def test_step_of_wrong_type(step, shown, fused):
-  _assert_adamw_rejects(TypeError,
-                        "`step` must be an integer",
-                        shown,
-                        step=step,
-                        fused=fused)
+  _assert_adamw_rejects(TypeError, "`step` must be an integer", shown,
+                        step=step, fused=fused)
 
 
 @pytest.mark.parametrize("fused", PATHS)
@@ -629,20 +610,14 @@ def test_empty_lists_are_a_no_op(fused):
 @pytest.mark.parametrize("fused", PATHS)
 def test_empty_lists_still_check_the_shared_arguments(fused):
   with pytest.raises(TypeError, match="learning_rate"):
-    ops.multi_tensor_apply_adamw([], [], [], [],
-                                 step=1,
-                                 fused=fused,
+    ops.multi_tensor_apply_adamw([], [], [], [], step=1, fused=fused,
                                  **dict(ADAMW_HP, learning_rate="x"))
   with pytest.raises(InvalidArgumentError, match="step"):
-    ops.multi_tensor_apply_adamw([], [], [], [],
-                                 step=0,
-                                 fused=fused,
+    ops.multi_tensor_apply_adamw([], [], [], [], step=0, fused=fused,
                                  **ADAMW_HP)
   with pytest.raises(ValueError, match="grads"):
-    ops.multi_tensor_apply_adamw([], [], [], [tf.ones([1])],
-                                 step=1,
-                                 fused=fused,
-                                 **ADAMW_HP)
+    ops.multi_tensor_apply_adamw([], [], [], [tf.ones([1])], step=1,
+                                 fused=fused, **ADAMW_HP)
 
 
 # ---------------------------------------------------------------------------
@@ -683,8 +658,8 @@ def test_sparse_index_out_of_range_in_a_multi_tensor_call(fused):
                          tf.constant([2]))
   _raises(
       InvalidArgumentError,
-      lambda: ops.multi_tensor_apply_adamw(
-          ws, ms, vs, [tf.ones([2]), bad], step=1, fused=fused, **ADAMW_HP),
+      lambda: ops.multi_tensor_apply_adamw(ws, ms, vs, [tf.ones([2]), bad], step
+                                           =1, fused=fused, **ADAMW_HP),
       ws + ms + vs,
       "`grad[1].indices` must be in [0, 2) (the first dimension of `var[1]`). "
       "Received: grad[1].indices[0]=-1",
@@ -698,10 +673,7 @@ def test_sparse_index_out_of_range_in_a_tf1_graph(index, fused):
     state = [s.variable(tf.ones([2, 2])) for _ in range(3)]
     indices = tf.compat.v1.placeholder(tf.int32, shape=[None])
     grad = tf.IndexedSlices(tf.ones([1, 2]), indices, tf.constant([2, 2]))
-    update = ops.resource_apply_adamw(*state,
-                                      grad,
-                                      step=1,
-                                      fused=fused,
+    update = ops.resource_apply_adamw(*state, grad, step=1, fused=fused,
                                       **ADAMW_HP)
     before = s.read(state)
     with pytest.raises(InvalidArgumentError) as info:
@@ -721,8 +693,8 @@ def test_sgd_sparse_index_out_of_range(index, momentum, fused):
                           tf.constant([2, 2]))
   _raises(
       InvalidArgumentError,
-      lambda: ops.resource_apply_sgd(
-          w, buffer, grad, learning_rate=0.1, momentum=momentum, fused=fused),
+      lambda: ops.resource_apply_sgd(w, buffer, grad, learning_rate=0.1,
+                                     momentum=momentum, fused=fused),
       [w] + ([buffer] if momentum else []),
       "`grad.indices` must be in [0, 2) (the first dimension of `var`). "
       f"Received: grad.indices[1]={index}",

@@ -54,11 +54,7 @@ def test_demo_help_and_bad_arguments():
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   result = subprocess.run(
       [sys.executable, "-m", "tf_opt_plugin.demo", "--help"],
-      capture_output=True,
-      text=True,
-      env=env,
-      timeout=120,
-      check=True)
+      capture_output=True, text=True, env=env, timeout=120, check=True)
   for flag in ("--optimizers", "--steps", "--output-dir", "--batch-size",
                "--seq-len"):
     assert flag in result.stdout

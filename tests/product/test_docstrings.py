@@ -48,8 +48,7 @@ def _run_examples(obj, name):
   runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
   # The names of the object's own module, as `doctest.testmod` would see them.
   globs = dict(vars(inspect.getmodule(obj)))
-  globs.update(tf=tf,
-               tf_opt_plugin=tf_opt_plugin,
+  globs.update(tf=tf, tf_opt_plugin=tf_opt_plugin,
                keras=importlib.import_module("keras"))
   attempted = 0
   for test in finder.find(obj, name, globs=globs):
@@ -62,17 +61,14 @@ def _run_examples(obj, name):
 @pytest.mark.parametrize("module_name", MODULES)
 def test_module_examples(module_name):
   module = importlib.import_module(module_name)
-  result = doctest.testmod(module,
-                           extraglobs={"tf": tf},
-                           verbose=False,
+  result = doctest.testmod(module, extraglobs={"tf": tf}, verbose=False,
                            optionflags=doctest.ELLIPSIS)
   assert result.attempted > 0, f"{module_name} has no examples"
   assert result.failed == 0
 
 
-@pytest.mark.parametrize("name,obj",
-                         _public_objects(),
-                         ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize("name,obj", _public_objects(), ids=lambda x: x
+                         if isinstance(x, str) else "")
 def test_public_api_documented(name, obj):
   assert inspect.getdoc(obj), f"{name} has no docstring"
   if not obj.__module__.startswith("tf_opt_plugin."):

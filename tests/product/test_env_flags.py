@@ -91,8 +91,7 @@ def _assert_apply_gradients_raises(monkeypatch, flag):
 def _gpu_variable():
   """Stands for a float32 variable on a GPU, for the dispatch decision."""
   return types.SimpleNamespace(
-      device="/job:localhost/replica:0/task:0/device:GPU:0",
-      dtype=tf.float32,
+      device="/job:localhost/replica:0/task:0/device:GPU:0", dtype=tf.float32,
       handle=tf.constant(0.0))
 
 

@@ -40,12 +40,8 @@ pytestmark = [
 
 def _run(*args, arch="sm_80"):
   env = dict(os.environ, NVCC=NVCC, GPU_CHECK_ARCH=arch)
-  return subprocess.run(["bash", SCRIPT, *args],
-                        capture_output=True,
-                        text=True,
-                        timeout=1200,
-                        env=env,
-                        check=False)
+  return subprocess.run(["bash", SCRIPT, *args], capture_output=True, text=True,
+                        timeout=1200, env=env, check=False)
 
 
 def test_self_test_compiles_and_passes():

@@ -35,11 +35,7 @@ def test_keras_suites_fail_only_where_documented(tmp_path):
   result = subprocess.run([
       "bash", _SCRIPT, "--python", sys.executable, "--dir",
       str(tmp_path / "suites"), "-q", f"--junitxml={report}"
-  ],
-                          capture_output=True,
-                          text=True,
-                          timeout=900,
-                          check=False)
+  ], capture_output=True, text=True, timeout=900, check=False)
   assert report.exists(), result.stdout[-3000:] + result.stderr[-3000:]
   failed, passed = set(), 0
   for case in ET.parse(report).iter("testcase"):

@@ -153,18 +153,13 @@ def raw_op_name(op_type):
 # The "every_argument" cases set every argument away from its default (the
 # serialization round trips must carry each); a schedule is given by its Keras
 # config, which the test deserializes (no Keras here).
-_COSINE_SCHEDULE = dict(class_name="CosineDecay",
-                        config=dict(initial_learning_rate=0.01,
-                                    decay_steps=100))
-_EVERY_BASE_ARGUMENT = dict(clipnorm=None,
-                            global_clipnorm=0.5,
-                            clipvalue=None,
-                            use_ema=True,
-                            ema_momentum=0.9,
-                            ema_overwrite_frequency=7,
-                            loss_scale_factor=4.0,
-                            gradient_accumulation_steps=3,
-                            fused=False)
+_COSINE_SCHEDULE = dict(
+    class_name="CosineDecay", config=dict(initial_learning_rate=0.01,
+                                          decay_steps=100))
+_EVERY_BASE_ARGUMENT = dict(clipnorm=None, global_clipnorm=0.5, clipvalue=None,
+                            use_ema=True, ema_momentum=0.9,
+                            ema_overwrite_frequency=7, loss_scale_factor=4.0,
+                            gradient_accumulation_steps=3, fused=False)
 
 
 # ----------------------------------------------------------------------------
@@ -175,50 +170,31 @@ def _sgd_slots(shape, momentum=0.0, nesterov=False):
   return [("momentum", shape)] if momentum != 0 else []
 
 
-def _sgd_call_reference(reference,
-                        w,
-                        slots,
-                        g,
-                        *,
-                        step,
-                        momentum=0.0,
-                        nesterov=False,
-                        **hp):
+def _sgd_call_reference(reference, w, slots, g, *, step, momentum=0.0,
+                        nesterov=False, **hp):
   del step  # SGD has no step count
-  w, b = reference(w,
-                   slots[0] if slots else None,
-                   g,
-                   momentum=momentum,
-                   nesterov=nesterov,
-                   **hp)
+  w, b = reference(w, slots[0] if slots else None, g, momentum=momentum,
+                   nesterov=nesterov, **hp)
   return w, (() if b is None else (b,))
 
 
 def _sgd_keras_hp(hp, path, fused_decay):
   del path, fused_decay  # Keras decays SGD's variables outside its step
   return dict(learning_rate=hp["learning_rate"],
-              momentum=hp.get("momentum", 0.0),
-              nesterov=hp.get("nesterov", False))
+              momentum=hp.get("momentum",
+                              0.0), nesterov=hp.get("nesterov", False))
 
 
 SGD = AlgorithmSpec(
-    name="sgd",
-    reference=R.sgd_step,
-    call_reference=_sgd_call_reference,
-    slots=_sgd_slots,
-    options=dict(momentum=0.0, nesterov=False),
-    keras_hp=_sgd_keras_hp,
-    keras_classes=("SGD",),
-    counts_steps=False,
-    keras_cases=dict(
+    name="sgd", reference=R.sgd_step, call_reference=_sgd_call_reference,
+    slots=_sgd_slots, options=dict(momentum=0.0,
+                                   nesterov=False), keras_hp=_sgd_keras_hp,
+    keras_classes=("SGD",), counts_steps=False, keras_cases=dict(
         slot_names={"sgd": ("SGD", dict(momentum=0.5))},
         every_argument={
             "sgd": ("SGD",
-                    dict(_EVERY_BASE_ARGUMENT,
-                         learning_rate=_COSINE_SCHEDULE,
-                         momentum=0.7,
-                         nesterov=True,
-                         weight_decay=0.01,
+                    dict(_EVERY_BASE_ARGUMENT, learning_rate=_COSINE_SCHEDULE,
+                         momentum=0.7, nesterov=True, weight_decay=0.01,
                          name="my_sgd")),
         },
         configs={
@@ -237,22 +213,17 @@ SGD = AlgorithmSpec(
         keras_parity={
             "sgd-momentum": ("SGD", dict(learning_rate=0.05, momentum=0.9), {}),
             "sgd-nesterov": ("SGD",
-                             dict(learning_rate=0.05,
-                                  momentum=0.9,
+                             dict(learning_rate=0.05, momentum=0.9,
                                   nesterov=True), {}),
         },
         tf_keras_parity={
-            "sgd-nesterov": ("SGD",
-                             dict(learning_rate=0.05,
-                                  momentum=0.9,
-                                  nesterov=True))
+            "sgd-nesterov":
+                ("SGD", dict(learning_rate=0.05, momentum=0.9, nesterov=True))
         },
         sparse={
             "sgd": ("SGD", dict(learning_rate=0.1)),
-            "sgd-momentum": ("SGD",
-                             dict(learning_rate=0.1,
-                                  momentum=0.9,
-                                  nesterov=True)),
+            "sgd-momentum":
+                ("SGD", dict(learning_rate=0.1, momentum=0.9, nesterov=True)),
         },
         fit={
             "sgd": ("SGD", dict(learning_rate=0.1, momentum=0.9), "SGD",
@@ -296,42 +267,24 @@ def _adamw_call_op(op, var, slots, grad, *, amsgrad=False, **kwargs):
 
 
 def _adamw_call_raw_op(raw_op, handles, grad, **kwargs):
-  return raw_op(var=handles[0],
-                m=handles[1],
-                v=handles[2],
-                vhat=handles[3:],
-                grad=grad,
-                **kwargs)
+  return raw_op(var=handles[0], m=handles[1], v=handles[2], vhat=handles[3:],
+                grad=grad, **kwargs)
 
 
 ADAMW = AlgorithmSpec(
-    name="adamw",
-    aliases=("adam",),
-    reference=R.adamw_step,
-    call_reference=_adamw_call_reference,
-    slots=_adamw_slots,
-    options=dict(amsgrad=False),
-    keras_hp=_adamw_keras_hp,
-    keras_classes=("Adam", "AdamW"),
-    keras_decays_in_step=True,
-    keras_defaults=dict(beta_1=0.9, beta_2=0.999, epsilon=1e-7),
-    op_class="AdamW",
-    call_op=_adamw_call_op,
-    multi_tensor=True,
-    call_raw_op=_adamw_call_raw_op,
-    op_cases={
+    name="adamw", aliases=("adam",), reference=R.adamw_step,
+    call_reference=_adamw_call_reference, slots=_adamw_slots,
+    options=dict(amsgrad=False), keras_hp=_adamw_keras_hp,
+    keras_classes=("Adam", "AdamW"), keras_decays_in_step=True,
+    keras_defaults=dict(beta_1=0.9, beta_2=0.999,
+                        epsilon=1e-7), op_class="AdamW", call_op=_adamw_call_op,
+    multi_tensor=True, call_raw_op=_adamw_call_raw_op, op_cases={
         "rank2-adamw": (dict(amsgrad=False), (7, 5), 0),
         "rank3-amsgrad": (dict(amsgrad=True), (3, 4, 6), 1),
-    },
-    op_defaults=dict(learning_rate=0.01,
-                     beta_1=0.9,
-                     beta_2=0.999,
-                     epsilon=1e-7,
-                     weight_decay=0.01),
-    fuzz_hyper=dict(beta_1=(0.9, 0.0, 0.5),
-                    beta_2=(0.999, 0.0, 0.9),
-                    epsilon=(1e-7, 0.0, 1e-3),
-                    weight_decay=(0.0, 0.01, 0.5)),
+    }, op_defaults=dict(learning_rate=0.01, beta_1=0.9, beta_2=0.999,
+                        epsilon=1e-7, weight_decay=0.01),
+    fuzz_hyper=dict(beta_1=(0.9, 0.0, 0.5), beta_2=(0.999, 0.0, 0.9),
+                    epsilon=(1e-7, 0.0, 1e-3), weight_decay=(0.0, 0.01, 0.5)),
     keras_cases=dict(
         slot_names={
             "adam": ("Adam", dict(amsgrad=True)),
@@ -339,22 +292,16 @@ ADAMW = AlgorithmSpec(
         },
         every_argument={
             "adam": ("Adam",
-                     dict(_EVERY_BASE_ARGUMENT,
-                          learning_rate=0.002,
-                          beta_1=0.8,
-                          beta_2=0.95,
-                          epsilon=1e-5,
-                          amsgrad=True)),
-            "adamw":
-                ("AdamW",
-                 dict(_EVERY_BASE_ARGUMENT,
-                      learning_rate=_COSINE_SCHEDULE,
-                      weight_decay=dict(class_name="ExponentialDecay",
-                                        config=dict(initial_learning_rate=0.1,
-                                                    decay_steps=10,
-                                                    decay_rate=0.5)),
-                      beta_1=0.85,
-                      amsgrad=True)),
+                     dict(_EVERY_BASE_ARGUMENT, learning_rate=0.002, beta_1=0.8,
+                          beta_2=0.95, epsilon=1e-5, amsgrad=True)),
+            "adamw": ("AdamW",
+                      dict(
+                          _EVERY_BASE_ARGUMENT, learning_rate=_COSINE_SCHEDULE,
+                          weight_decay=dict(
+                              class_name="ExponentialDecay",
+                              config=dict(initial_learning_rate=0.1,
+                                          decay_steps=10, decay_rate=0.5)),
+                          beta_1=0.85, amsgrad=True)),
         },
         configs={
             "adam": ("Adam", dict(learning_rate=0.01), {}, {}),
@@ -364,15 +311,12 @@ ADAMW = AlgorithmSpec(
                 ("Adam", dict(learning_rate=0.01,
                               weight_decay=0.05), {}, dict(weight_decay=0.05)),
             "adamw": ("AdamW",
-                      dict(learning_rate=0.01,
-                           beta_1=0.8,
-                           beta_2=0.99,
+                      dict(learning_rate=0.01, beta_1=0.8, beta_2=0.99,
                            epsilon=1e-6),
                       dict(beta_1=0.8, beta_2=0.99,
                            epsilon=1e-6), dict(weight_decay=0.004)),
             "adamw-amsgrad": ("AdamW",
-                              dict(learning_rate=0.01,
-                                   weight_decay=0.1,
+                              dict(learning_rate=0.01, weight_decay=0.1,
                                    amsgrad=True), dict(amsgrad=True),
                               dict(weight_decay=0.1)),
         },
@@ -424,22 +368,11 @@ def _lamb_slots(shape, use_layer_adaptation=True):
   return [("m", shape), ("v", shape)]
 
 
-def _lamb_call_reference(reference,
-                         w,
-                         slots,
-                         g,
-                         *,
-                         step,
-                         use_layer_adaptation=True,
-                         **hp):
+def _lamb_call_reference(reference, w, slots, g, *, step,
+                         use_layer_adaptation=True, **hp):
   m, v = slots
-  w, m, v = reference(w,
-                      m,
-                      v,
-                      g,
-                      step=step,
-                      use_layer_adaptation=use_layer_adaptation,
-                      **hp)
+  w, m, v = reference(w, m, v, g, step=step,
+                      use_layer_adaptation=use_layer_adaptation, **hp)
   return w, (m, v)
 
 
@@ -460,21 +393,13 @@ def _lamb_keras_hp(hp, path, fused_decay):
 
 def _lamb_call_op(op, var, slots, grad, *, use_layer_adaptation=True, **kwargs):
   m, v = slots
-  return op(var,
-            m,
-            v,
-            grad,
-            use_layer_adaptation=use_layer_adaptation,
+  return op(var, m, v, grad, use_layer_adaptation=use_layer_adaptation,
             **kwargs)
 
 
 def _lamb_call_raw_op(raw_op, handles, grad, **kwargs):
   var, m, v = handles
-  return raw_op(var=var,
-                m=m,
-                v=v,
-                grad=grad,
-                use_layer_adaptation=True,
+  return raw_op(var=var, m=m, v=v, grad=grad, use_layer_adaptation=True,
                 **kwargs)
 
 
@@ -496,42 +421,31 @@ LAMB = AlgorithmSpec(
         "rank3-no-adaptation":
             (dict(use_layer_adaptation=False), (3, 4, 6), 11),
     },
-    op_defaults=dict(learning_rate=0.01,
-                     beta_1=0.9,
-                     beta_2=0.999,
-                     epsilon=1e-6,
+    op_defaults=dict(learning_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
                      weight_decay_rate=0.01),
-    fuzz_hyper=dict(beta_1=(0.9, 0.0),
-                    beta_2=(0.999, 0.5),
-                    epsilon=(1e-6, 0.0, 1e-3),
-                    weight_decay_rate=(0.0, 0.01)),
+    fuzz_hyper=dict(beta_1=(0.9, 0.0), beta_2=(0.999, 0.5),
+                    epsilon=(1e-6, 0.0, 1e-3), weight_decay_rate=(0.0, 0.01)),
     keras_cases=dict(
         slot_names={"lamb": ("Lamb", {})},
         every_argument={
             "lamb": ("Lamb",
-                     dict(learning_rate=0.003,
-                          beta_1=0.7,
-                          beta_2=0.9,
-                          epsilon=1e-4,
-                          weight_decay_rate=_COSINE_SCHEDULE,
+                     dict(learning_rate=0.003, beta_1=0.7, beta_2=0.9,
+                          epsilon=1e-4, weight_decay_rate=_COSINE_SCHEDULE,
                           exclude_from_weight_decay=["bias", "norm"],
-                          exclude_from_layer_adaptation=["^emb"],
-                          clipvalue=0.5,
+                          exclude_from_layer_adaptation=["^emb"], clipvalue=0.5,
                           fused=True)),
         },
         configs={
             "lamb": ("Lamb", dict(learning_rate=0.01), {}, {}),
             "lamb-decay-exclusions":
                 ("Lamb",
-                 dict(learning_rate=0.01,
-                      weight_decay_rate=0.05,
+                 dict(learning_rate=0.01, weight_decay_rate=0.05,
                       exclude_from_weight_decay=["bias", "gamma$"]),
                  dict(weight_decay_rate=0.05,
                       exclude_from_weight_decay=["bias", "gamma$"]), {}),
             "lamb-adaptation-exclusions":
                 ("Lamb",
-                 dict(learning_rate=0.01,
-                      weight_decay_rate=0.05,
+                 dict(learning_rate=0.01, weight_decay_rate=0.05,
                       exclude_from_weight_decay=["bias"],
                       exclude_from_layer_adaptation=["^norm/", "conv"]),
                  dict(weight_decay_rate=0.05,
@@ -554,8 +468,7 @@ LAMB = AlgorithmSpec(
         },
         fit={
             "lamb": ("Lamb",
-                     dict(learning_rate=0.01,
-                          weight_decay_rate=0.01,
+                     dict(learning_rate=0.01, weight_decay_rate=0.01,
                           exclude_from_weight_decay=["bias"]), "Lamb",
                      dict(learning_rate=0.01))
         },
@@ -564,8 +477,7 @@ LAMB = AlgorithmSpec(
         },
         keras_file={
             "lamb": ("Lamb",
-                     dict(learning_rate=0.01,
-                          weight_decay_rate=0.01,
+                     dict(learning_rate=0.01, weight_decay_rate=0.01,
                           exclude_from_weight_decay=["bias"]))
         },
         checkpoint={
@@ -573,8 +485,7 @@ LAMB = AlgorithmSpec(
         },
         dtensor={
             "lamb": ("Lamb",
-                     dict(learning_rate=0.01,
-                          weight_decay_rate=0.01,
+                     dict(learning_rate=0.01, weight_decay_rate=0.01,
                           exclude_from_weight_decay=["bias"]))
         },
     ))
@@ -604,11 +515,8 @@ def _adafactor_call_op(op, var, slots, grad, *, relative_step=True, **kwargs):
 
 
 def _adafactor_call_raw_op(raw_op, handles, grad, **kwargs):
-  return raw_op(var=handles[0],
-                accumulators=list(handles[1:]),
-                grad=grad,
-                relative_step=True,
-                **kwargs)
+  return raw_op(var=handles[0], accumulators=list(handles[1:]), grad=grad,
+                relative_step=True, **kwargs)
 
 
 ADAFACTOR = AlgorithmSpec(
@@ -619,11 +527,8 @@ ADAFACTOR = AlgorithmSpec(
     options=dict(relative_step=True),
     keras_hp=_adafactor_keras_hp,
     keras_classes=("Adafactor",),
-    keras_defaults=dict(beta_2_decay=-0.8,
-                        epsilon_1=1e-30,
-                        epsilon_2=1e-3,
-                        clip_threshold=1.0,
-                        relative_step=True),
+    keras_defaults=dict(beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3,
+                        clip_threshold=1.0, relative_step=True),
     op_class="Adafactor",
     call_op=_adafactor_call_op,
     call_raw_op=_adafactor_call_raw_op,
@@ -633,37 +538,27 @@ ADAFACTOR = AlgorithmSpec(
         "rank3": (dict(relative_step=True, learning_rate=0.2), (3, 4, 6), 31),
         "rank1": (dict(relative_step=True, learning_rate=0.2), (11,), 32),
     },
-    op_defaults=dict(learning_rate=0.2,
-                     beta_2_decay=-0.8,
-                     epsilon_1=1e-30,
-                     epsilon_2=1e-3,
-                     clip_threshold=1.0),
+    op_defaults=dict(learning_rate=0.2, beta_2_decay=-0.8, epsilon_1=1e-30,
+                     epsilon_2=1e-3, clip_threshold=1.0),
     slot_list="accumulators",
-    fuzz_hyper=dict(beta_2_decay=(-0.8, -0.5),
-                    epsilon_1=(1e-30, 1e-10),
-                    epsilon_2=(1e-3, 0.0),
-                    clip_threshold=(1.0, 0.5)),
+    fuzz_hyper=dict(beta_2_decay=(-0.8, -0.5), epsilon_1=(1e-30, 1e-10),
+                    epsilon_2=(1e-3, 0.0), clip_threshold=(1.0, 0.5)),
     keras_cases=dict(
         every_argument={
             "adafactor": ("Adafactor",
-                          dict(learning_rate=0.02,
-                               beta_2_decay=-0.5,
-                               epsilon_1=1e-20,
-                               epsilon_2=1e-2,
-                               clip_threshold=2.0,
-                               relative_step=False,
+                          dict(learning_rate=0.02, beta_2_decay=-0.5,
+                               epsilon_1=1e-20, epsilon_2=1e-2,
+                               clip_threshold=2.0, relative_step=False,
                                clipnorm=1.0)),
         },
         configs={
             "adafactor": ("Adafactor", dict(learning_rate=0.01), {}, {}),
-            "adafactor-constant-step": ("Adafactor",
-                                        dict(learning_rate=0.5,
-                                             relative_step=False,
-                                             clip_threshold=0.5,
-                                             beta_2_decay=-0.6),
-                                        dict(beta_2_decay=-0.6,
-                                             clip_threshold=0.5,
-                                             relative_step=False), {}),
+            "adafactor-constant-step":
+                ("Adafactor",
+                 dict(learning_rate=0.5, relative_step=False,
+                      clip_threshold=0.5, beta_2_decay=-0.6),
+                 dict(beta_2_decay=-0.6, clip_threshold=0.5,
+                      relative_step=False), {}),
         },
         # A schedule sets the learning rate only with a constant step.
         schedules={"adafactor": ("Adafactor", dict(relative_step=False))},
@@ -717,50 +612,32 @@ def _lion_call_raw_op(raw_op, handles, grad, **kwargs):
 
 
 LION = AlgorithmSpec(
-    name="lion",
-    reference=R.lion_step,
-    call_reference=_lion_call_reference,
-    slots=_lion_slots,
-    keras_hp=_lion_keras_hp,
-    keras_classes=("Lion",),
-    keras_decays_in_step=True,
-    keras_defaults=dict(beta_1=0.9, beta_2=0.99),
-    op_class="Lion",
-    call_op=_lion_call_op,
-    counts_steps=False,
-    multi_tensor=True,
-    call_raw_op=_lion_call_raw_op,
-    op_cases={
+    name="lion", reference=R.lion_step, call_reference=_lion_call_reference,
+    slots=_lion_slots, keras_hp=_lion_keras_hp, keras_classes=("Lion",),
+    keras_decays_in_step=True, keras_defaults=dict(beta_1=0.9, beta_2=0.99),
+    op_class="Lion", call_op=_lion_call_op, counts_steps=False,
+    multi_tensor=True, call_raw_op=_lion_call_raw_op, op_cases={
         "rank2": (dict(), (7, 5), 0),
         "rank3-no-decay": (dict(weight_decay=0.0), (3, 4, 6), 1),
         "strong-decay": (dict(weight_decay=0.5, beta_1=0.5,
                               beta_2=0.9), (11,), 2),
-    },
-    op_defaults=dict(learning_rate=0.01,
-                     beta_1=0.9,
-                     beta_2=0.99,
-                     weight_decay=0.01),
-    fuzz_hyper=dict(beta_1=(0.9, 0.0),
-                    beta_2=(0.99, 0.0),
+    }, op_defaults=dict(learning_rate=0.01, beta_1=0.9, beta_2=0.99,
+                        weight_decay=0.01),
+    fuzz_hyper=dict(beta_1=(0.9, 0.0), beta_2=(0.99, 0.0),
                     weight_decay=(0.0, 0.01)),
     keras_cases=dict(
         slot_names={"lion": ("Lion", {})},
         every_argument={
             "lion": ("Lion",
-                     dict(_EVERY_BASE_ARGUMENT,
-                          learning_rate=_COSINE_SCHEDULE,
-                          beta_1=0.95,
-                          beta_2=0.98,
-                          weight_decay=0.05,
+                     dict(_EVERY_BASE_ARGUMENT, learning_rate=_COSINE_SCHEDULE,
+                          beta_1=0.95, beta_2=0.98, weight_decay=0.05,
                           name="my_lion")),
         },
         configs={
             "lion": ("Lion", dict(learning_rate=0.01), {}, {}),
             "lion-weight-decay": ("Lion",
-                                  dict(learning_rate=0.01,
-                                       beta_1=0.8,
-                                       beta_2=0.95,
-                                       weight_decay=0.1),
+                                  dict(learning_rate=0.01, beta_1=0.8,
+                                       beta_2=0.95, weight_decay=0.1),
                                   dict(beta_1=0.8,
                                        beta_2=0.95), dict(weight_decay=0.1)),
         },

@@ -16,9 +16,9 @@ def make_data(num_examples):
   """(X, Y): Gaussian features, labels of a noisy linear classifier."""
   rng = np.random.default_rng(0)
   x = rng.normal(size=(num_examples, FEATURES)).astype("float32")
-  y = np.argmax(x @ rng.normal(size=(FEATURES, CLASSES)) +
-                0.5 * rng.normal(size=(num_examples, CLASSES)),
-                axis=-1).astype("int32")
+  y = np.argmax(
+      x @ rng.normal(size=(FEATURES, CLASSES)) +
+      0.5 * rng.normal(size=(num_examples, CLASSES)), axis=-1).astype("int32")
   return x, y
 
 
@@ -41,9 +41,8 @@ def per_replica_loss(model, x, y):
   """The cross-entropy of one replica's batch, averaged over the global
   batch (the replicas' gradients are summed)."""
   logits = model(x, training=True)
-  per_example = keras.losses.sparse_categorical_crossentropy(y,
-                                                             logits,
-                                                             from_logits=True)
+  per_example = keras.losses.sparse_categorical_crossentropy(
+      y, logits, from_logits=True)
   return tf.nn.compute_average_loss(per_example, global_batch_size=GLOBAL_BATCH)
 
 

@@ -107,11 +107,8 @@ def fit_run(strategy, make_optimizer, epochs=EPOCHS):
   # replicas on a 2-core machine (the batches are the same as fit(X, Y)).
   dataset = tf.data.Dataset.from_tensor_slices(
       (X, Y)).batch(GLOBAL_BATCH).repeat()
-  model.fit(dataset,
-            steps_per_epoch=NUM_EXAMPLES // GLOBAL_BATCH,
-            epochs=epochs,
-            shuffle=False,
-            verbose=0)
+  model.fit(dataset, steps_per_epoch=NUM_EXAMPLES // GLOBAL_BATCH,
+            epochs=epochs, shuffle=False, verbose=0)
   return weights_of(strategy, model)
 
 
@@ -168,8 +165,7 @@ OPTIMIZERS = {
     "adamw":
         lambda: top.AdamW(learning_rate=0.01, weight_decay=0.1),
     "lamb":
-        lambda: top.Lamb(learning_rate=0.01,
-                         weight_decay_rate=0.1,
+        lambda: top.Lamb(learning_rate=0.01, weight_decay_rate=0.1,
                          exclude_from_weight_decay=[r"bias|gamma|beta"]),
     "adafactor":
         lambda: top.Adafactor(learning_rate=0.01),
@@ -219,11 +215,9 @@ def clipping_cases(results):
     }
     results[f"clip/{clip_name}/keras"] = {
         "mirrored2":
-            guarded(fit_run,
-                    mirrored(2),
-                    lambda clip=clip: keras.optimizers.SGD(learning_rate=0.5,
-                                                           **clip),
-                    epochs=1)
+            guarded(
+                fit_run, mirrored(2), lambda clip=clip: keras.optimizers.SGD(
+                    learning_rate=0.5, **clip), epochs=1)
     }
 
 
@@ -271,11 +265,9 @@ def loss_scale_cases(results):
   # Step 2 has one non-finite replica (replica 1 of 2); -1: none.
   plan = [-1, 1, -1]
   ours = lambda: top.LossScaleOptimizer(  # pylint: disable=g-long-lambda
-      top.Adam(learning_rate=0.01),
-      initial_scale=16.0)
+      top.Adam(learning_rate=0.01), initial_scale=16.0)
   keras_lso = lambda: keras.optimizers.LossScaleOptimizer(  # pylint: disable=g-long-lambda
-      keras.optimizers.Adam(learning_rate=0.01),
-      initial_scale=16.0)
+      keras.optimizers.Adam(learning_rate=0.01), initial_scale=16.0)
   results["loss_scale/ours"] = {
       "mirrored2":
           guarded(loss_scale_run, mirrored(2), ours, plan),
@@ -292,8 +284,7 @@ def loss_scale_cases(results):
 def accumulation_reference_run(make_optimizer, steps):
   """One device, no accumulation: the mean gradient of `steps` micro-batches
   applied once per `steps` micro-steps; then the EMA finalisation fit does."""
-  model, optimizer = build(tf.distribute.get_strategy(),
-                           make_optimizer,
+  model, optimizer = build(tf.distribute.get_strategy(), make_optimizer,
                            build_optimizer=True)
   batches = list(
       tf.data.Dataset.from_tensor_slices((X, Y)).batch(GLOBAL_BATCH)) * EPOCHS
@@ -320,19 +311,14 @@ def accumulation_reference_run(make_optimizer, steps):
 ACCUMULATION = {
     # AdamW's op fuses the decay; SGD decays in a separate assign.
     "adamw":
-        lambda **kw: top.AdamW(
-            learning_rate=0.01, weight_decay=0.5, global_clipnorm=0.1, **kw),
+        lambda **kw: top.AdamW(learning_rate=0.01, weight_decay=0.5,
+                               global_clipnorm=0.1, **kw),
     "sgd_momentum":
-        lambda **kw: top.SGD(learning_rate=0.05,
-                             momentum=0.9,
-                             weight_decay=0.5,
-                             clipnorm=0.1,
-                             **kw),
+        lambda **kw: top.SGD(learning_rate=0.05, momentum=0.9, weight_decay=0.5,
+                             clipnorm=0.1, **kw),
 }
-ACCUMULATION_ARGS = dict(gradient_accumulation_steps=2,
-                         use_ema=True,
-                         ema_momentum=0.9,
-                         ema_overwrite_frequency=3)
+ACCUMULATION_ARGS = dict(gradient_accumulation_steps=2, use_ema=True,
+                         ema_momentum=0.9, ema_overwrite_frequency=3)
 
 
 def accumulation_cases(results):
@@ -348,8 +334,7 @@ def accumulation_cases(results):
         if k != "gradient_accumulation_steps"
     }
     runs["reference"] = guarded(
-        accumulation_reference_run,
-        lambda make=make: make(**no_accumulation),
+        accumulation_reference_run, lambda make=make: make(**no_accumulation),
         ACCUMULATION_ARGS["gradient_accumulation_steps"])
     results[f"accumulation/{name}"] = runs
   # Keras 3's own classes under MirroredStrategy (defect 3).
@@ -357,11 +342,8 @@ def accumulation_cases(results):
                        ("ema_overwrite",
                         dict(use_ema=True, ema_overwrite_frequency=3))):
     results[f"keras_mirrored/{name}"] = guarded(
-        fit_run,
-        mirrored(2),
-        lambda kwargs=kwargs: keras.optimizers.AdamW(learning_rate=0.01,
-                                                     **kwargs),
-        epochs=1)
+        fit_run, mirrored(2), lambda kwargs=kwargs: keras.optimizers.AdamW(
+            learning_rate=0.01, **kwargs), epochs=1)
 
 
 def semantics_group():

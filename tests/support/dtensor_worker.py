@@ -148,11 +148,9 @@ def scenario_loop(mesh):
         mesh={
             n: to_numpy(mesh, v.read_value()).tolist()
             for n, v in on_mesh.items()
-        },
-        single={
+        }, single={
             n: v.numpy().tolist() for n, v in single.items()
-        },
-        iterations=int(to_numpy(mesh, optimizer.iterations.read_value())),
+        }, iterations=int(to_numpy(mesh, optimizer.iterations.read_value())),
         slot_layouts=slot_layouts,
         reasons=sorted({str(top_dtensor_reason(v)) for v in on_mesh.values()}))
   return results
@@ -167,9 +165,7 @@ def keras_model(layout_map=None):
 
   def build():
     return tf_keras.Sequential([
-        tf_keras.layers.Dense(16,
-                              activation="tanh",
-                              name="dense",
+        tf_keras.layers.Dense(16, activation="tanh", name="dense",
                               input_shape=(8,)),
         tf_keras.layers.Dense(4, name="out")
     ])
@@ -197,35 +193,29 @@ def scenario_fit(mesh):
   for key, (class_name, kwargs) in OPTIMIZERS.items():
     model = keras_model(layout_map)
     model.set_weights(initial)
-    model.compile(optimizer=getattr(top_dtensor, class_name)(mesh=mesh,
-                                                             **kwargs),
-                  loss="mse")
+    model.compile(
+        optimizer=getattr(top_dtensor, class_name)(mesh=mesh, **kwargs),
+        loss="mse")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).repeat()
     sharded = dtensor.Layout.batch_sharded(mesh, "batch", 2)
-    model.fit(dtensor.DTensorDataset(dataset=dataset,
-                                     mesh=mesh,
-                                     layouts=(sharded, sharded),
-                                     global_batch_size=GLOBAL_BATCH,
-                                     batch_dim="batch"),
-              epochs=1,
-              steps_per_epoch=STEPS,
-              verbose=0)
+    model.fit(
+        dtensor.DTensorDataset(dataset=dataset, mesh=mesh,
+                               layouts=(sharded, sharded),
+                               global_batch_size=GLOBAL_BATCH,
+                               batch_dim="batch"), epochs=1,
+        steps_per_epoch=STEPS, verbose=0)
 
     reference = keras_model()
     reference.set_weights(initial)
     reference.compile(optimizer=getattr(top_tf_keras, class_name)(**kwargs),
                       loss="mse")
-    reference.fit(x,
-                  y,
-                  batch_size=GLOBAL_BATCH,
-                  epochs=1,
-                  shuffle=False,
+    reference.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False,
                   verbose=0)
-    results[key] = dict(mesh=[
-        to_numpy(mesh, w.read_value()).tolist()
-        for w in model.trainable_variables
-    ],
-                        single=[w.tolist() for w in reference.get_weights()])
+    results[key] = dict(
+        mesh=[
+            to_numpy(mesh, w.read_value()).tolist()
+            for w in model.trainable_variables
+        ], single=[w.tolist() for w in reference.get_weights()])
   return results
 
 
@@ -261,8 +251,7 @@ def scenario_checkpoint(mesh, directory):
     place = lambda a: batch_sharded(mesh, a)  # pylint: disable=cell-var-from-loop
     run_loop(optimizer, variables, batches[:5], place)
     checkpoint = tf.train.Checkpoint(
-        optimizer=optimizer,
-        **{
+        optimizer=optimizer, **{
             n.replace("/", "_"): v for n, v in variables.items()
         })
     path = checkpoint.write(os.path.join(directory, key))
@@ -274,8 +263,7 @@ def scenario_checkpoint(mesh, directory):
     restored = getattr(top_dtensor, class_name)(mesh=mesh, **kwargs)
     restored.build(list(restored_variables.values()))
     tf.train.Checkpoint(
-        optimizer=restored,
-        **{
+        optimizer=restored, **{
             n.replace("/", "_"): v for n, v in restored_variables.items()
         }).read(path).assert_consumed()
     restored_iterations = int(to_numpy(mesh, restored.iterations.read_value()))
@@ -284,16 +272,12 @@ def scenario_checkpoint(mesh, directory):
         continued={
             n: to_numpy(mesh, v.read_value()).tolist()
             for n, v in variables.items()
-        },
-        restored={
+        }, restored={
             n: to_numpy(mesh, v.read_value()).tolist()
             for n, v in restored_variables.items()
-        },
-        restored_iterations=restored_iterations,
-        restored_layouts=[
+        }, restored_iterations=restored_iterations, restored_layouts=[
             list(v.layout.sharding_specs) for v in restored.variables
-        ],
-        layouts=[list(v.layout.sharding_specs) for v in optimizer.variables])
+        ], layouts=[list(v.layout.sharding_specs) for v in optimizer.variables])
   return results
 
 

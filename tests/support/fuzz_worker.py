@@ -78,12 +78,7 @@ def _device(index):
   return f"/CPU:{index}"
 
 
-def _variable(rng,
-              shape,
-              dtype,
-              device,
-              kind="normal",
-              nonnegative=False,
+def _variable(rng, shape, dtype, device, kind="normal", nonnegative=False,
               name=None):
   with tf.device(_device(device)):
     return tf.Variable(_tensor(rng, shape, dtype, kind, nonnegative), name=name)
@@ -155,11 +150,7 @@ class _Case:
         dtype = "int32"
       if i == self.index and self.kind == "mixed_dtypes_in_one_op":
         dtype = _other_dtype(dtype)
-      var = _variable(self.rng,
-                      shape,
-                      dtype,
-                      spec["device"],
-                      spec["values"],
+      var = _variable(self.rng, shape, dtype, spec["device"], spec["values"],
                       name=f"var{i}")
       slots = []
       for k, (name, slot_shape, nonnegative) in enumerate(

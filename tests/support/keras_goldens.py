@@ -43,11 +43,8 @@ ADAFACTOR = np.array([[0.55] * 10, [0.3031, 0.3026, 0.3025] + [0.3024] * 7,
                       [0.1671, 0.1665] + [0.1663] * 8,
                       [0.0923, 0.0916, 0.0915] + [0.0914] * 7,
                       [0.0554, 0.0548] + [0.0546] * 5 + [0.0545] * 3])
-ADAFACTOR_HP = dict(learning_rate=0.5,
-                    beta_2_decay=-0.65,
-                    epsilon_1=1e-15,
-                    epsilon_2=1e-4,
-                    clip_threshold=0.9)
+ADAFACTOR_HP = dict(learning_rate=0.5, beta_2_decay=-0.65, epsilon_1=1e-15,
+                    epsilon_2=1e-4, clip_threshold=0.9)
 
 # Lion() with its defaults: every step moves each element by lr = 0.001.
 LION = np.tile([[0.999], [0.998], [0.997], [0.996], [0.995]], (1, 10))

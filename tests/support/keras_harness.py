@@ -107,14 +107,8 @@ def clip(grads, clipnorm=None, global_clipnorm=None, clipvalue=None):
   return grads
 
 
-def reference_run(algorithm,
-                  w0,
-                  grads,
-                  *,
-                  learning_rate,
-                  weight_decay=None,
-                  exclude_from_weight_decay=(),
-                  **clipping):
+def reference_run(algorithm, w0, grads, *, learning_rate, weight_decay=None,
+                  exclude_from_weight_decay=(), **clipping):
   """The float64 trajectory of a Keras 3 optimizer; returns {path: array}.
 
   `learning_rate` and `weight_decay` may be callables of the 0-based step.
@@ -139,12 +133,7 @@ def reference_run(algorithm,
       if not decay_in_op:
         w[path] = w[path] - lr * wd * w[path]
       w[path], slots[path] = algorithm.step(
-          w[path],
-          slots[path],
-          g[path],
-          step + 1,
-          lr,
-          path,
+          w[path], slots[path], g[path], step + 1, lr, path,
           fused_decay=wd if decay_in_op else 0.0)
   return w
 
@@ -164,10 +153,7 @@ def adamw_with_exclusions(cls):
 
 def adamw_with_exclusions_reference(w0, grads):
   """The float64 trajectory adamw_with_exclusions() follows."""
-  return reference_run(Algorithm("adam"),
-                       w0,
-                       grads,
-                       learning_rate=0.01,
+  return reference_run(Algorithm("adam"), w0, grads, learning_rate=0.01,
                        weight_decay=0.2,
                        exclude_from_weight_decay=EXCLUDED_FROM_DECAY)
 
@@ -211,8 +197,5 @@ def optimizer_factories(table, front):
 
 def assert_trajectory_close(actual, desired, rtol=2e-5, atol=2e-6):
   for path in desired:
-    np.testing.assert_allclose(actual[path],
-                               desired[path],
-                               rtol=rtol,
-                               atol=atol,
-                               err_msg=path)
+    np.testing.assert_allclose(actual[path], desired[path], rtol=rtol,
+                               atol=atol, err_msg=path)

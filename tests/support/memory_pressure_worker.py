@@ -77,8 +77,8 @@ def _update(scenario, variables, slots, grads):
     return lambda: op(variables, *slot_lists, grads, fused=True, **hyper)
   op = getattr(ops, spec.op)
   (var,), (var_slots,), (grad,) = variables, slots, grads
-  return lambda: spec.call_op(
-      op, var, var_slots, grad, step=1, fused=True, **hyper)
+  return lambda: spec.call_op(op, var, var_slots, grad, step=1, fused=True, **
+                              hyper)
 
 
 def _slots(algorithm, shape):

@@ -46,8 +46,7 @@ INITIAL_WEIGHTS = initial_weights()
 
 
 def make_optimizer():
-  return top.Lamb(learning_rate=0.01,
-                  weight_decay_rate=0.1,
+  return top.Lamb(learning_rate=0.01, weight_decay_rate=0.1,
                   exclude_from_weight_decay=[r"bias|gamma|beta"],
                   global_clipnorm=0.5)
 
@@ -143,10 +142,8 @@ def phase(result, name, fn, *args, **kwargs):
     result[name] = {
         # A PerReplica's repr prints every tensor of the batch.
         "error":
-            re.sub(r"PerReplica:\{.*?\}\)",
-                   "PerReplica:{...})",
-                   f"{type(e).__name__}: {e}",
-                   flags=re.S)[:2000],
+            re.sub(r"PerReplica:\{.*?\}\)", "PerReplica:{...})",
+                   f"{type(e).__name__}: {e}", flags=re.S)[:2000],
         "frames": [
             f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
             for f in traceback.extract_tb(e.__traceback__)

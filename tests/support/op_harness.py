@@ -56,11 +56,8 @@ def assert_close(actual, desired, rtol, atol_scale, what=""):
   assert actual.shape == desired.shape, (what, actual.shape, desired.shape)
   finite = desired[np.isfinite(desired)]
   scale = float(np.max(np.abs(finite))) if finite.size else 0.0
-  np.testing.assert_allclose(actual,
-                             desired,
-                             rtol=rtol,
-                             atol=atol_scale * scale + 1e-300,
-                             equal_nan=True,
+  np.testing.assert_allclose(actual, desired, rtol=rtol,
+                             atol=atol_scale * scale + 1e-300, equal_nan=True,
                              err_msg=what)
 
 
@@ -94,23 +91,14 @@ class OpAlgorithm:
 
   def apply(self, state, grad, step, fused, use_locking=True, hp=None):
     hp = self.hp if hp is None else hp
-    return self.spec.call_op(getattr(ops, self.spec.op),
-                             state[0],
-                             tuple(state[1:]),
-                             grad,
-                             step=step,
-                             use_locking=use_locking,
-                             fused=fused,
-                             **self.options,
-                             **hp)
+    return self.spec.call_op(getattr(ops, self.spec.op), state[0],
+                             tuple(state[1:]), grad, step=step,
+                             use_locking=use_locking, fused=fused,
+                             **self.options, **hp)
 
   def ref(self, state, grad, step, hp):
-    w, slots = self.spec.reference_step(state[0],
-                                        tuple(state[1:]),
-                                        grad,
-                                        step=step,
-                                        **self.options,
-                                        **hp)
+    w, slots = self.spec.reference_step(state[0], tuple(state[1:]), grad,
+                                        step=step, **self.options, **hp)
     return (w,) + tuple(slots)
 
 
@@ -182,12 +170,7 @@ def random_grads(shape, steps, dtype, rng, scale=1.0):
   return out
 
 
-def run_and_compare(algo,
-                    shape,
-                    dtype_name,
-                    mode,
-                    steps=100,
-                    seed=0,
+def run_and_compare(algo, shape, dtype_name, mode, steps=100, seed=0,
                     grad_scale=1.0):
   """Runs `steps` updates and compares with the reference: the whole
     trajectory for float32/float64, one step at a time for half types."""

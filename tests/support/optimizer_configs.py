@@ -30,8 +30,5 @@ def reference(config, w0, grads):
   """The float64 trajectory the optimizer of configuration `config` follows
   from weights `w0` under `grads` (keras_harness.random_problem)."""
   _, kwargs, algorithm, extra = CONFIGS[config]
-  return H.reference_run(algorithm,
-                         w0,
-                         grads,
-                         learning_rate=reference_learning_rate(kwargs),
-                         **extra)
+  return H.reference_run(algorithm, w0, grads,
+                         learning_rate=reference_learning_rate(kwargs), **extra)

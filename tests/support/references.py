@@ -64,18 +64,8 @@ def sgd_step(w, b, g, *, learning_rate, momentum, nesterov=False):
 # ---------------------------------------------------------------------------
 # AdamW (Keras semantics; weight_decay=0 is Keras Adam)
 # ---------------------------------------------------------------------------
-def adamw_step(w,
-               m,
-               v,
-               g,
-               *,
-               learning_rate,
-               beta_1,
-               beta_2,
-               epsilon,
-               weight_decay,
-               step,
-               vhat=None):
+def adamw_step(w, m, v, g, *, learning_rate, beta_1, beta_2, epsilon,
+               weight_decay, step, vhat=None):
   """One AdamW update.  Returns (w, m, v, vhat); vhat is None unless given."""
   w, m, v, g = _f64(w), _f64(m), _f64(v), _f64(g)
   lr, b1, b2 = float(learning_rate), float(beta_1), float(beta_2)
@@ -97,18 +87,8 @@ def adamw_step(w,
 # ---------------------------------------------------------------------------
 # LAMB (paper / TF Model Garden / TF Addons)
 # ---------------------------------------------------------------------------
-def lamb_step(w,
-              m,
-              v,
-              g,
-              *,
-              learning_rate,
-              beta_1,
-              beta_2,
-              epsilon,
-              weight_decay_rate,
-              step,
-              use_layer_adaptation=True):
+def lamb_step(w, m, v, g, *, learning_rate, beta_1, beta_2, epsilon,
+              weight_decay_rate, step, use_layer_adaptation=True):
   """One LAMB update.  Returns (w, m, v)."""
   w, m, v, g = _f64(w), _f64(m), _f64(v), _f64(g)
   lr, b1, b2 = float(learning_rate), float(beta_1), float(beta_2)
@@ -144,16 +124,8 @@ def adafactor_zero_accumulators(shape):
       np.zeros(s, np.float64) for s in adafactor_accumulator_shapes(shape))
 
 
-def adafactor_step(w,
-                   accumulators,
-                   g,
-                   *,
-                   learning_rate,
-                   beta_2_decay,
-                   epsilon_1,
-                   epsilon_2,
-                   clip_threshold,
-                   step,
+def adafactor_step(w, accumulators, g, *, learning_rate, beta_2_decay,
+                   epsilon_1, epsilon_2, clip_threshold, step,
                    relative_step=True):
   """One Adafactor update.  Returns (w, accumulators_tuple).
 

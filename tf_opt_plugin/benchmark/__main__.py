@@ -56,8 +56,7 @@ SWITCHES = (
 
 def build_parser():
   parser = argparse.ArgumentParser(
-      prog="python -m tf_opt_plugin.benchmark",
-      description=
+      prog="python -m tf_opt_plugin.benchmark", description=
       ("Runs the op benchmark (one optimizer step over BERT-base: fused ops vs "
        "keras.optimizers with and without XLA vs TF's ResourceApplyAdam, and the "
        "memory-bandwidth floor) and the fit() benchmark (a small transformer, "
@@ -65,8 +64,7 @@ def build_parser():
        "report.md and report.png into --output-dir. The defaults take about 5 "
        "minutes and 3 GB of memory on an idle 2-core machine."),
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--output-dir",
-                      default="tf_opt_plugin_benchmark",
+  parser.add_argument("--output-dir", default="tf_opt_plugin_benchmark",
                       help="folder for report.md and report.png")
   for flag, help_text in SWITCHES:
     parser.add_argument(flag, action="store_true", help=help_text)
@@ -77,22 +75,17 @@ def build_parser():
                               "the Ns of --xla-compile (--tiny: 20,40)")
   _timing.add_step_arguments(parser, steps=10, warmup=3, prefix="ops-")
   parser.add_argument(
-      "--only",
-      default="",
+      "--only", default="",
       help="op rows: groups adamw,lamb,adafactor,lion, 'fused', 'keras' or row "
       "names (default: all)")
-  parser.add_argument("--shapes",
-                      choices=("bert-base", "tiny"),
+  parser.add_argument("--shapes", choices=("bert-base", "tiny"),
                       default="bert-base",
                       help="variable set of the op benchmark")
-  parser.add_argument("--bandwidth-mib",
-                      type=_timing.positive_int,
+  parser.add_argument("--bandwidth-mib", type=_timing.positive_int,
                       default=1024,
                       help="buffer size of the bandwidth measurement, MiB")
   _timing.add_step_arguments(parser, steps=10, warmup=2, prefix="fit-")
-  parser.add_argument("--fit-batch",
-                      type=_timing.positive_int,
-                      default=32,
+  parser.add_argument("--fit-batch", type=_timing.positive_int, default=32,
                       help="fit() batch size")
   parser.add_argument("--fit-optimizers",
                       default="AdamW,Adam,Lamb,Adafactor,Lion,SGD",
@@ -127,9 +120,7 @@ def plot(rows, path, title):
   ]
   if not sections:
     return False
-  fig, axes = plt.subplots(1,
-                           len(sections),
-                           figsize=(5.5 * len(sections), 4.8),
+  fig, axes = plt.subplots(1, len(sections), figsize=(5.5 * len(sections), 4.8),
                            squeeze=False)
   for ax, section in zip(axes[0], sections):
     part = [(label, ratio)
@@ -137,16 +128,13 @@ def plot(rows, path, title):
             if s == section and ratio is not None]
     labels = [label.replace(": ", ":\n", 1) for label, _ in part]
     values = [ratio for _, ratio in part]
-    bars = ax.barh(range(len(part)),
-                   values,
+    bars = ax.barh(range(len(part)), values,
                    color=["tab:green" if v >= 1 else "tab:red" for v in values])
     ax.axvline(1.0, color="black", linewidth=0.8)
     for bar, v in zip(bars, values):
       ax.annotate(f"{v:.2f}x",
                   (bar.get_width(), bar.get_y() + bar.get_height() / 2),
-                  va="center",
-                  fontsize=8,
-                  xytext=(3, 0),
+                  va="center", fontsize=8, xytext=(3, 0),
                   textcoords="offset points")
     ax.set_yticks(range(len(part)))
     ax.set_yticklabels(labels, fontsize=7)

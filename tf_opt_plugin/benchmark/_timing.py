@@ -45,37 +45,30 @@ def argument_parser(module, doc):
   """The parser of `python -m module`, described by `doc`'s first paragraph;
   --help shows each option's default."""
   return argparse.ArgumentParser(
-      prog="python -m " + module,
-      description=doc.split("\n\n")[0],
+      prog="python -m " + module, description=doc.split("\n\n")[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
 def add_counts_argument(parser, flag, default, help_text):
   """Option `flag`: numbers of variables, comma-separated (a list of ints)."""
-  parser.add_argument(flag,
-                      type=counts,
-                      default=default,
-                      help=help_text + " (numbers of variables, "
-                      "comma-separated)")
+  parser.add_argument(
+      flag, type=counts, default=default,
+      help=help_text + " (numbers of variables, "
+      "comma-separated)")
 
 
 def add_step_arguments(parser, steps, warmup, prefix=""):
   """--steps and --warmup (--{prefix}steps, --{prefix}warmup)."""
-  parser.add_argument(f"--{prefix}steps",
-                      type=positive_int,
-                      default=steps,
+  parser.add_argument(f"--{prefix}steps", type=positive_int, default=steps,
                       help="timed calls per measurement")
-  parser.add_argument(f"--{prefix}warmup",
-                      type=positive_int,
-                      default=warmup,
+  parser.add_argument(f"--{prefix}warmup", type=positive_int, default=warmup,
                       help="untimed calls first, the first of which traces")
 
 
 def main(parser, run, argv=None):
   """A benchmark's command line: `run(args)`, then its report's markdown
   written to --markdown if given (the option `parser` gets here)."""
-  parser.add_argument("--markdown",
-                      metavar="PATH",
+  parser.add_argument("--markdown", metavar="PATH",
                       help="also write the report as markdown")
   args = parser.parse_args(argv)
   report = run(args)

@@ -63,8 +63,9 @@ def make_model(dims=None):
   keras.utils.set_random_seed(0)
   tokens = keras.Input((dims["seq"],), dtype="int32")
   x = keras.layers.Embedding(dims["vocab"], dims["width"])(tokens)
-  positions = keras.layers.Embedding(dims["seq"], dims["width"])(
-      keras.ops.arange(dims["seq"], dtype="int32")[None, :])
+  positions = keras.layers.Embedding(dims["seq"],
+                                     dims["width"])(keras.ops.arange(
+                                         dims["seq"], dtype="int32")[None, :])
   x = x + positions
   for _ in range(dims["layers"]):
     x = encoder_block(x, dims)
@@ -108,16 +109,12 @@ def measure(make_optimizer, batch, steps, warmup, dims=None):
 def build_parser():
   parser = _timing.argument_parser("tf_opt_plugin.benchmark.fit", __doc__)
   _timing.add_step_arguments(parser, steps=20, warmup=3)
-  parser.add_argument("--batch",
-                      type=_timing.positive_int,
-                      default=32,
+  parser.add_argument("--batch", type=_timing.positive_int, default=32,
                       help="batch size")
-  parser.add_argument("--optimizers",
-                      default=",".join(p[0] for p in PAIRS),
+  parser.add_argument("--optimizers", default=",".join(p[0] for p in PAIRS),
                       help="comma list of the pairs to run (default: all)")
   parser.add_argument(
-      "--tiny",
-      action="store_true",
+      "--tiny", action="store_true",
       help="a tiny model (for quick checks), not the benchmark's")
   return parser
 

@@ -43,11 +43,8 @@ from tf_opt_plugin.benchmark import _machine  # noqa: E402
 from tf_opt_plugin.benchmark import _timing  # noqa: E402
 
 OP_TYPE = "ResourceMultiTensorApplyAdamW"
-HYPERPARAMETERS = dict(learning_rate=1e-3,
-                       beta_1=0.9,
-                       beta_2=0.999,
-                       epsilon=1e-7,
-                       weight_decay=0.01)
+HYPERPARAMETERS = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999,
+                       epsilon=1e-7, weight_decay=0.01)
 
 
 def _model(ops, count, size):
@@ -167,9 +164,7 @@ def build_parser():
   parser = _timing.argument_parser("tf_opt_plugin.benchmark.many_variables",
                                    __doc__)
   _timing.add_counts_argument(parser, "--counts", "1000,4000,16000", "the Ns")
-  parser.add_argument("--size",
-                      type=_timing.positive_int,
-                      default=4,
+  parser.add_argument("--size", type=_timing.positive_int, default=4,
                       help="elements per variable")
   _timing.add_step_arguments(parser, steps=20, warmup=3)
   parser.add_argument(

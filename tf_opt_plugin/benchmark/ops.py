@@ -66,11 +66,8 @@ ADAMW_WEIGHT_DECAY = 0.01
 LAMB_EPSILON = 1e-7  # Keras Lamb default
 LION_BETA_2 = 0.99  # Keras Lion default
 LION_WEIGHT_DECAY = 0.01
-ADAFACTOR = dict(beta_2_decay=-0.8,
-                 epsilon_1=1e-30,
-                 epsilon_2=1e-3,
-                 clip_threshold=1.0,
-                 relative_step=True)
+ADAFACTOR = dict(beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3,
+                 clip_threshold=1.0, relative_step=True)
 SEED = 1234
 
 # Compulsory DRAM traffic per float32 parameter (bytes), see the module docstring of the floor.
@@ -289,17 +286,13 @@ def initial_value(i, name, shape):
     return tf.ones(shape, tf.float32)
   if name.endswith("beta") or name.endswith("bias"):
     return tf.zeros(shape, tf.float32)
-  return tf.random.stateless_normal(shape,
-                                    seed=[SEED, i],
-                                    stddev=0.02,
+  return tf.random.stateless_normal(shape, seed=[SEED, i], stddev=0.02,
                                     dtype=tf.float32)
 
 
 def make_gradients(shapes):
   return [
-      tf.random.stateless_normal(s,
-                                 seed=[SEED + 1, i],
-                                 stddev=1e-3,
+      tf.random.stateless_normal(s, seed=[SEED + 1, i], stddev=1e-3,
                                  dtype=tf.float32)
       for i, (_, s) in enumerate(shapes)
   ]
@@ -330,19 +323,11 @@ def zeros_like_vars(variables, suffix):
 # Step functions.  Each builder returns (step_fn, cleanup-list) where step_fn() performs one
 # optimizer step over all variables.
 # --------------------------------------------------------------------------------------------
-ADAMW_HYPERPARAMETERS = dict(learning_rate=LR,
-                             beta_1=BETA_1,
-                             beta_2=BETA_2,
-                             epsilon=EPSILON,
-                             weight_decay=ADAMW_WEIGHT_DECAY)
-LAMB_HYPERPARAMETERS = dict(learning_rate=LR,
-                            beta_1=BETA_1,
-                            beta_2=BETA_2,
-                            epsilon=LAMB_EPSILON,
-                            weight_decay_rate=0.0)
-LION_HYPERPARAMETERS = dict(learning_rate=LR,
-                            beta_1=BETA_1,
-                            beta_2=LION_BETA_2,
+ADAMW_HYPERPARAMETERS = dict(learning_rate=LR, beta_1=BETA_1, beta_2=BETA_2,
+                             epsilon=EPSILON, weight_decay=ADAMW_WEIGHT_DECAY)
+LAMB_HYPERPARAMETERS = dict(learning_rate=LR, beta_1=BETA_1, beta_2=BETA_2,
+                            epsilon=LAMB_EPSILON, weight_decay_rate=0.0)
+LION_HYPERPARAMETERS = dict(learning_rate=LR, beta_1=BETA_1, beta_2=LION_BETA_2,
                             weight_decay=LION_WEIGHT_DECAY)
 
 
@@ -430,14 +415,9 @@ def build_fused_adafactor(ops, variables, grads):
   def fn():
     t = step.assign_add(1)
     for w, acc, g in zip(variables, slots, grads):
-      ops.resource_apply_adafactor(w,
-                                   acc,
-                                   g,
-                                   step=t,
-                                   learning_rate=LR,
+      ops.resource_apply_adafactor(w, acc, g, step=t, learning_rate=LR,
                                    relative_step=ADAFACTOR["relative_step"],
-                                   fused=True,
-                                   **hp)
+                                   fused=True, **hp)
 
   return fn, [slots]
 
@@ -455,19 +435,11 @@ def build_raw_adam(variables, grads):
   def fn():
     t = step.assign_add(1.0)
     # The scalars of this step, the same for every variable.
-    scalars = dict(beta1_power=tf.pow(b1, t),
-                   beta2_power=tf.pow(b2, t),
-                   lr=lr,
-                   beta1=b1,
-                   beta2=b2,
-                   epsilon=eps)
+    scalars = dict(beta1_power=tf.pow(b1, t), beta2_power=tf.pow(b2, t), lr=lr,
+                   beta1=b1, beta2=b2, epsilon=eps)
     for w, mm, vv, g in zip(variables, m, v, grads):
-      tf.raw_ops.ResourceApplyAdam(var=w.handle,
-                                   m=mm.handle,
-                                   v=vv.handle,
-                                   grad=g,
-                                   use_locking=True,
-                                   **scalars)
+      tf.raw_ops.ResourceApplyAdam(var=w.handle, m=mm.handle, v=vv.handle,
+                                   grad=g, use_locking=True, **scalars)
 
   return fn, [m, v]
 
@@ -476,19 +448,14 @@ def make_keras_optimizer(group):
   if group == "adamw":
     return keras.optimizers.AdamW(learning_rate=LR,
                                   weight_decay=ADAMW_WEIGHT_DECAY,
-                                  beta_1=BETA_1,
-                                  beta_2=BETA_2,
-                                  epsilon=EPSILON)
+                                  beta_1=BETA_1, beta_2=BETA_2, epsilon=EPSILON)
   if group == "lamb":
-    return keras.optimizers.Lamb(learning_rate=LR,
-                                 beta_1=BETA_1,
-                                 beta_2=BETA_2,
+    return keras.optimizers.Lamb(learning_rate=LR, beta_1=BETA_1, beta_2=BETA_2,
                                  epsilon=LAMB_EPSILON)
   if group == "adafactor":
     return keras.optimizers.Adafactor(learning_rate=LR, **ADAFACTOR)
   if group == "lion":
-    return keras.optimizers.Lion(learning_rate=LR,
-                                 beta_1=BETA_1,
+    return keras.optimizers.Lion(learning_rate=LR, beta_1=BETA_1,
                                  beta_2=LION_BETA_2,
                                  weight_decay=LION_WEIGHT_DECAY)
   raise ValueError(group)
@@ -542,9 +509,7 @@ def run_group(group, rows, ops, plugin_reason, shapes, grads, args, results,
       if row.startswith("keras_"):
         if keras_vars is None:
           keras_vars = make_keras_variables(shapes)
-        fn, keep = build_keras(group,
-                               keras_vars,
-                               grads,
+        fn, keep = build_keras(group, keras_vars, grads,
                                jit_compile=row.endswith("_xla"))
         checked = keras_vars
       else:
@@ -677,19 +642,15 @@ def build_parser():
   parser = _timing.argument_parser("tf_opt_plugin.benchmark.ops", __doc__)
   _timing.add_step_arguments(parser, steps=10, warmup=3)
   parser.add_argument(
-      "--only",
-      default="",
+      "--only", default="",
       help="comma list of groups (adamw,lamb,adafactor,lion), 'fused', 'keras' "
       "or "
       "row names (%s)" % ",".join(ROW_INFO))
-  parser.add_argument("--bandwidth-mib",
-                      type=_timing.positive_int,
+  parser.add_argument("--bandwidth-mib", type=_timing.positive_int,
                       default=1024,
                       help="size of each streaming-copy buffer in MiB")
   parser.add_argument(
-      "--shapes",
-      choices=sorted(SHAPE_SETS),
-      default="bert-base",
+      "--shapes", choices=sorted(SHAPE_SETS), default="bert-base",
       help="the variable set: BERT-base (199 tensors, 109M parameters) or "
       "a tiny stand-in for quick checks")
   return parser
@@ -771,10 +732,7 @@ def run(args, log=None):
   load_after = _machine.load_average()
   elapsed = time.perf_counter() - t_start
   log()
-  for line in format_tables(results,
-                            floors,
-                            targets,
-                            markdown=False,
+  for line in format_tables(results, floors, targets, markdown=False,
                             num_variables=len(shapes)):
     log(line)
   if sensitivity_line:
@@ -806,10 +764,7 @@ def run(args, log=None):
   ]
   md += ["- %s: %.1f GB/s" % (n, r / 1e9) for n, r in bw_results]
   md += ["- floor uses %.1f GB/s" % (bandwidth / 1e9), ""]
-  md += format_tables(results,
-                      floors,
-                      targets,
-                      markdown=True,
+  md += format_tables(results, floors, targets, markdown=True,
                       num_variables=len(shapes))
   if sensitivity_line:
     md += ["", sensitivity_line[0].upper() + sensitivity_line[1:] + "."]

@@ -83,9 +83,7 @@ def build_parser():
                                    __doc__)
   _timing.add_counts_argument(parser, "--variables", "1000,3000", "the Ns")
   parser.add_argument(
-      "--rounds",
-      type=_timing.positive_int,
-      default=1,
+      "--rounds", type=_timing.positive_int, default=1,
       help="ours / Keras pairs per N; the best of each is reported")
   parser.add_argument(
       "--count-ops",

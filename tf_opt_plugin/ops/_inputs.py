@@ -428,11 +428,7 @@ def check_same_shape(name, value, var, checks, var_name="var"):
   )
 
 
-def check_update_inputs(var,
-                        slots,
-                        grad,
-                        checks,
-                        var_name="var",
+def check_update_inputs(var, slots, grad, checks, var_name="var",
                         grad_name="grad"):
   """Dtype and shape checks of a variable, its slots ({name: var}) and grad.
 

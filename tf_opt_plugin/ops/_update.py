@@ -278,12 +278,7 @@ def apply_multi_tensor_update(
   # ops, or twins, need the run-time checks done for all of them first.
   checks.kernel_validates = len(plan) == 1 and plan[0][1]
   grads = [
-      _check_inputs(rule,
-                    variables[i],
-                    slots[i],
-                    grads[i],
-                    named[i],
-                    checks,
+      _check_inputs(rule, variables[i], slots[i], grads[i], named[i], checks,
                     index=i) for i in range(n)
   ]
   scalars = {}  # compute dtype -> the scalar inputs converted to it

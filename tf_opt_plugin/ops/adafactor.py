@@ -43,18 +43,9 @@ def accumulator_shapes(var_shape):
   return [shape[:-1], shape[:-2].concatenate(shape[-1:])]
 
 
-def resource_apply_adafactor(var,
-                             accumulators,
-                             grad,
-                             *,
-                             learning_rate,
-                             beta_2_decay,
-                             epsilon_1,
-                             epsilon_2,
-                             clip_threshold,
-                             step,
-                             relative_step=True,
-                             use_locking=True,
+def resource_apply_adafactor(var, accumulators, grad, *, learning_rate,
+                             beta_2_decay, epsilon_1, epsilon_2, clip_threshold,
+                             step, relative_step=True, use_locking=True,
                              fused=None):
   """Applies one Adafactor step to `var` and its `accumulators` in place.
 
@@ -82,16 +73,12 @@ def resource_apply_adafactor(var,
   >>> [round(float(x), 4) for x in w.numpy().ravel()]  # 0.01 * RMS(w) each
   [0.9726, 1.9726, 2.9726, 3.9726]
   """
-  return _update.apply_update(_RULE,
-                              var, {"accumulators": list(accumulators)},
-                              grad,
-                              hyperparameters=_RULE.scalars(
-                                  learning_rate, beta_2_decay, epsilon_1,
-                                  epsilon_2, clip_threshold),
-                              step=step,
-                              flags=dict(relative_step=relative_step),
-                              use_locking=use_locking,
-                              fused=fused)
+  return _update.apply_update(
+      _RULE, var, {"accumulators": list(accumulators)}, grad,
+      hyperparameters=_RULE.scalars(learning_rate, beta_2_decay, epsilon_1,
+                                    epsilon_2, clip_threshold), step=step,
+      flags=dict(relative_step=relative_step), use_locking=use_locking,
+      fused=fused)
 
 
 def _check_accumulators(var, slots, grad, checks):
@@ -162,29 +149,16 @@ def _adafactor_twin_scalars(*, lr, beta_2_decay, epsilon_1, epsilon_2,
   """The twin's scalars, derived once per call for all of its variables."""
   t = tf.cast(step, lr.dtype)
   beta_2_t = 1 - tf.pow(t, beta_2_decay)
-  return dict(lr=lr,
-              epsilon_1=epsilon_1,
-              epsilon_2=epsilon_2,
-              clip_threshold=clip_threshold,
-              beta_2_t=beta_2_t,
+  return dict(lr=lr, epsilon_1=epsilon_1, epsilon_2=epsilon_2,
+              clip_threshold=clip_threshold, beta_2_t=beta_2_t,
               one_minus_beta_2_t=1 - beta_2_t,
               relative_rho=tf.minimum(lr, 1 / tf.sqrt(t)),
               one=tf.constant(1, lr.dtype))
 
 
-def _adafactor_twin(var,
-                    grad,
-                    *,
-                    accumulators,
-                    lr,
-                    epsilon_1,
-                    epsilon_2,
-                    clip_threshold,
-                    beta_2_t,
-                    one_minus_beta_2_t,
-                    relative_rho,
-                    one,
-                    relative_step=True):
+def _adafactor_twin(var, grad, *, accumulators, lr, epsilon_1, epsilon_2,
+                    clip_threshold, beta_2_t, one_minus_beta_2_t, relative_rho,
+                    one, relative_step=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   if var.shape.num_elements() == 0:
     return tf.no_op()
@@ -228,13 +202,9 @@ def _adafactor_twin(var,
   return tf.group(*updates)
 
 
-_RULE = _update.UpdateRule(per_variable_op="resource_apply_adafactor",
-                           multi_tensor_op=None,
-                           slot_names=("accumulators",),
-                           list_slots=("accumulators",),
-                           scalar_names=SCALAR_NAMES,
-                           takes_step=True,
-                           twin=_adafactor_twin,
-                           twin_scalars=_adafactor_twin_scalars,
-                           check_slots=_check_accumulators,
-                           positive_scalars=("clip_threshold",))
+_RULE = _update.UpdateRule(
+    per_variable_op="resource_apply_adafactor", multi_tensor_op=None,
+    slot_names=("accumulators",), list_slots=("accumulators",),
+    scalar_names=SCALAR_NAMES, takes_step=True, twin=_adafactor_twin,
+    twin_scalars=_adafactor_twin_scalars, check_slots=_check_accumulators,
+    positive_scalars=("clip_threshold",))

@@ -24,20 +24,9 @@ from tf_opt_plugin.ops import _update
 SCALAR_NAMES = ("lr", "beta_1", "beta_2", "epsilon", "weight_decay")
 
 
-def resource_apply_adamw(var,
-                         m,
-                         v,
-                         grad,
-                         *,
-                         learning_rate,
-                         beta_1,
-                         beta_2,
-                         epsilon,
-                         weight_decay,
-                         step,
-                         vhat=None,
-                         use_locking=True,
-                         fused=None):
+def resource_apply_adamw(var, m, v, grad, *, learning_rate, beta_1, beta_2,
+                         epsilon, weight_decay, step, vhat=None,
+                         use_locking=True, fused=None):
   """Applies one AdamW step to `var` and its slots `m`, `v` (`vhat`) in place.
 
   Args:
@@ -69,32 +58,16 @@ def resource_apply_adamw(var,
   >>> [round(float(x), 4) for x in w.numpy()]
   [0.9, 1.9]
   """
-  return _update.apply_update(_RULE,
-                              var,
-                              dict(m=m, v=v, vhat=vhat),
-                              grad,
-                              hyperparameters=_RULE.scalars(
-                                  learning_rate, beta_1, beta_2, epsilon,
-                                  weight_decay),
-                              step=step,
-                              use_locking=use_locking,
-                              fused=fused)
+  return _update.apply_update(
+      _RULE, var, dict(m=m, v=v, vhat=vhat), grad,
+      hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2, epsilon,
+                                    weight_decay), step=step,
+      use_locking=use_locking, fused=fused)
 
 
-def multi_tensor_apply_adamw(variables,
-                             ms,
-                             vs,
-                             grads,
-                             *,
-                             learning_rate,
-                             beta_1,
-                             beta_2,
-                             epsilon,
-                             weight_decay,
-                             step,
-                             vhats=None,
-                             apply_weight_decay=None,
-                             use_locking=True,
+def multi_tensor_apply_adamw(variables, ms, vs, grads, *, learning_rate, beta_1,
+                             beta_2, epsilon, weight_decay, step, vhats=None,
+                             apply_weight_decay=None, use_locking=True,
                              fused=None):
   """One AdamW step for every variable of `variables`, in place.
 
@@ -131,16 +104,11 @@ def multi_tensor_apply_adamw(variables,
   [[0.9, 1.9], [2.9]]
   """
   return _update.apply_multi_tensor_update(
-      _RULE,
-      variables,
-      dict(m=ms, v=vs, vhat=vhats),
-      grads,
+      _RULE, variables, dict(m=ms, v=vs, vhat=vhats), grads,
       hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2, epsilon,
-                                    weight_decay),
-      step=step,
+                                    weight_decay), step=step,
       per_tensor_flags=dict(apply_weight_decay=apply_weight_decay),
-      use_locking=use_locking,
-      fused=fused)
+      use_locking=use_locking, fused=fused)
 
 
 def _adamw_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay, step):
@@ -156,18 +124,8 @@ def _adamw_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay, step):
       lr_t=lr * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t)))
 
 
-def _adamw_twin(var,
-                grad,
-                *,
-                m,
-                v,
-                vhat,
-                lr_times_decay,
-                lr_times_no_decay,
-                one_minus_beta_1,
-                one_minus_beta_2,
-                epsilon,
-                lr_t,
+def _adamw_twin(var, grad, *, m, v, vhat, lr_times_decay, lr_times_no_decay,
+                one_minus_beta_1, one_minus_beta_2, epsilon, lr_t,
                 apply_weight_decay=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr_t.dtype
@@ -193,10 +151,7 @@ def _adamw_twin(var,
 
 _RULE = _update.UpdateRule(per_variable_op="resource_apply_adam_w",
                            multi_tensor_op="resource_multi_tensor_apply_adam_w",
-                           slot_names=("m", "v", "vhat"),
-                           list_slots=("vhat",),
-                           scalar_names=SCALAR_NAMES,
-                           takes_step=True,
+                           slot_names=("m", "v", "vhat"), list_slots=("vhat",),
+                           scalar_names=SCALAR_NAMES, takes_step=True,
                            per_tensor_flags=("apply_weight_decay",),
-                           twin=_adamw_twin,
-                           twin_scalars=_adamw_twin_scalars)
+                           twin=_adamw_twin, twin_scalars=_adamw_twin_scalars)

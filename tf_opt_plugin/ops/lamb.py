@@ -26,19 +26,9 @@ from tf_opt_plugin.ops import _update
 SCALAR_NAMES = ("lr", "beta_1", "beta_2", "epsilon", "weight_decay_rate")
 
 
-def resource_apply_lamb(var,
-                        m,
-                        v,
-                        grad,
-                        *,
-                        learning_rate,
-                        beta_1,
-                        beta_2,
-                        epsilon,
-                        weight_decay_rate,
-                        step,
-                        use_layer_adaptation=True,
-                        use_locking=True,
+def resource_apply_lamb(var, m, v, grad, *, learning_rate, beta_1, beta_2,
+                        epsilon, weight_decay_rate, step,
+                        use_layer_adaptation=True, use_locking=True,
                         fused=None):
   """Applies one LAMB step to `var` and its slots `m`, `v` in place.
 
@@ -66,33 +56,17 @@ def resource_apply_lamb(var,
   [2.6464, 3.6464]
   """
   return _update.apply_update(
-      _RULE,
-      var,
-      dict(m=m, v=v),
-      grad,
+      _RULE, var, dict(m=m, v=v), grad,
       hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2, epsilon,
-                                    weight_decay_rate),
-      step=step,
+                                    weight_decay_rate), step=step,
       flags=dict(use_layer_adaptation=use_layer_adaptation),
-      use_locking=use_locking,
-      fused=fused)
+      use_locking=use_locking, fused=fused)
 
 
-def multi_tensor_apply_lamb(variables,
-                            ms,
-                            vs,
-                            grads,
-                            *,
-                            learning_rate,
-                            beta_1,
-                            beta_2,
-                            epsilon,
-                            weight_decay_rate,
-                            step,
-                            apply_weight_decay=None,
-                            use_layer_adaptation=None,
-                            use_locking=True,
-                            fused=None):
+def multi_tensor_apply_lamb(variables, ms, vs, grads, *, learning_rate, beta_1,
+                            beta_2, epsilon, weight_decay_rate, step,
+                            apply_weight_decay=None, use_layer_adaptation=None,
+                            use_locking=True, fused=None):
   """One LAMB step for every variable of `variables`, in place.
 
   Each variable gets its own trust ratio ||w|| / ||u||, as with
@@ -124,17 +98,12 @@ def multi_tensor_apply_lamb(variables,
   [[2.6464, 3.6464], [0.9]]
   """
   return _update.apply_multi_tensor_update(
-      _RULE,
-      variables,
-      dict(m=ms, v=vs),
-      grads,
+      _RULE, variables, dict(m=ms, v=vs), grads,
       hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2, epsilon,
-                                    weight_decay_rate),
-      step=step,
+                                    weight_decay_rate), step=step,
       per_tensor_flags=dict(apply_weight_decay=apply_weight_decay,
                             use_layer_adaptation=use_layer_adaptation),
-      use_locking=use_locking,
-      fused=fused)
+      use_locking=use_locking, fused=fused)
 
 
 def _lamb_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay_rate, step):
@@ -155,23 +124,9 @@ def _lamb_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay_rate, step):
       one=tf.constant(1, lr.dtype))
 
 
-def _lamb_twin(var,
-               grad,
-               *,
-               m,
-               v,
-               lr,
-               beta_1,
-               beta_2,
-               epsilon,
-               one_minus_beta_1,
-               one_minus_beta_2,
-               m_correction,
-               v_correction,
-               weight_decay_rate,
-               no_decay,
-               one,
-               apply_weight_decay=True,
+def _lamb_twin(var, grad, *, m, v, lr, beta_1, beta_2, epsilon,
+               one_minus_beta_1, one_minus_beta_2, m_correction, v_correction,
+               weight_decay_rate, no_decay, one, apply_weight_decay=True,
                use_layer_adaptation=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr.dtype
@@ -195,12 +150,9 @@ def _lamb_twin(var,
                   var.assign(tf.cast(w - lr * ratio * u, var.dtype)))
 
 
-_RULE = _update.UpdateRule(per_variable_op="resource_apply_lamb",
-                           multi_tensor_op="resource_multi_tensor_apply_lamb",
-                           slot_names=("m", "v"),
-                           scalar_names=SCALAR_NAMES,
-                           takes_step=True,
-                           per_tensor_flags=("apply_weight_decay",
-                                             "use_layer_adaptation"),
-                           twin=_lamb_twin,
-                           twin_scalars=_lamb_twin_scalars)
+_RULE = _update.UpdateRule(
+    per_variable_op="resource_apply_lamb",
+    multi_tensor_op="resource_multi_tensor_apply_lamb", slot_names=("m", "v"),
+    scalar_names=SCALAR_NAMES, takes_step=True,
+    per_tensor_flags=("apply_weight_decay", "use_layer_adaptation"),
+    twin=_lamb_twin, twin_scalars=_lamb_twin_scalars)

@@ -32,16 +32,8 @@ from tf_opt_plugin.ops import _update
 SCALAR_NAMES = ("lr", "beta_1", "beta_2", "weight_decay")
 
 
-def resource_apply_lion(var,
-                        m,
-                        grad,
-                        *,
-                        learning_rate,
-                        beta_1,
-                        beta_2,
-                        weight_decay,
-                        use_locking=True,
-                        fused=None):
+def resource_apply_lion(var, m, grad, *, learning_rate, beta_1, beta_2,
+                        weight_decay, use_locking=True, fused=None):
   """Applies one Lion step to `var` and its slot `m` in place.
 
   Args:
@@ -66,27 +58,16 @@ def resource_apply_lion(var,
   >>> [round(float(x), 4) for x in m.numpy()]  # (1 - beta_2) * g
   [0.005, -0.005]
   """
-  return _update.apply_update(_RULE,
-                              var,
-                              dict(m=m),
-                              grad,
-                              hyperparameters=_RULE.scalars(
-                                  learning_rate, beta_1, beta_2, weight_decay),
-                              use_locking=use_locking,
-                              fused=fused)
+  return _update.apply_update(
+      _RULE, var, dict(m=m), grad,
+      hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2,
+                                    weight_decay), use_locking=use_locking,
+      fused=fused)
 
 
-def multi_tensor_apply_lion(variables,
-                            ms,
-                            grads,
-                            *,
-                            learning_rate,
-                            beta_1,
-                            beta_2,
-                            weight_decay,
-                            apply_weight_decay=None,
-                            use_locking=True,
-                            fused=None):
+def multi_tensor_apply_lion(variables, ms, grads, *, learning_rate, beta_1,
+                            beta_2, weight_decay, apply_weight_decay=None,
+                            use_locking=True, fused=None):
   """One Lion step for every variable of `variables`, in place.
 
   Variables are grouped by (device, dtype) (`multi_tensor_groups`); each
@@ -119,15 +100,11 @@ def multi_tensor_apply_lion(variables,
   [[0.85, -1.8], [4.0]]
   """
   return _update.apply_multi_tensor_update(
-      _RULE,
-      variables,
-      dict(m=ms),
-      grads,
+      _RULE, variables, dict(m=ms), grads,
       hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2,
                                     weight_decay),
       per_tensor_flags=dict(apply_weight_decay=apply_weight_decay),
-      use_locking=use_locking,
-      fused=fused)
+      use_locking=use_locking, fused=fused)
 
 
 def _lion_twin_scalars(*, lr, beta_1, beta_2, weight_decay):
@@ -143,17 +120,8 @@ def _lion_twin_scalars(*, lr, beta_1, beta_2, weight_decay):
       lr_times_no_decay=lr * tf.zeros_like(weight_decay))
 
 
-def _lion_twin(var,
-               grad,
-               *,
-               m,
-               lr,
-               beta_1,
-               beta_2,
-               one_minus_beta_1,
-               one_minus_beta_2,
-               lr_times_decay,
-               lr_times_no_decay,
+def _lion_twin(var, grad, *, m, lr, beta_1, beta_2, one_minus_beta_1,
+               one_minus_beta_2, lr_times_decay, lr_times_no_decay,
                apply_weight_decay=True):
   """The same step in plain TF ops (XLA-compilable, DTensor-friendly)."""
   compute = lr.dtype
@@ -170,9 +138,7 @@ def _lion_twin(var,
 
 _RULE = _update.UpdateRule(per_variable_op="resource_apply_lion",
                            multi_tensor_op="resource_multi_tensor_apply_lion",
-                           slot_names=("m",),
-                           scalar_names=SCALAR_NAMES,
+                           slot_names=("m",), scalar_names=SCALAR_NAMES,
                            takes_step=False,
                            per_tensor_flags=("apply_weight_decay",),
-                           twin=_lion_twin,
-                           twin_scalars=_lion_twin_scalars)
+                           twin=_lion_twin, twin_scalars=_lion_twin_scalars)

@@ -25,15 +25,8 @@ from tf_opt_plugin.ops import _inputs
 from tf_opt_plugin.ops import _update
 
 
-def resource_apply_sgd(var,
-                       momentum_buffer,
-                       grad,
-                       *,
-                       learning_rate,
-                       momentum,
-                       nesterov=False,
-                       use_locking=True,
-                       fused=None):
+def resource_apply_sgd(var, momentum_buffer, grad, *, learning_rate, momentum,
+                       nesterov=False, use_locking=True, fused=None):
   """Applies one SGD (with Keras momentum) step to `var` in place.
 
   Args:
@@ -58,14 +51,9 @@ def resource_apply_sgd(var,
   >>> [round(float(x), 4) for x in w.numpy()]  # 1 - 0.1 - (0.09 + 0.1)
   [0.71, 1.71]
   """
-  return _apply_sgd(var,
-                    momentum_buffer,
-                    grad,
-                    learning_rate=learning_rate,
-                    momentum=momentum,
-                    nesterov=nesterov,
-                    use_locking=use_locking,
-                    fused=fused)
+  return _apply_sgd(var, momentum_buffer, grad, learning_rate=learning_rate,
+                    momentum=momentum, nesterov=nesterov,
+                    use_locking=use_locking, fused=fused)
 
 
 # Builds ops with no tensor-dependent Python control flow: AutoGraph, inside
@@ -118,23 +106,14 @@ def _apply_sgd(var, momentum_buffer, grad, *, learning_rate, momentum, nesterov,
   with tf.control_dependencies(checks.ops):
     if use_builtin:
       if momentum_buffer is None:
-        return tf.raw_ops.ResourceApplyGradientDescent(var=var.handle,
-                                                       alpha=lr,
+        return tf.raw_ops.ResourceApplyGradientDescent(var=var.handle, alpha=lr,
                                                        delta=grad,
                                                        use_locking=use_locking)
-      return tf.raw_ops.ResourceApplyKerasMomentum(var=var.handle,
-                                                   accum=momentum_buffer.handle,
-                                                   lr=lr,
-                                                   grad=grad,
-                                                   momentum=mu,
-                                                   use_locking=use_locking,
-                                                   use_nesterov=nesterov)
+      return tf.raw_ops.ResourceApplyKerasMomentum(
+          var=var.handle, accum=momentum_buffer.handle, lr=lr, grad=grad,
+          momentum=mu, use_locking=use_locking, use_nesterov=nesterov)
     with _update.hold_twin_locks([v for _, v in named], use_locking):
-      return _sgd_twin(var,
-                       momentum_buffer,
-                       grad,
-                       lr=lr,
-                       momentum=mu,
+      return _sgd_twin(var, momentum_buffer, grad, lr=lr, momentum=mu,
                        nesterov=nesterov)
 
 

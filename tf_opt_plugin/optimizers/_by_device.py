@@ -71,8 +71,7 @@ def update_by_device(distribution, variables, gradients, fn, *args):
     return fn([copies[replica] for copies in components], list(local_gradients),
               *local_args)
 
-  return distribution.extended.update(variables[0],
-                                      on_device,
+  return distribution.extended.update(variables[0], on_device,
                                       args=(list(gradients),) + tuple(args),
                                       group=False)
 

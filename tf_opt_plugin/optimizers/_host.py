@@ -386,10 +386,10 @@ def _check_dense_shape(name, var_name, grad, var_shape):
   if grad.shape.is_fully_defined() or not var_shape.is_fully_defined():
     return grad, None
   return grad, lambda: [
-      tf.debugging.assert_equal(tf.shape(grad, out_type=tf.int64),
-                                tf.constant(var_shape.as_list(), tf.int64),
-                                message=message +
-                                " (the shape it has when run is printed below)")
+      tf.debugging.assert_equal(
+          tf.shape(grad, out_type=tf.int64),
+          tf.constant(var_shape.as_list(), tf.int64), message=message +
+          " (the shape it has when run is printed below)")
   ]
 
 
@@ -425,11 +425,9 @@ def _check_sparse_shape(name, var_name, grad, var_shape):
     if (not values_shape[1:].is_fully_defined() and
         var_shape[1:].is_fully_defined()):
       result.append(
-          tf.debugging.assert_equal(tf.shape(grad.values,
-                                             out_type=tf.int64)[1:],
-                                    tf.constant(var_shape[1:].as_list(),
-                                                tf.int64),
-                                    message=message))
+          tf.debugging.assert_equal(
+              tf.shape(grad.values, out_type=tf.int64)[1:],
+              tf.constant(var_shape[1:].as_list(), tf.int64), message=message))
     if rows is not None:
       # Out of range, TF's scatter kernels raise on CPU and drop the row on
       # GPU; either way, after other variables were written.
@@ -440,8 +438,7 @@ def _check_sparse_shape(name, var_name, grad, var_shape):
               f"{name} (a tf.IndexedSlices) must have indices in [0, {rows}), "
               f"the rows of its variable {var_name}. Received: indices=",
               indices
-          ],
-                 summarize=10))
+          ], summarize=10))
     return result
 
   return assertions

@@ -58,22 +58,12 @@ class AdafactorAlgorithm:
       "relative_step": _hyperparameters.check_bool,
   }
 
-  def __init__(self,
-               learning_rate=0.001,
-               beta_2_decay=-0.8,
-               epsilon_1=1e-30,
-               epsilon_2=1e-3,
-               clip_threshold=1.0,
-               relative_step=True,
-               *,
-               fused=None,
-               name=None,
-               **kwargs):
+  def __init__(self, learning_rate=0.001, beta_2_decay=-0.8, epsilon_1=1e-30,
+               epsilon_2=1e-3, clip_threshold=1.0, relative_step=True, *,
+               fused=None, name=None, **kwargs):
     super().__init__(learning_rate, fused=fused, name=name, **kwargs)
-    self.set_hyperparameters(beta_2_decay=beta_2_decay,
-                             epsilon_1=epsilon_1,
-                             epsilon_2=epsilon_2,
-                             clip_threshold=clip_threshold,
+    self.set_hyperparameters(beta_2_decay=beta_2_decay, epsilon_1=epsilon_1,
+                             epsilon_2=epsilon_2, clip_threshold=clip_threshold,
                              relative_step=relative_step)
 
   def build(self, var_list):
@@ -87,12 +77,9 @@ class AdafactorAlgorithm:
       elif len(variable.shape) >= 2:
         # The shapes of `ops.accumulator_shapes`: mean over the last axis
         # (rows), over the second to last (columns).
-        self._accumulators.append((self.add_slot(variable,
-                                                 "row",
-                                                 reduced_axis=-1),
-                                   self.add_slot(variable,
-                                                 "column",
-                                                 reduced_axis=-2)))
+        self._accumulators.append(
+            (self.add_slot(variable, "row", reduced_axis=-1),
+             self.add_slot(variable, "column", reduced_axis=-2)))
       else:
         self._accumulators.append((self.add_slot(variable, "velocity"),))
 
@@ -100,13 +87,9 @@ class AdafactorAlgorithm:
     """One Adafactor step; `learning_rate` None: the current one."""
     accumulators = self._accumulators[self.variable_index(variable)]
     return ops.resource_apply_adafactor(
-        variable, [self.as_tf_variable(a) for a in accumulators],
-        gradient,
+        variable, [self.as_tf_variable(a) for a in accumulators], gradient,
         learning_rate=self.learning_rate_for_step(learning_rate),
-        beta_2_decay=self.beta_2_decay,
-        epsilon_1=self.epsilon_1,
-        epsilon_2=self.epsilon_2,
-        clip_threshold=self.clip_threshold,
-        step=self.step_count(),
-        relative_step=self.relative_step,
+        beta_2_decay=self.beta_2_decay, epsilon_1=self.epsilon_1,
+        epsilon_2=self.epsilon_2, clip_threshold=self.clip_threshold,
+        step=self.step_count(), relative_step=self.relative_step,
         fused=self.fused)

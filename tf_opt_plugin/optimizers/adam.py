@@ -50,20 +50,10 @@ class AdamAlgorithm:
       "amsgrad": _hyperparameters.check_bool,
   }
 
-  def __init__(self,
-               learning_rate=0.001,
-               beta_1=0.9,
-               beta_2=0.999,
-               epsilon=1e-7,
-               amsgrad=False,
-               *,
-               fused=None,
-               name=None,
-               **kwargs):
+  def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
+               epsilon=1e-7, amsgrad=False, *, fused=None, name=None, **kwargs):
     super().__init__(learning_rate, fused=fused, name=name, **kwargs)
-    self.set_hyperparameters(beta_1=beta_1,
-                             beta_2=beta_2,
-                             epsilon=epsilon,
+    self.set_hyperparameters(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
                              amsgrad=amsgrad)
 
   def build(self, var_list):
@@ -89,15 +79,11 @@ class AdamAlgorithm:
     """
     return ops.multi_tensor_apply_adamw(
         variables, [self.slot(self._momentums, v) for v in variables],
-        [self.slot(self._velocities, v) for v in variables],
-        gradients,
+        [self.slot(self._velocities, v) for v in variables], gradients,
         learning_rate=self.learning_rate_for_step(learning_rate),
-        beta_1=self.beta_1,
-        beta_2=self.beta_2,
-        epsilon=self.epsilon,
-        weight_decay=self.current_weight_decay(),
-        step=self.step_count(),
+        beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+        weight_decay=self.current_weight_decay(), step=self.step_count(),
         vhats=([self.slot(self._velocity_hats, v) for v in variables]
                if self.amsgrad else None),
-        apply_weight_decay=[self.applies_weight_decay(v) for v in variables],
-        fused=self.fused)
+        apply_weight_decay=[self.applies_weight_decay(v) for v in variables
+                           ], fused=self.fused)

@@ -30,29 +30,15 @@ class AdamWAlgorithm(adam.AdamAlgorithm):
   [0.95, 1.9]
   """
 
-  def __init__(self,
-               learning_rate=0.001,
-               weight_decay=0.004,
-               beta_1=0.9,
-               beta_2=0.999,
-               epsilon=1e-7,
-               amsgrad=False,
-               *,
-               fused=None,
-               name=None,
-               **kwargs):
+  def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9,
+               beta_2=0.999, epsilon=1e-7, amsgrad=False, *, fused=None,
+               name=None, **kwargs):
     if weight_decay is None:
       raise ValueError(  # Keras 3's message, then tf-keras's words
           "Argument `weight_decay` must be a float. Received: "
           "weight_decay=None (Missing value of `weight_decay`, which AdamW "
           "requires: a float, a LearningRateSchedule or a callable; Adam is "
           "AdamW without decay)")
-    super().__init__(learning_rate,
-                     beta_1,
-                     beta_2,
-                     epsilon,
-                     amsgrad,
-                     weight_decay=weight_decay,
-                     fused=fused,
-                     name=name,
+    super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad,
+                     weight_decay=weight_decay, fused=fused, name=name,
                      **kwargs)

@@ -52,22 +52,13 @@ class LambAlgorithm:
       "weight_decay_rate": _hyperparameters.check_non_negative,
   }
 
-  def __init__(self,
-               learning_rate=0.001,
-               beta_1=0.9,
-               beta_2=0.999,
-               epsilon=1e-6,
-               weight_decay_rate=0.0,
+  def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
+               epsilon=1e-6, weight_decay_rate=0.0,
                exclude_from_weight_decay=None,
-               exclude_from_layer_adaptation=None,
-               *,
-               fused=None,
-               name=None,
+               exclude_from_layer_adaptation=None, *, fused=None, name=None,
                **kwargs):
     super().__init__(learning_rate, fused=fused, name=name, **kwargs)
-    self.set_hyperparameters(beta_1=beta_1,
-                             beta_2=beta_2,
-                             epsilon=epsilon,
+    self.set_hyperparameters(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
                              weight_decay_rate=weight_decay_rate)
     # Not `exclude_from_weight_decay`: that is the front end's method.
     self.exclude_from_weight_decay_patterns = _hyperparameters.check_patterns(
@@ -98,22 +89,16 @@ class LambAlgorithm:
                            else self.exclude_from_weight_decay_patterns)
     return ops.multi_tensor_apply_lamb(
         variables, [self.slot(self._momentums, v) for v in variables],
-        [self.slot(self._velocities, v) for v in variables],
-        gradients,
+        [self.slot(self._velocities, v) for v in variables], gradients,
         learning_rate=self.learning_rate_for_step(learning_rate),
-        beta_1=self.beta_1,
-        beta_2=self.beta_2,
-        epsilon=self.epsilon,
+        beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
         weight_decay_rate=self.current_value(self.weight_decay_rate),
-        step=self.step_count(),
-        apply_weight_decay=[
+        step=self.step_count(), apply_weight_decay=[
             not self.excluded(self.exclude_from_weight_decay_patterns, v)
             for v in variables
-        ],
-        use_layer_adaptation=[
+        ], use_layer_adaptation=[
             not self.excluded(adaptation_patterns, v) for v in variables
-        ],
-        fused=self.fused)
+        ], fused=self.fused)
 
   def get_config(self):
     config = super().get_config()

@@ -45,14 +45,8 @@ class SGDAlgorithm:
       "nesterov": _hyperparameters.check_bool,
   }
 
-  def __init__(self,
-               learning_rate=0.01,
-               momentum=0.0,
-               nesterov=False,
-               *,
-               fused=None,
-               name=None,
-               **kwargs):
+  def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, *,
+               fused=None, name=None, **kwargs):
     super().__init__(learning_rate, fused=fused, name=name, **kwargs)
     self.set_hyperparameters(momentum=momentum, nesterov=nesterov)
 
@@ -69,8 +63,5 @@ class SGDAlgorithm:
     return ops.resource_apply_sgd(
         variable,
         self.slot(self.momentums, variable) if self.momentum != 0 else None,
-        gradient,
-        learning_rate=self.learning_rate_for_step(learning_rate),
-        momentum=self.momentum,
-        nesterov=self.nesterov,
-        fused=self.fused)
+        gradient, learning_rate=self.learning_rate_for_step(learning_rate),
+        momentum=self.momentum, nesterov=self.nesterov, fused=self.fused)

@@ -14,8 +14,7 @@ from tf_opt_plugin.optimizers.keras3.loss_scale_optimizer import (
     LossScaleOptimizer)
 
 _registry.define_classes(
-    globals(),
-    lambda name, algorithm: (algorithm, Optimizer),
+    globals(), lambda name, algorithm: (algorithm, Optimizer),
     register=keras.saving.register_keras_serializable(package="tf_opt_plugin"))
 
 __all__ = [*_registry.NAMES, "LossScaleOptimizer", "Optimizer"]

@@ -92,33 +92,20 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
 
   schedule_type = _LearningRateSchedule
 
-  def __init__(self,
-               learning_rate,
-               *,
-               fused=None,
-               weight_decay=None,
-               clipnorm=None,
-               clipvalue=None,
-               global_clipnorm=None,
-               gradient_accumulation_steps=None,
-               **kwargs):
+  def __init__(self, learning_rate, *, fused=None, weight_decay=None,
+               clipnorm=None, clipvalue=None, global_clipnorm=None,
+               gradient_accumulation_steps=None, **kwargs):
     learning_rate, weight_decay = self.check_base_arguments(
-        fused=fused,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        clipnorm=clipnorm,
-        clipvalue=clipvalue,
-        global_clipnorm=global_clipnorm)
+        fused=fused, learning_rate=learning_rate, weight_decay=weight_decay,
+        clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
     if gradient_accumulation_steps is not None and (
         isinstance(gradient_accumulation_steps, bool) or
         not isinstance(gradient_accumulation_steps, (int, np.integer))):
       raise TypeError(
           "`gradient_accumulation_steps` must be an integer >= 2. Received: "
           f"gradient_accumulation_steps={gradient_accumulation_steps!r}")
-    super().__init__(learning_rate=learning_rate,
-                     weight_decay=weight_decay,
-                     clipnorm=clipnorm,
-                     clipvalue=clipvalue,
+    super().__init__(learning_rate=learning_rate, weight_decay=weight_decay,
+                     clipnorm=clipnorm, clipvalue=clipvalue,
                      global_clipnorm=global_clipnorm,
                      gradient_accumulation_steps=gradient_accumulation_steps,
                      **kwargs)
@@ -158,8 +145,8 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
     with self._distribution_strategy.extended.colocate_vars_with(
         tf_variable(variable)):
       return self.add_variable(
-          tuple(_host.without_axis(variable.shape, reduced_axis)),
-          dtype=variable.dtype,
+          tuple(_host.without_axis(variable.shape,
+                                   reduced_axis)), dtype=variable.dtype,
           name=f"{_path(variable).replace('/', '_')}_{name}")
 
   def as_tf_variable(self, slot):
@@ -189,10 +176,7 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
   def apply(self, grads, trainable_variables=None):
     self.apply_with_gate(grads, trainable_variables)
 
-  def apply_with_gate(self,
-                      grads,
-                      trainable_variables=None,
-                      gate_fn=None,
+  def apply_with_gate(self, grads, trainable_variables=None, gate_fn=None,
                       loss_scale=None):
     """`apply()`, with what `LossScaleOptimizer` needs.
 
@@ -232,8 +216,7 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
       known = False
     # Everything that can reject the call runs before anything is written;
     # what only a run can tell is an assertion every write depends on.
-    grads, assertions = _host.checked_gradients(grads,
-                                                trainable_variables,
+    grads, assertions = _host.checked_gradients(grads, trainable_variables,
                                                 cast=True)
     if not known:
       if not self.built:
@@ -277,10 +260,7 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
                                 None else tf.cast(gate, self._iterations.dtype))
     return gate
 
-  def _backend_apply_gradients(self,
-                               grads,
-                               trainable_variables,
-                               gate_fn=None,
+  def _backend_apply_gradients(self, grads, trainable_variables, gate_fn=None,
                                overwritten=((), ())):
     overwrite_grads, overwrite_variables = (list(x) for x in overwritten)
     # The gate sees every gradient, summed over replicas like the others so
@@ -362,12 +342,11 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
           learning_rate, gate)
       return
     for grad, update_grad, variable in zip(grads, update_grads, variables):
-      distribution.extended.update(tf_variable(variable),
-                                   functools.partial(self._update_variable,
-                                                     model_variable=variable),
-                                   args=(grad, update_grad, learning_rate,
-                                         is_update_step, gate),
-                                   group=False)
+      distribution.extended.update(
+          tf_variable(variable),
+          functools.partial(self._update_variable, model_variable=variable),
+          args=(grad, update_grad, learning_rate, is_update_step, gate),
+          group=False)
 
   def _update_device(self, local_variables, grads, learning_rate, gate, *,
                      model_variables):

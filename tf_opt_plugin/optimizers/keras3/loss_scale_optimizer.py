@@ -52,12 +52,8 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
   ([0.98, 1.96], 1)
   """
 
-  def __init__(self,
-               inner_optimizer,
-               initial_scale=2.0**15,
-               dynamic_growth_steps=2000,
-               name=None,
-               **kwargs):
+  def __init__(self, inner_optimizer, initial_scale=2.0**15,
+               dynamic_growth_steps=2000, name=None, **kwargs):
     if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
       raise TypeError(
           "`inner_optimizer` must be a Keras optimizer (a tf_opt_plugin "
@@ -69,10 +65,8 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
       raise ValueError(
           "`dynamic_growth_steps` must be an integer >= 1. "
           f"Received: dynamic_growth_steps={dynamic_growth_steps!r}")
-    super().__init__(inner_optimizer,
-                     initial_scale=initial_scale,
-                     dynamic_growth_steps=dynamic_growth_steps,
-                     name=name,
+    super().__init__(inner_optimizer, initial_scale=initial_scale,
+                     dynamic_growth_steps=dynamic_growth_steps, name=name,
                      **kwargs)
 
   @property
@@ -91,17 +85,14 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
     # decision every replica shares, hence aggregated from the first replica;
     # under Keras's pipeline they are Keras's own.
     aggregation = "only_first_replica" if self._ours else "none"
-    self.step_counter = self.add_variable(shape=(),
-                                          dtype="int",
+    self.step_counter = self.add_variable(shape=(), dtype="int",
                                           initializer="zeros",
                                           aggregation=aggregation,
                                           name="step_counter")
     self.dynamic_scale = self.add_variable(
-        shape=(),
-        dtype="float32",
+        shape=(), dtype="float32",
         initializer=keras.initializers.Constant(self.initial_scale),
-        aggregation=aggregation,
-        name="dynamic_scale")
+        aggregation=aggregation, name="dynamic_scale")
     self.inner_optimizer.build(var_list)
     keras.optimizers.Optimizer.build(self, var_list)
 
@@ -118,9 +109,7 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
     # The inner pipeline divides by the scale after setting the gradients of
     # `overwrite_with_gradient` variables aside: those are never scaled.
     finite = self.inner_optimizer.apply_with_gate(
-        grads,
-        trainable_variables,
-        gate_fn=_all_finite,
+        grads, trainable_variables, gate_fn=_all_finite,
         loss_scale=self.dynamic_scale.value)
     if finite is None:  # no gradients at all
       return

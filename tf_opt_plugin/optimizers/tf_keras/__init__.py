@@ -19,9 +19,9 @@ from tf_opt_plugin.optimizers.tf_keras._base import Optimizer
 # checks the gradients after tf-keras's cross-replica sum.
 LossScaleOptimizer = tf_keras.mixed_precision.LossScaleOptimizer
 
-_registry.define_classes(globals(),
-                         lambda name, algorithm: (algorithm, Optimizer),
-                         register=tf_keras.saving.register_keras_serializable(
-                             package="tf_opt_plugin"))
+_registry.define_classes(
+    globals(), lambda name, algorithm: (algorithm, Optimizer),
+    register=tf_keras.saving.register_keras_serializable(
+        package="tf_opt_plugin"))
 
 __all__ = [*_registry.NAMES, "LossScaleOptimizer", "Optimizer"]

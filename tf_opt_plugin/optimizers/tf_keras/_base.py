@@ -69,22 +69,11 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
 
   schedule_type = _LearningRateSchedule
 
-  def __init__(self,
-               learning_rate,
-               *,
-               fused=None,
-               weight_decay=None,
-               clipnorm=None,
-               clipvalue=None,
-               global_clipnorm=None,
-               **kwargs):
+  def __init__(self, learning_rate, *, fused=None, weight_decay=None,
+               clipnorm=None, clipvalue=None, global_clipnorm=None, **kwargs):
     learning_rate, weight_decay = self.check_base_arguments(
-        fused=fused,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        clipnorm=clipnorm,
-        clipvalue=clipvalue,
-        global_clipnorm=global_clipnorm)
+        fused=fused, learning_rate=learning_rate, weight_decay=weight_decay,
+        clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
     mesh = kwargs.get("mesh")
     if mesh is not None and not isinstance(mesh, _dtensor().Mesh):
       raise TypeError("`mesh` must be a `tf.experimental.dtensor.Mesh`. "
@@ -94,10 +83,8 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
     # tf-keras requires a name; a user's subclass gets its class name, as
     # tf-keras's own optimizers do ("Adam", "SGD").
     kwargs["name"] = kwargs.get("name") or type(self).__name__
-    super().__init__(weight_decay=weight_decay,
-                     clipnorm=clipnorm,
-                     clipvalue=clipvalue,
-                     global_clipnorm=global_clipnorm,
+    super().__init__(weight_decay=weight_decay, clipnorm=clipnorm,
+                     clipvalue=clipvalue, global_clipnorm=global_clipnorm,
                      **kwargs)
     if callable(learning_rate) and not isinstance(learning_rate,
                                                   _LearningRateSchedule):
@@ -169,10 +156,8 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
         _host.without_axis(variable.layout.sharding_specs, reduced_axis),
         self._mesh)
     dtype = getattr(variable, "true_dtype", variable.dtype)
-    initial_value = dtensor.call_with_layout(tf.zeros,
-                                             layout,
-                                             shape=shape.as_list(),
-                                             dtype=dtype)
+    initial_value = dtensor.call_with_layout(tf.zeros, layout,
+                                             shape=shape.as_list(), dtype=dtype)
     slot = dtensor.DVariable(
         initial_value,
         name=f"{name}/{variable._shared_name}",  # pylint: disable=protected-access
@@ -272,10 +257,10 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
 
   def get_config(self):
     config = super().get_config()
-    config.update(learning_rate=self.serialize_hyperparameter(
-        self._learning_rate),
-                  weight_decay=self.serialize_hyperparameter(self.weight_decay),
-                  fused=self.fused)
+    config.update(
+        learning_rate=self.serialize_hyperparameter(self._learning_rate),
+        weight_decay=self.serialize_hyperparameter(self.weight_decay),
+        fused=self.fused)
     config.update(self.hyperparameter_config())
     return config
 
