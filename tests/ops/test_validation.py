@@ -24,7 +24,20 @@ FailedPreconditionError = tf.errors.FailedPreconditionError
 ADAMW_HP = A.op_hp("adamw", learning_rate=0.1)
 LAMB_HP = A.op_hp("lamb", learning_rate=0.1)
 ADAFACTOR_HP = A.op_hp("adafactor", learning_rate=0.01)
-LION_HP = A.op_hp("lion", learning_rate=0.1)
+# Every multi-tensor function, from the registry.
+MULTI_TENSOR = [spec for spec in A.with_fused_op() if spec.multi_tensor]
+
+
+def _multi_tensor_call(spec, variables, slots, grads, **kwargs):
+  """`multi_tensor_apply_<spec.name>` over `slots` (as many lists as the
+  algorithm has slots), with its op-test hyperparameters and, where it takes
+  one, step 1."""
+  step = dict(step=1) if spec.counts_steps else {}
+  apply = getattr(ops, "multi_tensor_apply_" + spec.name)
+  return apply(variables, *slots[:len(spec.slots((1,)))], grads, **step,
+               **A.op_hp(spec.name, learning_rate=0.1), **kwargs)
+
+
 PATHS = [True, False]  # fused: the kernel, the twin
 
 
@@ -414,12 +427,9 @@ def test_fused_must_be_none_true_or_false(value):
 def test_fused_of_every_function_checked(value):
   ws, ms, vs = ([_variable([1.0])] for _ in range(3))
   checks = [
-      lambda: ops.multi_tensor_apply_adamw(ws, ms, vs, [tf.ones([1])], step=1,
-                                           fused=value, **ADAMW_HP),
-      lambda: ops.multi_tensor_apply_lamb(ws, ms, vs, [tf.ones([1])], step=1,
-                                          fused=value, **LAMB_HP),
-      lambda: ops.multi_tensor_apply_lion(ws, ms, [tf.ones([1])], fused=value,
-                                          **LION_HP),
+      lambda spec=spec: _multi_tensor_call(spec, ws, (ms, vs), [tf.ones([1])],
+                                           fused=value) for spec in MULTI_TENSOR
+  ] + [
       lambda: ops.resource_apply_sgd(ws[0], ms[0], tf.ones([1]), learning_rate=
                                      0.1, momentum=0.9, fused=value),
   ]
@@ -597,14 +607,11 @@ def test_slot_that_is_not_a_variable(which, fused):
 
 @pytest.mark.parametrize("fused", [None, True, False])
 def test_empty_lists_are_a_no_op(fused):
-  for apply, args, hp in (
-      (ops.multi_tensor_apply_adamw, ([], [], [], []), ADAMW_HP),
-      (ops.multi_tensor_apply_lamb, ([], [], [], []), LAMB_HP),
-  ):
-    assert apply(*args, step=1, fused=fused, **hp) is None
-    op = _in_function(lambda: apply(*args, step=1, fused=fused, **hp))
-    op()
-  assert ops.multi_tensor_apply_lion([], [], [], fused=fused, **LION_HP) is None
+  for spec in MULTI_TENSOR:
+    call = lambda spec=spec: _multi_tensor_call(spec, [],
+                                                ([], [], []), [], fused=fused)
+    assert call() is None
+    _in_function(call)()
 
 
 @pytest.mark.parametrize("fused", PATHS)
