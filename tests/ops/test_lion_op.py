@@ -283,6 +283,7 @@ def test_raw_op_matches_reference():
   g = np.array([0.5, 0.0, 1.0])
   var, m = tf.Variable(w0), tf.Variable(m0)
   ops.load_library().resource_apply_lion(
+      absmax=[],
       var=var.handle,
       m=m.handle,
       lr=tf.constant(0.1, tf.float64),

@@ -299,7 +299,8 @@ def test_fused_true_refuses_before_any_group_runs(monkeypatch):
   real_reason = ops.dispatch_reason
   # As if float64 variables lived on a device without a kernel.
   monkeypatch.setattr(
-      "tf_opt_plugin.ops._dispatch.dispatch_reason", lambda v, g=None: "device"
+      "tf_opt_plugin.ops._dispatch.dispatch_reason",
+      lambda v, g=None, layout="same": "device"
       if v.dtype == tf.float64 else real_reason(v, g))
   with pytest.raises(ops.FusedOpUnavailableError, match="'device'"):
     _lamb(ws, ms, vs, grads, weight_decay_rate=0.1, step=1, fused=True)
@@ -326,7 +327,7 @@ def test_step_known_at_run_time_below_one_writes_nothing(fused):
 def _raw_adamw(ws, ms, vs, grads, step=1, **kwargs):
   lib = ops.load_library()
   return lib.resource_multi_tensor_apply_adam_w(
-      var=[w.handle for w in ws], m=[m.handle for m in ms],
+      absmax=[], var=[w.handle for w in ws], m=[m.handle for m in ms],
       v=[v.handle for v in vs], vhat=kwargs.pop("vhat", []), grad=grads, lr=0.1,
       beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=0.0,
       step=tf.constant(step, tf.int64), **kwargs)
@@ -413,8 +414,8 @@ def test_non_scalar_hyperparameter():
   lib = ops.load_library()
   with pytest.raises((tf.errors.InvalidArgumentError, ValueError),
                      match="`lr` must be a scalar"):
-    lib.resource_multi_tensor_apply_lamb(var=[w.handle for w in ws
-                                             ], m=[m.handle for m in ms],
+    lib.resource_multi_tensor_apply_lamb(absmax=[], var=[w.handle for w in ws],
+                                         m=[m.handle for m in ms],
                                          v=[v.handle for v in vs], grad=grads,
                                          lr=[0.1,
                                              0.2], beta_1=0.9, beta_2=0.999,

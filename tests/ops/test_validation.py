@@ -562,6 +562,7 @@ def test_raw_op_with_a_resource_that_is_not_a_variable(which):
   message = _raises(
       InvalidArgumentError,
       lambda: lib.resource_apply_adam_w(
+          absmax=[],
           var=w.handle,
           m=handle,
           v=v.handle,
