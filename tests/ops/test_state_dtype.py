@@ -46,9 +46,9 @@ COMBOS = [("float16", "float32"), ("bfloat16", "float32"),
           ("float32", "bfloat16"), ("float16", "bfloat16"), ("float32", "int8"),
           ("float16", "int8"), ("bfloat16", "int8")]
 FUSED = [False, True]
-# Several blocks and a partial last one (3000 = 11 * 256 + 184), and a
+# Several blocks and a partial last one (900 = 3 * 256 + 132), and a
 # variable smaller than one block.
-SHAPES = [(3, 1000), (10,)]
+SHAPES = [(3, 300), (10,)]
 
 # One step from the same stored state, the variable (relative to the
 # largest magnitude of the compared array): the implementation computes in
@@ -83,15 +83,18 @@ CODE_STEP_FRACTION = 2e-3
 # dequantized values, each by the norm of the difference relative to the
 # norm of the reference's; the bound is the per-step storage error (a
 # storage step of the variable, a bfloat16 step or a code step of the
-# state) accumulated over the steps.
+# state) accumulated over the steps. Measured on the twin: 0 to 1.1e-3
+# (float16 variables with bfloat16 state), 3.4e-4 at most with 8-bit state;
+# each bound is about 10x the largest measured for its pair. (bfloat16
+# variables drift least: their steps of lr = 0.01 round identically.)
 DRIFT_RTOL = {
     ("float32", "bfloat16"): 2e-3,
-    ("float16", "float32"): 2e-2,
-    ("float16", "bfloat16"): 2e-2,
-    ("bfloat16", "float32"): 6e-2,
-    ("float32", "int8"): 2e-2,
-    ("float16", "int8"): 3e-2,
-    ("bfloat16", "int8"): 6e-2,
+    ("float32", "int8"): 4e-3,
+    ("float16", "float32"): 4e-3,
+    ("float16", "bfloat16"): 1e-2,
+    ("float16", "int8"): 4e-3,
+    ("bfloat16", "float32"): 1e-3,
+    ("bfloat16", "int8"): 1e-3,
 }
 TF_DTYPES = {
     "float16": tf.float16,
