@@ -80,6 +80,11 @@ class AlgorithmSpec:
     fuzz_hyper: hyperparameter -> the values tests/ops/test_fuzz.py draws
       for the fused op besides a learning rate: usual and edge values, each
       valid.
+    state_layouts: whether its ops take reduced-precision state (float32,
+      bfloat16 or `QuantizedState` slots, issue 16; state_references.py).
+    unsigned_slots: the slots that are never negative (second moments): in
+      8-bit state they use the unsigned dynamic map, the others the signed
+      one.
   """
 
   name: str
@@ -102,6 +107,8 @@ class AlgorithmSpec:
   keras_cases: dict = dataclasses.field(default_factory=dict)
   slot_list: Optional[str] = None
   fuzz_hyper: dict = dataclasses.field(default_factory=dict)
+  state_layouts: bool = False
+  unsigned_slots: tuple = ()
 
   @property
   def op(self):
@@ -278,7 +285,8 @@ ADAMW = AlgorithmSpec(
     keras_classes=("Adam", "AdamW"), keras_decays_in_step=True,
     keras_defaults=dict(beta_1=0.9, beta_2=0.999,
                         epsilon=1e-7), op_class="AdamW", call_op=_adamw_call_op,
-    multi_tensor=True, call_raw_op=_adamw_call_raw_op, op_cases={
+    multi_tensor=True, call_raw_op=_adamw_call_raw_op, state_layouts=True,
+    unsigned_slots=("v", "vhat"), op_cases={
         "rank2-adamw": (dict(amsgrad=False), (7, 5), 0),
         "rank3-amsgrad": (dict(amsgrad=True), (3, 4, 6), 1),
     }, op_defaults=dict(learning_rate=0.01, beta_1=0.9, beta_2=0.999,
@@ -416,6 +424,8 @@ LAMB = AlgorithmSpec(
     call_op=_lamb_call_op,
     multi_tensor=True,
     call_raw_op=_lamb_call_raw_op,
+    state_layouts=True,
+    unsigned_slots=("v",),
     op_cases={
         "rank2-adaptive": (dict(use_layer_adaptation=True), (7, 5), 10),
         "rank3-no-adaptation":
@@ -616,7 +626,8 @@ LION = AlgorithmSpec(
     slots=_lion_slots, keras_hp=_lion_keras_hp, keras_classes=("Lion",),
     keras_decays_in_step=True, keras_defaults=dict(beta_1=0.9, beta_2=0.99),
     op_class="Lion", call_op=_lion_call_op, counts_steps=False,
-    multi_tensor=True, call_raw_op=_lion_call_raw_op, op_cases={
+    multi_tensor=True, call_raw_op=_lion_call_raw_op, state_layouts=True,
+    op_cases={
         "rank2": (dict(), (7, 5), 0),
         "rank3-no-decay": (dict(weight_decay=0.0), (3, 4, 6), 1),
         "strong-decay": (dict(weight_decay=0.5, beta_1=0.5,
@@ -626,7 +637,8 @@ LION = AlgorithmSpec(
     fuzz_hyper=dict(beta_1=(0.9, 0.0), beta_2=(0.99, 0.0),
                     weight_decay=(0.0, 0.01)),
     keras_cases=dict(
-        slot_names={"lion": ("Lion", {})},
+        slot_names={"lion":
+            ("Lion", {})},
         every_argument={
             "lion": ("Lion",
                      dict(_EVERY_BASE_ARGUMENT, learning_rate=_COSINE_SCHEDULE,
@@ -682,6 +694,11 @@ def get(name):
 def with_fused_op():
   """The entries with a fused op, in registry order."""
   return [a for a in ALGORITHMS.values() if a.op is not None]
+
+
+def with_state_layouts():
+  """The entries whose ops take reduced-precision state, in registry order."""
+  return [a for a in ALGORITHMS.values() if a.state_layouts]
 
 
 def op_hp(name, **overrides):

@@ -20,6 +20,7 @@ test:
 """
 
 import fractions
+import functools
 
 import numpy as np
 
@@ -55,6 +56,9 @@ def _round_to_float32(q):
   return (even or ties)[0]
 
 
+# Cached: the exact rationals cost milliseconds, and the state references
+# quantize every step. The array is read-only, so no caller can change it.
+@functools.lru_cache(maxsize=None)
 def dynamic_map(signed):
   """The 256 sorted float32 entries of the signed or unsigned dynamic map."""
   exact = [fractions.Fraction(0), fractions.Fraction(1)]
@@ -69,7 +73,9 @@ def dynamic_map(signed):
       if signed:
         exact.append(-mean)
   assert len(exact) == 256
-  return np.array(sorted(_round_to_float32(q) for q in exact), np.float32)
+  book = np.array(sorted(_round_to_float32(q) for q in exact), np.float32)
+  book.setflags(write=False)
+  return book
 
 
 def _flush(x):
