@@ -20,6 +20,9 @@ from tf_opt_plugin.ops._grouping import MultiTensorGroup
 from tf_opt_plugin.ops._library import library_path
 from tf_opt_plugin.ops._library import load_library
 from tf_opt_plugin.ops._library import LibraryLoadError
+from tf_opt_plugin.ops._state import absmax_shape
+from tf_opt_plugin.ops._state import QuantizedState
+from tf_opt_plugin.ops._state import state_layout
 from tf_opt_plugin.ops import adafactor
 from tf_opt_plugin.ops import adamw
 from tf_opt_plugin.ops import lamb
@@ -43,6 +46,8 @@ __all__ = [
     "FusedOpUnavailableError",
     "LibraryLoadError",
     "MultiTensorGroup",
+    "QuantizedState",
+    "absmax_shape",
     "accumulator_shapes",
     "dispatch_reason",
     "library_path",
@@ -56,4 +61,5 @@ __all__ = [
     "resource_apply_lamb",
     "resource_apply_lion",
     "resource_apply_sgd",
+    "state_layout",
 ]

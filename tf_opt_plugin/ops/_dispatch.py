@@ -40,6 +40,9 @@ _REASON_TEXT = {
               f"{GPU_KERNELS_ENV}=1 opts in, see docs/gpu.md)",
     "dtype": "the variable's dtype has no kernel (kernels exist for "
              "float16, bfloat16, float32 and float64)",
+    "state_layout": "the slots are stored in another layout than the "
+                    "variable's dtype (state_dtype), which only the CPU "
+                    "kernels take so far",
 }
 
 
@@ -112,15 +115,17 @@ def _device_type(variable):
   return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
 
 
-def dispatch_reason(variable, gradient=None):
+def dispatch_reason(variable, gradient=None, state_layout="same"):
   """Why the custom op will not run for `variable`, or None when it will.
 
   Decided at trace time, per variable. Reasons, checked in this order:
   "disabled" (env TF_OPT_PLUGIN_DISABLE_CUSTOM_OPS=1), "not_loaded" (the
   library failed to load), "xla" (inside an XLA-compiled function),
   "dtensor" (a DTensor variable), "device" (a device without a kernel in
-  use: GPU kernels need a CUDA build and TF_OPT_PLUGIN_GPU_KERNELS=1) and
-  "dtype" (a dtype without a kernel).
+  use: GPU kernels need a CUDA build and TF_OPT_PLUGIN_GPU_KERNELS=1),
+  "dtype" (a dtype without a kernel) and "state_layout" (slots stored in
+  another layout than the variable's dtype, see `_state`, on a GPU, whose
+  kernels take only that one so far).
 
   >>> v = tf.Variable([1.0, 2.0])
   >>> dispatch_reason(v) in (None, "not_loaded")
@@ -139,14 +144,16 @@ def dispatch_reason(variable, gradient=None):
   dtype = tf.as_dtype(variable.dtype).base_dtype
   if dtype not in SUPPORTED_DTYPES:
     return "dtype"
+  if state_layout != "same" and _device_type(variable) != "CPU":
+    return "state_layout"
   return None
 
 
-def use_fused_op(fused, variable, gradient):
+def use_fused_op(fused, variable, gradient, state_layout="same"):
   """Resolves the `fused` argument of the resource_apply_* functions."""
   if fused is False:
     return False
-  reason = dispatch_reason(variable, gradient)
+  reason = dispatch_reason(variable, gradient, state_layout)
   if reason is None:
     return True
   if fused:

@@ -16,12 +16,15 @@ from tf_opt_plugin.ops import _dispatch
 
 class MultiTensorGroup(
     collections.namedtuple("MultiTensorGroup",
-                           ["device", "dtype", "indices", "reason"])):
-  """Variables of one device and dtype, and how they are updated.
+                           ["device", "dtype", "indices", "reason", "layout"],
+                           defaults=("same",))):
+  """Variables of one device, dtype and state layout, and how they are
+  updated.
 
   `indices` index the variable list; `reason` is None when the group runs as
   one multi-tensor op, else the `dispatch_reason()` why its variables run the
-  pure-TF twin, one variable at a time.
+  pure-TF twin, one variable at a time; `layout` is how their slots are
+  stored ("same", "float32", "bfloat16", "int8": `_state`).
 
   >>> g = MultiTensorGroup("/device:CPU:0", tf.float32, (0, 2), None)
   >>> g.reason is None, len(g.indices)
@@ -31,22 +34,23 @@ class MultiTensorGroup(
   __slots__ = ()
 
 
-def _group_key(variable):
+def _group_key(variable, layout):
   device = getattr(variable, "device", "") or ""
   if device:
     device = tf.DeviceSpec.from_string(device).to_string()
-  return device, tf.as_dtype(variable.dtype).base_dtype
+  return device, tf.as_dtype(variable.dtype).base_dtype, layout
 
 
-def multi_tensor_groups(variables, gradients=None):
+def multi_tensor_groups(variables, gradients=None, layouts=None):
   """How `multi_tensor_apply_*` would update `variables`: a list of groups.
 
-  Variables are grouped by (device, dtype), in order of first appearance.
-  Each `MultiTensorGroup(device, dtype, indices, reason)` has `reason` None
-  when the group runs as one multi-tensor op (one variable or many), else the
-  `dispatch_reason()` of one of its variables ("disabled", "not_loaded",
-  "xla", "dtensor", "device", "dtype") why its variables run the pure-TF
-  twin.
+  Variables are grouped by (device, dtype, state layout), in order of first
+  appearance; `layouts` gives each variable's ("same" for all when None).
+  Each `MultiTensorGroup(device, dtype, indices, reason, layout)` has `reason`
+  None when the group runs as one multi-tensor op (one variable or many),
+  else the `dispatch_reason()` of one of its variables ("disabled",
+  "not_loaded", "xla", "dtensor", "device", "dtype", "state_layout") why its
+  variables run the pure-TF twin.
 
   >>> a, b = tf.Variable([1.0]), tf.Variable([2.0])
   >>> c = tf.Variable([3.0], dtype=tf.float64)
@@ -54,15 +58,17 @@ def multi_tensor_groups(variables, gradients=None):
   [(2, 'float32'), (1, 'float64')]
   """
   gradients = [None] * len(variables) if gradients is None else list(gradients)
+  layouts = ["same"] * len(variables) if layouts is None else list(layouts)
   members = {}  # insertion-ordered: groups in order of first appearance
   for i, variable in enumerate(variables):
-    members.setdefault(_group_key(variable), []).append(i)
+    members.setdefault(_group_key(variable, layouts[i]), []).append(i)
   groups = []
-  for (device, dtype), indices in members.items():
+  for (device, dtype, layout), indices in members.items():
     reason = None
     for i in indices:
-      reason = _dispatch.dispatch_reason(variables[i], gradients[i])
+      reason = _dispatch.dispatch_reason(variables[i], gradients[i], layout)
       if reason is not None:
         break
-    groups.append(MultiTensorGroup(device, dtype, tuple(indices), reason))
+    groups.append(
+        MultiTensorGroup(device, dtype, tuple(indices), reason, layout))
   return groups

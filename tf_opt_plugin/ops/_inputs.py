@@ -428,6 +428,15 @@ def check_same_shape(name, value, var, checks, var_name="var"):
   )
 
 
+def check_gradient_dtype(var, grad, var_name="var", grad_name="grad"):
+  """The gradient is floating-point, of the variable's dtype."""
+  if not tf.as_dtype(grad.dtype).is_floating:
+    raise TypeError(
+        f"`{grad_name}` and `{var_name}` must be floating-point. Received: "
+        f"{grad_name}.dtype={tf.as_dtype(grad.dtype).name}")
+  check_variable(var, var_name, grad.dtype, grad_name)
+
+
 def check_update_inputs(var, slots, grad, checks, var_name="var",
                         grad_name="grad"):
   """Dtype and shape checks of a variable, its slots ({name: var}) and grad.
@@ -436,11 +445,7 @@ def check_update_inputs(var, slots, grad, checks, var_name="var",
   the third variable of a multi-tensor update). Returns the gradient (inside
   XLA pinned to the variable's static shape).
   """
-  if not tf.as_dtype(grad.dtype).is_floating:
-    raise TypeError(
-        f"`{grad_name}` and `{var_name}` must be floating-point. Received: "
-        f"{grad_name}.dtype={tf.as_dtype(grad.dtype).name}")
-  check_variable(var, var_name, grad.dtype, grad_name)
+  check_gradient_dtype(var, grad, var_name, grad_name)
   for name, slot in slots.items():
     check_variable(slot, name, grad.dtype, grad_name)
   for name, slot in slots.items():

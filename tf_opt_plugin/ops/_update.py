@@ -51,6 +51,7 @@ from tf_opt_plugin.ops import _dispatch
 from tf_opt_plugin.ops import _grouping
 from tf_opt_plugin.ops import _inputs
 from tf_opt_plugin.ops import _library
+from tf_opt_plugin.ops import _state
 
 # The public argument of an op input, where they differ (errors name it).
 _ARGUMENT_NAMES = {"lr": "learning_rate"}
@@ -91,6 +92,12 @@ class UpdateRule:
       variable the twin updates in it: the same values, but traced, and
       compiled by XLA, once instead of once per variable. None: the twin takes
       the op's scalars and step.
+    state_layouts: whether the slots may be stored in another layout than
+      their variable (`_state`: "float32", "bfloat16", "int8"): the ops then
+      take the `state_dtype` attr and the `absmax` list, and the twin reads
+      and writes each slot through its layout.
+    non_negative_slots: those of `slot_names` that never hold a negative
+      value (second moments): in 8-bit state they use the unsigned map.
   """
 
   per_variable_op: str
@@ -104,6 +111,8 @@ class UpdateRule:
   check_slots: Optional[Callable[..., tf.Tensor]] = None
   positive_scalars: Tuple[str, ...] = ()
   twin_scalars: Optional[Callable[..., dict]] = None
+  state_layouts: bool = False
+  non_negative_slots: Tuple[str, ...] = ()
 
   def scalars(self, *values):
     """{scalar input name: value} of `values`, given in op order.
@@ -160,9 +169,10 @@ def apply_update(
   _check_variable_objects(named)
   checks = _inputs.Checks([v for _, v in named])
   grad = _inputs.as_dense_gradient(grad, var, checks)
-  run_fused = _dispatch.use_fused_op(fused, var, grad)
+  run_fused = _dispatch.use_fused_op(fused, var, grad,
+                                     _layout_hint(rule, var, slots))
   checks.kernel_validates = run_fused
-  grad = _check_inputs(rule, var, slots, grad, named, checks)
+  grad, layout = _check_inputs(rule, var, slots, grad, named, checks)
   scalars = _scalars(rule, hyperparameters, _inputs.compute_dtype(var.dtype),
                      checks)
   step_input = _step_input(rule, step, checks)
@@ -175,6 +185,7 @@ def apply_update(
           grad=grad,
           use_locking=use_locking,
           **_per_variable_slot_handles(rule, slots),
+          **_state_inputs(rule, [slots], layout),
           **scalars,
           **step_input,
           **flags,
@@ -273,14 +284,15 @@ def apply_multi_tensor_update(
       _inputs.as_dense_gradient(grads[i], variables[i], checks, f"grad[{i}]",
                                 f"var[{i}]") for i in range(n)
   ]
-  plan = _plan(variables, grads, fused)
+  plan = _plan(variables, grads, fused,
+               [_layout_hint(rule, variables[i], slots[i]) for i in range(n)])
   # One multi-tensor op validates its variables before writing any; several
   # ops, or twins, need the run-time checks done for all of them first.
   checks.kernel_validates = len(plan) == 1 and plan[0][1]
-  grads = [
+  grads, layouts = zip(*[
       _check_inputs(rule, variables[i], slots[i], grads[i], named[i], checks,
                     index=i) for i in range(n)
-  ]
+  ]) if n else ((), ())
   scalars = {}  # compute dtype -> the scalar inputs converted to it
   for dtype in [_inputs.compute_dtype(v.dtype) for v in variables] or [
       tf.float32  # no variable: the hyperparameters are still checked
@@ -328,7 +340,7 @@ def apply_multi_tensor_update(
           continue
         slot_handles = {
             name: [
-                slots[i][name].handle
+                _stored(slots[i][name]).handle
                 for i in indices
                 if slots[i][name] is not None
             ]  # an optional slot: none
@@ -340,6 +352,8 @@ def apply_multi_tensor_update(
                 grad=[grads[i] for i in indices],
                 use_locking=use_locking,
                 **slot_handles,
+                **_state_inputs(rule, [slots[i] for i in indices],
+                                layouts[indices[0]]),
                 **scalars_of(indices[0]),
                 **step_input,
                 **{
@@ -419,9 +433,12 @@ def _flags(values, n, name):
 
 
 def _as_list(value):
+  """A slot argument as a list: None, one slot (a variable or a
+  QuantizedState, itself a tuple) or a list of slots."""
   if value is None:
     return []
-  if isinstance(value, (list, tuple)):
+  if isinstance(value,
+                (list, tuple)) and not isinstance(value, _state.QuantizedState):
     return list(value)
   return [value]
 
@@ -438,12 +455,13 @@ def _named_variables(rule, var, slots, index=None):
                      for k, slot in enumerate(_as_list(slots.get(name))))
       else:
         named.append((name, slots[name]))
-    return named
-  named = [(f"var[{index}]", var)]
-  named.extend((f"{name}[{index}]", slots[name])
-               for name in rule.slot_names
-               if name not in rule.list_slots or slots.get(name) is not None)
-  return named
+  else:
+    named = [(f"var[{index}]", var)]
+    named.extend((f"{name}[{index}]", slots[name])
+                 for name in rule.slot_names
+                 if name not in rule.list_slots or slots.get(name) is not None)
+  # A QuantizedState slot is two variables (its codes and its absmax).
+  return _state.expand(named) if rule.state_layouts else named
 
 
 def _check_variable_objects(named):
@@ -456,18 +474,73 @@ def _check_variable_objects(named):
 
 def _check_inputs(rule, var, slots, grad, named, checks, index=None):
   """Dtype and shape checks of one variable, its slots and gradient; returns
-  the gradient."""
+  the gradient and the slots' layout (`_state`)."""
   if rule.check_slots is not None:
-    return rule.check_slots(var, slots, grad, checks)
+    return rule.check_slots(var, slots, grad, checks), "same"
   suffix = "" if index is None else f"[{index}]"
-  return _inputs.check_update_inputs(
-      var,
-      dict(named[1:]),
-      grad,
-      checks,
-      var_name=named[0][0],
-      grad_name=f"grad{suffix}",
-  )
+  var_name, grad_name = named[0][0], f"grad{suffix}"
+  if not rule.state_layouts:
+    return _inputs.check_update_inputs(var, dict(named[1:]), grad, checks,
+                                       var_name=var_name,
+                                       grad_name=grad_name), "same"
+  _inputs.check_gradient_dtype(var, grad, var_name, grad_name)
+  named_slots = _named_slots(rule, slots, index)
+  layout = _state.slot_layout(var, named_slots, var_name)
+  for name, slot in named_slots:
+    if isinstance(slot, _state.QuantizedState):
+      _state.check_quantized(name, slot, var, checks, var_name)
+    elif slot is not None:
+      _inputs.check_same_shape(name, slot, var, checks, var_name)
+  _inputs.check_same_shape(grad_name, grad, var, checks, var_name)
+  return _inputs.pin_shape(grad, var, checks), layout
+
+
+def _named_slots(rule, slots, index=None):
+  """[(name, slot)] of one variable's slots as errors name them, an
+  optional slot not in use left out."""
+  suffix = "" if index is None else f"[{index}]"
+  named = []
+  for name in rule.slot_names:
+    values = _as_list(
+        slots.get(name)) if name in rule.list_slots else [slots[name]]
+    for k, slot in enumerate(values):
+      if slot is None:
+        continue
+      list_suffix = f"[{k}]" if index is None and name in rule.list_slots else ""
+      named.append((f"{name}{suffix or list_suffix}", slot))
+  return named
+
+
+def _layout_hint(rule, var, slots):
+  """The slots' layout where they agree on one, else "same": what
+  dispatch needs before the checks (which raise for slots that disagree)."""
+  if not rule.state_layouts:
+    return "same"
+  layouts = {
+      _state.state_layout(var, slot) for _, slot in _named_slots(rule, slots)
+  }
+  return layouts.pop() if len(layouts) == 1 and None not in layouts else "same"
+
+
+def _stored(slot):
+  """The variable an op input takes for `slot`: a QuantizedState's codes."""
+  return slot.codes if isinstance(slot, _state.QuantizedState) else slot
+
+
+def _state_inputs(rule, slot_dicts, layout):
+  """The ops' `state_dtype` attr and `absmax` list for the variables whose
+  slots are `slot_dicts`: for each slot input in op order, the absmax of each
+  variable that has that slot (none unless `layout` is "int8")."""
+  if not rule.state_layouts:
+    return {}
+  absmax = []
+  if layout == "int8":
+    for name in rule.slot_names:
+      for slots in slot_dicts:
+        absmax.extend(slot.absmax.handle
+                      for slot in _as_list(slots.get(name))
+                      if slot is not None)
+  return {"state_dtype": layout, "absmax": absmax}
 
 
 # ----------------------------------------------------------------------------
@@ -475,8 +548,9 @@ def _check_inputs(rule, var, slots, grad, named, checks, index=None):
 # ----------------------------------------------------------------------------
 class _Staged:
   """A variable as a twin sees it: `read_value()` reads the variable,
-  `assign(value)` only records `value`; `_run_twin` writes every recorded
-  value once the twin has computed them all.
+  `assign(value)` only records `value` (`stored_value()` returns it);
+  `_run_twin` writes every recorded value once the twin has computed them
+  all. (`_state.StagedQuantized` is the same for an 8-bit slot.)
 
   So a twin that fails half-way (eagerly) writes nothing, and in a graph no
   write of the variable or its slots runs before all their reads."""
@@ -506,28 +580,39 @@ class _Staged:
     self.value = value
     return value
 
+  def stored_value(self):
+    return self.value
+
+  def pending(self):
+    return [self.value]
+
   def write(self):
     return self._variable.assign(self.value)
 
 
-def _stage(value):
+def _stage(value, signed):
   if value is None:
     return None
+  if isinstance(value, _state.QuantizedState):
+    return _state.StagedQuantized(value, signed)
   if isinstance(value, (list, tuple)):
-    return [_stage(v) for v in value]
+    return [_stage(v, signed) for v in value]
   return _Staged(value)
 
 
 def _run_twin(rule, var, grad, slots, inputs):
   """`rule.twin` for one variable, its writes after all of its values."""
   staged_var = _Staged(var)
-  staged_slots = {name: _stage(value) for name, value in slots.items()}
+  staged_slots = {
+      name: _stage(value, signed=name not in rule.non_negative_slots)
+      for name, value in slots.items()
+  }
   rule.twin(staged_var, grad, **staged_slots, **inputs)
   staged = [staged_var]
   for value in staged_slots.values():
     staged.extend(v for v in _as_list(value) if v is not None)
   staged = [s for s in staged if s.value is not None]
-  with tf.control_dependencies([s.value for s in staged]):
+  with tf.control_dependencies([t for s in staged for t in s.pending()]):
     writes = [s.write() for s in staged]
   return tf.group(*writes)
 
@@ -602,17 +687,17 @@ def _op(name):
 
 def _per_variable_slot_handles(rule, slots):
   return {
-      name: ([slot.handle
+      name: ([_stored(slot).handle
               for slot in _as_list(slots.get(name))] if name in rule.list_slots
-             else slots[name].handle) for name in rule.slot_names
+             else _stored(slots[name]).handle) for name in rule.slot_names
   }
 
 
-def _plan(variables, grads, fused):
+def _plan(variables, grads, fused, layouts):
   """[(indices, run fused)] in the order the groups run."""
   if fused is False:
     return [(tuple(range(len(variables))), False)] if variables else []
-  groups = _grouping.multi_tensor_groups(variables, grads)
+  groups = _grouping.multi_tensor_groups(variables, grads, layouts)
   if fused:
     for group in groups:
       if group.reason is not None:

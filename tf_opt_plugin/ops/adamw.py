@@ -154,4 +154,5 @@ _RULE = _update.UpdateRule(per_variable_op="resource_apply_adam_w",
                            slot_names=("m", "v", "vhat"), list_slots=("vhat",),
                            scalar_names=SCALAR_NAMES, takes_step=True,
                            per_tensor_flags=("apply_weight_decay",),
-                           twin=_adamw_twin, twin_scalars=_adamw_twin_scalars)
+                           twin=_adamw_twin, twin_scalars=_adamw_twin_scalars,
+                           state_layouts=True, non_negative_slots=("v", "vhat"))

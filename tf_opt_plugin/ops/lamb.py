@@ -145,9 +145,14 @@ def _lamb_twin(var, grad, *, m, v, lr, beta_1, beta_2, epsilon,
     u_norm = tf.norm(u)
     ratio = tf.where(w_norm > 0, tf.where(u_norm > 0, w_norm / u_norm, ratio),
                      ratio)
-  return tf.group(m.assign(tf.cast(m_new, m.dtype)),
-                  v.assign(tf.cast(v_new, v.dtype)),
-                  var.assign(tf.cast(w - lr * ratio * u, var.dtype)))
+  m.assign(tf.cast(m_new, m.dtype))
+  v.assign(tf.cast(v_new, v.dtype))
+  # The kernel's second pass reads the moments back as stored (rounded to the
+  # slots' dtype or quantized) to recompute u for the write.
+  m_hat = tf.cast(m.stored_value(), compute) / m_correction
+  v_hat = tf.cast(v.stored_value(), compute) / v_correction
+  u = m_hat / (tf.sqrt(v_hat) + epsilon) + weight_decay_rate * w
+  return var.assign(tf.cast(w - lr * ratio * u, var.dtype))
 
 
 _RULE = _update.UpdateRule(
@@ -155,4 +160,5 @@ _RULE = _update.UpdateRule(
     multi_tensor_op="resource_multi_tensor_apply_lamb", slot_names=("m", "v"),
     scalar_names=SCALAR_NAMES, takes_step=True,
     per_tensor_flags=("apply_weight_decay", "use_layer_adaptation"),
-    twin=_lamb_twin, twin_scalars=_lamb_twin_scalars)
+    twin=_lamb_twin, twin_scalars=_lamb_twin_scalars, state_layouts=True,
+    non_negative_slots=("v",))

@@ -141,4 +141,5 @@ _RULE = _update.UpdateRule(per_variable_op="resource_apply_lion",
                            slot_names=("m",), scalar_names=SCALAR_NAMES,
                            takes_step=False,
                            per_tensor_flags=("apply_weight_decay",),
-                           twin=_lion_twin, twin_scalars=_lion_twin_scalars)
+                           twin=_lion_twin, twin_scalars=_lion_twin_scalars,
+                           state_layouts=True)
