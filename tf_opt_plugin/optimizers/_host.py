@@ -198,7 +198,8 @@ class AlgorithmHost:
     """
     slot = slots[self.variable_index(variable)]
     if is_quantized(slot):
-      return type(slot)(*(self.as_tf_variable(s) for s in slot))
+      # Not `type(slot)`: tf-keras's attribute tracking wraps the tuple.
+      return ops.QuantizedState(*(self.as_tf_variable(s) for s in slot))
     return self.as_tf_variable(slot)
 
   def state_format(self, variable):
