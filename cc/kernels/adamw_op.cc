@@ -11,11 +11,11 @@
 namespace tf_opt_plugin {
 namespace functor {
 
-template <typename T, typename C, bool kAmsgrad>
+template <typename T, typename C, bool kAmsgrad, typename S>
 TFOPT_CPU_CLONES void AdamWRange(const math::AdamWStep<C>& s, int64_t begin,
                                  int64_t end, T* __restrict var,
-                                 T* __restrict m, T* __restrict v,
-                                 T* __restrict vhat, const T* __restrict grad) {
+                                 S* __restrict m, S* __restrict v,
+                                 S* __restrict vhat, const T* __restrict grad) {
   for (int64_t i = begin; i < end; ++i) {
     math::AdamWUpdateAt<T, C, kAmsgrad>(s, i, var, m, v, vhat, grad);
   }
@@ -26,14 +26,16 @@ struct CpuRange<T, C, AdamW> {
   // A divide and a square root dominate.
   static constexpr int64_t kCyclesPerElement = 25;
 
+  template <typename S>
   static void Run(const math::AdamWStep<C>& s, int64_t begin, int64_t end,
-                  T* const* p) {
-    if (p[AdamW::kVhat] == nullptr) {
-      AdamWRange<T, C, false>(s, begin, end, p[AdamW::kVar], p[AdamW::kM],
-                              p[AdamW::kV], nullptr, p[AdamW::kGrad]);
+                  T* var, S* const* slots, const T* grad) {
+    S* m = slots[SlotOf(AdamW::kM)];
+    S* v = slots[SlotOf(AdamW::kV)];
+    S* vhat = slots[SlotOf(AdamW::kVhat)];
+    if (vhat == nullptr) {
+      AdamWRange<T, C, false>(s, begin, end, var, m, v, vhat, grad);
     } else {
-      AdamWRange<T, C, true>(s, begin, end, p[AdamW::kVar], p[AdamW::kM],
-                             p[AdamW::kV], p[AdamW::kVhat], p[AdamW::kGrad]);
+      AdamWRange<T, C, true>(s, begin, end, var, m, v, vhat, grad);
     }
   }
 };

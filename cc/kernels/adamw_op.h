@@ -44,8 +44,9 @@ struct AdamWHyperparams {
 struct AdamW {
   template <typename C>
   using Hyperparams = functor::AdamWHyperparams<C>;
-  static constexpr Slot kSlots[] = {
-      {"m"}, {"v"}, {"vhat", "num_vhat", "amsgrad"}};
+  static constexpr Slot kSlots[] = {{"m"},
+                                    {"v", nullptr, nullptr, true},
+                                    {"vhat", "num_vhat", "amsgrad", true}};
   static constexpr const char* kPerTensorFlags[] = {"apply_weight_decay"};
   enum Buffer { kVar, kM, kV, kVhat, kGrad };
 

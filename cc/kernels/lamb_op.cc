@@ -16,10 +16,10 @@ namespace functor {
 
 // Pass 1 over [begin, end): updates m and v, and returns the sums of squares
 // of w and of the direction u over the range.
-template <typename T, typename C>
+template <typename T, typename C, typename S>
 TFOPT_CPU_CLONES void LambMomentsRange(
     const math::LambStep<C>& s, int64_t begin, int64_t end,
-    const T* __restrict var, T* __restrict m, T* __restrict v,
+    const T* __restrict var, S* __restrict m, S* __restrict v,
     const T* __restrict grad, double* w_sum_squares, double* u_sum_squares) {
   C w_squares[kLanes] = {}, u_squares[kLanes] = {};
   ForEachWithLanes(begin, end, [&](int64_t i, int lane) {
@@ -28,8 +28,8 @@ TFOPT_CPU_CLONES void LambMomentsRange(
     C vi = static_cast<C>(v[i]);
     const C u =
         math::LambMomentsAndDirection<C>(s, static_cast<C>(grad[i]), w, mi, vi);
-    m[i] = static_cast<T>(mi);
-    v[i] = static_cast<T>(vi);
+    m[i] = static_cast<S>(mi);
+    v[i] = static_cast<S>(vi);
     w_squares[lane] += w * w;
     u_squares[lane] += u * u;
   });
@@ -39,11 +39,11 @@ TFOPT_CPU_CLONES void LambMomentsRange(
 
 // Pass 2 over [begin, end): w <- w - step_size * u, with u recomputed from the
 // new moments (cheaper than a fourth full-size buffer to store it in).
-template <typename T, typename C>
+template <typename T, typename C, typename S>
 TFOPT_CPU_CLONES void LambApplyRange(const math::LambStep<C>& s, C step_size,
                                      int64_t begin, int64_t end,
-                                     T* __restrict var, const T* __restrict m,
-                                     const T* __restrict v) {
+                                     T* __restrict var, const S* __restrict m,
+                                     const S* __restrict v) {
   for (int64_t i = begin; i < end; ++i) {
     const C w = static_cast<C>(var[i]);
     const C u = math::LambDirection<C>(s, w, static_cast<C>(m[i]),
@@ -52,9 +52,11 @@ TFOPT_CPU_CLONES void LambApplyRange(const math::LambStep<C>& s, C step_size,
   }
 }
 
-template <typename T, typename C>
-struct ApplyUpdate<Eigen::ThreadPoolDevice, T, C, Lamb> {
-  using Tensor = TensorDesc<T, kNumBuffers<Lamb>>;
+// Slots stored as S; 8-bit slots are dequantized a block at a time in both
+// passes (the second reads back the moments as the first stored them).
+template <typename T, typename C, typename S>
+struct CpuUpdate<T, C, Lamb, S> {
+  using Tensor = CpuTensorDesc<T, S, kNumSlots<Lamb>>;
 
   void operator()(tensorflow::OpKernelContext* ctx,
                   const LambHyperparams<C>& hyper,
@@ -71,10 +73,18 @@ struct ApplyUpdate<Eigen::ThreadPoolDevice, T, C, Lamb> {
         ctx, blocks, /*cycles_per_element=*/30, [&](int64_t index) {
           const TensorBlock& b = blocks[index];
           const Tensor& t = tensors[b.tensor];
-          LambMomentsRange<T, C>(Lamb::StepFor(hyper, t.flags), b.begin, b.end,
-                                 t.ptrs[Lamb::kVar], t.ptrs[Lamb::kM],
-                                 t.ptrs[Lamb::kV], t.ptrs[Lamb::kGrad],
-                                 &w_partials[index], &u_partials[index]);
+          const math::LambStep<C> step = Lamb::StepFor(hyper, t.flags);
+          ForEachStateRange<Lamb>(
+              t, b.begin, b.end, /*write_back=*/true,
+              [&](int64_t begin, int64_t end, T* var, auto* const* slots,
+                  const T* grad) {
+                double w_sum = 0.0, u_sum = 0.0;
+                LambMomentsRange<T, C>(
+                    step, begin, end, var, slots[SlotOf(Lamb::kM)],
+                    slots[SlotOf(Lamb::kV)], grad, &w_sum, &u_sum);
+                w_partials[index] += w_sum;
+                u_partials[index] += u_sum;
+              });
         });
     Scratch<C> step_sizes;
     OP_REQUIRES_OK(ctx, step_sizes.Allocate(ctx, tensors.size()));
@@ -96,9 +106,15 @@ struct ApplyUpdate<Eigen::ThreadPoolDevice, T, C, Lamb> {
         ctx, blocks, /*cycles_per_element=*/25, [&](int64_t index) {
           const TensorBlock& b = blocks[index];
           const Tensor& t = tensors[b.tensor];
-          LambApplyRange<T, C>(
-              Lamb::StepFor(hyper, t.flags), step_sizes[b.tensor], b.begin,
-              b.end, t.ptrs[Lamb::kVar], t.ptrs[Lamb::kM], t.ptrs[Lamb::kV]);
+          const math::LambStep<C> step = Lamb::StepFor(hyper, t.flags);
+          ForEachStateRange<Lamb>(t, b.begin, b.end, /*write_back=*/false,
+                                  [&](int64_t begin, int64_t end, T* var,
+                                      auto* const* slots, const T*) {
+                                    LambApplyRange<T, C>(
+                                        step, step_sizes[b.tensor], begin, end,
+                                        var, slots[SlotOf(Lamb::kM)],
+                                        slots[SlotOf(Lamb::kV)]);
+                                  });
         });
   }
 };

@@ -45,7 +45,7 @@ struct LambHyperparams {
 struct Lamb {
   template <typename C>
   using Hyperparams = functor::LambHyperparams<C>;
-  static constexpr Slot kSlots[] = {{"m"}, {"v"}};
+  static constexpr Slot kSlots[] = {{"m"}, {"v", nullptr, nullptr, true}};
   static constexpr const char* kPerTensorFlags[] = {"apply_weight_decay",
                                                     "use_layer_adaptation"};
   enum Buffer { kVar, kM, kV, kGrad };

@@ -12,9 +12,9 @@
 namespace tf_opt_plugin {
 namespace functor {
 
-template <typename T, typename C>
+template <typename T, typename C, typename S>
 TFOPT_CPU_CLONES void LionRange(const math::LionStep<C>& s, int64_t begin,
-                                int64_t end, T* __restrict var, T* __restrict m,
+                                int64_t end, T* __restrict var, S* __restrict m,
                                 const T* __restrict grad) {
   for (int64_t i = begin; i < end; ++i) {
     math::LionUpdateAt<T, C>(s, i, var, m, grad);
@@ -26,9 +26,10 @@ struct CpuRange<T, C, Lion> {
   // No divide or square root: memory-bound.
   static constexpr int64_t kCyclesPerElement = 8;
 
+  template <typename S>
   static void Run(const math::LionStep<C>& s, int64_t begin, int64_t end,
-                  T* const* p) {
-    LionRange<T, C>(s, begin, end, p[Lion::kVar], p[Lion::kM], p[Lion::kGrad]);
+                  T* var, S* const* slots, const T* grad) {
+    LionRange<T, C>(s, begin, end, var, slots[SlotOf(Lion::kM)], grad);
   }
 };
 

@@ -36,12 +36,39 @@ namespace tf_opt_plugin {
 
 // A slot input, shaped like its variable. An optional slot (amsgrad's vhat)
 // is a list of 0 or one per variable, counted by `count_attr`; `feature`
-// names what it is for in errors.
+// names what it is for in errors. A `non_negative` slot (a second moment) is
+// quantized with the unsigned dynamic map in 8-bit state.
 struct Slot {
   const char* name;
   const char* count_attr = nullptr;
   const char* feature = nullptr;
+  bool non_negative = false;
 };
+
+// How the slots of an update are stored: the ops' `state_dtype` attr ("same",
+// "float32", "bfloat16", "int8"). An update reads its state widened to the
+// compute type, updates it there and stores it back in its layout: kInt8 is
+// block-wise 8-bit (math/quantization_math.h), uint8 codes shaped like the
+// variable and a float32 absmax per block of 256 elements.
+enum class StateLayout { kSame, kFloat32, kBfloat16, kInt8 };
+
+// One variable of an update on the CPU, its slots stored as S (T, float or
+// bfloat16; uint8 codes for kInt8): the variable, the slots in op order
+// (null for an optional slot that is off), their absmax vectors (kInt8) and
+// the gradient, which is only read.
+template <typename T, typename S, int kNumSlots>
+struct CpuTensorDesc {
+  using State = S;
+  T* var;
+  S* slots[kNumSlots];
+  float* absmax[kNumSlots];
+  const T* grad;
+  int64_t size;
+  uint8_t flags;
+};
+
+// Slot k of an algorithm is its Buffer k + 1 (the variable is buffer 0).
+constexpr int SlotOf(int buffer) { return buffer - 1; }
 
 // Per-variable flags, bit i for the algorithm's kPerTensorFlags[i].
 constexpr uint8_t kApplyWeightDecay = 1;
@@ -50,7 +77,9 @@ constexpr uint8_t kLayerAdaptation = 2;
 // Buffers of one variable: the variable, its slots (Algorithm::kSlots, null
 // for an optional slot that is off) and the gradient, in op order.
 template <typename Algorithm>
-constexpr int kNumBuffers = static_cast<int>(std::size(Algorithm::kSlots)) + 2;
+constexpr int kNumSlots = static_cast<int>(std::size(Algorithm::kSlots));
+template <typename Algorithm>
+constexpr int kNumBuffers = kNumSlots<Algorithm> + 2;
 
 // One variable of an update: kDepth buffers of `size` elements (the variable,
 // its slots, the gradient, which is only read) and its flags. The GPU

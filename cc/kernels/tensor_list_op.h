@@ -7,11 +7,15 @@
 #ifndef TF_OPT_PLUGIN_CC_KERNELS_TENSOR_LIST_OP_H_
 #define TF_OPT_PLUGIN_CC_KERNELS_TENSOR_LIST_OP_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <iterator>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cc/kernels/cpu_parallel.h"
+#include "cc/kernels/math/quantization_math.h"
 #include "cc/kernels/registration.h"
 #include "cc/kernels/tensor_list.h"
 #include "cc/kernels/variable_access.h"
@@ -21,28 +25,92 @@ namespace tf_opt_plugin {
 namespace functor {
 
 // An elementwise algorithm's update of elements [begin, end) of one tensor
-// on the CPU, `Run(step, begin, end, ptrs)`, and its kCyclesPerElement for
+// on the CPU, `Run(step, begin, end, var, slots, grad)` for slots stored as
+// any S (the variable's T, float, bfloat16), and its kCyclesPerElement for
 // TF's cost model: specialized in its <algo>_op.cc.
 template <typename T, typename C, typename Algorithm>
 struct CpuRange;
 
+// For 8-bit slots (uint8 codes, float32 absmax per block of 256): calls
+// body(first, count, state) for each quantization block of [begin, end)
+// (begin a multiple of 256) with state[k] the block of slot k dequantized to
+// float32 (null for a slot that is off); with `write_back`, then stores the
+// updated block: its new absmax and codes. The block stays in L1 cache: the
+// update is still one pass over memory.
+template <typename Algorithm, typename Body>
+void ForEachDequantizedBlock(uint8_t* const* codes, float* const* absmax,
+                             int64_t begin, int64_t end, bool write_back,
+                             Body body) {
+  constexpr int kSlots = kNumSlots<Algorithm>;
+  constexpr int64_t kBlock = math::kQuantizationBlockSize;
+  float values[kSlots][kBlock];
+  float* state[kSlots];
+  for (int64_t first = begin; first < end; first += kBlock) {
+    const int64_t count = std::min(kBlock, end - first);
+    const int64_t block = first / kBlock;
+    for (int k = 0; k < kSlots; ++k) {
+      state[k] = codes[k] == nullptr ? nullptr : values[k];
+      if (state[k] == nullptr) continue;
+      const bool is_signed = !Algorithm::kSlots[k].non_negative;
+      for (int64_t j = 0; j < count; ++j) {
+        values[k][j] = math::DequantizeCode(codes[k][first + j],
+                                            absmax[k][block], is_signed);
+      }
+    }
+    body(first, count, state);
+    if (!write_back) continue;
+    for (int k = 0; k < kSlots; ++k) {
+      if (state[k] == nullptr) continue;
+      const bool is_signed = !Algorithm::kSlots[k].non_negative;
+      const float new_absmax = math::BlockAbsMax(values[k], 0, count);
+      absmax[k][block] = new_absmax;
+      for (int64_t j = 0; j < count; ++j) {
+        codes[k][first + j] =
+            math::QuantizeValue(values[k][j], new_absmax, is_signed);
+      }
+    }
+  }
+}
+
+// Calls range(begin, end, var, slots, grad) over elements [begin, end) of
+// `t`, the slots as stored (S = T, float, bfloat16) or, for 8-bit slots, one
+// dequantized block at a time (then `var` and `grad` start at the block and
+// the range is [0, count)), stored back when `write_back`.
+template <typename Algorithm, typename Tensor, typename Range>
+void ForEachStateRange(const Tensor& t, int64_t begin, int64_t end,
+                       bool write_back, Range range) {
+  if constexpr (std::is_same_v<typename Tensor::State, uint8_t>) {
+    ForEachDequantizedBlock<Algorithm>(
+        t.slots, t.absmax, begin, end, write_back,
+        [&](int64_t first, int64_t count, float* const* state) {
+          range(int64_t{0}, count, t.var + first, state, t.grad + first);
+        });
+  } else {
+    range(begin, end, t.var, t.slots, t.grad);
+  }
+}
+
 // The CPU functor of an elementwise algorithm (AdamW, Lion: element i of the
-// update reads only element i of each buffer): the blocks of all tensors in
-// one parallel loop. LAMB, whose trust ratio needs whole-tensor norms,
-// specializes ApplyUpdate itself.
-template <typename T, typename C, typename Algorithm>
-struct ApplyUpdate<Eigen::ThreadPoolDevice, T, C, Algorithm> {
-  using Tensor = TensorDesc<T, kNumBuffers<Algorithm>>;
+// update reads only element i of each buffer), slots stored as S: the blocks
+// of all tensors in one parallel loop. LAMB, whose trust ratio needs
+// whole-tensor norms, specializes it.
+template <typename T, typename C, typename Algorithm, typename S>
+struct CpuUpdate {
+  using Tensor = CpuTensorDesc<T, S, kNumSlots<Algorithm>>;
   using Range = CpuRange<T, C, Algorithm>;
 
   void operator()(tensorflow::OpKernelContext* ctx,
                   const typename Algorithm::template Hyperparams<C>& hyper,
                   const std::vector<Tensor>& tensors) {
-    ParallelForEachBlock(ctx, tensors, Range::kCyclesPerElement,
-                         [&](const Tensor& t, int64_t begin, int64_t end) {
-                           Range::Run(Algorithm::StepFor(hyper, t.flags), begin,
-                                      end, t.ptrs);
-                         });
+    ParallelForEachBlock(
+        ctx, tensors, Range::kCyclesPerElement,
+        [&](const Tensor& t, int64_t begin, int64_t end) {
+          const auto step = Algorithm::StepFor(hyper, t.flags);
+          ForEachStateRange<Algorithm>(
+              t, begin, end, /*write_back=*/true,
+              [&](int64_t b, int64_t e, T* var, auto* const* slots,
+                  const T* grad) { Range::Run(step, b, e, var, slots, grad); });
+        });
   }
 };
 
@@ -55,6 +123,7 @@ class TensorListOp : public TensorListOpKernel {
 
   explicit TensorListOp(tensorflow::OpKernelConstruction* ctx)
       : TensorListOpKernel(ctx), flags_(num_variables_, 0) {
+    OP_REQUIRES_OK(ctx, ReadStateLayout(ctx));
     for (size_t bit = 0; bit < std::size(Algorithm::kPerTensorFlags); ++bit) {
       std::vector<bool> values;
       OP_REQUIRES_OK(ctx, GetPerTensorFlags(
@@ -76,7 +145,52 @@ class TensorListOp : public TensorListOpKernel {
     typename Algorithm::template Hyperparams<C> hyper;
     TensorListUpdate in;
     OP_REQUIRES_OK(
-        ctx, (in.Prepare<Device, T>(ctx, use_locking_, slot_names_, &hyper)));
+        ctx, (in.Prepare<Device, T>(ctx, use_locking_, slot_names_,
+                                    state_dtype_, state_dtype_source_,
+                                    layout_ == StateLayout::kInt8, &hyper)));
+    if constexpr (kIsHostDevice<Device>) {
+      if constexpr (!std::is_same_v<T, double>) {  // double: kSame only
+        switch (layout_) {
+          case StateLayout::kSame:
+            break;
+          case StateLayout::kFloat32:
+            return RunOnCpu<float>(ctx, hyper, in);
+          case StateLayout::kBfloat16:
+            return RunOnCpu<Eigen::bfloat16>(ctx, hyper, in);
+          case StateLayout::kInt8:
+            return RunOnCpu<uint8_t>(ctx, hyper, in);
+        }
+      }
+      return RunOnCpu<T>(ctx, hyper, in);
+    } else {
+      RunOnGpu(ctx, hyper, in);
+    }
+  }
+
+ private:
+  using Hyperparams = typename Algorithm::template Hyperparams<C>;
+
+  template <typename S>
+  void RunOnCpu(tensorflow::OpKernelContext* ctx, const Hyperparams& hyper,
+                TensorListUpdate& in) {
+    constexpr int kSlots = kNumSlots<Algorithm>;
+    std::vector<CpuTensorDesc<T, S, kSlots>> tensors(in.size());
+    for (int i = 0; i < in.size(); ++i) {
+      CpuTensorDesc<T, S, kSlots>& t = tensors[i];
+      t.var = in.var<T>(i);
+      for (int k = 0; k < kSlots; ++k) {
+        t.slots[k] = in.slot<S>(k, i);
+        t.absmax[k] = in.absmax(k, i);
+      }
+      t.grad = in.grad<T>(i);
+      t.size = in.num_elements(i);
+      t.flags = flags_[i];
+    }
+    functor::CpuUpdate<T, C, Algorithm, S>()(ctx, hyper, tensors);
+  }
+
+  void RunOnGpu(tensorflow::OpKernelContext* ctx, const Hyperparams& hyper,
+                TensorListUpdate& in) {
     std::vector<TensorDesc<T, kDepth>> tensors(in.size());
     for (int i = 0; i < in.size(); ++i) {
       TensorDesc<T, kDepth>& t = tensors[i];
@@ -92,9 +206,73 @@ class TensorListOp : public TensorListOpKernel {
     functor::ApplyUpdate<Device, T, C, Algorithm>()(ctx, hyper, tensors);
   }
 
- private:
+  // Reads `state_dtype`: a layout whose stored dtype is T's is kSame; float64
+  // variables and (so far) the GPU kernels take kSame only. Checks the
+  // `absmax` list holds one vector per 8-bit slot.
+  absl::Status ReadStateLayout(tensorflow::OpKernelConstruction* ctx) {
+    std::string name;
+    TF_RETURN_IF_ERROR(ctx->GetAttr("state_dtype", &name));
+    TF_RETURN_IF_ERROR(ParseStateLayout(name, &layout_));
+    const tensorflow::DataType t = tensorflow::DataTypeToEnum<T>::value;
+    if ((layout_ == StateLayout::kFloat32 && t == tensorflow::DT_FLOAT) ||
+        (layout_ == StateLayout::kBfloat16 && t == tensorflow::DT_BFLOAT16)) {
+      layout_ = StateLayout::kSame;
+    }
+    if (layout_ != StateLayout::kSame && t == tensorflow::DT_DOUBLE) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "`state_dtype` must be \"same\" for float64 variables (narrower "
+          "state is for float16, bfloat16 and float32 ones). Received: "
+          "state_dtype=\"",
+          name, "\""));
+    }
+    if (layout_ != StateLayout::kSame && !kIsHostDevice<Device>) {
+      return absl::UnimplementedError(absl::StrCat(
+          "The GPU kernels take slots of the variable's dtype only so far. "
+          "Received: state_dtype=\"",
+          name, "\" (the pure-TF twin runs it: fused=None)"));
+    }
+    switch (layout_) {
+      case StateLayout::kSame:
+        state_dtype_ = t;
+        state_dtype_source_ = "the dtype of `grad`";
+        break;
+      case StateLayout::kFloat32:
+        state_dtype_ = tensorflow::DT_FLOAT;
+        break;
+      case StateLayout::kBfloat16:
+        state_dtype_ = tensorflow::DT_BFLOAT16;
+        break;
+      case StateLayout::kInt8:
+        state_dtype_ = tensorflow::DT_UINT8;
+        break;
+    }
+    if (layout_ != StateLayout::kSame) {
+      state_dtype_source_ = absl::StrCat("state_dtype=\"", name, "\"");
+    }
+    int expected = 0;
+    if (layout_ == StateLayout::kInt8) {
+      for (const Slot& slot : Algorithm::kSlots) {
+        int count = num_variables_;
+        if (slot.count_attr != nullptr) {
+          TF_RETURN_IF_ERROR(ctx->GetAttr(slot.count_attr, &count));
+        }
+        expected += count;
+      }
+    }
+    int num_absmax = 0;
+    TF_RETURN_IF_ERROR(ctx->GetAttr("num_absmax", &num_absmax));
+    if (num_absmax == expected) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("`absmax` must hold one variable per 8-bit slot (",
+                     expected, " with state_dtype=\"", name,
+                     "\"). Received: num_absmax=", num_absmax));
+  }
+
   std::vector<uint8_t> flags_;  // per variable, see tensor_list.h
   std::vector<const char*> slot_names_;
+  StateLayout layout_ = StateLayout::kSame;
+  tensorflow::DataType state_dtype_ = tensorflow::DT_INVALID;
+  std::string state_dtype_source_;
 };
 
 // The CPU and (in a CUDA build) GPU kernels of both ops of the algorithm

@@ -22,14 +22,15 @@ bool IsListInput(const tensorflow::OpKernel& kernel, const char* name) {
 }
 
 absl::Status AppendVariableInputs(tensorflow::OpKernelContext* ctx,
-                                  const char* name,
+                                  const VariableInputSpec& spec,
                                   std::vector<VariableInput>* inputs) {
   int start = 0, stop = 0;
-  TF_RETURN_IF_ERROR(ctx->op_kernel().InputRange(name, &start, &stop));
-  const bool is_list = IsListInput(ctx->op_kernel(), name);
+  TF_RETURN_IF_ERROR(ctx->op_kernel().InputRange(spec.name, &start, &stop));
+  const bool is_list = IsListInput(ctx->op_kernel(), spec.name);
   for (int i = start; i < stop; ++i) {
     inputs->push_back(
-        {i, is_list ? absl::StrCat(name, "[", i - start, "]") : name});
+        {i, is_list ? absl::StrCat(spec.name, "[", i - start, "]") : spec.name,
+         spec.dtype, spec.dtype_source});
   }
   return absl::OkStatus();
 }
@@ -76,7 +77,8 @@ std::string InputName(const char* name, bool is_list, int i) {
 }  // namespace
 
 absl::Status TensorListUpdate::CheckShapes(bool is_list) const {
-  const size_t num_slots = locked_.vars.size() / n_ - 1;
+  const size_t num_slots = num_slot_tensors_ / n_ - 1;
+  size_t absmax_index = num_slot_tensors_;
   for (int i = 0; i < n_; ++i) {
     const tensorflow::Tensor& var = locked_.vars[i];
     const std::string var_name = InputName("var", is_list, i);
@@ -94,7 +96,40 @@ absl::Status TensorListUpdate::CheckShapes(bool is_list) const {
     }
     TF_RETURN_IF_ERROR(check(InputName("grad", is_list, i), grads_[i]));
   }
+  // The absmax vectors, slot by slot, each of N: one float per block.
+  for (; absmax_index < locked_.vars.size(); ++absmax_index) {
+    const size_t i = (absmax_index - num_slot_tensors_) % n_;
+    const tensorflow::Tensor& var = locked_.vars[i];
+    const tensorflow::Tensor& absmax = locked_.vars[absmax_index];
+    const int64_t blocks = (var.NumElements() + 255) / 256;
+    if (absmax.dims() == 1 && absmax.dim_size(0) == blocks) continue;
+    const std::string& name = locked_.variables[absmax_index].name;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "`", name, "` must have shape [", blocks,
+        "] (one float32 per block of 256 elements of `",
+        InputName("var", is_list, i), "`). Received: ",
+        InputName("var", is_list, i), ".shape=", var.shape().DebugString(),
+        ", ", name, ".shape=", absmax.shape().DebugString()));
+  }
   return absl::OkStatus();
+}
+
+absl::Status ParseStateLayout(const std::string& name, StateLayout* layout) {
+  static constexpr std::pair<const char*, StateLayout> kLayouts[] = {
+      {"same", StateLayout::kSame},
+      {"float32", StateLayout::kFloat32},
+      {"bfloat16", StateLayout::kBfloat16},
+      {"int8", StateLayout::kInt8}};
+  for (const auto& [known, value] : kLayouts) {
+    if (name == known) {
+      *layout = value;
+      return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "`state_dtype` must be \"same\", \"float32\", \"bfloat16\" or "
+      "\"int8\". Received: state_dtype=\"",
+      name, "\""));
 }
 
 TensorListOpKernel::TensorListOpKernel(tensorflow::OpKernelConstruction* ctx)

@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "cc/kernels/registration.h"
+#include "cc/kernels/tensor_list.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -55,26 +56,38 @@ TFOPT_FOR_EACH_TYPE(TFOPT_DECLARE_GPU_DENSE_ASSIGN)
 
 namespace tf_opt_plugin {
 
-// A resource-variable input of an op, and the name errors call it by.
+// A resource-variable input of an op, the name errors call it by, the dtype
+// it must have and what requires that dtype ("the dtype of `grad`").
 struct VariableInput {
   int index;
   std::string name;
+  tensorflow::DataType dtype = tensorflow::DT_INVALID;
+  std::string dtype_source;
+};
+
+// The resource inputs of an update of one dtype: each input called `name`
+// (a resource or a list of them) must hold variables of `dtype`, as
+// `dtype_source` requires.
+struct VariableInputSpec {
+  const char* name;
+  tensorflow::DataType dtype;
+  std::string dtype_source;
 };
 
 // Whether the input `name` of the kernel's op is a list (its arg has a
 // number or type-list attr): its elements are then called name[i] in errors.
 bool IsListInput(const tensorflow::OpKernel& kernel, const char* name);
 
-// Appends the resource input called `name` to `inputs`; for a list input
+// Appends the resource input `spec.name` to `inputs`; for a list input
 // (e.g. the Adafactor accumulators) each element, named `name[i]`.
 absl::Status AppendVariableInputs(tensorflow::OpKernelContext* ctx,
-                                  const char* name,
+                                  const VariableInputSpec& spec,
                                   std::vector<VariableInput>* inputs);
 
 // Checks step 1 for every input under the locks and returns the tensors to
 // update in place (copied first when their buffer is shared, as TF's own
 // training ops do). Callers hold the lock holder for the whole update.
-template <typename Device, typename T>
+template <typename Device>
 absl::Status GetVariablesForUpdate(tensorflow::OpKernelContext* ctx,
                                    const std::vector<VariableInput>& inputs,
                                    std::vector<tensorflow::Tensor>* tensors);
@@ -94,7 +107,7 @@ absl::Status CheckIsVariableHandle(const tensorflow::ResourceHandle& handle,
 // the duplicates are dropped by one sort, O(N log N): TF's helper scans the
 // mutexes taken so far for every input, and a multi-tensor op of 16,000
 // variables spent 263 ms locking.
-template <typename Device, typename T>
+template <typename Device>
 absl::Status LockVariables(
     tensorflow::OpKernelContext* ctx, bool use_locking,
     const std::vector<VariableInput>& inputs,
@@ -205,27 +218,43 @@ struct LockedVariables {
   std::vector<tensorflow::Tensor> vars;
 };
 
-// Step 1 of the validation order for the resource inputs `names` (each a
-// resource or a list of them): locks them all, then checks each exists, is
-// initialised, is distinct and has dtype T.
+// Step 1 of the validation order for the resource inputs of `specs`:
+// locks them all, then checks each exists, is initialised, is distinct and
+// has its spec's dtype.
+template <typename Device>
+absl::Status LockAndGetVariables(tensorflow::OpKernelContext* ctx,
+                                 bool use_locking,
+                                 const std::vector<VariableInputSpec>& specs,
+                                 LockedVariables* locked) {
+  for (const VariableInputSpec& spec : specs) {
+    TF_RETURN_IF_ERROR(AppendVariableInputs(ctx, spec, &locked->variables));
+  }
+  TF_RETURN_IF_ERROR((LockVariables<Device>(ctx, use_locking, locked->variables,
+                                            &locked->locks)));
+  return GetVariablesForUpdate<Device>(ctx, locked->variables, &locked->vars);
+}
+
+// The same for inputs that all hold variables of the gradient's dtype T.
 template <typename Device, typename T>
 absl::Status LockAndGetVariables(tensorflow::OpKernelContext* ctx,
                                  bool use_locking,
                                  const std::vector<const char*>& names,
                                  LockedVariables* locked) {
+  std::vector<VariableInputSpec> specs;
   for (const char* name : names) {
-    TF_RETURN_IF_ERROR(AppendVariableInputs(ctx, name, &locked->variables));
+    specs.push_back(
+        {name, tensorflow::DataTypeToEnum<T>::value, "the dtype of `grad`"});
   }
-  TF_RETURN_IF_ERROR((LockVariables<Device, T>(
-      ctx, use_locking, locked->variables, &locked->locks)));
-  return GetVariablesForUpdate<Device, T>(ctx, locked->variables,
-                                          &locked->vars);
+  return LockAndGetVariables<Device>(ctx, use_locking, specs, locked);
 }
 
 // The validated inputs of an op that updates N variables (N = 1 for the
 // single-variable ops) whose every slot is shaped like its variable: the
 // slot lists follow the variables in op order, each of N tensors, or of none
-// for an optional slot that is off (amsgrad's vhat).
+// for an optional slot that is off (amsgrad's vhat). Slots are stored as the
+// op's StateLayout says (tensor_list.h); 8-bit slots come with the `absmax`
+// list: for each slot in use, in op order, N float32 vectors of one value per
+// block of 256 elements.
 class TensorListUpdate {
  public:
   int size() const { return n_; }
@@ -236,14 +265,24 @@ class TensorListUpdate {
     return locked_.vars[i].flat<T>().data();
   }
   // Slot `slot` (0-based, in op order) of variable i; null when absent.
-  template <typename T>
-  T* slot(int slot, int i) {
+  template <typename S>
+  S* slot(int slot, int i) {
     const size_t index = static_cast<size_t>(slot + 1) * n_ + i;
-    return index < locked_.vars.size() ? locked_.vars[index].flat<T>().data()
-                                       : nullptr;
+    return index < num_slot_tensors_ ? locked_.vars[index].flat<S>().data()
+                                     : nullptr;
   }
   bool has_slot(int slot) const {
-    return static_cast<size_t>(slot + 1) * n_ < locked_.vars.size();
+    return static_cast<size_t>(slot + 1) * n_ < num_slot_tensors_;
+  }
+  // The absmax of slot `slot` of variable i (8-bit state); null when absent.
+  float* absmax(int slot, int i) {
+    if (!has_slot(slot) || num_slot_tensors_ == locked_.vars.size()) {
+      return nullptr;
+    }
+    // Absent optional slots have no absmax: count the slots before `slot`.
+    size_t index = num_slot_tensors_ + i;
+    for (int k = 0; k < slot; ++k) index += has_slot(k) ? n_ : 0;
+    return locked_.vars[index].flat<float>().data();
   }
   template <typename T>
   const T* grad(int i) const {
@@ -251,34 +290,55 @@ class TensorListUpdate {
   }
 
   // Validates in the fixed order (variable_access.h) the inputs "var", each
-  // of `slot_names` and "grad", reads the scalars of `hyper` and locks the
-  // variables until this object dies.
+  // of `slot_names` (of dtype `state_dtype`, per `state_dtype_source`), with
+  // `absmax` the input "absmax", and "grad", reads the scalars of `hyper`
+  // and locks the variables until this object dies.
   template <typename Device, typename T, typename Hyperparams>
   absl::Status Prepare(tensorflow::OpKernelContext* ctx, bool use_locking,
                        const std::vector<const char*>& slot_names,
+                       tensorflow::DataType state_dtype,
+                       const std::string& state_dtype_source, bool absmax,
                        Hyperparams* hyper) {
-    std::vector<const char*> names = {"var"};
-    names.insert(names.end(), slot_names.begin(), slot_names.end());
+    const tensorflow::DataType dtype = tensorflow::DataTypeToEnum<T>::value;
+    std::vector<VariableInputSpec> specs = {
+        {"var", dtype, "the dtype of `grad`"}};
+    for (const char* name : slot_names) {
+      specs.push_back({name, state_dtype, state_dtype_source});
+    }
+    if (absmax) {
+      specs.push_back({"absmax", tensorflow::DT_FLOAT, state_dtype_source});
+    }
     TF_RETURN_IF_ERROR(
-        (LockAndGetVariables<Device, T>(ctx, use_locking, names, &locked_)));
+        LockAndGetVariables<Device>(ctx, use_locking, specs, &locked_));
     TF_RETURN_IF_ERROR(ReadScalarInputs(ctx, hyper));
     tensorflow::OpInputList grads;
     TF_RETURN_IF_ERROR(ctx->input_list("grad", &grads));
     n_ = grads.size();
     for (int i = 0; i < n_; ++i) grads_.push_back(grads[i]);
+    num_slot_tensors_ = locked_.vars.size();
+    if (absmax) {
+      int start = 0, stop = 0;
+      TF_RETURN_IF_ERROR(ctx->op_kernel().InputRange("absmax", &start, &stop));
+      num_slot_tensors_ -= stop - start;
+    }
     TF_RETURN_IF_ERROR(CheckShapes(IsListInput(ctx->op_kernel(), "grad")));
     return CheckScalarValues<Device>(ctx, *hyper);
   }
 
  private:
   // Step 3: every slot and gradient shaped like its variable (named var[i],
-  // grad[i] when `is_list`).
+  // grad[i] when `is_list`), every absmax of one value per block of 256.
   absl::Status CheckShapes(bool is_list) const;
 
   int n_ = 0;
   LockedVariables locked_;
+  // The variables and slots of locked_.vars; the absmax vectors follow.
+  size_t num_slot_tensors_ = 0;
   std::vector<tensorflow::Tensor> grads_;
 };
+
+// The layout named by a `state_dtype` attr value (tensor_list.h).
+absl::Status ParseStateLayout(const std::string& name, StateLayout* layout);
 
 // The base of every tensor-list optimizer kernel: reads `use_locking` and
 // checks the per-variable attrs (which eager execution, skipping the shape
@@ -307,12 +367,32 @@ class TensorListOpKernel : public tensorflow::OpKernel {
 
 // ---------------------------------------------------------------------------
 
-template <typename Device, typename T>
+// GetInputTensorFromVariable for a variable of `dtype`: one of the variable
+// dtypes (TFOPT_FOR_EACH_TYPE) or, on the CPU, uint8 (8-bit state).
+template <typename Device>
+absl::Status GetInputTensor(tensorflow::OpKernelContext* ctx, int index,
+                            tensorflow::DataType dtype,
+                            tensorflow::Tensor* tensor) {
+  absl::Status status = absl::InternalError(absl::StrCat(
+      "No in-place access to variables of dtype ", DataTypeString(dtype)));
+  auto get = [&](auto value) {
+    using V = decltype(value);
+    if (dtype != tensorflow::DataTypeToEnum<V>::value) return;
+    status = tensorflow::GetInputTensorFromVariable<Device, V>(
+        ctx, index, /*lock_held=*/true, /*sparse=*/false, tensor);
+  };
+#define TFOPT_GET_INPUT_TENSOR(T, C) get(T());
+  TFOPT_FOR_EACH_TYPE(TFOPT_GET_INPUT_TENSOR)
+#undef TFOPT_GET_INPUT_TENSOR
+  if constexpr (kIsHostDevice<Device>) get(uint8_t());
+  return status;
+}
+
+template <typename Device>
 absl::Status GetVariablesForUpdate(tensorflow::OpKernelContext* ctx,
                                    const std::vector<VariableInput>& inputs,
                                    std::vector<tensorflow::Tensor>* tensors) {
   using tensorflow::Var;
-  const tensorflow::DataType expected = tensorflow::DataTypeToEnum<T>::value;
   // Var* -> index into inputs, for the distinctness check (a multi-tensor
   // op passes hundreds of variables).
   absl::flat_hash_map<Var*, size_t> seen;
@@ -336,16 +416,16 @@ absl::Status GetVariablesForUpdate(tensorflow::OpKernelContext* ctx,
           "` must be distinct variables. Received the same variable twice."));
     }
     const tensorflow::DataType actual = var->tensor()->dtype();
-    if (actual != expected) {
+    if (actual != input.dtype) {
       return absl::InvalidArgumentError(
           absl::StrCat("`", input.name, "` must have dtype ",
-                       tensorflow::DataTypeString(expected),
-                       " (the dtype of `grad`). Received: ", input.name,
+                       tensorflow::DataTypeString(input.dtype), " (",
+                       input.dtype_source, "). Received: ", input.name,
                        ".dtype=", tensorflow::DataTypeString(actual)));
     }
     tensorflow::Tensor tensor;
-    TF_RETURN_IF_ERROR((tensorflow::GetInputTensorFromVariable<Device, T>(
-        ctx, input.index, /*lock_held=*/true, /*sparse=*/false, &tensor)));
+    TF_RETURN_IF_ERROR(
+        GetInputTensor<Device>(ctx, input.index, input.dtype, &tensor));
     tensors->push_back(std::move(tensor));
   }
   return absl::OkStatus();

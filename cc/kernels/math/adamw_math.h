@@ -62,11 +62,12 @@ TFOPT_HOST_DEVICE void AdamWElement(const AdamWStep<C>& s, C g, C& w, C& m,
   w -= s.lr_t * m / (Sqrt(denom_v) + s.epsilon);
 }
 
-// Element i of storage type T: widened to C, updated, narrowed back. The
-// one loop body of the CPU and the CUDA kernels.
-template <typename T, typename C, bool kAmsgrad>
+// Element i of a variable of storage type T with slots stored as S (T, or a
+// state layout's float or bfloat16): widened to C, updated, narrowed back.
+// The one loop body of the CPU and the CUDA kernels.
+template <typename T, typename C, bool kAmsgrad, typename S>
 TFOPT_HOST_DEVICE void AdamWUpdateAt(const AdamWStep<C>& s, int64_t i, T* var,
-                                     T* m, T* v, T* vhat, const T* grad) {
+                                     S* m, S* v, S* vhat, const T* grad) {
   C w = static_cast<C>(var[i]);
   C mi = static_cast<C>(m[i]);
   C vi = static_cast<C>(v[i]);
@@ -74,9 +75,9 @@ TFOPT_HOST_DEVICE void AdamWUpdateAt(const AdamWStep<C>& s, int64_t i, T* var,
   AdamWElement<C>(s, static_cast<C>(grad[i]), w, mi, vi,
                   kAmsgrad ? &vhat_i : nullptr);
   var[i] = static_cast<T>(w);
-  m[i] = static_cast<T>(mi);
-  v[i] = static_cast<T>(vi);
-  if (kAmsgrad) vhat[i] = static_cast<T>(vhat_i);
+  m[i] = static_cast<S>(mi);
+  v[i] = static_cast<S>(vi);
+  if (kAmsgrad) vhat[i] = static_cast<S>(vhat_i);
 }
 
 }  // namespace math

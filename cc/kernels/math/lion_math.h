@@ -59,16 +59,17 @@ TFOPT_HOST_DEVICE void LionElement(const LionStep<C>& s, C g, C& w, C& m) {
   m = m * s.beta_2 + g * s.one_minus_beta_2;
 }
 
-// Element i of storage type T: widened to C, updated, narrowed back. The
-// one loop body of the CPU and the CUDA kernels.
-template <typename T, typename C>
+// Element i of a variable of storage type T with its slot stored as S (T,
+// or a state layout's float or bfloat16): widened to C, updated, narrowed
+// back. The one loop body of the CPU and the CUDA kernels.
+template <typename T, typename C, typename S>
 TFOPT_HOST_DEVICE void LionUpdateAt(const LionStep<C>& s, int64_t i, T* var,
-                                    T* m, const T* grad) {
+                                    S* m, const T* grad) {
   C w = static_cast<C>(var[i]);
   C mi = static_cast<C>(m[i]);
   LionElement<C>(s, static_cast<C>(grad[i]), w, mi);
   var[i] = static_cast<T>(w);
-  m[i] = static_cast<T>(mi);
+  m[i] = static_cast<S>(mi);
 }
 
 }  // namespace math
