@@ -21,8 +21,13 @@ import re
 
 import tensorflow as tf
 
+from tf_opt_plugin import ops
 from tf_opt_plugin.ops import _dispatch
 from tf_opt_plugin.optimizers import _hyperparameters
+
+# Variables with fewer elements keep float32 state under `state_dtype="int8"`
+# (bitsandbytes' `min_8bit_size`).
+INT8_MIN_ELEMENTS = 4096
 
 
 class AlgorithmHost:
@@ -71,6 +76,21 @@ class AlgorithmHost:
     axes).
     """
     raise NotImplementedError
+
+  def add_state_variable(self, variable, name, dtype, shape=None):
+    """One zero-initialised optimizer variable of `dtype` for `variable`.
+
+    Named after `name` as the front end names the slot `name` (Keras 3:
+    `<path>_<name>`; tf-keras: `<name>/<variable>`), shaped like the
+    variable (and, on a mesh, laid out like it) or, with `shape`, of that
+    shape (on a mesh, replicated), on the variable's device.
+    """
+    raise NotImplementedError
+
+  def sharded_layout(self, variable):
+    """The DTensor layout of `variable` if it shards an axis, else None."""
+    del variable
+    return None
 
   def current_learning_rate(self):
     """The learning rate of the step being applied (a tensor or float)."""
@@ -171,8 +191,92 @@ class AlgorithmHost:
     return self.iterations + 1
 
   def slot(self, slots, variable):
-    """The tf.Variable of `variable`'s entry in the slot list `slots`."""
-    return self.as_tf_variable(slots[self.variable_index(variable)])
+    """What the ops take for `variable`'s entry in the slot list `slots`.
+
+    A tf.Variable, or for 8-bit state an `ops.QuantizedState` of the codes'
+    and the absmax's tf.Variables.
+    """
+    slot = slots[self.variable_index(variable)]
+    if is_quantized(slot):
+      # Not `type(slot)`: tf-keras's attribute tracking wraps the tuple.
+      return ops.QuantizedState(*(self.as_tf_variable(s) for s in slot))
+    return self.as_tf_variable(slot)
+
+  def state_format(self, variable):
+    """The dtype of `variable`'s state slots under `state_dtype`, or "int8".
+
+    The rule of `state_dtype` (None: the variable's dtype; "float32",
+    "bfloat16": that dtype; "int8": `ops.QuantizedState` from
+    `INT8_MIN_ELEMENTS` elements on, float32 below, as bitsandbytes keeps
+    small tensors in 32 bits, where the 8-bit codes save little and the
+    absmax overhead grows).
+
+    Raises:
+      ValueError: a float64 variable with a reduced `state_dtype` (the ops
+        keep float64 state only), or 8-bit state for a variable a DTensor
+        layout shards (blocks of 256 elements of the global tensor would be
+        cut by the shards).
+    """
+    dtype = variable_dtype(variable)
+    state_dtype = getattr(self, "state_dtype", None)
+    if state_dtype is None:
+      return dtype
+    if dtype == tf.float64:
+      raise ValueError(
+          "`state_dtype` must be None for float64 variables (their state is "
+          f"float64). Received: state_dtype={state_dtype!r} for the "
+          f"variable {_describe(variable)} of dtype float64")
+    if state_dtype != "int8":
+      return tf.as_dtype(state_dtype)
+    size = tf.TensorShape(variable.shape).num_elements()
+    if size is None or size < INT8_MIN_ELEMENTS:
+      return tf.float32
+    layout = self.sharded_layout(variable)
+    if layout is not None:
+      raise ValueError(
+          "`state_dtype` must be None, 'float32' or 'bfloat16' for a variable "
+          "whose DTensor layout shards an axis (its 8-bit blocks would differ "
+          "from the single-device ones). Received: state_dtype='int8' for the "
+          f"variable {_describe(variable)} with layout {layout}")
+    return "int8"
+
+  def add_state_slots(self, var_list, names):
+    """`add_slots` in the layout `state_dtype` chooses per variable.
+
+    Returns one list per name (Keras 3 names: "momentum", "velocity",
+    "velocity_hat"), each entry a slot variable of the dtype
+    `state_format` gives, an `ops.QuantizedState` of a `uint8` codes
+    variable named as the slot and a float32 absmax variable named
+    `<slot>_absmax` of `ops.absmax_shape(variable.shape)`, or None for a
+    variable the front end never optimizes (`skips_variable`). Per
+    variable, its slots in the order of `names`, each absmax right after
+    its codes: the order `add_slots` creates them in, so
+    `optimizer.variables` (and the checkpoints that list them by position)
+    keep today's order with `state_dtype=None`.
+    """
+    var_list = list(var_list)
+    if getattr(self, "state_dtype", None) is None:
+      return self.add_slots(var_list, names)
+    # Every variable's layout is checked before any slot is made.
+    formats = [
+        None if self.skips_variable(v) else self.state_format(v)
+        for v in var_list
+    ]
+    slots = [[] for _ in names]
+    for variable, state_format in zip(var_list, formats):
+      for slot_list, name in zip(slots, names):
+        if state_format is None:
+          slot_list.append(None)
+        elif state_format == "int8":
+          codes = self.add_state_variable(variable, name, tf.uint8)
+          absmax = self.add_state_variable(
+              variable, f"{name}_absmax", tf.float32,
+              shape=ops.absmax_shape(tf.TensorShape(variable.shape)))
+          slot_list.append(ops.QuantizedState(codes, absmax))
+        else:
+          slot_list.append(self.add_state_variable(variable, name,
+                                                   state_format))
+    return slots
 
   def excluded(self, patterns, variable):
     """Whether a regex of `patterns` is found in `variable`'s path."""
@@ -338,6 +442,11 @@ def cast_gradient(gradient, variable):
     return tf.IndexedSlices(tf.cast(gradient.values, dtype), gradient.indices,
                             gradient.dense_shape)
   return tf.cast(gradient, dtype)
+
+
+def is_quantized(slot):
+  """Whether a slot entry is an `ops.QuantizedState` (a NamedTuple)."""
+  return isinstance(slot, tuple) and hasattr(slot, "_fields")
 
 
 def _stored_variable(variable):

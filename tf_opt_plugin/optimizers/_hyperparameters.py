@@ -100,3 +100,33 @@ def check_patterns(name, patterns):
 def matches_any(patterns, variable_name):
   """Whether any pattern is found (`re.search`) in `variable_name`."""
   return any(re.search(p, variable_name) is not None for p in patterns or ())
+
+
+# The reduced-precision layouts of optimizer state (docs/quantization.md);
+# None keeps the variable's dtype.
+STATE_DTYPES = ("float32", "bfloat16", "int8")
+
+
+def check_state_dtype(name, value):
+  """None, or one of `STATE_DTYPES`, returned as its string.
+
+  Also accepted: the `tf.DType` or NumPy dtype (or scalar type) of one of
+  them, normalised to the string, so the config stores "bfloat16" whether
+  `tf.bfloat16` or "bfloat16" was given.
+  """
+  if value is None:
+    return None
+  normalised = value
+  if not isinstance(value, (str, bool, numbers.Number)):
+    # tf.DType, np.dtype, np.float32 and ml_dtypes' bfloat16 all carry their
+    # name; importing TensorFlow here is not needed for that.
+    dtype_name = getattr(value, "name", None)
+    if not isinstance(dtype_name, str):
+      dtype_name = getattr(getattr(value, "dtype", None), "name", None)
+    if not isinstance(dtype_name, str) and isinstance(value, type):
+      dtype_name = getattr(value, "__name__", None)
+    normalised = dtype_name
+  if not isinstance(normalised, str) or normalised not in STATE_DTYPES:
+    raise ValueError(f"`{name}` must be None, 'float32', 'bfloat16' or "
+                     f"'int8'. Received: {name}={value!r}")
+  return normalised

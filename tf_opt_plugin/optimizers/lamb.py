@@ -32,6 +32,12 @@ class LambAlgorithm:
       `weight_decay_rate`.
     exclude_from_layer_adaptation: regular expressions; matching variables
       get trust ratio 1. Defaults to `exclude_from_weight_decay`.
+    state_dtype: None, "float32", "bfloat16" or "int8": the storage of `m`
+      and `v`, as for `Adam` (int8: a quarter of float32's bytes; variables
+      under 4096 elements keep float32 state). The trust ratio's norms use
+      the moments before storage rounding; the step `w - lr * r * u`
+      recomputes `u` from the moments as stored, as the fused op's second
+      pass reads them back.
     fused: None, True or False (as for `Adam`).
     name: the optimizer's name (the front end's default when None).
     **kwargs: the front end's base optimizer arguments (its `weight_decay`
@@ -50,16 +56,18 @@ class LambAlgorithm:
       "beta_2": _hyperparameters.check_unit_interval,
       "epsilon": _hyperparameters.check_non_negative,
       "weight_decay_rate": _hyperparameters.check_non_negative,
+      "state_dtype": _hyperparameters.check_state_dtype,
   }
 
   def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
                epsilon=1e-6, weight_decay_rate=0.0,
                exclude_from_weight_decay=None,
-               exclude_from_layer_adaptation=None, *, fused=None, name=None,
-               **kwargs):
+               exclude_from_layer_adaptation=None, *, state_dtype=None,
+               fused=None, name=None, **kwargs):
     super().__init__(learning_rate, fused=fused, name=name, **kwargs)
     self.set_hyperparameters(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-                             weight_decay_rate=weight_decay_rate)
+                             weight_decay_rate=weight_decay_rate,
+                             state_dtype=state_dtype)
     # Not `exclude_from_weight_decay`: that is the front end's method.
     self.exclude_from_weight_decay_patterns = _hyperparameters.check_patterns(
         "exclude_from_weight_decay", exclude_from_weight_decay)
@@ -70,8 +78,8 @@ class LambAlgorithm:
     if self.built:
       return
     super().build(var_list)
-    self._momentums, self._velocities = self.add_slots(var_list,
-                                                       ("momentum", "velocity"))
+    self._momentums, self._velocities = self.add_state_slots(
+        var_list, ("momentum", "velocity"))
 
   def update_step(self, gradient, variable, learning_rate=None):
     """One LAMB step of `variable`; `learning_rate` None: the current one."""

@@ -32,6 +32,9 @@ class LionAlgorithm:
     learning_rate: a float, a `LearningRateSchedule` or a callable.
     beta_1: the weight of the momentum in the update's sign, in (0, 1].
     beta_2: decay of the momentum, in [0, 1).
+    state_dtype: None, "float32", "bfloat16" or "int8": the storage of `m`,
+      as for `Adam` (int8: the signed map, a quarter of float32's bytes;
+      variables under 4096 elements keep float32 state).
     fused: None runs the fused op where it can run and the pure-TF twin
       elsewhere (XLA, DTensor, devices without a kernel); True raises
       `FusedOpUnavailableError` where the op cannot run; False forces the
@@ -52,6 +55,7 @@ class LionAlgorithm:
   HYPERPARAMETER_CHECKS = {
       "beta_1": _check_beta_1,
       "beta_2": _hyperparameters.check_unit_interval,
+      "state_dtype": _hyperparameters.check_state_dtype,
   }
 
   def __init__(
@@ -60,18 +64,20 @@ class LionAlgorithm:
       beta_1=0.9,
       beta_2=0.99,
       *,
+      state_dtype=None,
       fused=None,
       name=None,
       **kwargs,
   ):
     super().__init__(learning_rate, fused=fused, name=name, **kwargs)
-    self.set_hyperparameters(beta_1=beta_1, beta_2=beta_2)
+    self.set_hyperparameters(beta_1=beta_1, beta_2=beta_2,
+                             state_dtype=state_dtype)
 
   def build(self, var_list):
     if self.built:
       return
     super().build(var_list)
-    (self._momentums,) = self.add_slots(var_list, ("momentum",))
+    (self._momentums,) = self.add_state_slots(var_list, ("momentum",))
 
   def update_step(self, gradient, variable, learning_rate=None):
     """One Lion step of `variable`; `learning_rate` None: the current one."""

@@ -149,6 +149,17 @@ class Optimizer(_host.AlgorithmHost, keras.optimizers.Optimizer):
                                    reduced_axis)), dtype=variable.dtype,
           name=f"{_path(variable).replace('/', '_')}_{name}")
 
+  def add_state_variable(self, variable, name, dtype, shape=None):
+    # Keras's naming and placement of a reference slot, in another dtype
+    # (and, for an 8-bit block's absmax, another shape).
+    with self._distribution_strategy.extended.colocate_vars_with(
+        tf_variable(variable)):
+      return self.add_variable(
+          tuple(variable.shape if shape is None else shape),
+          dtype=tf.as_dtype(dtype).name, layout=(getattr(
+              variable, "_layout", None) if shape is None else None),
+          name=f"{_path(variable).replace('/', '_')}_{name}")
+
   def as_tf_variable(self, slot):
     return tf_variable(slot)
 

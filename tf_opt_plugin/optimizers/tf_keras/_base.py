@@ -37,6 +37,13 @@ _LearningRateSchedule = tf_keras.optimizers.schedules.LearningRateSchedule
 _SLOT_NAMES = {"momentum": "m", "velocity": "v", "velocity_hat": "vhat"}
 
 
+def _slot_name(name):
+  """tf-keras's name of a slot or of its absmax ("momentum_absmax":
+  "m_absmax")."""
+  base, absmax, _ = name.partition("_absmax")
+  return _SLOT_NAMES.get(base, base) + absmax
+
+
 class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
   """tf-keras optimizer whose update runs a tf_opt_plugin algorithm.
 
@@ -165,6 +172,41 @@ class Optimizer(_host.AlgorithmHost, tf_keras.optimizers.Optimizer):
         trainable=False)
     self._variables.append(slot)
     return slot
+
+  def add_state_variable(self, variable, name, dtype, shape=None):
+    name = _slot_name(name)
+    dtype = tf.as_dtype(dtype)
+    if shape is None and dtype == _host.variable_dtype(variable):
+      # tf-keras's own slot (ShardedVariable shards included).
+      return self.add_variable_from_reference(variable, name)
+    shape = list(variable.shape if shape is None else shape)
+    if self._mesh is not None:
+      dtensor = _dtensor()
+      layout = (variable.layout if len(shape) == variable.shape.rank and
+                shape == variable.shape.as_list() else
+                dtensor.Layout.replicated(self._mesh, len(shape)))
+      slot = dtensor.DVariable(
+          dtensor.call_with_layout(tf.zeros, layout, shape=shape, dtype=dtype),
+          name=f"{name}/{variable._shared_name}",  # pylint: disable=protected-access
+          dtype=dtype,
+          trainable=False)
+    else:
+      with tf.distribute.get_strategy().extended.colocate_vars_with(variable):
+        slot = tf.Variable(
+            tf.zeros(shape, dtype),
+            name=f"{name}/{variable._shared_name}",  # pylint: disable=protected-access
+            dtype=dtype,
+            trainable=False)
+    self._variables.append(slot)
+    return slot
+
+  def sharded_layout(self, variable):
+    if self._mesh is None or not _dispatch.is_dtensor(variable):
+      return None
+    layout = variable.layout
+    if all(spec == _dtensor().UNSHARDED for spec in layout.sharding_specs):
+      return None
+    return layout
 
   def serialize_hyperparameter(self, value):
     """Config form of a float, a variable, a schedule or a callable.
