@@ -59,6 +59,12 @@ class QuantizedState(NamedTuple):
       largest magnitude of each block of 256 consecutive elements (of the
       flattened variable). Element i stores `map[codes[i]] * absmax[i //
       256]`; all zeros is the zero state.
+
+  >>> w = tf.Variable(tf.zeros([3, 1000]))
+  >>> m = QuantizedState(tf.Variable(tf.zeros(w.shape, tf.uint8)),
+  ...                    tf.Variable(tf.zeros(absmax_shape(w.shape))))
+  >>> state_layout(w, m), m.absmax.shape.as_list()
+  ('int8', [12])
   """
 
   codes: Any
@@ -77,7 +83,12 @@ def absmax_shape(var_shape):
 
 def state_layout(var, slot):
   """The layout ("same", "float32", "bfloat16" or "int8") of `slot`, a slot
-  of `var`, or None when its dtype is none of them."""
+  of `var`, or None when its dtype is none of them.
+
+  >>> w = tf.Variable([1.0, 2.0])
+  >>> state_layout(w, tf.Variable([0.0, 0.0], dtype=tf.bfloat16))
+  'bfloat16'
+  """
   if isinstance(slot, QuantizedState):
     return "int8"
   var_dtype = tf.as_dtype(var.dtype).base_dtype
