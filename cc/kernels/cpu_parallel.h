@@ -17,7 +17,9 @@
 namespace tf_opt_plugin {
 
 // TFOPT_CPU_CLONES marks a function holding a hot loop: it is compiled for
-// AVX-512, for AVX2 and for the baseline x86-64 the library targets, and the
+// AVX-512 (x86-64-v4: F, BW, CD, DQ, VL; the 16-bit lanes of bfloat16 state
+// need BW to vectorize),
+// for AVX2 and for the baseline x86-64 the library targets, and the
 // dynamic loader binds the best one the CPU supports (GNU ifunc), so the
 // library still runs on any x86-64 CPU. On two cores the SSE2 loops are
 // compute-bound (a divide and a square root per element, four floats per
@@ -32,7 +34,7 @@ namespace tf_opt_plugin {
 #if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && \
     !defined(__CUDACC__)
 #define TFOPT_CPU_CLONES \
-  __attribute__((target_clones("avx512f", "avx2", "default")))
+  __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define TFOPT_CPU_CLONES
 #endif

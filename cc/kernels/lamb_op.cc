@@ -24,12 +24,12 @@ TFOPT_CPU_CLONES void LambMomentsRange(
   C w_squares[kLanes] = {}, u_squares[kLanes] = {};
   ForEachWithLanes(begin, end, [&](int64_t i, int lane) {
     const C w = static_cast<C>(var[i]);
-    C mi = static_cast<C>(m[i]);
-    C vi = static_cast<C>(v[i]);
+    C mi = math::LoadAs<C>(m, i);
+    C vi = math::LoadAs<C>(v, i);
     const C u =
         math::LambMomentsAndDirection<C>(s, static_cast<C>(grad[i]), w, mi, vi);
-    m[i] = static_cast<S>(mi);
-    v[i] = static_cast<S>(vi);
+    math::StoreAs<S>(m, i, mi);
+    math::StoreAs<S>(v, i, vi);
     w_squares[lane] += w * w;
     u_squares[lane] += u * u;
   });
@@ -46,8 +46,8 @@ TFOPT_CPU_CLONES void LambApplyRange(const math::LambStep<C>& s, C step_size,
                                      const S* __restrict v) {
   for (int64_t i = begin; i < end; ++i) {
     const C w = static_cast<C>(var[i]);
-    const C u = math::LambDirection<C>(s, w, static_cast<C>(m[i]),
-                                       static_cast<C>(v[i]));
+    const C u = math::LambDirection<C>(s, w, math::LoadAs<C>(m, i),
+                                       math::LoadAs<C>(v, i));
     var[i] = static_cast<T>(w - step_size * u);
   }
 }

@@ -31,6 +31,26 @@ namespace functor {
 template <typename T, typename C, typename Algorithm>
 struct CpuRange;
 
+// One 8-bit block of `count` elements to float32 and back (math/
+// quantization_math.h), compiled per ISA like the update loops.
+TFOPT_CPU_CLONES inline void DequantizeBlock(const uint8_t* __restrict codes,
+                                             int64_t count, float absmax,
+                                             bool is_signed,
+                                             float* __restrict values) {
+  const float* map = math::GetDynamicMap(is_signed).value;
+  for (int64_t j = 0; j < count; ++j) {
+    values[j] = math::FlushSubnormal(map[codes[j]] * absmax);
+  }
+}
+
+TFOPT_CPU_CLONES inline float QuantizeBlock(const float* __restrict values,
+                                            int64_t count, bool is_signed,
+                                            uint8_t* __restrict codes) {
+  const float absmax = math::BlockAbsMax(values, 0, count);
+  math::QuantizeBlock(values, count, absmax, is_signed, codes);
+  return absmax;
+}
+
 // For 8-bit slots (uint8 codes, float32 absmax per block of 256): calls
 // body(first, count, state) for each quantization block of [begin, end)
 // (begin a multiple of 256) with state[k] the block of slot k dequantized to
@@ -51,23 +71,16 @@ void ForEachDequantizedBlock(uint8_t* const* codes, float* const* absmax,
     for (int k = 0; k < kSlots; ++k) {
       state[k] = codes[k] == nullptr ? nullptr : values[k];
       if (state[k] == nullptr) continue;
-      const bool is_signed = !Algorithm::kSlots[k].non_negative;
-      for (int64_t j = 0; j < count; ++j) {
-        values[k][j] = math::DequantizeCode(codes[k][first + j],
-                                            absmax[k][block], is_signed);
-      }
+      DequantizeBlock(codes[k] + first, count, absmax[k][block],
+                      !Algorithm::kSlots[k].non_negative, values[k]);
     }
     body(first, count, state);
     if (!write_back) continue;
     for (int k = 0; k < kSlots; ++k) {
       if (state[k] == nullptr) continue;
-      const bool is_signed = !Algorithm::kSlots[k].non_negative;
-      const float new_absmax = math::BlockAbsMax(values[k], 0, count);
-      absmax[k][block] = new_absmax;
-      for (int64_t j = 0; j < count; ++j) {
-        codes[k][first + j] =
-            math::QuantizeValue(values[k][j], new_absmax, is_signed);
-      }
+      absmax[k][block] =
+          QuantizeBlock(values[k], count, !Algorithm::kSlots[k].non_negative,
+                        codes[k] + first);
     }
   }
 }
@@ -156,7 +169,7 @@ class TensorListOp : public TensorListOpKernel {
           case StateLayout::kFloat32:
             return RunOnCpu<float>(ctx, hyper, in);
           case StateLayout::kBfloat16:
-            return RunOnCpu<Eigen::bfloat16>(ctx, hyper, in);
+            return RunOnCpu<math::Bfloat16Bits>(ctx, hyper, in);
           case StateLayout::kInt8:
             return RunOnCpu<uint8_t>(ctx, hyper, in);
         }
@@ -170,16 +183,21 @@ class TensorListOp : public TensorListOpKernel {
  private:
   using Hyperparams = typename Algorithm::template Hyperparams<C>;
 
+  // S is the element type the CPU loops see: T, float, math::Bfloat16Bits
+  // (the bits of a bfloat16 slot) or uint8_t (8-bit codes).
   template <typename S>
   void RunOnCpu(tensorflow::OpKernelContext* ctx, const Hyperparams& hyper,
                 TensorListUpdate& in) {
+    using Stored = std::conditional_t<std::is_same_v<S, math::Bfloat16Bits>,
+                                      Eigen::bfloat16, S>;
+    static_assert(sizeof(Stored) == sizeof(S));
     constexpr int kSlots = kNumSlots<Algorithm>;
     std::vector<CpuTensorDesc<T, S, kSlots>> tensors(in.size());
     for (int i = 0; i < in.size(); ++i) {
       CpuTensorDesc<T, S, kSlots>& t = tensors[i];
       t.var = in.var<T>(i);
       for (int k = 0; k < kSlots; ++k) {
-        t.slots[k] = in.slot<S>(k, i);
+        t.slots[k] = reinterpret_cast<S*>(in.slot<Stored>(k, i));
         t.absmax[k] = in.absmax(k, i);
       }
       t.grad = in.grad<T>(i);

@@ -278,6 +278,17 @@ def test_cc_blockwise_matches_reference(check_program, name, signed):
                                       codes, _floats_from_bits(values))
 
 
+@pytest.mark.subprocess
+@pytest.mark.parametrize("signed", SIGNS)
+def test_cc_threshold_index_counts_as_the_binary_search(check_program, signed):
+  """The CPU kernels' one-lookup count of thresholds (ThresholdIndex) equals
+  the eight-step search at every bucket edge and threshold (+-2 ulps) and on
+  a sweep of [0, 1] (QuantizeBlock is checked inside `blockwise` above)."""
+  (differences, probes), = check_program([f"index {int(signed)}"])
+  assert probes > 10_000_000
+  assert differences == 0
+
+
 def _bf16_inputs():
   rng = np.random.default_rng(16)
   special = np.array([

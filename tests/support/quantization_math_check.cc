@@ -7,6 +7,13 @@
 //   nearest N x...        bfloat16 round-to-nearest-even bits
 //   key SEED STEP VAR     the stochastic-rounding key
 //   stochastic KEY FIRST N x...   stochastic bfloat16 bits, index FIRST + i
+//   index S               host only: the number of magnitudes in [0, 1] (every
+//                         bucket edge and threshold +-2 ulps, and a sweep)
+//                         whose ThresholdIndex count, the CPU kernels' table,
+//                         differs from CountThresholdsAtOrBelow's
+// `blockwise` also checks, on the host, that QuantizeBlock (the CPU kernels'
+// loop) writes the codes QuantizeValue gives, and exits with 3 if not.
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -62,6 +69,16 @@ int main() {
         Print(codes[i]);
       }
       std::printf("\n");
+#if !defined(__CUDACC__)
+      std::vector<uint8_t> block_codes(x.size());
+      for (int64_t b = 0; b < n; b += m::kQuantizationBlockSize) {
+        const int64_t count = std::min(m::kQuantizationBlockSize, n - b);
+        m::QuantizeBlock(x.data() + b, count,
+                         absmax[b / m::kQuantizationBlockSize], is_signed,
+                         block_codes.data() + b);
+      }
+      if (block_codes != codes) return 3;
+#endif
       for (int64_t i = 0; i < n; ++i) {
         const float a = absmax[i / m::kQuantizationBlockSize];
         Print(m::FloatBits(m::DequantizeCode(codes[i], a, is_signed)));
@@ -82,6 +99,32 @@ int main() {
         Print(m::Bfloat16RoundStochastic(
             x[i], m::StochasticRoundingBits(key, index)));
       }
+#if !defined(__CUDACC__)
+    } else if (!std::strcmp(command, "index")) {
+      const bool is_signed = ReadHex() != 0;
+      const m::DynamicMap& map = m::GetDynamicMap(is_signed);
+      const m::ThresholdIndex& index = m::GetThresholdIndex(is_signed);
+      const uint32_t one = m::FloatBits(1.0f);
+      std::vector<uint32_t> probes;
+      for (uint32_t bits = 0; bits <= one; bits += 97) probes.push_back(bits);
+      for (uint32_t edge = 0; edge <= one; edge += 1u << 15) {
+        for (uint32_t d = 0; d < 5; ++d) probes.push_back(edge + d - 2);
+      }
+      for (float t : map.threshold) {
+        for (uint32_t d = 0; d < 5; ++d)
+          probes.push_back(m::FloatBits(t) + d - 2);
+      }
+      int64_t differences = 0;
+      for (uint32_t bits : probes) {
+        if (bits > one) continue;  // (and the wrapped edge - 2 of 0)
+        float a;
+        std::memcpy(&a, &bits, sizeof(a));
+        differences +=
+            index.Count(a) != m::CountThresholdsAtOrBelow(map.threshold, a);
+      }
+      Print(differences);
+      Print(probes.size());
+#endif
     } else {
       return 2;
     }

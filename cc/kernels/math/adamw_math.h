@@ -69,15 +69,15 @@ template <typename T, typename C, bool kAmsgrad, typename S>
 TFOPT_HOST_DEVICE void AdamWUpdateAt(const AdamWStep<C>& s, int64_t i, T* var,
                                      S* m, S* v, S* vhat, const T* grad) {
   C w = static_cast<C>(var[i]);
-  C mi = static_cast<C>(m[i]);
-  C vi = static_cast<C>(v[i]);
-  C vhat_i = kAmsgrad ? static_cast<C>(vhat[i]) : C(0);
+  C mi = LoadAs<C>(m, i);
+  C vi = LoadAs<C>(v, i);
+  C vhat_i = kAmsgrad ? LoadAs<C>(vhat, i) : C(0);
   AdamWElement<C>(s, static_cast<C>(grad[i]), w, mi, vi,
                   kAmsgrad ? &vhat_i : nullptr);
   var[i] = static_cast<T>(w);
-  m[i] = static_cast<S>(mi);
-  v[i] = static_cast<S>(vi);
-  if (kAmsgrad) vhat[i] = static_cast<S>(vhat_i);
+  StoreAs<S>(m, i, mi);
+  StoreAs<S>(v, i, vi);
+  if (kAmsgrad) StoreAs<S>(vhat, i, vhat_i);
 }
 
 }  // namespace math

@@ -6,6 +6,8 @@
 #define TF_OPT_PLUGIN_CC_KERNELS_MATH_HOST_DEVICE_H_
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define TFOPT_HOST_DEVICE __host__ __device__ __forceinline__
@@ -37,6 +39,45 @@ TFOPT_HOST_DEVICE C Max(C a, C b) {
 template <typename C>
 TFOPT_HOST_DEVICE C Min(C a, C b) {
   return (a < b || a != a) ? a : b;
+}
+
+// Element i of a slot stored as S, widened to the compute type C, and a
+// value of C narrowed back into it: a plain conversion, or, for Bfloat16,
+// its bits.
+template <typename C, typename S>
+TFOPT_HOST_DEVICE C LoadAs(const S* p, int64_t i) {
+  return static_cast<C>(p[i]);
+}
+template <typename S, typename C>
+TFOPT_HOST_DEVICE void StoreAs(S* p, int64_t i, C x) {
+  p[i] = static_cast<S>(x);
+}
+
+// The element type of a "bfloat16" slot in the CPU kernels: its bits, as
+// uint16 (which no other slot uses), so that the loops stay vectorizable,
+// read and written by these overloads with branch-free conversions that round
+// as TensorFlow's cast to bfloat16 does (to nearest even; a NaN becomes the
+// quiet NaN 0x7FC0 of its sign): the fused op stores what the pure-TF twin
+// does.
+using Bfloat16Bits = uint16_t;
+
+template <typename C>
+TFOPT_HOST_DEVICE C LoadAs(const Bfloat16Bits* p, int64_t i) {
+  const uint32_t bits = static_cast<uint32_t>(p[i]) << 16;
+  float x;
+  memcpy(&x, &bits, sizeof(x));
+  return static_cast<C>(x);
+}
+template <typename S, typename C>
+TFOPT_HOST_DEVICE void StoreAs(Bfloat16Bits* p, int64_t i, C value) {
+  const float x = static_cast<float>(value);
+  uint32_t b;
+  memcpy(&b, &x, sizeof(b));
+  // Selected in 32 bits, narrowed last: AVX-512F vectorizes that, not a
+  // select of 16-bit lanes.
+  const uint32_t nearest = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
+  const uint32_t nan = (b & 0x80000000u) ? 0xFFC0u : 0x7FC0u;
+  p[i] = static_cast<uint16_t>(x != x ? nan : nearest);
 }
 
 }  // namespace math

@@ -49,11 +49,11 @@ constexpr int kSignedZeroCode = 127;
 // non-negative entries (magnitudes for the signed map): a magnitude a gets the
 // non-negative entry whose index is the number of thresholds <= a. Threshold j
 // is the smallest float32 >= the midpoint of entries j and j + 1, so a float32
-// exactly on a midpoint rounds up (away from zero). Unused thresholds are 2,
-// above every ratio (|x / absmax| <= 1).
+// exactly on a midpoint rounds up (away from zero). Unused thresholds, and a
+// 256th one, are 2, above every ratio (|x / absmax| <= 1).
 struct DynamicMap {
   float value[256];
-  float threshold[255];
+  float threshold[256];
 };
 
 // The smallest float32 >= m, for a normal m in (0, 2].
@@ -85,6 +85,7 @@ TFOPT_CONSTEXPR_HOST_DEVICE DynamicMap MakeDynamicMap(bool is_signed) {
     map.value[zero + j] = positive[j];
     if (is_signed && j > 0 && j < count - 1) map.value[zero - j] = -positive[j];
   }
+  map.threshold[255] = 2.0f;
   for (int j = 0; j < 255; ++j) {
     map.threshold[j] =
         j + 1 < count
@@ -218,6 +219,81 @@ TFOPT_HOST_DEVICE uint32_t StochasticRoundingBits(uint32_t key, int64_t index) {
                      static_cast<uint32_t>(i >> 32)) >>
          16;
 }
+
+#if !defined(__CUDACC__)
+// The CPU kernels' form of CountThresholdsAtOrBelow, with the same result:
+// one table lookup and one comparison instead of eight dependent ones. A
+// magnitude a in [0, 1] falls in the bucket of floats sharing its exponent
+// and top kMantissaBits mantissa bits; `count_` holds the number of
+// thresholds <= the bucket's smallest float, and at most one threshold lies
+// inside a bucket (a bucket spans at most 2^-8 of its value, the closest
+// thresholds 0.7% apart: the constructor checks it), so
+//   count = count_[bucket] + (threshold[count_[bucket]] <= a).
+class ThresholdIndex {
+ public:
+  explicit ThresholdIndex(const DynamicMap& map) : threshold_(map.threshold) {
+    int count = 0;
+    for (uint32_t bucket = 0; bucket <= kBucketOfOne; ++bucket) {
+      const uint32_t low_bits = bucket << kShift;
+      float low;
+      memcpy(&low, &low_bits, sizeof(low));
+      while (count < 255 && map.threshold[count] <= low) ++count;
+      count_[bucket] = static_cast<uint8_t>(count);
+      const uint32_t next_bits = (bucket + 1) << kShift;
+      float next;
+      memcpy(&next, &next_bits, sizeof(next));
+      // A second threshold below the next bucket would need two comparisons.
+      if (count + 1 < 255 && map.threshold[count + 1] < next) exact_ = false;
+    }
+  }
+
+  // Number of thresholds <= a (0 for a NaN), for |a| <= 1.
+  int Count(float a) const {
+    const uint32_t bucket = a <= 1.0f ? FloatBits(a) >> kShift : 0;
+    const int count = count_[bucket];
+    return exact_ ? count + (threshold_[count] <= a)
+                  : CountThresholdsAtOrBelow(threshold_, a);
+  }
+
+ private:
+  static constexpr int kMantissaBits = 8;
+  static constexpr int kShift = 23 - kMantissaBits;
+  static constexpr uint32_t kBucketOfOne = 0x3F800000u >> kShift;
+
+  const float* threshold_;
+  bool exact_ = true;
+  uint8_t count_[kBucketOfOne + 1];
+};
+
+inline const ThresholdIndex& GetThresholdIndex(bool is_signed) {
+  static const ThresholdIndex* const kSigned =
+      new ThresholdIndex(kSignedDynamicMap);
+  static const ThresholdIndex* const kUnsigned =
+      new ThresholdIndex(kUnsignedDynamicMap);
+  return is_signed ? *kSigned : *kUnsigned;
+}
+
+// QuantizeValue of x[0, count), one block with the given absmax, into codes:
+// the same codes, by the table of ThresholdIndex.
+inline void QuantizeBlock(const float* x, int64_t count, float absmax,
+                          bool is_signed, uint8_t* codes) {
+  const ThresholdIndex& index = GetThresholdIndex(is_signed);
+  for (int64_t j = 0; j < count; ++j) {
+    const float v = FlushSubnormal(x[j]);
+    const float r = FlushSubnormal(absmax == 0.0f ? 0.0f : v / absmax);
+    int code;
+    if (is_signed) {
+      const int magnitude = index.Count(fabsf(r));
+      code = r < 0.0f ? kSignedZeroCode - (magnitude < 127 ? magnitude : 127)
+                      : kSignedZeroCode + magnitude;
+    } else {
+      code = index.Count(r);
+      if (code == 0 && v > 0.0f) code = 1;
+    }
+    codes[j] = static_cast<uint8_t>(code);
+  }
+}
+#endif  // !defined(__CUDACC__)
 
 }  // namespace math
 }  // namespace tf_opt_plugin
