@@ -1,6 +1,8 @@
 """Training parity of reduced-precision optimizer state on real data.
 
-`python -m tf_opt_plugin.benchmark.state_parity` (docs/benchmarks.md).
+`python -m tf_opt_plugin.benchmark.state_parity` (docs/benchmarks.md; needs
+scikit-learn for the data: pip install scikit-learn). The full mode (3 seeds,
+both models, 36 training runs) took 148 s on a loaded 2-core machine.
 
 Trains an MLP on scikit-learn's digits (8x8 images, 10 classes;
 standardized with the training split's mean and deviation; a fixed split
@@ -13,7 +15,9 @@ float32 state, and the held-out accuracy. A row passes when
     mean loss(state_dtype) <= 1.02 * mean loss(float32 state)
 
 (issue 16: "8-bit and bfloat16 state reach held-out loss within 2% of
-float32 state"; a lower loss passes).
+float32 state"; a lower loss passes). Defaults: 10 epochs of batches of 32;
+AdamW(1e-3, weight_decay=0.01), Lamb(1e-3, weight_decay_rate=0.01) (the
+issue's example), the fused ops where they run.
 
 Two models:
 
@@ -66,7 +70,11 @@ def state_name(state_dtype):
 def load_data():
   """((x, y), (x_held_out, y_held_out)): digits, standardized with the
   training split's statistics (constant pixels stay 0), float32."""
-  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  try:
+    from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  except ImportError as e:  # not a dependency of the package itself
+    raise ImportError("The state-parity benchmark trains on scikit-learn's "
+                      "digits: pip install scikit-learn") from e
 
   x, y = datasets.load_digits(return_X_y=True)
   order = np.random.default_rng(0).permutation(len(x))
