@@ -345,7 +345,8 @@ def test_loss_scale_optimizer_under_mixed_float16(case, mixed_float16):
                   state_dtype)
   reduced, full = losses[state_dtype], losses[None]
   assert reduced[-1] < 0.9 * reduced[0], reduced
-  assert abs(reduced[-1] - full[-1]) <= 0.05 * full[-1], (reduced, full)
+  # (measured: within 0.15%)
+  assert abs(reduced[-1] - full[-1]) <= 0.01 * full[-1], (reduced, full)
 
   watched = model.weights + optimizer.inner_optimizer.variables
   before = [v.numpy() for v in watched]
@@ -407,7 +408,8 @@ def test_int8_custom_loop_in_tf_function_and_under_xla(class_name):
 # ----------------------------------------------------------------------------
 # MirroredStrategy over 2 logical CPUs (a fresh process).
 # ----------------------------------------------------------------------------
-DISTRIBUTED_CASES = ("adamw-int8", "lamb-int8", "lion-int8", "adam-bfloat16")
+DISTRIBUTED_CASES = ("adamw-int8", "lamb-int8", "lion-int8", "adam-bfloat16",
+                     "adamw-int8-accumulation")
 
 _worker = {}
 
@@ -457,7 +459,7 @@ def test_mirrored_strategy_gives_the_single_device_result(case, mode):
   slots_single = single["optimizer_variables"]
   slots_mirrored = mirrored["optimizer_variables"]
   assert [s[:2] for s in slots_mirrored] == [s[:2] for s in slots_single]
-  assert slots_single[2][0] == "model_hidden_kernel_momentum"
+  assert "model_hidden_kernel_momentum" in [s[0] for s in slots_single]
   assert any(dtype == {"int8": "uint8"}.get(state_dtype, state_dtype)
              for _, dtype, _ in slots_single)
   for (path, dtype, want), (_, _, got) in zip(slots_single, slots_mirrored):

@@ -52,6 +52,13 @@ CASES = {
         lambda: top.Lion(0.003, weight_decay=0.1, state_dtype="int8"),
     "adam-bfloat16":
         lambda: top.Adam(0.01, amsgrad=True, state_dtype="bfloat16"),
+    # Accumulation (a per-variable cond), clipping of the summed gradient
+    # and EMA with its overwrite, all inside the strategy's update.
+    "adamw-int8-accumulation":
+        lambda: top.
+        AdamW(0.01, weight_decay=0.05, state_dtype="int8", global_clipnorm=0.5,
+              gradient_accumulation_steps=2, use_ema=True, ema_momentum=0.9,
+              ema_overwrite_frequency=3),
 }
 
 
