@@ -425,7 +425,8 @@ def test_int8_custom_loop_in_tf_function_and_under_xla(class_name):
 
 
 # ----------------------------------------------------------------------------
-# MirroredStrategy over 2 logical CPUs (a fresh process).
+# MirroredStrategy over 2 logical CPUs (a fresh process: group `state_dtype`
+# of the distributed worker).
 # ----------------------------------------------------------------------------
 DISTRIBUTED_CASES = ("adamw-int8", "lamb-int8", "lion-int8", "adam-bfloat16",
                      "adamw-int8-accumulation")
@@ -435,10 +436,11 @@ _worker = {}
 
 def _worker_result():
   if "result" not in _worker:
-    completed = subprocess.run(
-        subprocess_helpers.command("state_dtype_distributed_worker.py"),
-        capture_output=True, text=True, timeout=240, check=False,
-        env=subprocess_helpers.environment())
+    command = subprocess_helpers.command("distributed_worker.py", "state_dtype",
+                                         2)
+    completed = subprocess.run(command, capture_output=True, text=True,
+                               timeout=240, check=False,
+                               env=subprocess_helpers.environment())
     result = subprocess_helpers.parse_result(completed.stdout)
     if completed.returncode != 0 or result is None:
       result = (f"the worker exited with {completed.returncode}:\n"
@@ -464,7 +466,7 @@ def test_mirrored_strategy_gives_the_single_device_result(case, mode):
   the state of one device; every replica holds the same copy."""
   result = _worker_result()
   runs = result[f"{case}/{mode}"]
-  single, mirrored = _ok(runs["single"]), _ok(runs["mirrored"])
+  single, mirrored = _ok(runs["single"]), _ok(runs["mirrored2"])
   state_dtype = case.split("-")[1]
   # hidden kernel (4096 elements), hidden bias, output kernel, output bias
   want = [state_dtype] + ["same" if state_dtype == "int8" else state_dtype] * 3

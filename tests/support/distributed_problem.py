@@ -1,4 +1,7 @@
-"""The classification problem both distributed worker scripts train on.
+"""The classification problems the distributed worker scripts train on.
+
+`make_model` for the optimizer classes and their semantics; `make_wide_model`
+for reduced-precision state, whose hidden kernel is big enough for 8-bit state.
 
 Import it only after the worker has configured its devices / strategy:
 building the model initialises TensorFlow.
@@ -10,16 +13,19 @@ import tensorflow as tf
 
 GLOBAL_BATCH = 32
 FEATURES, CLASSES = 12, 4
+# 64 x 64 = 4096 elements: the smallest kernel that gets 8-bit state.
+WIDE_FEATURES = WIDE_UNITS = 64
 
 
-def make_data(num_examples):
-  """(X, Y): Gaussian features, labels of a noisy linear classifier."""
+def make_data(num_examples, features=FEATURES, label_noise=0.5):
+  """(X, Y): Gaussian features X, labels `argmax(X W + label_noise * N)` of
+  a linear classifier W with Gaussian noise N (none if `label_noise` is 0)."""
   rng = np.random.default_rng(0)
-  x = rng.normal(size=(num_examples, FEATURES)).astype("float32")
-  y = np.argmax(
-      x @ rng.normal(size=(FEATURES, CLASSES)) +
-      0.5 * rng.normal(size=(num_examples, CLASSES)), axis=-1).astype("int32")
-  return x, y
+  x = rng.normal(size=(num_examples, features)).astype("float32")
+  logits = x @ rng.normal(size=(features, CLASSES))
+  if label_noise:
+    logits = logits + label_noise * rng.normal(size=(num_examples, CLASSES))
+  return x, np.argmax(logits, axis=-1).astype("int32")
 
 
 def make_model():
@@ -31,10 +37,22 @@ def make_model():
   ])
 
 
-def initial_weights():
-  """The weights every run starts from (seeded, identical in every process)."""
+def make_wide_model():
+  """Inputs of `WIDE_FEATURES`; under `state_dtype="int8"` the hidden kernel
+  gets 8-bit state, the biases and the output kernel keep float32 state."""
+  # Named, so the slots' paths are the same in every run.
+  return keras.Sequential([
+      keras.Input((WIDE_FEATURES,)),
+      keras.layers.Dense(WIDE_UNITS, activation="tanh", name="hidden"),
+      keras.layers.Dense(CLASSES, name="out"),
+  ], name="model")
+
+
+def initial_weights(model_fn=make_model):
+  """The weights every run of `model_fn()` starts from (seeded, identical in
+  every process)."""
   keras.utils.set_random_seed(0)
-  return [w.copy() for w in make_model().get_weights()]
+  return [w.copy() for w in model_fn().get_weights()]
 
 
 def per_replica_loss(model, x, y):

@@ -6,11 +6,14 @@ before TensorFlow initialises:
     python distributed_worker.py GROUP NUM_DEVICES
 
 GROUP is `optimizers` (every optimizer class, `fit()` and a custom loop, on
-one device and mirrored over NUM_DEVICES CPUs) or `semantics` (clipping, loss
+one device and mirrored over NUM_DEVICES CPUs), `semantics` (clipping, loss
 scaling, gradient accumulation and EMA on one device and mirrored over 2 CPUs,
-plus the plain Keras classes for contrast). The process prints one line
+plus the plain Keras classes for contrast) or `state_dtype` (optimizers with
+reduced-precision state, as `optimizers` does, for
+tests/keras/test_state_dtype_features.py). The process prints one line
 `RESULT_JSON {...}`: per case the final weights of each run (or the error the
-run raised), which the test compares. Nothing is asserted here.
+run raised), and for `state_dtype` the optimizer's variables and each slot's
+layout too, which the test compares. Nothing is asserted here.
 """
 
 import json
@@ -41,14 +44,21 @@ import tf_opt_plugin as top  # noqa: E402
 from distributed_problem import GLOBAL_BATCH  # noqa: E402
 from distributed_problem import make_data  # noqa: E402
 from distributed_problem import make_model  # noqa: E402
+from distributed_problem import make_wide_model  # noqa: E402
 from distributed_problem import per_replica_loss  # noqa: E402
 from distributed_problem import train_in_loop  # noqa: E402
 from distributed_problem import initial_weights  # noqa: E402
+from distributed_problem import WIDE_FEATURES  # noqa: E402
 
-NUM_EXAMPLES = 256  # 8 global batches per epoch
 EPOCHS = 2
-X, Y = make_data(NUM_EXAMPLES)
-INITIAL_WEIGHTS = initial_weights()
+if GROUP == "state_dtype":
+  # A hidden kernel big enough for 8-bit state; 4 global batches per epoch.
+  NUM_EXAMPLES, MODEL_FN = 128, make_wide_model
+  X, Y = make_data(NUM_EXAMPLES, features=WIDE_FEATURES, label_noise=0.0)
+else:
+  NUM_EXAMPLES, MODEL_FN = 256, make_model  # 8 global batches per epoch
+  X, Y = make_data(NUM_EXAMPLES)
+INITIAL_WEIGHTS = initial_weights(MODEL_FN)
 
 
 def mirrored(num_devices):
@@ -65,7 +75,7 @@ def strategies(counts):
 
 def build(strategy, make_optimizer, build_optimizer=False):
   with strategy.scope():
-    model = make_model()
+    model = MODEL_FN()
     model.set_weights(INITIAL_WEIGHTS)
     optimizer = make_optimizer()
     if build_optimizer:
@@ -77,25 +87,48 @@ def build(strategy, make_optimizer, build_optimizer=False):
   return model, optimizer
 
 
-def weights_of(strategy, model):
-  """The weights, and how far any replica's copy is from the first's."""
+def weights_of(strategy, model, optimizer=None):
+  """The weights, and how far any replica's copy is from the first's.
+
+  With `optimizer`, its variables too (in the spread as well) and the state
+  layout of each weight's first slot.
+  """
+  variables = list(model.trainable_variables)
+  if optimizer is not None:
+    variables += list(optimizer.variables)
   spread = 0.0
-  for variable in model.trainable_variables:
+  for variable in variables:
+    # float64: integer codes would wrap around when subtracted.
     components = [
-        np.asarray(c)
+        np.asarray(c, np.float64)
         for c in strategy.experimental_local_results(variable.value)
     ]
     for component in components[1:]:
       spread = max(spread, float(np.max(np.abs(component - components[0]))))
-  return {
+  result = {
       "weights": [
           np.asarray(v.numpy()).tolist() for v in model.trainable_variables
       ],
       "replica_spread": spread
   }
+  if optimizer is not None:
+    # In `optimizer.variables` order; the paths without their first part,
+    # the optimizer's unique name.
+    result["optimizer_variables"] = [[
+        v.path.split("/", 1)[1], v.dtype,
+        np.asarray(v.numpy(), np.float64).tolist()
+    ] for v in optimizer.variables]
+    result["layouts"] = [
+        top.ops.state_layout(optimizer.as_tf_variable(v),
+                             optimizer.slot(optimizer._momentums, v))  # pylint: disable=protected-access
+        for v in model.trainable_variables
+    ]
+  return result
 
 
-def fit_run(strategy, make_optimizer, epochs=EPOCHS):
+def fit_run(strategy, make_optimizer, epochs=EPOCHS, with_state=False):
+  """fit(); the result of `weights_of`, with the optimizer's state if
+  `with_state`."""
   model, optimizer = build(strategy, make_optimizer)
   with strategy.scope():
     model.compile(
@@ -109,7 +142,7 @@ def fit_run(strategy, make_optimizer, epochs=EPOCHS):
       (X, Y)).batch(GLOBAL_BATCH).repeat()
   model.fit(dataset, steps_per_epoch=NUM_EXAMPLES // GLOBAL_BATCH,
             epochs=epochs, shuffle=False, verbose=0)
-  return weights_of(strategy, model)
+  return weights_of(strategy, model, optimizer if with_state else None)
 
 
 def replica_batch(strategy, start):
@@ -131,14 +164,15 @@ def replica_batch(strategy, start):
   return part(X), part(Y)
 
 
-def loop_run(strategy, make_optimizer, epochs=EPOCHS):
-  """strategy.run + optimizer.apply_gradients on the same global batches."""
+def loop_run(strategy, make_optimizer, epochs=EPOCHS, with_state=False):
+  """strategy.run + optimizer.apply_gradients on the same global batches, in
+  a tf.function; the result as `fit_run`'s."""
   model, optimizer = build(strategy, make_optimizer, build_optimizer=True)
   batches = (replica_batch(strategy, start)
              for _ in range(epochs)
              for start in range(0, NUM_EXAMPLES, GLOBAL_BATCH))
   train_in_loop(strategy, model, optimizer, batches)
-  return weights_of(strategy, model)
+  return weights_of(strategy, model, optimizer if with_state else None)
 
 
 def guarded(fn, *args, **kwargs):
@@ -172,17 +206,23 @@ OPTIMIZERS = {
 }
 
 
-def optimizers_group():
+def fit_and_loop(optimizers, **kwargs):
+  """Each of `optimizers`, `fit()` and a custom loop, on one device and
+  mirrored over NUM_DEVICES CPUs."""
   # One replica count per process: two MirroredStrategy objects of different
   # sizes in one process share collective group keys and abort each other.
   results = {"initial": [w.tolist() for w in INITIAL_WEIGHTS]}
-  for name, make_optimizer in OPTIMIZERS.items():
+  for name, make_optimizer in optimizers.items():
     for mode, run in (("fit", fit_run), ("loop", loop_run)):
       results[f"{name}/{mode}"] = {
-          strategy_name: guarded(run, strategy, make_optimizer)
+          strategy_name: guarded(run, strategy, make_optimizer, **kwargs)
           for strategy_name, strategy in strategies([NUM_DEVICES])
       }
   return results
+
+
+def optimizers_group():
+  return fit_and_loop(OPTIMIZERS)
 
 
 # ---------------------------------------------------------------------------
@@ -354,7 +394,37 @@ def semantics_group():
   return results
 
 
-GROUPS = {"optimizers": optimizers_group, "semantics": semantics_group}
+# ---------------------------------------------------------------------------
+# Group "state_dtype": reduced-precision state, fit() and a custom loop.
+# ---------------------------------------------------------------------------
+STATE_DTYPE_OPTIMIZERS = {
+    "adamw-int8":
+        lambda: top.AdamW(0.01, weight_decay=0.05, state_dtype="int8"),
+    "lamb-int8":
+        lambda: top.Lamb(0.01, weight_decay_rate=0.01, state_dtype="int8"),
+    "lion-int8":
+        lambda: top.Lion(0.003, weight_decay=0.1, state_dtype="int8"),
+    "adam-bfloat16":
+        lambda: top.Adam(0.01, amsgrad=True, state_dtype="bfloat16"),
+    # Accumulation (a per-variable cond), clipping of the summed gradient
+    # and EMA with its overwrite, all inside the strategy's update.
+    "adamw-int8-accumulation":
+        lambda: top.
+        AdamW(0.01, weight_decay=0.05, state_dtype="int8", global_clipnorm=0.5,
+              gradient_accumulation_steps=2, use_ema=True, ema_momentum=0.9,
+              ema_overwrite_frequency=3),
+}
+
+
+def state_dtype_group():
+  return fit_and_loop(STATE_DTYPE_OPTIMIZERS, with_state=True)
+
+
+GROUPS = {
+    "optimizers": optimizers_group,
+    "semantics": semantics_group,
+    "state_dtype": state_dtype_group
+}
 
 if __name__ == "__main__":
   output = GROUPS[GROUP]()
