@@ -11,13 +11,14 @@
 namespace tf_opt_plugin {
 namespace functor {
 
-template <typename T, typename C, bool kAmsgrad, typename S>
+template <typename T, typename C, bool kAmsgrad, typename S, typename Rounding>
 TFOPT_CPU_CLONES void AdamWRange(const math::AdamWStep<C>& s, int64_t begin,
                                  int64_t end, T* __restrict var,
                                  S* __restrict m, S* __restrict v,
-                                 S* __restrict vhat, const T* __restrict grad) {
+                                 S* __restrict vhat, const T* __restrict grad,
+                                 Rounding rounding) {
   for (int64_t i = begin; i < end; ++i) {
-    math::AdamWUpdateAt<T, C, kAmsgrad>(s, i, var, m, v, vhat, grad);
+    math::AdamWUpdateAt<T, C, kAmsgrad>(s, i, var, m, v, vhat, grad, rounding);
   }
 }
 
@@ -26,16 +27,16 @@ struct CpuRange<T, C, AdamW> {
   // A divide and a square root dominate.
   static constexpr int64_t kCyclesPerElement = 25;
 
-  template <typename S>
+  template <typename S, typename Rounding>
   static void Run(const math::AdamWStep<C>& s, int64_t begin, int64_t end,
-                  T* var, S* const* slots, const T* grad) {
+                  T* var, S* const* slots, const T* grad, Rounding rounding) {
     S* m = slots[SlotOf(AdamW::kM)];
     S* v = slots[SlotOf(AdamW::kV)];
     S* vhat = slots[SlotOf(AdamW::kVhat)];
     if (vhat == nullptr) {
-      AdamWRange<T, C, false>(s, begin, end, var, m, v, vhat, grad);
+      AdamWRange<T, C, false>(s, begin, end, var, m, v, vhat, grad, rounding);
     } else {
-      AdamWRange<T, C, true>(s, begin, end, var, m, v, vhat, grad);
+      AdamWRange<T, C, true>(s, begin, end, var, m, v, vhat, grad, rounding);
     }
   }
 };

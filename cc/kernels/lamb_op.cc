@@ -39,23 +39,23 @@ TFOPT_CPU_CLONES void LambMomentsRange(
 
 // Pass 2 over [begin, end): w <- w - step_size * u, with u recomputed from the
 // new moments (cheaper than a fourth full-size buffer to store it in).
-template <typename T, typename C, typename S>
+template <typename T, typename C, typename S, typename Rounding>
 TFOPT_CPU_CLONES void LambApplyRange(const math::LambStep<C>& s, C step_size,
                                      int64_t begin, int64_t end,
                                      T* __restrict var, const S* __restrict m,
-                                     const S* __restrict v) {
+                                     const S* __restrict v, Rounding rounding) {
   for (int64_t i = begin; i < end; ++i) {
     const C w = static_cast<C>(var[i]);
     const C u = math::LambDirection<C>(s, w, math::LoadAs<C>(m, i),
                                        math::LoadAs<C>(v, i));
-    var[i] = static_cast<T>(w - step_size * u);
+    rounding.Store(var, i, w - step_size * u);
   }
 }
 
 // Slots stored as S; 8-bit slots are dequantized a block at a time in both
 // passes (the second reads back the moments as the first stored them).
-template <typename T, typename C, typename S>
-struct CpuUpdate<T, C, Lamb, S> {
+template <typename T, typename C, typename S, typename Rounding>
+struct CpuUpdate<T, C, Lamb, S, Rounding> {
   using Tensor = CpuTensorDesc<T, S, kNumSlots<Lamb>>;
 
   void operator()(tensorflow::OpKernelContext* ctx,
@@ -75,9 +75,9 @@ struct CpuUpdate<T, C, Lamb, S> {
           const Tensor& t = tensors[b.tensor];
           const math::LambStep<C> step = Lamb::StepFor(hyper, t.flags);
           ForEachStateRange<Lamb>(
-              t, b.begin, b.end, /*write_back=*/true,
+              t, b.begin, b.end, /*write_back=*/true, math::RoundToNearest(),
               [&](int64_t begin, int64_t end, T* var, auto* const* slots,
-                  const T* grad) {
+                  const T* grad, math::RoundToNearest) {
                 double w_sum = 0.0, u_sum = 0.0;
                 LambMomentsRange<T, C>(
                     step, begin, end, var, slots[SlotOf(Lamb::kM)],
@@ -107,14 +107,15 @@ struct CpuUpdate<T, C, Lamb, S> {
           const TensorBlock& b = blocks[index];
           const Tensor& t = tensors[b.tensor];
           const math::LambStep<C> step = Lamb::StepFor(hyper, t.flags);
-          ForEachStateRange<Lamb>(t, b.begin, b.end, /*write_back=*/false,
-                                  [&](int64_t begin, int64_t end, T* var,
-                                      auto* const* slots, const T*) {
-                                    LambApplyRange<T, C>(
-                                        step, step_sizes[b.tensor], begin, end,
-                                        var, slots[SlotOf(Lamb::kM)],
-                                        slots[SlotOf(Lamb::kV)]);
-                                  });
+          ForEachStateRange<Lamb>(
+              t, b.begin, b.end, /*write_back=*/false,
+              MakeRounding<Rounding>(t),
+              [&](int64_t begin, int64_t end, T* var, auto* const* slots,
+                  const T*, Rounding rounding) {
+                LambApplyRange<T, C>(step, step_sizes[b.tensor], begin, end,
+                                     var, slots[SlotOf(Lamb::kM)],
+                                     slots[SlotOf(Lamb::kV)], rounding);
+              });
         });
   }
 };

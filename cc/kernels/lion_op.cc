@@ -12,12 +12,12 @@
 namespace tf_opt_plugin {
 namespace functor {
 
-template <typename T, typename C, typename S>
+template <typename T, typename C, typename S, typename Rounding>
 TFOPT_CPU_CLONES void LionRange(const math::LionStep<C>& s, int64_t begin,
                                 int64_t end, T* __restrict var, S* __restrict m,
-                                const T* __restrict grad) {
+                                const T* __restrict grad, Rounding rounding) {
   for (int64_t i = begin; i < end; ++i) {
-    math::LionUpdateAt<T, C>(s, i, var, m, grad);
+    math::LionUpdateAt<T, C>(s, i, var, m, grad, rounding);
   }
 }
 
@@ -26,10 +26,11 @@ struct CpuRange<T, C, Lion> {
   // No divide or square root: memory-bound.
   static constexpr int64_t kCyclesPerElement = 8;
 
-  template <typename S>
+  template <typename S, typename Rounding>
   static void Run(const math::LionStep<C>& s, int64_t begin, int64_t end,
-                  T* var, S* const* slots, const T* grad) {
-    LionRange<T, C>(s, begin, end, var, slots[SlotOf(Lion::kM)], grad);
+                  T* var, S* const* slots, const T* grad, Rounding rounding) {
+    LionRange<T, C>(s, begin, end, var, slots[SlotOf(Lion::kM)], grad,
+                    rounding);
   }
 };
 

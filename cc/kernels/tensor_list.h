@@ -54,8 +54,9 @@ enum class StateLayout { kSame, kFloat32, kBfloat16, kInt8 };
 
 // One variable of an update on the CPU, its slots stored as S (T, float or
 // bfloat16; uint8 codes for kInt8): the variable, the slots in op order
-// (null for an optional slot that is off), their absmax vectors (kInt8) and
-// the gradient, which is only read.
+// (null for an optional slot that is off), their absmax vectors (kInt8), the
+// gradient, which is only read, and the key of its stochastic rounding (a
+// bfloat16 variable with `rounding_key`).
 template <typename T, typename S, int kNumSlots>
 struct CpuTensorDesc {
   using State = S;
@@ -65,6 +66,7 @@ struct CpuTensorDesc {
   const T* grad;
   int64_t size;
   uint8_t flags;
+  uint32_t rounding_key;
 };
 
 // Slot k of an algorithm is its Buffer k + 1 (the variable is buffer 0).

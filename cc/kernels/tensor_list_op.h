@@ -85,29 +85,46 @@ void ForEachDequantizedBlock(uint8_t* const* codes, float* const* absmax,
   }
 }
 
-// Calls range(begin, end, var, slots, grad) over elements [begin, end) of
-// `t`, the slots as stored (S = T, float, bfloat16) or, for 8-bit slots, one
-// dequantized block at a time (then `var` and `grad` start at the block and
-// the range is [0, count)), stored back when `write_back`.
-template <typename Algorithm, typename Tensor, typename Range>
+// The rounding of `t`'s variable: to nearest, or stochastically with its
+// key.
+template <typename Rounding, typename Tensor>
+Rounding MakeRounding(const Tensor& t) {
+  if constexpr (std::is_same_v<Rounding, math::RoundStochastically>) {
+    return math::RoundStochastically{t.rounding_key};
+  } else {
+    return Rounding();
+  }
+}
+
+// Calls range(begin, end, var, slots, grad, rounding) over elements [begin,
+// end) of `t`, the slots as stored (S = T, float, bfloat16) or, for 8-bit
+// slots, one dequantized block at a time (then `var` and `grad` start at the
+// block, the range is [0, count) and `rounding` is offset to it), stored back
+// when `write_back`.
+template <typename Algorithm, typename Tensor, typename Rounding,
+          typename Range>
 void ForEachStateRange(const Tensor& t, int64_t begin, int64_t end,
-                       bool write_back, Range range) {
+                       bool write_back, Rounding rounding, Range range) {
   if constexpr (std::is_same_v<typename Tensor::State, uint8_t>) {
     ForEachDequantizedBlock<Algorithm>(
         t.slots, t.absmax, begin, end, write_back,
         [&](int64_t first, int64_t count, float* const* state) {
-          range(int64_t{0}, count, t.var + first, state, t.grad + first);
+          range(int64_t{0}, count, t.var + first, state, t.grad + first,
+                rounding.Offset(first));
         });
   } else {
-    range(begin, end, t.var, t.slots, t.grad);
+    range(begin, end, t.var, t.slots, t.grad, rounding);
   }
 }
 
 // The CPU functor of an elementwise algorithm (AdamW, Lion: element i of the
-// update reads only element i of each buffer), slots stored as S: the blocks
-// of all tensors in one parallel loop. LAMB, whose trust ratio needs
-// whole-tensor norms, specializes it.
-template <typename T, typename C, typename Algorithm, typename S>
+// update reads only element i of each buffer), slots stored as S, the
+// variable stored with `Rounding` (math::RoundToNearest, or
+// math::RoundStochastically for bfloat16 variables): the blocks of all
+// tensors in one parallel loop. LAMB, whose trust ratio needs whole-tensor
+// norms, specializes it.
+template <typename T, typename C, typename Algorithm, typename S,
+          typename Rounding>
 struct CpuUpdate {
   using Tensor = CpuTensorDesc<T, S, kNumSlots<Algorithm>>;
   using Range = CpuRange<T, C, Algorithm>;
@@ -120,9 +137,11 @@ struct CpuUpdate {
         [&](const Tensor& t, int64_t begin, int64_t end) {
           const auto step = Algorithm::StepFor(hyper, t.flags);
           ForEachStateRange<Algorithm>(
-              t, begin, end, /*write_back=*/true,
+              t, begin, end, /*write_back=*/true, MakeRounding<Rounding>(t),
               [&](int64_t b, int64_t e, T* var, auto* const* slots,
-                  const T* grad) { Range::Run(step, b, e, var, slots, grad); });
+                  const T* grad, Rounding rounding) {
+                Range::Run(step, b, e, var, slots, grad, rounding);
+              });
         });
   }
 };
@@ -162,19 +181,12 @@ class TensorListOp : public TensorListOpKernel {
                                     state_dtype_, state_dtype_source_,
                                     layout_ == StateLayout::kInt8, &hyper)));
     if constexpr (kIsHostDevice<Device>) {
-      if constexpr (!std::is_same_v<T, double>) {  // double: kSame only
-        switch (layout_) {
-          case StateLayout::kSame:
-            break;
-          case StateLayout::kFloat32:
-            return RunOnCpu<float>(ctx, hyper, in);
-          case StateLayout::kBfloat16:
-            return RunOnCpu<math::Bfloat16Bits>(ctx, hyper, in);
-          case StateLayout::kInt8:
-            return RunOnCpu<uint8_t>(ctx, hyper, in);
+      if constexpr (std::is_same_v<T, Eigen::bfloat16>) {
+        if (stochastic_rounding_) {
+          return RunOnCpuWithLayout<math::RoundStochastically>(ctx, hyper, in);
         }
       }
-      return RunOnCpu<T>(ctx, hyper, in);
+      RunOnCpuWithLayout<math::RoundToNearest>(ctx, hyper, in);
     } else {
       RunOnGpu(ctx, hyper, in);
     }
@@ -183,11 +195,31 @@ class TensorListOp : public TensorListOpKernel {
  private:
   using Hyperparams = typename Algorithm::template Hyperparams<C>;
 
+  template <typename Rounding>
+  void RunOnCpuWithLayout(tensorflow::OpKernelContext* ctx,
+                          const Hyperparams& hyper, TensorListUpdate& in) {
+    if constexpr (!std::is_same_v<T, double>) {  // double: kSame only
+      switch (layout_) {
+        case StateLayout::kSame:
+          break;
+        case StateLayout::kFloat32:
+          return RunOnCpu<float, Rounding>(ctx, hyper, in);
+        case StateLayout::kBfloat16:
+          return RunOnCpu<math::Bfloat16Bits, Rounding>(ctx, hyper, in);
+        case StateLayout::kInt8:
+          return RunOnCpu<uint8_t, Rounding>(ctx, hyper, in);
+      }
+    }
+    RunOnCpu<T, Rounding>(ctx, hyper, in);
+  }
+
   // S is the element type the CPU loops see: T, float, math::Bfloat16Bits
   // (the bits of a bfloat16 slot) or uint8_t (8-bit codes).
-  template <typename S>
+  template <typename S, typename Rounding>
   void RunOnCpu(tensorflow::OpKernelContext* ctx, const Hyperparams& hyper,
                 TensorListUpdate& in) {
+    tensorflow::OpInputList keys;
+    OP_REQUIRES_OK(ctx, ctx->input_list("rounding_key", &keys));
     using Stored = std::conditional_t<std::is_same_v<S, math::Bfloat16Bits>,
                                       Eigen::bfloat16, S>;
     static_assert(sizeof(Stored) == sizeof(S));
@@ -203,8 +235,9 @@ class TensorListOp : public TensorListOpKernel {
       t.grad = in.grad<T>(i);
       t.size = in.num_elements(i);
       t.flags = flags_[i];
+      t.rounding_key = stochastic_rounding_ ? keys[i].scalar<uint32_t>()() : 0;
     }
-    functor::CpuUpdate<T, C, Algorithm, S>()(ctx, hyper, tensors);
+    functor::CpuUpdate<T, C, Algorithm, S, Rounding>()(ctx, hyper, tensors);
   }
 
   void RunOnGpu(tensorflow::OpKernelContext* ctx, const Hyperparams& hyper,
@@ -279,16 +312,46 @@ class TensorListOp : public TensorListOpKernel {
     }
     int num_absmax = 0;
     TF_RETURN_IF_ERROR(ctx->GetAttr("num_absmax", &num_absmax));
-    if (num_absmax == expected) return absl::OkStatus();
-    return absl::InvalidArgumentError(
-        absl::StrCat("`absmax` must hold one variable per 8-bit slot (",
-                     expected, " with state_dtype=\"", name,
-                     "\"). Received: num_absmax=", num_absmax));
+    if (num_absmax != expected) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("`absmax` must hold one variable per 8-bit slot (",
+                       expected, " with state_dtype=\"", name,
+                       "\"). Received: num_absmax=", num_absmax));
+    }
+    return ReadStochasticRounding(ctx);
+  }
+
+  // `rounding_key`: none (round the variable to nearest) or one uint32 per
+  // variable (round it stochastically), for bfloat16 variables on the CPU.
+  absl::Status ReadStochasticRounding(tensorflow::OpKernelConstruction* ctx) {
+    int num_keys = 0;
+    TF_RETURN_IF_ERROR(ctx->GetAttr("num_rounding_keys", &num_keys));
+    stochastic_rounding_ = num_keys > 0;
+    if (num_keys != 0 && num_keys != num_variables_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "`rounding_key` must hold no key (round to nearest) or one per "
+          "variable (",
+          num_variables_, "). Received: num_rounding_keys=", num_keys));
+    }
+    const tensorflow::DataType t = tensorflow::DataTypeToEnum<T>::value;
+    if (stochastic_rounding_ && t != tensorflow::DT_BFLOAT16) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "`rounding_key` is for bfloat16 variables (stochastic rounding). "
+          "Received: keys for variables of dtype ",
+          tensorflow::DataTypeString(t)));
+    }
+    if (stochastic_rounding_ && !kIsHostDevice<Device>) {
+      return absl::UnimplementedError(
+          "The GPU kernels round to nearest only so far. Received: "
+          "rounding_key (the pure-TF twin runs it: fused=None)");
+    }
+    return absl::OkStatus();
   }
 
   std::vector<uint8_t> flags_;  // per variable, see tensor_list.h
   std::vector<const char*> slot_names_;
   StateLayout layout_ = StateLayout::kSame;
+  bool stochastic_rounding_ = false;
   tensorflow::DataType state_dtype_ = tensorflow::DT_INVALID;
   std::string state_dtype_source_;
 };

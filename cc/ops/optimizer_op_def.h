@@ -177,10 +177,11 @@ absl::Status OptimizerShapeFn(shape_fn::InferenceContext* c, Form form,
                               const std::vector<const char*>& scalar_names);
 
 // The op `name` of `form` of the algorithm Algorithm: inputs var, the
-// slots, absmax, the scalars of its Hyperparams, grad; attrs T, Tscalar, N
-// (tensor lists), the slot counts, num_absmax, state_dtype (how the slots
-// are stored: tensor_list.h's StateLayout), the per-tensor flags (tensor
-// lists), use_locking; and its shape function.
+// slots, absmax, rounding_key, the scalars of its Hyperparams, grad; attrs
+// T, Tscalar, N (tensor lists), the slot counts, num_absmax,
+// num_rounding_keys, state_dtype (how the slots are stored: tensor_list.h's
+// StateLayout), the per-tensor flags (tensor lists), use_locking; and its
+// shape function.
 template <typename Algorithm>
 OpDefBuilderWrapper OptimizerOp(const char* name, Form form) {
   const OptimizerOpSpec spec = {
@@ -199,6 +200,8 @@ OpDefBuilderWrapper OptimizerOp(const char* name, Form form) {
   }
   // 8-bit state: one float32 absmax vector per slot in use and variable.
   op.Input("absmax: num_absmax * resource");
+  // Stochastic rounding of bfloat16 variables: none, or one key per variable.
+  op.Input("rounding_key: num_rounding_keys * uint32");
   AddScalarInputs<Algorithm::template Hyperparams>(op);
   op.Input(absl::StrCat("grad: ", each, "T"))
       .Attr("T: {half, bfloat16, float, double}")
@@ -209,6 +212,7 @@ OpDefBuilderWrapper OptimizerOp(const char* name, Form form) {
       op.Attr(absl::StrCat(slot.count_attr, ": int >= 0 = 0"));
   }
   op.Attr("num_absmax: int >= 0 = 0")
+      .Attr("num_rounding_keys: int >= 0 = 0")
       .Attr("state_dtype: {'same', 'float32', 'bfloat16', 'int8'} = 'same'");
   if (list) {
     for (const char* flag : spec.per_tensor_flags) {

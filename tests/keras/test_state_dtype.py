@@ -542,8 +542,9 @@ def test_tf_keras_slots_and_steps(class_name):
 def dtensor_result():
   pytest.importorskip("tf_keras")
   completed = subprocess.run(
-      subprocess_helpers.command("state_dtype_worker.py"), capture_output=True,
-      text=True, timeout=300, check=False, env=subprocess_helpers.environment())
+      subprocess_helpers.command("dtensor_worker.py", "state_dtype",
+                                 "1x4"), capture_output=True, text=True,
+      timeout=300, check=False, env=subprocess_helpers.environment())
   result = subprocess_helpers.parse_result(completed.stdout)
   assert completed.returncode == 0 and result is not None, (
       subprocess_helpers.tail(completed.stderr))

@@ -169,8 +169,10 @@ def test_raw_op_matches_reference():
   hp = dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
             weight_decay=0.01)
   lib.resource_apply_adam_w(
-      absmax=[], var=var.handle, m=m.handle, v=v.handle, vhat=[vhat.handle],
-      lr=tf.constant(0.1, tf.float64), beta_1=tf.constant(0.9, tf.float64),
+      absmax=[], rounding_key=[], var=var.handle, m=m.handle, v=v.handle,
+      vhat=[vhat.handle
+           ], lr=tf.constant(0.1,
+                             tf.float64), beta_1=tf.constant(0.9, tf.float64),
       beta_2=tf.constant(0.999,
                          tf.float64), epsilon=tf.constant(1e-7, tf.float64),
       weight_decay=tf.constant(0.01, tf.float64), step=tf.constant(1, tf.int64),

@@ -121,9 +121,10 @@ def test_raw_op_matches_reference():
   g = np.array([[0.5, 0.25], [-1.0, 2.0]])
   var, m, v = (tf.Variable(x) for x in (w0, np.zeros((2, 2)), np.zeros((2, 2))))
   f64 = lambda x: tf.constant(x, tf.float64)  # noqa: E731
-  lib.resource_apply_lamb(absmax=[], var=var.handle, m=m.handle, v=v.handle,
-                          lr=f64(0.1), beta_1=f64(0.9), beta_2=f64(0.999),
-                          epsilon=f64(1e-6), weight_decay_rate=f64(0.01),
+  lib.resource_apply_lamb(absmax=[], rounding_key=[], var=var.handle,
+                          m=m.handle, v=v.handle, lr=f64(0.1), beta_1=f64(0.9),
+                          beta_2=f64(0.999), epsilon=f64(1e-6),
+                          weight_decay_rate=f64(0.01),
                           step=tf.constant(1, tf.int64), grad=tf.constant(g),
                           use_layer_adaptation=True, use_locking=True)
   ew, em, ev = R.lamb_step(w0, 0, 0, g, step=1,

@@ -284,6 +284,7 @@ def test_raw_op_matches_reference():
   var, m = tf.Variable(w0), tf.Variable(m0)
   ops.load_library().resource_apply_lion(
       absmax=[],
+      rounding_key=[],
       var=var.handle,
       m=m.handle,
       lr=tf.constant(0.1, tf.float64),

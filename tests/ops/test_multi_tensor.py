@@ -327,10 +327,11 @@ def test_step_known_at_run_time_below_one_writes_nothing(fused):
 def _raw_adamw(ws, ms, vs, grads, step=1, **kwargs):
   lib = ops.load_library()
   return lib.resource_multi_tensor_apply_adam_w(
-      absmax=[], var=[w.handle for w in ws], m=[m.handle for m in ms],
-      v=[v.handle for v in vs], vhat=kwargs.pop("vhat", []), grad=grads, lr=0.1,
-      beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=0.0,
-      step=tf.constant(step, tf.int64), **kwargs)
+      absmax=[], rounding_key=[], var=[w.handle for w in ws],
+      m=[m.handle for m in ms], v=[v.handle for v in vs],
+      vhat=kwargs.pop("vhat", []), grad=grads, lr=0.1, beta_1=0.9, beta_2=0.999,
+      epsilon=1e-7, weight_decay=0.0, step=tf.constant(step,
+                                                       tf.int64), **kwargs)
 
 
 def test_slot_shape_mismatch_names_the_variable_and_writes_nothing():
@@ -414,10 +415,8 @@ def test_non_scalar_hyperparameter():
   lib = ops.load_library()
   with pytest.raises((tf.errors.InvalidArgumentError, ValueError),
                      match="`lr` must be a scalar"):
-    lib.resource_multi_tensor_apply_lamb(absmax=[], var=[w.handle for w in ws],
-                                         m=[m.handle for m in ms],
-                                         v=[v.handle for v in vs], grad=grads,
-                                         lr=[0.1,
-                                             0.2], beta_1=0.9, beta_2=0.999,
-                                         epsilon=1e-6, weight_decay_rate=0.0,
-                                         step=tf.constant(1, tf.int64))
+    lib.resource_multi_tensor_apply_lamb(
+        absmax=[], rounding_key=[], var=[w.handle for w in ws],
+        m=[m.handle for m in ms], v=[v.handle for v in vs], grad=grads,
+        lr=[0.1, 0.2], beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+        weight_decay_rate=0.0, step=tf.constant(1, tf.int64))

@@ -22,23 +22,25 @@ _ADAFACTOR_SCALARS = [
     "lr", "beta_2_decay", "epsilon_1", "epsilon_2", "clip_threshold"
 ]
 
-# How the slots are stored (tensor_list.h, StateLayout): the 8-bit absmax
-# list and the layout, on every tensor-list op.
+# How the slots are stored (tensor_list.h, StateLayout: the 8-bit absmax
+# list and the layout) and the variable rounded (the stochastic-rounding
+# keys), on every tensor-list op.
 _ABSMAX = "absmax: num_absmax"
-_STATE_ATTRS = ["num_absmax", "state_dtype"]
+_KEYS = "rounding_key: num_rounding_keys"
+_STATE_ATTRS = ["num_absmax", "num_rounding_keys", "state_dtype"]
 
 # op name: (inputs as "name" or "name: count attr", attrs), as published.
 SIGNATURES = {
     "ResourceApplyAdamW": (
         [
-            "var", "m", "v", "vhat: num_vhat", _ABSMAX, *_ADAMW_SCALARS, "step",
-            "grad"
+            "var", "m", "v", "vhat: num_vhat", _ABSMAX, _KEYS, *_ADAMW_SCALARS,
+            "step", "grad"
         ],
         ["T", "Tscalar", "num_vhat", *_STATE_ATTRS, "use_locking"],
     ),
     "ResourceMultiTensorApplyAdamW": (
         [
-            "var: N", "m: N", "v: N", "vhat: num_vhat", _ABSMAX,
+            "var: N", "m: N", "v: N", "vhat: num_vhat", _ABSMAX, _KEYS,
             *_ADAMW_SCALARS, "step", "grad: N"
         ],
         [
@@ -47,22 +49,25 @@ SIGNATURES = {
         ],
     ),
     "ResourceApplyLamb": (
-        ["var", "m", "v", _ABSMAX, *_LAMB_SCALARS, "step", "grad"],
+        ["var", "m", "v", _ABSMAX, _KEYS, *_LAMB_SCALARS, "step", "grad"],
         ["T", "Tscalar", *_STATE_ATTRS, "use_locking", "use_layer_adaptation"],
     ),
     "ResourceMultiTensorApplyLamb": (
-        ["var: N", "m: N", "v: N", _ABSMAX, *_LAMB_SCALARS, "step", "grad: N"],
+        [
+            "var: N", "m: N", "v: N", _ABSMAX, _KEYS, *_LAMB_SCALARS, "step",
+            "grad: N"
+        ],
         [
             "T", "Tscalar", "N", *_STATE_ATTRS, "apply_weight_decay",
             "use_layer_adaptation", "use_locking"
         ],
     ),
     "ResourceApplyLion": (
-        ["var", "m", _ABSMAX, *_LION_SCALARS, "grad"],
+        ["var", "m", _ABSMAX, _KEYS, *_LION_SCALARS, "grad"],
         ["T", "Tscalar", *_STATE_ATTRS, "use_locking"],
     ),
     "ResourceMultiTensorApplyLion": (
-        ["var: N", "m: N", _ABSMAX, *_LION_SCALARS, "grad: N"],
+        ["var: N", "m: N", _ABSMAX, _KEYS, *_LION_SCALARS, "grad: N"],
         [
             "T", "Tscalar", "N", *_STATE_ATTRS, "apply_weight_decay",
             "use_locking"

@@ -563,6 +563,7 @@ def test_raw_op_with_a_resource_that_is_not_a_variable(which):
       InvalidArgumentError,
       lambda: lib.resource_apply_adam_w(
           absmax=[],
+          rounding_key=[],
           var=w.handle,
           m=handle,
           v=v.handle,

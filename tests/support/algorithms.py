@@ -274,8 +274,8 @@ def _adamw_call_op(op, var, slots, grad, *, amsgrad=False, **kwargs):
 
 
 def _adamw_call_raw_op(raw_op, handles, grad, **kwargs):
-  return raw_op(absmax=[], var=handles[0], m=handles[1], v=handles[2],
-                vhat=handles[3:], grad=grad, **kwargs)
+  return raw_op(absmax=[], rounding_key=[], var=handles[0], m=handles[1],
+                v=handles[2], vhat=handles[3:], grad=grad, **kwargs)
 
 
 ADAMW = AlgorithmSpec(
@@ -407,7 +407,7 @@ def _lamb_call_op(op, var, slots, grad, *, use_layer_adaptation=True, **kwargs):
 
 def _lamb_call_raw_op(raw_op, handles, grad, **kwargs):
   var, m, v = handles
-  return raw_op(absmax=[], var=var, m=m, v=v, grad=grad,
+  return raw_op(absmax=[], rounding_key=[], var=var, m=m, v=v, grad=grad,
                 use_layer_adaptation=True, **kwargs)
 
 
@@ -618,7 +618,7 @@ def _lion_call_op(op, var, slots, grad, *, step, **kwargs):
 
 def _lion_call_raw_op(raw_op, handles, grad, **kwargs):
   var, m = handles
-  return raw_op(absmax=[], var=var, m=m, grad=grad, **kwargs)
+  return raw_op(absmax=[], rounding_key=[], var=var, m=m, grad=grad, **kwargs)
 
 
 LION = AlgorithmSpec(

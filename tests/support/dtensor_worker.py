@@ -312,6 +312,91 @@ def scenario_errors(mesh):
   }
 
 
+# state_dtype (issue 16).
+STATE_STEPS = 3
+
+
+def _state_on_mesh(mesh, value, specs, name):
+  replicated = dtensor.copy_to_mesh(tf.constant(value),
+                                    dtensor.Layout.replicated(mesh, value.ndim))
+  return dtensor.DVariable(
+      dtensor.relayout(replicated, dtensor.Layout(list(specs), mesh)),
+      name=name)
+
+
+def _state_steps(optimizer, variables, grads, place):
+
+  @tf.function
+  def step(gs):
+    optimizer.apply_gradients(zip(gs, variables))
+
+  for gs in grads:
+    step([place(g) for g in gs])
+
+
+def _state_compare(mesh, class_name, kwargs, specs):
+  """Steps on the mesh and on one device; returns (optimizer, difference)."""
+  rng = np.random.default_rng(0)
+  shapes = {"big": (64, 128), "small": (16,)}
+  weights = {n: rng.normal(size=s).astype(np.float32) for n, s in shapes.items()}
+  grads = [[rng.normal(size=s).astype(np.float32)
+            for s in shapes.values()]
+           for _ in range(STATE_STEPS)]
+  meshed = [_state_on_mesh(mesh, weights[n], specs[n], n) for n in shapes]
+  optimizer = getattr(top_dtensor, class_name)(mesh=mesh, **kwargs)
+  _state_steps(
+      optimizer, meshed, grads, lambda g: dtensor.copy_to_mesh(
+          tf.constant(g), dtensor.Layout.replicated(mesh, g.ndim)))
+  single = [tf.Variable(weights[n], name=n) for n in shapes]
+  _state_steps(
+      getattr(top_tf_keras, class_name)(fused=False, **kwargs), single, grads,
+      tf.constant)
+  difference = max(
+      float(np.max(np.abs(to_numpy(mesh, m) - s.numpy())))
+      for m, s in zip(meshed, single))
+  return optimizer, difference
+
+
+def scenario_state_dtype(mesh):
+  """state_dtype on a 1x4 mesh: bfloat16 state on sharded variables equals
+  one device and takes their layouts; 8-bit state on replicated ones equals
+  one device; 8-bit state on a sharded variable is refused at build()."""
+  result = {}
+  sharded = {"big": ("unsharded", "model"), "small": ("model",)}
+  optimizer, difference = _state_compare(
+      mesh, "Adam", dict(learning_rate=0.01, state_dtype="bfloat16"), sharded)
+  result["bfloat16_max_difference"] = difference
+  variable_layouts = {
+      "big": dtensor.Layout(list(sharded["big"]), mesh).to_string(),
+      "small": dtensor.Layout(list(sharded["small"]), mesh).to_string(),
+  }
+  result["bfloat16_layouts"] = {
+      slot.name: (slot.dtype.name, slot.layout.to_string(),
+                  variable_layouts[slot.name.split("/")[-1].split(":")[0]])
+      for slot in optimizer.variables
+      if slot.name.split("/")[-1].split(":")[0] in variable_layouts
+  }
+
+  replicated = {"big": ("unsharded", "unsharded"), "small": ("unsharded",)}
+  optimizer, difference = _state_compare(
+      mesh, "Lamb", dict(learning_rate=0.01, state_dtype="int8"), replicated)
+  result["replicated_int8_max_difference"] = difference
+  result["replicated_int8_layouts"] = [
+      v.dtype.name for v in optimizer.variables if "big" in v.name
+  ][:2]
+
+  optimizer = top_dtensor.Adam(mesh=mesh, state_dtype="int8")
+  big = _state_on_mesh(mesh, np.zeros((64, 128), np.float32), sharded["big"],
+                       "big")
+  try:
+    optimizer.build([big])
+    result["sharded_int8"] = ("no error", "")
+  except Exception as e:  # pylint: disable=broad-except
+    result["sharded_int8"] = (type(e).__name__, str(e))
+  result["sharded_int8_slots"] = len(optimizer.variables) - 1
+  return result
+
+
 def main():
   scenario, spec = sys.argv[1], sys.argv[2]
   mesh = make_mesh(spec)

@@ -325,7 +325,7 @@ def raw_call(c):
       (_RAW_SCALARS.get(k, k), v)
       for k, v in c.hyper(_compute_dtype(c.gradients[0].dtype.name)).items())
   if "absmax" in inspect.signature(op).parameters:
-    arguments["absmax"] = []  # no 8-bit slots
+    arguments.update(absmax=[], rounding_key=[])  # no 8-bit slots, nearest
   return _call(c, op, dict(arguments, use_locking=True))
 
 

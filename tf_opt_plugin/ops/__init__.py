@@ -20,6 +20,7 @@ from tf_opt_plugin.ops._grouping import MultiTensorGroup
 from tf_opt_plugin.ops._library import library_path
 from tf_opt_plugin.ops._library import load_library
 from tf_opt_plugin.ops._library import LibraryLoadError
+from tf_opt_plugin.ops._quantization import stochastic_rounding_key
 from tf_opt_plugin.ops._state import absmax_shape
 from tf_opt_plugin.ops._state import QuantizedState
 from tf_opt_plugin.ops._state import state_layout
@@ -62,4 +63,5 @@ __all__ = [
     "resource_apply_lion",
     "resource_apply_sgd",
     "state_layout",
+    "stochastic_rounding_key",
 ]

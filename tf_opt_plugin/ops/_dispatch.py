@@ -41,8 +41,9 @@ _REASON_TEXT = {
     "dtype": "the variable's dtype has no kernel (kernels exist for "
              "float16, bfloat16, float32 and float64)",
     "state_layout": "the slots are stored in another layout than the "
-                    "variable's dtype (state_dtype), which only the CPU "
-                    "kernels take so far",
+                    "variable's dtype (state_dtype), or the bfloat16 "
+                    "variable is rounded stochastically, which only the CPU "
+                    "kernels do so far",
 }
 
 
@@ -115,7 +116,8 @@ def _device_type(variable):
   return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
 
 
-def dispatch_reason(variable, gradient=None, state_layout="same"):
+def dispatch_reason(variable, gradient=None, state_layout="same",
+                    stochastic_rounding=False):
   """Why the custom op will not run for `variable`, or None when it will.
 
   Decided at trace time, per variable. Reasons, checked in this order:
@@ -124,8 +126,9 @@ def dispatch_reason(variable, gradient=None, state_layout="same"):
   "dtensor" (a DTensor variable), "device" (a device without a kernel in
   use: GPU kernels need a CUDA build and TF_OPT_PLUGIN_GPU_KERNELS=1),
   "dtype" (a dtype without a kernel) and "state_layout" (slots stored in
-  another layout than the variable's dtype, see `_state`, on a GPU, whose
-  kernels take only that one so far).
+  another layout than the variable's dtype, see `_state`, or a bfloat16
+  variable rounded stochastically, on a GPU, whose kernels do neither so
+  far).
 
   >>> v = tf.Variable([1.0, 2.0])
   >>> dispatch_reason(v) in (None, "not_loaded")
@@ -144,16 +147,19 @@ def dispatch_reason(variable, gradient=None, state_layout="same"):
   dtype = tf.as_dtype(variable.dtype).base_dtype
   if dtype not in SUPPORTED_DTYPES:
     return "dtype"
-  if state_layout != "same" and _device_type(variable) != "CPU":
+  if ((state_layout != "same" or stochastic_rounding) and
+      _device_type(variable) != "CPU"):
     return "state_layout"
   return None
 
 
-def use_fused_op(fused, variable, gradient, state_layout="same"):
+def use_fused_op(fused, variable, gradient, state_layout="same",
+                 stochastic_rounding=False):
   """Resolves the `fused` argument of the resource_apply_* functions."""
   if fused is False:
     return False
-  reason = dispatch_reason(variable, gradient, state_layout)
+  reason = dispatch_reason(variable, gradient, state_layout,
+                           stochastic_rounding)
   if reason is None:
     return True
   if fused:

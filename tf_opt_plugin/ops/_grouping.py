@@ -41,11 +41,14 @@ def _group_key(variable, layout):
   return device, tf.as_dtype(variable.dtype).base_dtype, layout
 
 
-def multi_tensor_groups(variables, gradients=None, layouts=None):
+def multi_tensor_groups(variables, gradients=None, layouts=None,
+                        stochastic_rounding=False):
   """How `multi_tensor_apply_*` would update `variables`: a list of groups.
 
   Variables are grouped by (device, dtype, state layout), in order of first
-  appearance; `layouts` gives each variable's ("same" for all when None).
+  appearance; `layouts` gives each variable's ("same" for all when None),
+  `stochastic_rounding` whether bfloat16 variables are rounded
+  stochastically (all of them or none).
   Each `MultiTensorGroup(device, dtype, indices, reason, layout)` has `reason`
   None when the group runs as one multi-tensor op (one variable or many),
   else the `dispatch_reason()` of one of its variables ("disabled",
@@ -66,7 +69,9 @@ def multi_tensor_groups(variables, gradients=None, layouts=None):
   for (device, dtype, layout), indices in members.items():
     reason = None
     for i in indices:
-      reason = _dispatch.dispatch_reason(variables[i], gradients[i], layout)
+      reason = _dispatch.dispatch_reason(
+          variables[i], gradients[i], layout, stochastic_rounding and
+          dtype == tf.bfloat16)
       if reason is not None:
         break
     groups.append(

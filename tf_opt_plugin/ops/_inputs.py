@@ -22,6 +22,7 @@ sparse indices) are not checked there.
 """
 
 import math
+import numbers
 
 import numpy as np
 import tensorflow as tf
@@ -224,6 +225,27 @@ def _check_scalar_rank(tensor, name, checks):
   elif rank != 0:
     _fail(f"`{name}` must be a scalar. Received: {name}.shape="
           f"{shape_text(tensor.shape)}")
+
+
+def as_rounding_key(value, name):
+  """A stochastic-rounding key as a uint32 scalar tensor: an integer (Python,
+  NumPy or TF; taken mod 2**32), e.g. from `stochastic_rounding_key`."""
+  if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    return tf.constant(int(value) % 2**32, tf.uint32)
+  try:
+    tensor = tf.convert_to_tensor(value)
+  except (TypeError, ValueError):
+    tensor = None
+  if (tensor is None or not tensor.dtype.is_integer or isinstance(value, bool)):
+    raise TypeError(f"`{name}` must be an integer scalar (a uint32 key, see "
+                    f"`stochastic_rounding_key`). Received: {name}={value!r}")
+  if tensor.shape.rank not in (None, 0):
+    raise ValueError(f"`{name}` must be a scalar. Received: "
+                     f"{name}.shape={shape_text(tensor.shape)}")
+  if tensor.dtype == tf.uint32:
+    return tensor
+  return tf.cast(tf.bitwise.bitwise_and(tf.cast(tensor, tf.int64), 0xFFFFFFFF),
+                 tf.uint32)
 
 
 def as_scalar(value, dtype, name, checks):

@@ -140,7 +140,18 @@ def _hash_combine(h, v):
 
 
 def stochastic_rounding_key(seed, step, variable_id):
-  """uint32 key of (seed, step, variable id), each taken mod 2**32."""
+  """uint32 key of (seed, step, variable id), each taken mod 2**32.
+
+  The `rounding_key` of the AdamW, LAMB and Lion updates: the optimizers
+  pass (global seed, 1-based step, variable index).
+
+  >>> int(stochastic_rounding_key(0, 0, 0)) == int(
+  ...     stochastic_rounding_key(0, 0, 0))  # the same key every time
+  True
+  >>> int(stochastic_rounding_key(0, 1, 0)) != int(
+  ...     stochastic_rounding_key(0, 2, 0))  # another step, another key
+  True
+  """
   h = _hash_combine(tf.constant(0, tf.uint32), _uint32(seed))
   return _hash_combine(_hash_combine(h, _uint32(step)), _uint32(variable_id))
 

@@ -51,6 +51,7 @@ from tf_opt_plugin.ops import _dispatch
 from tf_opt_plugin.ops import _grouping
 from tf_opt_plugin.ops import _inputs
 from tf_opt_plugin.ops import _library
+from tf_opt_plugin.ops import _quantization
 from tf_opt_plugin.ops import _state
 
 # The public argument of an op input, where they differ (errors name it).
@@ -134,6 +135,7 @@ def apply_update(
     hyperparameters,
     step=None,
     flags=None,
+    rounding_key=None,
     use_locking=True,
     fused=None,
 ):
@@ -150,6 +152,9 @@ def apply_update(
       variable}, exactly `rule.scalar_names`.
     step: the 1-based count of this update when `rule.takes_step`.
     flags: {attr: bool} of the per-variable op, also passed to the twin.
+    rounding_key: None (round the variable to nearest), or, with
+      `rule.state_layouts`, the uint32 key (`stochastic_rounding_key`) that
+      rounds a bfloat16 variable stochastically (ignored for other dtypes).
     use_locking: hold the variables' locks during the update (see the
       module docstring for what the twin guarantees).
     fused: None (the op where it can run), True (the op or
@@ -169,8 +174,12 @@ def apply_update(
   _check_variable_objects(named)
   checks = _inputs.Checks([v for _, v in named])
   grad = _inputs.as_dense_gradient(grad, var, checks)
+  key, = _rounding_keys(rule, [var],
+                        None if rounding_key is None else [rounding_key],
+                        "rounding_key")
   run_fused = _dispatch.use_fused_op(fused, var, grad,
-                                     _layout_hint(rule, var, slots))
+                                     _layout_hint(rule, var, slots), key
+                                     is not None)
   checks.kernel_validates = run_fused
   grad, layout = _check_inputs(rule, var, slots, grad, named, checks)
   scalars = _scalars(rule, hyperparameters, _inputs.compute_dtype(var.dtype),
@@ -185,7 +194,7 @@ def apply_update(
           grad=grad,
           use_locking=use_locking,
           **_per_variable_slot_handles(rule, slots),
-          **_state_inputs(rule, [slots], layout),
+          **_state_inputs(rule, [slots], layout, [key]),
           **scalars,
           **step_input,
           **flags,
@@ -200,6 +209,7 @@ def apply_update(
               **_twin_scalars(rule, scalars, step_input),
               **flags
           },
+          key,
       )
 
 
@@ -213,6 +223,7 @@ def apply_multi_tensor_update(
     hyperparameters,
     step=None,
     per_tensor_flags=None,
+    rounding_keys=None,
     use_locking=True,
     fused=None,
 ):
@@ -233,6 +244,9 @@ def apply_multi_tensor_update(
     step: the 1-based count of this update when `rule.takes_step`.
     per_tensor_flags: {flag: None (all True) or one bool per variable},
       exactly `rule.per_tensor_flags`.
+    rounding_keys: None (round to nearest), or one uint32 key per variable
+      (`stochastic_rounding_key`): each bfloat16 variable is rounded
+      stochastically with its key, the others to nearest.
     use_locking: hold the variables' locks during the update.
     fused: None (the multi-tensor op where it can run), True (raise
       `FusedOpUnavailableError` where it cannot, before anything runs) or
@@ -260,7 +274,10 @@ def apply_multi_tensor_update(
       n,
       {
           f"{name}s": values for name, values in slot_lists.items()
-      } | {"grads": grads},
+      } | {
+          "grads": grads,
+          "rounding_keys": rounding_keys
+      },
   )
   flag_values = {
       name: _flags(values, n, name) for name, values in per_tensor_flags.items()
@@ -284,8 +301,10 @@ def apply_multi_tensor_update(
       _inputs.as_dense_gradient(grads[i], variables[i], checks, f"grad[{i}]",
                                 f"var[{i}]") for i in range(n)
   ]
+  keys = _rounding_keys(rule, variables, rounding_keys, "rounding_keys")
   plan = _plan(variables, grads, fused,
-               [_layout_hint(rule, variables[i], slots[i]) for i in range(n)])
+               [_layout_hint(rule, variables[i], slots[i]) for i in range(n)],
+               rounding_keys is not None)
   # One multi-tensor op validates its variables before writing any; several
   # ops, or twins, need the run-time checks done for all of them first.
   checks.kernel_validates = len(plan) == 1 and plan[0][1]
@@ -336,6 +355,7 @@ def apply_multi_tensor_update(
                       **twin_scalars_of(i),
                       **flags[i]
                   },
+                  keys[i],
               ) for i in indices)
           continue
         slot_handles = {
@@ -353,7 +373,8 @@ def apply_multi_tensor_update(
                 use_locking=use_locking,
                 **slot_handles,
                 **_state_inputs(rule, [slots[i] for i in indices],
-                                layouts[indices[0]]),
+                                layouts[indices[0]],
+                                [keys[i] for i in indices]),
                 **scalars_of(indices[0]),
                 **step_input,
                 **{
@@ -527,10 +548,32 @@ def _stored(slot):
   return slot.codes if isinstance(slot, _state.QuantizedState) else slot
 
 
-def _state_inputs(rule, slot_dicts, layout):
-  """The ops' `state_dtype` attr and `absmax` list for the variables whose
-  slots are `slot_dicts`: for each slot input in op order, the absmax of each
-  variable that has that slot (none unless `layout` is "int8")."""
+def _rounding_keys(rule, variables, keys, name):
+  """Per variable: its uint32 rounding key where it is a bfloat16 variable
+  with a key, else None."""
+  if keys is None:
+    return [None] * len(variables)
+  if not rule.state_layouts:
+    raise TypeError(f"This update takes no `{name}`. Received: {name}={keys!r}")
+  keys = list(keys)
+  result = []
+  for i, (variable, key) in enumerate(zip(variables, keys, strict=True)):
+    label = name if len(
+        keys) == 1 and name == "rounding_key" else f"{name}[{i}]"
+    if key is None:
+      raise TypeError(f"`{label}` must be a uint32 key (see "
+                      "`stochastic_rounding_key`). Received: None")
+    key = _inputs.as_rounding_key(key, label)
+    result.append(key if tf.as_dtype(variable.dtype).base_dtype ==
+                  tf.bfloat16 else None)
+  return result
+
+
+def _state_inputs(rule, slot_dicts, layout, keys):
+  """The ops' `state_dtype` attr, `absmax` list and `rounding_key` list for
+  the variables whose slots are `slot_dicts`: for each slot input in op
+  order, the absmax of each variable that has that slot (none unless
+  `layout` is "int8"); the keys of those rounded stochastically."""
   if not rule.state_layouts:
     return {}
   absmax = []
@@ -540,7 +583,11 @@ def _state_inputs(rule, slot_dicts, layout):
         absmax.extend(slot.absmax.handle
                       for slot in _as_list(slots.get(name))
                       if slot is not None)
-  return {"state_dtype": layout, "absmax": absmax}
+  return {
+      "state_dtype": layout,
+      "absmax": absmax,
+      "rounding_key": [key for key in keys if key is not None]
+  }
 
 
 # ----------------------------------------------------------------------------
@@ -555,8 +602,9 @@ class _Staged:
   So a twin that fails half-way (eagerly) writes nothing, and in a graph no
   write of the variable or its slots runs before all their reads."""
 
-  def __init__(self, variable):
+  def __init__(self, variable, rounding_key=None):
     self._variable = variable
+    self._rounding_key = rounding_key
     self.value = None
 
   @property
@@ -575,8 +623,16 @@ class _Staged:
     return self._variable.read_value()
 
   def assign(self, value):
+    """Records `value`, narrowed to the variable's dtype (stochastically for
+    a bfloat16 variable with a rounding key)."""
     if self.value is not None:
       raise RuntimeError("A twin assigns each variable once.")
+    if value.dtype != self.dtype:
+      if self._rounding_key is not None:
+        value = _quantization.bfloat16_round_stochastic(value,
+                                                        self._rounding_key)
+      else:
+        value = tf.cast(value, self.dtype)
     self.value = value
     return value
 
@@ -600,9 +656,9 @@ def _stage(value, signed):
   return _Staged(value)
 
 
-def _run_twin(rule, var, grad, slots, inputs):
+def _run_twin(rule, var, grad, slots, inputs, rounding_key=None):
   """`rule.twin` for one variable, its writes after all of its values."""
-  staged_var = _Staged(var)
+  staged_var = _Staged(var, rounding_key)
   staged_slots = {
       name: _stage(value, signed=name not in rule.non_negative_slots)
       for name, value in slots.items()
@@ -693,11 +749,12 @@ def _per_variable_slot_handles(rule, slots):
   }
 
 
-def _plan(variables, grads, fused, layouts):
+def _plan(variables, grads, fused, layouts, stochastic_rounding):
   """[(indices, run fused)] in the order the groups run."""
   if fused is False:
     return [(tuple(range(len(variables))), False)] if variables else []
-  groups = _grouping.multi_tensor_groups(variables, grads, layouts)
+  groups = _grouping.multi_tensor_groups(variables, grads, layouts,
+                                         stochastic_rounding)
   if fused:
     for group in groups:
       if group.reason is not None:

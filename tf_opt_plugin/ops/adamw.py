@@ -26,7 +26,7 @@ SCALAR_NAMES = ("lr", "beta_1", "beta_2", "epsilon", "weight_decay")
 
 def resource_apply_adamw(var, m, v, grad, *, learning_rate, beta_1, beta_2,
                          epsilon, weight_decay, step, vhat=None,
-                         use_locking=True, fused=None):
+                         rounding_key=None, use_locking=True, fused=None):
   """Applies one AdamW step to `var` and its slots `m`, `v` (`vhat`) in place.
 
   Args:
@@ -38,6 +38,10 @@ def resource_apply_adamw(var, m, v, grad, *, learning_rate, beta_1, beta_2,
       numbers, tensors or variables).
     step: the 1-based count of this update (`iterations + 1` in Keras).
     vhat: the amsgrad slot (running maximum of `v`), or None for Adam(W).
+    rounding_key: None rounds the updated variable to nearest; a uint32 key
+      (`stochastic_rounding_key(seed, step, variable_id)`) rounds a bfloat16
+      variable stochastically: unbiased, the same bits for the same key
+      (ignored for other dtypes).
     use_locking: serialise concurrent updates of the same variables: the
       fused op holds their locks for the whole update, the twin, eagerly, a
       lock per variable; inside a graph the twin's reads and writes are each
@@ -62,13 +66,13 @@ def resource_apply_adamw(var, m, v, grad, *, learning_rate, beta_1, beta_2,
       _RULE, var, dict(m=m, v=v, vhat=vhat), grad,
       hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2, epsilon,
                                     weight_decay), step=step,
-      use_locking=use_locking, fused=fused)
+      rounding_key=rounding_key, use_locking=use_locking, fused=fused)
 
 
 def multi_tensor_apply_adamw(variables, ms, vs, grads, *, learning_rate, beta_1,
                              beta_2, epsilon, weight_decay, step, vhats=None,
-                             apply_weight_decay=None, use_locking=True,
-                             fused=None):
+                             apply_weight_decay=None, rounding_keys=None,
+                             use_locking=True, fused=None):
   """One AdamW step for every variable of `variables`, in place.
 
   Variables are grouped by (device, dtype) (`multi_tensor_groups`); each
@@ -85,6 +89,8 @@ def multi_tensor_apply_adamw(variables, ms, vs, grads, *, learning_rate, beta_1,
     vhats: None (Adam / AdamW) or the amsgrad slots, one per variable.
     apply_weight_decay: None (decay for all) or one bool per variable; False
       updates that variable as if weight_decay were 0 (exclusion lists).
+    rounding_keys: None, or one key per variable (see `rounding_key` of
+      `resource_apply_adamw`).
     use_locking: as for `resource_apply_adamw`.
     fused: None runs the multi-tensor op where it can run and the twins
       elsewhere; True insists on fused ops (raises `FusedOpUnavailableError`
@@ -108,7 +114,7 @@ def multi_tensor_apply_adamw(variables, ms, vs, grads, *, learning_rate, beta_1,
       hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2, epsilon,
                                     weight_decay), step=step,
       per_tensor_flags=dict(apply_weight_decay=apply_weight_decay),
-      use_locking=use_locking, fused=fused)
+      rounding_keys=rounding_keys, use_locking=use_locking, fused=fused)
 
 
 def _adamw_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay, step):
@@ -145,7 +151,8 @@ def _adamw_twin(var, grad, *, m, v, vhat, lr_times_decay, lr_times_no_decay,
     denominator_v = tf.maximum(tf.cast(vhat.read_value(), compute), v_new)
     updates.append(vhat.assign(tf.cast(denominator_v, vhat.dtype)))
   w = w - lr_t * m_new / (tf.sqrt(denominator_v) + epsilon)
-  updates.append(var.assign(tf.cast(w, var.dtype)))
+  # Narrowed by the staged variable: to nearest, or stochastically.
+  updates.append(var.assign(w))
   return tf.group(*updates)
 
 

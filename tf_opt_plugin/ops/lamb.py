@@ -28,8 +28,8 @@ SCALAR_NAMES = ("lr", "beta_1", "beta_2", "epsilon", "weight_decay_rate")
 
 def resource_apply_lamb(var, m, v, grad, *, learning_rate, beta_1, beta_2,
                         epsilon, weight_decay_rate, step,
-                        use_layer_adaptation=True, use_locking=True,
-                        fused=None):
+                        use_layer_adaptation=True, rounding_key=None,
+                        use_locking=True, fused=None):
   """Applies one LAMB step to `var` and its slots `m`, `v` in place.
 
   Args:
@@ -41,6 +41,7 @@ def resource_apply_lamb(var, m, v, grad, *, learning_rate, beta_1, beta_2,
     step: the 1-based count of this update.
     use_layer_adaptation: False fixes the trust ratio at 1 (for variables
       excluded from layer adaptation).
+    rounding_key: as for `resource_apply_adamw`.
     use_locking: as for `resource_apply_adamw`.
     fused: None, True or False, as for `resource_apply_adamw`.
 
@@ -60,13 +61,13 @@ def resource_apply_lamb(var, m, v, grad, *, learning_rate, beta_1, beta_2,
       hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2, epsilon,
                                     weight_decay_rate), step=step,
       flags=dict(use_layer_adaptation=use_layer_adaptation),
-      use_locking=use_locking, fused=fused)
+      rounding_key=rounding_key, use_locking=use_locking, fused=fused)
 
 
 def multi_tensor_apply_lamb(variables, ms, vs, grads, *, learning_rate, beta_1,
                             beta_2, epsilon, weight_decay_rate, step,
                             apply_weight_decay=None, use_layer_adaptation=None,
-                            use_locking=True, fused=None):
+                            rounding_keys=None, use_locking=True, fused=None):
   """One LAMB step for every variable of `variables`, in place.
 
   Each variable gets its own trust ratio ||w|| / ||u||, as with
@@ -81,6 +82,7 @@ def multi_tensor_apply_lamb(variables, ms, vs, grads, *, learning_rate, beta_1,
       that variable as if weight_decay_rate were 0.
     use_layer_adaptation: None (all) or one bool per variable; False fixes
       that variable's trust ratio at 1.
+    rounding_keys: as for `multi_tensor_apply_adamw`.
     use_locking: as for `resource_apply_adamw`.
     fused: None, True or False, as for `multi_tensor_apply_adamw`.
 
@@ -103,7 +105,7 @@ def multi_tensor_apply_lamb(variables, ms, vs, grads, *, learning_rate, beta_1,
                                     weight_decay_rate), step=step,
       per_tensor_flags=dict(apply_weight_decay=apply_weight_decay,
                             use_layer_adaptation=use_layer_adaptation),
-      use_locking=use_locking, fused=fused)
+      rounding_keys=rounding_keys, use_locking=use_locking, fused=fused)
 
 
 def _lamb_twin_scalars(*, lr, beta_1, beta_2, epsilon, weight_decay_rate, step):
@@ -152,7 +154,8 @@ def _lamb_twin(var, grad, *, m, v, lr, beta_1, beta_2, epsilon,
   m_hat = tf.cast(m.stored_value(), compute) / m_correction
   v_hat = tf.cast(v.stored_value(), compute) / v_correction
   u = m_hat / (tf.sqrt(v_hat) + epsilon) + weight_decay_rate * w
-  return var.assign(tf.cast(w - lr * ratio * u, var.dtype))
+  # Narrowed by the staged variable: to nearest, or stochastically.
+  return var.assign(w - lr * ratio * u)
 
 
 _RULE = _update.UpdateRule(

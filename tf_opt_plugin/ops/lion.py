@@ -33,7 +33,8 @@ SCALAR_NAMES = ("lr", "beta_1", "beta_2", "weight_decay")
 
 
 def resource_apply_lion(var, m, grad, *, learning_rate, beta_1, beta_2,
-                        weight_decay, use_locking=True, fused=None):
+                        weight_decay, rounding_key=None, use_locking=True,
+                        fused=None):
   """Applies one Lion step to `var` and its slot `m` in place.
 
   Args:
@@ -44,6 +45,7 @@ def resource_apply_lion(var, m, grad, *, learning_rate, beta_1, beta_2,
       the dense gradient).
     learning_rate, beta_1, beta_2, weight_decay: scalars (Python numbers,
       tensors or variables).
+    rounding_key: as for `resource_apply_adamw`.
     use_locking: as for `resource_apply_adamw`.
     fused: None, True or False, as for `resource_apply_adamw`.
 
@@ -61,13 +63,13 @@ def resource_apply_lion(var, m, grad, *, learning_rate, beta_1, beta_2,
   return _update.apply_update(
       _RULE, var, dict(m=m), grad,
       hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2,
-                                    weight_decay), use_locking=use_locking,
-      fused=fused)
+                                    weight_decay), rounding_key=rounding_key,
+      use_locking=use_locking, fused=fused)
 
 
 def multi_tensor_apply_lion(variables, ms, grads, *, learning_rate, beta_1,
                             beta_2, weight_decay, apply_weight_decay=None,
-                            use_locking=True, fused=None):
+                            rounding_keys=None, use_locking=True, fused=None):
   """One Lion step for every variable of `variables`, in place.
 
   Variables are grouped by (device, dtype) (`multi_tensor_groups`); each
@@ -83,6 +85,7 @@ def multi_tensor_apply_lion(variables, ms, grads, *, learning_rate, beta_1,
     learning_rate, beta_1, beta_2, weight_decay: shared by all variables.
     apply_weight_decay: None (decay for all) or one bool per variable; False
       updates that variable as if weight_decay were 0 (exclusion lists).
+    rounding_keys: as for `multi_tensor_apply_adamw`.
     use_locking: as for `resource_apply_adamw`.
     fused: None, True or False, as for `multi_tensor_apply_adamw`.
 
@@ -104,7 +107,7 @@ def multi_tensor_apply_lion(variables, ms, grads, *, learning_rate, beta_1,
       hyperparameters=_RULE.scalars(learning_rate, beta_1, beta_2,
                                     weight_decay),
       per_tensor_flags=dict(apply_weight_decay=apply_weight_decay),
-      use_locking=use_locking, fused=fused)
+      rounding_keys=rounding_keys, use_locking=use_locking, fused=fused)
 
 
 def _lion_twin_scalars(*, lr, beta_1, beta_2, weight_decay):
@@ -133,7 +136,7 @@ def _lion_twin(var, grad, *, m, lr, beta_1, beta_2, one_minus_beta_1,
   w = w - lr * tf.sign(interpolated)
   m_new = m_old * beta_2 + g * one_minus_beta_2
   return tf.group(m.assign(tf.cast(m_new, m.dtype)),
-                  var.assign(tf.cast(w, var.dtype)))
+                  var.assign(w))  # narrowed as the staged variable rounds
 
 
 _RULE = _update.UpdateRule(per_variable_op="resource_apply_lion",

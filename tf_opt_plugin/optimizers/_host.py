@@ -240,6 +240,25 @@ class AlgorithmHost:
           f"variable {_describe(variable)} with layout {layout}")
     return "int8"
 
+  def rounding_keys(self, variables):
+    """The keys of this step's stochastic rounding of `variables`
+    (`stochastic_rounding`), or None (round to nearest).
+
+    Key of variable i: `ops.stochastic_rounding_key(seed, step, i)`, with the
+    global seed (`tf.random.set_seed` / `keras.utils.set_random_seed`; 0
+    when unset) read when the optimizer is built, the 1-based step and the
+    variable's index in the optimizer's variable list: the same bits on
+    every run with the same seed, and after a checkpoint restore.
+    """
+    if not getattr(self, "stochastic_rounding", False):
+      return None
+    if getattr(self, "_rounding_seed", None) is None:
+      self._rounding_seed = tf.compat.v1.random.get_seed(None)[0] or 0
+    return [
+        ops.stochastic_rounding_key(self._rounding_seed, self.step_count(),
+                                    self.variable_index(v)) for v in variables
+    ]
+
   def add_state_slots(self, var_list, names):
     """`add_slots` in the layout `state_dtype` chooses per variable.
 
@@ -255,6 +274,8 @@ class AlgorithmHost:
     keep today's order with `state_dtype=None`.
     """
     var_list = list(var_list)
+    # The seed of stochastic rounding, fixed when the state is made.
+    self._rounding_seed = tf.compat.v1.random.get_seed(None)[0] or 0
     if getattr(self, "state_dtype", None) is None:
       return self.add_slots(var_list, names)
     # Every variable's layout is checked before any slot is made.

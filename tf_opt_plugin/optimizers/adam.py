@@ -41,6 +41,14 @@ class AdamAlgorithm:
       result in the layout; the variable's own update uses the float32
       values before that rounding. float64 variables take only None.
       `tf.float32`-style dtypes are accepted and stored as the string.
+    stochastic_rounding: round a bfloat16 variable stochastically after each
+      step (unbiased: the expected stored weight is the float32 update, so
+      pure-bfloat16 training keeps the small updates round-to-nearest
+      loses). The random bits are a hash of the global seed
+      (`keras.utils.set_random_seed`; 0 when unset), the step, the
+      variable's index and the element's: the same seed gives the same bits
+      on every run, on the fused op and the twin alike. A no-op for
+      variables of other dtypes. False (default): round to nearest.
     fused: None runs the fused op where it can run and the pure-TF twin
       elsewhere (XLA, DTensor, devices without a kernel); True raises
       `FusedOpUnavailableError` where the op cannot run; False forces the
@@ -63,14 +71,16 @@ class AdamAlgorithm:
       "epsilon": _hyperparameters.check_non_negative,
       "amsgrad": _hyperparameters.check_bool,
       "state_dtype": _hyperparameters.check_state_dtype,
+      "stochastic_rounding": _hyperparameters.check_bool,
   }
 
   def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
-               epsilon=1e-7, amsgrad=False, *, state_dtype=None, fused=None,
-               name=None, **kwargs):
+               epsilon=1e-7, amsgrad=False, *, state_dtype=None,
+               stochastic_rounding=False, fused=None, name=None, **kwargs):
     super().__init__(learning_rate, fused=fused, name=name, **kwargs)
     self.set_hyperparameters(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-                             amsgrad=amsgrad, state_dtype=state_dtype)
+                             amsgrad=amsgrad, state_dtype=state_dtype,
+                             stochastic_rounding=stochastic_rounding)
 
   def build(self, var_list):
     if self.built:
@@ -101,5 +111,6 @@ class AdamAlgorithm:
         weight_decay=self.current_weight_decay(), step=self.step_count(),
         vhats=([self.slot(self._velocity_hats, v) for v in variables]
                if self.amsgrad else None),
+        rounding_keys=self.rounding_keys(variables),
         apply_weight_decay=[self.applies_weight_decay(v) for v in variables
                            ], fused=self.fused)

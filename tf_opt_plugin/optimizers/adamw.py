@@ -21,6 +21,8 @@ class AdamWAlgorithm(adam.AdamAlgorithm):
     state_dtype: None, "float32", "bfloat16" or "int8": the storage of the
       moments, as for `Adam` (int8: a quarter of float32's bytes; variables
       under 4096 elements keep float32 state).
+    stochastic_rounding: round a bfloat16 variable stochastically after each
+      step, as for `Adam`.
     fused: None, True or False (as for `Adam`).
     name: the optimizer's name (the front end's default when None).
     **kwargs: the front end's base optimizer arguments.
@@ -35,7 +37,7 @@ class AdamWAlgorithm(adam.AdamAlgorithm):
 
   def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9,
                beta_2=0.999, epsilon=1e-7, amsgrad=False, *, state_dtype=None,
-               fused=None, name=None, **kwargs):
+               stochastic_rounding=False, fused=None, name=None, **kwargs):
     if weight_decay is None:
       raise ValueError(  # Keras 3's message, then tf-keras's words
           "Argument `weight_decay` must be a float. Received: "
@@ -44,4 +46,5 @@ class AdamWAlgorithm(adam.AdamAlgorithm):
           "AdamW without decay)")
     super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad,
                      weight_decay=weight_decay, state_dtype=state_dtype,
-                     fused=fused, name=name, **kwargs)
+                     stochastic_rounding=stochastic_rounding, fused=fused,
+                     name=name, **kwargs)

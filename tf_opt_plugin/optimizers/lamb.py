@@ -38,6 +38,8 @@ class LambAlgorithm:
       the moments before storage rounding; the step `w - lr * r * u`
       recomputes `u` from the moments as stored, as the fused op's second
       pass reads them back.
+    stochastic_rounding: round a bfloat16 variable stochastically after each
+      step, as for `Adam`.
     fused: None, True or False (as for `Adam`).
     name: the optimizer's name (the front end's default when None).
     **kwargs: the front end's base optimizer arguments (its `weight_decay`
@@ -57,17 +59,19 @@ class LambAlgorithm:
       "epsilon": _hyperparameters.check_non_negative,
       "weight_decay_rate": _hyperparameters.check_non_negative,
       "state_dtype": _hyperparameters.check_state_dtype,
+      "stochastic_rounding": _hyperparameters.check_bool,
   }
 
   def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
                epsilon=1e-6, weight_decay_rate=0.0,
                exclude_from_weight_decay=None,
                exclude_from_layer_adaptation=None, *, state_dtype=None,
-               fused=None, name=None, **kwargs):
+               stochastic_rounding=False, fused=None, name=None, **kwargs):
     super().__init__(learning_rate, fused=fused, name=name, **kwargs)
     self.set_hyperparameters(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
                              weight_decay_rate=weight_decay_rate,
-                             state_dtype=state_dtype)
+                             state_dtype=state_dtype,
+                             stochastic_rounding=stochastic_rounding)
     # Not `exclude_from_weight_decay`: that is the front end's method.
     self.exclude_from_weight_decay_patterns = _hyperparameters.check_patterns(
         "exclude_from_weight_decay", exclude_from_weight_decay)
@@ -106,7 +110,7 @@ class LambAlgorithm:
             for v in variables
         ], use_layer_adaptation=[
             not self.excluded(adaptation_patterns, v) for v in variables
-        ], fused=self.fused)
+        ], rounding_keys=self.rounding_keys(variables), fused=self.fused)
 
   def get_config(self):
     config = super().get_config()

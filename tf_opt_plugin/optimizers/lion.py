@@ -35,6 +35,8 @@ class LionAlgorithm:
     state_dtype: None, "float32", "bfloat16" or "int8": the storage of `m`,
       as for `Adam` (int8: the signed map, a quarter of float32's bytes;
       variables under 4096 elements keep float32 state).
+    stochastic_rounding: round a bfloat16 variable stochastically after each
+      step, as for `Adam`.
     fused: None runs the fused op where it can run and the pure-TF twin
       elsewhere (XLA, DTensor, devices without a kernel); True raises
       `FusedOpUnavailableError` where the op cannot run; False forces the
@@ -56,6 +58,7 @@ class LionAlgorithm:
       "beta_1": _check_beta_1,
       "beta_2": _hyperparameters.check_unit_interval,
       "state_dtype": _hyperparameters.check_state_dtype,
+      "stochastic_rounding": _hyperparameters.check_bool,
   }
 
   def __init__(
@@ -65,13 +68,15 @@ class LionAlgorithm:
       beta_2=0.99,
       *,
       state_dtype=None,
+      stochastic_rounding=False,
       fused=None,
       name=None,
       **kwargs,
   ):
     super().__init__(learning_rate, fused=fused, name=name, **kwargs)
     self.set_hyperparameters(beta_1=beta_1, beta_2=beta_2,
-                             state_dtype=state_dtype)
+                             state_dtype=state_dtype,
+                             stochastic_rounding=stochastic_rounding)
 
   def build(self, var_list):
     if self.built:
@@ -99,5 +104,6 @@ class LionAlgorithm:
         beta_2=self.beta_2,
         weight_decay=self.current_weight_decay(),
         apply_weight_decay=[self.applies_weight_decay(v) for v in variables],
+        rounding_keys=self.rounding_keys(variables),
         fused=self.fused,
     )

@@ -63,18 +63,21 @@ TFOPT_HOST_DEVICE void AdamWElement(const AdamWStep<C>& s, C g, C& w, C& m,
 }
 
 // Element i of a variable of storage type T with slots stored as S (T, or a
-// state layout's float or bfloat16): widened to C, updated, narrowed back.
+// state layout's float or bfloat16): widened to C, updated, narrowed back
+// (the variable by `rounding`).
 // The one loop body of the CPU and the CUDA kernels.
-template <typename T, typename C, bool kAmsgrad, typename S>
+template <typename T, typename C, bool kAmsgrad, typename S,
+          typename Rounding = RoundToNearest>
 TFOPT_HOST_DEVICE void AdamWUpdateAt(const AdamWStep<C>& s, int64_t i, T* var,
-                                     S* m, S* v, S* vhat, const T* grad) {
+                                     S* m, S* v, S* vhat, const T* grad,
+                                     Rounding rounding = Rounding()) {
   C w = static_cast<C>(var[i]);
   C mi = LoadAs<C>(m, i);
   C vi = LoadAs<C>(v, i);
   C vhat_i = kAmsgrad ? LoadAs<C>(vhat, i) : C(0);
   AdamWElement<C>(s, static_cast<C>(grad[i]), w, mi, vi,
                   kAmsgrad ? &vhat_i : nullptr);
-  var[i] = static_cast<T>(w);
+  rounding.Store(var, i, w);
   StoreAs<S>(m, i, mi);
   StoreAs<S>(v, i, vi);
   if (kAmsgrad) StoreAs<S>(vhat, i, vhat_i);

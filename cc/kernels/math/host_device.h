@@ -53,6 +53,18 @@ TFOPT_HOST_DEVICE void StoreAs(S* p, int64_t i, C x) {
   p[i] = static_cast<S>(x);
 }
 
+// How an update stores the variable: rounded to nearest (a plain conversion;
+// every kernel), or stochastically (RoundStochastically in
+// quantization_math.h, bfloat16 variables on the CPU). `Offset(n)` is the
+// same rounding for the view of the variable that starts at element n.
+struct RoundToNearest {
+  TFOPT_HOST_DEVICE RoundToNearest Offset(int64_t) const { return *this; }
+  template <typename T, typename C>
+  TFOPT_HOST_DEVICE void Store(T* var, int64_t i, C w) const {
+    var[i] = static_cast<T>(w);
+  }
+};
+
 // The element type of a "bfloat16" slot in the CPU kernels: its bits, as
 // uint16 (which no other slot uses), so that the loops stay vectorizable,
 // read and written by these overloads with branch-free conversions that round

@@ -65,14 +65,17 @@ TFOPT_HOST_DEVICE void LionElement(const LionStep<C>& s, C g, C& w, C& m) {
 
 // Element i of a variable of storage type T with its slot stored as S (T,
 // or a state layout's float or bfloat16): widened to C, updated, narrowed
-// back. The one loop body of the CPU and the CUDA kernels.
-template <typename T, typename C, typename S>
+// back (the variable by `rounding`). The one loop body of the CPU and the CUDA
+// kernels.
+template <typename T, typename C, typename S,
+          typename Rounding = RoundToNearest>
 TFOPT_HOST_DEVICE void LionUpdateAt(const LionStep<C>& s, int64_t i, T* var,
-                                    S* m, const T* grad) {
+                                    S* m, const T* grad,
+                                    Rounding rounding = Rounding()) {
   C w = static_cast<C>(var[i]);
   C mi = LoadAs<C>(m, i);
   LionElement<C>(s, static_cast<C>(grad[i]), w, mi);
-  var[i] = static_cast<T>(w);
+  rounding.Store(var, i, w);
   StoreAs<S>(m, i, mi);
 }
 

@@ -220,6 +220,34 @@ TFOPT_HOST_DEVICE uint32_t StochasticRoundingBits(uint32_t key, int64_t index) {
          16;
 }
 
+// Stores a bfloat16 variable (any 2-byte T holding bfloat16 bits) rounded
+// stochastically: element i of the view draws the random bits of index
+// first + i of the variable under `key` (StochasticRoundingKey of the seed,
+// the step and the variable), so the fused op, in whatever blocks it runs,
+// and the pure-TF twin store the same bits. Inf and NaN round to nearest,
+// NaN to the quiet NaN of its sign as TensorFlow's cast does.
+struct RoundStochastically {
+  uint32_t key;
+  int64_t first = 0;
+
+  TFOPT_HOST_DEVICE RoundStochastically Offset(int64_t n) const {
+    return {key, first + n};
+  }
+  template <typename T, typename C>
+  TFOPT_HOST_DEVICE void Store(T* var, int64_t i, C w) const {
+    static_assert(sizeof(T) == 2, "stochastic rounding is for bfloat16");
+    const float x = static_cast<float>(w);
+    const uint32_t b = FloatBits(x);
+    const uint32_t random = StochasticRoundingBits(key, first + i);
+    const uint32_t stochastic = (b + random) >> 16;
+    const uint32_t nearest = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
+    const uint32_t nan = (b & 0x80000000u) ? 0xFFC0u : 0x7FC0u;
+    const uint32_t bits =
+        fabsf(x) <= FLT_MAX ? stochastic : (x != x ? nan : nearest);
+    reinterpret_cast<uint16_t*>(var)[i] = static_cast<uint16_t>(bits);
+  }
+};
+
 #if !defined(__CUDACC__)
 // The CPU kernels' form of CountThresholdsAtOrBelow, with the same result:
 // one table lookup and one comparison instead of eight dependent ones. A
