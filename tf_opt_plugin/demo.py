@@ -166,7 +166,7 @@ class _Recorder:
         width = 24
         done = int(width * k / steps)
         recent = self.times[1:][-20:] or self.times
-        line = (f"  {label:<23s} [{'#' * done}{'.' * (width - done)}] "
+        line = (f"  {label:<36s} [{'#' * done}{'.' * (width - done)}] "
                 f"{k:>5d}/{steps} loss {mean:6.3f} "
                 f"{1e3 * statistics.median(recent):6.1f} ms/step")
         if self._tty:
