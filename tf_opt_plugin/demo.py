@@ -4,9 +4,12 @@ A byte-level causal transformer language model learns to predict the next charac
 of Python's own standard-library sources (read from this interpreter's installation,
 so nothing is downloaded). It is trained with `model.fit()` once with each chosen
 tf_opt_plugin optimizer and once with its `keras.optimizers` counterpart: the same
-model, initial weights, batches, hyperparameters and number of steps. Then it prints
-a table (median time per step, time of the first step, held-out loss and accuracy,
-the ratio to Keras) and writes, into the output folder:
+model, initial weights, batches, hyperparameters and number of steps. AdamW and Lamb
+also train with their state stored in bfloat16 and in 8 bits (`state_dtype`, issue
+16; Keras has no such option). Then it prints a table (the bytes of optimizer state,
+median time per step, time of the first step, held-out loss and accuracy, the ratio
+to Keras, the held-out loss against float32 state) and writes, into the output
+folder:
 
   results.md    the table as markdown, with the settings and the machine
   results.json  every number, including the per-step losses and times
@@ -19,6 +22,7 @@ matplotlib (`pip install "tf_opt_plugin[demo]"`). `--help` lists the flags.
 import argparse
 import glob
 import json
+import math
 import os
 import platform
 import statistics
@@ -44,6 +48,10 @@ PAIRS = {
 }
 
 VOCAB = 128  # ASCII; every other byte becomes 0
+
+# The optimizers that also train with reduced-precision state (`--state-dtypes`).
+STATE_OPTIMIZERS = ("adamw", "lamb")
+STATE_DTYPES = ("bfloat16", "int8")
 
 
 # ------------------------------------------------------------------------------------
@@ -158,7 +166,7 @@ class _Recorder:
         width = 24
         done = int(width * k / steps)
         recent = self.times[1:][-20:] or self.times
-        line = (f"  {label:<23s} [{'#' * done}{'.' * (width - done)}] "
+        line = (f"  {label:<36s} [{'#' * done}{'.' * (width - done)}] "
                 f"{k:>5d}/{steps} loss {mean:6.3f} "
                 f"{1e3 * statistics.median(recent):6.1f} ms/step")
         if self._tty:
@@ -169,16 +177,31 @@ class _Recorder:
     return Recorder()
 
 
-def train_one(side, key, data, args):
-  """Trains a fresh model with one optimizer; returns its measurements."""
+def state_bytes(optimizer):
+  """The bytes of `optimizer`'s state: its variables but the step count and the
+  learning rate, each counted as elements times its dtype's size."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tf_opt_plugin.benchmark import state_memory  # pylint: disable=g-import-not-at-top
+  return sum(
+      math.prod(v.shape) * tf.as_dtype(v.dtype).size
+      for v in state_memory.state_variables(optimizer))
+
+
+def train_one(side, key, data, args, state_dtype=None):
+  """Trains a fresh model with one optimizer (ours with `state_dtype`); returns its
+  measurements."""
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   ours_name, keras_name, kwargs = PAIRS[key]
   if side == "ours":
     # The Keras 3 classes even under TF_USE_LEGACY_KERAS=1, since the model is a Keras 3 model.
     from tf_opt_plugin.optimizers import keras3  # pylint: disable=g-import-not-at-top
-    optimizer = getattr(keras3, ours_name)(**kwargs)
-    label = f"tf_opt_plugin.{ours_name}"
+    if state_dtype is None:
+      optimizer = getattr(keras3, ours_name)(**kwargs)
+      label = f"tf_opt_plugin.{ours_name}"
+    else:
+      optimizer = getattr(keras3, ours_name)(state_dtype=state_dtype, **kwargs)
+      label = f"tf_opt_plugin.{ours_name}, {state_dtype} state"
   else:
     optimizer = getattr(keras.optimizers, keras_name)(**kwargs)
     label = f"keras {keras_name}"
@@ -203,8 +226,12 @@ def train_one(side, key, data, args):
           side,
       "optimizer":
           key,
+      "state_dtype":
+          state_dtype,
       "label":
           label,
+      "state_bytes":
+          state_bytes(optimizer),
       "step_ms":
           1e3 * statistics.median(timed),
       "first_step_s":
@@ -238,13 +265,22 @@ def _warm_up(data, args):
 # ------------------------------------------------------------------------------------
 # Report.
 # ------------------------------------------------------------------------------------
-COLUMNS = ("optimizer", "ms/step ours", "ms/step Keras", "speed-up",
-           "1st step ours (s)", "1st step Keras (s)", "held-out loss ours",
-           "held-out loss Keras", "held-out acc ours", "held-out acc Keras")
+COLUMNS = ("optimizer", "state KiB ours", "state KiB Keras", "ms/step ours",
+           "ms/step Keras", "speed-up", "1st step ours (s)",
+           "1st step Keras (s)", "held-out loss ours", "held-out loss Keras",
+           "held-out acc ours", "held-out acc Keras", "loss vs float32 state")
+
+
+def state_side(state_dtype):
+  """The `runs` key side of our optimizer with `state_dtype` state."""
+  return f"ours:{state_dtype}"
 
 
 def table_rows(runs):
-  """One row of strings per optimizer with both sides present (COLUMNS order)."""
+  """One row of strings per optimizer with both sides present (COLUMNS order),
+  then one per reduced state dtype it ran with: its Keras columns empty (Keras
+  has no reduced-precision state), its held-out loss relative to our run with
+  float32 state."""
   rows = []
   for key in OPTIMIZERS:
     ours = runs.get((key, "ours"))
@@ -252,12 +288,25 @@ def table_rows(runs):
     if ours is None or theirs is None:
       continue
     rows.append([
-        PAIRS[key][0], f"{ours['step_ms']:.1f}", f"{theirs['step_ms']:.1f}",
+        PAIRS[key][0], f"{ours['state_bytes'] / 1024:.0f}",
+        f"{theirs['state_bytes'] / 1024:.0f}", f"{ours['step_ms']:.1f}",
+        f"{theirs['step_ms']:.1f}",
         f"{theirs['step_ms'] / ours['step_ms']:.2f}x",
         f"{ours['first_step_s']:.1f}", f"{theirs['first_step_s']:.1f}",
         f"{ours['eval_loss']:.3f}", f"{theirs['eval_loss']:.3f}",
-        f"{ours['eval_accuracy']:.3f}", f"{theirs['eval_accuracy']:.3f}"
+        f"{ours['eval_accuracy']:.3f}", f"{theirs['eval_accuracy']:.3f}", ""
     ])
+    for state_dtype in STATE_DTYPES:
+      run = runs.get((key, state_side(state_dtype)))
+      if run is None:
+        continue
+      change = run["eval_loss"] / ours["eval_loss"] - 1
+      rows.append([
+          f"{PAIRS[key][0]}, {state_dtype} state",
+          f"{run['state_bytes'] / 1024:.0f}", "-", f"{run['step_ms']:.1f}", "-",
+          "-", f"{run['first_step_s']:.1f}", "-", f"{run['eval_loss']:.3f}",
+          "-", f"{run['eval_accuracy']:.3f}", "-", f"{100 * change:+.1f}%"
+      ])
   return rows
 
 
@@ -298,8 +347,11 @@ def plot(runs, keys, path, title):
   plt = _plotting.pyplot()
   fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  sides = [("ours", "-"), ("keras", "--")] + [
+      (state_side(d), style) for d, style in zip(STATE_DTYPES, (":", "-."))
+  ]
   for i, key in enumerate(keys):
-    for side, style in (("ours", "-"), ("keras", "--")):
+    for side, style in sides:
       run = runs.get((key, side))
       if run is None:
         continue
@@ -311,7 +363,9 @@ def plot(runs, keys, path, title):
     left.set_ylim(top=1.1 * max(firsts))
   left.set_xlabel("step")
   left.set_ylabel("training loss (cross-entropy, smoothed)")
-  left.set_title("training loss: tf_opt_plugin (solid) vs Keras (dashed)")
+  left.set_title(
+      "training loss: tf_opt_plugin (solid; bfloat16 state dotted, "
+      "8-bit dash-dotted) vs Keras (dashed)", fontsize=9)
   left.legend(fontsize=8)
   left.grid(alpha=0.3)
   names = [PAIRS[k][0] for k in keys]
@@ -393,6 +447,12 @@ def parse_args(argv=None):
   parser.add_argument(
       "--optimizers", default=",".join(OPTIMIZERS),
       help="comma-separated subset of: " + ", ".join(OPTIMIZERS))
+  parser.add_argument(
+      "--state-dtypes", default=",".join(STATE_DTYPES),
+      help="reduced-precision state dtypes (state_dtype) our " +
+      " and ".join(PAIRS[k][0] for k in STATE_OPTIMIZERS) +
+      " also train with, beside float32 state; comma-separated subset of " +
+      ", ".join(STATE_DTYPES) + ", or '' for none")
   parser.add_argument("--steps", type=int, default=200,
                       help="training steps (batches) per run")
   parser.add_argument(
@@ -423,6 +483,14 @@ def parse_args(argv=None):
         f"--optimizers: unknown {', '.join(unknown) or '(empty)'}; choose from "
         + ", ".join(OPTIMIZERS))
   args.keys = [k for k in OPTIMIZERS if k in keys]
+  state_dtypes = [
+      d.strip().lower() for d in args.state_dtypes.split(",") if d.strip()
+  ]
+  unknown = [d for d in state_dtypes if d not in STATE_DTYPES]
+  if unknown:
+    parser.error(f"--state-dtypes: unknown {', '.join(unknown)}; choose from " +
+                 ", ".join(STATE_DTYPES))
+  args.state_dtypes = [d for d in STATE_DTYPES if d in state_dtypes]
   if args.steps < 2:
     parser.error("--steps must be >= 2")
   if args.skip_steps < 1 or args.skip_steps >= args.steps:
@@ -482,6 +550,11 @@ def main(argv=None):
     order = ("ours", "keras") if i % 2 == 0 else ("keras", "ours")
     for side in order:
       runs[(key, side)] = train_one(side, key, data, args)
+    if key in STATE_OPTIMIZERS:
+      for state_dtype in args.state_dtypes:
+        runs[(key,
+              state_side(state_dtype))] = train_one("ours", key, data, args,
+                                                    state_dtype)
   load_end = _machine.load_average(periods=1)
   total_s = time.perf_counter() - started
 
@@ -491,7 +564,12 @@ def main(argv=None):
   print(
       f"\nms/step: median over steps {args.skip_steps + 1}-{args.steps} of fit(); speed-up "
       "= Keras ms/step / ours; 1st step = tracing + the first step; held-out = "
-      f"{args.eval_batches} batches of unseen standard-library files.")
+      f"{args.eval_batches} batches of unseen standard-library files; state KiB = "
+      "the optimizer's variables but its step count and learning rate; rows "
+      "'<dtype> state' = our optimizer with state_dtype=<dtype> (Keras has no "
+      "reduced-precision state; under int8, variables of fewer than 4096 "
+      "elements keep float32 state), loss vs float32 state = its held-out "
+      "loss / ours with float32 state - 1.")
   print(
       f"Load average {load_start} at start, {load_end} at end; total {total_s:.0f} s."
   )

@@ -14,7 +14,11 @@ Times, in one process and for float32:
     in a tf.function without XLA and with jit_compile=True;
   * TF's built-in tf.raw_ops.ResourceApplyAdam over the same variables, in one tf.function;
   * a streaming-copy measurement of sustained memory bandwidth, from which each algorithm's
-    bytes floor (the time to move its compulsory bytes once) is derived.
+    bytes floor (the time to move its compulsory bytes once) is derived;
+  * the fused AdamW, LAMB and Lion ops with their state stored in bfloat16 and in 8 bits
+    (block-wise, issue 16), beside the same ops with float32 state: the time ratio, and the
+    ratio to each layout's own bytes floor.  Keras has no reduced-precision state, so its
+    float32-state keras.optimizers.AdamW is shown beside them only for scale.
 
 and prints the median time per step, the ratios the issue's targets are about, and PASS / FAIL
 for each target.  Usage:
@@ -85,13 +89,71 @@ BYTES_PER_PARAM = {
 }
 BYTES_PER_PARAM["adam"] = BYTES_PER_PARAM["adamw"]
 
+# Reduced-precision state (issue 16). The slot layouts the state rows time, beside float32.
+STATE_LAYOUTS = ("bfloat16", "int8")
+# Variables with fewer elements keep float32 state under "int8", as the optimizers do
+# (tf_opt_plugin.optimizers: state_dtype="int8"; bitsandbytes does the same).
+INT8_MIN_ELEMENTS = 4096
+QUANTIZATION_BLOCK = 256
+# How often one step touches each stored element, per algorithm: (variable reads + writes,
+# gradient reads, accesses of each slot, number of slots).  AdamW and Lion read and write each
+# slot once; LAMB reads and writes it in pass 1 and reads it again in pass 2, where it also
+# reads the variable a second time.
+ACCESSES = {
+    "adamw": (2, 1, 2, 2),
+    "lamb": (3, 1, 3, 2),
+    "lion": (2, 1, 2, 1),
+}
+
+
+def slot_layout(layout, size):
+  """The layout a variable of `size` elements really gets: float32 below 4096 under int8."""
+  if layout == "int8" and size < INT8_MIN_ELEMENTS:
+    return "float32"
+  return layout
+
+
+def layout_bytes(algorithm, layout, size):
+  """The bytes one step of `algorithm` must move for a float32 variable of `size` elements
+  whose slots are stored as `layout` ("float32", "bfloat16" or "int8").
+
+  Each slot access moves 4 (float32), 2 (bfloat16) or 1 byte (int8) per element; an int8
+  access also moves the block's float32 absmax, 4 bytes per 256 elements.  With float32 state
+  this is BYTES_PER_PARAM's count:
+
+  >>> layout_bytes("adamw", "float32", 1000), layout_bytes("lamb", "float32", 1000)
+  (28000, 40000)
+  >>> layout_bytes("adamw", "bfloat16", 1000), layout_bytes("adamw", "int8", 1000)
+  (20000, 28000)
+  >>> layout_bytes("adamw", "int8", 4096)  # 3 * 4 * 4096 + 4 * (4096 + 4 * 16)
+  65792
+  """
+  var_accesses, grad_reads, slot_accesses, slots = ACCESSES[algorithm]
+  layout = slot_layout(layout, size)
+  per_access = {"float32": 4 * size, "bfloat16": 2 * size}.get(layout)
+  if per_access is None:  # int8: the codes and each block's absmax
+    per_access = size + 4 * -(-size // QUANTIZATION_BLOCK)
+  return (4 * size * (var_accesses + grad_reads) +
+          per_access * slot_accesses * slots)
+
+
 GROUPS = ("adamw", "lamb", "adafactor", "lion")
+# The row-name suffix of each reduced state layout: fused_adamw_bf16, fused_lamb_int8, ...
+STATE_SUFFIX = {"bfloat16": "bf16", "int8": "int8"}
+STATE_GROUPS = ("adamw", "lamb", "lion")  # the algorithms with state_dtype
+STATE_ROWS = {  # row -> (algorithm, layout)
+    f"fused_{alg}_{STATE_SUFFIX[layout]}": (alg, layout) for alg in STATE_GROUPS
+    for layout in STATE_LAYOUTS
+}
 ROWS = {
-    "adamw": ("fused_adamw", "fused_multi_adamw", "raw_adam", "keras_adamw",
-              "keras_adamw_xla"),
-    "lamb": ("fused_lamb", "fused_multi_lamb", "keras_lamb", "keras_lamb_xla"),
+    "adamw":
+        ("fused_adamw", "fused_adamw_bf16", "fused_adamw_int8",
+         "fused_multi_adamw", "raw_adam", "keras_adamw", "keras_adamw_xla"),
+    "lamb": ("fused_lamb", "fused_lamb_bf16", "fused_lamb_int8",
+             "fused_multi_lamb", "keras_lamb", "keras_lamb_xla"),
     "adafactor": ("fused_adafactor", "keras_adafactor", "keras_adafactor_xla"),
-    "lion": ("fused_lion", "fused_multi_lion", "keras_lion", "keras_lion_xla"),
+    "lion": ("fused_lion", "fused_lion_bf16", "fused_lion_int8",
+             "fused_multi_lion", "keras_lion", "keras_lion_xla"),
 }
 ROW_INFO = {  # row -> (label, algorithm of its bytes floor)
     "fused_adamw": ("tf_opt_plugin resource_apply_adamw (fused)", "adamw"),
@@ -111,6 +173,10 @@ ROW_INFO = {  # row -> (label, algorithm of its bytes floor)
     "keras_lion": ("keras.optimizers.Lion, tf.function", "lion"),
     "keras_lion_xla": ("keras.optimizers.Lion, jit_compile=True", "lion"),
 }
+ROW_INFO.update({  # the floor of a state row counts the bytes of its layout
+    row: (f"tf_opt_plugin resource_apply_{alg} (fused), {layout} state",
+          f"{alg}:{layout}") for row, (alg, layout) in STATE_ROWS.items()
+})
 
 # (description, numerator row, denominator row, comparison, threshold)
 TARGETS = [
@@ -133,6 +199,16 @@ TARGETS = [
     ("multi-tensor Lamb / bytes floor", "fused_multi_lamb", "floor:lamb", "<=",
      1.3),
 ]
+# Issue 16: reduced-precision state against the same fused op with float32 state, and
+# against its own (smaller) bytes floor.  Lion's state rows are shown without a target.
+for _alg, _name in (("adamw", "AdamW"), ("lamb", "Lamb")):
+  for _layout, _threshold in (("bfloat16", 0.80), ("int8", 0.72)):
+    _row = f"fused_{_alg}_{STATE_SUFFIX[_layout]}"
+    TARGETS.append((f"fused {_name}, {_layout} / float32 state", _row,
+                    f"fused_{_alg}", "<=", _threshold))
+    TARGETS.append((f"fused {_name}, {_layout} state / its bytes floor", _row,
+                    f"floor:{_alg}:{_layout}", "<=", 1.3))
+del _alg, _name, _layout, _threshold, _row
 
 # --------------------------------------------------------------------------------------------
 # The plugin.
@@ -273,8 +349,15 @@ def measure_bandwidth(mib=1024, reps=7):
 
 
 def floor_seconds(algorithm, shapes, bandwidth):
-  total = sum(
-      BYTES_PER_PARAM[algorithm](len(s)) * math.prod(s) for _, s in shapes)
+  """(seconds, bytes) of moving `algorithm`'s compulsory bytes over `shapes` once;
+  `algorithm` "adamw:bfloat16" (say) counts the bytes of that state layout."""
+  algorithm, _, layout = algorithm.partition(":")
+  if layout:
+    total = sum(
+        layout_bytes(algorithm, layout, math.prod(s)) for _, s in shapes)
+  else:
+    total = sum(
+        BYTES_PER_PARAM[algorithm](len(s)) * math.prod(s) for _, s in shapes)
   return total / bandwidth, total
 
 
@@ -312,11 +395,24 @@ def make_keras_variables(shapes):
   ]
 
 
-def zeros_like_vars(variables, suffix):
-  return [
-      tf.Variable(tf.zeros(v.shape, v.dtype),
-                  name=v.name.split(":")[0] + suffix) for v in variables
-  ]
+def zeros_like_vars(variables, suffix, layout="float32", ops=None):
+  """Zero slots of `variables`, one per variable, stored as `layout`: float32 variables,
+  bfloat16 variables, or (int8) `ops.QuantizedState`s of uint8 codes and float32 absmax,
+  with float32 slots for variables under INT8_MIN_ELEMENTS (as the optimizers build)."""
+  slots = []
+  for v in variables:
+    name = v.name.split(":")[0] + suffix
+    kind = slot_layout(layout, v.shape.num_elements())
+    if kind == "int8":
+      slots.append(
+          ops.QuantizedState(
+              tf.Variable(tf.zeros(v.shape, tf.uint8), name=name),
+              tf.Variable(tf.zeros(ops.absmax_shape(v.shape), tf.float32),
+                          name=name + "_absmax")))
+    else:
+      dtype = v.dtype if kind == "float32" else tf.as_dtype(kind)
+      slots.append(tf.Variable(tf.zeros(v.shape, dtype), name=name))
+  return slots
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,11 +427,13 @@ LION_HYPERPARAMETERS = dict(learning_rate=LR, beta_1=BETA_1, beta_2=LION_BETA_2,
                             weight_decay=LION_WEIGHT_DECAY)
 
 
-def _build_fused_moments(apply_fn, variables, grads, one_call, hyperparameters):
+def _build_fused_moments(apply_fn, variables, grads, one_call, hyperparameters,
+                         layout="float32", ops=None):
   """One step of an (m, v)-slot fused op over all variables: one call per variable, or with
-  `one_call` a single call taking the lists (the multi-tensor functions)."""
-  m = zeros_like_vars(variables, "_m")
-  v = zeros_like_vars(variables, "_v")
+  `one_call` a single call taking the lists (the multi-tensor functions); the slots stored
+  as `layout`."""
+  m = zeros_like_vars(variables, "_m", layout, ops)
+  v = zeros_like_vars(variables, "_v", layout, ops)
   step = tf.Variable(0, dtype=tf.int64)
 
   @tf.function
@@ -350,14 +448,14 @@ def _build_fused_moments(apply_fn, variables, grads, one_call, hyperparameters):
   return fn, [m, v]
 
 
-def _moments_builder(algorithm, hyperparameters, one_call):
+def _moments_builder(algorithm, hyperparameters, one_call, layout="float32"):
   """build(ops, variables, grads) of `algorithm`'s per-variable op, or with
-  `one_call` its multi-tensor op."""
+  `one_call` its multi-tensor op; its slots stored as `layout`."""
   name = ("multi_tensor_apply_" if one_call else "resource_apply_") + algorithm
 
   def build(ops, variables, grads):
     return _build_fused_moments(getattr(ops, name), variables, grads, one_call,
-                                hyperparameters)
+                                hyperparameters, layout, ops)
 
   return build
 
@@ -368,10 +466,11 @@ build_fused_lamb = _moments_builder("lamb", LAMB_HYPERPARAMETERS, False)
 build_multi_lamb = _moments_builder("lamb", LAMB_HYPERPARAMETERS, True)
 
 
-def _build_fused_lion(apply_fn, variables, grads, one_call):
+def _build_fused_lion(apply_fn, variables, grads, one_call, layout="float32",
+                      ops=None):
   """One Lion step over all variables (one slot, no step count): one call per variable, or
-  with `one_call` the multi-tensor function."""
-  m = zeros_like_vars(variables, "_m")
+  with `one_call` the multi-tensor function; the slot stored as `layout`."""
+  m = zeros_like_vars(variables, "_m", layout, ops)
 
   @tf.function
   def fn():
@@ -390,6 +489,20 @@ def build_fused_lion(ops, variables, grads):
 
 def build_multi_lion(ops, variables, grads):
   return _build_fused_lion(ops.multi_tensor_apply_lion, variables, grads, True)
+
+
+def build_state_row(row):
+  """build(ops, variables, grads) of a STATE_ROWS row: the per-variable fused op with its
+  slots stored in the row's layout."""
+  alg, layout = STATE_ROWS[row]
+  if alg == "lion":
+    return lambda ops, variables, grads: _build_fused_lion(
+        ops.resource_apply_lion, variables, grads, False, layout, ops)
+  hyperparameters = {
+      "adamw": ADAMW_HYPERPARAMETERS,
+      "lamb": LAMB_HYPERPARAMETERS
+  }[alg]
+  return _moments_builder(alg, hyperparameters, False, layout)
 
 
 def _adafactor_accumulator_shapes(shape):
@@ -503,7 +616,7 @@ def run_group(group, rows, ops, plugin_reason, shapes, grads, args, results,
       results[row] = {
           "skip": "tf_opt_plugin.ops not importable: " + plugin_reason
       }
-      log("  %-48s SKIPPED (tf_opt_plugin.ops cannot be imported)" % label)
+      log("  %-58s SKIPPED (tf_opt_plugin.ops cannot be imported)" % label)
       continue
     try:
       if row.startswith("keras_"):
@@ -524,6 +637,8 @@ def run_group(group, rows, ops, plugin_reason, shapes, grads, args, results,
             "fused_lion": build_fused_lion,
             "fused_multi_lion": build_multi_lion
         }.get(row)
+        if row in STATE_ROWS:
+          builder = build_state_row(row)
         fn, keep = builder(ops, tf_vars, grads) if builder else build_raw_adam(
             tf_vars, grads)
         checked = tf_vars
@@ -532,14 +647,14 @@ def run_group(group, rows, ops, plugin_reason, shapes, grads, args, results,
       if bad:
         r["note"] = bad
       results[row] = r
-      log("  %-48s median %9.1f ms  (min %.1f, max %.1f; first call %.2f s)%s" %
+      log("  %-58s median %9.1f ms  (min %.1f, max %.1f; first call %.2f s)%s" %
           (label, 1e3 * r["median"], 1e3 * r["min"], 1e3 * r["max"], r["first"],
            "  WARNING: " + bad if bad else ""))
       del fn, keep
     except Exception as e:  # pylint: disable=broad-except
       msg = _one_line(e)
       results[row] = {"skip": "error: " + msg}
-      log("  %-48s ERROR %s" % (label, msg[:300]))
+      log("  %-58s ERROR %s" % (label, msg[:300]))
     gc.collect()
   del tf_vars, keras_vars
   gc.collect()
@@ -575,8 +690,8 @@ def format_tables(results, floors, targets, markdown, num_variables=199):
     ]
   else:
     lines += [
-        "%-48s %10s %10s %10s %8s" %
-        (title, "median ms", "min ms", "floor ms", "x floor"), "-" * 90
+        "%-58s %10s %10s %10s %8s" %
+        (title, "median ms", "min ms", "floor ms", "x floor"), "-" * 100
     ]
   for group in GROUPS:
     for row in ROWS[group]:
@@ -597,14 +712,17 @@ def format_tables(results, floors, targets, markdown, num_variables=199):
       if markdown:
         lines.append("| %s | %s |" % (label, " | ".join(cells)))
       else:
-        lines.append("%-48s %10s %10s %10s %8s" % tuple([label] + cells))
+        lines.append("%-58s %10s %10s %10s %8s" % tuple([label] + cells))
   lines.append("")
+  state = state_table(results, floors, markdown)
+  if state:
+    lines += state + [""]
   if markdown:
     lines += ["| target | ratio | required | result |", "|---|---:|---:|---|"]
   else:
     lines += [
-        "%-48s %8s %10s  %s" % ("target", "ratio", "required", "result"),
-        "-" * 78
+        "%-58s %8s %10s  %s" % ("target", "ratio", "required", "result"),
+        "-" * 88
     ]
   for desc, ratio, op, thr, verdict in targets:
     rs = "%.2f" % ratio if ratio is not None else "-"
@@ -612,8 +730,59 @@ def format_tables(results, floors, targets, markdown, num_variables=199):
       lines.append("| %s | %s | %s %g | **%s** |" %
                    (desc, rs, op, thr, verdict))
     else:
-      lines.append("%-48s %8s %10s  %s" % (desc, rs, "%s %g" %
+      lines.append("%-58s %8s %10s  %s" % (desc, rs, "%s %g" %
                                            (op, thr), verdict))
+  return lines
+
+
+def state_table(results, floors, markdown):
+  """The lines of the reduced-precision state table: per algorithm, the fused op with
+  float32, bfloat16 and 8-bit state, its time relative to float32 state and to its own
+  bytes floor; keras.optimizers.AdamW below for scale.  [] without state rows."""
+  if not any(r in results for r in STATE_ROWS):
+    return []
+  head = ("fused op, one step, state stored as", "median ms", "x float32 state",
+          "floor ms", "x floor")
+  if markdown:
+    lines = ["| %s |" % " | ".join(head), "|---|---:|---:|---:|---:|"]
+  else:
+    lines = ["%-58s %10s %16s %10s %8s" % head, "-" * 106]
+
+  def add(label, row, base):
+    r, b = results.get(row, {}), results.get(base, {})
+    fl = floors.get(ROW_INFO[row][1])
+    if "median" in r:
+      cells = [
+          "%.1f" % (1e3 * r["median"]),
+          "%.2f" % (r["median"] / b["median"]) if "median" in b else "-",
+          "%.1f" % (1e3 * fl[0]) if fl else "-",
+          "%.2f" % (r["median"] / fl[0]) if fl else "-"
+      ]
+    else:
+      cells = ["skipped", "-", "-", "-"]
+    if markdown:
+      lines.append("| %s | %s |" % (label, " | ".join(cells)))
+    else:
+      lines.append("%-58s %10s %16s %10s %8s" % tuple([label] + cells))
+
+  for alg in STATE_GROUPS:
+    base = "fused_" + alg
+    if not any(r in results for r in STATE_ROWS if STATE_ROWS[r][0] == alg):
+      continue
+    add("%s: float32" % alg, base, base)
+    for layout in STATE_LAYOUTS:
+      row = "%s_%s" % (base, STATE_SUFFIX[layout])
+      if row in results:
+        add("%s: %s" % (alg, layout if layout != "int8" else "int8 (8-bit)"),
+            row, base)
+  if "keras_adamw" in results:
+    add("keras.optimizers.AdamW (float32 only)", "keras_adamw", "fused_adamw")
+    lines.append(
+        "Keras has no reduced-precision optimizer state: keras.optimizers.AdamW "
+        "(float32 state) is shown for scale only; its 'x float32 state' is its "
+        "time / our fused AdamW with float32 state. Under int8, variables with "
+        "fewer than %d elements keep float32 state (as the optimizers do)." %
+        INT8_MIN_ELEMENTS)
   return lines
 
 
@@ -631,10 +800,15 @@ def parse_only(text):
       rows += [r for r in ROW_INFO if r.startswith("fused_")]
     elif item == "keras":
       rows += [r for r in ROW_INFO if r.startswith("keras_")]
+    elif item == "state":  # the state rows, the float32 ones they divide by, Keras AdamW
+      rows += [
+          r for g in STATE_GROUPS
+          for r in ROWS[g] if r in STATE_ROWS or r == "fused_" + g
+      ] + ["keras_adamw"]
     elif item:
       raise SystemExit(
-          "--only: unknown item %r; use groups %s, 'fused', 'keras' or rows %s"
-          % (item, ",".join(GROUPS), ",".join(ROW_INFO)))
+          "--only: unknown item %r; use groups %s, 'fused', 'keras', 'state' or "
+          "rows %s" % (item, ",".join(GROUPS), ",".join(ROW_INFO)))
   return rows
 
 
@@ -643,8 +817,9 @@ def build_parser():
   _timing.add_step_arguments(parser, steps=10, warmup=3)
   parser.add_argument(
       "--only", default="",
-      help="comma list of groups (adamw,lamb,adafactor,lion), 'fused', 'keras' "
-      "or "
+      help="comma list of groups (adamw,lamb,adafactor,lion), 'fused', 'keras', "
+      "'state' (the bfloat16 and 8-bit state rows with their float32 "
+      "baselines) or "
       "row names (%s)" % ",".join(ROW_INFO))
   parser.add_argument("--bandwidth-mib", type=_timing.positive_int,
                       default=1024,
@@ -681,7 +856,8 @@ def run(args, log=None):
   load_before = _machine.load_average()
   ops, plugin_where = import_plugin()
   log("tf_opt_plugin op benchmark: one optimizer step over %s (%d tensors, %d "
-      "parameters), float32" % (args.shapes, len(shapes), num_params(shapes)))
+      "parameters), float32 variables (state float32 unless a row says "
+      "otherwise)" % (args.shapes, len(shapes), num_params(shapes)))
   for k, v in info:
     log("  %-32s %s" % (k, v))
   log("  %-32s %s" %
@@ -698,10 +874,10 @@ def run(args, log=None):
     log("  %-52s %6.1f GB/s" % (name, rate / 1e9))
   log("  -> floor uses the fastest: %.1f GB/s" % (bandwidth / 1e9))
   floors = {}
-  for alg in BYTES_PER_PARAM:
+  for alg in list(BYTES_PER_PARAM) + [ROW_INFO[r][1] for r in STATE_ROWS]:
     floors[alg] = floor_seconds(alg, shapes, bandwidth)
-  for alg in GROUPS:
-    log("  bytes floor %-10s %6.2f GB moved -> %7.1f ms" %
+  for alg in GROUPS + tuple(ROW_INFO[r][1] for r in STATE_ROWS):
+    log("  bytes floor %-15s %6.2f GB moved -> %7.1f ms" %
         (alg, floors[alg][1] / 1e9, 1e3 * floors[alg][0]))
   log()
 
