@@ -20,7 +20,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.framework import op_def_registry  # pylint: disable=g-direct-tensorflow-import
 
 import algorithms as A
 import quantization_reference as Q
@@ -54,25 +53,9 @@ HP = {
 BIG, SMALL = (50, 90), (5, 7)
 
 
-def _fused_op_takes_state_formats():
-  """Whether the loaded library's ops take the `state_dtype` attr."""
-  if not top.ops._library.is_loaded():  # pylint: disable=protected-access
-    return False
-  op_def = op_def_registry.get("ResourceMultiTensorApplyAdamW")
-  return op_def is not None and any(
-      a.name == "state_dtype" for a in op_def.attr)
-
-
 def _fused_values():
-  """`fused=False` (the twin) always; `fused=None` (the op where it runs)
-  where the library has the state formats."""
-  return [
-      False,
-      pytest.param(
-          None, marks=pytest.mark.skipif(
-              not _fused_op_takes_state_formats(),
-              reason="the op library predates the state formats"))
-  ]
+  """`fused=False` (the twin) and `fused=None` (the op where it runs)."""
+  return [False, None]
 
 
 def _variables(shapes, dtype="float32", seed=0):
@@ -475,14 +458,7 @@ FIT_CASES = {
 }
 
 
-@pytest.mark.parametrize(
-    "case",
-    sorted(FIT_CASES) + [
-        pytest.param(
-            "lamb-int8-fused", marks=pytest.mark.skipif(
-                not _fused_op_takes_state_formats(),
-                reason="the op library predates the state formats"))
-    ])
+@pytest.mark.parametrize("case", sorted(FIT_CASES) + ["lamb-int8-fused"])
 def test_fit_trains(case):
   class_name, state_dtype, fused, jit_compile = FIT_CASES.get(
       case, ("Lamb", "int8", None, False))

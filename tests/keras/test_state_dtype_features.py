@@ -24,7 +24,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.framework import op_def_registry  # pylint: disable=g-direct-tensorflow-import
 
 import subprocess_helpers
 import tf_opt_plugin as top
@@ -49,21 +48,8 @@ KERNEL, BIAS = (72, 64), (64,)
 # per step.
 STEP_TOLERANCE = 0.05
 
-
-def _library_takes_state_formats():
-  """Whether the loaded op library's ops take the state layouts."""
-  if not ops._library.is_loaded():  # pylint: disable=protected-access
-    return False
-  op_def = op_def_registry.get("ResourceMultiTensorApplyAdamW")
-  return op_def is not None and any(
-      a.name == "state_dtype" for a in op_def.attr)
-
-
 # fused=True: the fused op, or FusedOpUnavailableError (so it surely ran).
-FUSED = pytest.param(
-    True, marks=pytest.mark.skipif(
-        not _library_takes_state_formats(),
-        reason="the op library predates the state formats"))
+FUSED = True
 
 
 def _optimizer(class_name, state_dtype, **kwargs):
@@ -399,8 +385,6 @@ def _codes(optimizer):
 
 
 @pytest.mark.parametrize("class_name", CLASSES)
-@pytest.mark.skipif(not _library_takes_state_formats(),
-                    reason="the op library predates the state formats")
 def test_int8_custom_loop_in_tf_function_and_under_xla(class_name):
   """A tf.function loop with the fused op and a jit_compile=True loop
   (fused=None: the twin under XLA) give the eager twin's weights and 8-bit

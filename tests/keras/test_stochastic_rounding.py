@@ -18,7 +18,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.framework import op_def_registry  # pylint: disable=g-direct-tensorflow-import
 
 import algorithms as A
 import tf_opt_plugin as top
@@ -26,27 +25,9 @@ import tf_opt_plugin as top
 CLASSES = ("Adam", "AdamW", "Lamb", "Lion")
 
 
-def _library_has_rounding_key():
-  """Whether the loaded library's multi-tensor AdamW op takes keys."""
-  try:
-    top.ops.load_library()
-  except top.ops.LibraryLoadError:
-    return False
-  op_def = op_def_registry.get("ResourceMultiTensorApplyAdamW")
-  return op_def is not None and any(
-      a.name == "rounding_key" for a in op_def.input_arg)
-
-
 def _fused_values():
-  """`fused=False` (the twin) always; `fused=None` (the op where it runs)
-  where the library takes rounding keys."""
-  return [
-      pytest.param(False, id="twin"),
-      pytest.param(
-          None, id="fused", marks=pytest.mark.skipif(
-              not _library_has_rounding_key(),
-              reason="the op library predates stochastic rounding"))
-  ]
+  """`fused=False` (the twin) and `fused=None` (the op where it runs)."""
+  return [pytest.param(False, id="twin"), pytest.param(None, id="fused")]
 
 
 # ----------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.framework import op_def_registry
 
 import algorithms as A
 import op_harness as H
@@ -106,24 +105,6 @@ TF_DTYPES = {
     "float32": tf.float32,
     "float64": tf.float64
 }
-
-
-def _library_takes_state(op_type):
-  """Whether the loaded library's `op_type` has the `state_dtype` attr."""
-  try:
-    ops.load_library()
-  except ops.LibraryLoadError:
-    return False
-  op_def = op_def_registry.get(op_type)
-  return op_def is not None and any(
-      a.name == "state_dtype" for a in op_def.attr)
-
-
-def _need_fused_state(fused, spec, multi=False):
-  op_type = spec.multi_tensor_op_type if multi else spec.op_type
-  if fused and not _library_takes_state(op_type):
-    pytest.skip(f"the loaded op library's {op_type} has no `state_dtype` attr "
-                "(built before the fused kernels took state layouts)")
 
 
 def _hp(spec, options):
@@ -240,7 +221,6 @@ def test_matches_reference_100_steps(case, var_dtype, layout, fused):
   implementation's own stored state (tight: W_TOL, SLOT_TOL, codes), and the
   free-running trajectories after 100 steps (DRIFT_RTOL)."""
   spec, options = CASES[case]
-  _need_fused_state(fused, spec)
   hp = _hp(spec, options)
   rng = np.random.default_rng(16)
   names = _slot_names(spec, options)
@@ -299,7 +279,6 @@ def test_fused_codes_match_twin(case):
   same gradients: at most one code step apart (a float32 value on a bucket
   boundary), in few elements; the fractions are printed."""
   spec, options = CASES[case]
-  _need_fused_state(True, spec)
   shape = (3, 1000)
   rng = np.random.default_rng(7)
   w0, _ = _init(rng, shape, "float32")
@@ -347,7 +326,6 @@ def test_multi_tensor_mixes_layouts(case, fused):
   with 8-bit state gives each its own per-variable result: the single
   variable update's exactly, and the reference's."""
   spec, options = CASES[case]
-  _need_fused_state(fused, spec, multi=True)
   hp = _hp(spec, options)
   names = _slot_names(spec, options)
   layouts = ("float32", "int8")
@@ -405,7 +383,6 @@ def test_edge_blocks(case, fused):
   step: visibly poisoned. The other blocks stay finite and follow the
   reference; the partial last block too."""
   spec, options = CASES[case]
-  _need_fused_state(fused, spec)
   hp = _hp(spec, options)
   names = _slot_names(spec, options)
   rng = np.random.default_rng(5)
@@ -532,7 +509,6 @@ def test_bad_state_rejected(case, bad, fused):
   """Each bad slot raises a typed error whose message names the input and
   the dtypes / shapes received, before anything is written."""
   spec, options = CASES[case]
-  _need_fused_state(fused, spec)
   names = _slot_names(spec, options)
   if bad == "float-and-quantized":
     var_dtype, make, needles = "float32", _mixed, names[:2]

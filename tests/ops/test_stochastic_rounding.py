@@ -25,7 +25,6 @@ expectations (p and x).
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.framework import op_def_registry  # pylint: disable=g-direct-tensorflow-import
 
 import algorithms as A
 import quantization_reference as Q
@@ -55,24 +54,6 @@ def _exact_hp(spec, learning_rate=LR):
           dict(learning_rate=learning_rate, beta_1=0.9, beta_2=0.99,
                weight_decay=0.0),
   }[spec.name]
-
-
-def _library_has_rounding_key(op_type):
-  """Whether the loaded library's `op_type` takes the `rounding_key` input."""
-  try:
-    ops.load_library()
-  except ops.LibraryLoadError:
-    return False
-  op_def = op_def_registry.get(op_type)
-  return op_def is not None and any(
-      a.name == "rounding_key" for a in op_def.input_arg)
-
-
-def _need_fused(fused, spec, multi=False):
-  op_type = spec.multi_tensor_op_type if multi else spec.op_type
-  if fused and not _library_has_rounding_key(op_type):
-    pytest.skip(f"the loaded op library's {op_type} has no `rounding_key` "
-                "input (built before stochastic rounding)")
 
 
 def _bits(variable):
@@ -176,7 +157,6 @@ def test_bits_equal_reference(name, layout, fused):
   float32, is stored as the reference's stochastic rounding, bit for bit,
   with slots of every layout."""
   spec = SPECS[name]
-  _need_fused(fused, spec)
   hp = _exact_hp(spec)
   w0 = _bf16_weights(BIG, np.random.default_rng(0))
   exact = _exact_update(spec, w0, hp)
@@ -203,7 +183,6 @@ def test_multi_tensor_keys_per_variable(name, fused):
   same values under different keys get different bits) and leaves a float32
   variable in the same call as round to nearest leaves it."""
   spec = SPECS[name]
-  _need_fused(fused, spec, multi=True)
   hp = _exact_hp(spec)
   options = _split(spec, hp)[0]
   rng = np.random.default_rng(1)
@@ -257,7 +236,6 @@ def test_unbiased(name, case, fused):
   ratio within 5 standard errors; without a key every element is the
   nearest."""
   spec = SPECS[name]
-  _need_fused(fused, spec)
   w0, lr, g = STATISTICS_CASES[case]
   hp = _exact_hp(spec, learning_rate=lr)
   x = w0 - lr * np.sign(g)  # exact in float64 and float32
@@ -331,7 +309,6 @@ def test_deterministic(name, fused):
   """The same keys give the same bits on two runs; another seed, another
   step or another variable id gives other bits."""
   spec = SPECS[name]
-  _need_fused(fused, spec)
   run = lambda keys: _run(spec, SHAPE, "same", tf.bfloat16, fused=fused, keys=
                           keys)[0]
   first = run(_keys(SEED, VARIABLE_ID))
@@ -349,7 +326,6 @@ def test_fused_equals_twin(name, layout):
   """The fused op and the twin store the same bits (variable and state)
   after several stochastically rounded steps, in every state layout."""
   spec = SPECS[name]
-  _need_fused(True, spec)
   keys = _keys(SEED, VARIABLE_ID)
   fused_var, fused_state = _run(spec, SHAPE, layout, tf.bfloat16, fused=True,
                                 keys=keys)
@@ -372,7 +348,6 @@ def test_key_ignored_for_other_dtypes(name, dtype, fused):
   """A float32 or float16 variable with a key is updated exactly as
   without one (variable and state)."""
   spec = SPECS[name]
-  _need_fused(fused, spec)
   with_key = _run(spec, SHAPE, "same", dtype, fused=fused,
                   keys=_keys(SEED, VARIABLE_ID))
   without = _run(spec, SHAPE, "same", dtype, fused=fused, keys=[None] * 3)
@@ -412,7 +387,6 @@ BAD_KEYS = {
 @pytest.mark.parametrize("name", SPECS)
 def test_bad_rounding_key(name, bad, fused):
   spec = SPECS[name]
-  _need_fused(fused, spec)
   key, error, pattern = BAD_KEYS[bad]
   hp = _exact_hp(spec)
   var = tf.Variable(_bf16_weights(10, np.random.default_rng(2)),
@@ -430,7 +404,6 @@ def test_bad_rounding_key(name, bad, fused):
 @pytest.mark.parametrize("name", SPECS)
 def test_rounding_keys_wrong_length(name, keys, fused):
   spec = SPECS[name]
-  _need_fused(fused, spec, multi=True)
   hp = _exact_hp(spec)
   options = _split(spec, hp)[0]
   variables = [
@@ -452,7 +425,6 @@ def test_raw_op_key_for_other_dtype(name):
   """The raw op refuses a key for a variable that is not bfloat16 (the
   wrapper drops it; a key there means the caller mixed up its lists)."""
   spec = SPECS[name]
-  _need_fused(True, spec)
   raw_op = getattr(ops.load_library(), A.raw_op_name(spec.op_type))
   var = tf.Variable(np.linspace(-1.0, 1.0, 10, dtype=np.float32))
   slots = _slots(spec, (10,), "same", tf.float32)
