@@ -65,6 +65,20 @@ def add_step_arguments(parser, steps, warmup, prefix=""):
                       help="untimed calls first, the first of which traces")
 
 
+def table_lines(header, body, markdown):
+  """Rows of cells (strings) under `header` as lines: a markdown table, or
+  right-aligned columns for the terminal."""
+  if markdown:
+    return ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)
+           ] + ["| " + " | ".join(cells) + " |" for cells in body]
+  widths = [
+      max([len(h)] + [len(c[i]) for c in body]) for i, h in enumerate(header)
+  ]
+  return ["  ".join(h.rjust(w) for h, w in zip(header, widths))] + [
+      "  ".join(c.rjust(w) for c, w in zip(cells, widths)) for cells in body
+  ]
+
+
 def main(parser, run, argv=None):
   """A benchmark's command line: `run(args)`, then its report's markdown
   written to --markdown if given (the option `parser` gets here)."""

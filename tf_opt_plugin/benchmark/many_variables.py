@@ -149,15 +149,7 @@ def format_table(rows, markdown):
     cells.append("%.1f" % row["first"])
     body.append(cells)
     previous = row
-  if markdown:
-    return ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)
-           ] + ["| " + " | ".join(cells) + " |" for cells in body]
-  widths = [
-      max([len(h)] + [len(c[i]) for c in body]) for i, h in enumerate(header)
-  ]
-  return ["  ".join(h.rjust(w) for h, w in zip(header, widths))] + [
-      "  ".join(c.rjust(w) for c, w in zip(cells, widths)) for cells in body
-  ]
+  return _timing.table_lines(header, body, markdown)
 
 
 def build_parser():
