@@ -300,8 +300,8 @@ def test_fused_true_refuses_before_any_group_runs(monkeypatch):
   # As if float64 variables lived on a device without a kernel.
   monkeypatch.setattr(
       "tf_opt_plugin.ops._dispatch.dispatch_reason",
-      lambda *args, **kwargs: "device"
-      if v.dtype == tf.float64 else real_reason(v, g))
+      lambda v, g=None, *rest: "device"
+      if v.dtype == tf.float64 else real_reason(v, g, *rest))
   with pytest.raises(ops.FusedOpUnavailableError, match="'device'"):
     _lamb(ws, ms, vs, grads, weight_decay_rate=0.1, step=1, fused=True)
   _assert_identical(_values(ws, ms, vs), before)
