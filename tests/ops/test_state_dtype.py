@@ -114,21 +114,6 @@ def _hp(spec, options):
   return dict(hp, **options)
 
 
-def _slots(spec, shape, layout, var_dtype, options):
-  """Zero slots of `layout`: variables, or `QuantizedState`s of variables."""
-  out = []
-  for _, slot_shape in spec.slots(tuple(shape), **options):
-    if layout == "int8":
-      out.append(
-          ops.QuantizedState(
-              tf.Variable(tf.zeros(slot_shape, tf.uint8)),
-              tf.Variable(tf.zeros(ops.absmax_shape(slot_shape), tf.float32))))
-    else:
-      dtype = TF_DTYPES[var_dtype if layout == "same" else layout]
-      out.append(tf.Variable(tf.zeros(slot_shape, dtype)))
-  return out
-
-
 def _read_slots(slots):
   """The stored slots as state_references holds them."""
   out = []
@@ -227,7 +212,7 @@ def test_matches_reference_100_steps(case, var_dtype, layout, fused):
   runs = []
   for shape in SHAPES:
     w0, var = _init(rng, shape, var_dtype)
-    slots = _slots(spec, shape, layout, var_dtype, options)
+    slots = H.zero_state_slots(spec, shape, layout, var_dtype, options)
     free = (w0, S.zero_state(spec, shape, layout, var_dtype, **options))
     runs.append(dict(shape=shape, w0=w0, var=var, slots=slots, free=free))
   runner = _runner(spec, [(r["var"], r["slots"]) for r in runs], fused, options)
@@ -285,7 +270,7 @@ def test_fused_codes_match_twin(case):
   paths = {}
   for fused in (True, False):
     paths[fused] = (tf.Variable(w0.astype(np.float32)),
-                    _slots(spec, shape, "int8", "float32", options))
+                    H.zero_state_slots(spec, shape, "int8", "float32", options))
   fractions = {}
   for step in range(1, 101):
     _, grad = _grad(rng, shape, "float32")
@@ -334,9 +319,10 @@ def test_multi_tensor_mixes_layouts(case, fused):
   multi, single = [], []
   for shape, layout in zip(shapes, layouts):
     w0, var = _init(rng, shape, "float16")
-    multi.append((var, _slots(spec, shape, layout, "float16", options)))
-    single.append(
-        (tf.Variable(var), _slots(spec, shape, layout, "float16", options)))
+    multi.append(
+        (var, H.zero_state_slots(spec, shape, layout, "float16", options)))
+    single.append((tf.Variable(var),
+                   H.zero_state_slots(spec, shape, layout, "float16", options)))
   for step in (1, 2, 3):
     gs = [_grad(rng, s, "float16") for s in shapes]
     before = [(H.to_np(v), _read_slots(s)) for v, s in multi]
@@ -387,7 +373,7 @@ def test_edge_blocks(case, fused):
   names = _slot_names(spec, options)
   rng = np.random.default_rng(5)
   w0, var = _init(rng, EDGE_SHAPE, "float32")
-  slots = _slots(spec, EDGE_SHAPE, "int8", "float32", options)
+  slots = H.zero_state_slots(spec, EDGE_SHAPE, "int8", "float32", options)
   g1 = _edge_gradient(rng)
   g2 = S.round_to(rng.normal(size=EDGE_SHAPE), "float32")
   for step, g in ((1, g1), (2, g2)):

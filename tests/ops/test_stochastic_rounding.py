@@ -27,6 +27,7 @@ import pytest
 import tensorflow as tf
 
 import algorithms as A
+import op_harness as H
 import quantization_reference as Q
 import tf_opt_plugin.ops as ops
 
@@ -68,23 +69,6 @@ def _bf16_weights(n, rng):
   w = np.where(rng.random(n) < 0.5, -magnitude, magnitude).astype(np.float32)
   # Truncating to the top 16 bits gives a bfloat16 value, still in range.
   return (w.view(np.uint32) & 0xFFFF0000).view(np.float32)
-
-
-def _slots(spec, shape, layout, dtype, options=None):
-  """Zero slots of `layout` for a variable of `dtype`."""
-  out = []
-  for _, slot_shape in spec.slots(tuple(shape), **(options or {})):
-    if layout == "int8":
-      out.append(
-          ops.QuantizedState(
-              tf.Variable(tf.zeros(slot_shape, tf.uint8)),
-              tf.Variable(tf.zeros(ops.absmax_shape(slot_shape), tf.float32))))
-    else:
-      out.append(
-          tf.Variable(
-              tf.zeros(slot_shape,
-                       dtype if layout == "same" else tf.as_dtype(layout))))
-  return out
 
 
 def _split(spec, hp):
@@ -167,7 +151,8 @@ def test_bits_equal_reference(name, layout, fused):
   assert np.mean(expected != Q.bfloat16_round_nearest_even(exact)) > 0.1
 
   var = tf.Variable(w0, dtype=tf.bfloat16)
-  slots = _slots(spec, (BIG,), layout, tf.bfloat16, _split(spec, hp)[0])
+  slots = H.zero_state_slots(spec, (BIG,), layout, tf.bfloat16,
+                             _split(spec, hp)[0])
   _apply(spec, var, slots, tf.constant(0.5, tf.bfloat16,
                                        (BIG,)), hp=hp, fused=fused,
          rounding_key=ops.stochastic_rounding_key(SEED, STEP, VARIABLE_ID))
@@ -195,7 +180,7 @@ def test_multi_tensor_keys_per_variable(name, fused):
   variables.append(tf.Variable(w32))
   shapes.append((50,))
   slots = [
-      _slots(spec, shape, "same", v.dtype, options)
+      H.zero_state_slots(spec, shape, "same", v.dtype, options)
       for shape, v in zip(shapes, variables)
   ]
   slot_lists = [list(s) for s in zip(*slots)]
@@ -248,7 +233,8 @@ def test_unbiased(name, case, fused):
 
   def run(key):
     var = tf.Variable(tf.fill([N_STAT], tf.constant(w0, tf.bfloat16)))
-    slots = _slots(spec, (N_STAT,), "same", tf.bfloat16, _split(spec, hp)[0])
+    slots = H.zero_state_slots(spec, (N_STAT,), "same", tf.bfloat16,
+                               _split(spec, hp)[0])
     _apply(spec, var, slots, tf.constant(g, tf.bfloat16, (N_STAT,)), hp=hp,
            fused=fused, rounding_key=key)
     return np.abs(var.numpy().astype(np.float64))
@@ -278,7 +264,7 @@ def _run(spec, shape, layout, dtype, *, fused, keys, seed=0):
   w0, grads, options, hyper = _random_problem(spec, shape, layout, dtype, seed,
                                               steps=len(keys))
   var = tf.Variable(tf.cast(w0, dtype))
-  slots = _slots(spec, shape, layout, dtype, options)
+  slots = H.zero_state_slots(spec, shape, layout, dtype, options)
   for i, key in enumerate(keys):
     _apply(spec, var, slots, tf.cast(grads[i], dtype),
            hp=dict(options, **hyper), fused=fused, step=i + 1, rounding_key=key)
@@ -391,7 +377,8 @@ def test_bad_rounding_key(name, bad, fused):
   hp = _exact_hp(spec)
   var = tf.Variable(_bf16_weights(10, np.random.default_rng(2)),
                     dtype=tf.bfloat16)
-  slots = _slots(spec, (10,), "same", tf.bfloat16, _split(spec, hp)[0])
+  slots = H.zero_state_slots(spec, (10,), "same", tf.bfloat16,
+                             _split(spec, hp)[0])
   before = _snapshot(var, slots)
   with pytest.raises(error, match=pattern):
     _apply(spec, var, slots, tf.constant(0.5, tf.bfloat16, (10,)), hp=hp,
@@ -410,7 +397,10 @@ def test_rounding_keys_wrong_length(name, keys, fused):
       tf.Variable(_bf16_weights(10, np.random.default_rng(i)),
                   dtype=tf.bfloat16) for i in range(2)
   ]
-  slots = [_slots(spec, (10,), "same", tf.bfloat16, options) for _ in range(2)]
+  slots = [
+      H.zero_state_slots(spec, (10,), "same", tf.bfloat16, options)
+      for _ in range(2)
+  ]
   before = [_snapshot(v, s) for v, s in zip(variables, slots)]
   with pytest.raises(ValueError, match=r"rounding_keys"):
     _apply_multi(spec, variables, [list(s) for s in zip(*slots)],
@@ -427,7 +417,7 @@ def test_raw_op_key_for_other_dtype(name):
   spec = SPECS[name]
   raw_op = getattr(ops.load_library(), A.raw_op_name(spec.op_type))
   var = tf.Variable(np.linspace(-1.0, 1.0, 10, dtype=np.float32))
-  slots = _slots(spec, (10,), "same", tf.float32)
+  slots = H.zero_state_slots(spec, (10,), "same", tf.float32)
   before = _snapshot(var, slots)
   hyper = {
       ("lr" if k == "learning_rate" else k): tf.constant(v, tf.float32)

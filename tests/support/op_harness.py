@@ -214,3 +214,20 @@ def graph_op_types(concrete_fn):
   for f in gd.library.function:
     types.update(n.op for n in f.node_def)
   return types
+
+
+def zero_state_slots(spec, shape, layout, var_dtype, options=None):
+  """The zero slots of `spec`'s update of a variable of `shape` and
+  `var_dtype`, stored in `layout` ("same", "float32", "bfloat16", "int8"):
+  variables, or `ops.QuantizedState`s of codes and absmax variables."""
+  out = []
+  for _, slot_shape in spec.slots(tuple(shape), **(options or {})):
+    if layout == "int8":
+      out.append(
+          ops.QuantizedState(
+              tf.Variable(tf.zeros(slot_shape, tf.uint8)),
+              tf.Variable(tf.zeros(ops.absmax_shape(slot_shape), tf.float32))))
+    else:
+      dtype = tf.as_dtype(var_dtype if layout == "same" else layout)
+      out.append(tf.Variable(tf.zeros(slot_shape, dtype)))
+  return out
